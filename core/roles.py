@@ -1,0 +1,68 @@
+"""Roles are Django groups. Every view checks them on the server; templates only decide what
+to show. An admin may do everything a researcher or annotator may."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import StrEnum
+from functools import wraps
+from typing import Any, TypeVar
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+
+class Role(StrEnum):
+    ANNOTATOR = "annotator"
+    RESEARCHER = "researcher"
+    ADMIN = "admin"
+
+
+# Most powerful first: the role whose home page a user lands on.
+ROLE_ORDER = (Role.ADMIN, Role.RESEARCHER, Role.ANNOTATOR)
+
+
+def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
+    if not (user.is_authenticated and isinstance(user, PermissionsMixin)):
+        return frozenset()
+    # Cached on the request's user object: one query per request, however many checks.
+    cached: frozenset[Role] | None = getattr(user, "_arbiter_roles", None)
+    if cached is None:
+        names = set(user.groups.values_list("name", flat=True))
+        if user.is_superuser:
+            names.add(Role.ADMIN)
+        cached = frozenset(Role(name) for name in names if name in Role._value2member_map_)
+        setattr(user, "_arbiter_roles", cached)  # noqa: B010
+    return cached
+
+
+def user_has_role(user: AbstractBaseUser | AnonymousUser, role: Role) -> bool:
+    roles = user_roles(user)
+    return role in roles or Role.ADMIN in roles
+
+
+def primary_role(user: AbstractBaseUser | AnonymousUser) -> Role | None:
+    roles = user_roles(user)
+    return next((role for role in ROLE_ORDER if role in roles), None)
+
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def role_required(role: Role) -> Callable[[View], View]:
+    """Anonymous users go to the login page; signed-in users without the role get 403."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            if not user_has_role(request.user, role):
+                raise PermissionDenied(f"This page is for the {role} role.")
+            return view(request, *args, **kwargs)
+
+        return wrapped  # type: ignore[return-value]
+
+    return decorator

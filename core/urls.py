@@ -1,0 +1,12 @@
+from django.urls import path
+
+from core import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("annotate/", views.annotator_home, name="annotator_home"),
+    path("research/", views.researcher_home, name="researcher_home"),
+    path("operations/", views.operations_home, name="operations_home"),
+    path("operations/health/", views.operations_health, name="operations_health"),
+    path("healthz", views.healthz, name="healthz"),
+]

@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from config.embedded import embedded_redis_start, redis_answers
+from core.roles import Role
+from tests.factories import PASSWORD, UserFactory
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server() -> Iterator[str]:
+    """The embedded Redis for this test session, unless REDIS_URL names a real server."""
+    if not settings.REDIS_EMBEDDED:
+        if not redis_answers(settings.REDIS_URL):
+            pytest.exit(f"REDIS_URL={settings.REDIS_URL} does not answer", returncode=2)
+        yield settings.REDIS_URL
+        return
+    socket_path = Path(settings.REDIS_URL.removeprefix("unix://"))
+    process = embedded_redis_start(
+        socket_path=socket_path, log_path=settings.VAR_DIR / "log" / "redis.log"
+    )
+    yield settings.REDIS_URL
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings: Any) -> None:
+    # PBKDF2's deliberate slowness buys nothing in tests and costs seconds per login.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- named users ------------------------------------------------------------------------------
+@pytest.fixture
+def annotator(db: None) -> Any:
+    return UserFactory(username="annotator1", role=Role.ANNOTATOR)
+
+
+@pytest.fixture
+def annotator2(db: None) -> Any:
+    return UserFactory(username="annotator2", role=Role.ANNOTATOR)
+
+
+@pytest.fixture
+def researcher(db: None) -> Any:
+    return UserFactory(username="researcher", role=Role.RESEARCHER)
+
+
+@pytest.fixture
+def admin_user(db: None) -> Any:
+    return UserFactory(username="admin", role=Role.ADMIN, is_staff=True)
+
+
+@pytest.fixture
+def outsider(db: None) -> Any:
+    """Signed in, but in no role."""
+    return UserFactory(username="outsider")
+
+
+@pytest.fixture
+def users(annotator: Any, researcher: Any, admin_user: Any, outsider: Any) -> dict[str, Any]:
+    return {
+        "annotator": annotator,
+        "researcher": researcher,
+        "admin": admin_user,
+        "outsider": outsider,
+    }
+
+
+# --- real processes ---------------------------------------------------------------------------
+def _child_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env["ARBITER_VAR_DIR"] = str(settings.VAR_DIR)
+    if not settings.REDIS_EMBEDDED:
+        env["REDIS_URL"] = settings.REDIS_URL
+    return env
+
+
+@pytest.fixture(scope="session")
+def celery_worker_process(redis_server: str) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery worker` process on every queue, talking to the test broker."""
+    from config.celery import app
+
+    log_path = settings.VAR_DIR / "log" / "test-worker.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    hostname = f"test-{os.getpid()}@%h"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+             "--queues", "generation,training,default", "--hostname", hostname,
+             "--loglevel", "INFO"],
+            cwd=PROJECT_DIR, env=_child_environment(), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not app.control.ping(timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the Celery worker did not start; see {log_path}")
+    yield process
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@dataclass(frozen=True)
+class LiveServer:
+    url: str
+
+
+@pytest.fixture
+def live_asgi_server(
+    transactional_db: None, django_db_serialized_rollback: None
+) -> Iterator[LiveServer]:
+    """The real ASGI application (HTTP + websockets) under uvicorn, in a thread.
+
+    Serialized rollback puts the data migrations (the role groups) back after the flush.
+    """
+    import uvicorn
+
+    from config.asgi import application
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(application, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.02)
+    yield LiveServer(url=f"http://127.0.0.1:{port}")
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Debian's Chromium through Playwright. Missing browser: a visible skip, or a failure
+    when ARBITER_REQUIRE_BROWSER=1 (CI).
+
+    Function-scoped on purpose: Playwright's sync API leaves an event loop marked running in
+    this thread while it is started, which Django's async-safety guard rejects. The guard is
+    lifted only while a browser test runs, and Playwright is stopped before the next test.
+    """
+    if not Path(CHROMIUM).exists():
+        message = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("ARBITER_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+__all__ = ["PASSWORD"]
