@@ -18,6 +18,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from urllib.parse import urlsplit
 
 from config.env import env_int, env_str
 
@@ -116,6 +117,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
+
+
 def _logins(var_dir: Path) -> str:
     path = var_dir / "demo-logins.txt"
     return path.read_text() if path.exists() else "(demo logins were not written by this checkout)"
@@ -129,8 +137,14 @@ def main() -> None:
 
     from config.embedded import embedded_redis_start, redis_answers
 
-    host = env_str("HOST", "127.0.0.1")
-    port = env_int("PORT", 8000, minimum=1)
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        host = env_str("HOST", "127.0.0.1")
+        port = env_int("PORT", 8000, minimum=1)
+        concurrency = env_int("WORKER_CONCURRENCY", 2, minimum=1)
+    except ImproperlyConfigured as error:
+        fail(f"bad configuration: {error}")
     var_dir: Path = settings.VAR_DIR
     log_dir = var_dir / "log"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +162,7 @@ def main() -> None:
             )
             supervisor.adopt("redis", redis_process)
         elif not redis_answers(settings.REDIS_URL, timeout_s=3):
-            fail(f"cannot reach Redis at REDIS_URL={settings.REDIS_URL}")
+            fail(f"cannot reach Redis at REDIS_URL={_redacted(settings.REDIS_URL)}")
 
         say("migrating the database")
         call_command("migrate", interactive=False, verbosity=0)
@@ -161,7 +175,7 @@ def main() -> None:
         ])  # fmt: skip
         supervisor.start("worker", [
             python, "-m", "celery", "-A", "config", "worker", "--queues", WORKER_QUEUES,
-            "--concurrency", str(env_int("WORKER_CONCURRENCY", 2, minimum=1)),
+            "--concurrency", str(concurrency),
             "--hostname", f"arbiter-{port}@%h", "--loglevel", "INFO",
         ])  # fmt: skip
         supervisor.start("beat", [

@@ -43,6 +43,26 @@ def redis_server() -> Iterator[str]:
     process.wait(timeout=10)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def test_database_released(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Let Postgres drop the test database at the end of the session.
+
+    Django's ASGI handler never closes the database connection of a request the browser
+    aborted (its per-request thread is gone before `request_finished`), so a live-server test
+    can leave one idle session behind, and DROP DATABASE refuses while it exists.
+    """
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings: Any) -> None:
     # PBKDF2's deliberate slowness buys nothing in tests and costs seconds per login.
@@ -153,6 +173,7 @@ def live_asgi_server(
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
+
 
 
 @pytest.fixture
