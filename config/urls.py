@@ -7,6 +7,7 @@ admin.site.site_title = "Arbiter admin"
 
 urlpatterns = [
     path("", include("core.urls")),
+    path("models/", include("llm.urls")),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

@@ -8,7 +8,7 @@ from enum import StrEnum
 from functools import wraps
 from typing import Any, TypeVar
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin, User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
@@ -36,6 +36,13 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
         cached = frozenset(Role(name) for name in names if name in Role._value2member_map_)
         setattr(user, "_arbiter_roles", cached)  # noqa: B010
     return cached
+
+
+def signed_in_user(request: HttpRequest) -> User:
+    """The request's user, in views that role_required has already guarded."""
+    user = request.user
+    assert isinstance(user, User), "call only behind role_required/login_required"
+    return user
 
 
 def user_has_role(user: AbstractBaseUser | AnonymousUser, role: Role) -> bool:

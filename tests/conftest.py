@@ -175,7 +175,6 @@ def live_asgi_server(
     sock.close()
 
 
-
 @pytest.fixture
 def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """Debian's Chromium through Playwright. Missing browser: a visible skip, or a failure

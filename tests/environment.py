@@ -7,7 +7,8 @@ file) never sees test traffic.
 import os
 from pathlib import Path
 
-os.environ.setdefault(
-    "ARBITER_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test")
-)
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+os.environ.setdefault("ARBITER_VAR_DIR", str(PROJECT_DIR / "var" / "test"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Share the converted bundled model with `make run`: converting it takes ~25 s.
+os.environ.setdefault("LLM_MODELS_DIR", str(PROJECT_DIR / "var" / "models"))

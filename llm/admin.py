@@ -1,0 +1,20 @@
+from django.contrib import admin
+
+from llm.forms import ModelConfigForm
+from llm.models import ModelConfig, ModelTrial
+
+
+@admin.register(ModelConfig)
+class ModelConfigAdmin(admin.ModelAdmin):
+    form = ModelConfigForm  # the same checks as the researchers' page
+    list_display = ["name", "backend", "model", "temperature", "max_new_tokens", "updated_at"]
+    list_filter = ["backend"]
+    search_fields = ["name", "model"]
+    readonly_fields = ["created_by", "created_at", "updated_at"]
+
+
+@admin.register(ModelTrial)
+class ModelTrialAdmin(admin.ModelAdmin):
+    list_display = ["id", "config", "user", "status", "completion_tokens", "total_s", "created_at"]
+    list_filter = ["status", "config"]
+    readonly_fields = [field.name for field in ModelTrial._meta.fields]

@@ -1,0 +1,338 @@
+"""Generation through an OpenAI-compatible server (vLLM, llama.cpp server, Ollama, ours).
+
+Standard library only (http.client): the venv has no `httpx`, and one streamed POST does not
+justify a dependency. Safe to import from the web process (no torch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urlsplit
+
+from llm.backends.base import (
+    ChatMessage,
+    Completion,
+    FinishReason,
+    GenerationError,
+    GenerationParams,
+    GenerationTimeoutError,
+    ModelUnavailableError,
+    StopScanner,
+    StreamChunk,
+    Usage,
+)
+
+# Connecting is quick or never; don't spend the whole generation budget on a dead host.
+_MAX_CONNECT_TIMEOUT_S = 10.0
+# A small pool: the server batches or queues; more client threads only add contention.
+_BATCH_CONCURRENCY = 4
+_MAX_ERROR_BODY = 64 * 1024
+
+
+class OpenAIBackend:
+    """Streams `POST {base}/chat/completions` with `stream: true` and parses the SSE reply.
+
+    `base_url` may end in `/v1` (the OpenAI SDK convention) or be the server root; both
+    reach `/v1/chat/completions`.
+    """
+
+    def __init__(self, base_url: str, *, model: str, api_key: str | None, config_name: str) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ModelUnavailableError(
+                f"base URL {base_url!r} must be an http:// or https:// URL",
+                config_name=config_name,
+            )
+        self.base_url = base_url
+        self.model = model
+        self.config_name = config_name
+        self._api_key = api_key
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port
+        root = parts.path.rstrip("/")
+        if not root.endswith("/v1"):
+            root += "/v1"
+        self._path = f"{root}/chat/completions"
+        self.url = f"{parts.scheme}://{parts.netloc}{self._path}"
+
+    def stream_chat(
+        self, messages: Sequence[ChatMessage], *, params: GenerationParams
+    ) -> Iterator[StreamChunk]:
+        """Yield content deltas as the server sends them; the last chunk carries usage.
+
+        Raises ModelUnavailableError if the server cannot be reached (or does not know the
+        model), GenerationError with the server's message on other HTTP errors, and
+        GenerationTimeoutError once `params.timeout_s` has passed.
+        """
+        params.validate()
+        start = time.perf_counter()
+        deadline = start + params.timeout_s
+        conn = self._connect(params)
+        # Kept apart from `conn`: http.client drops conn.sock once the reply says
+        # "Connection: close", but we must keep re-arming this socket's timeout.
+        sock = conn.sock
+        response: http.client.HTTPResponse | None = None
+        try:
+            response = self._post(conn, self._body(messages, params), params, deadline)
+            yield from self._read_stream(sock, response, params, start, deadline)
+        finally:
+            # The response owns the socket once the server said "Connection: close" (it
+            # detaches from `conn`); closing only `conn` would keep the server generating
+            # for a caller that has given up.
+            if response is not None:
+                response.close()
+            conn.close()
+
+    def generate_batch(
+        self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
+    ) -> list[Completion]:
+        """Run the chats concurrently (the server batches them); results in input order."""
+        params.validate()
+        if not chats:
+            return []
+        with ThreadPoolExecutor(max_workers=min(_BATCH_CONCURRENCY, len(chats))) as pool:
+            return list(pool.map(lambda chat: self._complete(chat, params), chats))
+
+    def _complete(self, chat: Sequence[ChatMessage], params: GenerationParams) -> Completion:
+        chunks = list(self.stream_chat(chat, params=params))
+        final = chunks[-1]
+        # stream_chat always ends with a chunk carrying usage and a finish reason.
+        assert final.usage is not None and final.finish_reason is not None
+        return Completion(
+            text="".join(c.text for c in chunks),
+            usage=final.usage,
+            finish_reason=final.finish_reason,
+        )
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def _body(self, messages: Sequence[ChatMessage], params: GenerationParams) -> bytes:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            "stream": True,
+            # Ask for real token counts; servers that ignore it leave us counting chunks.
+            "stream_options": {"include_usage": True},
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_new_tokens,
+        }
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = list(params.stop)
+        return json.dumps(body).encode()
+
+    def _connect(self, params: GenerationParams) -> http.client.HTTPConnection:
+        timeout = min(_MAX_CONNECT_TIMEOUT_S, params.timeout_s)
+        conn: http.client.HTTPConnection
+        if self._https:
+            conn = http.client.HTTPSConnection(
+                self._host, self._port, timeout=timeout, context=ssl.create_default_context()
+            )
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+        try:
+            conn.connect()
+        except (TimeoutError, ssl.SSLError, OSError) as exc:
+            conn.close()
+            raise ModelUnavailableError(
+                f"cannot reach the inference server at {self.url}: {_describe(exc)}",
+                config_name=self.config_name,
+            ) from exc
+        return conn
+
+    def _post(
+        self,
+        conn: http.client.HTTPConnection,
+        body: bytes,
+        params: GenerationParams,
+        deadline: float,
+    ) -> http.client.HTTPResponse:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+        }
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        try:
+            self._arm(conn.sock, params, deadline)
+            conn.request("POST", self._path, body=body, headers=headers)
+            response = conn.getresponse()
+        except TimeoutError as exc:
+            raise self._timeout_error(params) from exc
+        except (http.client.HTTPException, OSError) as exc:
+            raise ModelUnavailableError(
+                f"the inference server at {self.url} dropped the request: {_describe(exc)}",
+                config_name=self.config_name,
+            ) from exc
+        if response.status >= 400:
+            with contextlib.closing(response):
+                message = _error_message(response)
+            # 404 is what vLLM/OpenAI answer for an unknown model (or a wrong base path).
+            error_cls = ModelUnavailableError if response.status == 404 else GenerationError
+            raise error_cls(
+                f"{self.url} answered HTTP {response.status}: {message}",
+                config_name=self.config_name,
+            )
+        return response
+
+    def _read_stream(
+        self,
+        sock: socket.socket,
+        response: http.client.HTTPResponse,
+        params: GenerationParams,
+        start: float,
+        deadline: float,
+    ) -> Iterator[StreamChunk]:
+        scanner = StopScanner(params.stop)
+        first_text_at: float | None = None
+        finish: FinishReason | None = None
+        server_usage: dict[str, Any] | None = None
+        content_chunks = 0
+
+        for event in self._events(sock, response, params, deadline):
+            if event == "[DONE]":
+                break
+            payload = self._parse_event(event)
+            if isinstance(payload.get("usage"), dict):
+                server_usage = payload["usage"]
+            for choice in payload.get("choices") or ():
+                delta = (choice.get("delta") or {}).get("content")
+                if isinstance(delta, str) and delta:
+                    content_chunks += 1
+                    text = scanner.feed(delta)
+                    if text:
+                        if first_text_at is None:
+                            first_text_at = time.perf_counter()
+                        yield StreamChunk(text=text)
+                reason = choice.get("finish_reason")
+                if reason:
+                    finish = "length" if reason == "length" else "stop"
+            if scanner.stopped:
+                # The server may not honour `stop`; we have what we need, so hang up.
+                break
+
+        tail = scanner.flush()
+        now = time.perf_counter()
+        if tail and first_text_at is None:
+            first_text_at = now
+        usage = Usage(
+            prompt_tokens=int((server_usage or {}).get("prompt_tokens") or 0),
+            completion_tokens=int((server_usage or {}).get("completion_tokens") or content_chunks),
+            time_to_first_token_s=None if first_text_at is None else first_text_at - start,
+            total_s=now - start,
+        )
+        if scanner.stopped:
+            finish = "stop"
+        yield StreamChunk(text=tail, usage=usage, finish_reason=finish or "stop")
+
+    def _events(
+        self,
+        sock: socket.socket,
+        response: http.client.HTTPResponse,
+        params: GenerationParams,
+        deadline: float,
+    ) -> Iterator[str]:
+        """The `data:` payloads of the server-sent event stream, one string per event."""
+        data: list[str] = []
+        while True:
+            self._arm(sock, params, deadline)
+            try:
+                raw = response.readline()
+            except TimeoutError as exc:
+                raise self._timeout_error(params) from exc
+            except (http.client.HTTPException, OSError) as exc:
+                raise GenerationError(
+                    f"the stream from {self.url} broke off: {_describe(exc)}",
+                    config_name=self.config_name,
+                ) from exc
+            if not raw:  # connection closed
+                if data:
+                    yield "\n".join(data)
+                return
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if not line:
+                if data:
+                    yield "\n".join(data)
+                    data = []
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
+            # Other fields (event:, id:, retry:) and ":" comments carry nothing we use.
+
+    def _parse_event(self, event: str) -> dict[str, Any]:
+        try:
+            payload = json.loads(event)
+        except json.JSONDecodeError as exc:
+            raise GenerationError(
+                f"{self.url} sent a stream event that is not JSON: {event[:200]!r}",
+                config_name=self.config_name,
+            ) from exc
+        if not isinstance(payload, dict):
+            raise GenerationError(
+                f"{self.url} sent an unexpected stream event: {event[:200]!r}",
+                config_name=self.config_name,
+            )
+        if "error" in payload:
+            # Servers report failures after the 200 header this way (vLLM, ours).
+            raise GenerationError(
+                f"{self.url} reported an error mid-stream: {_message_of(payload)}",
+                config_name=self.config_name,
+            )
+        return payload
+
+    def _arm(self, sock: socket.socket, params: GenerationParams, deadline: float) -> None:
+        # Each blocking socket call gets only what is left of the overall budget, so a
+        # server that trickles bytes cannot stretch the generation past timeout_s.
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise self._timeout_error(params)
+        sock.settimeout(remaining)
+
+    def _timeout_error(self, params: GenerationParams) -> GenerationTimeoutError:
+        return GenerationTimeoutError(
+            f"no complete answer from {self.url} within the {params.timeout_s:g} s timeout",
+            config_name=self.config_name,
+        )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, socket.gaierror):
+        return f"host name lookup failed ({exc.strerror})"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
+
+
+def _error_message(response: http.client.HTTPResponse) -> str:
+    raw = response.read(_MAX_ERROR_BODY)
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return raw.decode("utf-8", errors="replace").strip()[:500] or response.reason
+    if isinstance(payload, dict):
+        return _message_of(payload)
+    return str(payload)[:500]
+
+
+def _message_of(payload: dict[str, Any]) -> str:
+    error = payload.get("error")
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if isinstance(error, str):
+        return error
+    # FastAPI-style servers (some vLLM versions) answer {"detail": ...}.
+    if payload.get("detail"):
+        return str(payload["detail"])
+    return json.dumps(payload)[:500]

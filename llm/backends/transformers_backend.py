@@ -1,0 +1,349 @@
+"""Local generation with transformers on CPU (or whatever torch finds).
+
+Only the worker process imports this module; it pulls in torch and transformers at import.
+
+Streaming runs our own decode loop instead of `generate` + `TextIteratorStreamer`: the
+streamer's thread hand-off delivered ~0.65x of bare `generate` on the 2-core target machine,
+while a plain forward loop over a KV cache matches or beats `generate` (no per-step logits
+processor stack, logits for the last position only).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+
+from llm.backends.base import (
+    ChatMessage,
+    Completion,
+    FinishReason,
+    GenerationError,
+    GenerationParams,
+    GenerationTimeoutError,
+    ModelUnavailableError,
+    StopScanner,
+    StreamChunk,
+    Usage,
+)
+
+# Prompt tokens kept as decode context so the first generated token detokenises with the
+# spacing it would have mid-text (some tokenizers drop a leading space at sequence start).
+_DECODE_CONTEXT_TOKENS = 4
+_REPLACEMENT_CHAR = "\ufffd"
+
+
+class TransformersBackend:
+    """One causal LM plus its tokenizer, loaded strictly from local files.
+
+    Safe to call from several threads (each call has its own cache and RNG), but calls share
+    the CPU, so callers that care about latency serialise them (see llm/openai_server.py).
+    """
+
+    def __init__(
+        self, model_path: str, *, config_name: str, torch_threads: int | None = None
+    ) -> None:
+        self.model_path = model_path
+        self.config_name = config_name
+        if torch_threads is not None:
+            # Process-wide in torch; a worker runs one model at a time, so that is what we want.
+            torch.set_num_threads(torch_threads)
+        is_dir = Path(model_path).is_dir()
+        if not is_dir and (model_path.startswith(("/", ".", "~")) or Path(model_path).exists()):
+            raise ModelUnavailableError(
+                f"model path {model_path!r} does not exist or is not a checkpoint directory",
+                config_name=config_name,
+            )
+        try:
+            # local_files_only: never reach for the hub at run time, whatever the environment.
+            self.tokenizer: Any = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+            self.model: Any = AutoModelForCausalLM.from_pretrained(
+                model_path, local_files_only=True
+            )
+        except (OSError, ValueError) as exc:
+            where = "directory" if is_dir else "offline Hugging Face cache"
+            raise ModelUnavailableError(
+                f"could not load model {model_path!r} from the local {where}: {exc}",
+                config_name=config_name,
+            ) from exc
+        self.model.eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        # Batched decoder-only generation must pad on the left so every row ends at its prompt.
+        self.tokenizer.padding_side = "left"
+        self._eos_ids = _eos_token_ids(self.model, self.tokenizer)
+        self._pass_logits_to_keep = (
+            "logits_to_keep" in inspect.signature(self.model.forward).parameters
+        )
+        self._max_positions: int | None = getattr(
+            self.model.config, "max_position_embeddings", None
+        )
+
+    def renamed(self, config_name: str) -> TransformersBackend:
+        """A view sharing this model and tokenizer whose errors name another config."""
+        if config_name == self.config_name:
+            return self
+        clone = copy.copy(self)
+        clone.config_name = config_name
+        return clone
+
+    # -- prompts -------------------------------------------------------------------------
+
+    def render_prompt(self, messages: Sequence[ChatMessage]) -> str:
+        """The exact text the model sees, including the assistant-turn opener."""
+        if getattr(self.tokenizer, "chat_template", None):
+            text: str = self.tokenizer.apply_chat_template(
+                list(messages), add_generation_prompt=True, tokenize=False
+            )
+            return text
+        # Base models ship no template; a plain transcript still lets them continue sensibly.
+        lines = [f"{m['role']}: {m['content']}" for m in messages]
+        return "\n".join([*lines, "assistant:"])
+
+    def encode_prompt(self, messages: Sequence[ChatMessage]) -> list[int]:
+        # The template already contains any BOS/special tokens; adding them again would
+        # double them.
+        ids: list[int] = self.tokenizer(self.render_prompt(messages), add_special_tokens=False)[
+            "input_ids"
+        ]
+        return ids
+
+    # -- streaming -----------------------------------------------------------------------
+
+    def stream_chat(
+        self, messages: Sequence[ChatMessage], *, params: GenerationParams
+    ) -> Iterator[StreamChunk]:
+        """Yield text deltas as they are decoded; the last chunk carries usage.
+
+        Raises GenerationTimeoutError between tokens once `params.timeout_s` has passed.
+        """
+        params.validate()
+        start = time.perf_counter()
+        prompt_ids = self.encode_prompt(messages)
+        self._check_length(len(prompt_ids), params)
+        deadline = start + params.timeout_s
+        generator = _make_generator(params.seed)
+        detok = _IncrementalDecoder(self.tokenizer, prompt_ids[-_DECODE_CONTEXT_TOKENS:])
+        scanner = StopScanner(params.stop)
+        first_text_at: float | None = None
+        finish: FinishReason = "length"
+        generated = 0
+
+        with torch.inference_mode():
+            cache = DynamicCache(config=self.model.config)
+            inputs = torch.tensor([prompt_ids], dtype=torch.long)
+            while generated < params.max_new_tokens:
+                if time.perf_counter() > deadline:
+                    raise self._timeout(params, generated)
+                token = self._next_token(inputs, cache, params, generator)
+                generated += 1
+                if token in self._eos_ids:
+                    finish = "stop"
+                    break
+                text = scanner.feed(detok.push(token))
+                if text:
+                    if first_text_at is None:
+                        first_text_at = time.perf_counter()
+                    yield StreamChunk(text=text)
+                if scanner.stopped:
+                    finish = "stop"
+                    break
+                inputs = torch.tensor([[token]], dtype=torch.long)
+
+        tail = scanner.feed(detok.flush()) + scanner.flush()
+        now = time.perf_counter()
+        if tail and first_text_at is None:
+            first_text_at = now
+        usage = Usage(
+            prompt_tokens=len(prompt_ids),
+            completion_tokens=generated,
+            time_to_first_token_s=None if first_text_at is None else first_text_at - start,
+            total_s=now - start,
+        )
+        yield StreamChunk(
+            text=tail, usage=usage, finish_reason="stop" if scanner.stopped else finish
+        )
+
+    def _next_token(
+        self,
+        inputs: torch.Tensor,
+        cache: Any,
+        params: GenerationParams,
+        generator: torch.Generator,
+    ) -> int:
+        kwargs: dict[str, Any] = {"past_key_values": cache, "use_cache": True}
+        if self._pass_logits_to_keep:
+            # Prefill would otherwise project every prompt position onto the vocabulary.
+            kwargs["logits_to_keep"] = 1
+        logits = self.model(input_ids=inputs, **kwargs).logits[0, -1].float()
+        return _sample(logits, params, generator)
+
+    # -- batch ---------------------------------------------------------------------------
+
+    def generate_batch(
+        self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
+    ) -> list[Completion]:
+        """All chats in one left-padded `generate` call; one Completion per chat, in order.
+
+        `usage.total_s` is the whole batch's wall time (rows finish together), and
+        `time_to_first_token_s` is None because nothing is streamed.
+        """
+        params.validate()
+        if not chats:
+            return []
+        start = time.perf_counter()
+        prompts = [self.render_prompt(chat) for chat in chats]
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        prompt_lens = [int(n) for n in enc["attention_mask"].sum(dim=1)]
+        self._check_length(max(prompt_lens), params)
+        sampling = params.temperature > 0
+        gen_kwargs: dict[str, Any] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": sampling,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": sorted(self._eos_ids),
+            # generate() stops itself at the deadline; we then report it as a timeout.
+            "max_time": params.timeout_s,
+        }
+        if sampling:
+            # Only with sampling: transformers warns about unused flags otherwise.
+            gen_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if params.stop:
+            gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+
+        # generate() samples from torch's global RNG; fork it so a seed here does not
+        # reseed (or get disturbed by) anything else in the process.
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            if params.seed is not None:
+                torch.manual_seed(params.seed)
+            out = self.model.generate(**enc, **gen_kwargs)
+        total_s = time.perf_counter() - start
+        new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
+        pad_id = self.tokenizer.pad_token_id
+
+        completions: list[Completion] = []
+        for row, prompt_len in zip(new_tokens, prompt_lens, strict=True):
+            count = len(row)
+            finish: FinishReason = "length"
+            for i, tok in enumerate(row):
+                if tok in self._eos_ids:
+                    # Rows that finished early are padded (often with EOS) up to the longest.
+                    count, finish = i + 1, "stop"
+                    break
+                if tok == pad_id:
+                    count, finish = i, "stop"  # ended by a stop string, then padded
+                    break
+            text = self.tokenizer.decode(row[:count], skip_special_tokens=True)
+            scanner = StopScanner(params.stop)
+            text = scanner.feed(text) + scanner.flush()
+            if scanner.stopped:
+                finish = "stop"
+            if finish == "length" and count < params.max_new_tokens:
+                # Neither finished nor out of budget: generate() gave up at max_time.
+                raise self._timeout(params, count)
+            usage = Usage(
+                prompt_tokens=prompt_len,
+                completion_tokens=count,
+                time_to_first_token_s=None,
+                total_s=total_s,
+            )
+            completions.append(Completion(text=text, usage=usage, finish_reason=finish))
+        return completions
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _check_length(self, prompt_tokens: int, params: GenerationParams) -> None:
+        limit = self._max_positions
+        if limit is not None and prompt_tokens + params.max_new_tokens > limit:
+            raise GenerationError(
+                f"prompt of {prompt_tokens} tokens plus max_new_tokens={params.max_new_tokens} "
+                f"exceeds the model's context of {limit} tokens",
+                config_name=self.config_name,
+            )
+
+    def _timeout(self, params: GenerationParams, generated: int) -> GenerationTimeoutError:
+        return GenerationTimeoutError(
+            f"generation exceeded the {params.timeout_s:g} s timeout after {generated} tokens",
+            config_name=self.config_name,
+        )
+
+
+def _eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    # Chat models often end turns with a token other than the tokenizer's EOS; the
+    # generation config lists all of them.
+    ids: set[int] = set()
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(configured, int):
+        ids.add(configured)
+    elif configured:
+        ids.update(int(i) for i in configured)
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    return frozenset(ids)
+
+
+def _make_generator(seed: int | None) -> torch.Generator:
+    generator = torch.Generator()
+    if seed is None:
+        generator.seed()
+    else:
+        generator.manual_seed(seed)
+    return generator
+
+
+def _sample(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator) -> int:
+    if params.temperature == 0:
+        return int(logits.argmax())
+    logits = logits / params.temperature
+    if params.top_p >= 1.0:
+        probs = torch.softmax(logits, dim=-1)
+        return int(torch.multinomial(probs, 1, generator=generator))
+    sorted_logits, order = torch.sort(logits, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    # Drop tokens once the mass *before* them reaches top_p; the most likely always stays.
+    mass_before = torch.cumsum(probs, dim=-1) - probs
+    probs = probs.masked_fill(mass_before >= params.top_p, 0.0)
+    choice = torch.multinomial(probs, 1, generator=generator)
+    return int(order[choice])
+
+
+class _IncrementalDecoder:
+    """Turns a token stream into text deltas in O(1) tokenizer work per token.
+
+    Decodes a short sliding window rather than the whole output, and holds back a delta
+    that ends in U+FFFD: that is a multi-byte character split across tokens, and emitting
+    it would put a replacement character in the user's text.
+    """
+
+    def __init__(self, tokenizer: Any, context: list[int]) -> None:
+        self._tokenizer = tokenizer
+        self._ids = list(context)
+        self._prefix = 0
+        self._read = len(self._ids)
+
+    def push(self, token: int) -> str:
+        self._ids.append(token)
+        return self._delta(final=False)
+
+    def flush(self) -> str:
+        return self._delta(final=True)
+
+    def _delta(self, *, final: bool) -> str:
+        prefix_text = self._decode(self._ids[self._prefix : self._read])
+        full_text = self._decode(self._ids[self._prefix :])
+        if len(full_text) <= len(prefix_text):
+            return ""
+        if full_text.endswith(_REPLACEMENT_CHAR) and not final:
+            return ""
+        self._prefix, self._read = self._read, len(self._ids)
+        return full_text[len(prefix_text) :]
+
+    def _decode(self, ids: list[int]) -> str:
+        text: str = self._tokenizer.decode(ids, skip_special_tokens=True)
+        return text

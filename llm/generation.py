@@ -1,0 +1,41 @@
+"""Worker side: turn a ModelConfig into a live backend. Imported by tasks at call time only;
+the transformers backend (torch) is loaded lazily by the per-process model cache."""
+
+from __future__ import annotations
+
+import os
+
+from django.conf import settings
+
+from llm.backends.base import Backend, ChatMessage, ModelUnavailableError
+from llm.backends.bundled import resolve_model_path
+from llm.backends.cache import process_model_cache
+from llm.backends.openai_backend import OpenAIBackend
+from llm.models import Backend as BackendKind
+from llm.models import ModelConfig
+
+
+def backend_for(config: ModelConfig) -> Backend:
+    if config.backend == BackendKind.OPENAI:
+        api_key = os.environ.get(config.api_key_env) if config.api_key_env else None
+        if config.api_key_env and api_key is None:
+            raise ModelUnavailableError(
+                f"the environment variable {config.api_key_env} is not set on this worker",
+                config_name=config.name,
+            )
+        return OpenAIBackend(
+            config.base_url, model=config.model, api_key=api_key, config_name=config.name
+        )
+    path = resolve_model_path(
+        config.model, models_dir=settings.LLM_MODELS_DIR, config_name=config.name
+    )
+    cache = process_model_cache(max_models=settings.LLM_MODEL_CACHE_SIZE)
+    return cache.get(path, config_name=config.name)
+
+
+def chat_messages(config: ModelConfig, user_text: str) -> list[ChatMessage]:
+    messages: list[ChatMessage] = []
+    if config.system_prompt:
+        messages.append(ChatMessage(role="system", content=config.system_prompt))
+    messages.append(ChatMessage(role="user", content=user_text))
+    return messages

