@@ -75,6 +75,6 @@ def model_trial_run(*, trial_id: int) -> None:
             }
     except GenerationError as error:
         publisher.flush()
-        fields = {"status": TrialStatus.FAILED, "text": publisher.text, "error": error.message}
+        fields = {"status": TrialStatus.FAILED, "text": publisher.text, "error": str(error)}
     ModelTrial.objects.filter(pk=trial_id).update(finished_at=timezone.now(), **fields)
     stream_send(group, {"type": "stream.end", "stream": str(trial.pk)})

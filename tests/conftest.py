@@ -107,17 +107,34 @@ def users(annotator: Any, researcher: Any, admin_user: Any, outsider: Any) -> di
 
 
 # --- real processes ---------------------------------------------------------------------------
+def _test_database_url() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
 def _child_environment() -> dict[str, str]:
+    """Environment for processes we start: the test database, broker and var/ folder."""
     env = dict(os.environ)
     env["ARBITER_VAR_DIR"] = str(settings.VAR_DIR)
+    env["DATABASE_URL"] = _test_database_url()
     if not settings.REDIS_EMBEDDED:
         env["REDIS_URL"] = settings.REDIS_URL
     return env
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(redis_server: str) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `celery worker` process on every queue, talking to the test broker."""
+def celery_worker_process(
+    redis_server: str, django_db_setup: None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery worker` process on every queue, on the test broker and test database.
+
+    It sees only committed rows: tests that hand it work use `transactional_db`.
+    """
     from config.celery import app
 
     log_path = settings.VAR_DIR / "log" / "test-worker.log"

@@ -5,6 +5,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from core.roles import Role
+from llm.backends.bundled import BUNDLED_MODEL_ID
+from llm.models import ModelConfig, ModelTrial
 
 PASSWORD = "correct horse battery staple"
 
@@ -22,3 +24,24 @@ class UserFactory(factory.django.DjangoModelFactory):
     def role(self, create: bool, extracted: Role | None, **kwargs: Any) -> None:
         if create and extracted:
             self.groups.add(Group.objects.get(name=extracted))  # type: ignore[attr-defined]
+
+
+class ModelConfigFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelConfig
+
+    name = factory.Sequence(lambda n: f"config {n}")
+    model = BUNDLED_MODEL_ID
+    # Short, greedy and reproducible: a few dozen tokens at ~14 tokens/s on 2 cores.
+    temperature = 0.0
+    max_new_tokens = 24
+    timeout_s = 120.0
+
+
+class ModelTrialFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ModelTrial
+
+    config = factory.SubFactory(ModelConfigFactory)
+    user = factory.SubFactory(UserFactory)
+    prompt = "Name three colours."

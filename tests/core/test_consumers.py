@@ -1,21 +1,10 @@
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing.websocket import WebsocketCommunicator
-from django.conf import settings as django_settings
-from django.test import Client
 
 from config.asgi import application
 from core.services import user_notify
-from tests.factories import PASSWORD
-
-ORIGIN = (b"origin", b"http://127.0.0.1")
-
-
-def session_cookie(user) -> bytes:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    value = client.cookies[django_settings.SESSION_COOKIE_NAME].value
-    return f"{django_settings.SESSION_COOKIE_NAME}={value}".encode()
+from tests.helpers import ORIGIN, session_cookie
 
 
 def test_signed_in_user_receives_their_own_notifications(

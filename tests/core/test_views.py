@@ -2,7 +2,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from tests.factories import PASSWORD
+from tests.helpers import signed_in
 
 # Every page of this app and the roles that may open it; everyone else gets 403.
 PAGES = {
@@ -12,12 +12,6 @@ PAGES = {
     "operations_health": {"admin"},
 }
 EVERYONE = ("annotator", "researcher", "admin", "outsider")
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 @pytest.mark.parametrize("page", PAGES)
