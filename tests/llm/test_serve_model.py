@@ -31,6 +31,7 @@ def served_bundled_model() -> Iterator[str]:
         [sys.executable, "manage.py", "serve_model", BUNDLED_CONFIG_NAME, "--port", str(port)],
         cwd=PROJECT_DIR, env=_child_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    assert process.stdout is not None
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while True:
