@@ -8,6 +8,7 @@ admin.site.site_title = "Arbiter admin"
 urlpatterns = [
     path("", include("core.urls")),
     path("models/", include("llm.urls")),
+    path("debates/", include("debate.urls")),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

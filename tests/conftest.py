@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -27,7 +28,15 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="session", autouse=True)
-def redis_server() -> Iterator[str]:
+def session_var_dir() -> Iterator[Path]:
+    """This session's var/ folder (see tests/environment.py), removed at the end."""
+    yield settings.VAR_DIR
+    if settings.VAR_DIR.name.startswith("run-"):
+        shutil.rmtree(settings.VAR_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_server(session_var_dir: Path) -> Iterator[str]:
     """The embedded Redis for this test session, unless REDIS_URL names a real server."""
     if not settings.REDIS_EMBEDDED:
         if not redis_answers(settings.REDIS_URL):

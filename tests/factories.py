@@ -45,3 +45,23 @@ class ModelTrialFactory(factory.django.DjangoModelFactory):
     config = factory.SubFactory(ModelConfigFactory)
     user = factory.SubFactory(UserFactory)
     prompt = "Name three colours."
+
+
+class DebateFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "debate.Debate"
+
+    question = "What colour is the lighthouse keeper's door?"
+    answer_a = "Green"
+    answer_b = "Red"
+    correct_side = "a"
+    passage = (
+        "The keeper painted his door green every spring, because the salt wind peeled it "
+        "by autumn. The boat shed beside it stayed red."
+    )
+    debater_a_config = factory.SubFactory(ModelConfigFactory)
+    debater_b_config = factory.SelfAttribute("debater_a_config")
+    judge = factory.SubFactory(UserFactory, role=Role.ANNOTATOR)
+    max_rounds = 2
+    speech_char_limit = 300
+    quote_char_limit = 120

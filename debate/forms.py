@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.models import User
+
+from core.roles import Role
+from debate.models import Debate, DebateStatus, JudgeAction, Protocol, ProtocolPrompt
+from debate.prompting import PLACEHOLDERS, template_fill
+
+MAX_JUDGE_MESSAGE_CHARS = 1000
+MAX_RATIONALE_CHARS = 5000
+
+
+class DebateForm(forms.ModelForm):
+    class Meta:
+        model = Debate
+        fields = [
+            "question", "answer_a", "answer_b", "correct_side", "passage", "protocol",
+            "turn_order", "rounds_mode", "max_rounds", "speech_char_limit", "quote_char_limit",
+            "debater_a_config", "debater_b_config", "judge",
+        ]  # fmt: skip
+        widgets = {
+            "question": forms.Textarea(attrs={"rows": 2}),
+            "answer_a": forms.Textarea(attrs={"rows": 2}),
+            "answer_b": forms.Textarea(attrs={"rows": 2}),
+            "passage": forms.Textarea(attrs={"rows": 6}),
+        }
+        help_texts = {
+            "debater_b_config": "leave empty for two instances of debater A's model; "
+            "consultancy uses debater A's model only",
+            "speech_char_limit": "NYU 2023: 750 for debate; consultancy doubles it",
+            "quote_char_limit": "NYU 2023: 250 for debate; consultancy doubles it",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Judges are people with the annotator role.
+        self.fields["judge"].queryset = (  # type: ignore[attr-defined]
+            User.objects.filter(is_active=True, groups__name=Role.ANNOTATOR)
+            .distinct()
+            .order_by("username")
+        )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("answer_a") and data.get("answer_a") == data.get("answer_b"):
+            self.add_error("answer_b", "The two answers must differ.")
+        limit, quotes = data.get("speech_char_limit"), data.get("quote_char_limit")
+        if limit is not None and quotes is not None and quotes > limit:
+            self.add_error("quote_char_limit", "The quote limit cannot exceed the speech limit.")
+        if data.get("protocol") == Protocol.CONSULTANCY and data.get("debater_b_config"):
+            self.add_error("debater_b_config", "Consultancy has one consultant: leave this empty.")
+        return data
+
+
+class ProbabilityForm(forms.Form):
+    probability_a = forms.IntegerField(min_value=1, max_value=99, label="Answer A (%)")
+    probability_b = forms.IntegerField(min_value=1, max_value=99, label="Answer B (%)")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        a, b = data.get("probability_a"), data.get("probability_b")
+        if a is not None and b is not None and a + b != 100:
+            raise forms.ValidationError(
+                f"The probabilities must sum to 100% (they sum to {a + b}%)."
+            )
+        return data
+
+
+class JudgeTurnForm(ProbabilityForm):
+    action = forms.ChoiceField(choices=JudgeAction.choices)
+    message = forms.CharField(
+        required=False,
+        max_length=MAX_JUDGE_MESSAGE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        label="Question or feedback for the debaters",
+    )
+    rationale = forms.CharField(
+        required=False,
+        max_length=MAX_RATIONALE_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Rationale (required to end)",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("action") == JudgeAction.END and not data.get("rationale", "").strip():
+            self.add_error("rationale", "Explain your judgment before ending the debate.")
+        return data
+
+
+def judge_forms() -> dict[str, forms.Form]:
+    """Fresh forms for the judge's panel; the page and the socket render the same panel."""
+    even = {"probability_a": 50, "probability_b": 50}
+    return {"prior_form": ProbabilityForm(initial=even), "turn_form": JudgeTurnForm(initial=even)}
+
+
+class DebateFilterForm(forms.Form):
+    status = forms.ChoiceField(required=False, choices=[("", "any status"), *DebateStatus.choices])
+    protocol = forms.ChoiceField(required=False, choices=[("", "any protocol"), *Protocol.choices])
+    q = forms.CharField(required=False, max_length=200, label="Question contains")
+
+
+class ProtocolPromptForm(forms.ModelForm):
+    class Meta:
+        model = ProtocolPrompt
+        fields = ["debater_system", "debater_turn"]
+        widgets = {
+            "debater_system": forms.Textarea(attrs={"rows": 8}),
+            "debater_turn": forms.Textarea(attrs={"rows": 3}),
+        }
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        sample = dict.fromkeys(PLACEHOLDERS, "x")
+        for name in ("debater_system", "debater_turn"):
+            try:
+                template_fill(data.get(name, ""), sample)
+            except (ValueError, IndexError) as error:
+                self.add_error(
+                    name, f"Broken placeholder: {error}. Write {{{{ for a literal brace."
+                )
+        return data

@@ -1,0 +1,237 @@
+from __future__ import annotations
+
+import math
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from llm.models import ModelConfig
+
+# Judge score: log2(p_correct) minus this much per judge turn that continued the debate
+# (Michael et al. 2023).
+JUDGE_TURN_PENALTY = 0.05
+
+
+class Protocol(models.TextChoices):
+    DEBATE = "debate", "Debate (two debaters)"
+    CONSULTANCY = "consultancy", "Consultancy (one consultant)"
+
+
+class TurnOrder(models.TextChoices):
+    SIMULTANEOUS = "simultaneous"
+    SEQUENTIAL = "sequential"
+
+
+class RoundsMode(models.TextChoices):
+    FIXED = "fixed", "A fixed number of rounds"
+    JUDGE_ENDS = "judge_ends", "The judge ends it (up to the maximum)"
+
+
+class Side(models.TextChoices):
+    A = "a", "A"
+    B = "b", "B"
+
+
+class DebateStatus(models.TextChoices):
+    WAITING_FOR_PRIOR = "waiting_for_prior", "waiting for the judge's prior"
+    GENERATING = "generating", "debaters speaking"
+    AWAITING_JUDGE = "awaiting_judge", "waiting for the judge"
+    JUDGED = "judged"
+
+
+class ProtocolPrompt(models.Model):
+    """The debater prompt for a protocol, editable by researchers.
+
+    Placeholders: {question} {answer_a} {answer_b} {my_answer} {other_answer} {passage}
+    {speech_char_limit} {quote_char_limit} {round} {max_rounds}.
+    """
+
+    protocol = models.CharField(max_length=20, choices=Protocol.choices, unique=True)
+    debater_system = models.TextField()
+    debater_turn = models.TextField(
+        help_text="the instruction that ends every request for a speech"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"prompts for {self.get_protocol_display()}"
+
+
+class Debate(models.Model):
+    question = models.TextField()
+    answer_a = models.TextField()
+    answer_b = models.TextField()
+    correct_side = models.CharField(max_length=1, choices=Side.choices, blank=True)
+    passage = models.TextField(blank=True, help_text="shown to debaters, hidden from the judge")
+    protocol = models.CharField(max_length=20, choices=Protocol.choices, default=Protocol.DEBATE)
+    turn_order = models.CharField(
+        max_length=20, choices=TurnOrder.choices, default=TurnOrder.SIMULTANEOUS
+    )
+    rounds_mode = models.CharField(
+        max_length=20, choices=RoundsMode.choices, default=RoundsMode.JUDGE_ENDS
+    )
+    max_rounds = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(10)]
+    )
+    speech_char_limit = models.PositiveIntegerField(
+        default=750, validators=[MinValueValidator(50), MaxValueValidator(10_000)]
+    )
+    quote_char_limit = models.PositiveIntegerField(
+        default=250, validators=[MaxValueValidator(10_000)]
+    )
+    debater_a_config = models.ForeignKey(
+        ModelConfig, on_delete=models.PROTECT, related_name="+", verbose_name="debater A model"
+    )
+    debater_b_config = models.ForeignKey(
+        ModelConfig,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        blank=True,
+        verbose_name="debater B model",
+    )
+    # Consultancy: the answer the single consultant argues for (honest half of the time).
+    consultant_side = models.CharField(max_length=1, choices=Side.choices, blank=True)
+    judge = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="debates_to_judge"
+    )
+    status = models.CharField(
+        max_length=20, choices=DebateStatus.choices, default=DebateStatus.WAITING_FOR_PRIOR
+    )
+    current_round = models.PositiveSmallIntegerField(default=0)
+    judge_started_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["judge", "status"])]
+
+    def __str__(self) -> str:
+        return f"debate {self.pk}: {self.question[:60]}"
+
+    @property
+    def sides(self) -> list[str]:
+        if self.protocol == Protocol.CONSULTANCY:
+            return [self.consultant_side]
+        return [Side.A, Side.B]
+
+    def answer(self, side: str) -> str:
+        return self.answer_a if side == Side.A else self.answer_b
+
+    def config_for(self, side: str) -> ModelConfig:
+        if self.protocol == Protocol.CONSULTANCY or side == Side.A:
+            return self.debater_a_config
+        assert self.debater_b_config is not None
+        return self.debater_b_config
+
+    @property
+    def last_round(self) -> bool:
+        return self.current_round >= self.max_rounds
+
+
+class SpeechStatus(models.TextChoices):
+    QUEUED = "queued"
+    STREAMING = "streaming"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Speech(models.Model):
+    debate = models.ForeignKey(Debate, on_delete=models.CASCADE, related_name="speeches")
+    round = models.PositiveSmallIntegerField()
+    side = models.CharField(max_length=1, choices=Side.choices)
+    status = models.CharField(
+        max_length=10, choices=SpeechStatus.choices, default=SpeechStatus.QUEUED
+    )
+    text = models.TextField(blank=True)
+    quotes = models.JSONField(default=list, blank=True)
+    truncated = models.BooleanField(default=False)
+    error = models.TextField(blank=True)
+    config_snapshot = models.JSONField(default=dict, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    time_to_first_token_s = models.FloatField(null=True, blank=True)
+    total_s = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["round", "side"]
+        constraints = [
+            models.UniqueConstraint(fields=["debate", "round", "side"], name="one_speech_per_turn")
+        ]
+
+    def __str__(self) -> str:
+        return f"speech {self.side.upper()} round {self.round} of debate {self.debate_id}"
+
+    @property
+    def stream_key(self) -> str:
+        return f"speech-{self.pk}"
+
+
+class JudgeAction(models.TextChoices):
+    CONTINUE = "continue"
+    END = "end"
+
+
+class JudgeTurn(models.Model):
+    """The judge's probabilities after a round (round 0: the prior), and what they asked."""
+
+    debate = models.ForeignKey(Debate, on_delete=models.CASCADE, related_name="judge_turns")
+    round = models.PositiveSmallIntegerField()
+    probability_a = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(99)]
+    )
+    message = models.TextField(blank=True)
+    action = models.CharField(max_length=10, choices=JudgeAction.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["round"]
+        constraints = [
+            models.UniqueConstraint(fields=["debate", "round"], name="one_judge_turn_per_round")
+        ]
+
+    def __str__(self) -> str:
+        return f"judge turn {self.round} of debate {self.debate_id}"
+
+    @property
+    def probability_b(self) -> int:
+        return 100 - self.probability_a
+
+
+class Judgment(models.Model):
+    debate = models.OneToOneField(Debate, on_delete=models.CASCADE, related_name="judgment")
+    judge = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    probability_a = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(99)]
+    )
+    rationale = models.TextField()
+    judge_turns = models.PositiveSmallIntegerField(help_text="turns that continued the debate")
+    time_spent_s = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"judgment of debate {self.debate_id}"
+
+    @property
+    def probability_b(self) -> int:
+        return 100 - self.probability_a
+
+    @property
+    def probability_correct(self) -> float | None:
+        side = self.debate.correct_side
+        if not side:
+            return None
+        return (self.probability_a if side == Side.A else 100 - self.probability_a) / 100
+
+    @property
+    def score(self) -> float | None:
+        p = self.probability_correct
+        if p is None:
+            return None
+        return math.log2(p) - JUDGE_TURN_PENALTY * self.judge_turns

@@ -1,0 +1,139 @@
+"""What each viewer of a debate may see. The judge's view is built without the hidden passage
+and the correct answer until the judgment is final — not hidden by a template, never loaded
+into it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.db.models import QuerySet
+
+from core.roles import Role, user_has_role
+from debate.models import Debate, DebateStatus, JudgeTurn, Judgment, Protocol, Speech
+
+Viewer = Literal["judge", "observer"]
+
+
+def debate_viewer(user: AbstractBaseUser | AnonymousUser, debate_id: int) -> Viewer | None:
+    """'judge' for the assigned judge, 'observer' for other researchers, None otherwise.
+    A researcher who is also the judge sees the judge's view."""
+    if not isinstance(user, User):
+        return None
+    row = Debate.objects.filter(pk=debate_id).values_list("judge_id", flat=True).first()
+    if row is None:
+        return None
+    if row == user.pk:
+        return "judge"
+    if user_has_role(user, Role.RESEARCHER):
+        return "observer"
+    return None
+
+
+@dataclass(frozen=True)
+class RoundView:
+    number: int
+    speeches: list[Speech]
+    judge_turn: JudgeTurn | None
+
+
+@dataclass(frozen=True)
+class DebateView:
+    """Everything a page or a socket renders about a debate for one viewer."""
+
+    debate_id: int
+    viewer: Viewer
+    question: str
+    answer_a: str
+    answer_b: str
+    protocol: str
+    consultant_side: str
+    status: str
+    status_display: str
+    current_round: int
+    max_rounds: int
+    rounds_fixed: bool
+    speech_char_limit: int
+    quote_char_limit: int
+    prior: JudgeTurn | None
+    rounds: list[RoundView]
+    verified_quotes: list[tuple[str, str]] = field(default_factory=list)  # (side, text)
+    # Only for observers, or for the judge once judged.
+    passage: str | None = None
+    correct_side: str | None = None
+    judgment: Judgment | None = None
+
+    @property
+    def is_consultancy(self) -> bool:
+        return self.protocol == Protocol.CONSULTANCY
+
+    @property
+    def last_round(self) -> bool:
+        return self.current_round >= self.max_rounds
+
+    @property
+    def judged(self) -> bool:
+        return self.status == DebateStatus.JUDGED
+
+
+def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
+    debate = Debate.objects.select_related("judgment").get(pk=debate_id)
+    speeches = list(debate.speeches.order_by("round", "side"))
+    turns = {turn.round: turn for turn in debate.judge_turns.all()}
+    rounds = [
+        RoundView(
+            number=number,
+            speeches=[speech for speech in speeches if speech.round == number],
+            judge_turn=turns.get(number),
+        )
+        for number in range(1, debate.current_round + 1)
+    ]
+    quotes = [
+        (speech.side, quote["text"])
+        for speech in speeches
+        for quote in speech.quotes
+        if quote.get("verified")
+    ]
+    judged = debate.status == DebateStatus.JUDGED
+    reveal = viewer == "observer" or judged
+    return DebateView(
+        debate_id=debate.pk,
+        viewer=viewer,
+        question=debate.question,
+        answer_a=debate.answer_a,
+        answer_b=debate.answer_b,
+        protocol=debate.protocol,
+        consultant_side=debate.consultant_side,
+        status=debate.status,
+        status_display=debate.get_status_display(),
+        current_round=debate.current_round,
+        max_rounds=debate.max_rounds,
+        rounds_fixed=debate.rounds_mode == "fixed",
+        speech_char_limit=debate.speech_char_limit,
+        quote_char_limit=debate.quote_char_limit,
+        prior=turns.get(0),
+        rounds=rounds,
+        verified_quotes=quotes,
+        passage=debate.passage if reveal else None,
+        correct_side=(debate.correct_side or None) if reveal else None,
+        judgment=getattr(debate, "judgment", None) if judged else None,
+    )
+
+
+def debates_for_judge(user: User) -> QuerySet[Debate]:
+    return Debate.objects.filter(judge=user).order_by("status", "-created_at")
+
+
+def debates_filtered(*, status: str = "", protocol: str = "", judge_id: int | None = None,
+                     query: str = "") -> QuerySet[Debate]:  # fmt: skip
+    debates = Debate.objects.select_related("judge", "judgment")
+    if status:
+        debates = debates.filter(status=status)
+    if protocol:
+        debates = debates.filter(protocol=protocol)
+    if judge_id:
+        debates = debates.filter(judge_id=judge_id)
+    if query:
+        debates = debates.filter(question__icontains=query)
+    return debates

@@ -1,0 +1,294 @@
+"""Every write of a debate: setup, the judge's turns, speeches, the judgment.
+
+Debate rows are locked (`select_for_update`) for every state transition, so a double-clicked
+button or two browser tabs cannot advance a debate twice. Events reach browsers after commit.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import asdict
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from core.streams import TextStreamPublisher, stream_send
+from debate.models import (
+    Debate,
+    DebateStatus,
+    JudgeAction,
+    JudgeTurn,
+    Judgment,
+    Protocol,
+    ProtocolPrompt,
+    RoundsMode,
+    Side,
+    Speech,
+    SpeechStatus,
+    TurnOrder,
+)
+from debate.prompting import TranscriptEntry, debater_messages
+from debate.quotes import quotes_verify, speech_limit
+from llm.backends.base import GenerationError
+
+# Roughly 3 characters a token for English: enough tokens to reach the limit, not far past it.
+CHARS_PER_TOKEN = 3
+
+
+def debate_group_name(debate_id: int) -> str:
+    return f"debate-{debate_id}"
+
+
+def _broadcast_changed(debate_id: int) -> None:
+    transaction.on_commit(
+        lambda: stream_send(debate_group_name(debate_id), {"type": "debate.changed"})
+    )
+
+
+def _locked(debate_id: int) -> Debate:
+    return Debate.objects.select_for_update().get(pk=debate_id)
+
+
+def debate_create(*, debate: Debate, created_by: User) -> Debate:
+    """Save a debate a DebateForm validated. Consultancy draws the consultant's side here."""
+    if debate.protocol == Protocol.CONSULTANCY:
+        debate.consultant_side = secrets.choice([Side.A, Side.B])
+        debate.debater_b_config = None
+    elif debate.debater_b_config is None:
+        debate.debater_b_config = debate.debater_a_config  # two instances of one config
+    debate.created_by = created_by
+    debate.status = DebateStatus.WAITING_FOR_PRIOR
+    debate.save()
+    return debate
+
+
+def protocol_prompt_save(*, prompt: ProtocolPrompt) -> ProtocolPrompt:
+    """Save prompts a ProtocolPromptForm validated; later speeches use them."""
+    prompt.save()
+    return prompt
+
+
+def debate_prior_submit(*, debate_id: int, judge: User, probability_a: int) -> Debate:
+    """The judge's prior opens the debate: round 1 starts."""
+    with transaction.atomic():
+        debate = _locked(debate_id)
+        _check_judge(debate, judge, DebateStatus.WAITING_FOR_PRIOR)
+        JudgeTurn.objects.create(
+            debate=debate, round=0, probability_a=probability_a, action=JudgeAction.CONTINUE
+        )
+        debate.judge_started_at = timezone.now()
+        _round_start(debate, 1)
+    return debate
+
+
+def judge_turn_submit(
+    *, debate_id: int, judge: User, probability_a: int, action: str, message: str = "",
+    rationale: str = "",
+) -> Debate:  # fmt: skip
+    """After a round: continue (the message goes to the debaters) or end and judge."""
+    with transaction.atomic():
+        debate = _locked(debate_id)
+        _check_judge(debate, judge, DebateStatus.AWAITING_JUDGE)
+        if action == JudgeAction.CONTINUE and debate.last_round:
+            raise ValidationError("This was the last round: end the debate and give a judgment.")
+        if (
+            action == JudgeAction.END
+            and debate.rounds_mode == RoundsMode.FIXED
+            and not debate.last_round
+        ):
+            raise ValidationError(f"This debate runs all {debate.max_rounds} rounds.")
+        JudgeTurn.objects.create(
+            debate=debate, round=debate.current_round, probability_a=probability_a,
+            message=message, action=action,
+        )  # fmt: skip
+        if action == JudgeAction.CONTINUE:
+            _round_start(debate, debate.current_round + 1)
+        else:
+            judgment_submit(debate=debate, judge=judge, probability_a=probability_a,
+                            rationale=rationale)  # fmt: skip
+    return debate
+
+
+def judgment_submit(*, debate: Debate, judge: User, probability_a: int, rationale: str) -> Judgment:
+    """The only writer of judgments. Call inside a transaction holding the debate's row lock."""
+    if not rationale.strip():
+        raise ValidationError("A rationale is required to end the debate.")
+    judge_turns = JudgeTurn.objects.filter(
+        debate=debate, round__gte=1, action=JudgeAction.CONTINUE
+    ).count()
+    started = debate.judge_started_at or debate.created_at
+    judgment = Judgment.objects.create(
+        debate=debate, judge=judge, probability_a=probability_a, rationale=rationale.strip(),
+        judge_turns=judge_turns, time_spent_s=(timezone.now() - started).total_seconds(),
+    )  # fmt: skip
+    debate.status = DebateStatus.JUDGED
+    debate.save(update_fields=["status"])
+    _broadcast_changed(debate.pk)
+    return judgment
+
+
+def _check_judge(debate: Debate, judge: User, status: str) -> None:
+    if debate.judge_id != judge.pk:
+        raise ValidationError("Only the assigned judge can do that.")
+    if debate.status != status:
+        raise ValidationError(
+            f"The debate is {debate.get_status_display()}; that step is not open now."
+        )
+
+
+def _round_start(debate: Debate, round_number: int) -> None:
+    debate.current_round = round_number
+    debate.status = DebateStatus.GENERATING
+    debate.save(update_fields=["current_round", "status", "judge_started_at"])
+    speeches = [Speech.objects.create(debate=debate, round=round_number, side=side)
+                for side in debate.sides]  # fmt: skip
+    # Simultaneous: every side speaks at once. Sequential: the next starts when one finishes.
+    starting = speeches if debate.turn_order == TurnOrder.SIMULTANEOUS else speeches[:1]
+    for speech in starting:
+        _enqueue(speech.pk)
+    _broadcast_changed(debate.pk)
+
+
+def _enqueue(speech_id: int) -> None:
+    from debate.tasks import speech_generate_task
+
+    transaction.on_commit(lambda: speech_generate_task.delay(speech_id))
+
+
+def speech_retry(*, speech_id: int) -> Speech:
+    """Start a failed (or stuck) speech again from nothing, so no text is duplicated."""
+    with transaction.atomic():
+        speech = Speech.objects.select_for_update().get(pk=speech_id)
+        if speech.status not in (SpeechStatus.FAILED, SpeechStatus.STREAMING):
+            raise ValidationError("Only a failed or stuck speech can be retried.")
+        Speech.objects.filter(pk=speech.pk).update(
+            status=SpeechStatus.QUEUED, text="", quotes=[], error="", truncated=False
+        )
+        _enqueue(speech.pk)
+        _broadcast_changed(speech.debate_id)
+    speech.refresh_from_db()
+    return speech
+
+
+def speech_generate(*, speech_id: int) -> None:
+    """Generate one speech, streaming it to the debate's group. Claimed with a conditional
+    UPDATE: a second delivery of the task finds nothing queued and returns."""
+    from llm.generation import backend_for
+
+    if not Speech.objects.filter(pk=speech_id, status=SpeechStatus.QUEUED).update(
+        status=SpeechStatus.STREAMING
+    ):
+        return
+    speech = Speech.objects.select_related(
+        "debate", "debate__debater_a_config", "debate__debater_b_config"
+    ).get(pk=speech_id)
+    debate = speech.debate
+    config = debate.config_for(speech.side)
+    budget = debate.speech_char_limit // CHARS_PER_TOKEN + 16
+    params = config.generation_params(max_new_tokens=min(config.max_new_tokens, budget))
+    snapshot = {"name": config.name, "backend": config.backend, "model": config.model,
+                "system_prompt": config.system_prompt, "params": asdict(params)}  # fmt: skip
+    Speech.objects.filter(pk=speech_id).update(config_snapshot=snapshot)
+    _broadcast_changed(debate.pk)  # outside a transaction: sent at once
+    publisher = TextStreamPublisher(
+        group=debate_group_name(debate.pk),
+        stream=speech.stream_key,
+        save=lambda text: _speech_text_save(speech_id, text),
+    )
+    fields: dict[str, Any]
+    try:
+        backend = backend_for(config)
+        usage = None
+        for chunk in backend.stream_chat(_speech_prompt(speech), params=params):
+            publisher.feed(chunk.text)
+            usage = chunk.usage or usage
+        publisher.flush()
+        text, truncated = speech_limit(publisher.text.strip(), char_limit=debate.speech_char_limit)
+        quotes = quotes_verify(
+            text, passage=debate.passage, quote_char_limit=debate.quote_char_limit
+        )
+        fields = {
+            "status": SpeechStatus.DONE, "text": text, "truncated": truncated,
+            "quotes": [quote.as_json() for quote in quotes],
+        }  # fmt: skip
+        if usage is not None:
+            fields |= {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "time_to_first_token_s": usage.time_to_first_token_s,
+                "total_s": usage.total_s,
+            }
+    except GenerationError as error:
+        publisher.flush()
+        fields = {"status": SpeechStatus.FAILED, "error": str(error)}
+    with transaction.atomic():
+        Speech.objects.filter(pk=speech_id).update(finished_at=timezone.now(), **fields)
+        if fields["status"] == SpeechStatus.DONE:
+            _round_advance(debate.pk)
+        _broadcast_changed(debate.pk)
+
+
+def _speech_text_save(speech_id: int, text: str) -> None:
+    Speech.objects.filter(pk=speech_id).update(text=text)
+
+
+def _round_advance(debate_id: int) -> None:
+    """A speech finished: start the next speaker (sequential) or hand over to the judge."""
+    debate = _locked(debate_id)
+    speeches = list(debate.speeches.filter(round=debate.current_round))
+    if all(speech.status == SpeechStatus.DONE for speech in speeches):
+        debate.status = DebateStatus.AWAITING_JUDGE
+        debate.save(update_fields=["status"])
+        return
+    busy = any(speech.status == SpeechStatus.STREAMING for speech in speeches)
+    waiting = [speech for speech in speeches if speech.status == SpeechStatus.QUEUED]
+    if debate.turn_order == TurnOrder.SEQUENTIAL and waiting and not busy:
+        _enqueue(waiting[0].pk)
+
+
+def _speech_prompt(speech: Speech) -> list[Any]:
+    debate = speech.debate
+    prompts = ProtocolPrompt.objects.get(protocol=debate.protocol)
+    other = Side.B if speech.side == Side.A else Side.A
+    values: dict[str, object] = {
+        "question": debate.question, "answer_a": debate.answer_a, "answer_b": debate.answer_b,
+        "my_answer": debate.answer(speech.side), "other_answer": debate.answer(other),
+        "passage": debate.passage or "(no passage)",
+        "speech_char_limit": debate.speech_char_limit,
+        "quote_char_limit": debate.quote_char_limit,
+        "round": speech.round, "max_rounds": debate.max_rounds,
+    }  # fmt: skip
+    return debater_messages(
+        system_template=prompts.debater_system,
+        turn_template=prompts.debater_turn,
+        values=values,
+        transcript=debate_transcript(debate, before=speech),
+    )
+
+
+def debate_transcript(debate: Debate, *, before: Speech) -> list[TranscriptEntry]:
+    """What a debater may see before its speech: earlier rounds, the judge's messages, and
+    (sequential order only) the speeches already given this round."""
+    entries: list[TranscriptEntry] = []
+    messages = {turn.round: turn.message for turn in debate.judge_turns.all() if turn.message}
+    speeches = debate.speeches.filter(status=SpeechStatus.DONE).order_by("round", "pk")
+    for round_number in range(1, before.round + 1):
+        for speech in speeches:
+            if speech.round != round_number or speech.pk == before.pk:
+                continue
+            same_round = speech.round == before.round
+            if same_round and debate.turn_order == TurnOrder.SIMULTANEOUS:
+                continue
+            entries.append(TranscriptEntry(round_number, _speaker(debate, speech), speech.text))
+        if round_number < before.round and messages.get(round_number):
+            entries.append(TranscriptEntry(round_number, "Judge", messages[round_number]))
+    return entries
+
+
+def _speaker(debate: Debate, speech: Speech) -> str:
+    if debate.protocol == Protocol.CONSULTANCY:
+        return "Consultant"
+    return f"Debater {speech.side.upper()}"

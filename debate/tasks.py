@@ -1,0 +1,8 @@
+from celery import shared_task
+
+from debate.services import speech_generate
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def speech_generate_task(speech_id: int) -> None:
+    speech_generate(speech_id=speech_id)

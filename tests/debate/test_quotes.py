@@ -1,0 +1,68 @@
+import pytest
+
+from debate.quotes import normalise, quotes_verify, speech_html, speech_limit
+
+PASSAGE = "The keeper painted his door green every spring, because the salt wind peeled it."
+
+
+@pytest.mark.parametrize(
+    "quoted",
+    [
+        "painted his door green",  # exact
+        "Painted  his\ndoor GREEN",  # case and whitespace
+        "door green every spring because the salt wind",  # punctuation dropped
+        "the salt-wind peeled it!",  # punctuation changed
+    ],
+)
+def test_quotes_matching_the_passage_are_verified(quoted):
+    [quote] = quotes_verify(f"He <quote>{quoted}</quote>.", passage=PASSAGE, quote_char_limit=250)
+    assert quote.verified and not quote.over_limit
+
+
+@pytest.mark.parametrize(
+    "quoted", ["painted his door red", "door green every autumn", "", "   ", "green door"]
+)
+def test_fabricated_or_empty_quotes_are_unverified(quoted):
+    [quote] = quotes_verify(f"<quote>{quoted}</quote>", passage=PASSAGE, quote_char_limit=250)
+    assert not quote.verified
+
+
+def test_quote_characters_count_toward_the_limit():
+    text = "<quote>painted his door green</quote> and <quote>the salt wind peeled it</quote>"
+    first, second = quotes_verify(text, passage=PASSAGE, quote_char_limit=30)
+    assert first.verified
+    assert second.over_limit and not second.verified  # 22 + 24 characters > 30
+
+
+def test_no_passage_verifies_nothing():
+    [quote] = quotes_verify("<quote>anything</quote>", passage="", quote_char_limit=250)
+    assert not quote.verified
+
+
+def test_normalise_keeps_words_and_order():
+    assert normalise("  Don’t—STOP, now! ") == normalise("don t stop now")
+    assert normalise("a b") != normalise("b a")
+
+
+def test_over_long_speeches_are_cut_and_marked():
+    text, cut = speech_limit("x" * 800, char_limit=750)
+    assert (len(text), cut) == (750, True)
+    assert speech_limit("short", char_limit=750) == ("short", False)
+    assert "[cut]" in speech_html(text, [], truncated=True)
+
+
+def test_speech_html_escapes_model_output_everywhere():
+    text = "<script>alert(1)</script> says <quote>door <b>green</b></quote> & more"
+    quotes = [q.as_json() for q in quotes_verify(text, passage=PASSAGE, quote_char_limit=250)]
+    html = speech_html(text, quotes, truncated=False)
+    assert "<script>" not in html and "<b>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert '<q class="quote unverified" title="not found in the passage">door &lt;b&gt;' in html
+    assert "&amp; more" in html
+
+
+def test_verified_and_unverified_quotes_look_different():
+    text = "<quote>painted his door green</quote> <quote>a purple door</quote>"
+    quotes = [q.as_json() for q in quotes_verify(text, passage=PASSAGE, quote_char_limit=250)]
+    html = speech_html(text, quotes, truncated=False)
+    assert '<q class="quote verified"' in html and '<q class="quote unverified"' in html

@@ -1,0 +1,182 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from debate.models import DebateStatus, JudgeAction, Protocol, Speech, SpeechStatus, TurnOrder
+from debate.services import (
+    debate_create,
+    debate_prior_submit,
+    debate_transcript,
+    judge_turn_submit,
+    speech_generate,
+    speech_retry,
+)
+from tests.factories import DebateFactory, ModelConfigFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def run_queued(debate) -> list[Speech]:
+    """What the generation worker does: every queued speech of the round, in order."""
+    speeches = list(debate.speeches.filter(status=SpeechStatus.QUEUED).order_by("pk"))
+    for speech in speeches:
+        speech_generate(speech_id=speech.pk)
+    return speeches
+
+
+@pytest.fixture
+def enqueued(monkeypatch, django_capture_on_commit_callbacks):
+    """Speech ids sent to the generation queue, once their transaction commits."""
+    from debate.tasks import speech_generate_task
+
+    sent: list[int] = []
+    monkeypatch.setattr(speech_generate_task, "delay", sent.append)
+    return sent
+
+
+def test_a_debate_from_prior_to_judgment(enqueued, django_capture_on_commit_callbacks):
+    debate = DebateFactory()
+    judge = debate.judge
+
+    with django_capture_on_commit_callbacks(execute=True):
+        debate_prior_submit(debate_id=debate.pk, judge=judge, probability_a=50)
+    debate.refresh_from_db()
+    assert debate.status == DebateStatus.GENERATING and debate.current_round == 1
+    assert enqueued == [s.pk for s in debate.speeches.all()]  # both debaters at once
+
+    run_queued(debate)
+    debate.refresh_from_db()
+    round_one = list(debate.speeches.filter(round=1))
+    assert [s.side for s in round_one] == ["a", "b"]
+    assert all(s.status == SpeechStatus.DONE and s.text for s in round_one)
+    assert all(s.completion_tokens and s.config_snapshot["params"] for s in round_one)
+    assert debate.status == DebateStatus.AWAITING_JUDGE
+
+    judge_turn_submit(
+        debate_id=debate.pk, judge=judge, probability_a=60, action=JudgeAction.CONTINUE,
+        message="Debater B, what colour is the shed?",
+    )  # fmt: skip
+    debate.refresh_from_db()
+    speech_b2 = debate.speeches.get(round=2, side="b")
+    seen = [entry.text for entry in debate_transcript(debate, before=speech_b2)]
+    assert "Debater B, what colour is the shed?" in seen  # the question reaches round 2
+    run_queued(debate)
+
+    judge_turn_submit(
+        debate_id=debate.pk, judge=judge, probability_a=70, action=JudgeAction.END,
+        rationale="A quoted the passage; B did not.",
+    )  # fmt: skip
+    debate.refresh_from_db()
+    judgment = debate.judgment
+    assert debate.status == DebateStatus.JUDGED
+    assert (judgment.probability_a, judgment.judge_turns) == (70, 1)
+    assert judgment.score == pytest.approx(-0.5646, abs=1e-3)  # log2(0.7) - 0.05
+
+
+def test_simultaneous_speeches_do_not_see_each_other_but_sequential_ones_do():
+    for order, sees_a in [(TurnOrder.SIMULTANEOUS, False), (TurnOrder.SEQUENTIAL, True)]:
+        debate = DebateFactory(turn_order=order)
+        debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+        speech_a = debate.speeches.get(side="a")
+        speech_generate(speech_id=speech_a.pk)
+        speech_b = debate.speeches.get(side="b")
+        transcript = debate_transcript(debate, before=speech_b)
+        assert any(entry.speaker == "Debater A" for entry in transcript) is sees_a
+
+
+def test_sequential_rounds_start_b_after_a(enqueued, django_capture_on_commit_callbacks):
+    debate = DebateFactory(turn_order=TurnOrder.SEQUENTIAL)
+    with django_capture_on_commit_callbacks(execute=True):
+        debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    speech_a, speech_b = debate.speeches.order_by("side")
+    assert enqueued == [speech_a.pk]
+    with django_capture_on_commit_callbacks(execute=True):
+        speech_generate(speech_id=speech_a.pk)
+    assert enqueued == [speech_a.pk, speech_b.pk]
+
+
+def test_consultancy_assigns_the_consultant_at_random_and_records_it(researcher):
+    config = ModelConfigFactory()
+    sides = []
+    for _ in range(200):
+        debate = DebateFactory.build(protocol=Protocol.CONSULTANCY, debater_a_config=config)
+        debate.judge.save()
+        debate.debater_b_config = config
+        sides.append(debate_create(debate=debate, created_by=researcher).consultant_side)
+    assert set(sides) == {"a", "b"}
+    assert 60 <= sides.count("a") <= 140  # about half honest; P(outside) < 1e-6
+
+
+def test_consultancy_has_one_speech_a_round():
+    debate = DebateFactory(protocol=Protocol.CONSULTANCY, consultant_side="b")
+    debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    assert [s.side for s in debate.speeches.all()] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("setup", "turn", "message"),
+    [
+        ({}, {"action": "end", "rationale": ""}, "rationale is required"),
+        ({"rounds_mode": "fixed"}, {"action": "end", "rationale": "x"}, "runs all 2 rounds"),
+        ({"max_rounds": 1}, {"action": "continue"}, "last round"),
+    ],
+)
+def test_judge_rules_are_enforced(setup, turn, message):
+    debate = DebateFactory(**setup)
+    debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    debate.speeches.update(status=SpeechStatus.DONE, text="...")
+    debate.__class__.objects.filter(pk=debate.pk).update(status=DebateStatus.AWAITING_JUDGE)
+    with pytest.raises(ValidationError, match=message):
+        judge_turn_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50, **turn)
+    assert not hasattr(debate.__class__.objects.get(pk=debate.pk), "judgment")
+
+
+def test_only_the_judge_in_the_right_state_can_act(annotator2):
+    debate = DebateFactory()
+    with pytest.raises(ValidationError, match="Only the assigned judge"):
+        debate_prior_submit(debate_id=debate.pk, judge=annotator2, probability_a=50)
+    debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    with pytest.raises(ValidationError, match="not open now"):
+        debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    assert debate.judge_turns.count() == 1
+
+
+def test_a_failed_speech_shows_why_and_a_retry_regenerates_it():
+    debate = DebateFactory(debater_a_config=ModelConfigFactory(name="gone", model="/no/model"))
+    debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    speech = debate.speeches.get(side="a")
+    speech_generate(speech_id=speech.pk)
+    speech.refresh_from_db()
+    assert speech.status == SpeechStatus.FAILED and speech.error.startswith("[gone] ")
+
+    debate.debater_a_config.model = "bundled:smollm2-135m-instruct"
+    debate.debater_a_config.save()
+    speech_retry(speech_id=speech.pk)
+    speech_generate(speech_id=speech.pk)
+    speech.refresh_from_db()
+    assert speech.status == SpeechStatus.DONE and speech.text and not speech.error
+
+
+def test_a_speech_cut_off_by_a_dead_worker_is_retried_without_duplicated_text():
+    debate = DebateFactory()
+    debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    speech = debate.speeches.get(side="a")
+    # What a worker killed mid-speech leaves behind: streaming, with half a speech saved.
+    Speech.objects.filter(pk=speech.pk).update(status=SpeechStatus.STREAMING, text="HALF SPEECH ")
+    speech_generate(speech_id=speech.pk)  # a redelivered task finds nothing to claim
+    speech.refresh_from_db()
+    assert speech.text == "HALF SPEECH "
+
+    speech_retry(speech_id=speech.pk)
+    speech_generate(speech_id=speech.pk)
+    speech.refresh_from_db()
+    assert speech.status == SpeechStatus.DONE
+    assert "HALF SPEECH" not in speech.text
+
+
+def test_a_finished_speech_cannot_be_retried():
+    debate = DebateFactory()
+    debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    speech = debate.speeches.get(side="a")
+    Speech.objects.filter(pk=speech.pk).update(status=SpeechStatus.DONE, text="done")
+    with pytest.raises(ValidationError, match="Only a failed or stuck speech"):
+        speech_retry(speech_id=speech.pk)

@@ -1,0 +1,177 @@
+import re
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from debate.models import Debate, DebateStatus, JudgeTurn, SpeechStatus
+from debate.services import debate_prior_submit, judge_turn_submit
+from tests.factories import DebateFactory, ModelConfigFactory
+from tests.helpers import signed_in
+
+PASSAGE_MARK = "zanzibar-lighthouse-7731"
+
+
+@pytest.fixture
+def debate(annotator):
+    return DebateFactory(judge=annotator, passage=f"Secret passage {PASSAGE_MARK}.")
+
+
+def test_the_judge_the_observer_and_nobody_else(users, annotator2, debate):
+    url = reverse("debate:detail", args=[debate.pk])
+    assert signed_in(users["annotator"]).get(url).status_code == 200
+    assert signed_in(users["researcher"]).get(url).status_code == 200
+    assert signed_in(users["admin"]).get(url).status_code == 200
+    assert signed_in(annotator2).get(url).status_code == 404
+    assert signed_in(users["outsider"]).get(url).status_code == 404
+    assert Client().get(url)["Location"].startswith(reverse("login"))
+    assert signed_in(users["annotator"]).post(url).status_code == 405
+
+
+def test_only_the_judge_posts_a_prior(users, annotator2, debate):
+    url = reverse("debate:prior", args=[debate.pk])
+    data = {"probability_a": "40", "probability_b": "60"}
+    assert signed_in(annotator2).post(url, data).status_code == 404
+    assert signed_in(users["researcher"]).post(url, data).status_code == 403
+    assert signed_in(users["annotator"]).get(url).status_code == 405
+    assert not JudgeTurn.objects.exists()
+    response = signed_in(users["annotator"]).post(url, data, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert JudgeTurn.objects.get().probability_a == 40
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"probability_a": "40", "probability_b": "50"}, "must sum to 100%"),
+        ({"probability_a": "0", "probability_b": "100"}, "greater than or equal to 1"),
+        ({"probability_a": "abc", "probability_b": "50"}, "Enter a whole number"),
+    ],
+)
+def test_bad_probabilities_are_refused_and_change_nothing(annotator, debate, data, error):
+    response = signed_in(annotator).post(
+        reverse("debate:prior", args=[debate.pk]), data, headers={"HX-Request": "true"}
+    )
+    assert error in response.content.decode()
+    assert not JudgeTurn.objects.exists()
+    assert Debate.objects.get(pk=debate.pk).status == DebateStatus.WAITING_FOR_PRIOR
+
+
+def test_ending_needs_a_rationale(annotator, debate):
+    debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
+    debate.speeches.update(status=SpeechStatus.DONE, text="said")
+    Debate.objects.filter(pk=debate.pk).update(status=DebateStatus.AWAITING_JUDGE)
+    response = signed_in(annotator).post(
+        reverse("debate:turn", args=[debate.pk]),
+        {"probability_a": "70", "probability_b": "30", "action": "end", "rationale": " "},
+        headers={"HX-Request": "true"},
+    )
+    assert "Explain your judgment" in response.content.decode()
+    assert Debate.objects.get(pk=debate.pk).status == DebateStatus.AWAITING_JUDGE
+
+
+def test_a_researcher_creates_a_debate(researcher, annotator):
+    config = ModelConfigFactory()
+    response = signed_in(researcher).post(
+        reverse("debate:new"),
+        {
+            "question": "Q?", "answer_a": "yes", "answer_b": "no", "correct_side": "a",
+            "passage": "text", "protocol": "debate", "turn_order": "simultaneous",
+            "rounds_mode": "judge_ends", "max_rounds": "3", "speech_char_limit": "750",
+            "quote_char_limit": "250", "debater_a_config": str(config.pk),
+            "judge": str(annotator.pk),
+        },
+    )  # fmt: skip
+    debate = Debate.objects.get()
+    assert response.status_code == 302
+    assert debate.debater_b_config == config  # two instances of one config
+    assert debate.created_by == researcher
+
+
+def test_a_debate_form_with_bad_input_changes_nothing(researcher, annotator2):
+    config = ModelConfigFactory()
+    response = signed_in(researcher).post(
+        reverse("debate:new"),
+        {
+            "question": "Q?", "answer_a": "same", "answer_b": "same", "protocol": "debate",
+            "turn_order": "simultaneous", "rounds_mode": "judge_ends", "max_rounds": "99",
+            "speech_char_limit": "100", "quote_char_limit": "500",
+            "debater_a_config": str(config.pk), "judge": str(annotator2.pk),
+        },
+    )  # fmt: skip
+    html = response.content.decode()
+    assert "The two answers must differ." in html
+    assert "less than or equal to 10" in html
+    assert "cannot exceed the speech limit" in html
+    assert not Debate.objects.exists()
+
+
+def test_debate_pages_are_for_the_right_roles(users):
+    for name in ("debate:list", "debate:new"):
+        assert signed_in(users["annotator"]).get(reverse(name)).status_code == 403
+        assert signed_in(users["researcher"]).get(reverse(name)).status_code == 200
+    assert signed_in(users["researcher"]).get(reverse("debate:mine")).status_code == 403
+    assert signed_in(users["annotator"]).get(reverse("debate:mine")).status_code == 200
+
+
+def test_the_list_filters(researcher, annotator):
+    DebateFactory(judge=annotator, question="about lighthouses")
+    DebateFactory(judge=annotator, question="about ships", protocol="consultancy")
+    html = signed_in(researcher).get(reverse("debate:list"), {"protocol": "consultancy"})
+    assert "about ships" in html.content.decode()
+    assert "about lighthouses" not in html.content.decode()
+    bad = signed_in(researcher).get(reverse("debate:list"), {"status": "nonsense"})
+    assert bad.status_code == 200  # an invalid filter shows everything, not an error page
+
+
+def test_prompts_reject_broken_placeholders(researcher):
+    url = reverse("debate:prompts", args=["debate"])
+    response = signed_in(researcher).post(
+        url, {"debater_system": "Hi {question", "debater_turn": "x"}
+    )
+    assert "Broken placeholder" in response.content.decode()
+    assert signed_in(researcher).get(reverse("debate:prompts", args=["nope"])).status_code == 404
+
+
+def _normalised(html: str, debate_id: int) -> str:
+    html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+    html = re.sub(r'"X-CSRFToken": "[^"]+"', "", html)
+    html = re.sub(r"speech-\d+", "speech-N", html)
+    return html.replace(f"/{debate_id}/", "/ID/").replace(f"Debate {debate_id}", "Debate ID")
+
+
+def test_the_judge_page_carries_no_trace_of_the_passage_or_the_answer(annotator):
+    """Two debates that differ only in the hidden passage and the correct answer must look
+    byte-for-byte the same to their judge, at every step before the judgment."""
+    twins = [
+        DebateFactory(judge=annotator, passage=f"{PASSAGE_MARK} one", correct_side="a"),
+        DebateFactory(judge=annotator, passage="another story entirely", correct_side="b"),
+    ]
+    client = signed_in(annotator)
+
+    def pages() -> list[str]:
+        return [
+            _normalised(client.get(reverse("debate:detail", args=[d.pk])).content.decode(), d.pk)
+            for d in twins
+        ]
+
+    first, second = pages()
+    assert first == second and PASSAGE_MARK not in first
+    for debate in twins:
+        debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
+        debate.speeches.update(status=SpeechStatus.DONE, text="<quote>one</quote> same speech")
+        Debate.objects.filter(pk=debate.pk).update(status=DebateStatus.AWAITING_JUDGE)
+    first, second = pages()
+    assert first == second and PASSAGE_MARK not in first
+
+    judge_turn_submit(
+        debate_id=twins[0].pk, judge=annotator, probability_a=70, action="end", rationale="r"
+    )
+    after = client.get(reverse("debate:detail", args=[twins[0].pk])).content.decode()
+    assert "Correct answer: <strong>A</strong>" in after  # revealed only now
+
+
+def test_observers_see_the_passage_and_answer(researcher, debate):
+    html = signed_in(researcher).get(reverse("debate:detail", args=[debate.pk])).content.decode()
+    assert PASSAGE_MARK in html
+    assert "correct answer (A)" in html
