@@ -1,3 +1,5 @@
+import math
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -180,3 +182,27 @@ def test_a_finished_speech_cannot_be_retried():
     Speech.objects.filter(pk=speech.pk).update(status=SpeechStatus.DONE, text="done")
     with pytest.raises(ValidationError, match="Only a failed or stuck speech"):
         speech_retry(speech_id=speech.pk)
+
+
+def test_a_consultancy_from_prior_to_judgment():
+    debate = DebateFactory(protocol=Protocol.CONSULTANCY, consultant_side="b", correct_side="a",
+                           debater_b_config=None)  # fmt: skip
+    judge = debate.judge
+    debate_prior_submit(debate_id=debate.pk, judge=judge, probability_a=50)
+    [speech] = run_queued(debate)
+    speech.refresh_from_db()
+    assert (speech.side, speech.status) == ("b", SpeechStatus.DONE)
+
+    judge_turn_submit(debate_id=debate.pk, judge=judge, probability_a=40, action="continue",
+                      message="Consultant, quote the passage.")  # fmt: skip
+    debate.refresh_from_db()
+    [second] = debate.speeches.filter(round=2)
+    transcript = debate_transcript(debate, before=second)
+    assert [entry.speaker for entry in transcript] == ["Consultant", "Judge"]
+    run_queued(debate)
+
+    judge_turn_submit(debate_id=debate.pk, judge=judge, probability_a=80, action="end",
+                      rationale="The consultant never quoted anything.")  # fmt: skip
+    debate.refresh_from_db()
+    assert debate.status == DebateStatus.JUDGED
+    assert debate.judgment.score == pytest.approx(math.log2(0.8) - 0.05)
