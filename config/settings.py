@@ -64,9 +64,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "servestatic.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.forms",
     "channels",
     "django_htmx",
     "template_partials",
+    "ninja",  # its bundled Swagger UI (static files), so the API docs need no CDN
     "core",
     "llm",
     "annotations",
@@ -89,6 +91,7 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
+FORM_RENDERER = "core.forms.FormRenderer"
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
 
