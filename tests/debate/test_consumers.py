@@ -76,3 +76,28 @@ def test_who_may_open_a_debate_socket(users, annotator2):
     assert not accepted(annotator2)
     assert not accepted(users["outsider"])
     assert not accepted(None)
+
+
+def test_a_reconnecting_browser_gets_the_text_so_far_then_only_new_tokens(annotator):
+    debate = DebateFactory(judge=annotator)
+    debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
+    speech = debate.speeches.get(side="a")
+    speech.__class__.objects.filter(pk=speech.pk).update(status="streaming", text="The door was gr")
+    socket = communicator(annotator, debate.pk)
+
+    async def scenario() -> tuple[str, str]:
+        assert (await socket.connect())[0]
+        snapshot = await socket.receive_from(timeout=5)
+        # The worker's next delta overlaps what the snapshot already showed.
+        await get_channel_layer().group_send(
+            debate_group_name(debate.pk),
+            {"type": "stream.delta", "stream": f"speech-{speech.pk}", "offset": 12,
+             "text": " green"},
+        )  # fmt: skip
+        delta = await socket.receive_from(timeout=5)
+        await socket.disconnect()
+        return snapshot, delta
+
+    snapshot, delta = async_to_sync(scenario)()
+    assert f'id="speech-{speech.pk}-text">The door was gr</div>' in snapshot
+    assert delta.endswith(">een</span>")
