@@ -74,6 +74,7 @@ def protocol_prompt_save(*, prompt: ProtocolPrompt) -> ProtocolPrompt:
 def debate_prior_submit(*, debate_id: int, judge: User, probability_a: int) -> Debate:
     """The judge's prior opens the debate: round 1 starts."""
     with transaction.atomic():
+        _check_probability(probability_a)
         debate = _locked(debate_id)
         _check_judge(debate, judge, DebateStatus.WAITING_FOR_PRIOR)
         JudgeTurn.objects.create(
@@ -90,6 +91,9 @@ def judge_turn_submit(
 ) -> Debate:  # fmt: skip
     """After a round: continue (the message goes to the debaters) or end and judge."""
     with transaction.atomic():
+        _check_probability(probability_a)
+        if action not in JudgeAction.values:
+            raise ValidationError(f"Unknown action {action!r}.")
         debate = _locked(debate_id)
         _check_judge(debate, judge, DebateStatus.AWAITING_JUDGE)
         if action == JudgeAction.CONTINUE and debate.last_round:
@@ -128,6 +132,11 @@ def judgment_submit(*, debate: Debate, judge: User, probability_a: int, rational
     debate.save(update_fields=["status"])
     _broadcast_changed(debate.pk)
     return judgment
+
+
+def _check_probability(probability_a: int) -> None:
+    if not 1 <= probability_a <= 99:
+        raise ValidationError(f"Probabilities run from 1 to 99%, not {probability_a}%.")
 
 
 def _check_judge(debate: Debate, judge: User, status: str) -> None:

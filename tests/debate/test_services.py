@@ -120,6 +120,8 @@ def test_consultancy_has_one_speech_a_round():
         ({}, {"action": "end", "rationale": ""}, "rationale is required"),
         ({"rounds_mode": "fixed"}, {"action": "end", "rationale": "x"}, "runs all 2 rounds"),
         ({"max_rounds": 1}, {"action": "continue"}, "last round"),
+        ({}, {"action": "surrender"}, "Unknown action"),
+        ({}, {"action": "continue", "probability_a": 100}, "from 1 to 99%"),
     ],
 )
 def test_judge_rules_are_enforced(setup, turn, message):
@@ -128,7 +130,7 @@ def test_judge_rules_are_enforced(setup, turn, message):
     debate.speeches.update(status=SpeechStatus.DONE, text="...")
     debate.__class__.objects.filter(pk=debate.pk).update(status=DebateStatus.AWAITING_JUDGE)
     with pytest.raises(ValidationError, match=message):
-        judge_turn_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50, **turn)
+        judge_turn_submit(debate_id=debate.pk, judge=debate.judge, **({"probability_a": 50} | turn))
     assert not hasattr(debate.__class__.objects.get(pk=debate.pk), "judgment")
 
 
