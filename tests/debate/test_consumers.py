@@ -21,7 +21,7 @@ def communicator(user, debate_id: int) -> WebsocketCommunicator:
     return WebsocketCommunicator(application, f"/ws/debates/{debate_id}/", headers=headers)
 
 
-def test_judge_frames_never_carry_the_passage_or_answer_until_judged(annotator):
+def test_judge_frames_never_carry_the_passage_or_answer_until_judged(annotator, enqueued):
     debate = DebateFactory(judge=annotator, passage=f"The {SECRET} story.", correct_side="b")
     debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
     speech = debate.speeches.get(side="a")
@@ -78,7 +78,7 @@ def test_who_may_open_a_debate_socket(users, annotator2):
     assert not accepted(None)
 
 
-def test_a_reconnecting_browser_gets_the_text_so_far_then_only_new_tokens(annotator):
+def test_a_reconnecting_browser_gets_the_text_so_far_then_only_new_tokens(annotator, enqueued):
     debate = DebateFactory(judge=annotator)
     debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
     speech = debate.speeches.get(side="a")

@@ -25,16 +25,6 @@ def run_queued(debate) -> list[Speech]:
     return speeches
 
 
-@pytest.fixture
-def enqueued(monkeypatch, django_capture_on_commit_callbacks):
-    """Speech ids sent to the generation queue, once their transaction commits."""
-    from debate.tasks import speech_generate_task
-
-    sent: list[int] = []
-    monkeypatch.setattr(speech_generate_task, "delay", sent.append)
-    return sent
-
-
 def test_a_debate_from_prior_to_judgment(enqueued, django_capture_on_commit_callbacks):
     debate = DebateFactory()
     judge = debate.judge

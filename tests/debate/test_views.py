@@ -28,7 +28,7 @@ def test_the_judge_the_observer_and_nobody_else(users, annotator2, debate):
     assert signed_in(users["annotator"]).post(url).status_code == 405
 
 
-def test_only_the_judge_posts_a_prior(users, annotator2, debate):
+def test_only_the_judge_posts_a_prior(users, annotator2, debate, enqueued):
     url = reverse("debate:prior", args=[debate.pk])
     data = {"probability_a": "40", "probability_b": "60"}
     assert signed_in(annotator2).post(url, data).status_code == 404
@@ -57,7 +57,7 @@ def test_bad_probabilities_are_refused_and_change_nothing(annotator, debate, dat
     assert Debate.objects.get(pk=debate.pk).status == DebateStatus.WAITING_FOR_PRIOR
 
 
-def test_ending_needs_a_rationale(annotator, debate):
+def test_ending_needs_a_rationale(annotator, debate, enqueued):
     debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
     debate.speeches.update(status=SpeechStatus.DONE, text="said")
     Debate.objects.filter(pk=debate.pk).update(status=DebateStatus.AWAITING_JUDGE)
@@ -140,7 +140,7 @@ def _normalised(html: str, debate_id: int) -> str:
     return html.replace(f"/{debate_id}/", "/ID/").replace(f"Debate {debate_id}", "Debate ID")
 
 
-def test_the_judge_page_carries_no_trace_of_the_passage_or_the_answer(annotator):
+def test_the_judge_page_carries_no_trace_of_the_passage_or_the_answer(annotator, enqueued):
     """Two debates that differ only in the hidden passage and the correct answer must look
     byte-for-byte the same to their judge, at every step before the judgment."""
     twins = [

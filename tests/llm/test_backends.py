@@ -288,19 +288,21 @@ def test_timeout_raises_between_tokens(backend: TransformersBackend) -> None:
     with pytest.raises(GenerationTimeoutError) as caught:
         for chunk in backend.stream_chat(STORY, params=params):
             received.append(chunk.text)
-    # 500 tokens take ~25 s here; the slack covers one slow step on a busy machine.
-    assert time.perf_counter() - start < 5.5
+    # 500 tokens take ~25 s on an idle machine; stopping after a few dozen is the proof, the
+    # time bound only has to survive a machine loaded several times over.
     assert len(received) < 100
+    assert time.perf_counter() - start < 30
     assert caught.value.config_name == "smol-test"
     assert "0.5 s" in caught.value.message
 
 
 def test_batch_timeout_raises(backend: TransformersBackend) -> None:
-    params = GenerationParams(temperature=0, max_new_tokens=500, timeout_s=0.5)
+    # 2 x 2000 tokens would take minutes; the bound leaves room for a heavily loaded machine.
+    params = GenerationParams(temperature=0, max_new_tokens=2000, timeout_s=0.5)
     start = time.perf_counter()
     with pytest.raises(GenerationTimeoutError, match="0.5 s timeout"):
         backend.generate_batch([STORY, STORY], params=params)
-    assert time.perf_counter() - start < 5.5
+    assert time.perf_counter() - start < 30
 
 
 def test_web_side_modules_do_not_import_torch_or_django() -> None:
