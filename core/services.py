@@ -6,13 +6,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
 from core.roles import Role
+from core.streams import stream_send
 
 DEMO_USERS: tuple[tuple[str, Role], ...] = (
     ("annotator1", Role.ANNOTATOR),
@@ -58,12 +57,5 @@ def user_group_name(user_id: int) -> str:
 
 def user_notify(*, user_id: int, kind: str, data: dict[str, Any]) -> None:
     """Push an event to every open socket of a user, after the surrounding commit."""
-
-    def send() -> None:
-        layer = get_channel_layer()
-        assert layer is not None
-        async_to_sync(layer.group_send)(
-            user_group_name(user_id), {"type": "notify", "kind": kind, "data": data}
-        )
-
-    transaction.on_commit(send)
+    event = {"type": "notify", "kind": kind, "data": data}
+    transaction.on_commit(lambda: stream_send(user_group_name(user_id), event))
