@@ -515,35 +515,6 @@ def baseline_run(backend: Backend, messages: Sequence[ChatMessage], params: Any)
     return probe
 
 
-# --- a diagnostic: what one group_send costs from sync code -----------------------------------
-def group_send_costs(n: int = 40) -> tuple[float, float]:
-    """Median ms of stream_send (async_to_sync: a new thread, event loop and Redis connection
-    per call) vs the same group_send awaited on one long-lived loop."""
-    from channels.layers import get_channel_layer
-
-    from core.streams import stream_send
-
-    event = {"type": "stream.delta", "stream": "speech-0", "offset": 0, "text": "x"}
-    sync_s = []
-    for _ in range(n):
-        start = time.perf_counter()
-        stream_send("bench-empty", event)
-        sync_s.append(time.perf_counter() - start)
-
-    async def on_one_loop() -> list[float]:
-        layer = get_channel_layer()
-        assert layer is not None
-        times = []
-        for _ in range(n):
-            start = time.perf_counter()
-            await layer.group_send("bench-empty", event)
-            times.append(time.perf_counter() - start)
-        return times
-
-    loop_s = asyncio.run(on_one_loop())
-    return statistics.median(sync_s) * 1000, statistics.median(loop_s[1:]) * 1000
-
-
 # --- reporting --------------------------------------------------------------------------------
 def pct(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
@@ -617,12 +588,9 @@ def main() -> int:
                 f"{crowd_baselines[-1].rate:.1f} tok/s, {done}/{args.watchers} complete",
                 flush=True,
             )
-        sync_ms, loop_ms = group_send_costs()
 
     busy = max(load_before, os.getloadavg()[0]) > (os.cpu_count() or 1)
-    report(
-        rows, args, baselines, singles, crowd_baselines, crowds, load_s, setup_s, sync_ms, loop_ms
-    )
+    report(rows, args, baselines, singles, crowd_baselines, crowds, load_s, setup_s)
     width = max(len(r[0]) for r in rows)
     print()
     print(f"{'measure'.ljust(width)}  {'value':>14}  ratio / target")
@@ -640,7 +608,6 @@ def report(
     rows: list[tuple[str, str, str]], args: argparse.Namespace, baselines: list[Probe],
     singles: list[LiveRun], crowd_baselines: list[Probe], crowds: list[LiveRun],
     load_s: float, setup_s: float,
-    sync_ms: float, loop_ms: float,
 ) -> None:  # fmt: skip
     def add(name: str, value: str, note: str = "") -> None:
         rows.append((name, value, note))
@@ -767,16 +734,11 @@ def report(
             f"p95 {ms(pct(saves, 0.95))}; {sum(saves) / wall:.0%} of decode time",
         )
         add(
-            f"flush, {label}: group_send (async_to_sync)",
+            f"flush, {label}: group_send (stream_send)",
             ms(statistics.median(sends)),
             f"p95 {ms(pct(sends, 0.95))}; {sum(sends) / wall:.0%} of decode time; "
             f"{flushes:.0f} flushes / {chunks:.0f} chunks",
         )
-    add(
-        "group_send: stream_send / one long-lived loop",
-        f"{ms(sync_ms)} / {ms(loop_ms)}",
-        f"{sync_ms / loop_ms:.1f}x: stream_send opens a thread, loop, connection",
-    )
 
 
 if __name__ == "__main__":
