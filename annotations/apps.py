@@ -3,3 +3,4 @@ from django.apps import AppConfig
 
 class AnnotationsConfig(AppConfig):
     name = "annotations"
+    verbose_name = "Rating queues"

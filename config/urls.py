@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from annotations.api import api
+
 admin.site.site_header = "Arbiter administration"
 admin.site.site_title = "Arbiter admin"
 
@@ -9,6 +11,8 @@ urlpatterns = [
     path("", include("core.urls")),
     path("models/", include("llm.urls")),
     path("debates/", include("debate.urls")),
+    path("queues/", include("annotations.urls")),
+    path("api/", api.urls),
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

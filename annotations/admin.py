@@ -1,0 +1,76 @@
+from django.contrib import admin
+
+from annotations.models import (
+    ApiToken,
+    Assignment,
+    ExportJob,
+    Item,
+    Label,
+    Queue,
+    QueueMember,
+)
+
+
+class QueueMemberInline(admin.TabularInline):
+    model = QueueMember
+    extra = 0
+    autocomplete_fields = ["user"]
+
+
+@admin.register(Queue)
+class QueueAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "labels_per_item", "priority", "gold_rate", "item_count"]
+    list_filter = ["kind", "priority"]
+    search_fields = ["name"]
+    readonly_fields = ["item_count", "created_by", "created_at"]
+    inlines = [QueueMemberInline]
+
+
+@admin.register(QueueMember)
+class QueueMemberAdmin(admin.ModelAdmin):
+    list_display = ["queue", "user", "added_at"]
+    list_filter = ["queue"]
+
+
+@admin.register(Item)
+class ItemAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "queue",
+        "external_id",
+        "is_gold",
+        "label_count",
+        "complete",
+        "uncertainty",
+    ]
+    list_filter = ["queue", "is_gold", "complete"]
+    search_fields = ["external_id"]
+    # Counters belong to the label services; editing them by hand would break the k rule.
+    readonly_fields = ["label_count", "complete", "created_at"]
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "queue", "item", "annotator", "outcome", "created_at", "expires_at"]
+    list_filter = ["outcome", "queue"]
+    readonly_fields = [field.name for field in Assignment._meta.fields]
+
+
+@admin.register(Label)
+class LabelAdmin(admin.ModelAdmin):
+    list_display = ["id", "queue", "item", "annotator", "value", "time_spent_ms", "created_at"]
+    list_filter = ["queue", "is_gold"]
+    readonly_fields = [field.name for field in Label._meta.fields]
+
+
+@admin.register(ExportJob)
+class ExportJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "created_by", "status", "rows_done", "rows_total", "created_at"]
+    list_filter = ["status"]
+    readonly_fields = [field.name for field in ExportJob._meta.fields]
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["name", "user", "created_at", "last_used_at"]
+    readonly_fields = ["digest", "created_at", "last_used_at"]

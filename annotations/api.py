@@ -1,0 +1,327 @@
+"""The HTTP API (django-ninja): import, next, submit, skip, undo, export. Bearer-token auth.
+
+Every error is a 4xx with a JSON body `{"detail": …}`. The same services as the pages run
+behind it, so the same rules hold: annotators see only their own leases' payloads, never
+gold flags, other annotators' labels, agreement or exports.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils import timezone
+from ninja import File, NinjaAPI, Router, Schema, Status
+from ninja.errors import HttpError
+from ninja.files import UploadedFile
+from ninja.security import HttpBearer
+from pydantic import Field
+
+from annotations.exports import CONTENT_TYPES, EXTENSIONS, ExportInvalid, ExportSpec
+from annotations.importers import (
+    MAX_IMPORT_BYTES,
+    ImportFailed,
+    ImportFormat,
+    format_for_name,
+    items_import,
+)
+from annotations.models import ApiToken, Assignment, ExportJob, JobStatus, Label, Queue
+from annotations.selectors import queue_for_annotator, queues_for_annotator
+from annotations.services import (
+    AnnotationError,
+    api_token_digest,
+    assignment_skip,
+    export_path,
+    export_start,
+    label_submit,
+    label_undo,
+    queue_item_claim,
+)
+from core.roles import Role, user_has_role
+
+# Writing last_used_at on every call would put an UPDATE on the hot path.
+TOKEN_TOUCH_EVERY = timedelta(minutes=5)
+
+
+class TokenAuth(HttpBearer):
+    def authenticate(self, request: HttpRequest, token: str) -> User | None:
+        row = (
+            ApiToken.objects.select_related("user")
+            .filter(digest=api_token_digest(token), user__is_active=True)
+            .first()
+        )
+        if row is None:
+            return None
+        now = timezone.now()
+        if row.last_used_at is None or now - row.last_used_at > TOKEN_TOUCH_EVERY:
+            ApiToken.objects.filter(pk=row.pk).update(last_used_at=now)
+        request.user = row.user
+        return row.user
+
+
+api = NinjaAPI(
+    title="Arbiter API",
+    version="1",
+    description="Rating queues: claim, label, undo; import items; export labels.",
+    auth=TokenAuth(),
+    urls_namespace="api",
+)
+
+
+@api.exception_handler(AnnotationError)
+def _annotation_error(request: HttpRequest, error: AnnotationError) -> HttpResponse:
+    return api.create_response(request, {"detail": error.message}, status=error.status)
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, error: ValidationError) -> HttpResponse:
+    return api.create_response(request, {"detail": " ".join(error.messages)}, status=400)
+
+
+def _user(request: HttpRequest) -> User:
+    user = request.auth  # type: ignore[attr-defined]
+    assert isinstance(user, User)
+    return user
+
+
+def _require(request: HttpRequest, role: Role) -> User:
+    user = _user(request)
+    if not user_has_role(user, role):
+        raise HttpError(403, f"This needs the {role} role.")
+    return user
+
+
+def _member_queue(request: HttpRequest, queue_id: int) -> tuple[User, Queue]:
+    user = _require(request, Role.ANNOTATOR)
+    queue = queue_for_annotator(user, queue_id)
+    if queue is None:
+        raise HttpError(404, "No such queue among yours.")
+    return user, queue
+
+
+# --- schemas ----------------------------------------------------------------------------------
+class QueueOut(Schema):
+    id: int
+    name: str
+    kind: str
+    labels_per_item: int
+    instructions: str
+
+
+class LeaseOut(Schema):
+    """What an annotator gets: the lease and the item's payload, nothing else about it."""
+
+    assignment_id: int
+    item_id: int
+    expires_at: datetime
+    payload: dict[str, Any]
+    keys: dict[str, dict[str, Any]]
+
+
+class LabelIn(Schema):
+    assignment_id: int = Field(ge=1)
+    value: dict[str, Any]
+    time_spent_ms: int = Field(ge=0, le=24 * 3600 * 1000)
+    client_request_id: uuid.UUID
+
+
+class LabelOut(Schema):
+    label_id: int
+    item_id: int
+    created_at: datetime
+
+
+class SkipIn(Schema):
+    assignment_id: int = Field(ge=1)
+
+
+class Detail(Schema):
+    detail: str
+
+
+class ImportOut(Schema):
+    imported: int
+
+
+class ImportErrors(Schema):
+    detail: str
+    errors: list[str]
+
+
+class ExportOut(Schema):
+    id: int
+    status: str
+    rows_total: int | None
+    rows_done: int
+    percent: int
+    error: str
+    download_url: str | None
+
+
+def _lease_out(lease: Assignment, queue: Queue) -> LeaseOut:
+    kind = queue.item_kind
+    return LeaseOut(
+        assignment_id=lease.pk,
+        item_id=lease.item_id,
+        expires_at=lease.expires_at,
+        payload=lease.item.typed_payload(kind).model_dump(mode="json"),
+        keys={key.key: key.value for key in kind.keys},
+    )
+
+
+def _label_out(label: Label) -> LabelOut:
+    return LabelOut(label_id=label.pk, item_id=label.item_id, created_at=label.created_at)
+
+
+def _export_out(request: HttpRequest, job: ExportJob) -> ExportOut:
+    url = None
+    if job.status == JobStatus.DONE:
+        path = reverse("api:export_download", kwargs={"job_id": job.pk})
+        url = request.build_absolute_uri(path)
+    return ExportOut(
+        id=job.pk,
+        status=job.status,
+        rows_total=job.rows_total,
+        rows_done=job.rows_done,
+        percent=job.percent,
+        error=job.error,
+        download_url=url,
+    )
+
+
+# --- queues: annotators -----------------------------------------------------------------------
+queues = Router(tags=["queues"])
+
+
+@queues.get("/", response=list[QueueOut])
+def queue_list(request: HttpRequest) -> list[Queue]:
+    """Queues you label in (annotators), or every queue (researchers)."""
+    user = _user(request)
+    if user_has_role(user, Role.RESEARCHER):
+        return list(Queue.objects.all())
+    if user_has_role(user, Role.ANNOTATOR):
+        return list(queues_for_annotator(user))
+    raise HttpError(403, "This needs the annotator or researcher role.")
+
+
+@queues.post("/{queue_id}/next", response={200: LeaseOut, 204: None})
+def queue_next(request: HttpRequest, queue_id: int) -> Any:
+    """Your current item in this queue, or the next one (204 when nothing is left for you)."""
+    user, queue = _member_queue(request, queue_id)
+    lease = queue_item_claim(queue=queue, annotator=user)
+    if lease is None:
+        return Status(204, None)
+    return Status(200, _lease_out(lease, queue))
+
+
+@queues.post(
+    "/{queue_id}/labels", response={200: LabelOut, 201: LabelOut, 400: Detail, 409: Detail}
+)
+def queue_label(request: HttpRequest, queue_id: int, body: LabelIn) -> Any:
+    """Label your leased item. Retrying with the same client_request_id returns the stored
+    label (200) instead of storing a second one (201)."""
+    user, queue = _member_queue(request, queue_id)
+    seen = Label.objects.filter(annotator=user, client_request_id=body.client_request_id).exists()
+    label = label_submit(
+        assignment_id=body.assignment_id,
+        annotator=user,
+        value=body.value,
+        time_spent_ms=body.time_spent_ms,
+        client_request_id=body.client_request_id,
+        queue_id=queue.pk,
+    )
+    return Status((200 if seen else 201), _label_out(label))
+
+
+@queues.post("/{queue_id}/skip", response={204: None, 409: Detail})
+def queue_skip(request: HttpRequest, queue_id: int, body: SkipIn) -> Any:
+    user, queue = _member_queue(request, queue_id)
+    if not Assignment.objects.filter(pk=body.assignment_id, queue=queue).exists():
+        raise HttpError(409, "That item is no longer yours to skip.")
+    assignment_skip(assignment_id=body.assignment_id, annotator=user)
+    return Status(204, None)
+
+
+@queues.post("/{queue_id}/undo", response={200: LeaseOut, 409: Detail})
+def queue_undo(request: HttpRequest, queue_id: int) -> Any:
+    """Take back your last label here if under 60 s old; its item is leased to you again."""
+    user, queue = _member_queue(request, queue_id)
+    lease = label_undo(queue=queue, annotator=user)
+    return Status(200, _lease_out(lease, queue))
+
+
+# --- queues: researchers ----------------------------------------------------------------------
+@queues.post("/{queue_id}/items", response={201: ImportOut, 400: ImportErrors})
+def queue_import(
+    request: HttpRequest,
+    queue_id: int,
+    file: UploadedFile = File(...),  # noqa: B008  (ninja's declaration style)
+    format: ImportFormat | None = None,
+) -> Any:
+    """Import a JSONL or CSV file of items: all rows or none; bad rows named by line."""
+    _require(request, Role.RESEARCHER)
+    queue = get_object_or_404(Queue, pk=queue_id)
+    if file.size and file.size > MAX_IMPORT_BYTES:
+        detail = f"The file is {file.size:,} bytes; the limit is {MAX_IMPORT_BYTES:,}."
+        return Status(400, ImportErrors(detail=detail, errors=[]))
+    fmt = format or format_for_name(file.name or "")
+    if fmt is None:
+        detail = "Pass ?format=jsonl or csv: the file name ends in neither .jsonl nor .csv."
+        return Status(400, ImportErrors(detail=detail, errors=[]))
+    try:
+        count = items_import(queue=queue, data=file.read(), fmt=fmt)
+    except ImportFailed as failure:
+        return Status(400, ImportErrors(detail="Nothing was imported.", errors=failure.messages))
+    return Status(201, ImportOut(imported=count))
+
+
+# --- exports ----------------------------------------------------------------------------------
+exports = Router(tags=["exports"])
+
+
+def _job(request: HttpRequest, job_id: int) -> ExportJob:
+    user = _require(request, Role.RESEARCHER)
+    jobs = ExportJob.objects.all()
+    if not user_has_role(user, Role.ADMIN):
+        jobs = jobs.filter(created_by=user)
+    return get_object_or_404(jobs, pk=job_id)
+
+
+@exports.post("/", response={202: ExportOut, 400: Detail})
+def export_create(request: HttpRequest, spec: ExportSpec) -> Any:
+    """Start an export job; poll it, then download the file."""
+    user = _require(request, Role.RESEARCHER)
+    try:
+        job = export_start(user=user, spec=spec)
+    except ExportInvalid as error:
+        return Status(400, Detail(detail=error.message))
+    return Status(202, _export_out(request, job))
+
+
+@exports.get("/{job_id}", response=ExportOut)
+def export_status(request: HttpRequest, job_id: int) -> ExportOut:
+    return _export_out(request, _job(request, job_id))
+
+
+@exports.get("/{job_id}/download", url_name="export_download")
+def export_download(request: HttpRequest, job_id: int) -> FileResponse:
+    job = _job(request, job_id)
+    if job.status != JobStatus.DONE or not export_path(job).is_file():
+        raise HttpError(404, "This export has no file (yet).")
+    extension = EXTENSIONS[ExportSpec.model_validate(job.spec).format]
+    return FileResponse(
+        export_path(job).open("rb"),
+        as_attachment=True,
+        filename=f"arbiter-labels-{job.pk}.{extension}",
+        content_type=CONTENT_TYPES[extension],
+    )
+
+
+api.add_router("/queues", queues)
+api.add_router("/exports", exports)

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.models import User
+from pydantic import ValidationError as PydanticValidationError
+
+from annotations.exports import ExportInvalid, ExportSpec, export_plan
+from annotations.importers import MAX_IMPORT_BYTES, ImportFormat, format_for_name
+from annotations.kinds import ItemKind, validation_message
+from annotations.models import Queue
+from core.roles import Role
+
+# A day: anything longer is a tab left open, not time on an item.
+MAX_TIME_MS = 24 * 3600 * 1000
+
+
+class LabelForm(forms.Form):
+    """One key press on the annotator page: the lease, the key, and the client's request id."""
+
+    assignment = forms.IntegerField(min_value=1)
+    key = forms.CharField(max_length=8)
+    request_id = forms.UUIDField()
+    time_ms = forms.IntegerField(min_value=0, max_value=MAX_TIME_MS, required=False)
+
+    def __init__(self, *args: Any, kind: ItemKind, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kind = kind
+
+    def clean_key(self) -> str:
+        key = self.cleaned_data["key"].strip().lower()
+        if key not in {label_key.key for label_key in self.kind.keys}:
+            raise forms.ValidationError(f"{key!r} is not a label key in a {self.kind.name} queue.")
+        return key
+
+    def value(self) -> dict[str, Any]:
+        key = self.cleaned_data["key"]
+        return next(label_key.value for label_key in self.kind.keys if label_key.key == key)
+
+
+class LeaseForm(forms.Form):
+    assignment = forms.IntegerField(min_value=1)
+
+
+def annotators() -> Any:
+    return (
+        User.objects.filter(is_active=True, groups__name=Role.ANNOTATOR)
+        .distinct()
+        .order_by("username")
+    )
+
+
+class QueueForm(forms.ModelForm):
+    member_users = forms.ModelMultipleChoiceField(
+        queryset=User.objects.none(),
+        required=False,
+        label="Members",
+        widget=forms.CheckboxSelectMultiple,
+        help_text="annotators who label in this queue",
+    )
+
+    class Meta:
+        model = Queue
+        fields = [
+            "name", "kind", "instructions", "labels_per_item", "priority", "gold_rate",
+            "lease_minutes",
+        ]  # fmt: skip
+        widgets = {"instructions": forms.Textarea(attrs={"rows": 6})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["member_users"].queryset = annotators()  # type: ignore[attr-defined]
+        if self.instance.pk is not None:
+            self.fields["member_users"].initial = list(self.instance.members.all())
+            if self.instance.items.exists():
+                # Items were validated against the kind: it cannot change under them.
+                self.fields["kind"].disabled = True
+                self.fields["kind"].help_text = "fixed once the queue has items"
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text="JSONL or CSV, at most 20 MB")
+    format = forms.ChoiceField(
+        choices=[("", "from the file name"), ("jsonl", "JSONL"), ("csv", "CSV")], required=False
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        upload = data.get("file")
+        if upload is None:
+            return data
+        if upload.size > MAX_IMPORT_BYTES:
+            self.add_error(
+                "file", f"The file is {upload.size:,} bytes; the limit is {MAX_IMPORT_BYTES:,}."
+            )
+            return data
+        fmt = data.get("format") or format_for_name(upload.name or "")
+        if not fmt:
+            self.add_error(
+                "format", "Name the format: the file name ends in neither .jsonl nor .csv."
+            )
+        data["format"] = ImportFormat(fmt) if fmt else None
+        return data
+
+
+class ExportForm(forms.Form):
+    queues = forms.ModelMultipleChoiceField(
+        queryset=Queue.objects.all(), help_text="queues of one kind"
+    )
+    format = forms.ChoiceField(
+        choices=[
+            ("jsonl", "JSONL"),
+            ("csv", "CSV"),
+            ("parquet", "Parquet"),
+            ("trl", "TRL preference pairs (plain text)"),
+            ("trl_conversational", "TRL preference pairs (conversational)"),
+        ]
+    )
+    aggregation = forms.ChoiceField(
+        choices=[
+            ("per_label", "One row per label"),
+            ("majority", "Majority vote per item (ties dropped)"),
+        ]
+    )
+    since = forms.DateTimeField(required=False, help_text="labelled at or after (UTC)")
+    until = forms.DateTimeField(required=False, help_text="labelled before (UTC)")
+    min_agreement = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="leave out items below this agreement (0–1)",
+    )
+    min_gold_accuracy = forms.FloatField(
+        required=False,
+        min_value=0,
+        max_value=1,
+        help_text="leave out annotators below this gold accuracy (0–1)",
+    )
+    include_gold = forms.BooleanField(required=False, label="Include gold items")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if self.errors:
+            return data
+        try:
+            self.spec = ExportSpec(
+                queues=[queue.pk for queue in data["queues"]],
+                **{key: value for key, value in data.items() if key != "queues"},
+            )
+            export_plan(self.spec)
+        except PydanticValidationError as error:
+            raise forms.ValidationError(validation_message(error)) from None
+        except ExportInvalid as error:
+            raise forms.ValidationError(error.message) from None
+        return data

@@ -1,0 +1,201 @@
+"""Label quality: per-annotator gold accuracy, speed and time per label; per-queue agreement.
+
+Krippendorff's alpha comes from the `krippendorff` package and Cohen's kappa from
+scikit-learn; this module only shapes the labels into their inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from itertools import combinations
+from typing import Any
+
+from annotations.models import Label, Queue
+
+# Kappa between two annotators on fewer shared items than this says little.
+MIN_SHARED_ITEMS = 5
+MAX_KAPPA_PAIRS = 30
+CHOICES = ["a", "b", "tie", "both_bad"]
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    user_id: int
+    username: str
+    labels: int
+    gold_labels: int
+    gold_correct: int
+    labels_per_hour: float | None
+    median_time_s: float | None
+
+    @property
+    def gold_accuracy(self) -> float | None:
+        return self.gold_correct / self.gold_labels if self.gold_labels else None
+
+
+@dataclass(frozen=True)
+class KappaPair:
+    first: str
+    second: str
+    shared: int
+    kappa: float
+
+
+@dataclass(frozen=True)
+class Agreement:
+    alpha: float | None
+    level: str
+    items_with_overlap: int
+    pairs: list[KappaPair]
+
+    @property
+    def mean_kappa(self) -> float | None:
+        return statistics.fmean(p.kappa for p in self.pairs) if self.pairs else None
+
+
+def annotator_stats(queue: Queue) -> list[AnnotatorStats]:
+    rows = (
+        Label.objects.filter(queue=queue)
+        .order_by("annotator_id")
+        .values_list(
+            "annotator_id", "annotator__username", "time_spent_ms", "is_gold", "gold_correct"
+        )
+    )
+    by_user: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    names: dict[int, str] = {}
+    for user_id, username, time_ms, is_gold, correct in rows.iterator(chunk_size=2000):
+        by_user[user_id].append((time_ms, is_gold, correct))
+        names[user_id] = username
+    stats = []
+    for user_id, labels in by_user.items():
+        times = [time_ms for time_ms, _, _ in labels]
+        total_ms = sum(times)
+        stats.append(
+            AnnotatorStats(
+                user_id=user_id,
+                username=names[user_id],
+                labels=len(labels),
+                gold_labels=sum(1 for _, gold, _ in labels if gold),
+                gold_correct=sum(1 for _, gold, correct in labels if gold and correct),
+                # Per hour of time on items: what an hour of this annotator's work yields.
+                labels_per_hour=3_600_000 * len(labels) / total_ms if total_ms else None,
+                median_time_s=statistics.median(times) / 1000 if times else None,
+            )
+        )
+    return sorted(stats, key=lambda s: s.username)
+
+
+def queue_agreement(queue: Queue) -> Agreement:
+    """Krippendorff's alpha over every item with two or more labels, and Cohen's kappa for each
+    pair of annotators sharing enough items (gold items left out: they are not the task)."""
+    import krippendorff
+    import numpy as np
+    from sklearn.metrics import cohen_kappa_score
+
+    kind = queue.item_kind
+    ordinal = kind.value_field == "rating"
+    domain: list[Any] = list(range(1, 8)) if ordinal else CHOICES
+    index = {value: n for n, value in enumerate(domain)}
+    rows = (
+        Label.objects.filter(queue=queue, is_gold=False)
+        .order_by("item_id")
+        .values_list("item_id", "annotator__username", "value")
+    )
+    by_item: dict[int, dict[str, Any]] = defaultdict(dict)
+    for item_id, username, value in rows.iterator(chunk_size=2000):
+        by_item[item_id][username] = kind.scalar(value)
+    overlapping = {item: labels for item, labels in by_item.items() if len(labels) >= 2}
+    alpha = None
+    if overlapping:
+        counts = np.zeros((len(overlapping), len(domain)), dtype=int)
+        for row, labels in enumerate(overlapping.values()):
+            for value in labels.values():
+                counts[row, index[value]] += 1
+        if np.count_nonzero(counts.sum(axis=0)) >= 2:
+            alpha = float(
+                krippendorff.alpha(
+                    value_counts=counts,
+                    level_of_measurement="ordinal" if ordinal else "nominal",
+                )
+            )
+    shared: dict[tuple[str, str], list[tuple[Any, Any]]] = defaultdict(list)
+    for labels in overlapping.values():
+        for first, second in combinations(sorted(labels), 2):
+            shared[(first, second)].append((labels[first], labels[second]))
+    pairs = []
+    for (first, second), values in shared.items():
+        if len(values) < MIN_SHARED_ITEMS:
+            continue
+        left, right = zip(*values, strict=True)
+        if len(set(left) | set(right)) < 2:
+            continue  # one category only: kappa is undefined
+        kappa = cohen_kappa_score(
+            left, right, labels=domain, weights="quadratic" if ordinal else None
+        )
+        if math.isfinite(kappa):
+            pairs.append(KappaPair(first, second, len(values), float(kappa)))
+    pairs.sort(key=lambda pair: -pair.shared)
+    return Agreement(
+        alpha=alpha,
+        level="ordinal" if ordinal else "nominal",
+        items_with_overlap=len(overlapping),
+        pairs=pairs[:MAX_KAPPA_PAIRS],
+    )
+
+
+# --- charts: inline SVG, drawn by the template from these numbers ---------------------------
+@dataclass(frozen=True)
+class Bar:
+    label: str
+    value_text: str
+    y: float
+    width: float
+
+
+@dataclass(frozen=True)
+class BarChart:
+    title: str
+    bars: list[Bar]
+    height: int
+    label_width: int = 90
+    plot_width: int = 190
+    row: int = 22
+
+
+def bar_chart(
+    title: str,
+    values: list[tuple[str, float | None]],
+    *,
+    fmt: str = "{:.0f}",
+    top: float | None = None,
+) -> BarChart:
+    known = [v for _, v in values if v is not None]
+    scale = top if top is not None else max(known, default=0.0)
+    chart = BarChart(title=title, bars=[], height=0)
+    bars = []
+    for n, (label, value) in enumerate(values):
+        width = chart.plot_width * (value / scale) if value and scale else 0.0
+        text = fmt.format(value) if value is not None else "–"
+        bars.append(Bar(label=label, value_text=text, y=n * chart.row, width=round(width, 1)))
+    return BarChart(title=title, bars=bars, height=max(1, len(values)) * chart.row)
+
+
+def time_histogram(queue: Queue, *, buckets: int = 10) -> BarChart:
+    """Seconds per label, in equal buckets up to the 95th percentile (the rest in the last)."""
+    times = sorted(
+        ms / 1000
+        for ms in Label.objects.filter(queue=queue).values_list("time_spent_ms", flat=True)
+    )
+    if not times:
+        return bar_chart("Seconds per label", [])
+    top = times[int(0.95 * (len(times) - 1))] or 1.0
+    step = top / buckets
+    counts = [0] * buckets
+    for seconds in times:
+        counts[min(buckets - 1, int(seconds / step))] += 1
+    labels = [f"{n * step:.1f}–{(n + 1) * step:.1f}" for n in range(buckets)]
+    labels[-1] = f"≥ {(buckets - 1) * step:.1f}"
+    return bar_chart("Seconds per label", list(zip(labels, map(float, counts), strict=True)))

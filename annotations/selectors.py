@@ -1,0 +1,61 @@
+"""Reads used by more than one view (pages and API)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
+from django.db.models import Count, Q, QuerySet, Sum
+
+from annotations.models import Item, Label, Queue
+from core.roles import Role, user_has_role
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+
+    @property
+    def percent(self) -> int:
+        return min(100, round(100 * self.done / self.total)) if self.total else 100
+
+
+def queues_for_annotator(user: User) -> QuerySet[Queue]:
+    return Queue.objects.filter(memberships__user=user).order_by("name")
+
+
+def queue_for_annotator(user: AbstractBaseUser | AnonymousUser, queue_id: int) -> Queue | None:
+    """A queue the user labels in: annotators (and admins) who are members; else None."""
+    if not isinstance(user, User) or not user_has_role(user, Role.ANNOTATOR):
+        return None
+    return queues_for_annotator(user).filter(pk=queue_id).first()
+
+
+def queues_for_researcher() -> QuerySet[Queue]:
+    return Queue.objects.all()
+
+
+def annotator_progress(queue: Queue, annotator: User) -> Progress:
+    """How many of the queue's items this annotator has labelled (gold items not counted)."""
+    done = Label.objects.filter(queue=queue, annotator=annotator, is_gold=False).count()
+    return Progress(done=done, total=queue.item_count)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    items: int
+    gold_items: int
+    complete: int
+    labels: int
+    annotators: int
+
+
+def queue_stats(queue: Queue) -> QueueStats:
+    counts = Item.objects.filter(queue=queue).aggregate(
+        items=Count("pk", filter=Q(is_gold=False)),
+        gold_items=Count("pk", filter=Q(is_gold=True)),
+        complete=Count("pk", filter=Q(complete=True)),
+        labels=Sum("label_count", default=0),
+    )
+    return QueueStats(annotators=queue.memberships.count(), **counts)

@@ -1,0 +1,329 @@
+"""Queue benchmark: next-item and submit over HTTP on the ASGI server, alone and under load.
+
+Run: DATABASE_URL=postgres://… .venv/bin/python bench/queues.py [--items 100000] [--seconds 20]
+
+Works in a scratch database `<name>_bench` next to DATABASE_URL's (created, migrated, dropped)
+and a uvicorn serving config.asgi on a free loopback port. Measured in the same run:
+  (0) baseline: an authenticated GET /api/queues/ (the API's cheapest call: auth + one query);
+  (1) one annotator alone: POST …/next and POST …/labels medians (targets 10 ms and 15 ms);
+  (2) 20 annotators in a closed loop with no think time: labels/s (target >= 150) and p95
+      latency (target <= 100 ms);
+then it checks the rules on the rows: no item above k labels, nobody twice on an item, and
+as many labels as submits the clients were told succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+ANNOTATORS = 20
+K = 3
+
+
+def bench_database_url(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgres", "postgresql"):
+        sys.exit("bench/queues.py needs PostgreSQL: set DATABASE_URL=postgres://…")
+    name = parts.path.lstrip("/") + "_bench"
+    return urlunsplit(parts._replace(path=f"/{name}")), name
+
+
+class Client:
+    """One keep-alive HTTP connection speaking JSON with a bearer token."""
+
+    def __init__(self, port: int, token: str) -> None:
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body: object = None) -> tuple[int, object, float]:
+        data = json.dumps(body) if body is not None else None
+        start = time.perf_counter()
+        self.connection.request(method, path, body=data, headers=self.headers)
+        response = self.connection.getresponse()
+        raw = response.read()
+        elapsed = time.perf_counter() - start
+        try:
+            data = json.loads(raw) if raw else None
+        except ValueError:
+            data = raw[:2000].decode(errors="replace")  # an error page: shown by the assert
+        return response.status, data, elapsed
+
+
+def label_once(client: Client, queue_id: int) -> tuple[float, float] | None:
+    """Claim and label one item; returns (next seconds, submit seconds), None when done."""
+    status, lease, next_s = client.call("POST", f"/api/queues/{queue_id}/next")
+    if status == 204:
+        return None
+    assert status == 200, (status, lease)
+    assert isinstance(lease, dict)
+    body = {
+        "assignment_id": lease["assignment_id"],
+        "value": {"choice": "a"},
+        "time_spent_ms": 1000,
+        "client_request_id": str(uuid.uuid4()),
+    }
+    status, reply, submit_s = client.call("POST", f"/api/queues/{queue_id}/labels", body)
+    assert status == 201, (status, reply)
+    return next_s, submit_s
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+def setup(items: int) -> tuple[int, list[str], str]:
+    """Users, tokens and the queue, through the project's own services."""
+    import django
+
+    django.setup()
+    from django.contrib.auth.models import Group, User
+
+    from annotations.kinds import PairwisePayload
+    from annotations.models import Queue
+    from annotations.services import (
+        NewItem,
+        api_token_create,
+        queue_items_create,
+        queue_members_set,
+    )
+    from core.roles import Role
+
+    group = Group.objects.get(name=Role.ANNOTATOR)
+    people = []
+    for n in range(ANNOTATORS + 1):
+        user = User.objects.create_user(username=f"bench-{n}", password=None)
+        user.groups.add(group)
+        people.append(user)
+    queue = Queue.objects.create(name="bench", kind="pairwise", labels_per_item=K)
+    queue_members_set(queue=queue, users=people)
+    text = "An answer of a realistic length, written by a model for a person to judge. " * 4
+    start = time.perf_counter()
+    for offset in range(0, items, 10_000):
+        batch = [
+            NewItem(
+                payload=PairwisePayload(
+                    prompt=f"Question {n}?", response_a=text + "A", response_b=text + "B"
+                ),
+                external_id=str(n),
+            )
+            for n in range(offset, min(items, offset + 10_000))
+        ]
+        queue_items_create(queue=queue, items=batch)
+    print(f"created {items:,} items in {time.perf_counter() - start:.1f} s", flush=True)
+    tokens = [api_token_create(user=user, name="bench") for user in people]
+    researcher_token = tokens.pop()
+    return queue.pk, tokens, researcher_token
+
+
+def check_rules(queue_id: int, told: int) -> list[str]:
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT COALESCE(MAX(n), 0) FROM (SELECT COUNT(*) n FROM annotations_label"
+            " WHERE queue_id = %s GROUP BY item_id) t",
+            [queue_id],
+        )
+        most = cur.fetchone()[0]
+        cur.execute(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM annotations_label WHERE queue_id = %s"
+            " GROUP BY item_id, annotator_id HAVING COUNT(*) > 1) t",
+            [queue_id],
+        )
+        twice = cur.fetchone()[0]
+        cur.execute("SELECT COUNT(*) FROM annotations_label WHERE queue_id = %s", [queue_id])
+        stored = cur.fetchone()[0]
+        cur.execute(
+            "SELECT COUNT(*) FROM annotations_item i WHERE queue_id = %s AND label_count <>"
+            " (SELECT COUNT(*) FROM annotations_label l WHERE l.item_id = i.id)",
+            [queue_id],
+        )
+        drift = cur.fetchone()[0]
+    problems = []
+    if most > K:
+        problems.append(f"an item has {most} labels (k = {K})")
+    if twice:
+        problems.append(f"{twice} (item, annotator) pairs labelled twice")
+    if stored != told:
+        problems.append(f"{stored} labels stored, {told} submits acknowledged")
+    if drift:
+        problems.append(f"{drift} items whose label_count disagrees with their labels")
+    return problems
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the load phase")
+    parser.add_argument("--alone", type=int, default=300, help="labels in the one-annotator phase")
+    parser.add_argument("--web-workers", type=int, default=2, help="uvicorn worker processes")
+    # Persistent connections leak under ASGI (a thread per request): 0, as deployed.
+    parser.add_argument("--conn-max-age", type=int, default=0, help="DB_CONN_MAX_AGE")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    args = parser.parse_args()
+
+    url, name = bench_database_url(os.environ.get("DATABASE_URL", ""))
+    var_dir = tempfile.mkdtemp(prefix="arbiter-bench-")
+    os.environ.update(
+        DATABASE_URL=url,
+        ARBITER_VAR_DIR=var_dir,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        HF_HUB_OFFLINE="1",
+    )
+    sys.path.insert(0, str(ROOT))
+    import psycopg
+
+    admin_url = urlunsplit(urlsplit(url)._replace(path="/postgres"))
+    admin = psycopg.connect(admin_url, autocommit=True)
+    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.execute(f'CREATE DATABASE "{name}"')
+    server = None
+    rows: list[tuple[str, str, str]] = []
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, check=True
+        )
+        queue_id, tokens, researcher_token = setup(args.items)
+
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        env = dict(os.environ, DB_CONN_MAX_AGE=str(args.conn_max_age), LOG_LEVEL="WARNING")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--workers", str(args.web_workers), "--log-level", "warning",
+             "--no-access-log", "--lifespan", "off"],
+            cwd=ROOT, env=env,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    sys.exit("uvicorn did not start")
+                time.sleep(0.2)
+
+        # (0) baseline, (1) one annotator alone
+        reader = Client(port, researcher_token)
+        for _ in range(20):
+            reader.call("GET", "/api/queues/")
+        baseline = statistics.median(reader.call("GET", "/api/queues/")[2] for _ in range(200))
+        alone = Client(port, tokens[0])
+        for _ in range(20):  # warm-up: connections, caches
+            label_once(alone, queue_id)
+        timings = [label_once(alone, queue_id) for _ in range(args.alone)]
+        next_median = statistics.median(t[0] for t in timings if t)
+        submit_median = statistics.median(t[1] for t in timings if t)
+        told = 20 + args.alone
+        rows.append(("GET /api/queues/ median (baseline)", ms(baseline), "1.00x"))
+        rows.append(
+            ("one annotator: next median", ms(next_median),
+             f"{next_median / baseline:.2f}x baseline (target <= 10 ms)")
+        )  # fmt: skip
+        rows.append(
+            ("one annotator: submit median", ms(submit_median),
+             f"{submit_median / baseline:.2f}x baseline (target <= 15 ms)")
+        )  # fmt: skip
+        rows.append(("one annotator: labels/s", f"{1 / (next_median + submit_median):.0f}", ""))
+
+        # (2) twenty annotators, closed loop
+        stop = time.monotonic() + args.seconds
+        latencies: list[float] = []
+        counts = [0] * ANNOTATORS
+        errors: list[BaseException] = []
+        lock = threading.Lock()
+        go = threading.Barrier(ANNOTATORS + 1)
+
+        def annotate(n: int) -> None:
+            client = Client(port, tokens[n])
+            mine: list[float] = []
+            try:
+                go.wait()
+                while time.monotonic() < stop:
+                    timing = label_once(client, queue_id)
+                    if timing is None:
+                        break
+                    mine.extend(timing)
+                    counts[n] += 1
+            except BaseException as error:  # reported below
+                errors.append(error)
+            with lock:
+                latencies.extend(mine)
+
+        threads = [threading.Thread(target=annotate, args=(n,)) for n in range(ANNOTATORS)]
+        for thread in threads:
+            thread.start()
+        go.wait()
+        started = time.monotonic()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - started
+        if errors:
+            raise errors[0]
+        total = sum(counts)
+        told += total
+        rate = total / elapsed
+        p95 = percentile(latencies, 0.95)
+        rows.append(
+            (f"{ANNOTATORS} annotators: labels/s", f"{rate:.0f}",
+             f"{rate * (next_median + submit_median):.2f}x one annotator (target >= 150/s)")
+        )  # fmt: skip
+        rows.append(
+            (f"{ANNOTATORS} annotators: p50 request", ms(percentile(latencies, 0.5)),
+             f"{percentile(latencies, 0.5) / baseline:.2f}x baseline")
+        )  # fmt: skip
+        rows.append(
+            (f"{ANNOTATORS} annotators: p95 request", ms(p95),
+             f"{p95 / baseline:.2f}x baseline (target <= 100 ms)")
+        )  # fmt: skip
+        problems = check_rules(queue_id, told)
+        rows.append(
+            ("rules after the run (k, once each, no lost submit)",
+             "hold" if not problems else "BROKEN", "; ".join(problems))
+        )  # fmt: skip
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=20)
+        from django.db import connections
+
+        connections.close_all()
+        if not args.keep:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    width = max(len(r[0]) for r in rows)
+    print()
+    print(f"server: uvicorn, {args.web_workers} workers, DB_CONN_MAX_AGE={args.conn_max_age}")
+    print(f"{'measure'.ljust(width)}  {'value':>10}  ratio / target")
+    print(f"{'-' * width}  {'-' * 10}  {'-' * 40}")
+    for measure, value, ratio in rows:
+        print(f"{measure.ljust(width)}  {value:>10}  {ratio}")
+    if problems:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+import pytest
+
+from annotations.models import Label
+from core.roles import Role
+from tests.annotations.factories import make_queue, pairwise
+from tests.factories import PASSWORD, UserFactory
+
+pytestmark = pytest.mark.browser
+
+KEYS = ["1", "2", "t", "b", "1", "2", "t", "b", "1", "2"]
+VALUES = {"1": "a", "2": "b", "t": "tie", "b": "both_bad"}
+
+
+def sign_in(page, url, username):
+    page.goto(f"{url}/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{url}/**")
+
+
+def press(page, key):
+    # A #work fresh from the server takes keys once htmx has wired it up (data-ready).
+    page.wait_for_selector("#work[data-ready]")
+    page.keyboard.press(key)
+
+
+def test_ten_pairwise_items_with_the_keyboard_alone(live_asgi_server, page):
+    annotator = UserFactory(username="keyboarder", role=Role.ANNOTATOR)
+    queue = make_queue(
+        members=[annotator],
+        items=pairwise(10, prefix="q") + pairwise(1, prefix="extra "),
+        labels_per_item=1,
+    )
+    url = live_asgi_server.url
+    sign_in(page, url, "keyboarder")
+    page.goto(f"{url}/queues/{queue.pk}/label/")
+    progress = page.locator("[role=progressbar]")
+    assert progress.get_attribute("aria-valuenow") == "0"
+    page.wait_for_selector("text=qprompt 0")
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+
+    for n, key in enumerate(KEYS[:5]):
+        press(page, key)
+        page.wait_for_selector(f"text={n + 1} of 11 items labelled")
+        page.wait_for_selector(f"text=qprompt {n + 1}")
+    moved = int(progress.get_attribute("aria-valuenow"))
+    assert moved == round(100 * 5 / 11)
+    assert page.locator("#work .progress > span").evaluate("el => el.style.width") == f"{moved}%"
+
+    # Undo the fifth label: its item comes back and the bar steps back.
+    press(page, "u")
+    page.wait_for_selector("text=Label undone.")
+    page.wait_for_selector("text=4 of 11 items labelled")
+    page.wait_for_selector("text=qprompt 4")
+    assert int(progress.get_attribute("aria-valuenow")) == round(100 * 4 / 11)
+
+    for n, key in enumerate(KEYS[4:], start=4):
+        press(page, key)
+        page.wait_for_selector(f"text={n + 1} of 11 items labelled")
+    assert int(progress.get_attribute("aria-valuenow")) == round(100 * 10 / 11)
+    page.wait_for_selector("text=extra prompt 0")
+
+    # Everything went through htmx: not one page load after the first.
+    assert navigations == []
+    labels = Label.objects.filter(annotator=annotator).order_by("item__id")
+    assert [label.value["choice"] for label in labels] == [VALUES[key] for key in KEYS]
+    assert all(label.time_spent_ms > 0 for label in labels)

@@ -1,0 +1,273 @@
+import csv
+import io
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from annotations.exports import (
+    ExportInvalid,
+    ExportSpec,
+    annotator_pseudonym,
+    export_plan,
+    export_write,
+)
+from annotations.kinds import PairwisePayload
+from annotations.services import NewItem, label_submit, queue_item_claim, queue_items_create
+from tests.annotations.factories import likert, make_queue, pairwise_gold
+from tests.factories import UserFactory
+
+# Three annotators, three items, k = 3. Item 1 ends in a three-way split (a tie).
+VOTES = {
+    "ann-x": ["a", "a", "b"],
+    "ann-y": ["a", "b", "b"],
+    "ann-z": ["b", "tie", "b"],
+}
+
+
+def labelled_queue(*, gold=False, **fields):
+    people = [UserFactory(username=name) for name in VOTES]
+    items = [
+        NewItem(
+            payload=PairwisePayload(
+                prompt=f"Q{i}",
+                response_a=f"A{i}",
+                response_b=f"B{i}",
+                system="sys" if i == 0 else "",
+            ),
+            external_id=f"x{i}",
+        )
+        for i in range(3)
+    ]
+    queue = make_queue(name="prefs", members=people, items=items, labels_per_item=3, **fields)
+    if gold:
+        queue_items_create(queue=queue, items=pairwise_gold(1, "a"))
+        queue.gold_rate = 0.25
+        queue.save()
+    for person in people:
+        votes = iter(VOTES[person.username])
+        while (lease := queue_item_claim(queue=queue, annotator=person)) is not None:
+            # The gold item: x and y get it right, z does not.
+            value = (
+                ("b" if person.username == "ann-z" else "a") if lease.item.is_gold else next(votes)
+            )
+            label_submit(
+                assignment_id=lease.pk,
+                annotator=person,
+                value={"choice": value},
+                time_spent_ms=2000,
+                client_request_id=uuid.uuid4(),
+            )
+    return queue, people
+
+
+def export(queue, **spec_fields) -> bytes:
+    out = io.BytesIO()
+    export_write(export_plan(ExportSpec(queues=[queue.pk], **spec_fields)), out)
+    return out.getvalue()
+
+
+def jsonl(data: bytes) -> list[dict]:
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def test_per_label_jsonl_carries_provenance(db):
+    queue, people = labelled_queue()
+    rows = jsonl(export(queue))
+    assert len(rows) == 9
+    first = rows[0]
+    assert set(first) == {
+        "queue",
+        "item_id",
+        "external_id",
+        "label",
+        "annotator",
+        "labelled_at",
+        "time_spent_ms",
+        "payload",
+    }
+    assert (first["queue"], first["external_id"], first["time_spent_ms"]) == ("prefs", "x0", 2000)
+    assert first["payload"] == {
+        "prompt": "Q0",
+        "response_a": "A0",
+        "response_b": "B0",
+        "system": "sys",
+    }
+    # Pseudonymous: stable per annotator, and neither their name nor their id.
+    annotators = {row["annotator"] for row in rows}
+    assert annotators == {annotator_pseudonym(person.pk) for person in people}
+    assert not any(person.username in json.dumps(rows) for person in people)
+    assert [row["label"] for row in rows if row["external_id"] == "x1"] == ["a", "b", "tie"]
+
+
+def test_majority_drops_ties_and_reports_agreement(db):
+    queue, _ = labelled_queue()
+    rows = jsonl(export(queue, aggregation="majority"))
+    assert [
+        (row["external_id"], row["label"], row["agreement"], row["n_labels"]) for row in rows
+    ] == [
+        ("x0", "a", 0.6667, 3),
+        ("x2", "b", 1.0, 3),
+    ]
+    assert len(rows[0]["annotators"]) == 3
+    assert rows[0]["first_labelled_at"] <= rows[0]["last_labelled_at"]
+
+
+def test_minimum_agreement_filter(db):
+    queue, _ = labelled_queue()
+    rows = jsonl(export(queue, min_agreement=0.9))
+    assert {row["external_id"] for row in rows} == {"x2"}
+
+
+def test_gold_threshold_drops_annotators_and_gold_stays_out_unless_asked(db):
+    queue, people = labelled_queue(gold=True)
+    rows = jsonl(export(queue, min_gold_accuracy=0.5))
+    assert annotator_pseudonym(people[2].pk) not in {row["annotator"] for row in rows}
+    assert len(rows) == 6 and all(row["external_id"] != "g-0" for row in rows)
+    with_gold = jsonl(export(queue, include_gold=True))
+    assert sum(row["external_id"] == "g-0" for row in with_gold) == 3
+
+
+def test_date_filters(db):
+    queue, _ = labelled_queue()
+    now = timezone.now()
+    assert len(jsonl(export(queue, since=now - timedelta(minutes=5)))) == 9
+    assert export(queue, until=now - timedelta(minutes=5)) == b""
+    with pytest.raises(ValueError, match="'since' must be before 'until'"):
+        ExportSpec(queues=[queue.pk], since=now, until=now)
+
+
+def test_csv_is_flat_with_payload_columns(db):
+    queue, _ = labelled_queue()
+    rows = list(csv.DictReader(io.StringIO(export(queue, format="csv").decode())))
+    assert len(rows) == 9
+    assert list(rows[0]) == [
+        "queue", "item_id", "external_id", "label", "annotator", "labelled_at", "time_spent_ms",
+        "prompt", "response_a", "response_b", "system",
+    ]  # fmt: skip
+    assert (rows[0]["prompt"], rows[0]["label"]) == ("Q0", "a")
+    majority = list(
+        csv.DictReader(io.StringIO(export(queue, format="csv", aggregation="majority").decode()))
+    )
+    assert len(majority) == 2 and len(majority[0]["annotators"].split()) == 3
+
+
+def test_parquet_reads_back(db, tmp_path):
+    import pyarrow.parquet as pq
+
+    queue, _ = labelled_queue()
+    path = tmp_path / "labels.parquet"
+    path.write_bytes(export(queue, format="parquet"))
+    table = pq.read_table(path)
+    assert table.num_rows == 9
+    assert table.column("label").to_pylist()[:3] == ["a", "a", "b"]
+    assert str(table.schema.field("item_id").type) == "int64"
+    empty = tmp_path / "empty.parquet"
+    empty.write_bytes(export(queue, format="parquet", until=timezone.now() - timedelta(days=1)))
+    assert pq.read_table(empty).num_rows == 0
+
+
+def test_likert_parquet_labels_are_integers(db, annotator):
+    import pyarrow.parquet as pq
+
+    queue = make_queue(kind="likert", members=[annotator], items=likert(2))
+    for rating in (3, 6):
+        lease = queue_item_claim(queue=queue, annotator=annotator)
+        label_submit(
+            assignment_id=lease.pk,
+            annotator=annotator,
+            value={"rating": rating},
+            time_spent_ms=1,
+            client_request_id=uuid.uuid4(),
+        )
+    table = pq.read_table(io.BytesIO(export(queue, format="parquet")))
+    assert table.column("label").to_pylist() == [3, 6]
+
+
+def test_trl_plain_pairs(db):
+    queue, _ = labelled_queue()
+    rows = jsonl(export(queue, format="trl"))
+    # Ties and both-bad say nothing about a preference: 8 of 9 labels become pairs.
+    assert len(rows) == 8
+    assert {key: rows[0][key] for key in ("prompt", "chosen", "rejected")} == {
+        "prompt": "Q0",
+        "chosen": "A0",
+        "rejected": "B0",
+    }
+    assert {key: rows[2][key] for key in ("prompt", "chosen", "rejected")} == {
+        "prompt": "Q0",
+        "chosen": "B0",
+        "rejected": "A0",
+    }
+    assert "item_id" in rows[0] and "annotator" in rows[0] and "payload" not in rows[0]
+    majority = jsonl(export(queue, format="trl", aggregation="majority"))
+    assert [(row["chosen"], row["rejected"]) for row in majority] == [("A0", "B0"), ("B2", "A2")]
+
+
+def test_trl_conversational_pairs(db):
+    queue, _ = labelled_queue()
+    rows = jsonl(export(queue, format="trl_conversational", aggregation="majority"))
+    assert rows[0]["prompt"] == [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "Q0"},
+    ]
+    assert rows[0]["chosen"] == [{"role": "assistant", "content": "A0"}]
+    assert rows[1]["prompt"] == [{"role": "user", "content": "Q2"}]
+    assert rows[1]["rejected"] == [{"role": "assistant", "content": "A2"}]
+
+
+def test_specs_the_data_cannot_serve_are_refused(db, annotator):
+    pairs, _ = labelled_queue()
+    ratings = make_queue(kind="likert", members=[annotator], items=likert(1))
+    with pytest.raises(ExportInvalid, match="needs pairwise or debate queues"):
+        export_plan(ExportSpec(queues=[ratings.pk], format="trl"))
+    with pytest.raises(ExportInvalid, match="one kind at a time"):
+        export_plan(ExportSpec(queues=[ratings.pk, pairs.pk]))
+    with pytest.raises(ExportInvalid, match="do not exist"):
+        export_plan(ExportSpec(queues=[9999]))
+
+
+def test_export_labels_command(db, tmp_path, capsys):
+    queue, _ = labelled_queue()
+    out = tmp_path / "prefs.jsonl"
+    call_command("export_labels", "--queue", "prefs", "--format", "trl", "--output", str(out))
+    assert len(out.read_text().splitlines()) == 8
+    assert "Exported 8 rows" in capsys.readouterr().err
+    with pytest.raises(CommandError, match="less than or equal to 1"):
+        call_command("export_labels", "--queue", "prefs", "--min-agreement", "2")
+    with pytest.raises(CommandError, match="No queue named"):
+        call_command("export_labels", "--queue", "nope")
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
+    reason="the database-built JSONL path runs on PostgreSQL only (CI pass 2)",
+)
+def test_postgres_fast_path_writes_the_same_records_as_the_portable_one(db, monkeypatch):
+    from annotations import exports
+
+    queue, _ = labelled_queue()
+    tricky = PairwisePayload(prompt='"quoted"\n<script>é ✓\\', response_a="\t", response_b="\u0001")
+    queue_items_create(queue=queue, items=[NewItem(payload=tricky, external_id="tricky")])
+    person = UserFactory(username="late")
+    queue.members.add(person)
+    lease = queue_item_claim(queue=queue, annotator=person)
+    label_submit(
+        assignment_id=lease.pk,
+        annotator=person,
+        value={"choice": "tie"},
+        time_spent_ms=5,
+        client_request_id=uuid.uuid4(),
+    )
+    plan = export_plan(ExportSpec(queues=[queue.pk]))
+    assert exports.fast_path_applies(plan)
+    fast = export(queue)
+    monkeypatch.setattr(exports, "fast_path_applies", lambda plan: False)
+    portable = export(queue)
+    assert len(fast.splitlines()) == 10
+    assert jsonl(fast) == jsonl(portable)

@@ -1,0 +1,238 @@
+import uuid
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from annotations.kinds import PairwisePayload
+from annotations.models import Assignment, Label, Outcome
+from annotations.services import NewItem, label_submit, queue_item_claim
+from tests.annotations.factories import make_queue, pairwise, pairwise_gold
+from tests.factories import PASSWORD
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def signed_in(user) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def queue(annotator, admin_user):
+    return make_queue(members=[annotator], items=pairwise(3), labels_per_item=1)
+
+
+def lease_of(user):
+    return Assignment.objects.get(annotator=user, outcome=Outcome.OPEN)
+
+
+def post_label(client, queue, lease, key="1", request_id=None, **extra):
+    data = {
+        "assignment": lease.pk,
+        "key": key,
+        "request_id": request_id or uuid.uuid4(),
+        "time_ms": 1500,
+    }
+    return client.post(reverse("annotations:submit", args=[queue.pk]), data, **extra)
+
+
+# --- access -----------------------------------------------------------------------------------
+def urls(queue):
+    return {
+        "get": [reverse("annotations:my_queues"), reverse("annotations:label", args=[queue.pk])],
+        "post": [
+            reverse("annotations:submit", args=[queue.pk]),
+            reverse("annotations:skip", args=[queue.pk]),
+            reverse("annotations:undo", args=[queue.pk]),
+        ],
+    }
+
+
+def test_anonymous_is_sent_to_login(queue):
+    for method, paths in urls(queue).items():
+        for path in paths:
+            response = getattr(Client(), method)(path)
+            assert response.status_code == 302, path
+            assert response["Location"].startswith(reverse("login"))
+
+
+@pytest.mark.parametrize("who", ["researcher", "outsider"])
+def test_other_roles_get_403(queue, users, who):
+    client = signed_in(users[who])
+    for method, paths in urls(queue).items():
+        for path in paths:
+            assert getattr(client, method)(path).status_code == 403, path
+
+
+def test_wrong_methods_are_refused(queue, annotator):
+    client = signed_in(annotator)
+    for path in urls(queue)["get"]:
+        assert client.post(path).status_code == 405
+    for path in urls(queue)["post"]:
+        assert client.get(path).status_code == 405
+
+
+def test_a_queue_you_are_not_in_is_404(queue, annotator2):
+    client = signed_in(annotator2)
+    for method, paths in urls(queue).items():
+        for path in paths[1:] if method == "get" else paths:
+            assert getattr(client, method)(path).status_code == 404, path
+    assert not Assignment.objects.filter(annotator=annotator2).exists()
+
+
+# --- pages ------------------------------------------------------------------------------------
+def test_my_queues_lists_only_mine_with_progress(queue, annotator, annotator2):
+    make_queue(name="someone else's", members=[annotator2], items=pairwise(1))
+    html = signed_in(annotator).get(reverse("annotations:my_queues")).content.decode()
+    assert queue.name in html
+    assert "someone else&#x27;s" not in html
+    assert "0 / 3" in html
+
+
+def test_label_page_shows_the_first_item_and_the_keys(queue, annotator):
+    html = signed_in(annotator).get(reverse("annotations:label", args=[queue.pk])).content.decode()
+    assert "prompt 0" in html and "answer A0" in html and "answer B0" in html
+    for key in ("1", "2", "t", "b", "s", "u"):
+        assert f'data-key="{key}"' in html
+    assert "0 of 3 items labelled" in html
+    assert "<strong>better</strong>" in html  # the instructions, from Markdown
+    assert "js/queue.js" in html
+
+
+def test_model_text_is_escaped(annotator):
+    evil = PairwisePayload(
+        prompt="<script>alert(1)</script>",
+        response_a="<b>A</b>",
+        response_b="<img src=x onerror=alert(2)>",
+    )
+    queue = make_queue(
+        members=[annotator], items=[NewItem(payload=evil)], instructions="<script>x()</script>"
+    )
+    html = signed_in(annotator).get(reverse("annotations:label", args=[queue.pk])).content.decode()
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<b>A</b>" not in html and "<img src=x" not in html
+    assert "<script>x()" not in html
+
+
+def test_htmx_submit_stores_the_label_and_swaps_in_the_next_item(queue, annotator):
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    lease = lease_of(annotator)
+    response = post_label(client, queue, lease, key="t", **HTMX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.lstrip().startswith('<div id="work"')  # the fragment only, no page
+    assert "prompt 1" in html and "1 of 3 items labelled" in html
+    label = Label.objects.get()
+    assert (label.value, label.time_spent_ms, label.item_id) == (
+        {"choice": "tie"},
+        1500,
+        lease.item_id,
+    )
+
+
+def test_plain_submit_redirects_back_to_the_page(queue, annotator):
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    response = post_label(client, queue, lease_of(annotator), key="2")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("annotations:label", args=[queue.pk])
+    assert Label.objects.get().value == {"choice": "b"}
+
+
+def test_a_retried_submit_stores_one_label(queue, annotator):
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    lease, request_id = lease_of(annotator), uuid.uuid4()
+    post_label(client, queue, lease, request_id=request_id, **HTMX)
+    post_label(client, queue, lease, request_id=request_id, **HTMX)
+    assert Label.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"key": "7"}, "is not a label key in a pairwise queue"),
+        ({"key": ""}, "This field is required"),
+        ({"request_id": "not-a-uuid"}, "Enter a valid UUID"),
+        ({"assignment": "x"}, "Enter a whole number"),
+        ({"time_ms": "-5"}, "greater than or equal to 0"),
+    ],
+)
+def test_bad_input_is_explained_and_changes_nothing(queue, annotator, data, message):
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    lease = lease_of(annotator)
+    form = {"assignment": lease.pk, "key": "1", "request_id": uuid.uuid4(), "time_ms": 10} | data
+    response = client.post(reverse("annotations:submit", args=[queue.pk]), form, **HTMX)
+    assert message in response.content.decode()
+    assert 'role="alert"' in response.content.decode()
+    assert not Label.objects.exists()
+    assert lease_of(annotator).pk == lease.pk
+
+
+def test_another_annotators_lease_is_refused(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(2), labels_per_item=1)
+    theirs = queue_item_claim(queue=queue, annotator=annotator2)
+    response = post_label(signed_in(annotator), queue, theirs, **HTMX)
+    assert "not assigned to you" in response.content.decode()
+    assert not Label.objects.exists()
+
+
+def test_a_lease_from_another_queue_is_refused(queue, annotator):
+    other = make_queue(members=[annotator], items=pairwise(1))
+    lease = queue_item_claim(queue=other, annotator=annotator)
+    post_label(signed_in(annotator), queue, lease, **HTMX)
+    assert not Label.objects.exists()
+
+
+def test_skip_then_undo_through_the_page(queue, annotator):
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    first = lease_of(annotator)
+    html = client.post(
+        reverse("annotations:skip", args=[queue.pk]), {"assignment": first.pk}, **HTMX
+    ).content.decode()
+    assert "Skipped." in html and "prompt 1" in html
+    post_label(client, queue, lease_of(annotator), **HTMX)
+    html = client.post(reverse("annotations:undo", args=[queue.pk]), **HTMX).content.decode()
+    assert "Label undone." in html and "prompt 1" in html and "0 of 3 items labelled" in html
+    assert not Label.objects.exists()
+    html = client.post(reverse("annotations:undo", args=[queue.pk]), **HTMX).content.decode()
+    assert "Nothing to undo" in html
+
+
+def test_the_end_of_the_queue_says_so(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(1))
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    html = post_label(client, queue, lease_of(annotator), **HTMX).content.decode()
+    assert "Nothing left for you in this queue" in html
+
+
+def test_annotators_never_see_gold_flags_or_other_labels(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise_gold(1), gold_rate=0.5)
+    # Gold only comes mixed in, so give the queue one real item for the first claim.
+    from annotations.services import queue_items_create
+
+    queue_items_create(queue=queue, items=pairwise(2))
+    lease = queue_item_claim(queue=queue, annotator=annotator2)
+    label_submit(
+        assignment_id=lease.pk,
+        annotator=annotator2,
+        value={"choice": "both_bad"},
+        time_spent_ms=1,
+        client_request_id=uuid.uuid4(),
+    )
+    client = signed_in(annotator)
+    pages = []
+    pages.append(client.get(reverse("annotations:label", args=[queue.pk])).content.decode())
+    lease = lease_of(annotator)
+    pages.append(post_label(client, queue, lease, **HTMX).content.decode())
+    assert Assignment.objects.get(annotator=annotator, outcome=Outcome.OPEN).item.is_gold
+    for html in pages:
+        assert "gold" not in html.lower()
+        assert "annotator2" not in html
+        assert "both_bad" not in html

@@ -1,0 +1,351 @@
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.utils import timezone
+
+from annotations.kinds import LikertPayload, RatingValue
+from annotations.markdown import markdown_html
+from annotations.models import Assignment, Item, Label, Outcome, Priority
+from annotations.services import (
+    AlreadyLabelled,
+    ItemFull,
+    LeaseGone,
+    NewItem,
+    NotAMember,
+    NothingToUndo,
+    assignment_skip,
+    item_scores_set,
+    label_submit,
+    label_undo,
+    queue_item_claim,
+    queue_items_create,
+    queue_members_set,
+)
+from tests.annotations.factories import likert, make_queue, pairwise, pairwise_gold
+
+A = {"choice": "a"}
+
+
+def submit(assignment, annotator, value=None, request_id=None, **kwargs):
+    return label_submit(
+        assignment_id=assignment.pk,
+        annotator=annotator,
+        value=A if value is None else value,
+        time_spent_ms=kwargs.pop("time_spent_ms", 1200),
+        client_request_id=request_id or uuid.uuid4(),
+        **kwargs,
+    )
+
+
+def label_everything(queue, annotator):
+    labelled = []
+    while (lease := queue_item_claim(queue=queue, annotator=annotator)) is not None:
+        submit(lease, annotator)
+        labelled.append(lease.item.external_id)
+    return labelled
+
+
+# --- claiming ---------------------------------------------------------------------------------
+def test_claim_gives_items_in_fifo_order_and_keeps_one_lease(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(3))
+    first = queue_item_claim(queue=queue, annotator=annotator)
+    assert first.item.external_id == "0"
+    # Asking again (a reload, a double click) returns the same lease, not a second one.
+    again = queue_item_claim(queue=queue, annotator=annotator)
+    assert again.pk == first.pk
+    assert Assignment.objects.filter(annotator=annotator, outcome=Outcome.OPEN).count() == 1
+    assert label_everything(queue, annotator) == ["0", "1", "2"]
+    assert queue_item_claim(queue=queue, annotator=annotator) is None
+
+
+def test_an_item_with_k_labels_plus_leases_is_not_offered(annotator, annotator2, researcher):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(2), labels_per_item=1)
+    mine = queue_item_claim(queue=queue, annotator=annotator)
+    theirs = queue_item_claim(queue=queue, annotator=annotator2)
+    # Item 0 is leased to annotator1 and k = 1, so annotator2 gets item 1.
+    assert (mine.item.external_id, theirs.item.external_id) == ("0", "1")
+
+
+def test_expired_lease_frees_the_item(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(1), labels_per_item=1)
+    start = timezone.now()
+    mine = queue_item_claim(queue=queue, annotator=annotator, now=start)
+    assert queue_item_claim(queue=queue, annotator=annotator2, now=start) is None
+    later = start + timedelta(minutes=10, seconds=1)
+    theirs = queue_item_claim(queue=queue, annotator=annotator2, now=later)
+    assert theirs.item_id == mine.item_id
+    # The late first annotator's own claim closes their expired lease and finds nothing left.
+    assert queue_item_claim(queue=queue, annotator=annotator, now=later) is None
+    assert Assignment.objects.get(pk=mine.pk).outcome == Outcome.EXPIRED
+
+
+def test_the_default_lease_is_ten_minutes(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(1))
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    assert lease.expires_at - lease.created_at == timedelta(minutes=10)
+
+
+def test_non_members_cannot_claim(annotator, annotator2):
+    queue = make_queue(members=[annotator], items=pairwise(1))
+    with pytest.raises(NotAMember):
+        queue_item_claim(queue=queue, annotator=annotator2)
+    assert not Assignment.objects.exists()
+
+
+def test_removing_a_member_releases_their_lease(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(1), labels_per_item=1)
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    queue_members_set(queue=queue, users=[annotator2])
+    assert Assignment.objects.get(pk=lease.pk).outcome == Outcome.RELEASED
+    assert queue_item_claim(queue=queue, annotator=annotator2).item_id == lease.item_id
+
+
+def test_random_priority_follows_the_random_key(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(20), priority=Priority.RANDOM)
+    expected = list(
+        Item.objects.filter(queue=queue)
+        .order_by("random_key")
+        .values_list("external_id", flat=True)
+    )
+    assert label_everything(queue, annotator) == expected
+    assert expected != sorted(expected, key=int)  # 1 in 20! chance of a false alarm
+
+
+def test_uncertainty_priority_highest_first_then_fifo_for_unscored(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(4), priority=Priority.UNCERTAINTY)
+    ids = {item.external_id: item.pk for item in Item.objects.filter(queue=queue)}
+    assert item_scores_set(scores={ids["2"]: 0.9, ids["3"]: 0.1}) == 2
+    assert label_everything(queue, annotator) == ["2", "3", "0", "1"]
+
+
+def test_item_scores_refuse_nan(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(1))
+    item = Item.objects.get(queue=queue)
+    with pytest.raises(ValidationError):
+        item_scores_set(scores={item.pk: float("nan")})
+    item.refresh_from_db()
+    assert item.uncertainty is None
+
+
+def test_skipped_items_are_not_offered_again(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(2))
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    assignment_skip(assignment_id=lease.pk, annotator=annotator)
+    assert queue_item_claim(queue=queue, annotator=annotator).item.external_id == "1"
+    with pytest.raises(LeaseGone):
+        assignment_skip(assignment_id=lease.pk, annotator=annotator)
+
+
+# --- labels -----------------------------------------------------------------------------------
+def test_submit_stores_the_label_and_closes_the_lease(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(1), labels_per_item=1)
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    label = submit(lease, annotator, {"choice": "tie"}, time_spent_ms=3456)
+    assert (label.value, label.time_spent_ms) == ({"choice": "tie"}, 3456)
+    assert Assignment.objects.get(pk=lease.pk).outcome == Outcome.LABELLED
+    item = Item.objects.get(pk=lease.item_id)
+    assert (item.label_count, item.complete) == (1, True)
+
+
+def test_a_retried_submit_stores_one_label(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(2))
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    request_id = uuid.uuid4()
+    first = submit(lease, annotator, request_id=request_id)
+    second = submit(lease, annotator, request_id=request_id)
+    assert first.pk == second.pk
+    assert Label.objects.count() == 1
+    assert Item.objects.get(pk=lease.item_id).label_count == 1
+
+
+def test_a_request_id_reused_for_another_item_is_refused(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(2))
+    request_id = uuid.uuid4()
+    submit(queue_item_claim(queue=queue, annotator=annotator), annotator, request_id=request_id)
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    with pytest.raises(Exception, match="already used for another item"):
+        submit(lease, annotator, request_id=request_id)
+    assert Label.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    "value", [{"choice": "c"}, {"choice": 1}, {}, {"choice": "a", "x": 1}, {"rating": 3}]
+)
+def test_a_value_the_kind_does_not_allow_is_refused_and_changes_nothing(annotator, value):
+    queue = make_queue(members=[annotator], items=pairwise(1))
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    with pytest.raises(ValidationError, match="Not a pairwise label"):
+        submit(lease, annotator, value)
+    assert not Label.objects.exists()
+    assert Assignment.objects.get(pk=lease.pk).outcome == Outcome.OPEN
+
+
+def test_likert_takes_ratings_one_to_seven(annotator):
+    queue = make_queue(members=[annotator], items=likert(2), kind="likert")
+    submit(queue_item_claim(queue=queue, annotator=annotator), annotator, {"rating": 7})
+    with pytest.raises(ValidationError):
+        submit(queue_item_claim(queue=queue, annotator=annotator), annotator, {"rating": 8})
+
+
+def test_a_k_plus_first_label_is_refused(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(1), labels_per_item=1)
+    start = timezone.now()
+    stale = queue_item_claim(queue=queue, annotator=annotator, now=start)
+    later = start + timedelta(minutes=11)
+    fresh = queue_item_claim(queue=queue, annotator=annotator2, now=later)
+    submit(fresh, annotator2, now=later)
+    # annotator1 comes back to their expired (still open) lease: the item is full.
+    with pytest.raises(ItemFull):
+        submit(stale, annotator, now=later)
+    assert Item.objects.get().label_count == 1
+    assert Label.objects.count() == 1
+
+
+def test_a_second_label_by_the_same_annotator_is_refused(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(1))
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    submit(lease, annotator)
+    # A lease on an item they labelled can only come from outside the claim path.
+    sneaky = Assignment.objects.create(
+        queue=queue,
+        item=lease.item,
+        annotator=annotator,
+        expires_at=timezone.now() + timedelta(minutes=5),
+    )
+    with pytest.raises(AlreadyLabelled):
+        submit(sneaky, annotator)
+    assert Label.objects.count() == 1
+
+
+def test_submitting_on_a_lease_that_is_not_yours_is_refused(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(1))
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    with pytest.raises(LeaseGone):
+        submit(lease, annotator2)
+    assert not Label.objects.exists()
+
+
+def test_submitting_on_a_closed_lease_is_refused(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(2))
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    assignment_skip(assignment_id=lease.pk, annotator=annotator)
+    with pytest.raises(LeaseGone):
+        submit(lease, annotator)
+
+
+def test_undo_within_sixty_seconds_gives_the_item_back(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(3), labels_per_item=1)
+    start = timezone.now()
+    first = queue_item_claim(queue=queue, annotator=annotator, now=start)
+    submit(first, annotator, now=start)
+    current = queue_item_claim(queue=queue, annotator=annotator, now=start)
+    back = label_undo(queue=queue, annotator=annotator, now=start + timedelta(seconds=59))
+    assert back.item_id == first.item_id
+    assert not Label.objects.exists()
+    assert Item.objects.get(pk=first.item_id).label_count == 0
+    assert Assignment.objects.get(pk=current.pk).outcome == Outcome.RELEASED
+    # The released item is free again, and the relabel goes through.
+    assert queue_item_claim(queue=queue, annotator=annotator, now=start).pk == back.pk
+    submit(back, annotator, {"choice": "b"}, now=start)
+    assert Label.objects.get().value == {"choice": "b"}
+
+
+def test_undo_after_sixty_seconds_is_refused(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(2))
+    start = timezone.now()
+    submit(queue_item_claim(queue=queue, annotator=annotator, now=start), annotator, now=start)
+    with pytest.raises(NothingToUndo):
+        label_undo(queue=queue, annotator=annotator, now=start + timedelta(seconds=61))
+    assert Label.objects.count() == 1
+
+
+def test_undo_with_no_labels_is_refused(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(1))
+    with pytest.raises(NothingToUndo):
+        label_undo(queue=queue, annotator=annotator)
+
+
+# --- gold -------------------------------------------------------------------------------------
+def test_gold_items_come_at_the_set_rate_and_are_scored(annotator, annotator2):
+    queue = make_queue(
+        members=[annotator, annotator2],
+        items=pairwise(6) + pairwise_gold(3, "a"),
+        gold_rate=0.25,
+        labels_per_item=1,
+    )
+    sequence = []
+    while (lease := queue_item_claim(queue=queue, annotator=annotator)) is not None:
+        sequence.append(lease.item.is_gold)
+        submit(lease, annotator, {"choice": "b"} if lease.item.external_id == "g-1" else A)
+    # Every 4th label is gold while gold lasts; the queue's 6 real items all come.
+    assert sequence[:8] == [False, False, False, True, False, False, False, True]
+    assert sequence.count(False) == 6
+    gold = Label.objects.filter(is_gold=True).order_by("item__external_id")
+    assert [label.gold_correct for label in gold] == [True, False]
+
+
+def test_gold_items_are_shown_to_every_annotator_whatever_k(annotator, annotator2):
+    queue = make_queue(
+        members=[annotator, annotator2],
+        items=pairwise(6) + pairwise_gold(1),
+        gold_rate=0.25,
+        labels_per_item=1,
+    )
+    leases = {annotator: 0, annotator2: 0}
+    while True:
+        progressed = False
+        for who in leases:
+            lease = queue_item_claim(queue=queue, annotator=who)
+            if lease is not None:
+                submit(lease, who)
+                progressed = True
+        if not progressed:
+            break
+    assert Label.objects.filter(item__external_id="g-0").count() == 2
+    assert Label.objects.filter(is_gold=False).count() == 6  # k = 1 still holds for real items
+
+
+# --- items ------------------------------------------------------------------------------------
+def test_items_of_the_wrong_kind_are_refused_whole(annotator):
+    queue = make_queue(members=[annotator])
+    mixed = pairwise(2) + [NewItem(payload=LikertPayload(text="x"))]
+    with pytest.raises(ValidationError, match="item 3: a pairwise queue takes PairwisePayload"):
+        queue_items_create(queue=queue, items=mixed)
+    with pytest.raises(ValidationError, match="gold value must be a ChoiceValue"):
+        queue_items_create(
+            queue=queue, items=[NewItem(payload=pairwise(1)[0].payload, gold=RatingValue(rating=1))]
+        )
+    assert not Item.objects.exists()
+    queue.refresh_from_db()
+    assert queue.item_count == 0
+
+
+def test_item_count_counts_real_items_only(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(4) + pairwise_gold(2))
+    assert queue.item_count == 4
+
+
+def test_counters_match_the_label_rows(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(3), labels_per_item=2)
+    label_everything(queue, annotator)
+    label_everything(queue, annotator2)
+    counts = dict(Label.objects.values_list("item").annotate(n=Count("*")))
+    for item in Item.objects.all():
+        assert item.label_count == counts[item.pk] == 2
+        assert item.complete
+
+
+# --- instructions -----------------------------------------------------------------------------
+def test_instructions_render_markdown_without_script():
+    html = markdown_html(
+        "# Rules\n\nPick **A** <script>alert(1)</script> [x](javascript:alert(1))"
+        " <img src=x onerror=alert(1)>"
+    )
+    assert "<h1>Rules</h1>" in html
+    assert "<strong>A</strong>" in html
+    assert "<script>" not in html
+    assert 'href="javascript' not in html
+    assert "<img" not in html
