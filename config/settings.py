@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_list, env_str, env_url
 
@@ -132,6 +133,14 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     # An unreachable server fails fast with a clear message instead of hanging.
     _db.setdefault("OPTIONS", {})["connect_timeout"] = 5
+    # Under ASGI every request runs in a thread of its own, so a connection kept per thread
+    # (DB_CONN_MAX_AGE) is never reused; a pool per process is. Opening a connection costs
+    # about as much as a whole queue request.
+    DB_POOL_SIZE = env_int("DB_POOL_SIZE", 0, minimum=0)
+    if DB_POOL_SIZE:
+        if _db.get("CONN_MAX_AGE"):
+            raise ImproperlyConfigured("DB_POOL_SIZE and DB_CONN_MAX_AGE cannot both be set")
+        _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 10}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -1,0 +1,43 @@
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+
+from tests.conftest import PROJECT_DIR, _child_environment
+
+PROBE = """
+import django, os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+django.setup()
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute("SELECT 1")
+print("pooled" if connection.pool is not None else "not pooled")
+connection.close()
+connection.close_pool()
+"""
+
+
+def run_settings(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", PROBE], cwd=PROJECT_DIR, capture_output=True, text=True,
+        env={**_child_environment(), **env}, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_a_bad_setting_names_its_variable():
+    result = run_settings(DB_CONN_MAX_AGE="soon")
+    assert result.returncode != 0
+    assert "DB_CONN_MAX_AGE='soon' is not an integer" in result.stderr
+
+
+@pytest.mark.django_db
+def test_postgres_connections_come_from_a_pool_when_asked():
+    if connection.vendor != "postgresql":
+        pytest.skip("the connection pool is PostgreSQL's (CI pass 2)")
+    assert run_settings(DB_POOL_SIZE="2").stdout.strip() == "pooled"
+    assert run_settings().stdout.strip() == "not pooled"
+    refused = run_settings(DB_POOL_SIZE="2", DB_CONN_MAX_AGE="60")
+    assert "DB_POOL_SIZE and DB_CONN_MAX_AGE cannot both be set" in refused.stderr
