@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from llm.models import ModelConfig
+from llm.models import GenerationRecord, ModelConfig
 
 # Judge score: log2(p_correct) minus this much per judge turn that continued the debate
 # (Michael et al. 2023).
@@ -140,7 +140,7 @@ class SpeechStatus(models.TextChoices):
     FAILED = "failed"
 
 
-class Speech(models.Model):
+class Speech(GenerationRecord):
     debate = models.ForeignKey(Debate, on_delete=models.CASCADE, related_name="speeches")
     round = models.PositiveSmallIntegerField()
     side = models.CharField(max_length=1, choices=Side.choices)
@@ -152,14 +152,10 @@ class Speech(models.Model):
     truncated = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     config_snapshot = models.JSONField(default=dict, blank=True)
-    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
-    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
-    time_to_first_token_s = models.FloatField(null=True, blank=True)
-    total_s = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(GenerationRecord.Meta):
         ordering = ["round", "side"]
         constraints = [
             models.UniqueConstraint(fields=["debate", "round", "side"], name="one_speech_per_turn")

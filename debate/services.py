@@ -185,7 +185,7 @@ def speech_retry(*, speech_id: int) -> Speech:
 def speech_generate(*, speech_id: int) -> None:
     """Generate one speech, streaming it to the debate's group. Claimed with a conditional
     UPDATE: a second delivery of the task finds nothing queued and returns."""
-    from llm.generation import backend_for
+    from llm.generation import backend_for, stream_published
 
     if not Speech.objects.filter(pk=speech_id, status=SpeechStatus.QUEUED).update(
         status=SpeechStatus.STREAMING
@@ -210,11 +210,9 @@ def speech_generate(*, speech_id: int) -> None:
     fields: dict[str, Any]
     try:
         backend = backend_for(config)
-        usage = None
-        for chunk in backend.stream_chat(_speech_prompt(speech), params=params):
-            publisher.feed(chunk.text)
-            usage = chunk.usage or usage
-        publisher.flush()
+        usage = stream_published(
+            backend.stream_chat(_speech_prompt(speech), params=params), publisher
+        )
         text, truncated = speech_limit(publisher.text.strip(), char_limit=debate.speech_char_limit)
         quotes = quotes_verify(
             text, passage=debate.passage, quote_char_limit=debate.quote_char_limit
@@ -223,13 +221,7 @@ def speech_generate(*, speech_id: int) -> None:
             "status": SpeechStatus.DONE, "text": text, "truncated": truncated,
             "quotes": [quote.as_json() for quote in quotes],
         }  # fmt: skip
-        if usage is not None:
-            fields |= {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "time_to_first_token_s": usage.time_to_first_token_s,
-                "total_s": usage.total_s,
-            }
+        fields |= Speech.usage_fields(usage)
     except GenerationError as error:
         publisher.flush()
         fields = {"status": SpeechStatus.FAILED, "error": str(error)}

@@ -4,10 +4,12 @@ the transformers backend (torch) is loaded lazily by the per-process model cache
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from django.conf import settings
 
-from llm.backends.base import Backend, ChatMessage, ModelUnavailableError
+from core.streams import TextStreamPublisher
+from llm.backends.base import Backend, ChatMessage, ModelUnavailableError, StreamChunk, Usage
 from llm.backends.bundled import resolve_model_path
 from llm.backends.cache import process_model_cache
 from llm.backends.openai_backend import OpenAIBackend
@@ -39,3 +41,13 @@ def chat_messages(config: ModelConfig, user_text: str) -> list[ChatMessage]:
         messages.append(ChatMessage(role="system", content=config.system_prompt))
     messages.append(ChatMessage(role="user", content=user_text))
     return messages
+
+
+def stream_published(chunks: Iterable[StreamChunk], publisher: TextStreamPublisher) -> Usage | None:
+    """Feed a backend's stream to a publisher; the usage its last chunk reported."""
+    usage = None
+    for chunk in chunks:
+        publisher.feed(chunk.text)
+        usage = chunk.usage or usage
+    publisher.flush()
+    return usage

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from llm.backends.base import GenerationParams
+from llm.backends.base import GenerationParams, Usage
 
 BUNDLED_CONFIG_NAME = "SmolLM2-135M-Instruct (bundled)"
 
@@ -75,6 +75,29 @@ class ModelConfig(models.Model):
         return GenerationParams(**values)  # type: ignore[arg-type]
 
 
+class GenerationRecord(models.Model):
+    """What one generation cost, as its backend reported it."""
+
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    time_to_first_token_s = models.FloatField(null=True, blank=True)
+    total_s = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    @staticmethod
+    def usage_fields(usage: Usage | None) -> dict[str, object]:
+        if usage is None:
+            return {}
+        return {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "time_to_first_token_s": usage.time_to_first_token_s,
+            "total_s": usage.total_s,
+        }
+
+
 class TrialStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
@@ -82,7 +105,7 @@ class TrialStatus(models.TextChoices):
     FAILED = "failed"
 
 
-class ModelTrial(models.Model):
+class ModelTrial(GenerationRecord):
     """One "Try it" completion: a researcher's prompt streamed through a config."""
 
     config = models.ForeignKey(ModelConfig, on_delete=models.CASCADE, related_name="trials")
@@ -93,14 +116,10 @@ class ModelTrial(models.Model):
     )
     text = models.TextField(blank=True)
     error = models.TextField(blank=True)
-    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
-    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
-    time_to_first_token_s = models.FloatField(null=True, blank=True)
-    total_s = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta:
+    class Meta(GenerationRecord.Meta):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:

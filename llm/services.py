@@ -42,7 +42,7 @@ def _trial_text_save(trial_id: int, text: str) -> None:
 def model_trial_run(*, trial_id: int) -> None:
     """Stream one trial. Claimed with a conditional UPDATE, so a second delivery of the task
     finds nothing to claim and returns; text is saved as it grows (see core.streams)."""
-    from llm.generation import backend_for, chat_messages
+    from llm.generation import backend_for, chat_messages, stream_published
 
     claimed = ModelTrial.objects.filter(pk=trial_id, status=TrialStatus.QUEUED).update(
         status=TrialStatus.RUNNING
@@ -60,19 +60,10 @@ def model_trial_run(*, trial_id: int) -> None:
     try:
         backend = backend_for(trial.config)
         messages = chat_messages(trial.config, trial.prompt)
-        usage = None
-        for chunk in backend.stream_chat(messages, params=trial.config.generation_params()):
-            publisher.feed(chunk.text)
-            usage = chunk.usage or usage
-        publisher.flush()
+        chunks = backend.stream_chat(messages, params=trial.config.generation_params())
+        usage = stream_published(chunks, publisher)
         fields = {"status": TrialStatus.DONE, "text": publisher.text}
-        if usage is not None:
-            fields |= {
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "time_to_first_token_s": usage.time_to_first_token_s,
-                "total_s": usage.total_s,
-            }
+        fields |= ModelTrial.usage_fields(usage)
     except GenerationError as error:
         publisher.flush()
         fields = {"status": TrialStatus.FAILED, "text": publisher.text, "error": str(error)}
