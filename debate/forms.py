@@ -5,6 +5,8 @@ from typing import Any
 from django import forms
 from django.contrib.auth.models import User
 
+from annotations.kinds import QueueKind
+from annotations.models import Queue
 from core.roles import Role
 from debate.models import Debate, DebateStatus, JudgeAction, Protocol, ProtocolPrompt
 from debate.prompting import PLACEHOLDERS, template_fill
@@ -95,6 +97,14 @@ def judge_forms() -> dict[str, forms.Form]:
     """Fresh forms for the judge's panel; the page and the socket render the same panel."""
     even = {"probability_a": 50, "probability_b": 50}
     return {"prior_form": ProbabilityForm(initial=even), "turn_form": JudgeTurnForm(initial=even)}
+
+
+class DebatesToQueueForm(forms.Form):
+    queue = forms.ModelChoiceField(
+        queryset=Queue.objects.filter(kind=QueueKind.DEBATE_JUDGMENT).order_by("name"),
+        empty_label="a debate-judgment queue…",
+        label="Add every judged debate to",
+    )
 
 
 class DebateFilterForm(forms.Form):

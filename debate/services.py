@@ -15,6 +15,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from annotations.kinds import DebatePayload, DebateTurn
+from annotations.models import Item, Queue
+from annotations.services import NewItem, queue_items_create
 from core.streams import TextStreamPublisher, stream_send
 from debate.models import (
     Debate,
@@ -270,21 +273,24 @@ def _speech_prompt(speech: Speech) -> list[Any]:
     )
 
 
-def debate_transcript(debate: Debate, *, before: Speech) -> list[TranscriptEntry]:
+def debate_transcript(debate: Debate, *, before: Speech | None) -> list[TranscriptEntry]:
     """What a debater may see before its speech: earlier rounds, the judge's messages, and
-    (sequential order only) the speeches already given this round."""
+    (sequential order only) the speeches already given this round. `before=None`: the whole
+    finished transcript."""
     entries: list[TranscriptEntry] = []
     messages = {turn.round: turn.message for turn in debate.judge_turns.all() if turn.message}
-    speeches = debate.speeches.filter(status=SpeechStatus.DONE).order_by("round", "pk")
-    for round_number in range(1, before.round + 1):
+    speeches = [s for s in debate.speeches.all() if s.status == SpeechStatus.DONE]
+    speeches.sort(key=lambda speech: (speech.round, speech.pk))
+    last_round = before.round if before else debate.current_round
+    for round_number in range(1, last_round + 1):
         for speech in speeches:
-            if speech.round != round_number or speech.pk == before.pk:
+            if speech.round != round_number or (before and speech.pk == before.pk):
                 continue
-            same_round = speech.round == before.round
+            same_round = before is not None and speech.round == before.round
             if same_round and debate.turn_order == TurnOrder.SIMULTANEOUS:
                 continue
             entries.append(TranscriptEntry(round_number, _speaker(debate, speech), speech.text))
-        if round_number < before.round and messages.get(round_number):
+        if (before is None or round_number < before.round) and messages.get(round_number):
             entries.append(TranscriptEntry(round_number, "Judge", messages[round_number]))
     return entries
 
@@ -293,3 +299,30 @@ def _speaker(debate: Debate, speech: Speech) -> str:
     if debate.protocol == Protocol.CONSULTANCY:
         return "Consultant"
     return f"Debater {speech.side.upper()}"
+
+
+def debates_to_queue(*, queue: Queue) -> int:
+    """Add every judged debate not yet in `queue` as a transcript item ("which debater argued
+    better?"); returns how many. The queue must take debate-judgment items."""
+    present = set(
+        Item.objects.filter(queue=queue, external_id__startswith="debate-").values_list(
+            "external_id", flat=True
+        )
+    )
+    items = []
+    judged = Debate.objects.filter(status=DebateStatus.JUDGED).order_by("pk")
+    for debate in judged.prefetch_related("speeches", "judge_turns"):
+        if f"debate-{debate.pk}" in present:
+            continue
+        turns = [
+            DebateTurn(speaker=entry.speaker, text=entry.text)
+            for entry in debate_transcript(debate, before=None)
+        ]
+        payload = DebatePayload(
+            question=debate.question, answer_a=debate.answer_a, answer_b=debate.answer_b,
+            turns=turns, source_id=f"debate:{debate.pk}",
+        )  # fmt: skip
+        items.append(NewItem(payload=payload, external_id=f"debate-{debate.pk}"))
+    if not items:
+        return 0
+    return queue_items_create(queue=queue, items=items)

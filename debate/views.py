@@ -9,6 +9,7 @@ from core.roles import Role, role_required, signed_in_user
 from debate.forms import (
     DebateFilterForm,
     DebateForm,
+    DebatesToQueueForm,
     JudgeTurnForm,
     ProbabilityForm,
     ProtocolPromptForm,
@@ -19,6 +20,7 @@ from debate.selectors import Viewer, debate_view, debate_viewer, debates_filtere
 from debate.services import (
     debate_create,
     debate_prior_submit,
+    debates_to_queue,
     judge_turn_submit,
     protocol_prompt_save,
     speech_retry,
@@ -54,7 +56,25 @@ def debate_list(request: HttpRequest) -> HttpResponse:
         protocol=filters.get("protocol", ""),
         query=filters.get("q", ""),
     )[:200]
-    return render(request, "debate/debate_list.html", {"form": form, "debates": debates})
+    context = {"form": form, "debates": debates, "queue_form": DebatesToQueueForm()}
+    return render(request, "debate/debate_list.html", context)
+
+
+@require_POST
+@role_required(Role.RESEARCHER)
+def debates_to_queue_view(request: HttpRequest) -> HttpResponse:
+    form = DebatesToQueueForm(request.POST)
+    if form.is_valid():
+        queue = form.cleaned_data["queue"]
+        try:
+            added = debates_to_queue(queue=queue)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            messages.success(request, f"Added {added} judged debates to {queue}.")
+    else:
+        messages.error(request, "Choose a debate-judgment queue.")
+    return redirect("debate:list")
 
 
 @require_http_methods(["GET", "POST"])
