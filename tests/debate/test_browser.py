@@ -56,18 +56,21 @@ def test_a_judged_debate_end_to_end(
     page.fill("#judge-panel [name=probability_a]", "50")
     page.click("text=Start the debate")
 
-    first_speech = page.locator(".speech").first
     page.wait_for_selector(".speech-text.streaming")
     lengths: list[int] = []
+    # One atomic read in the page: the socket replaces these elements while we look.
+    first_speech_state = """() => {
+        const text = document.querySelector(".speech .speech-text");
+        if (!text) return ["none", 0];
+        const state = text.classList.contains("streaming") ? "streaming" : "done";
+        return [state, text.textContent.length];
+    }"""
 
     def first_speech_done() -> bool:
-        streaming = first_speech.locator(".speech-text.streaming")
-        if streaming.count():
-            length = len(streaming.inner_text())
-            if length and (not lengths or lengths[-1] != length):
-                lengths.append(length)
-            return False
-        return first_speech.locator(".speech-text").count() > 0
+        state, length = page.evaluate(first_speech_state)
+        if state == "streaming" and length and (not lengths or lengths[-1] != length):
+            lengths.append(length)
+        return state == "done"
 
     wait_for(first_speech_done, what="the first speech")
     assert len(lengths) >= 2, f"speech text did not grow while streaming: {lengths}"

@@ -19,17 +19,24 @@ def test_try_it_streams_tokens_into_the_page(
     page.fill("#try-form textarea[name=prompt]", "Count from one to twenty in words.")
     page.click("#try-form button[type=submit]")
 
-    output = page.locator("#trials .trial .output").first
+    # One atomic read in the page: the socket replaces these elements while we look.
+    read_output = """() => {
+        const output = document.querySelector("#trials .trial .output");
+        const done = !!document.querySelector("#trials [data-status=done]");
+        return [output ? output.textContent : "", done];
+    }"""
     lengths: list[int] = []
-    deadline = time.monotonic() + 120
-    while not page.locator("#trials [data-status=done]").count():
+    deadline = time.monotonic() + 300
+    while True:
+        text, done = page.evaluate(read_output)
+        if done:
+            break
         assert time.monotonic() < deadline, "the completion did not finish"
-        length = len(output.inner_text())
-        if length and (not lengths or length != lengths[-1]):
-            lengths.append(length)
+        if text and (not lengths or len(text) != lengths[-1]):
+            lengths.append(len(text))
         time.sleep(0.05)
 
-    final = output.inner_text()
+    final = page.evaluate(read_output)[0]
     # The text grew in several steps before the completion was done: streamed, not dumped.
     assert len(lengths) >= 3, lengths
     assert lengths == sorted(lengths)
