@@ -29,7 +29,13 @@ def queue_for_annotator(user: AbstractBaseUser | AnonymousUser, queue_id: int) -
     """A queue the user labels in: annotators (and admins) who are members; else None."""
     if not isinstance(user, User) or not user_has_role(user, Role.ANNOTATOR):
         return None
-    return queues_for_annotator(user).filter(pk=queue_id).first()
+    # On every claim: plain SQL, no ORM build.
+    member_queue = Queue.objects.raw(
+        "SELECT q.* FROM annotations_queue q JOIN annotations_queuemember m"
+        " ON m.queue_id = q.id WHERE q.id = %s AND m.user_id = %s",
+        [queue_id, user.pk],
+    )
+    return next(iter(member_queue), None)
 
 
 def queues_for_researcher() -> QuerySet[Queue]:

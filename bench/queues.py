@@ -2,7 +2,7 @@
 
 Run: DATABASE_URL=postgres://… .venv/bin/python bench/queues.py [--items 100000] [--seconds 20]
 
-Works in a scratch database `<name>_bench` next to DATABASE_URL's (created, migrated, dropped)
+Works in a scratch database `<name>_bench_queues` next to DATABASE_URL's (created, migrated, dropped)
 and a uvicorn serving config.asgi on a free loopback port. Measured in the same run:
   (0) baseline: an authenticated GET /api/queues/ (the API's cheapest call: auth + one query);
   (1) one annotator alone: POST …/next and POST …/labels medians (targets 10 ms and 15 ms);
@@ -38,7 +38,7 @@ def bench_database_url(url: str) -> tuple[str, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("postgres", "postgresql"):
         sys.exit("bench/queues.py needs PostgreSQL: set DATABASE_URL=postgres://…")
-    name = parts.path.lstrip("/") + "_bench"
+    name = parts.path.lstrip("/") + "_bench_queues"
     return urlunsplit(parts._replace(path=f"/{name}")), name
 
 

@@ -5,6 +5,7 @@ authenticates the socket exactly as it does a page.
 """
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -16,11 +17,22 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from config.api_asgi import ApiHandler  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
+
+api_app = ApiHandler()
+
+
+async def http_app(scope: dict, receive: Any, send: Any) -> None:
+    """/api/ (see config/urls.py) goes to the API's one-hop handler, the rest to Django's."""
+    path = scope["path"].removeprefix(scope.get("root_path", ""))
+    app = api_app if path.startswith("/api/") else django_asgi_app
+    await app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_app,
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -92,6 +92,14 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
+# /api/ has its own handler (config/api_asgi.py): bearer tokens and JSON need none of the
+# page middleware above, and each sync middleware costs a thread hop under ASGI.
+API_MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+API_THREADS = env_int("API_THREADS", 8, minimum=1)
+
 FORM_RENDERER = "core.forms.FormRenderer"
 ROOT_URLCONF = "config.urls"
 ASGI_APPLICATION = "config.asgi.application"
@@ -133,10 +141,10 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     # An unreachable server fails fast with a clear message instead of hanging.
     _db.setdefault("OPTIONS", {})["connect_timeout"] = 5
-    # Under ASGI every request runs in a thread of its own, so a connection kept per thread
-    # (DB_CONN_MAX_AGE) is never reused; a pool per process is. Opening a connection costs
-    # about as much as a whole queue request.
-    DB_POOL_SIZE = env_int("DB_POOL_SIZE", 0, minimum=0)
+    # Under ASGI every page request runs in a thread of its own, so a connection kept per
+    # thread (DB_CONN_MAX_AGE) is never reused; a pool per process is. Opening a connection
+    # costs about as much as a whole queue request. DB_POOL_SIZE=0 turns the pool off.
+    DB_POOL_SIZE = env_int("DB_POOL_SIZE", 0 if _db.get("CONN_MAX_AGE") else 10, minimum=0)
     if DB_POOL_SIZE:
         if _db.get("CONN_MAX_AGE"):
             raise ImproperlyConfigured("DB_POOL_SIZE and DB_CONN_MAX_AGE cannot both be set")

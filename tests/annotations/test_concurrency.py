@@ -53,7 +53,7 @@ def race(*, threads: int, items: int) -> None:
             start.wait()
             while (lease := queue_item_claim(queue=queue, annotator=annotator)) is not None:
                 request_id = uuid.uuid4()
-                label = label_submit(
+                label, _ = label_submit(
                     assignment_id=lease.pk,
                     annotator=annotator,
                     value={"choice": "a"},
@@ -61,14 +61,14 @@ def race(*, threads: int, items: int) -> None:
                     client_request_id=request_id,
                 )
                 # A client retry of the same submit, racing nobody but itself.
-                retry = label_submit(
+                retry, created = label_submit(
                     assignment_id=lease.pk,
                     annotator=annotator,
                     value={"choice": "a"},
                     time_spent_ms=10,
                     client_request_id=request_id,
                 )
-                assert retry.pk == label.pk
+                assert retry.pk == label.pk and not created
                 stored[n].append(label.pk)
         except (AnnotationError, AssertionError) as error:  # pragma: no cover - reported below
             failures.append(error)

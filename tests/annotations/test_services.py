@@ -30,7 +30,7 @@ A = {"choice": "a"}
 
 
 def submit(assignment, annotator, value=None, request_id=None, **kwargs):
-    return label_submit(
+    label, _ = label_submit(
         assignment_id=assignment.pk,
         annotator=annotator,
         value=A if value is None else value,
@@ -38,6 +38,7 @@ def submit(assignment, annotator, value=None, request_id=None, **kwargs):
         client_request_id=request_id or uuid.uuid4(),
         **kwargs,
     )
+    return label
 
 
 def label_everything(queue, annotator):
