@@ -2,7 +2,7 @@
 
 Run: DATABASE_URL=postgres://… .venv/bin/python bench/queues.py [--items 100000] [--seconds 20]
 
-Works in a scratch database `<name>_bench_queues` next to DATABASE_URL's (created, migrated, dropped)
+Works in a scratch database `<name>_bench_queues` beside DATABASE_URL's (created, migrated, dropped)
 and a uvicorn serving config.asgi on a free loopback port. Measured in the same run:
   (0) baseline: an authenticated GET /api/queues/ (the API's cheapest call: auth + one query);
   (1) one annotator alone: POST …/next and POST …/labels medians (targets 10 ms and 15 ms);
@@ -61,6 +61,26 @@ class Client:
         except ValueError:
             data = raw[:2000].decode(errors="replace")  # an error page: shown by the assert
         return response.status, data, elapsed
+
+
+def cpu_seconds(server_pid: int) -> dict[str, float]:
+    """CPU time so far of the server's processes, PostgreSQL's, and this client (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    totals = {"server": 0.0, "postgres": 0.0, "client": 0.0}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        seconds = (int(stat[11]) + int(stat[12])) / tick
+        if int(pid) == server_pid or int(stat[1]) == server_pid:  # uvicorn and its workers
+            totals["server"] += seconds
+        elif name.startswith("postgres"):
+            totals["postgres"] += seconds
+        elif int(pid) == os.getpid():
+            totals["client"] += seconds
+    return totals
 
 
 def label_once(client: Client, queue_id: int) -> tuple[float, float] | None:
@@ -277,9 +297,11 @@ def main() -> None:
             thread.start()
         go.wait()
         started = time.monotonic()
+        cpu_before = cpu_seconds(server.pid)
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - started
+        cpu_after = cpu_seconds(server.pid)
         if errors:
             raise errors[0]
         total = sum(counts)
@@ -297,6 +319,12 @@ def main() -> None:
         rows.append(
             (f"{ANNOTATORS} annotators: p95 request", ms(p95),
              f"{p95 / baseline:.2f}x baseline (target <= 100 ms)")
+        )  # fmt: skip
+        cores = {part: (cpu_after[part] - cpu_before[part]) / elapsed for part in cpu_after}
+        rows.append(
+            (f"{ANNOTATORS} annotators: CPU cores busy (of {os.cpu_count()})",
+             f"{sum(cores.values()):.2f}",
+             ", ".join(f"{part} {used:.2f}" for part, used in cores.items()))
         )  # fmt: skip
         problems = check_rules(queue_id, told)
         rows.append(

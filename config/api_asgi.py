@@ -55,14 +55,17 @@ class ApiHandler(ASGIHandler):
             return
         set_script_prefix(get_script_prefix(scope))
         loop = asyncio.get_running_loop()
-        response = await loop.run_in_executor(self.executor, self._respond, scope, body_file)
-        if not response.streaming:
-            await self.send_response(response, send)
-            return
         try:
-            await self._send_streamed(response, send, loop)
+            response = await loop.run_in_executor(self.executor, self._respond, scope, body_file)
+            if not response.streaming:
+                await self.send_response(response, send)
+                return
+            try:
+                await self._send_streamed(response, send, loop)
+            finally:
+                await loop.run_in_executor(self.executor, response.close)
         finally:
-            await loop.run_in_executor(self.executor, response.close)
+            body_file.close()
 
     def _respond(self, scope: Scope, body_file: Any) -> HttpResponseBase:
         """In a pool thread: the whole request, database work included."""
