@@ -13,7 +13,6 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import connection
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -38,22 +37,24 @@ from annotations.services import (
     AnnotationError,
     api_token_digest,
     assignment_skip,
+    export_expired,
     export_path,
     export_start,
     label_submit,
     label_undo,
     queue_item_claim,
 )
+from core import sql
 from core.roles import Role, user_has_role
 
 # Writing last_used_at on every call would put an UPDATE on the hot path.
 TOKEN_TOUCH_EVERY = timedelta(minutes=5)
 
 
-# Every API call runs this: plain SQL, no ORM build (see config/api_asgi.py on the hot path).
-_TOKEN_USER = """
-SELECT u.*, t.id AS token_id,
-       (t.last_used_at IS NULL OR t.last_used_at < %(stale)s) AS token_stale
+# Every API call runs this: a prepared statement, not an ORM build (core/sql.py).
+_TOKEN_USER = f"""
+SELECT {sql.columns(User, "u")}, t.id,
+       (t.last_used_at IS NULL OR t.last_used_at < %(stale)s)
 FROM annotations_apitoken t JOIN auth_user u ON u.id = t.user_id
 WHERE t.digest = %(digest)s AND u.is_active
 """
@@ -62,15 +63,13 @@ WHERE t.digest = %(digest)s AND u.is_active
 class TokenAuth(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> User | None:
         now = timezone.now()
-        params = {
-            "digest": api_token_digest(token),
-            "stale": connection.ops.adapt_datetimefield_value(now - TOKEN_TOUCH_EVERY),
-        }
-        user = next(iter(User.objects.raw(_TOKEN_USER, params)), None)
-        if user is None:
+        params = {"digest": api_token_digest(token), "stale": now - TOKEN_TOUCH_EVERY}
+        found = sql.fetch_model(User, _TOKEN_USER, params)
+        if found is None:
             return None
-        if getattr(user, "token_stale", False):
-            ApiToken.objects.filter(pk=user.token_id).update(last_used_at=now)  # type: ignore[attr-defined]
+        user, (token_id, stale) = found
+        if stale:
+            ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
         request.user = user
         return user
 
@@ -171,6 +170,7 @@ class ExportOut(Schema):
     rows_done: int
     percent: int
     error: str
+    expired: bool = Field(description="the file was deleted after EXPORT_RETENTION_DAYS")
     download_url: str | None
 
 
@@ -191,7 +191,8 @@ def _label_out(label: Label) -> LabelOut:
 
 def _export_out(request: HttpRequest, job: ExportJob) -> ExportOut:
     url = None
-    if job.status == JobStatus.DONE:
+    expired = export_expired(job)
+    if job.status == JobStatus.DONE and not expired:
         path = reverse("api:export_download", kwargs={"job_id": job.pk})
         url = request.build_absolute_uri(path)
     return ExportOut(
@@ -201,6 +202,7 @@ def _export_out(request: HttpRequest, job: ExportJob) -> ExportOut:
         rows_done=job.rows_done,
         percent=job.percent,
         error=job.error,
+        expired=expired,
         download_url=url,
     )
 
@@ -321,6 +323,8 @@ def export_status(request: HttpRequest, job_id: int) -> ExportOut:
 @exports.get("/{job_id}/download", url_name="export_download")
 def export_download(request: HttpRequest, job_id: int) -> FileResponse:
     job = _job(request, job_id)
+    if export_expired(job):
+        raise HttpError(410, job.error or "This export's file has expired; start a new export.")
     if job.status != JobStatus.DONE or not export_path(job).is_file():
         raise HttpError(404, "This export has no file (yet).")
     extension = EXTENSIONS[ExportSpec.model_validate(job.spec).format]

@@ -16,7 +16,13 @@ from annotations.importers import ImportFailed, items_import
 from annotations.models import ExportJob, JobStatus, Queue
 from annotations.quality import annotator_stats, bar_chart, queue_agreement, time_histogram
 from annotations.selectors import queue_stats, queues_for_researcher
-from annotations.services import export_path, export_start, queue_members_set, queue_save
+from annotations.services import (
+    export_expired,
+    export_path,
+    export_start,
+    queue_members_set,
+    queue_save,
+)
 from core.roles import Role, role_required, signed_in_user, user_has_role
 
 
@@ -128,8 +134,11 @@ def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_GET
 @role_required(Role.RESEARCHER)
-def export_download(request: HttpRequest, pk: int) -> FileResponse:
+def export_download(request: HttpRequest, pk: int) -> HttpResponse | FileResponse:
     job = get_object_or_404(_jobs_for(request), pk=pk, status=JobStatus.DONE)
+    if export_expired(job):  # the detail page, saying so, with 410 Gone
+        context = {"job": job, "spec": ExportSpec.model_validate(job.spec)}
+        return render(request, "annotations/export_detail.html", context, status=410)
     path = export_path(job)
     if not path.is_file():
         raise Http404("The export file is gone.")

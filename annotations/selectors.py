@@ -8,6 +8,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import Count, Q, QuerySet, Sum
 
 from annotations.models import Item, Label, Queue
+from core import sql
 from core.roles import Role, user_has_role
 
 
@@ -25,17 +26,20 @@ def queues_for_annotator(user: User) -> QuerySet[Queue]:
     return Queue.objects.filter(memberships__user=user).order_by("name")
 
 
+_MEMBER_QUEUE = f"""
+SELECT {sql.columns(Queue, "q")} FROM annotations_queue q
+JOIN annotations_queuemember m ON m.queue_id = q.id
+WHERE q.id = %(queue)s AND m.user_id = %(user)s
+"""
+
+
 def queue_for_annotator(user: AbstractBaseUser | AnonymousUser, queue_id: int) -> Queue | None:
     """A queue the user labels in: annotators (and admins) who are members; else None."""
     if not isinstance(user, User) or not user_has_role(user, Role.ANNOTATOR):
         return None
-    # On every claim: plain SQL, no ORM build.
-    member_queue = Queue.objects.raw(
-        "SELECT q.* FROM annotations_queue q JOIN annotations_queuemember m"
-        " ON m.queue_id = q.id WHERE q.id = %s AND m.user_id = %s",
-        [queue_id, user.pk],
-    )
-    return next(iter(member_queue), None)
+    # On every claim and submit: a prepared statement (core/sql.py).
+    found = sql.fetch_model(Queue, _MEMBER_QUEUE, {"queue": queue_id, "user": user.pk})
+    return found[0] if found else None
 
 
 def queues_for_researcher() -> QuerySet[Queue]:

@@ -19,6 +19,7 @@ the database counts, so they are written to make few.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import random
@@ -26,7 +27,7 @@ import secrets
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ from annotations.models import (
     Queue,
     QueueMember,
 )
+from core import sql
 
 BULK_BATCH = 2000
 # A claim whose candidate was taken between its snapshot and its lock tries the next one.
@@ -194,9 +196,8 @@ def _membership_lock(queue: Queue, annotator: User) -> QueueMember:
 # The claim's two statements are written out in SQL: built through the ORM, the candidate
 # query alone costs ~3 ms of Python per claim on a small machine, more than the database
 # takes to run it. Both run on PostgreSQL and SQLite; only the lock clause differs.
-_PICK = """
-SELECT i.id, i.queue_id, i.payload, i.external_id, i.uncertainty, i.random_key, i.is_gold,
-       i.gold_value, i.label_count, i.complete, i.created_at
+_PICK = f"""
+SELECT {sql.columns(Item, "i")}
 FROM annotations_item i
 WHERE i.queue_id = %(queue)s AND i.is_gold = %(gold)s AND NOT i.complete
   AND NOT EXISTS (SELECT 1 FROM annotations_label l
@@ -204,10 +205,10 @@ WHERE i.queue_id = %(queue)s AND i.is_gold = %(gold)s AND NOT i.complete
   AND NOT EXISTS (SELECT 1 FROM annotations_assignment s
                   WHERE s.item_id = i.id AND s.annotator_id = %(annotator)s
                     AND s.outcome = 'skipped')
-  {room}
-ORDER BY {order}
+  {{room}}
+ORDER BY {{order}}
 LIMIT 1
-{lock}
+{{lock}}
 """
 # Labels plus live leases under k: a gold item is exempt (every annotator may see it once).
 _ROOM = """AND i.label_count + (SELECT COUNT(*) FROM annotations_assignment a
@@ -250,20 +251,18 @@ def _pick(
     lock = "FOR UPDATE OF i SKIP LOCKED"
     if not connection.features.has_select_for_update_skip_locked:
         lock = ""  # SQLite: the IMMEDIATE transaction already holds the only write lock
-    sql = _PICK.format(room=room, order=_ORDER[Priority(queue.priority)], lock=lock)
+    query = _PICK.format(room=room, order=_ORDER[Priority(queue.priority)], lock=lock)
     params = {"queue": queue.pk, "gold": gold, "annotator": annotator.pk, "now": now,
               "k": queue.labels_per_item}  # fmt: skip
-    return next(iter(Item.objects.raw(sql, params)), None)
+    found = sql.fetch_model(Item, query, params)
+    return found[0] if found else None
 
 
 def _lease(queue: Queue, annotator: User, item: Item, now: datetime) -> Assignment | None:
-    adapt = connection.ops.adapt_datetimefield_value
     expires = now + queue.lease_duration
     params = {"queue": queue.pk, "item": item.pk, "annotator": annotator.pk, "gold": item.is_gold,
-              "now": adapt(now), "expires": adapt(expires), "k": queue.labels_per_item}  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(_LEASE, params)
-        row = cursor.fetchone()
+              "now": now, "expires": expires, "k": queue.labels_per_item}  # fmt: skip
+    row = sql.fetch_one(_LEASE, params)
     if row is None:
         return None
     lease = Assignment(
@@ -285,14 +284,13 @@ def _gold_due(queue: Queue, annotator: User) -> bool:
 def _new_lease(queue: Queue, annotator: User, now: datetime) -> Assignment | None:
     """Lease the next item: a gold one when due, else the first with room under k. A pick
     whose item filled up between its snapshot and its lock moves on to the next."""
-    when = connection.ops.adapt_datetimefield_value(now)
     if _gold_due(queue, annotator):
-        gold = _pick(queue, annotator, when, gold=True, skip=())
+        gold = _pick(queue, annotator, now, gold=True, skip=())
         if gold is not None:
             return _lease(queue, annotator, gold, now)
     tried: list[int] = []
     for _ in range(CLAIM_ATTEMPTS):
-        item = _pick(queue, annotator, when, gold=False, skip=tried)
+        item = _pick(queue, annotator, now, gold=False, skip=tried)
         if item is None:
             return None
         lease = _lease(queue, annotator, item, now)
@@ -304,9 +302,7 @@ def _new_lease(queue: Queue, annotator: User, now: datetime) -> Assignment | Non
 
 def _claim(queue: Queue, annotator: User, now: datetime) -> Assignment | None:
     with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_MEMBER_AND_LEASE, {"queue": queue.pk, "annotator": annotator.pk})
-            member = cursor.fetchone()
+        member = sql.fetch_one(_MEMBER_AND_LEASE, {"queue": queue.pk, "annotator": annotator.pk})
         if member is None:
             raise NotAMember("You are not a member of this queue.")
         if member[1] is not None:
@@ -381,8 +377,8 @@ class _Refused(Exception):
 
 
 # The lease and its item in one round trip, in plain SQL (the hot path; see _PICK).
-_LEASED_ITEM = """
-SELECT i.*, a.id AS lease_id, a.queue_id AS lease_queue_id, a.outcome AS lease_outcome
+_LEASED_ITEM = f"""
+SELECT {sql.columns(Item, "i")}, a.queue_id, a.outcome
 FROM annotations_assignment a JOIN annotations_item i ON i.id = a.item_id
 WHERE a.id = %(lease)s AND a.annotator_id = %(annotator)s
 """
@@ -416,10 +412,10 @@ def label_submit(
     """
     now = now or timezone.now()
     params = {"lease": assignment_id, "annotator": annotator.pk}
-    item = next(iter(Item.objects.raw(_LEASED_ITEM, params)), None)
-    if item is None:
+    found = sql.fetch_model(Item, _LEASED_ITEM, params)
+    if found is None:
         raise LeaseGone("That item is not assigned to you.")
-    lease_queue_id: int = item.lease_queue_id  # type: ignore[attr-defined]
+    item, (lease_queue_id, lease_outcome) = found
     if queue is None:
         queue = Queue.objects.get(pk=lease_queue_id)
     elif lease_queue_id != queue.pk:
@@ -427,7 +423,7 @@ def label_submit(
     typed = _typed_value(queue.item_kind, value)
     if time_spent_ms < 0:
         raise ValidationError("time spent cannot be negative", code="invalid_time")
-    if getattr(item, "lease_outcome", None) != Outcome.OPEN:
+    if lease_outcome != Outcome.OPEN:
         retry = _retried(annotator, client_request_id, item.pk)
         if retry is not None:
             return retry, False
@@ -435,26 +431,23 @@ def label_submit(
     stored = typed.model_dump(mode="json")
     try:
         with transaction.atomic():
-            with connection.cursor() as cursor:
-                cursor.execute(_COUNT_LABEL, {"item": item.pk, "k": queue.labels_per_item})
-                if not cursor.rowcount:
-                    raise _Refused(ItemFull("That item got all its labels while you were on it."))
-                adapt = connection.ops.adapt_datetimefield_value
-                cursor.execute(_CLOSE_LEASE, {"lease": assignment_id, "now": adapt(now)})
-                closed = cursor.rowcount
-            if not closed:
+            if not sql.execute(_COUNT_LABEL, {"item": item.pk, "k": queue.labels_per_item}):
+                raise _Refused(ItemFull("That item got all its labels while you were on it."))
+            if not sql.execute(_CLOSE_LEASE, {"lease": assignment_id, "now": now}):
                 raise _Refused(LeaseGone("Your hold on that item ended; here is the next one."))
-            label = Label.objects.create(
-                queue=queue,
-                item=item,
-                annotator=annotator,
-                value=stored,
-                # The lease bounds the time worth recording: an open tab is not work.
-                time_spent_ms=min(time_spent_ms, queue.lease_minutes * 60_000),
-                client_request_id=client_request_id,
-                is_gold=item.is_gold,
-                gold_correct=(stored == item.gold_value) if item.is_gold else None,
-                created_at=now,
+            label = sql.insert(
+                Label(
+                    queue=queue,
+                    item=item,
+                    annotator=annotator,
+                    value=stored,
+                    # The lease bounds the time worth recording: an open tab is not work.
+                    time_spent_ms=min(time_spent_ms, queue.lease_minutes * 60_000),
+                    client_request_id=client_request_id,
+                    is_gold=item.is_gold,
+                    gold_correct=(stored == item.gold_value) if item.is_gold else None,
+                    created_at=now,
+                )
             )
     except (_Refused, IntegrityError) as refused:
         # A retry of this very request may have committed while this one waited for a lock.
@@ -560,6 +553,44 @@ def _export_failed(job_id: int, message: str) -> None:
     )
 
 
+def export_expired(job: ExportJob) -> bool:
+    """A finished export whose file exports_expire deleted: DONE, with no file name left."""
+    return job.status == JobStatus.DONE and not job.file_name
+
+
+def exports_expire(*, now: datetime | None = None) -> int:
+    """Delete the files of exports finished more than EXPORT_RETENTION_DAYS ago; return how
+    many jobs expired. Run it outside a transaction: each job is claimed with a conditional
+    UPDATE that commits before its file is deleted, so a file goes only once its job says it
+    has expired, and two runs at once never both count a job. Running it again does nothing.
+    Leftover `.part` files of exports that died that long ago go too."""
+    now = now or timezone.now()
+    days = settings.EXPORT_RETENTION_DAYS
+    cutoff = now - timedelta(days=days)
+    note = (
+        f"Expired: the file was deleted {days} days after the export finished."
+        " Start the export again for a new one."
+    )
+    expired = 0
+    old = ExportJob.objects.filter(status=JobStatus.DONE, finished_at__lt=cutoff).exclude(
+        file_name=""
+    )
+    for job in list(old.only("pk", "file_name")):  # not iterator(): we write to the table
+        path = export_path(job)
+        if ExportJob.objects.filter(pk=job.pk, file_name=job.file_name).update(
+            file_name="", error=note
+        ):
+            path.unlink(missing_ok=True)
+            expired += 1
+    exports_dir = Path(settings.MEDIA_ROOT) / "exports"
+    if exports_dir.is_dir():
+        for partial in exports_dir.glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):  # a running export just renamed it
+                if partial.stat().st_mtime < cutoff.timestamp():
+                    partial.unlink()
+    return expired
+
+
 # --- API tokens ---------------------------------------------------------------------------
 def api_token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -570,3 +601,15 @@ def api_token_create(*, user: User, name: str) -> str:
     token = "arb_" + secrets.token_urlsafe(32)
     ApiToken.objects.create(user=user, name=name, digest=api_token_digest(token))
     return token
+
+
+class TokenNotFound(AnnotationError):
+    status = 404
+
+
+def api_token_revoke(*, user: User, token_id: int) -> None:
+    """Delete one of `user`'s API tokens; it stops authenticating at once. Someone else's
+    token, or one already gone, is TokenNotFound: the same answer, so ids reveal nothing."""
+    deleted, _ = ApiToken.objects.filter(pk=token_id, user=user).delete()
+    if not deleted:
+        raise TokenNotFound("No such token among yours.")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotations import research_views, views
+from annotations import research_views, token_views, views
 
 app_name = "annotations"
 urlpatterns = [
@@ -23,3 +23,7 @@ urlpatterns += [
     path("exports/<int:pk>/download/", research_views.export_download, name="export_download"),
 ]
 urlpatterns += [path("<int:pk>/dashboard/", research_views.dashboard, name="dashboard")]
+urlpatterns += [
+    path("tokens/", token_views.tokens, name="tokens"),
+    path("tokens/<int:pk>/revoke/", token_views.token_revoke, name="token_revoke"),
+]

@@ -5,14 +5,15 @@ Run: DATABASE_URL=postgres://… .venv/bin/python bench/export.py [--labels 1000
 Works in a scratch database `<name>_bench` next to DATABASE_URL's (created, migrated, dropped).
 It fills one pairwise queue with labels (3 per item) by SQL, then measures, in the same run:
   (a) baseline: `COPY (SELECT <the rows the export reads>) TO STDOUT` into a file;
-  (b) `manage.py export_labels` (per-label JSONL, streamed from a server-side cursor) in a
-      child process: wall time (target <= 2x the COPY) and peak RSS (target < 300 MB);
+  (b) `manage.py export_labels` (per-label JSONL: Postgres writes the lines, COPY streams
+      them) in a child process: wall time (target <= 2x the COPY) and peak RSS (< 300 MB);
   (c) the same export at a tenth of the size, to show the memory does not grow with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -117,6 +118,19 @@ def export_child(env: dict[str, str], queue: str, path: Path) -> tuple[float, fl
     return float(wall), float(peak)
 
 
+def check_export(path: Path, size: int) -> None:
+    """The export is JSONL with one record per label, each with the export's fields."""
+    fields = {"queue", "item_id", "external_id", "label", "annotator", "labelled_at"}
+    fields |= {"time_spent_ms", "payload"}
+    lines = 0
+    with path.open("rb") as export:
+        for line in export:
+            record = json.loads(line)
+            assert set(record) == fields and isinstance(record["payload"], dict), record
+            lines += 1
+    assert lines == size, (lines, size)
+
+
 def django_startup(env: dict[str, str]) -> float:
     start = time.perf_counter()
     run([PYTHON, "manage.py", "shell", "-c", "import annotations.exports"], env)
@@ -163,8 +177,7 @@ def main() -> None:
                 # Best of two for both sides: this machine may be busy with other work.
                 runs = [export_child(env, f"bench-{label}", tmp / "export.jsonl") for _ in range(2)]
                 wall, peak = min(run[0] for run in runs), max(run[1] for run in runs)
-                lines = sum(1 for _ in (tmp / "export.jsonl").open("rb"))
-                assert lines == size, (lines, size)
+                check_export(tmp / "export.jsonl", size)
                 export_s = wall - startup
                 rows.append((f"COPY out, {size:,} rows (baseline)", f"{copy_s:.2f} s", "1.00x"))
                 rows.append(

@@ -11,8 +11,9 @@ from typing import Any, TypeVar
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, PermissionsMixin, User
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
+
+from core import sql
 
 
 class Role(StrEnum):
@@ -27,7 +28,7 @@ ROLE_ORDER = (Role.ADMIN, Role.RESEARCHER, Role.ANNOTATOR)
 
 _GROUP_NAMES = """
 SELECT g.name FROM auth_group g JOIN auth_user_groups ug ON ug.group_id = g.id
-WHERE ug.user_id = %s
+WHERE ug.user_id = %(user)s
 """
 
 
@@ -37,9 +38,8 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
     # Cached on the request's user object: one query per request, however many checks.
     cached: frozenset[Role] | None = getattr(user, "_arbiter_roles", None)
     if cached is None:
-        with connection.cursor() as cursor:  # every request asks: plain SQL, no ORM build
-            cursor.execute(_GROUP_NAMES, [user.pk])
-            names = {name for (name,) in cursor.fetchall()}
+        # Every request asks: a prepared statement, not an ORM build (see core/sql.py).
+        names = {name for (name,) in sql.fetch_all(_GROUP_NAMES, {"user": user.pk})}
         if user.is_superuser:
             names.add(Role.ADMIN)
         cached = frozenset(Role(name) for name in names if name in Role._value2member_map_)

@@ -9,7 +9,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import HttpCommunicator
 
-from annotations.exports import ExportSpec
+from annotations.exports import ExportFormat, ExportSpec
 from annotations.models import ExportJob, JobStatus
 from annotations.services import api_token_create, export_path
 from config.asgi import application
@@ -71,7 +71,7 @@ def test_a_token_call_gets_json_and_no_session(annotator: Any) -> None:
 def test_an_export_download_streams_the_whole_file_in_chunks(researcher: Any) -> None:
     job = ExportJob.objects.create(
         created_by=researcher,
-        spec=ExportSpec(queues=[1], format="jsonl").model_dump(mode="json"),
+        spec=ExportSpec(queues=[1], format=ExportFormat.JSONL).model_dump(mode="json"),
         status=JobStatus.DONE,
         file_name="streamed.jsonl",
     )

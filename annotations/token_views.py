@@ -1,0 +1,70 @@
+"""API tokens page: annotators and researchers make and revoke their own bearer tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from annotations.forms import ApiTokenForm
+from annotations.models import ApiToken
+from annotations.services import TokenNotFound, api_token_create, api_token_revoke
+from core.roles import Role, signed_in_user, user_has_role
+
+
+def _api_user_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Like role_required, for either role the API serves (admins included)."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not any(user_has_role(request.user, role) for role in (Role.ANNOTATOR, Role.RESEARCHER)):
+            raise PermissionDenied("This page is for the annotator and researcher roles.")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+# The secret is in the page only in the response to the POST that made it: never cached.
+@never_cache
+@require_http_methods(["GET", "POST"])
+@_api_user_required
+def tokens(request: HttpRequest) -> HttpResponse:
+    user = signed_in_user(request)
+    form = ApiTokenForm(request.POST or None, user=user)
+    secret = None
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            secret = api_token_create(user=user, name=form.cleaned_data["name"])
+            form = ApiTokenForm(user=user)
+        else:
+            status = 400
+    context = {
+        "tokens": ApiToken.objects.filter(user=user).order_by("-created_at"),
+        "form": form,
+        "secret": secret,
+        "api_queues_url": request.build_absolute_uri(reverse("api:queue_list")),
+    }
+    return render(request, "annotations/tokens.html", context, status=status)
+
+
+@require_POST
+@_api_user_required
+def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        api_token_revoke(user=signed_in_user(request), token_id=pk)
+    except TokenNotFound as error:
+        raise Http404(error.message) from None
+    messages.success(request, "Token revoked: it no longer works.")
+    return redirect("annotations:tokens")
