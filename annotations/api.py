@@ -45,7 +45,7 @@ from annotations.services import (
     queue_item_claim,
 )
 from core import sql
-from core.roles import Role, user_has_role
+from core.roles import Role, role_columns, roles_remember, user_has_role
 
 # Writing last_used_at on every call would put an UPDATE on the hot path.
 TOKEN_TOUCH_EVERY = timedelta(minutes=5)
@@ -54,7 +54,7 @@ TOKEN_TOUCH_EVERY = timedelta(minutes=5)
 # Every API call runs this: a prepared statement, not an ORM build (core/sql.py).
 _TOKEN_USER = f"""
 SELECT {sql.columns(User, "u")}, t.id,
-       (t.last_used_at IS NULL OR t.last_used_at < %(stale)s)
+       (t.last_used_at IS NULL OR t.last_used_at < %(stale)s), {role_columns("u.id")}
 FROM annotations_apitoken t JOIN auth_user u ON u.id = t.user_id
 WHERE t.digest = %(digest)s AND u.is_active
 """
@@ -67,7 +67,8 @@ class TokenAuth(HttpBearer):
         found = sql.fetch_model(User, _TOKEN_USER, params)
         if found is None:
             return None
-        user, (token_id, stale) = found
+        user, (token_id, stale, *roles) = found
+        roles_remember(user, roles)
         if stale:
             ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
         request.user = user
