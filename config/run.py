@@ -97,12 +97,18 @@ def _load_settings() -> None:
 
 
 def _check_database() -> None:
+    import psycopg
     from django.db import connection
     from django.db.utils import OperationalError
 
     try:
-        connection.ensure_connection()
-    except OperationalError as error:
+        if connection.vendor == "postgresql":
+            # Straight to the server, not through the pool: the pool would retry for its
+            # whole timeout and then report only that it timed out, not why.
+            psycopg.connect(**connection.get_connection_params()).close()
+        else:
+            connection.ensure_connection()
+    except (OperationalError, psycopg.OperationalError) as error:
         where = "DATABASE_URL" if os.environ.get("DATABASE_URL") else "the SQLite file under var/"
         reason = str(error).strip().splitlines()[0] if str(error).strip() else "no answer"
         fail(f"cannot reach the database named by {where}: {reason}")

@@ -1,0 +1,65 @@
+"""`make run`'s supervisor (config/run.py) refuses bad surroundings with one clear line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_supervisor(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
+    }
+    environment.update(ARBITER_VAR_DIR=str(tmp_path / "var"), PORT="1", **env)
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "config.run"],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result, time.monotonic() - start
+
+
+def test_an_unreachable_database_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    result, seconds = run_supervisor(tmp_path, DATABASE_URL="postgres://nobody@127.0.0.1:1/x")
+    assert result.returncode == 2
+    assert "arbiter: cannot reach the database named by DATABASE_URL" in result.stderr
+    assert "127.0.0.1" in result.stderr and "port 1" in result.stderr
+    assert seconds < 20  # not the connection pool's timeout
+    assert not (tmp_path / "var" / "redis.sock").exists()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+    reason="needs a PostgreSQL server to name a missing database on (CI pass 2)",
+)
+def test_a_missing_database_says_so(tmp_path: Path) -> None:
+    missing = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path="/no_such_database"))
+    result, _ = run_supervisor(tmp_path, DATABASE_URL=missing)
+    assert result.returncode == 2
+    assert 'database "no_such_database" does not exist' in result.stderr
+
+
+def test_an_unreachable_redis_is_named(tmp_path: Path) -> None:
+    result, _ = run_supervisor(tmp_path, REDIS_URL="redis://127.0.0.1:1/0")
+    assert result.returncode == 2
+    assert "arbiter: cannot reach Redis at REDIS_URL=redis://127.0.0.1:1/0" in result.stderr
+
+
+def test_a_bad_setting_is_named(tmp_path: Path) -> None:
+    result, _ = run_supervisor(tmp_path, WORKER_CONCURRENCY="many")
+    assert result.returncode == 2
+    assert "WORKER_CONCURRENCY" in result.stderr
