@@ -32,7 +32,11 @@ from annotations.importers import (
     items_import,
 )
 from annotations.models import ApiToken, Assignment, ExportJob, JobStatus, Label, Queue
-from annotations.selectors import queue_for_annotator, queues_for_annotator
+from annotations.selectors import (
+    queue_and_membership,
+    queue_for_annotator,
+    queues_for_annotator,
+)
 from annotations.services import (
     AnnotationError,
     api_token_digest,
@@ -226,8 +230,12 @@ def queue_list(request: HttpRequest) -> list[Queue]:
 @queues.post("/{queue_id}/next", response={200: LeaseOut, 204: None})
 def queue_next(request: HttpRequest, queue_id: int) -> Any:
     """Your current item in this queue, or the next one (204 when nothing is left for you)."""
-    user, queue = _member_queue(request, queue_id)
-    lease = queue_item_claim(queue=queue, annotator=user)
+    user = _require(request, Role.ANNOTATOR)
+    found = queue_and_membership(user, queue_id)
+    if found is None:
+        raise HttpError(404, "No such queue among yours.")
+    queue, membership = found
+    lease = queue_item_claim(queue=queue, annotator=user, membership=membership)
     if lease is None:
         return Status(204, None)
     return Status(200, _lease_out(lease, queue))
@@ -239,14 +247,15 @@ def queue_next(request: HttpRequest, queue_id: int) -> Any:
 def queue_label(request: HttpRequest, queue_id: int, body: LabelIn) -> Any:
     """Label your leased item. Retrying with the same client_request_id returns the stored
     label (200) instead of storing a second one (201)."""
-    user, queue = _member_queue(request, queue_id)
+    user = _require(request, Role.ANNOTATOR)
+    # The lease's own query checks it is in this queue and the user still a member.
     label, created = label_submit(
         assignment_id=body.assignment_id,
         annotator=user,
         value=body.value,
         time_spent_ms=body.time_spent_ms,
         client_request_id=body.client_request_id,
-        queue=queue,
+        queue_id=queue_id,
     )
     return Status((201 if created else 200), _label_out(label))
 

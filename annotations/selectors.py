@@ -26,20 +26,44 @@ def queues_for_annotator(user: User) -> QuerySet[Queue]:
     return Queue.objects.filter(memberships__user=user).order_by("name")
 
 
+# With the member's open lease here, if any: a claim then needs no query of its own for it.
 _MEMBER_QUEUE = f"""
-SELECT {sql.columns(Queue, "q")} FROM annotations_queue q
+SELECT {sql.columns(Queue, "q")},
+       (SELECT a.id FROM annotations_assignment a
+        WHERE a.queue_id = q.id AND a.annotator_id = m.user_id AND a.outcome = 'open')
+FROM annotations_queue q
 JOIN annotations_queuemember m ON m.queue_id = q.id
 WHERE q.id = %(queue)s AND m.user_id = %(user)s
 """
+
+
+@dataclass(frozen=True)
+class Membership:
+    """What a claim needs to know first: the annotator is a member, and their open lease."""
+
+    open_lease_id: int | None
 
 
 def queue_for_annotator(user: AbstractBaseUser | AnonymousUser, queue_id: int) -> Queue | None:
     """A queue the user labels in: annotators (and admins) who are members; else None."""
     if not isinstance(user, User) or not user_has_role(user, Role.ANNOTATOR):
         return None
-    # On every claim and submit: a prepared statement (core/sql.py).
-    found = sql.fetch_model(Queue, _MEMBER_QUEUE, {"queue": queue_id, "user": user.pk})
+    found = queue_and_membership(user, queue_id)
     return found[0] if found else None
+
+
+def queue_and_membership(
+    user: AbstractBaseUser | AnonymousUser, queue_id: int
+) -> tuple[Queue, Membership] | None:
+    """queue_for_annotator, with the membership a claim can start from (queue_item_claim)."""
+    if not isinstance(user, User) or not user_has_role(user, Role.ANNOTATOR):
+        return None
+    # On every claim: a prepared statement (core/sql.py).
+    found = sql.fetch_model(Queue, _MEMBER_QUEUE, {"queue": queue_id, "user": user.pk})
+    if found is None:
+        return None
+    queue, (open_lease_id,) = found
+    return queue, Membership(open_lease_id=open_lease_id)
 
 
 def queues_for_researcher() -> QuerySet[Queue]:

@@ -65,6 +65,7 @@ from annotations.models import (
     Queue,
     QueueMember,
 )
+from annotations.selectors import Membership
 from core import sql
 
 BULK_BATCH = 2000
@@ -300,13 +301,25 @@ def _new_lease(queue: Queue, annotator: User, now: datetime) -> Assignment | Non
     return None
 
 
-def _claim(queue: Queue, annotator: User, now: datetime) -> Assignment | None:
+def _claim(
+    queue: Queue, annotator: User, now: datetime, membership: Membership | None
+) -> Assignment | None:
     with transaction.atomic():
-        member = sql.fetch_one(_MEMBER_AND_LEASE, {"queue": queue.pk, "annotator": annotator.pk})
-        if member is None:
-            raise NotAMember("You are not a member of this queue.")
-        if member[1] is not None:
-            current = Assignment.objects.select_related("item").get(pk=member[1])
+        if membership is None:
+            member = sql.fetch_one(
+                _MEMBER_AND_LEASE, {"queue": queue.pk, "annotator": annotator.pk}
+            )
+            if member is None:
+                raise NotAMember("You are not a member of this queue.")
+            membership = Membership(open_lease_id=member[1])
+        current = None
+        if membership.open_lease_id is not None:
+            current = (
+                Assignment.objects.select_related("item")
+                .filter(pk=membership.open_lease_id, outcome=Outcome.OPEN)
+                .first()
+            )
+        if current is not None:
             if current.expires_at > now:
                 return current
             current.outcome = Outcome.EXPIRED
@@ -316,21 +329,26 @@ def _claim(queue: Queue, annotator: User, now: datetime) -> Assignment | None:
 
 
 def queue_item_claim(
-    *, queue: Queue, annotator: User, now: datetime | None = None
+    *,
+    queue: Queue,
+    annotator: User,
+    now: datetime | None = None,
+    membership: Membership | None = None,
 ) -> Assignment | None:
     """The annotator's current lease in this queue, or a new one on the next item; None when
     nothing is left for them. Runs in its own transaction; see the module docstring for locks.
 
     Their open lease is returned as it is while it lasts; an expired one is closed first (the
     item went back to the queue when it expired). Raises NotAMember for a non-member.
+    `membership`, from selectors.queue_and_membership, saves a query on the hot path.
     """
     now = now or timezone.now()
     try:
-        return _claim(queue, annotator, now)
+        return _claim(queue, annotator, now, membership)
     except IntegrityError:
         # Another claim of this annotator's leased first (the one-open-lease index): theirs
         # is the lease, and this second look returns it.
-        return _claim(queue, annotator, now)
+        return _claim(queue, annotator, now, None)
 
 
 def assignment_skip(*, assignment_id: int, annotator: User) -> None:
@@ -378,8 +396,11 @@ class _Refused(Exception):
 
 # The lease and its item in one round trip, in plain SQL (the hot path; see _PICK).
 _LEASED_ITEM = f"""
-SELECT {sql.columns(Item, "i")}, a.queue_id, a.outcome
-FROM annotations_assignment a JOIN annotations_item i ON i.id = a.item_id
+SELECT {sql.columns(Item, "i")}, {sql.columns(Queue, "q")}, a.outcome
+FROM annotations_assignment a
+JOIN annotations_item i ON i.id = a.item_id
+JOIN annotations_queue q ON q.id = a.queue_id
+JOIN annotations_queuemember m ON m.queue_id = a.queue_id AND m.user_id = a.annotator_id
 WHERE a.id = %(lease)s AND a.annotator_id = %(annotator)s
 """
 _CLOSE_LEASE = """
@@ -395,30 +416,28 @@ def label_submit(
     value: Mapping[str, Any] | LabelValue,
     time_spent_ms: int,
     client_request_id: uuid.UUID,
-    queue: Queue | None = None,
+    queue_id: int | None = None,
     now: datetime | None = None,
 ) -> tuple[Label, bool]:
     """Store a label and close its lease in one transaction; returns (label, created).
 
     Idempotent on (annotator, client_request_id): a retry returns the label already stored,
     with created=False. Refuses a label the queue kind does not allow (ValidationError), a
-    lease that is closed (LeaseGone), an item that already has k labels (ItemFull) or one
-    this annotator labelled (AlreadyLabelled). With `queue` (which the caller has loaded and
-    checked), the lease must also belong to it. Removing a member releases their leases, so
-    only members hold open ones.
+    lease that is closed or not a member's (LeaseGone), an item that already has k labels
+    (ItemFull) or one this annotator labelled (AlreadyLabelled). With `queue_id`, the lease
+    must also belong to that queue.
 
     Locks: the conditional UPDATE of the item's label count takes its row lock first, so
     submits on one item queue up there and each sees the count the previous one left.
     """
     now = now or timezone.now()
     params = {"lease": assignment_id, "annotator": annotator.pk}
-    found = sql.fetch_model(Item, _LEASED_ITEM, params)
+    found = sql.fetch_models(_LEASED_ITEM, params, Item, Queue)
     if found is None:
         raise LeaseGone("That item is not assigned to you.")
-    item, (lease_queue_id, lease_outcome) = found
-    if queue is None:
-        queue = Queue.objects.get(pk=lease_queue_id)
-    elif lease_queue_id != queue.pk:
+    (item, queue), (lease_outcome,) = found
+    assert isinstance(item, Item) and isinstance(queue, Queue)
+    if queue_id is not None and queue.pk != queue_id:
         raise LeaseGone("That item is not assigned to you.")
     typed = _typed_value(queue.item_kind, value)
     if time_spent_ms < 0:

@@ -114,7 +114,7 @@ def label_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
             value=form.value(),
             time_spent_ms=time_ms or 0,
             client_request_id=form.cleaned_data["request_id"],
-            queue=queue,
+            queue_id=queue.pk,
         )
     except AnnotationError as problem:
         return _respond(request, queue, _work(request, queue, notice=problem.message))

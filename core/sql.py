@@ -109,16 +109,30 @@ def _prepares() -> bool:
 def fetch_model(model: type[M], sql: str, params: Params) -> tuple[M, tuple[Any, ...]] | None:
     """The first row as a model instance (its columns first, see columns()) and the values of
     any columns the SELECT lists after them; None when there is no row."""
+    found = fetch_models(sql, params, model)
+    return (found[0][0], found[1]) if found else None  # type: ignore[return-value]
+
+
+def fetch_models(
+    sql: str, params: Params, *models: type[Model]
+) -> tuple[list[Model], tuple[Any, ...]] | None:
+    """The first row as one instance of each model, from consecutive groups of columns (see
+    columns()), and the values of any columns after them; None when there is no row."""
     row = fetch_one(sql, params)
     if row is None:
         return None
-    converters = _converters(model, connection.vendor)
-    values = list(row[: len(converters)])
-    for index, (expression, functions) in enumerate(converters):
-        for convert in functions:
-            values[index] = convert(values[index], expression, connection)
-    names = [field.attname for field in model._meta.concrete_fields]
-    return model.from_db(connection.alias, names, values), row[len(converters) :]
+    instances = []
+    start = 0
+    for model in models:
+        converters = _converters(model, connection.vendor)
+        values = list(row[start : start + len(converters)])
+        for index, (expression, functions) in enumerate(converters):
+            for convert in functions:
+                values[index] = convert(values[index], expression, connection)
+        names = [field.attname for field in model._meta.concrete_fields]
+        instances.append(model.from_db(connection.alias, names, values))
+        start += len(converters)
+    return instances, row[start:]
 
 
 @cache
