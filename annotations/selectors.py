@@ -58,8 +58,13 @@ def queue_and_membership(
     """queue_for_annotator, with the membership a claim can start from (queue_item_claim)."""
     if not isinstance(user, User) or not user_has_role(user, Role.ANNOTATOR):
         return None
-    # On every claim: a prepared statement (core/sql.py).
-    found = sql.fetch_model(Queue, _MEMBER_QUEUE, {"queue": queue_id, "user": user.pk})
+    return queue_membership(user.pk, queue_id)
+
+
+def queue_membership(user_id: int, queue_id: int) -> tuple[Queue, Membership] | None:
+    """The queue and the user's membership in it, whatever their roles; None for a
+    non-member. On every claim: a prepared statement (core/sql.py)."""
+    found = sql.fetch_model(Queue, _MEMBER_QUEUE, {"queue": queue_id, "user": user_id})
     if found is None:
         return None
     queue, (open_lease_id,) = found

@@ -35,10 +35,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import (
-    F,
-    Q,
-)
+from django.db.models import F, Q
 from django.utils import timezone
 from pydantic import ValidationError as PydanticValidationError
 
@@ -65,7 +62,7 @@ from annotations.models import (
     Queue,
     QueueMember,
 )
-from annotations.selectors import Membership
+from annotations.selectors import Membership, queue_membership
 from core import sql
 
 BULK_BATCH = 2000
@@ -233,16 +230,6 @@ RETURNING id
 """
 
 
-# Membership and the annotator's open lease here, if any, in one round trip.
-_MEMBER_AND_LEASE = """
-SELECT m.id, (SELECT a.id FROM annotations_assignment a
-              WHERE a.queue_id = m.queue_id AND a.annotator_id = m.user_id
-                AND a.outcome = 'open')
-FROM annotations_queuemember m
-WHERE m.queue_id = %(queue)s AND m.user_id = %(annotator)s
-"""
-
-
 def _pick(
     queue: Queue, annotator: User, now: Any, *, gold: bool, skip: Sequence[int]
 ) -> Item | None:
@@ -306,12 +293,10 @@ def _claim(
 ) -> Assignment | None:
     with transaction.atomic():
         if membership is None:
-            member = sql.fetch_one(
-                _MEMBER_AND_LEASE, {"queue": queue.pk, "annotator": annotator.pk}
-            )
-            if member is None:
+            found = queue_membership(annotator.pk, queue.pk)
+            if found is None:
                 raise NotAMember("You are not a member of this queue.")
-            membership = Membership(open_lease_id=member[1])
+            membership = found[1]
         current = None
         if membership.open_lease_id is not None:
             current = (

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
-
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
-from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -18,27 +12,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotations.forms import ApiTokenForm
 from annotations.models import ApiToken
 from annotations.services import TokenNotFound, api_token_create, api_token_revoke
-from core.roles import Role, signed_in_user, user_has_role
-
-
-def _api_user_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Like role_required, for either role the API serves (admins included)."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        if not any(user_has_role(request.user, role) for role in (Role.ANNOTATOR, Role.RESEARCHER)):
-            raise PermissionDenied("This page is for the annotator and researcher roles.")
-        return view(request, *args, **kwargs)
-
-    return wrapped
+from core.roles import Role, role_required, signed_in_user
 
 
 # The secret is in the page only in the response to the POST that made it: never cached.
 @never_cache
 @require_http_methods(["GET", "POST"])
-@_api_user_required
+@role_required(Role.ANNOTATOR, Role.RESEARCHER)
 def tokens(request: HttpRequest) -> HttpResponse:
     user = signed_in_user(request)
     form = ApiTokenForm(request.POST or None, user=user)
@@ -60,7 +40,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@_api_user_required
+@role_required(Role.ANNOTATOR, Role.RESEARCHER)
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     try:
         api_token_revoke(user=signed_in_user(request), token_id=pk)

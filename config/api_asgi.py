@@ -13,9 +13,9 @@ memory whole.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core import signals
@@ -23,7 +23,7 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.exception import convert_exception_to_response
 from django.db import close_old_connections
-from django.http import HttpResponseBase
+from django.http import HttpResponseBase, StreamingHttpResponse
 from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
@@ -57,13 +57,14 @@ class ApiHandler(ASGIHandler):
         loop = asyncio.get_running_loop()
         try:
             response = await loop.run_in_executor(self.executor, self._respond, scope, body_file)
-            if not response.streaming:
-                await self.send_response(response, send)
-                return
+            if isinstance(response, StreamingHttpResponse) and not response.is_async:
+                chunks = cast(Iterable[bytes], response.streaming_content)  # sync: not is_async
+                response.streaming_content = self._read_in_pool(chunks, loop)
             try:
-                await self._send_streamed(response, send, loop)
+                await self.send_response(response, send)
             finally:
-                await loop.run_in_executor(self.executor, response.close)
+                if response.streaming:
+                    await loop.run_in_executor(self.executor, response.close)
         finally:
             body_file.close()
 
@@ -84,26 +85,11 @@ class ApiHandler(ASGIHandler):
             response.close()  # request_finished: the connection goes back to the pool here
         return response
 
-    async def _send_streamed(
-        self, response: Any, send: Any, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status_code,
-                "headers": _headers(response),
-            }
-        )
-        chunks: Iterator[bytes] = iter(response.streaming_content)
-        while (chunk := await loop.run_in_executor(self.executor, next, chunks, None)) is not None:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body"})
-
-
-def _headers(response: HttpResponseBase) -> list[tuple[bytes, bytes]]:
-    headers = [(name.encode("ascii"), value.encode("latin1")) for name, value in response.items()]
-    headers += [
-        (b"Set-Cookie", cookie.output(header="").encode("ascii").strip())
-        for cookie in response.cookies.values()
-    ]
-    return headers
+    async def _read_in_pool(
+        self, chunks: Iterable[bytes], loop: asyncio.AbstractEventLoop
+    ) -> AsyncIterator[bytes]:
+        iterator = iter(chunks)
+        while (
+            chunk := await loop.run_in_executor(self.executor, next, iterator, None)
+        ) is not None:
+            yield chunk

@@ -85,16 +85,17 @@ def primary_role(user: AbstractBaseUser | AnonymousUser) -> Role | None:
 View = TypeVar("View", bound=Callable[..., Any])
 
 
-def role_required(role: Role) -> Callable[[View], View]:
-    """Anonymous users go to the login page; signed-in users without the role get 403."""
+def role_required(*roles: Role) -> Callable[[View], View]:
+    """Anonymous users go to the login page; signed-in users with none of the roles get 403."""
+    message = f"This page is for the {' and '.join(roles)} role{'s' if len(roles) > 1 else ''}."
 
     def decorator(view: View) -> View:
         @wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
-            if not user_has_role(request.user, role):
-                raise PermissionDenied(f"This page is for the {role} role.")
+            if not any(user_has_role(request.user, role) for role in roles):
+                raise PermissionDenied(message)
             return view(request, *args, **kwargs)
 
         return wrapped  # type: ignore[return-value]

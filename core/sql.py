@@ -86,7 +86,7 @@ def insert(instance: M) -> M:
         for field in fields
     }
     with _cursor() as cursor:
-        cursor.execute(statement, params, **({"prepare": True} if _prepares() else {}))
+        _run(cursor, statement, params)
         instance.pk = cursor.fetchone()[0]
     instance._state.adding = False
     instance._state.db = connection.alias
@@ -100,10 +100,6 @@ def _insert_statement(model: type[Model]) -> str:
     names = ", ".join(str(field.column) for field in fields)
     values = ", ".join(f"%({field.attname})s" for field in fields)
     return f"INSERT INTO {meta.db_table} ({names}) VALUES ({values}) RETURNING {meta.pk.column}"
-
-
-def _prepares() -> bool:
-    return connection.vendor == "postgresql"
 
 
 def fetch_model(model: type[M], sql: str, params: Params) -> tuple[M, tuple[Any, ...]] | None:
