@@ -106,6 +106,8 @@ class Item(models.Model):
             models.Index(fields=["queue", "complete", "id"], name="item_fifo"),
             models.Index(fields=["queue", "complete", "random_key"], name="item_random"),
             models.Index(fields=["queue", "complete", "uncertainty"], name="item_uncertainty"),
+            # Gold picks walk only the gold items, not the whole queue in search of them.
+            models.Index(fields=["queue", "id"], condition=Q(is_gold=True), name="item_gold"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -194,15 +194,22 @@ def _membership_lock(queue: Queue, annotator: User) -> QueueMember:
 # The claim's two statements are written out in SQL: built through the ORM, the candidate
 # query alone costs ~3 ms of Python per claim on a small machine, more than the database
 # takes to run it. Both run on PostgreSQL and SQLite; only the lock clause differs.
+#
+# The plan wanted is a walk along the queue's order index that stops at the first item with
+# room, probing each candidate's labels, skips and leases by index. The `LIMIT 1 OFFSET 0`
+# keeps PostgreSQL from turning the NOT EXISTS probes into anti-joins: merged against this
+# annotator's labels, those read every label ever given on the items before the queue's
+# front (20–40 ms a claim once a 100k queue is half done, against 0.3 ms). Gold is literal
+# text, not a parameter, so the prepared statement's plan can use the gold-only index.
 _PICK = f"""
 SELECT {sql.columns(Item, "i")}
 FROM annotations_item i
-WHERE i.queue_id = %(queue)s AND i.is_gold = %(gold)s AND NOT i.complete
+WHERE i.queue_id = %(queue)s AND {{gold}} AND NOT i.complete
   AND NOT EXISTS (SELECT 1 FROM annotations_label l
-                  WHERE l.item_id = i.id AND l.annotator_id = %(annotator)s)
+                  WHERE l.item_id = i.id AND l.annotator_id = %(annotator)s LIMIT 1 OFFSET 0)
   AND NOT EXISTS (SELECT 1 FROM annotations_assignment s
                   WHERE s.item_id = i.id AND s.annotator_id = %(annotator)s
-                    AND s.outcome = 'skipped')
+                    AND s.outcome = 'skipped' LIMIT 1 OFFSET 0)
   {{room}}
 ORDER BY {{order}}
 LIMIT 1
@@ -239,8 +246,13 @@ def _pick(
     lock = "FOR UPDATE OF i SKIP LOCKED"
     if not connection.features.has_select_for_update_skip_locked:
         lock = ""  # SQLite: the IMMEDIATE transaction already holds the only write lock
-    query = _PICK.format(room=room, order=_ORDER[Priority(queue.priority)], lock=lock)
-    params = {"queue": queue.pk, "gold": gold, "annotator": annotator.pk, "now": now,
+    query = _PICK.format(
+        gold="i.is_gold" if gold else "NOT i.is_gold",
+        room=room,
+        order=_ORDER[Priority(queue.priority)],
+        lock=lock,
+    )
+    params = {"queue": queue.pk, "annotator": annotator.pk, "now": now,
               "k": queue.labels_per_item}  # fmt: skip
     found = sql.fetch_model(Item, query, params)
     return found[0] if found else None

@@ -3,7 +3,9 @@
 Run: DATABASE_URL=postgres://… .venv/bin/python bench/queues.py [--items 100000] [--seconds 20]
 
 Works in a scratch database `<name>_bench_queues` beside DATABASE_URL's (created, migrated, dropped)
-and a uvicorn serving config.asgi on a free loopback port. Measured in the same run:
+and a uvicorn serving config.asgi on a free loopback port. The queue starts half done (--done):
+its first half already has k labels each from earlier annotators, as a queue in use would.
+Measured in the same run:
   (0) baseline: an authenticated GET /api/queues/ (the API's cheapest call: auth + one query);
   (1) one annotator alone: POST …/next and POST …/labels medians (targets 10 ms and 15 ms);
   (2) 20 annotators in a closed loop with no think time: labels/s (target >= 150) and p95
@@ -27,6 +29,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -110,7 +113,7 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def setup(items: int) -> tuple[int, list[str], str]:
+def setup(items: int, done: float) -> tuple[int, list[str], str]:
     """Users, tokens and the queue, through the project's own services."""
     import django
 
@@ -149,9 +152,40 @@ def setup(items: int) -> tuple[int, list[str], str]:
         ]
         queue_items_create(queue=queue, items=batch)
     print(f"created {items:,} items in {time.perf_counter() - start:.1f} s", flush=True)
+    if done:
+        label_earlier(queue, int(items * done))
     tokens = [api_token_create(user=user, name="bench") for user in people]
     researcher_token = tokens.pop()
     return queue.pk, tokens, researcher_token
+
+
+def label_earlier(queue: Any, count: int) -> None:
+    """The queue's first `count` items labelled k times by earlier annotators, as in a queue
+    people have worked through for a while: a claim must walk past all that history fast."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    earlier = [User.objects.create_user(username=f"earlier-{n}").pk for n in range(K)]
+    start = time.perf_counter()
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO annotations_label (queue_id, item_id, annotator_id, value,"
+            " time_spent_ms, client_request_id, is_gold, created_at)"
+            " SELECT i.queue_id, i.id, u, %s, 1000, gen_random_uuid(),"
+            " false, now() FROM annotations_item i CROSS JOIN unnest(%s::bigint[]) u"
+            " WHERE i.queue_id = %s AND i.id <= (SELECT MIN(id) FROM annotations_item"
+            " WHERE queue_id = %s) + %s - 1",
+            [json.dumps({"choice": "a"}), earlier, queue.pk, queue.pk, count],
+        )
+        cur.execute(
+            "UPDATE annotations_item SET label_count = %s, complete = true"
+            " WHERE id IN (SELECT item_id FROM annotations_label WHERE queue_id = %s)",
+            [K, queue.pk],
+        )
+        # What autovacuum would have done by now. Not the still empty leases table: its
+        # statistics would say "no rows" until autovacuum looked again, a minute in.
+        cur.execute("VACUUM ANALYZE annotations_item, annotations_label")
+    print(f"labelled the first {count:,} items {K} times in {time.perf_counter() - start:.1f} s")
 
 
 def check_rules(queue_id: int, told: int) -> list[str]:
@@ -170,7 +204,11 @@ def check_rules(queue_id: int, told: int) -> list[str]:
             [queue_id],
         )
         twice = cur.fetchone()[0]
-        cur.execute("SELECT COUNT(*) FROM annotations_label WHERE queue_id = %s", [queue_id])
+        cur.execute(
+            "SELECT COUNT(*) FROM annotations_label l JOIN auth_user u ON u.id = l.annotator_id"
+            " WHERE l.queue_id = %s AND u.username LIKE 'bench-%%'",
+            [queue_id],
+        )
         stored = cur.fetchone()[0]
         cur.execute(
             "SELECT COUNT(*) FROM annotations_item i WHERE queue_id = %s AND label_count <>"
@@ -193,6 +231,9 @@ def check_rules(queue_id: int, told: int) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument(
+        "--done", type=float, default=0.5, help="share of items labelled k times before the run"
+    )
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the load phase")
     parser.add_argument("--alone", type=int, default=300, help="labels in the one-annotator phase")
     parser.add_argument("--web-workers", type=int, default=2, help="uvicorn worker processes")
@@ -222,7 +263,7 @@ def main() -> None:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, check=True
         )
-        queue_id, tokens, researcher_token = setup(args.items)
+        queue_id, tokens, researcher_token = setup(args.items, args.done)
 
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))

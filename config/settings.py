@@ -150,6 +150,19 @@ else:
         if _db.get("CONN_MAX_AGE"):
             raise ImproperlyConfigured("DB_POOL_SIZE and DB_CONN_MAX_AGE cannot both be set")
         _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DB_POOL_SIZE, "timeout": 10}
+    # The annotators' hot-path statements (core/sql.py) are prepared once per connection:
+    # planned on every call they cost PostgreSQL several times what running them does. Django
+    # turns psycopg's prepared statements off (prepare_threshold=None), which also ignores an
+    # explicit prepare=True; a threshold no ORM query reaches prepares exactly those. Their
+    # plans are generic: they are index walks whose best plan does not depend on the values,
+    # and a plan fitted to the values from stale statistics once scanned all of an annotator's
+    # labels per claim. The ORM binds on the client, so its queries are planned as before.
+    # Behind a transaction-mode PgBouncer older than 1.21, set DB_PREPARED_STATEMENTS=0.
+    if env_bool("DB_PREPARED_STATEMENTS", True):
+        _db["OPTIONS"]["prepare_threshold"] = 2**31 - 1
+        _db["OPTIONS"]["options"] = " ".join(
+            filter(None, [_db["OPTIONS"].get("options"), "-c plan_cache_mode=force_generic_plan"])
+        )
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -19,9 +19,10 @@ connection.close_pool()
 """
 
 
-def run_settings(**env: str) -> subprocess.CompletedProcess[str]:
+def run_settings(probe: str = PROBE, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `probe` in a new process with the test database and `env` on top."""
     return subprocess.run(
-        [sys.executable, "-c", PROBE], cwd=PROJECT_DIR, capture_output=True, text=True,
+        [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True,
         env={**_child_environment(), **env}, timeout=60,
     )  # fmt: skip
 
