@@ -9,7 +9,7 @@ from pydantic import ValidationError as PydanticValidationError
 from annotations.exports import ExportInvalid, ExportSpec, export_plan
 from annotations.importers import MAX_IMPORT_BYTES, ImportFormat, format_for_name
 from annotations.kinds import ItemKind, validation_message
-from annotations.models import ApiToken, Queue
+from annotations.models import Queue
 from core.roles import Role
 
 # A day: anything longer is a tab left open, not time on an item.
@@ -161,15 +161,3 @@ class ApiTokenForm(forms.Form):
         max_length=100,
         help_text="what the token is for, e.g. “labelling script on my laptop”",
     )
-
-    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.user = user
-
-    def clean_name(self) -> str:
-        name: str = self.cleaned_data["name"]
-        if ApiToken.objects.filter(user=self.user, name=name).exists():
-            raise forms.ValidationError(
-                f"You already have a token named “{name}”. Pick another name, or revoke that one."
-            )
-        return name

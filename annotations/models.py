@@ -245,5 +245,8 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="api_token_name_once")]
+
     def __str__(self) -> str:
         return f"{self.name} ({self.user})"

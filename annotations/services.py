@@ -613,9 +613,18 @@ def api_token_digest(token: str) -> str:
 
 
 def api_token_create(*, user: User, name: str) -> str:
-    """Make a bearer token for the API; the token itself is returned once and never stored."""
+    """Make a bearer token for the API; the token itself is returned once and never stored.
+    A name the user already gave another token is a ValidationError (a unique constraint,
+    so two requests at once cannot both take it)."""
     token = "arb_" + secrets.token_urlsafe(32)
-    ApiToken.objects.create(user=user, name=name, digest=api_token_digest(token))
+    try:
+        with transaction.atomic():
+            ApiToken.objects.create(user=user, name=name, digest=api_token_digest(token))
+    except IntegrityError:
+        raise ValidationError(
+            f"You already have a token named “{name}”. Pick another name, or revoke that one.",
+            code="duplicate_name",
+        ) from None
     return token
 
 

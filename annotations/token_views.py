@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,14 +22,17 @@ from core.roles import Role, role_required, signed_in_user
 @role_required(Role.ANNOTATOR, Role.RESEARCHER)
 def tokens(request: HttpRequest) -> HttpResponse:
     user = signed_in_user(request)
-    form = ApiTokenForm(request.POST or None, user=user)
+    form = ApiTokenForm(request.POST or None)
     secret = None
     status = 200
     if request.method == "POST":
         if form.is_valid():
-            secret = api_token_create(user=user, name=form.cleaned_data["name"])
-            form = ApiTokenForm(user=user)
-        else:
+            try:
+                secret = api_token_create(user=user, name=form.cleaned_data["name"])
+                form = ApiTokenForm()
+            except ValidationError as error:
+                form.add_error("name", error)
+        if secret is None:
             status = 400
     context = {
         "tokens": ApiToken.objects.filter(user=user).order_by("-created_at"),

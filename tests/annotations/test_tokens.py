@@ -1,6 +1,8 @@
 import re
 
 import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
@@ -134,3 +136,23 @@ def test_the_same_name_is_fine_for_another_user(annotator, annotator2):
     response = signed_in(annotator).post(TOKENS, {"name": "laptop"})
     assert response.status_code == 200 and SECRET.search(response.content.decode())
     assert ApiToken.objects.filter(name="laptop").count() == 2
+
+
+def test_a_duplicate_name_is_refused_by_the_service_too(annotator):
+    api_token_create(user=annotator, name="laptop")
+    with pytest.raises(ValidationError, match="already have a token named “laptop”"):
+        api_token_create(user=annotator, name="laptop")
+    assert ApiToken.objects.count() == 1
+
+
+def test_the_command_prints_a_working_token_and_refuses_a_taken_name(annotator, capsys):
+    call_command("api_token", annotator.username)
+    call_command("api_token", annotator.username)  # default names differ: two tokens
+    secrets = capsys.readouterr().out.split()
+    assert len(secrets) == 2 and all(api_queues(secret) == 200 for secret in secrets)
+    call_command("api_token", annotator.username, "--name", "laptop")
+    with pytest.raises(CommandError, match="already have a token named “laptop”"):
+        call_command("api_token", annotator.username, "--name", "laptop")
+    assert ApiToken.objects.filter(user=annotator).count() == 3
+    with pytest.raises(CommandError, match="No active user named 'nobody'"):
+        call_command("api_token", "nobody")
