@@ -78,9 +78,10 @@ class TransformersBackend:
         # Batched decoder-only generation must pad on the left so every row ends at its prompt.
         self.tokenizer.padding_side = "left"
         self._eos_ids = _eos_token_ids(self.model, self.tokenizer)
-        self._pass_logits_to_keep = (
-            "logits_to_keep" in inspect.signature(self.model.forward).parameters
-        )
+        forward_parameters = inspect.signature(self.model.forward).parameters
+        self._pass_logits_to_keep = "logits_to_keep" in forward_parameters
+        # transformers 5.24 renamed forward's `past_key_values` to `cache` (the old name warns).
+        self._cache_argument = "cache" if "cache" in forward_parameters else "past_key_values"
         self._max_positions: int | None = getattr(
             self.model.config, "max_position_embeddings", None
         )
@@ -177,7 +178,7 @@ class TransformersBackend:
         params: GenerationParams,
         generator: torch.Generator,
     ) -> int:
-        kwargs: dict[str, Any] = {"past_key_values": cache, "use_cache": True}
+        kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}
         if self._pass_logits_to_keep:
             # Prefill would otherwise project every prompt position onto the vocabulary.
             kwargs["logits_to_keep"] = 1
