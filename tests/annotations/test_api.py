@@ -16,7 +16,9 @@ class Api:
 
     def __init__(self, user=None, token=None):
         self.client = Client()
-        self.token = token or (api_token_create(user=user, name="test") if user else None)
+        self.token = token or (
+            api_token_create(user=user, name=f"test {uuid.uuid4()}") if user else None
+        )
 
     def _headers(self):
         return {"HTTP_AUTHORIZATION": f"Bearer {self.token}"} if self.token else {}
