@@ -330,9 +330,9 @@ def instrumented(probe: Probe) -> Iterator[None]:
         stream_send(group, event)
         probe.send_s.append(time.perf_counter() - start)
 
-    def timed_save(speech_id: int, text: str) -> None:
+    def timed_save(speech_id: int, attempt: int, text: str) -> None:
         start = time.perf_counter()
-        text_save(speech_id, text)
+        text_save(speech_id, attempt, text)
         probe.save_s.append(time.perf_counter() - start)
 
     with (

@@ -200,6 +200,8 @@ CELERY_BROKER_URL = _celery_url(REDIS_URL)
 CELERY_RESULT_BACKEND = _celery_url(REDIS_URL)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    # Not behind long generations: it is what rescues them (an exact name beats a pattern).
+    "debate.tasks.speeches_requeue_stale_task": {"queue": "default"},
     "debate.tasks.*": {"queue": "generation"},
     "amplification.tasks.*": {"queue": "generation"},
     "llm.tasks.*": {"queue": "generation"},
@@ -216,6 +218,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "exports-expire": {
         "task": "annotations.tasks.exports_expire_task",
         "schedule": crontab(hour=3, minute=30),  # daily; UTC, as CELERY_TIMEZONE is unset
+    },
+    # A speech whose worker died mid-way starts again (debate.services.SPEECH_STALE_AFTER).
+    "speeches-requeue-stale": {
+        "task": "debate.tasks.speeches_requeue_stale_task",
+        "schedule": 60.0,
     },
 }
 

@@ -152,6 +152,10 @@ class Speech(GenerationRecord):
     truncated = models.BooleanField(default=False)
     error = models.TextField(blank=True)
     config_snapshot = models.JSONField(default=dict, blank=True)
+    # Each claim by a worker counts up; a worker writes only while the count is still its own,
+    # so one that was given up on (no heartbeat) cannot overwrite the attempt that replaced it.
+    attempt = models.PositiveIntegerField(default=0, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

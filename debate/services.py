@@ -6,13 +6,16 @@ button or two browser tabs cannot advance a debate twice. Events reach browsers 
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from annotations.kinds import DebatePayload, DebateTurn
@@ -39,6 +42,8 @@ from llm.backends.base import GenerationError
 
 # Roughly 3 characters a token for English: enough tokens to reach the limit, not far past it.
 CHARS_PER_TOKEN = 3
+
+logger = logging.getLogger(__name__)
 
 
 def debate_group_name(debate_id: int) -> str:
@@ -170,45 +175,85 @@ def _enqueue(speech_id: int) -> None:
     transaction.on_commit(lambda: speech_generate_task.delay(speech_id))
 
 
+# A worker saves a streaming speech's text (and so its heartbeat) several times a second; one
+# that has said nothing for this long is taken to be dead: a model loads in well under it.
+SPEECH_STALE_AFTER = timedelta(minutes=2)
+
+
+class SpeechSuperseded(Exception):
+    """This worker's attempt at a speech was given up on and the speech started again."""
+
+
+def _speech_restart(speech: Speech) -> None:
+    """In the caller's transaction: back to the queue with no text, so none is duplicated."""
+    Speech.objects.filter(pk=speech.pk).update(
+        status=SpeechStatus.QUEUED, text="", quotes=[], error="", truncated=False
+    )
+    _enqueue(speech.pk)
+    _broadcast_changed(speech.debate_id)
+
+
 def speech_retry(*, speech_id: int) -> Speech:
     """Start a failed (or stuck) speech again from nothing, so no text is duplicated."""
     with transaction.atomic():
         speech = Speech.objects.select_for_update().get(pk=speech_id)
         if speech.status not in (SpeechStatus.FAILED, SpeechStatus.STREAMING):
             raise ValidationError("Only a failed or stuck speech can be retried.")
-        Speech.objects.filter(pk=speech.pk).update(
-            status=SpeechStatus.QUEUED, text="", quotes=[], error="", truncated=False
-        )
-        _enqueue(speech.pk)
-        _broadcast_changed(speech.debate_id)
+        _speech_restart(speech)
     speech.refresh_from_db()
     return speech
 
 
+def speeches_requeue_stale(*, now: datetime | None = None) -> int:
+    """Start again every streaming speech whose worker has been silent for SPEECH_STALE_AFTER
+    (killed mid-speech, or its machine gone); returns how many. Each is locked and checked
+    again, so two runs at once restart a speech once. Run by beat every minute."""
+    cutoff = (now or timezone.now()) - SPEECH_STALE_AFTER
+    restarted = 0
+    stale = Speech.objects.filter(status=SpeechStatus.STREAMING, heartbeat_at__lt=cutoff)
+    for speech_id in list(stale.values_list("pk", flat=True)):
+        with transaction.atomic():
+            speech = stale.select_for_update().filter(pk=speech_id).first()
+            if speech is not None:
+                _speech_restart(speech)
+                restarted += 1
+    return restarted
+
+
 def speech_generate(*, speech_id: int) -> None:
     """Generate one speech, streaming it to the debate's group. Claimed with a conditional
-    UPDATE: a second delivery of the task finds nothing queued and returns."""
-    from llm.generation import backend_for, stream_published
-
+    UPDATE: a second delivery of the task finds nothing queued and returns. Every later write
+    is fenced by the claim's attempt number: if this worker falls silent long enough for
+    speeches_requeue_stale to start the speech again, its writes stop and it gives up."""
     if not Speech.objects.filter(pk=speech_id, status=SpeechStatus.QUEUED).update(
-        status=SpeechStatus.STREAMING
+        status=SpeechStatus.STREAMING, attempt=F("attempt") + 1, heartbeat_at=timezone.now()
     ):
         return
     speech = Speech.objects.select_related(
         "debate", "debate__debater_a_config", "debate__debater_b_config"
     ).get(pk=speech_id)
+    try:
+        _speech_stream(speech)
+    except SpeechSuperseded:
+        logger.warning("%s: attempt %s was superseded; stopping", speech, speech.attempt)
+
+
+def _speech_stream(speech: Speech) -> None:
+    from llm.generation import backend_for, stream_published
+
+    speech_id, attempt = speech.pk, speech.attempt
     debate = speech.debate
     config = debate.config_for(speech.side)
     budget = debate.speech_char_limit // CHARS_PER_TOKEN + 16
     params = config.generation_params(max_new_tokens=min(config.max_new_tokens, budget))
     snapshot = {"name": config.name, "backend": config.backend, "model": config.model,
                 "system_prompt": config.system_prompt, "params": asdict(params)}  # fmt: skip
-    Speech.objects.filter(pk=speech_id).update(config_snapshot=snapshot)
+    _speech_write(speech_id, attempt, config_snapshot=snapshot)
     _broadcast_changed(debate.pk)  # outside a transaction: sent at once
     publisher = TextStreamPublisher(
         group=debate_group_name(debate.pk),
         stream=speech.stream_key,
-        save=lambda text: _speech_text_save(speech_id, text),
+        save=lambda text: _speech_text_save(speech_id, attempt, text),
     )
     fields: dict[str, Any]
     try:
@@ -229,14 +274,22 @@ def speech_generate(*, speech_id: int) -> None:
         publisher.flush()
         fields = {"status": SpeechStatus.FAILED, "error": str(error)}
     with transaction.atomic():
-        Speech.objects.filter(pk=speech_id).update(finished_at=timezone.now(), **fields)
+        _speech_write(speech_id, attempt, finished_at=timezone.now(), **fields)
         if fields["status"] == SpeechStatus.DONE:
             _round_advance(debate.pk)
         _broadcast_changed(debate.pk)
 
 
-def _speech_text_save(speech_id: int, text: str) -> None:
-    Speech.objects.filter(pk=speech_id).update(text=text)
+def _speech_write(speech_id: int, attempt: int, **fields: Any) -> None:
+    """Update a speech this worker still streams, with a heartbeat; else SpeechSuperseded."""
+    if not Speech.objects.filter(
+        pk=speech_id, attempt=attempt, status=SpeechStatus.STREAMING
+    ).update(heartbeat_at=timezone.now(), **fields):
+        raise SpeechSuperseded(f"speech {speech_id} is no longer on attempt {attempt}")
+
+
+def _speech_text_save(speech_id: int, attempt: int, text: str) -> None:
+    _speech_write(speech_id, attempt, text=text)
 
 
 def _round_advance(debate_id: int) -> None:

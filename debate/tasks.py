@@ -1,8 +1,13 @@
 from celery import shared_task
 
-from debate.services import speech_generate
+from debate.services import speech_generate, speeches_requeue_stale
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def speech_generate_task(speech_id: int) -> None:
     speech_generate(speech_id=speech_id)
+
+
+@shared_task
+def speeches_requeue_stale_task() -> int:
+    return speeches_requeue_stale()

@@ -1,16 +1,21 @@
 import math
+from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.utils import timezone
 
+from debate import services as debate_services
 from debate.models import DebateStatus, JudgeAction, Protocol, Speech, SpeechStatus, TurnOrder
 from debate.services import (
+    SpeechSuperseded,
     debate_create,
     debate_prior_submit,
     debate_transcript,
     judge_turn_submit,
     speech_generate,
     speech_retry,
+    speeches_requeue_stale,
 )
 from tests.factories import DebateFactory, ModelConfigFactory
 
@@ -198,3 +203,63 @@ def test_a_consultancy_from_prior_to_judgment():
     debate.refresh_from_db()
     assert debate.status == DebateStatus.JUDGED
     assert debate.judgment.score == pytest.approx(math.log2(0.8) - 0.05)
+
+
+def test_a_speech_whose_worker_fell_silent_starts_again_by_itself(
+    enqueued, django_capture_on_commit_callbacks
+):
+    debate = DebateFactory()
+    debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    dead, alive = debate.speeches.order_by("side")
+    now = timezone.now()
+    # A worker killed mid-speech: streaming, half a speech saved, then silence.
+    Speech.objects.filter(pk=dead.pk).update(
+        status=SpeechStatus.STREAMING, text="HALF SPEECH ", attempt=1,
+        heartbeat_at=now - timedelta(minutes=3),
+    )  # fmt: skip
+    Speech.objects.filter(pk=alive.pk).update(
+        status=SpeechStatus.STREAMING, text="still going", attempt=1,
+        heartbeat_at=now - timedelta(seconds=10),
+    )  # fmt: skip
+    enqueued.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert speeches_requeue_stale(now=now) == 1
+        assert speeches_requeue_stale(now=now) == 0  # a second run finds nothing more
+    dead.refresh_from_db()
+    alive.refresh_from_db()
+    assert (dead.status, dead.text, enqueued) == (SpeechStatus.QUEUED, "", [dead.pk])
+    assert (alive.status, alive.text) == (SpeechStatus.STREAMING, "still going")
+
+    speech_generate(speech_id=dead.pk)
+    dead.refresh_from_db()
+    assert dead.status == SpeechStatus.DONE and dead.attempt == 2
+    assert dead.text and "HALF SPEECH" not in dead.text
+
+
+def test_a_worker_given_up_on_writes_nothing_more_and_stops(enqueued, monkeypatch):
+    debate = DebateFactory()
+    debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    speech = debate.speeches.get(side="a")
+    save = debate_services._speech_text_save
+    refused: list[str] = []
+
+    def save_after_a_takeover(speech_id, attempt, text):
+        # The worker stalls here long enough for the sweeper to restart the speech.
+        if not refused:
+            assert speeches_requeue_stale(now=timezone.now() + timedelta(hours=1)) == 1
+        try:
+            save(speech_id, attempt, text)
+        except SpeechSuperseded as error:
+            refused.append(str(error))
+            raise
+
+    monkeypatch.setattr(debate_services, "_speech_text_save", save_after_a_takeover)
+    speech_generate(speech_id=speech.pk)  # returns quietly: its attempt was superseded
+    speech.refresh_from_db()
+    assert refused == [f"speech {speech.pk} is no longer on attempt 1"]
+    assert (speech.status, speech.text, speech.attempt) == (SpeechStatus.QUEUED, "", 1)
+
+    monkeypatch.setattr(debate_services, "_speech_text_save", save)
+    speech_generate(speech_id=speech.pk)
+    speech.refresh_from_db()
+    assert speech.status == SpeechStatus.DONE and speech.attempt == 2 and speech.text
