@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class AmplificationConfig(AppConfig):
     name = "amplification"
+
+    def ready(self) -> None:
+        from amplification.kinds import register
+
+        register()

@@ -1,26 +1,23 @@
-"""The HTTP API (django-ninja): import, next, submit, skip, undo, export. Bearer-token auth.
+"""The rating queues' API routers (mounted by config/api.py): import, next, submit, skip,
+undo, export.
 
-Every error is a 4xx with a JSON body `{"detail": …}`. The same services as the pages run
-behind it, so the same rules hold: annotators see only their own leases' payloads, never
-gold flags, other annotators' labels, agreement or exports.
+The same services as the pages run behind it, so the same rules hold: annotators see only
+their own leases' payloads, never gold flags, other annotators' labels, agreement or exports.
 """
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.utils import timezone
-from ninja import File, NinjaAPI, Router, Schema, Status
+from ninja import File, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
-from ninja.security import HttpBearer
 from pydantic import Field
 
 from annotations.exports import CONTENT_TYPES, EXTENSIONS, ExportInvalid, ExportSpec
@@ -31,15 +28,13 @@ from annotations.importers import (
     format_for_name,
     items_import,
 )
-from annotations.models import ApiToken, Assignment, ExportJob, JobStatus, Label, Queue
+from annotations.models import Assignment, ExportJob, JobStatus, Label, Queue
 from annotations.selectors import (
     queue_and_membership,
     queue_for_annotator,
     queues_for_annotator,
 )
 from annotations.services import (
-    AnnotationError,
-    api_token_digest,
     assignment_skip,
     export_expired,
     export_path,
@@ -48,71 +43,12 @@ from annotations.services import (
     label_undo,
     queue_item_claim,
 )
-from core import sql
-from core.roles import Role, role_columns, roles_remember, user_has_role
-
-# Writing last_used_at on every call would put an UPDATE on the hot path.
-TOKEN_TOUCH_EVERY = timedelta(minutes=5)
-
-
-# Every API call runs this: a prepared statement, not an ORM build (core/sql.py).
-_TOKEN_USER = f"""
-SELECT {sql.columns(User, "u")}, t.id,
-       (t.last_used_at IS NULL OR t.last_used_at < %(stale)s), {role_columns("u.id")}
-FROM annotations_apitoken t JOIN auth_user u ON u.id = t.user_id
-WHERE t.digest = %(digest)s AND u.is_active
-"""
-
-
-class TokenAuth(HttpBearer):
-    def authenticate(self, request: HttpRequest, token: str) -> User | None:
-        now = timezone.now()
-        params = {"digest": api_token_digest(token), "stale": now - TOKEN_TOUCH_EVERY}
-        found = sql.fetch_model(User, _TOKEN_USER, params)
-        if found is None:
-            return None
-        user, (token_id, stale, *roles) = found
-        roles_remember(user, roles)
-        if stale:
-            ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
-        request.user = user
-        return user
-
-
-api = NinjaAPI(
-    title="Arbiter API",
-    version="1",
-    description="Rating queues: claim, label, undo; import items; export labels.",
-    auth=TokenAuth(),
-    urls_namespace="api",
-)
-
-
-@api.exception_handler(AnnotationError)
-def _annotation_error(request: HttpRequest, error: AnnotationError) -> HttpResponse:
-    return api.create_response(request, {"detail": error.message}, status=error.status)
-
-
-@api.exception_handler(ValidationError)
-def _validation_error(request: HttpRequest, error: ValidationError) -> HttpResponse:
-    return api.create_response(request, {"detail": " ".join(error.messages)}, status=400)
-
-
-def _user(request: HttpRequest) -> User:
-    user = request.auth  # type: ignore[attr-defined]
-    assert isinstance(user, User)
-    return user
-
-
-def _require(request: HttpRequest, role: Role) -> User:
-    user = _user(request)
-    if not user_has_role(user, role):
-        raise HttpError(403, f"This needs the {role} role.")
-    return user
+from config.api import Detail, api_require, api_user
+from core.roles import Role, user_has_role
 
 
 def _member_queue(request: HttpRequest, queue_id: int) -> tuple[User, Queue]:
-    user = _require(request, Role.ANNOTATOR)
+    user = api_require(request, Role.ANNOTATOR)
     queue = queue_for_annotator(user, queue_id)
     if queue is None:
         raise HttpError(404, "No such queue among yours.")
@@ -153,10 +89,6 @@ class LabelOut(Schema):
 
 class SkipIn(Schema):
     assignment_id: int = Field(ge=1)
-
-
-class Detail(Schema):
-    detail: str
 
 
 class ImportOut(Schema):
@@ -219,7 +151,7 @@ queues = Router(tags=["queues"])
 @queues.get("/", response=list[QueueOut])
 def queue_list(request: HttpRequest) -> list[Queue]:
     """Queues you label in (annotators), or every queue (researchers)."""
-    user = _user(request)
+    user = api_user(request)
     if user_has_role(user, Role.RESEARCHER):
         return list(Queue.objects.all())
     if user_has_role(user, Role.ANNOTATOR):
@@ -230,7 +162,7 @@ def queue_list(request: HttpRequest) -> list[Queue]:
 @queues.post("/{queue_id}/next", response={200: LeaseOut, 204: None})
 def queue_next(request: HttpRequest, queue_id: int) -> Any:
     """Your current item in this queue, or the next one (204 when nothing is left for you)."""
-    user = _require(request, Role.ANNOTATOR)
+    user = api_require(request, Role.ANNOTATOR)
     found = queue_and_membership(user, queue_id)
     if found is None:
         raise HttpError(404, "No such queue among yours.")
@@ -247,7 +179,7 @@ def queue_next(request: HttpRequest, queue_id: int) -> Any:
 def queue_label(request: HttpRequest, queue_id: int, body: LabelIn) -> Any:
     """Label your leased item. Retrying with the same client_request_id returns the stored
     label (200) instead of storing a second one (201)."""
-    user = _require(request, Role.ANNOTATOR)
+    user = api_require(request, Role.ANNOTATOR)
     # The lease's own query checks it is in this queue and the user still a member.
     label, created = label_submit(
         assignment_id=body.assignment_id,
@@ -286,7 +218,7 @@ def queue_import(
     format: ImportFormat | None = None,
 ) -> Any:
     """Import a JSONL or CSV file of items: all rows or none; bad rows named by line."""
-    _require(request, Role.RESEARCHER)
+    api_require(request, Role.RESEARCHER)
     queue = get_object_or_404(Queue, pk=queue_id)
     if file.size and file.size > MAX_IMPORT_BYTES:
         detail = f"The file is {file.size:,} bytes; the limit is {MAX_IMPORT_BYTES:,}."
@@ -307,7 +239,7 @@ exports = Router(tags=["exports"])
 
 
 def _job(request: HttpRequest, job_id: int) -> ExportJob:
-    user = _require(request, Role.RESEARCHER)
+    user = api_require(request, Role.RESEARCHER)
     jobs = ExportJob.objects.all()
     if not user_has_role(user, Role.ADMIN):
         jobs = jobs.filter(created_by=user)
@@ -317,7 +249,7 @@ def _job(request: HttpRequest, job_id: int) -> ExportJob:
 @exports.post("/", response={202: ExportOut, 400: Detail})
 def export_create(request: HttpRequest, spec: ExportSpec) -> Any:
     """Start an export job; poll it, then download the file."""
-    user = _require(request, Role.RESEARCHER)
+    user = api_require(request, Role.RESEARCHER)
     try:
         job = export_start(user=user, spec=spec)
     except ExportInvalid as error:
@@ -344,7 +276,3 @@ def export_download(request: HttpRequest, job_id: int) -> FileResponse:
         filename=f"arbiter-labels-{job.pk}.{extension}",
         content_type=CONTENT_TYPES[extension],
     )
-
-
-api.add_router("/queues", queues)
-api.add_router("/exports", exports)

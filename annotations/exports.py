@@ -28,7 +28,7 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils.crypto import salted_hmac
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from annotations.kinds import ItemKind, QueueKind, item_kind
+from annotations.kinds import ItemKind, item_kind
 from annotations.models import Label, Queue
 
 CHUNK_ROWS = 2000
@@ -55,7 +55,6 @@ CONTENT_TYPES = {
     "csv": "text/csv",
     "parquet": "application/vnd.apache.parquet",
 }
-PREFERENCE_KINDS = {QueueKind.PAIRWISE, QueueKind.DEBATE_JUDGMENT}
 
 
 class Aggregation(StrEnum):
@@ -116,7 +115,7 @@ def export_plan(spec: ExportSpec) -> Plan:
         raise ExportInvalid("Export queues of one kind at a time: their columns differ.")
     kind = item_kind(kinds.pop())
     trl = spec.format in (ExportFormat.TRL, ExportFormat.TRL_CONVERSATIONAL)
-    if trl and kind.name not in PREFERENCE_KINDS:
+    if trl and kind.pair_fields is None:
         raise ExportInvalid("TRL's preference format needs pairwise or debate queues.")
     dropped: frozenset[int] = frozenset()
     if spec.min_gold_accuracy is not None:
@@ -246,21 +245,13 @@ def export_records(plan: Plan, *, on_labels: Progress | None = None) -> Iterator
 
 
 # --- preference pairs -----------------------------------------------------------------------
-def _pair(kind_name: str, payload: dict[str, Any]) -> tuple[str, str, str, str]:
-    """(system, prompt, A, B) for a preference-kind payload."""
-    if kind_name == QueueKind.DEBATE_JUDGMENT:
-        return "", payload["question"], payload["answer_a"], payload["answer_b"]
-    system = payload.get("system", "")
-    return system, payload["prompt"], payload["response_a"], payload["response_b"]
-
-
 def _preference(
-    record: dict[str, Any], kind_name: str, conversational: bool
+    record: dict[str, Any], kind: ItemKind, conversational: bool
 ) -> dict[str, Any] | None:
     choice = record["label"]
     if choice not in ("a", "b"):
         return None  # a tie or both-bad says nothing about which is preferred
-    system, prompt, a, b = _pair(kind_name, json.loads(record.pop("payload")))
+    system, prompt, a, b = kind.pair(json.loads(record.pop("payload")))
     chosen, rejected = (a, b) if choice == "a" else (b, a)
     if conversational:
         messages = [{"role": "system", "content": system}] if system else []
@@ -427,7 +418,7 @@ def export_write(plan: Plan, out: IO[bytes], *, on_labels: Progress | None = Non
                 head = json.dumps(record, ensure_ascii=False)
                 lines.append(f'{head[:-1]}, "payload": {payload}}}\n'.encode())
             else:
-                pair = _preference(record, plan.kind.name, conversational)
+                pair = _preference(record, plan.kind, conversational)
                 if pair is None:
                     continue
                 lines.append(json.dumps(pair, ensure_ascii=False).encode() + b"\n")

@@ -2,7 +2,8 @@
 
 Payloads and label values are JSON columns, read and written only through the pydantic
 models here. Other apps (debate, amplification) describe their items by registering a kind
-with `item_kind_register`, so this app never imports them.
+with `item_kind_register` from their AppConfig.ready() (debate/kinds.py,
+amplification/kinds.py), so this app never imports them nor branches on their kinds.
 """
 
 from __future__ import annotations
@@ -40,35 +41,6 @@ class LikertPayload(Payload):
     prompt: str = Field(default="", max_length=MAX_TEXT_CHARS)
 
 
-class DebateTurn(Payload):
-    speaker: str = Field(min_length=1, max_length=100)
-    text: str = Field(max_length=MAX_TEXT_CHARS)
-
-
-class DebatePayload(Payload):
-    """A finished debate transcript: which debater argued better?"""
-
-    question: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    answer_a: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    answer_b: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    turns: list[DebateTurn] = Field(min_length=1, max_length=200)
-    source_id: str = Field(default="", max_length=200)
-
-
-class SubAnswer(Payload):
-    question: str = Field(max_length=MAX_TEXT_CHARS)
-    answer: str = Field(max_length=MAX_TEXT_CHARS)
-
-
-class TreeNodePayload(Payload):
-    """One node of an amplification tree: how good is its answer, given its children?"""
-
-    question: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    answer: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
-    children: list[SubAnswer] = Field(default_factory=list, max_length=100)
-    source_id: str = Field(default="", max_length=200)
-
-
 class LabelValue(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -98,7 +70,9 @@ class ItemKind:
     """How one queue kind's items are validated, labelled and shown.
 
     `template` renders the item body (escaped, always); `value_field` names the one field of
-    the value model that imports and exports carry as a plain scalar.
+    the value model that imports and exports carry as a plain scalar. `pair_fields`, on kinds
+    whose items compare two responses, names the payload's (system, prompt, A, B) fields
+    (system may be "" for none); TRL's preference export needs it.
     """
 
     name: str
@@ -108,6 +82,7 @@ class ItemKind:
     value_field: str
     template: str
     keys: tuple[LabelKey, ...] = field(default_factory=tuple)
+    pair_fields: tuple[str, str, str, str] | None = None
 
     def payload(self, data: Any) -> Payload:
         """Validate raw JSON into this kind's payload; raises pydantic's ValidationError."""
@@ -121,6 +96,12 @@ class ItemKind:
 
     def scalar(self, value: dict[str, Any]) -> Any:
         return value[self.value_field]
+
+    def pair(self, payload: dict[str, Any]) -> tuple[str, str, str, str]:
+        """(system, prompt, A, B) of a comparison item's payload."""
+        assert self.pair_fields is not None, f"{self.name} items compare nothing"
+        system, prompt, a, b = self.pair_fields
+        return (payload.get(system, "") if system else ""), payload[prompt], payload[a], payload[b]
 
 
 PAIRWISE_KEYS = (
@@ -159,6 +140,7 @@ for _kind in (
         value_field="choice",
         template="annotations/kinds/pairwise.html",
         keys=PAIRWISE_KEYS,
+        pair_fields=("system", "prompt", "response_a", "response_b"),
     ),
     ItemKind(
         name=QueueKind.LIKERT,
@@ -167,24 +149,6 @@ for _kind in (
         value_model=RatingValue,
         value_field="rating",
         template="annotations/kinds/likert.html",
-        keys=LIKERT_KEYS,
-    ),
-    ItemKind(
-        name=QueueKind.DEBATE_JUDGMENT,
-        title="Debate judgment",
-        payload_model=DebatePayload,
-        value_model=ChoiceValue,
-        value_field="choice",
-        template="annotations/kinds/debate.html",
-        keys=PAIRWISE_KEYS,
-    ),
-    ItemKind(
-        name=QueueKind.TREE_NODE_RATING,
-        title="Tree-node rating (1–7)",
-        payload_model=TreeNodePayload,
-        value_model=RatingValue,
-        value_field="rating",
-        template="annotations/kinds/tree_node.html",
         keys=LIKERT_KEYS,
     ),
 ):

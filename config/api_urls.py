@@ -6,7 +6,7 @@ The pages' URLconf (config/urls.py) includes the same API, so pages can link to 
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from annotations.api import api
+from config.api import api
 
 urlpatterns = [path("api/", api.urls)]
 

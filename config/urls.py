@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from annotations.api import api
+from config.api import api
 
 admin.site.site_header = "Arbiter administration"
 admin.site.site_title = "Arbiter admin"

@@ -3,3 +3,8 @@ from django.apps import AppConfig
 
 class DebateConfig(AppConfig):
     name = "debate"
+
+    def ready(self) -> None:
+        from debate.kinds import register
+
+        register()

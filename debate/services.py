@@ -18,10 +18,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from annotations.kinds import DebatePayload, DebateTurn
 from annotations.models import Item, Queue
 from annotations.services import NewItem, queue_items_create
 from core.streams import TextStreamPublisher, stream_send
+from debate.kinds import DebatePayload, DebateTurn
 from debate.models import (
     Debate,
     DebateStatus,

@@ -1,0 +1,45 @@
+"""The debate-judgment item kind: a finished debate, \"which debater argued better?\"."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from annotations.kinds import (
+    MAX_TEXT_CHARS,
+    PAIRWISE_KEYS,
+    ChoiceValue,
+    ItemKind,
+    Payload,
+    QueueKind,
+    item_kind_register,
+)
+
+
+class DebateTurn(Payload):
+    speaker: str = Field(min_length=1, max_length=100)
+    text: str = Field(max_length=MAX_TEXT_CHARS)
+
+
+class DebatePayload(Payload):
+    """A finished debate transcript: which debater argued better?"""
+
+    question: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    answer_a: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    answer_b: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    turns: list[DebateTurn] = Field(min_length=1, max_length=200)
+    source_id: str = Field(default="", max_length=200)
+
+
+def register() -> None:
+    item_kind_register(
+        ItemKind(
+            name=QueueKind.DEBATE_JUDGMENT,
+            title="Debate judgment",
+            payload_model=DebatePayload,
+            value_model=ChoiceValue,
+            value_field="choice",
+            template="debate/kinds/debate.html",
+            keys=PAIRWISE_KEYS,
+            pair_fields=("", "question", "answer_a", "answer_b"),
+        )
+    )
