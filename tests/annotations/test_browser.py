@@ -1,3 +1,5 @@
+from urllib.parse import parse_qs
+
 import pytest
 
 from annotations.models import Label
@@ -67,3 +69,35 @@ def test_ten_pairwise_items_with_the_keyboard_alone(live_asgi_server, page):
     labels = Label.objects.filter(annotator=annotator).order_by("item__id")
     assert [label.value["choice"] for label in labels] == [VALUES[key] for key in KEYS]
     assert all(label.time_spent_ms > 0 for label in labels)
+
+
+def test_the_page_sends_the_time_the_item_was_on_screen(live_asgi_server, page):
+    annotator = UserFactory(username="timer", role=Role.ANNOTATOR)
+    queue = make_queue(members=[annotator], items=pairwise(2), labels_per_item=1)
+    url = live_asgi_server.url
+    sign_in(page, url, "timer")
+    page.goto(f"{url}/queues/{queue.pk}/label/")
+    page.wait_for_selector("#work[data-ready]")
+    page.wait_for_timeout(1500)
+    with page.expect_request(lambda request: request.method == "POST") as posted:
+        page.keyboard.press("1")
+    sent = int(parse_qs(posted.value.post_data)["time_ms"][0])
+    # What the test waited, plus the time a loaded machine takes to deliver the key press.
+    assert 1500 <= sent <= 2500
+    page.wait_for_selector("text=1 of 2 items labelled")
+    assert Label.objects.get(annotator=annotator).time_spent_ms == sent
+
+
+def test_keys_pressed_during_a_submit_are_queued_not_lost(live_asgi_server, page):
+    annotator = UserFactory(username="quick", role=Role.ANNOTATOR)
+    queue = make_queue(members=[annotator], items=pairwise(4), labels_per_item=1)
+    url = live_asgi_server.url
+    sign_in(page, url, "quick")
+    page.goto(f"{url}/queues/{queue.pk}/label/")
+    page.wait_for_selector("#work[data-ready]")
+    for key in ("1", "2", "t"):  # within a few milliseconds: the first submit is in flight
+        page.keyboard.press(key)
+    page.wait_for_selector("text=3 of 4 items labelled")
+    labels = Label.objects.filter(annotator=annotator).order_by("item__id")
+    assert [label.value["choice"] for label in labels] == ["a", "b", "tie"]
+    assert page.locator("#key-queue").inner_text() == ""
