@@ -46,9 +46,24 @@ class ModelConfigForm(forms.ModelForm):
         model = ModelConfig
         fields = [
             "name", "backend", "model", "base_url", "api_key_env", "system_prompt",
-            "temperature", "top_p", "max_new_tokens", "seed", "stop_sequences", "timeout_s",
+            "temperature", "top_p", "max_new_tokens", "frequency_penalty", "presence_penalty",
+            "seed", "stop_sequences", "timeout_s",
         ]  # fmt: skip
         widgets = {"system_prompt": forms.Textarea(attrs={"rows": 3})}
+
+    # Left empty means off: clients written before the penalties existed still validate.
+    PENALTIES = ("frequency_penalty", "presence_penalty")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in self.PENALTIES:
+            self.fields[name].required = False
+
+    def clean_frequency_penalty(self) -> float:
+        return self.cleaned_data["frequency_penalty"] or 0.0
+
+    def clean_presence_penalty(self) -> float:
+        return self.cleaned_data["presence_penalty"] or 0.0
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

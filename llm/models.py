@@ -43,6 +43,18 @@ class ModelConfig(models.Model):
     max_new_tokens = models.PositiveIntegerField(
         default=128, validators=[MinValueValidator(1), MaxValueValidator(8192)]
     )
+    frequency_penalty = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(-2.0), MaxValueValidator(2.0)],
+        help_text="lowers a token's score by this much for each time it was already "
+        "generated (OpenAI's meaning; 0 = off). Curbs repeated lines.",
+    )
+    presence_penalty = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(-2.0), MaxValueValidator(2.0)],
+        help_text="lowers a token's score by this much once it has been generated at all "
+        "(0 = off). Nudges towards new words.",
+    )
     seed = models.PositiveIntegerField(null=True, blank=True)
     stop_sequences = models.JSONField(default=list, blank=True)
     timeout_s = models.FloatField(
@@ -70,6 +82,8 @@ class ModelConfig(models.Model):
             "seed": self.seed,
             "stop": tuple(self.stop_sequences),
             "timeout_s": self.timeout_s,
+            "frequency_penalty": self.frequency_penalty,
+            "presence_penalty": self.presence_penalty,
         }
         values.update(overrides)
         return GenerationParams(**values)  # type: ignore[arg-type]

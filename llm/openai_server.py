@@ -199,6 +199,8 @@ def parse_chat_request(
         seed=data.get("seed"),
         stop=stop_tuple,
         timeout_s=timeout_s,
+        frequency_penalty=_or_default(data, "frequency_penalty", 0.0),
+        presence_penalty=_or_default(data, "presence_penalty", 0.0),
     )
     try:
         params.validate()

@@ -30,6 +30,14 @@ class GenerationParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     timeout_s: float = 120.0
+    # OpenAI's semantics on every backend: each generated token's logit is lowered by
+    # frequency_penalty × (times it was generated so far) + presence_penalty × (1 if it was).
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+
+    @property
+    def penalised(self) -> bool:
+        return self.frequency_penalty != 0 or self.presence_penalty != 0
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field; call before any model work."""
@@ -58,6 +66,12 @@ class GenerationParams:
             raise ValueError(f"at most 4 stop sequences are allowed, got {len(self.stop)}")
         if any(s == "" for s in self.stop):
             raise ValueError("stop sequences must not be empty")
+        for name in ("frequency_penalty", "presence_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number")
+            if not math.isfinite(value) or not -2.0 <= value <= 2.0:
+                raise ValueError(f"{name} must be between -2 and 2, got {value}")
         if isinstance(self.timeout_s, bool) or not isinstance(self.timeout_s, int | float):
             raise ValueError("timeout_s must be a number")
         if not math.isfinite(self.timeout_s) or self.timeout_s <= 0:

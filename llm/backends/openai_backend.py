@@ -126,6 +126,11 @@ class OpenAIBackend:
             "top_p": params.top_p,
             "max_tokens": params.max_new_tokens,
         }
+        # Sent only when set: a server that lacks them then never sees them.
+        if params.frequency_penalty:
+            body["frequency_penalty"] = params.frequency_penalty
+        if params.presence_penalty:
+            body["presence_penalty"] = params.presence_penalty
         if params.seed is not None:
             body["seed"] = params.seed
         if params.stop:

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DynamicCache,
+    LogitsProcessor,
+    LogitsProcessorList,
+)
 
 from llm.backends.base import (
     ChatMessage,
@@ -139,10 +145,11 @@ class TransformersBackend:
         with torch.inference_mode():
             cache = DynamicCache(config=self.model.config)
             inputs = torch.tensor([prompt_ids], dtype=torch.long)
+            counts = _TokenCounts(params)
             while generated < params.max_new_tokens:
                 if time.perf_counter() > deadline:
                     raise self._timeout(params, generated)
-                token = self._next_token(inputs, cache, params, generator)
+                token = self._next_token(inputs, cache, params, generator, counts)
                 generated += 1
                 if token in self._eos_ids:
                     finish = "stop"
@@ -177,13 +184,16 @@ class TransformersBackend:
         cache: Any,
         params: GenerationParams,
         generator: torch.Generator,
+        counts: _TokenCounts,
     ) -> int:
         kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}
         if self._pass_logits_to_keep:
             # Prefill would otherwise project every prompt position onto the vocabulary.
             kwargs["logits_to_keep"] = 1
         logits = self.model(input_ids=inputs, **kwargs).logits[0, -1].float()
-        return _sample(logits, params, generator)
+        token = _sample(counts.penalise(logits), params, generator)
+        counts.add(token)
+        return token
 
     # -- batch ---------------------------------------------------------------------------
 
@@ -217,6 +227,11 @@ class TransformersBackend:
             gen_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
         if params.stop:
             gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        if params.penalised:
+            prompt_width = enc["input_ids"].shape[1]
+            gen_kwargs["logits_processor"] = LogitsProcessorList(
+                [_PenaltyProcessor(params, prompt_width)]
+            )
 
         # generate() samples from torch's global RNG; fork it so a seed here does not
         # reseed (or get disturbed by) anything else in the process.
@@ -296,6 +311,52 @@ def _make_generator(seed: int | None) -> torch.Generator:
     else:
         generator.manual_seed(seed)
     return generator
+
+
+def _penalties(
+    logits: torch.Tensor, counts: torch.Tensor, params: GenerationParams
+) -> torch.Tensor:
+    """OpenAI's frequency and presence penalties; `counts` holds how often each token was
+    generated so far (same shape as `logits`)."""
+    return (
+        logits
+        - counts * params.frequency_penalty
+        - (counts > 0).to(logits.dtype) * params.presence_penalty
+    )
+
+
+class _TokenCounts:
+    """How often each token was generated so far, for one streamed completion."""
+
+    def __init__(self, params: GenerationParams) -> None:
+        self.params = params
+        self.counts: torch.Tensor | None = None
+
+    def penalise(self, logits: torch.Tensor) -> torch.Tensor:
+        if not self.params.penalised:
+            return logits
+        if self.counts is None:
+            self.counts = torch.zeros_like(logits)
+        return _penalties(logits, self.counts, self.params)
+
+    def add(self, token: int) -> None:
+        if self.counts is not None:
+            self.counts[token] += 1
+
+
+class _PenaltyProcessor(LogitsProcessor):
+    """The same penalties inside `generate` (batched rows), counting only generated tokens:
+    with left padding every row's prompt ends at the same column."""
+
+    def __init__(self, params: GenerationParams, prompt_width: int) -> None:
+        self.params = params
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_width :]
+        counts = torch.zeros_like(scores)
+        counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        return _penalties(scores, counts, self.params)  # type: ignore[return-value]
 
 
 def _sample(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator) -> int:

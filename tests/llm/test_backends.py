@@ -205,6 +205,8 @@ def test_directory_that_is_not_a_checkpoint_is_unavailable(tmp_path: Path) -> No
         (GenerationParams(stop=("",)), "stop"),
         (GenerationParams(stop=("a", "b", "c", "d", "e")), "stop"),
         (GenerationParams(timeout_s=0), "timeout_s"),
+        (GenerationParams(frequency_penalty=2.5), "frequency_penalty"),
+        (GenerationParams(presence_penalty=float("nan")), "presence_penalty"),
     ],
 )
 def test_invalid_params_are_refused_before_any_work(
@@ -383,6 +385,28 @@ def test_batch_seed_is_reproducible(backend: TransformersBackend) -> None:
     first = [c.text for c in backend.generate_batch(chats, params=params)]
     again = [c.text for c in backend.generate_batch(chats, params=params)]
     assert first == again
+
+
+REPEAT: list[ChatMessage] = [
+    {"role": "user", "content": "Write the word cat twenty times, one per line."}
+]
+
+
+def _most_repeated_token(backend: TransformersBackend, text: str) -> int:
+    ids = backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return max(ids.count(token) for token in set(ids))
+
+
+def test_frequency_penalty_curbs_repetition_the_same_way_streamed_and_batched(
+    backend: TransformersBackend,
+) -> None:
+    plain = GenerationParams(temperature=0.0, max_new_tokens=24)
+    penalised = GenerationParams(temperature=0.0, max_new_tokens=24, frequency_penalty=1.5)
+    free = "".join(chunk.text for chunk in backend.stream_chat(REPEAT, params=plain))
+    curbed = "".join(chunk.text for chunk in backend.stream_chat(REPEAT, params=penalised))
+    assert _most_repeated_token(backend, curbed) < _most_repeated_token(backend, free)
+    # One meaning on both paths: the batched row generates what the stream did.
+    assert backend.generate_batch([REPEAT], params=penalised)[0].text == curbed
 
 
 # -- detokenisation and stop scanning ----------------------------------------------------

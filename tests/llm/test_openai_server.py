@@ -104,6 +104,17 @@ def test_stop_sequences_through_the_server(remote: OpenAIBackend, local_greedy: 
     assert chunks[-1].finish_reason == "stop"
 
 
+def test_penalties_reach_the_server_and_mean_the_same(
+    remote: OpenAIBackend, local: TransformersBackend
+) -> None:
+    params = GenerationParams(temperature=0, max_new_tokens=16, frequency_penalty=1.5)
+    here = "".join(c.text for c in local.stream_chat(STORY, params=params))
+    there = "".join(c.text for c in remote.stream_chat(STORY, params=params))
+    assert there == here
+    unpenalised = "".join(c.text for c in local.stream_chat(STORY, params=GREEDY))
+    assert here != unpenalised  # the penalty changed something, so the equality means something
+
+
 def test_batch_through_the_server(remote: OpenAIBackend, local_greedy: str) -> None:
     chats: list[list[ChatMessage]] = [
         STORY,
@@ -278,6 +289,7 @@ def test_models_endpoint(server: OpenAIServer) -> None:
         ({"messages": STORY, "top_p": 0}, "top_p"),
         ({"messages": STORY, "max_tokens": 0}, "max_tokens"),
         ({"messages": STORY, "stop": 3}, "stop"),
+        ({"messages": STORY, "frequency_penalty": 3}, "frequency_penalty"),
         ({"messages": STORY, "stream": "yes"}, "stream"),
         ({"messages": STORY, "n": 2}, "n=1"),
     ],

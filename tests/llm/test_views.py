@@ -53,6 +53,8 @@ def test_create_a_config(researcher):
             "temperature": "0",
             "top_p": "1",
             "max_new_tokens": "32",
+            "frequency_penalty": "0.5",
+            "presence_penalty": "0",
             "timeout_s": "60",
             "stop_sequences": "\\n\\n\nEND",
         },
@@ -62,6 +64,7 @@ def test_create_a_config(researcher):
     assert config.created_by == researcher
     assert config.stop_sequences == ["\n\n", "END"]
     assert config.generation_params().stop == ("\n\n", "END")
+    assert config.generation_params().frequency_penalty == 0.5
 
 
 @pytest.mark.parametrize(
