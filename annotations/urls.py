@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotations import research_views, token_views, views
+from annotations import preview_views, research_views, token_views, views
 
 app_name = "annotations"
 urlpatterns = [
@@ -22,7 +22,10 @@ urlpatterns += [
     path("exports/<int:pk>/", research_views.export_detail, name="export_detail"),
     path("exports/<int:pk>/download/", research_views.export_download, name="export_download"),
 ]
-urlpatterns += [path("<int:pk>/dashboard/", research_views.dashboard, name="dashboard")]
+urlpatterns += [
+    path("<int:pk>/dashboard/", research_views.dashboard, name="dashboard"),
+    path("<int:pk>/preview/", preview_views.preview, name="preview"),
+]
 urlpatterns += [
     path("tokens/", token_views.tokens, name="tokens"),
     path("tokens/<int:pk>/revoke/", token_views.token_revoke, name="token_revoke"),

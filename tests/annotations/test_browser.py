@@ -101,3 +101,23 @@ def test_keys_pressed_during_a_submit_are_queued_not_lost(live_asgi_server, page
     labels = Label.objects.filter(annotator=annotator).order_by("item__id")
     assert [label.value["choice"] for label in labels] == ["a", "b", "tie"]
     assert page.locator("#key-queue").inner_text() == ""
+
+
+def test_a_researcher_previews_a_queue_and_nothing_is_stored(live_asgi_server, page):
+    annotator = UserFactory(username="member", role=Role.ANNOTATOR)
+    UserFactory(username="looker", role=Role.RESEARCHER)
+    queue = make_queue(members=[annotator], items=pairwise(3), labels_per_item=1)
+    url = live_asgi_server.url
+    sign_in(page, url, "looker")
+    page.goto(f"{url}/queues/{queue.pk}/manage/")
+    page.click("text=Preview as an annotator")
+    page.wait_for_selector("text=prompt 0")
+    posts = []
+    page.on("request", lambda request: posts.append(request) if request.method != "GET" else None)
+    for key in ("1", "2", "t", "s"):
+        page.keyboard.press(key)
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector("text=prompt 1")
+    assert page.locator(".label-keys button:not([disabled])").count() == 0
+    assert posts == []
+    assert not Label.objects.exists()
