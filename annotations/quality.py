@@ -6,11 +6,12 @@ scikit-learn; this module only shapes the labels into their inputs.
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
-from itertools import combinations
+from datetime import datetime, timedelta
 from typing import Any
 
 from annotations.models import Label, Queue
@@ -71,7 +72,8 @@ def annotator_stats(queue: Queue) -> list[AnnotatorStats]:
         names[user_id] = username
     stats = []
     for user_id, labels in by_user.items():
-        times = [time_ms for time_ms, _, _ in labels]
+        # Labels of unknown time (sent without the page's timer) count in no time statistic.
+        times = [time_ms for time_ms, _, _ in labels if time_ms is not None]
         total_ms = sum(times)
         stats.append(
             AnnotatorStats(
@@ -81,7 +83,7 @@ def annotator_stats(queue: Queue) -> list[AnnotatorStats]:
                 gold_labels=sum(1 for _, gold, _ in labels if gold),
                 gold_correct=sum(1 for _, gold, correct in labels if gold and correct),
                 # Per hour of time on items: what an hour of this annotator's work yields.
-                labels_per_hour=3_600_000 * len(labels) / total_ms if total_ms else None,
+                labels_per_hour=3_600_000 * len(times) / total_ms if total_ms else None,
                 median_time_s=statistics.median(times) / 1000 if times else None,
             )
         )
@@ -123,7 +125,7 @@ def queue_agreement(queue: Queue) -> Agreement:
             )
     shared: dict[tuple[str, str], list[tuple[Any, Any]]] = defaultdict(list)
     for labels in overlapping.values():
-        for first, second in combinations(sorted(labels), 2):
+        for first, second in itertools.combinations(sorted(labels), 2):
             shared[(first, second)].append((labels[first], labels[second]))
     pairs = []
     for (first, second), values in shared.items():
@@ -183,19 +185,120 @@ def bar_chart(
     return BarChart(title=title, bars=bars, height=max(1, len(values)) * chart.row)
 
 
+def _nice_step(raw: float) -> float:
+    """The smallest of 1, 2 or 5 × 10^k that is at least `raw` (raw > 0)."""
+    power = 10.0 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
+
+
+def _seconds(value: float, step: float) -> str:
+    decimals = max(0, -math.floor(math.log10(step)))
+    return f"{value:.{decimals}f}"
+
+
 def time_histogram(queue: Queue, *, buckets: int = 10) -> BarChart:
-    """Seconds per label, in equal buckets up to the 95th percentile (the rest in the last)."""
+    """Seconds per label in round-width buckets (1, 2 or 5 × 10^k s) reaching the 95th
+    percentile; slower labels go in the last. Labels of unknown time are left out."""
     times = sorted(
         ms / 1000
-        for ms in Label.objects.filter(queue=queue).values_list("time_spent_ms", flat=True)
+        for ms in Label.objects.filter(queue=queue, time_spent_ms__isnull=False).values_list(
+            "time_spent_ms", flat=True
+        )
     )
     if not times:
         return bar_chart("Seconds per label", [])
-    top = times[int(0.95 * (len(times) - 1))] or 1.0
-    step = top / buckets
+    top = times[int(0.95 * (len(times) - 1))]
+    step = _nice_step(max(top, 0.001) / (buckets - 1))
+
+    def bucket(seconds: float) -> int:
+        return int(seconds / step + 1e-9)  # 0.6 s is in 0.6–0.7, whatever 0.6 / 0.1 rounds to
+
+    buckets = min(buckets, bucket(top) + 2)
     counts = [0] * buckets
     for seconds in times:
-        counts[min(buckets - 1, int(seconds / step))] += 1
-    labels = [f"{n * step:.1f}–{(n + 1) * step:.1f}" for n in range(buckets)]
-    labels[-1] = f"≥ {(buckets - 1) * step:.1f}"
+        counts[min(buckets - 1, bucket(seconds))] += 1
+    labels = [
+        f"{_seconds(n * step, step)}–{_seconds((n + 1) * step, step)}" for n in range(buckets)
+    ]
+    labels[-1] = f"≥ {_seconds((buckets - 1) * step, step)}"
     return bar_chart("Seconds per label", list(zip(labels, map(float, counts), strict=True)))
+
+
+def labels_over_time(queue: Queue) -> BarChart:
+    """Labels per day, or per hour when all of them fall within two days (up to the last 30)."""
+    stamps = list(Label.objects.filter(queue=queue).values_list("created_at", flat=True))
+    if not stamps:
+        return bar_chart("Labels over time", [])
+    hourly = max(stamps) - min(stamps) <= timedelta(days=2)
+    shape = "%d %b %H:00" if hourly else "%d %b"
+    counts = Counter(
+        stamp.replace(minute=0, second=0, microsecond=0) if hourly else stamp.date()
+        for stamp in stamps
+    )
+    recent = sorted(counts)[-30:]
+    title = "Labels per hour" if hourly else "Labels per day"
+    return bar_chart(title, [(when.strftime(shape), float(counts[when])) for when in recent])
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """How often one annotator gave each value: a lopsided row flags a habit, not a view."""
+
+    username: str
+    total: int
+    counts: list[tuple[str, int, int]]  # (value's caption, count, percent)
+
+
+def label_distribution(queue: Queue) -> list[Distribution]:
+    kind = queue.item_kind
+    captions = [(kind.scalar(key.value), key.caption) for key in kind.keys]
+    by_user: dict[str, Counter[Any]] = defaultdict(Counter)
+    rows = Label.objects.filter(queue=queue, is_gold=False).values_list(
+        "annotator__username", "value"
+    )
+    for username, value in rows.iterator(chunk_size=2000):
+        by_user[username][kind.scalar(value)] += 1
+    result = []
+    for username in sorted(by_user):
+        counts = by_user[username]
+        total = sum(counts.values())
+        result.append(
+            Distribution(
+                username=username,
+                total=total,
+                counts=[
+                    (caption, counts[value], round(100 * counts[value] / total))
+                    for value, caption in captions
+                ],
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    item_id: int
+    external_id: str
+    labels: list[tuple[str, str]]  # (annotator, value's caption)
+
+
+def disagreements(queue: Queue, *, limit: int = 50) -> list[Disagreement]:
+    """Items whose annotators gave different values, most recently labelled first."""
+    kind = queue.item_kind
+    captions = {str(kind.scalar(key.value)): key.caption for key in kind.keys}
+    rows = (
+        Label.objects.filter(queue=queue, is_gold=False)
+        .order_by("item_id", "created_at")
+        .values_list("item_id", "item__external_id", "annotator__username", "value", "created_at")
+    )
+    by_item: dict[int, list[tuple[str, str]]] = defaultdict(list)
+    external: dict[int, str] = {}
+    latest: dict[int, datetime] = {}
+    for item_id, external_id, username, value, created_at in rows.iterator(chunk_size=2000):
+        scalar = str(kind.scalar(value))
+        by_item[item_id].append((username, captions.get(scalar, scalar)))
+        external[item_id] = external_id
+        latest[item_id] = created_at
+    split = [item for item, labels in by_item.items() if len({v for _, v in labels}) > 1]
+    split.sort(key=lambda item: latest[item], reverse=True)
+    return [Disagreement(item, external[item], by_item[item]) for item in split[:limit]]

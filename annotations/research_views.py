@@ -14,7 +14,15 @@ from annotations.exports import CONTENT_TYPES, EXTENSIONS, ExportSpec
 from annotations.forms import ExportForm, ImportForm, QueueForm
 from annotations.importers import ImportFailed, items_import
 from annotations.models import ExportJob, JobStatus, Queue
-from annotations.quality import annotator_stats, bar_chart, queue_agreement, time_histogram
+from annotations.quality import (
+    annotator_stats,
+    bar_chart,
+    disagreements,
+    label_distribution,
+    labels_over_time,
+    queue_agreement,
+    time_histogram,
+)
 from annotations.selectors import queue_stats, queues_for_researcher
 from annotations.services import (
     export_expired,
@@ -176,6 +184,7 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
             [(s.username, s.labels_per_hour) for s in annotators],
         ),
         time_histogram(queue),
+        labels_over_time(queue),
     ]
     context = {
         "queue": queue,
@@ -183,5 +192,7 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "annotators": annotators,
         "agreement": queue_agreement(queue),
         "charts": charts,
+        "distribution": label_distribution(queue),
+        "disagreements": disagreements(queue),
     }
     return render(request, "annotations/dashboard.html", context)

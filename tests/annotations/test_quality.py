@@ -6,7 +6,13 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from annotations.quality import annotator_stats, queue_agreement
+from annotations.quality import (
+    annotator_stats,
+    disagreements,
+    label_distribution,
+    queue_agreement,
+    time_histogram,
+)
 from annotations.services import label_submit, queue_item_claim
 from tests.annotations.factories import likert, make_queue, pairwise, pairwise_gold
 from tests.annotations.test_exports import labelled_queue
@@ -137,7 +143,8 @@ def test_dashboard_for_researchers_only(two_raters, users):
     )
     html = signed_in(users["researcher"]).get(path).content.decode()
     assert '<td class="num" id="kappa">0.333</td>' in html
-    assert html.count('<svg class="chart"') == 4
+    assert html.count('<svg class="chart"') == 5
+    assert "Labels per hour" in html  # every label fell within the last two days
     assert "https://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "3.5 s" in html  # one's median time
 
@@ -150,3 +157,42 @@ def test_dashboard_with_no_labels(researcher):
         .content.decode()
     )
     assert "No labels yet." in html
+
+
+def test_distribution_per_annotator(two_raters):
+    rows = {row.username: row for row in label_distribution(two_raters)}
+    assert rows["one"].total == 6
+    assert rows["one"].counts == [
+        ("A is better", 3, 50),
+        ("B is better", 3, 50),
+        ("Tie", 0, 0),
+        ("Both bad", 0, 0),
+    ]
+
+
+def test_disagreements_list_items_whose_labels_differ(two_raters):
+    split = disagreements(two_raters)
+    differing = sum(1 for first, second in zip(FIRST, SECOND, strict=True) if first != second)
+    assert len(split) == differing == 2
+    assert all(len({caption for _, caption in row.labels}) == 2 for row in split)
+    html = signed_in(two_raters.members.first()).get(
+        reverse("annotations:dashboard", args=[two_raters.pk])
+    )
+    assert html.status_code == 403  # annotators never see who chose what
+
+
+@pytest.mark.parametrize(
+    ("times_ms", "first", "last"),
+    [
+        ([10, 20, 30, 40], "0.000–0.005", "≥ 0.035"),  # was "0.0–0.0" three times
+        ([1000, 2000, 9000, 30_000], "0–1", "≥ 9"),
+        ([400, 600, 700], "0.0–0.1", "≥ 0.7"),
+    ],
+)
+def test_seconds_per_label_bins_are_distinct_and_round(annotator, times_ms, first, last):
+    queue = make_queue(members=[annotator], items=pairwise(len(times_ms)), labels_per_item=1)
+    label_all(queue, annotator, [{"choice": "a"}] * len(times_ms), times=times_ms)
+    labels = [bar.label for bar in time_histogram(queue).bars]
+    assert labels[0] == first and labels[-1] == last
+    assert len(set(labels)) == len(labels)
+    assert sum(float(bar.value_text) for bar in time_histogram(queue).bars) == len(times_ms)
