@@ -200,8 +200,8 @@ def full_train(
         rng.shuffle(batches)
         for idx in batches:
             ps = [prompts[i] for i in idx]
-            batch = encode(tokenizer, ps + ps, [chosen[i] for i in idx] + [rejected[i] for i in idx],
-                           hp.max_length)  # fmt: skip
+            responses = [chosen[i] for i in idx] + [rejected[i] for i in idx]
+            batch = encode(tokenizer, ps + ps, responses, hp.max_length)
             logits = model(**batch).logits[:, 0]
             loss = bt_loss(logits[: len(idx)], logits[len(idx) :])
             optimiser.zero_grad()

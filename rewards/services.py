@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import shutil
+import uuid
+import zipfile
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -277,9 +279,9 @@ def version_promote(
         reward_model = RewardModel.objects.select_for_update().get(pk=version.reward_model_id)
         if reward_model.active_version_id != baseline_id:
             reason = "The active version changed while this one was evaluated; retrain to compare."
-            finished = RewardVersion.objects.filter(
-                pk=version_id, status=Status.EVALUATING
-            ).update(status=Status.REJECTED, reason=reason, **fields)
+            finished = RewardVersion.objects.filter(pk=version_id, status=Status.EVALUATING).update(
+                status=Status.REJECTED, reason=reason, **fields
+            )
             return False, reason
         finished = RewardVersion.objects.filter(pk=version_id, status=Status.EVALUATING).update(
             status=Status.ACTIVE, reason="", **fields
@@ -322,8 +324,13 @@ def version_finish(*, version_id: int, status: str, reason: str, **fields: Any) 
     return bool(
         RewardVersion.objects.filter(
             Q(status__in=(Status.TRAINING, Status.EVALUATING)), pk=version_id
-        ).update(status=status, reason=reason, finished_at=timezone.now(),
-                 lease_expires_at=None, **fields)  # fmt: skip
+        ).update(
+            status=status,
+            reason=reason,
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+            **fields,
+        )  # fmt: skip
     )
 
 
@@ -342,3 +349,27 @@ def _send(reward_model_id: int, event: dict[str, Any]) -> None:
     # A page not updating live must not fail a training run.
     with contextlib.suppress(Exception):
         stream_send(reward_model_group(reward_model_id), {"type": "training.progress", **event})
+
+
+# --- checkpoints --------------------------------------------------------------------------
+def checkpoint_archive(*, version: RewardVersion) -> Path:
+    """The version's checkpoint as a zip (made once, beside it, written whole then renamed);
+    a directory that `AutoModelForSequenceClassification.from_pretrained` loads when
+    unpacked. RewardError if the version has no intact checkpoint."""
+    if not artifact_intact(version):
+        raise NotFound(f"Version {version.number} has no intact checkpoint.")
+    folder = Path(version.artifact_path)
+    name = f"reward-model-{version.reward_model_id}-v{version.number}"
+    archive = folder.parent / f"{folder.name}.zip"
+    if archive.is_file():
+        return archive
+    partial = archive.with_name(f".{archive.name}.{uuid.uuid4().hex}.part")
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as zipped:
+            for path in sorted(folder.iterdir()):
+                if path.is_file():
+                    zipped.write(path, f"{name}/{path.name}")
+        partial.rename(archive)
+    finally:
+        partial.unlink(missing_ok=True)
+    return archive

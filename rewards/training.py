@@ -63,7 +63,7 @@ def cached_features(
     (the Embedding table), so a fast run embeds only texts it has not seen. Returns the
     features and how many texts were embedded now."""
     keys = [embedding_key(base, max_length, p, r) for p, r in zip(prompts, responses, strict=True)]
-    found: dict[str, bytes] = {}
+    found: dict[str, bytes | memoryview] = {}
     unique = list(dict.fromkeys(keys))
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
@@ -160,16 +160,23 @@ def gate(
     """The evaluation gate on paired per-pair correctness (P(chosen) > 0.5) over the same
     held-out pairs: the candidate goes live if its accuracy is at least the baseline's minus
     `margin`. Returns (promote, reason, metrics)."""
+    Fields = dict[str, float | int | None]
     right = candidate > 0.5
     accuracy = float(right.mean())
     if baseline is None:
-        return True, "", {"heldout_accuracy": accuracy}
+        first: Fields = {"heldout_accuracy": accuracy}
+        return True, "", first
     base_right = baseline > 0.5
     base_accuracy = float(base_right.mean())
     wins = int((right & ~base_right).sum())
     losses = int((~right & base_right).sum())
-    fields = {"heldout_accuracy": accuracy, "baseline_accuracy": base_accuracy, "wins": wins,
-              "losses": losses, "p_value": round(sign_test_p(wins, losses), 5)}  # fmt: skip
+    fields: Fields = {
+        "heldout_accuracy": accuracy,
+        "baseline_accuracy": base_accuracy,
+        "wins": wins,
+        "losses": losses,
+        "p_value": round(sign_test_p(wins, losses), 5),
+    }
     if accuracy + margin + 1e-12 >= base_accuracy:
         return True, "", fields
     reason = (

@@ -7,90 +7,236 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('annotations', '0003_api_token_name_once'),
+        ("annotations", "0003_api_token_name_once"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Embedding',
+            name="Embedding",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=64, unique=True)),
-                ('vector', models.BinaryField()),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("key", models.CharField(max_length=64, unique=True)),
+                ("vector", models.BinaryField()),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='RewardModel',
+            name="RewardModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('base_checkpoint', models.CharField(blank=True, help_text='a sequence-classification checkpoint path; empty: the bundled all-MiniLM-L6-v2', max_length=500)),
-                ('fast_every', models.PositiveIntegerField(default=20, help_text='fast training after this many new labels', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100000)])),
-                ('full_every_hours', models.PositiveIntegerField(default=24, help_text='full training at most this often, when there are new labels; 0: never', validators=[django.core.validators.MaxValueValidator(8760)])),
-                ('margin', models.FloatField(default=0.0, help_text='a candidate may be this much less accurate than the active version and still go live (0: at least as accurate)', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(0.5)])),
-                ('max_length', models.PositiveSmallIntegerField(default=128, validators=[django.core.validators.MinValueValidator(16), django.core.validators.MaxValueValidator(512)])),
-                ('heldout_percent', models.PositiveSmallIntegerField(default=20, validators=[django.core.validators.MinValueValidator(5), django.core.validators.MaxValueValidator(50)])),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('queues', models.ManyToManyField(related_name='reward_models', to='annotations.queue')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                (
+                    "base_checkpoint",
+                    models.CharField(
+                        blank=True,
+                        help_text="a sequence-classification checkpoint path; empty: the bundled all-MiniLM-L6-v2",
+                        max_length=500,
+                    ),
+                ),
+                (
+                    "fast_every",
+                    models.PositiveIntegerField(
+                        default=20,
+                        help_text="fast training after this many new labels",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(100000),
+                        ],
+                    ),
+                ),
+                (
+                    "full_every_hours",
+                    models.PositiveIntegerField(
+                        default=24,
+                        help_text="full training at most this often, when there are new labels; 0: never",
+                        validators=[django.core.validators.MaxValueValidator(8760)],
+                    ),
+                ),
+                (
+                    "margin",
+                    models.FloatField(
+                        default=0.0,
+                        help_text="a candidate may be this much less accurate than the active version and still go live (0: at least as accurate)",
+                        validators=[
+                            django.core.validators.MinValueValidator(0.0),
+                            django.core.validators.MaxValueValidator(0.5),
+                        ],
+                    ),
+                ),
+                (
+                    "max_length",
+                    models.PositiveSmallIntegerField(
+                        default=128,
+                        validators=[
+                            django.core.validators.MinValueValidator(16),
+                            django.core.validators.MaxValueValidator(512),
+                        ],
+                    ),
+                ),
+                (
+                    "heldout_percent",
+                    models.PositiveSmallIntegerField(
+                        default=20,
+                        validators=[
+                            django.core.validators.MinValueValidator(5),
+                            django.core.validators.MaxValueValidator(50),
+                        ],
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "queues",
+                    models.ManyToManyField(related_name="reward_models", to="annotations.queue"),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='RewardVersion',
+            name="RewardVersion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('speed', models.CharField(choices=[('fast', 'Fast (frozen encoder, new head)'), ('full', 'Full (encoder fine-tuned)')], max_length=10)),
-                ('trigger', models.CharField(choices=[('labels', 'New labels'), ('schedule', 'Schedule'), ('manual', 'Retrain now'), ('retry', 'Retry after a lost worker')], max_length=10)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('training', 'Training'), ('evaluating', 'Evaluating'), ('active', 'Active'), ('rejected', 'Rejected'), ('retired', 'Retired'), ('failed', 'Failed')], default='queued', max_length=12)),
-                ('reason', models.TextField(blank=True, help_text='why it was rejected, failed or retired')),
-                ('label_ids', models.JSONField(blank=True, default=list)),
-                ('label_count', models.PositiveIntegerField(default=0)),
-                ('label_hash', models.CharField(blank=True, max_length=64)),
-                ('label_watermark', models.BigIntegerField(default=0)),
-                ('hyperparameters', models.JSONField(blank=True, default=dict)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('artifact_path', models.CharField(blank=True, max_length=500)),
-                ('artifact_sha256', models.CharField(blank=True, max_length=64)),
-                ('progress_step', models.PositiveIntegerField(default=0)),
-                ('progress_total', models.PositiveIntegerField(default=0)),
-                ('attempt', models.PositiveSmallIntegerField(default=1)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('wall_time_s', models.FloatField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('reward_model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='versions', to='rewards.rewardmodel')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "speed",
+                    models.CharField(
+                        choices=[
+                            ("fast", "Fast (frozen encoder, new head)"),
+                            ("full", "Full (encoder fine-tuned)"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.CharField(
+                        choices=[
+                            ("labels", "New labels"),
+                            ("schedule", "Schedule"),
+                            ("manual", "Retrain now"),
+                            ("retry", "Retry after a lost worker"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("training", "Training"),
+                            ("evaluating", "Evaluating"),
+                            ("active", "Active"),
+                            ("rejected", "Rejected"),
+                            ("retired", "Retired"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=12,
+                    ),
+                ),
+                (
+                    "reason",
+                    models.TextField(
+                        blank=True, help_text="why it was rejected, failed or retired"
+                    ),
+                ),
+                ("label_ids", models.JSONField(blank=True, default=list)),
+                ("label_count", models.PositiveIntegerField(default=0)),
+                ("label_hash", models.CharField(blank=True, max_length=64)),
+                ("label_watermark", models.BigIntegerField(default=0)),
+                ("hyperparameters", models.JSONField(blank=True, default=dict)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("artifact_path", models.CharField(blank=True, max_length=500)),
+                ("artifact_sha256", models.CharField(blank=True, max_length=64)),
+                ("progress_step", models.PositiveIntegerField(default=0)),
+                ("progress_total", models.PositiveIntegerField(default=0)),
+                ("attempt", models.PositiveSmallIntegerField(default=1)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("wall_time_s", models.FloatField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "reward_model",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="versions",
+                        to="rewards.rewardmodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-number'],
+                "ordering": ["-number"],
             },
         ),
         migrations.AddField(
-            model_name='rewardmodel',
-            name='active_version',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='rewards.rewardversion'),
+            model_name="rewardmodel",
+            name="active_version",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="rewards.rewardversion",
+            ),
         ),
         migrations.AddIndex(
-            model_name='rewardversion',
-            index=models.Index(fields=['status', 'lease_expires_at'], name='reward_version_lease'),
+            model_name="rewardversion",
+            index=models.Index(fields=["status", "lease_expires_at"], name="reward_version_lease"),
         ),
         migrations.AddConstraint(
-            model_name='rewardversion',
-            constraint=models.UniqueConstraint(fields=('reward_model', 'number'), name='reward_version_number_once'),
+            model_name="rewardversion",
+            constraint=models.UniqueConstraint(
+                fields=("reward_model", "number"), name="reward_version_number_once"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='rewardversion',
-            constraint=models.UniqueConstraint(condition=models.Q(('status__in', ['queued', 'training', 'evaluating'])), fields=('reward_model',), name='reward_version_one_running'),
+            model_name="rewardversion",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("status__in", ["queued", "training", "evaluating"])),
+                fields=("reward_model",),
+                name="reward_version_one_running",
+            ),
         ),
     ]
