@@ -321,17 +321,11 @@ def version_progress(
 
 def version_finish(*, version_id: int, status: str, reason: str, **fields: Any) -> bool:
     """End a run that did not go live (REJECTED or FAILED), if it is still running."""
-    return bool(
-        RewardVersion.objects.filter(
-            Q(status__in=(Status.TRAINING, Status.EVALUATING)), pk=version_id
-        ).update(
-            status=status,
-            reason=reason,
-            finished_at=timezone.now(),
-            lease_expires_at=None,
-            **fields,
-        )  # fmt: skip
+    fields = {"finished_at": timezone.now(), "lease_expires_at": None, **fields}
+    running = RewardVersion.objects.filter(
+        Q(status__in=(Status.TRAINING, Status.EVALUATING)), pk=version_id
     )
+    return bool(running.update(status=status, reason=reason, **fields))
 
 
 def artifact_remove(path: str) -> None:

@@ -87,3 +87,38 @@ def reward_model_for(queue: Queue, **fields: Any) -> RewardModel:
     fields.setdefault("full_every_hours", 0)
     fields.setdefault("heldout_percent", 30)
     return reward_model_save(reward_model=RewardModel(**fields), queues=[queue], user=None)
+
+
+AMBIGUOUS = "Thanks for asking! Here is a friendly, careful explanation of {t}."
+
+
+def ambiguous_items(n: int, *, start: int = 1000) -> list[tuple[NewItem, str]]:
+    """Both responses carry the property: a reward model should find these closest to 50 %."""
+    out = []
+    for i in range(start, start + n):
+        topic = f"{TOPICS[i % len(TOPICS)]} (case {i})"
+        a = KIND[i % len(KIND)].format(t=topic)
+        b = AMBIGUOUS.format(t=topic)
+        payload = PairwisePayload(prompt=f"Explain {topic}.", response_a=a, response_b=b)
+        out.append((NewItem(payload=payload, external_id=f"amb{i}"), "a"))
+    return out
+
+
+def label_some(
+    queue: Queue, annotator: Any, answers: dict[str, str], *, take: Any, flip: bool = False
+) -> int:
+    """Label the items `take(item)` accepts (skipping the rest, for this annotator)."""
+    from annotations.services import assignment_skip
+
+    done = 0
+    while (lease := queue_item_claim(queue=queue, annotator=annotator)) is not None:
+        if not take(lease.item):
+            assignment_skip(assignment_id=lease.pk, annotator=annotator)
+            continue
+        side = answers[lease.item.external_id]
+        if flip:
+            side = "b" if side == "a" else "a"
+        label_submit(assignment_id=lease.pk, annotator=annotator, value={"choice": side},
+                     time_spent_ms=1000, client_request_id=uuid.uuid4())  # fmt: skip
+        done += 1
+    return done
