@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from django.http import FileResponse, HttpRequest
-from ninja import Path, Router, Schema
+from ninja import Path, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import Field
 
@@ -176,7 +176,7 @@ def checkpoint(request: HttpRequest, reward_model_id: Id) -> FileResponse:
     "/{reward_model_id}/retrain",
     response={202: VersionOut, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
 )
-def retrain(request: HttpRequest, reward_model_id: Id, body: RetrainIn) -> tuple[int, VersionOut]:
+def retrain(request: HttpRequest, reward_model_id: Id, body: RetrainIn) -> Status:
     """Retrain now: queue a fast or full run; 409 if one is already queued or running."""
     reward_model = _reward_model(request, reward_model_id)
     user = api_require(request, Role.RESEARCHER)
@@ -184,4 +184,4 @@ def retrain(request: HttpRequest, reward_model_id: Id, body: RetrainIn) -> tuple
         version = reward_retrain_now(reward_model=reward_model, user=user, speed=body.speed)
     except RewardError as error:
         raise HttpError(error.status, error.message) from None
-    return 202, VersionOut.of(version)
+    return Status(202, VersionOut.of(version))
