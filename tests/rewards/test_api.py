@@ -53,8 +53,14 @@ def test_scores_match_the_downloaded_checkpoint_loaded_by_transformers(
     assert model.config.num_labels == 1
     model.eval()
     with torch.inference_mode():
-        batch = tokenizer([p["prompt"] for p in PAIRS], [p["response"] for p in PAIRS],
-                          truncation=True, max_length=128, padding=True, return_tensors="pt")  # fmt: skip
+        batch = tokenizer(
+            [p["prompt"] for p in PAIRS],
+            [p["response"] for p in PAIRS],
+            truncation=True,
+            max_length=128,
+            padding=True,
+            return_tensors="pt",
+        )
         logits = model(**batch).logits[:, 0].tolist()
     assert logits == pytest.approx(body["rewards"], abs=1e-4)
 
@@ -117,10 +123,12 @@ def test_roles_are_checked(db, users):
 def test_retrain_queues_once(db, researcher, django_capture_on_commit_callbacks):
     reward_model = RewardModel.objects.create(name="rm")
     api = Api(researcher)
-    with mock.patch("rewards.tasks.reward_training_task.delay") as enqueue:
-        with django_capture_on_commit_callbacks(execute=True):
-            first = api.post(f"/reward-models/{reward_model.pk}/retrain", {"speed": "fast"})
-            again = api.post(f"/reward-models/{reward_model.pk}/retrain", {"speed": "full"})
+    with (
+        mock.patch("rewards.tasks.reward_training_task.delay") as enqueue,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        first = api.post(f"/reward-models/{reward_model.pk}/retrain", {"speed": "fast"})
+        again = api.post(f"/reward-models/{reward_model.pk}/retrain", {"speed": "full"})
     assert first.status_code == 202 and first.json()["status"] == "queued"
     assert again.status_code == 409
     assert enqueue.call_count == 1
