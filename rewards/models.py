@@ -139,6 +139,11 @@ class RewardVersion(models.Model):
                 condition=Q(status__in=["queued", "training", "evaluating"]),
                 name="reward_version_one_running",
             ),
+            models.UniqueConstraint(
+                fields=["reward_model"],
+                condition=Q(status="active"),
+                name="reward_version_one_active",
+            ),
         ]
         indexes = [models.Index(fields=["status", "lease_expires_at"], name="reward_version_lease")]
 

@@ -97,9 +97,17 @@ def reward_model_save(
 ) -> RewardModel:
     """Save a reward model a RewardModelForm validated, with the queues whose labels train it."""
     with transaction.atomic():
-        if reward_model.pk is None and user is not None:
+        if reward_model.pk is None:
             reward_model.created_by = user
-        reward_model.save()
+            reward_model.save()
+        else:
+            # Never the active version: only promotion and roll back change it, under a lock.
+            settings_fields = [
+                f.name
+                for f in RewardModel._meta.concrete_fields
+                if f.editable and f.name not in ("id", "active_version")
+            ]
+            reward_model.save(update_fields=settings_fields)
         reward_model.queues.set(list(queues))
     return reward_model
 
@@ -277,21 +285,18 @@ def version_promote(
     with transaction.atomic():
         version = RewardVersion.objects.select_related("reward_model").get(pk=version_id)
         reward_model = RewardModel.objects.select_for_update().get(pk=version.reward_model_id)
+        running = RewardVersion.objects.filter(pk=version_id, status=Status.EVALUATING)
         if reward_model.active_version_id != baseline_id:
             reason = "The active version changed while this one was evaluated; retrain to compare."
-            finished = RewardVersion.objects.filter(pk=version_id, status=Status.EVALUATING).update(
-                status=Status.REJECTED, reason=reason, **fields
-            )
+            running.update(status=Status.REJECTED, reason=reason, **fields)
             return False, reason
-        finished = RewardVersion.objects.filter(pk=version_id, status=Status.EVALUATING).update(
-            status=Status.ACTIVE, reason="", **fields
+        # Retire first: the one-active-version index is checked statement by statement.
+        RewardVersion.objects.filter(reward_model=reward_model, status=Status.ACTIVE).update(
+            status=Status.RETIRED, reason=f"Replaced by version {version.number}."
         )
-        if not finished:
+        if not running.update(status=Status.ACTIVE, reason="", **fields):
+            transaction.set_rollback(True)  # reaped meanwhile: the retirement is undone too
             return False, "lost"
-        if baseline_id is not None:
-            RewardVersion.objects.filter(pk=baseline_id, status=Status.ACTIVE).update(
-                status=Status.RETIRED, reason=f"Replaced by version {version.number}."
-            )
         reward_model.active_version_id = version_id
         reward_model.save(update_fields=["active_version"])
         transaction.on_commit(lambda: _after_activation(reward_model.pk))

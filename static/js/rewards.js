@@ -22,6 +22,7 @@
     const sx = (x) => (x1 === x0 ? (PAD + W - 8) / 2 : PAD + ((x - x0) / (x1 - x0)) * (W - 8 - PAD));
     const sy = (y) => H - PAD + (y / y1) * (8 - (H - PAD));
     line.setAttribute("points", points.map((p) => sx(p[0]).toFixed(1) + "," + sy(p[1]).toFixed(1)).join(" "));
+    svg.dataset.livePoints = String(points.length);
     const ticks = svg.querySelectorAll("text.tick");
     if (ticks.length >= 2) { ticks[0].textContent = y1.toFixed(3); ticks[1].textContent = "0.000"; }
   }
