@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from annotations.models import Label, Queue
+from annotations.models import Label, Priority, Queue
 from core.streams import stream_send
 from rewards.models import GOOD, RUNNING, RewardModel, RewardVersion, Speed, Status, Trigger
 from rewards.schemas import Hyperparameters
@@ -199,6 +199,21 @@ def reward_models_check(
         if version is not None:
             started.append(version)
     return started
+
+
+def reward_scores_due() -> list[int]:
+    """Reward models with an active version and open items of an uncertainty-ordered queue
+    of theirs that it has not scored yet (items added since it went live)."""
+    return list(
+        RewardModel.objects.filter(
+            active_version__isnull=False,
+            queues__priority=Priority.UNCERTAINTY,
+            queues__items__complete=False,
+            queues__items__uncertainty__isnull=True,
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
 
 
 def labels_committed(*, queue_ids: Sequence[int]) -> None:

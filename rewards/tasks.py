@@ -12,17 +12,20 @@ def reward_training_task(version_id: int) -> None:
 
 
 @shared_task
-def reward_scores_refresh_task(reward_model_id: int) -> None:
+def reward_scores_refresh_task(reward_model_id: int, only_missing: bool = False) -> None:
     from rewards.training import reward_scores_refresh
 
-    reward_scores_refresh(reward_model_id=reward_model_id)
+    reward_scores_refresh(reward_model_id=reward_model_id, only_missing=only_missing)
 
 
 @shared_task
 def reward_models_check_task() -> None:
     """Every few seconds (CELERY_BEAT_SCHEDULE, on the default queue, not behind a training):
-    reap runs whose worker died, then start the runs that are due."""
-    from rewards.services import reward_models_check, reward_versions_reap
+    reap runs whose worker died, start the runs that are due, score new open items."""
+    from rewards.services import reward_models_check, reward_scores_due, reward_versions_reap
 
     reward_versions_reap()
     reward_models_check()
+    # Items added since the active version went live get its scores too.
+    for reward_model_id in reward_scores_due():
+        reward_scores_refresh_task.delay(reward_model_id, only_missing=True)

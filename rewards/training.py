@@ -344,10 +344,11 @@ def _notify(version_id: int) -> None:
 
 
 # --- using the active version -------------------------------------------------------------
-def reward_scores_refresh(*, reward_model_id: int) -> int:
+def reward_scores_refresh(*, reward_model_id: int, only_missing: bool = False) -> int:
     """Score the open comparison items of the reward model's uncertainty-ordered queues with
     the active version, and write each item's uncertainty — 1 − |2·P(A) − 1|, so pairs
-    nearest 50 % come first — through annotations' item_scores_set. Returns items scored."""
+    nearest 50 % come first — through annotations' item_scores_set. Returns items scored.
+    `only_missing`: just the items not scored yet (new since the version went live)."""
     reward_model = RewardModel.objects.select_related("active_version").get(pk=reward_model_id)
     version = reward_model.active_version
     if version is None:
@@ -360,7 +361,10 @@ def reward_scores_refresh(*, reward_model_id: int) -> int:
         kind = item_kind(queue.kind)
         if kind.pair_fields is None:
             continue
-        items = list(Item.objects.filter(queue=queue, complete=False).only("pk", "payload"))
+        items_qs = Item.objects.filter(queue=queue, complete=False)
+        if only_missing:
+            items_qs = items_qs.filter(uncertainty__isnull=True)
+        items = list(items_qs.only("pk", "payload"))
         for start in range(0, len(items), 1000):
             chunk = items[start : start + 1000]
             texts = [kind.pair(item.payload) for item in chunk]

@@ -161,3 +161,28 @@ def test_a_checkpoint_that_does_not_load_fails_the_run(db, annotator):
     assert reward_model.active_version is None
     assert not Path(version.artifact_path).exists()
     assert timezone.now() >= version.finished_at
+
+
+def test_items_added_after_a_version_went_live_get_scored(db, annotator):
+    from annotations.models import Priority
+    from rewards.services import reward_scores_due
+    from rewards.tasks import reward_models_check_task
+    from rewards.training import reward_scores_refresh
+
+    reward_model = _trained_model(annotator)
+    queue = reward_model.queues.get()
+    queue.priority = Priority.UNCERTAINTY
+    queue.save()
+    assert reward_scores_due() == []  # nothing live yet
+    _run_now(reward_model)
+    reward_scores_refresh(reward_model_id=reward_model.pk)
+    assert reward_scores_due() == []  # every open item scored (none are open)
+    add_items(queue, preference_items(3, seed=9, start=500))
+    assert reward_scores_due() == [reward_model.pk]
+    with mock.patch("rewards.tasks.reward_scores_refresh_task.delay") as enqueue:
+        reward_models_check_task()
+    enqueue.assert_called_once_with(reward_model.pk, only_missing=True)
+    assert reward_scores_refresh(reward_model_id=reward_model.pk, only_missing=True) == 3
+    assert reward_scores_due() == []
+    scores = list(queue.items.filter(complete=False).values_list("uncertainty", flat=True))
+    assert len(scores) == 3 and all(0 <= s <= 1 for s in scores)
