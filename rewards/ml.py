@@ -34,6 +34,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from rewards.schemas import Hyperparameters
 
 OnStep = Callable[[int, int, float], None]  # (step, total, loss)
+Heartbeat = Callable[[], None] | None  # called after each batch of a long encoder pass
 ENCODE_BATCH = 64
 TRAINED_MARKER = "arbiter.json"
 
@@ -109,7 +110,11 @@ def _by_length(prompts: Sequence[str], responses: Sequence[str]) -> list[int]:
 
 @torch.inference_mode()
 def features(
-    loaded: Loaded, prompts: Sequence[str], responses: Sequence[str], max_length: int
+    loaded: Loaded,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_length: int,
+    heartbeat: Heartbeat = None,
 ) -> torch.Tensor:
     """The frozen encoder's pooled output per (prompt, response): the classifier's input."""
     model = loaded.model
@@ -121,12 +126,18 @@ def features(
                        max_length)  # fmt: skip
         base = getattr(model, model.base_model_prefix)
         out[idx] = base(**batch).pooler_output.float()
+        if heartbeat is not None:
+            heartbeat()
     return out
 
 
 @torch.inference_mode()
 def score(
-    loaded: Loaded, prompts: Sequence[str], responses: Sequence[str], max_length: int
+    loaded: Loaded,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_length: int,
+    heartbeat: Heartbeat = None,
 ) -> list[float]:
     """Rewards: the model's single logit per (prompt, response), batched."""
     rewards = [0.0] * len(prompts)
@@ -139,6 +150,8 @@ def score(
             logits = loaded.model(**batch).logits[:, 0].float().tolist()
             for i, value in zip(idx, logits, strict=True):
                 rewards[i] = value
+            if heartbeat is not None:
+                heartbeat()
     return rewards
 
 

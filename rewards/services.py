@@ -339,6 +339,15 @@ def version_progress(
     return bool(updated)
 
 
+def version_heartbeat(*, version_id: int) -> bool:
+    """Renew a running version's lease; False if it was reaped meanwhile."""
+    lease = timezone.now() + timedelta(seconds=settings.REWARD_LEASE_SECONDS)
+    running = RewardVersion.objects.filter(
+        pk=version_id, status__in=(Status.TRAINING, Status.EVALUATING)
+    )
+    return bool(running.update(lease_expires_at=lease))
+
+
 def version_finish(*, version_id: int, status: str, reason: str, **fields: Any) -> bool:
     """End a run that did not go live (REJECTED or FAILED), if it is still running."""
     fields = {"finished_at": timezone.now(), "lease_expires_at": None, **fields}

@@ -39,6 +39,7 @@ from rewards.services import (
     artifacts_dir,
     file_sha256,
     version_finish,
+    version_heartbeat,
     version_progress,
     version_promote,
 )
@@ -57,7 +58,11 @@ def embedding_key(base: str, max_length: int, prompt: str, response: str) -> str
 
 
 def cached_features(
-    base: str, prompts: Sequence[str], responses: Sequence[str], max_length: int
+    base: str,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_length: int,
+    heartbeat: ml.Heartbeat = None,
 ) -> tuple[torch.Tensor, int]:
     """Frozen-encoder features per (prompt, response); each text is embedded once, ever
     (the Embedding table), so a fast run embeds only texts it has not seen. Returns the
@@ -73,7 +78,11 @@ def cached_features(
     if missing:
         loaded = ml.load(ml.base_path(base))
         vectors = ml.features(
-            loaded, [prompts[i] for i in missing], [responses[i] for i in missing], max_length
+            loaded,
+            [prompts[i] for i in missing],
+            [responses[i] for i in missing],
+            max_length,
+            heartbeat,
         )
         rows = []
         for i, vector in zip(missing, vectors, strict=True):
@@ -94,6 +103,7 @@ class _Scorer:
     base: str
     speed: str
     max_length: int
+    heartbeat: ml.Heartbeat = None
 
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
         if not prompts:
@@ -102,18 +112,21 @@ class _Scorer:
             with safe_open(str(self.path / "model.safetensors"), framework="pt") as weights:
                 w = weights.get_tensor("classifier.weight").float()
                 b = weights.get_tensor("classifier.bias").float()
-            feats, _ = cached_features(self.base, prompts, responses, self.max_length)
+            feats, _ = cached_features(
+                self.base, prompts, responses, self.max_length, self.heartbeat
+            )
             return (feats @ w.T + b)[:, 0].numpy()
         loaded = ml.load(str(self.path))
-        return np.array(ml.score(loaded, prompts, responses, self.max_length))
+        return np.array(ml.score(loaded, prompts, responses, self.max_length, self.heartbeat))
 
 
-def version_scorer(version: RewardVersion) -> _Scorer:
+def version_scorer(version: RewardVersion, heartbeat: ml.Heartbeat = None) -> _Scorer:
     return _Scorer(
         Path(version.artifact_path),
         version.reward_model.base_checkpoint,
         version.speed,
         version.typed_hyperparameters.max_length,
+        heartbeat,
     )
 
 
@@ -187,10 +200,23 @@ def gate(
     return False, reason, fields
 
 
+HEARTBEAT_EVERY_S = 5.0
+
+
 class _Progress:
     def __init__(self, version: RewardVersion) -> None:
         self.version = version
         self.last = 0.0
+        self.last_beat = time.monotonic()
+
+    def beat(self) -> None:
+        """Renew the lease during long passes without training steps (embedding, scoring)."""
+        now = time.monotonic()
+        if now - self.last_beat < HEARTBEAT_EVERY_S:
+            return
+        self.last_beat = now
+        if not version_heartbeat(version_id=self.version.pk):
+            raise RunLost()
 
     def __call__(self, step: int, total: int, loss: float, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -258,8 +284,9 @@ def _run(version: RewardVersion, started: float) -> None:
     chosen = [p.chosen for p in data.train]
     rejected = [p.rejected for p in data.train]
     if version.speed == Speed.FAST:
-        feats, embedded = cached_features(base, prompts + prompts, chosen + rejected,
-                                          hp.max_length)  # fmt: skip
+        feats, embedded = cached_features(
+            base, prompts + prompts, chosen + rejected, hp.max_length, progress.beat
+        )
         metrics.embedded_texts = embedded
         n = len(prompts)
         weight, bias, curve = ml.fast_train(feats[:n], feats[n:], hp, progress)
@@ -283,7 +310,7 @@ def _run(version: RewardVersion, started: float) -> None:
         artifact_path=str(path), artifact_sha256=file_sha256(path / "model.safetensors")
     )
     version.artifact_path = str(path)
-    _evaluate(version, data, metrics, started)
+    _evaluate(version, data, metrics, started, progress.beat)
 
 
 def _with_head(model: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> torch.nn.Module:
@@ -297,17 +324,23 @@ def _with_head(model: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor)
     return trained
 
 
-def _evaluate(version: RewardVersion, data: TrainingData, metrics: Metrics, started: float) -> None:
+def _evaluate(
+    version: RewardVersion,
+    data: TrainingData,
+    metrics: Metrics,
+    started: float,
+    heartbeat: ml.Heartbeat,
+) -> None:
     reward_model = RewardModel.objects.select_related("active_version").get(
         pk=version.reward_model_id
     )
     ml.artifact_check(Path(version.artifact_path))
-    candidate = pair_probabilities(version_scorer(version), data.heldout)
+    candidate = pair_probabilities(version_scorer(version, heartbeat), data.heldout)
     baseline_version = reward_model.active_version
     baseline = None
     if baseline_version is not None:
         baseline_version.reward_model = reward_model
-        baseline = pair_probabilities(version_scorer(baseline_version), data.heldout)
+        baseline = pair_probabilities(version_scorer(baseline_version, heartbeat), data.heldout)
         metrics.baseline_version = baseline_version.number
     promote, reason, fields = gate(candidate, baseline, reward_model.margin)
     for name, value in fields.items():

@@ -186,3 +186,23 @@ def test_items_added_after_a_version_went_live_get_scored(db, annotator):
     assert reward_scores_due() == []
     scores = list(queue.items.filter(complete=False).values_list("uncertainty", flat=True))
     assert len(scores) == 3 and all(0 <= s <= 1 for s in scores)
+
+
+def test_long_passes_renew_the_lease_and_stop_once_reaped(db, settings):
+    from rewards.models import RewardModel
+    from rewards.training import RunLost, _Progress
+
+    reward_model = RewardModel.objects.create(name="rm")
+    version = RewardVersion.objects.create(
+        reward_model=reward_model, number=1, speed="fast", trigger="manual",
+        status=Status.TRAINING, lease_expires_at=timezone.now(),
+    )  # fmt: skip
+    progress = _Progress(version)
+    progress.last_beat = 0.0
+    progress.beat()
+    version.refresh_from_db()
+    assert version.lease_expires_at > timezone.now() + timedelta(seconds=60)
+    RewardVersion.objects.filter(pk=version.pk).update(status=Status.FAILED)
+    progress.last_beat = 0.0
+    with pytest.raises(RunLost):
+        progress.beat()
