@@ -131,7 +131,7 @@ def get_reward_model(request: HttpRequest, reward_model_id: Id) -> dict[str, Any
 
 @reward_models_router.post(
     "/{reward_model_id}/score",
-    response={200: ScoreOut, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
+    response={200: ScoreOut, 400: Detail, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
 )
 def score(request: HttpRequest, reward_model_id: Id, body: ScoreIn) -> ScoreOut:
     """Rewards for a batch of (prompt, response) pairs from the active version: its
@@ -174,7 +174,7 @@ def checkpoint(request: HttpRequest, reward_model_id: Id) -> FileResponse:
 
 @reward_models_router.post(
     "/{reward_model_id}/retrain",
-    response={202: VersionOut, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
+    response={202: VersionOut, 400: Detail, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
 )
 def retrain(request: HttpRequest, reward_model_id: Id, body: RetrainIn) -> Status:
     """Retrain now: queue a fast or full run; 409 if one is already queued or running."""

@@ -135,3 +135,15 @@ def test_retrain_queues_once(db, researcher, django_capture_on_commit_callbacks)
     bad = api.post(f"/reward-models/{reward_model.pk}/retrain", {"speed": "medium"})
     assert bad.status_code == 422
     assert reward_model.versions.count() == 1
+
+
+def test_malformed_json_is_400_and_changes_nothing(db, researcher):
+    reward_model = RewardModel.objects.create(name="rm")
+    api = Api(researcher)
+    for path in ("score", "retrain"):
+        response = api.client.post(
+            f"/api/reward-models/{reward_model.pk}/{path}", "{not json",
+            content_type="application/json", **api._headers(),
+        )  # fmt: skip
+        assert response.status_code == 400 and isinstance(response.json()["detail"], str)
+    assert not reward_model.versions.exists()
