@@ -52,7 +52,7 @@ def _run_now(reward_model, speed=Speed.FAST):
 
 @pytest.mark.worker
 def test_a_worker_killed_mid_training_leaves_the_active_version_and_a_retry_succeeds(
-    transactional_db, annotator, start_worker
+    transactional_db, django_db_serialized_rollback, annotator, start_worker
 ):
     reward_model = _trained_model(annotator)
     v1 = _run_now(reward_model)

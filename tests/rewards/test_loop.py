@@ -29,7 +29,7 @@ def _finished(reward_model, number):
 
 
 def test_labels_train_a_model_that_orders_the_queue_and_noise_is_rejected(
-    transactional_db, annotator, annotator2, start_worker
+    transactional_db, django_db_serialized_rollback, annotator, annotator2, start_worker
 ):
     queue = preference_queue(members=[annotator, annotator2], priority=Priority.UNCERTAINTY)
     answers = add_items(queue, preference_items(60, seed=1))
