@@ -205,6 +205,7 @@ CELERY_TASK_ROUTES = {
     "debate.tasks.*": {"queue": "generation"},
     "amplification.tasks.*": {"queue": "generation"},
     "llm.tasks.*": {"queue": "generation"},
+    "rewards.tasks.reward_models_check_task": {"queue": "default"},
     "rewards.tasks.*": {"queue": "training"},
 }
 CELERY_TASK_SERIALIZER = "json"
@@ -223,6 +224,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "speeches-requeue-stale": {
         "task": "debate.tasks.speeches_requeue_stale_task",
         "schedule": 60.0,
+    },
+    # Reward models: reap runs whose worker died, start the fast/full runs that are due.
+    "reward-models-check": {
+        "task": "rewards.tasks.reward_models_check_task",
+        "schedule": float(env_int("REWARD_CHECK_SECONDS", 10, minimum=1)),
     },
 }
 
@@ -260,6 +266,14 @@ EXPORT_RETENTION_DAYS = env_int("EXPORT_RETENTION_DAYS", 7, minimum=1)
 # --- models ----------------------------------------------------------------------------------
 LLM_MODELS_DIR = Path(env_str("LLM_MODELS_DIR", str(VAR_DIR / "models")))
 LLM_MODEL_CACHE_SIZE = env_int("LLM_MODEL_CACHE_SIZE", 2, minimum=1)
+
+# Reward models (rewards/): checkpoints, the lease of a training run, the smallest data.
+REWARD_MODELS_DIR = Path(env_str("REWARD_MODELS_DIR", str(VAR_DIR / "reward-models")))
+REWARD_LEASE_SECONDS = env_int("REWARD_LEASE_SECONDS", 120, minimum=5)
+REWARD_MIN_TRAIN_PAIRS = env_int("REWARD_MIN_TRAIN_PAIRS", 20, minimum=1)
+REWARD_MIN_HELDOUT_PAIRS = env_int("REWARD_MIN_HELDOUT_PAIRS", 8, minimum=1)
+REWARD_FULL_EPOCHS = env_int("REWARD_FULL_EPOCHS", 2, minimum=1)
+REWARD_TORCH_THREADS = env_int("REWARD_TORCH_THREADS", 2, minimum=0)
 
 LOGGING = {
     "version": 1,

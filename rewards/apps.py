@@ -3,3 +3,9 @@ from django.apps import AppConfig
 
 class RewardsConfig(AppConfig):
     name = "rewards"
+
+    def ready(self) -> None:
+        from annotations.hooks import labels_committed_register
+        from rewards.services import labels_committed
+
+        labels_committed_register(lambda queue_ids: labels_committed(queue_ids=queue_ids))

@@ -1,0 +1,40 @@
+from django.contrib import admin
+
+from rewards.models import Embedding, RewardModel, RewardVersion
+
+
+class VersionInline(admin.TabularInline):
+    model = RewardVersion
+    fields = ["number", "speed", "trigger", "status", "label_count", "wall_time_s", "created_at"]
+    readonly_fields = ["number", "speed", "trigger", "status", "label_count", "wall_time_s",
+                       "created_at"]  # fmt: skip
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+
+@admin.register(RewardModel)
+class RewardModelAdmin(admin.ModelAdmin):
+    list_display = ["name", "active_version", "fast_every", "full_every_hours", "margin"]
+    search_fields = ["name"]
+    filter_horizontal = ["queues"]
+    raw_id_fields = ["active_version", "created_by"]
+    inlines = [VersionInline]
+
+
+@admin.register(RewardVersion)
+class RewardVersionAdmin(admin.ModelAdmin):
+    list_display = ["reward_model", "number", "speed", "status", "label_count", "created_at"]
+    list_filter = ["status", "speed", "trigger"]
+    # Versions change only through the services (the gate, roll back): read-only here.
+    readonly_fields = [f.name for f in RewardVersion._meta.get_fields() if f.concrete]
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
+
+
+@admin.register(Embedding)
+class EmbeddingAdmin(admin.ModelAdmin):
+    list_display = ["key", "created_at"]
+    search_fields = ["key"]
+    readonly_fields = ["key", "vector", "created_at"]

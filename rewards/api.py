@@ -1,0 +1,187 @@
+"""The reward-model API (mounted by config/api.py at /api/reward-models/): list, read,
+score (for policy training), download the active checkpoint, retrain.
+
+Researchers and admins only, like the pages; the same selectors and services run behind both.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from django.http import FileResponse, HttpRequest
+from ninja import Path, Router, Schema, Status
+from ninja.errors import HttpError
+from pydantic import Field
+
+from annotations.kinds import MAX_TEXT_CHARS
+from config.api import Detail, api_require
+from core.roles import Role
+from rewards.models import RewardModel, RewardVersion, Speed
+from rewards.selectors import reward_model_versions, reward_models
+from rewards.services import NoActiveVersion, RewardError, checkpoint_archive, reward_retrain_now
+
+MAX_ID = 2**63 - 1
+MAX_BATCH = 256
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+reward_models_router = Router(tags=["reward models"])
+
+
+class Invalid(Schema):
+    """A request that does not match the schema: pydantic's errors."""
+
+    detail: list[dict[str, Any]]
+
+
+class VersionOut(Schema):
+    number: int
+    speed: str
+    trigger: str
+    status: str
+    reason: str
+    label_count: int
+    label_hash: str
+    heldout_accuracy: float | None
+    heldout_pairs: int
+    baseline_accuracy: float | None
+    wall_time_s: float | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @staticmethod
+    def of(version: RewardVersion) -> VersionOut:
+        metrics = version.typed_metrics
+        return VersionOut(
+            number=version.number, speed=version.speed, trigger=version.trigger,
+            status=version.status, reason=version.reason, label_count=version.label_count,
+            label_hash=version.label_hash, heldout_accuracy=metrics.heldout_accuracy,
+            heldout_pairs=metrics.heldout_pairs, baseline_accuracy=metrics.baseline_accuracy,
+            wall_time_s=version.wall_time_s, created_at=version.created_at,
+            finished_at=version.finished_at,
+        )  # fmt: skip
+
+
+class RewardModelOut(Schema):
+    id: int
+    name: str
+    queue_ids: list[int]
+    active_version: int | None
+
+
+class RewardModelDetail(RewardModelOut):
+    versions: list[VersionOut]
+
+
+def _out(reward_model: RewardModel) -> dict[str, Any]:
+    return {
+        "id": reward_model.pk,
+        "name": reward_model.name,
+        "queue_ids": [queue.pk for queue in reward_model.queues.all()],
+        "active_version": (
+            reward_model.active_version.number if reward_model.active_version else None
+        ),
+    }
+
+
+def _reward_model(request: HttpRequest, reward_model_id: int) -> RewardModel:
+    api_require(request, Role.RESEARCHER)
+    reward_model = reward_models().filter(pk=reward_model_id).first()
+    if reward_model is None:
+        raise HttpError(404, "No such reward model.")
+    return reward_model
+
+
+class ScoreItem(Schema):
+    prompt: str = Field(max_length=MAX_TEXT_CHARS)
+    response: str = Field(max_length=MAX_TEXT_CHARS)
+
+
+class ScoreIn(Schema):
+    items: list[ScoreItem] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class ScoreOut(Schema):
+    reward_model: int
+    version: int
+    rewards: list[float]
+
+
+class RetrainIn(Schema):
+    speed: Speed = Speed.FULL
+
+
+DENIED: dict[int, type] = {401: Detail, 403: Detail}
+
+
+@reward_models_router.get("/", response={200: list[RewardModelOut], **DENIED})
+def list_reward_models(request: HttpRequest) -> list[dict[str, Any]]:
+    api_require(request, Role.RESEARCHER)
+    return [_out(rm) for rm in reward_models()]
+
+
+@reward_models_router.get(
+    "/{reward_model_id}", response={200: RewardModelDetail, 404: Detail, 422: Invalid, **DENIED}
+)
+def get_reward_model(request: HttpRequest, reward_model_id: Id) -> dict[str, Any]:
+    reward_model = _reward_model(request, reward_model_id)
+    versions = [VersionOut.of(v) for v in reward_model_versions(reward_model)]
+    return {**_out(reward_model), "versions": versions}
+
+
+@reward_models_router.post(
+    "/{reward_model_id}/score",
+    response={200: ScoreOut, 400: Detail, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
+)
+def score(request: HttpRequest, reward_model_id: Id, body: ScoreIn) -> ScoreOut:
+    """Rewards for a batch of (prompt, response) pairs from the active version: its
+    checkpoint's single logit, the same as the downloaded checkpoint gives. At most 256
+    pairs a call; 409 while no version has passed the evaluation gate."""
+    _reward_model(request, reward_model_id)
+    from rewards.scoring import reward_model_score
+
+    try:
+        scored = reward_model_score(
+            reward_model_id=reward_model_id,
+            pairs=[(item.prompt, item.response) for item in body.items],
+        )
+    except NoActiveVersion as error:
+        raise HttpError(409, error.message) from None
+    return ScoreOut(
+        reward_model=reward_model_id, version=scored.version.number, rewards=scored.rewards
+    )
+
+
+@reward_models_router.get(
+    "/{reward_model_id}/checkpoint",
+    response={200: None, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
+)
+def checkpoint(request: HttpRequest, reward_model_id: Id) -> FileResponse:
+    """The active version's checkpoint as a zip: one folder that
+    `AutoModelForSequenceClassification.from_pretrained` loads (one label; read logits)."""
+    reward_model = _reward_model(request, reward_model_id)
+    version = reward_model.active_version
+    if version is None:
+        raise HttpError(409, "This reward model has no active version yet.")
+    try:
+        path = checkpoint_archive(version=version)
+    except RewardError as error:
+        raise HttpError(409, error.message) from None
+    name = f"reward-model-{reward_model.pk}-v{version.number}.zip"
+    return FileResponse(path.open("rb"), as_attachment=True, filename=name,
+                        content_type="application/zip")  # fmt: skip
+
+
+@reward_models_router.post(
+    "/{reward_model_id}/retrain",
+    response={202: VersionOut, 400: Detail, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
+)
+def retrain(request: HttpRequest, reward_model_id: Id, body: RetrainIn) -> Status:
+    """Retrain now: queue a fast or full run; 409 if one is already queued or running."""
+    reward_model = _reward_model(request, reward_model_id)
+    user = api_require(request, Role.RESEARCHER)
+    try:
+        version = reward_retrain_now(reward_model=reward_model, user=user, speed=body.speed)
+    except RewardError as error:
+        raise HttpError(error.status, error.message) from None
+    return Status(202, VersionOut.of(version))

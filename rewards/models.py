@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from rewards.schemas import Hyperparameters, Metrics
+
+
+class Speed(models.TextChoices):
+    FAST = "fast", "Fast (frozen encoder, new head)"
+    FULL = "full", "Full (encoder fine-tuned)"
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued"
+    TRAINING = "training"
+    EVALUATING = "evaluating"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    RETIRED = "retired"
+    FAILED = "failed"
+
+
+RUNNING = (Status.QUEUED, Status.TRAINING, Status.EVALUATING)
+# Versions that passed the gate once: what a researcher may roll back to.
+GOOD = (Status.ACTIVE, Status.RETIRED)
+
+
+class Trigger(models.TextChoices):
+    LABELS = "labels", "New labels"
+    SCHEDULE = "schedule", "Schedule"
+    MANUAL = "manual", "Retrain now"
+    RETRY = "retry", "Retry after a lost worker"
+
+
+class RewardModel(models.Model):
+    """A reward model: which queues' labels train it, from which base, and when."""
+
+    name = models.CharField(max_length=200, unique=True)
+    base_checkpoint = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="a sequence-classification checkpoint path; empty: the bundled all-MiniLM-L6-v2",
+    )
+    queues: models.ManyToManyField[Any, Any] = models.ManyToManyField(
+        "annotations.Queue", related_name="reward_models"
+    )
+    fast_every = models.PositiveIntegerField(
+        default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(100_000)],
+        help_text="fast training after this many new labels",
+    )
+    full_every_hours = models.PositiveIntegerField(
+        default=24,
+        validators=[MaxValueValidator(24 * 365)],
+        help_text="full training at most this often, when there are new labels; 0: never",
+    )
+    margin = models.FloatField(
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="a candidate may be this much less accurate than the active version and "
+        "still go live (0: at least as accurate)",
+    )
+    max_length = models.PositiveSmallIntegerField(
+        default=128, validators=[MinValueValidator(16), MaxValueValidator(512)]
+    )
+    # Fixed at creation: a held-out group stays held out, so the held-out set only grows.
+    heldout_percent = models.PositiveSmallIntegerField(
+        default=20, validators=[MinValueValidator(5), MaxValueValidator(50)]
+    )
+    active_version = models.OneToOneField(
+        "RewardVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RewardVersion(models.Model):
+    """One training run and, if it went well, the checkpoint it produced.
+
+    A row is the job: QUEUED → TRAINING → EVALUATING → ACTIVE / REJECTED (or FAILED), claimed
+    with a conditional UPDATE. At most one version of a reward model is queued or running
+    (a partial unique index), which both deduplicates triggers and keeps two trainings of one
+    reward model from running at once.
+    """
+
+    reward_model = models.ForeignKey(RewardModel, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    speed = models.CharField(max_length=10, choices=Speed.choices)
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    reason = models.TextField(blank=True, help_text="why it was rejected, failed or retired")
+    # The exact labels trained on (and evaluated on): their ids, how many, and a hash.
+    label_ids = models.JSONField(default=list, blank=True)
+    label_count = models.PositiveIntegerField(default=0)
+    label_hash = models.CharField(max_length=64, blank=True)
+    # The newest label id this version saw: new labels are those after it.
+    label_watermark = models.BigIntegerField(default=0)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    # SHA-256 of the checkpoint's weights file, taken when it was written: a changed or
+    # missing file is never made active again (roll back checks it).
+    artifact_sha256 = models.CharField(max_length=64, blank=True)
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    # A running version's lease: renewed with every progress step; expired means the worker
+    # is gone (reward_versions_reap marks it failed and queues a retry).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    wall_time_s = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["reward_model", "number"], name="reward_version_number_once"
+            ),
+            models.UniqueConstraint(
+                fields=["reward_model"],
+                condition=Q(status__in=["queued", "training", "evaluating"]),
+                name="reward_version_one_running",
+            ),
+            models.UniqueConstraint(
+                fields=["reward_model"],
+                condition=Q(status="active"),
+                name="reward_version_one_active",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "lease_expires_at"], name="reward_version_lease")]
+
+    def __str__(self) -> str:
+        return f"{self.reward_model} v{self.number} ({self.status})"
+
+    @property
+    def typed_hyperparameters(self) -> Hyperparameters:
+        return Hyperparameters.model_validate(self.hyperparameters)
+
+    @property
+    def typed_metrics(self) -> Metrics:
+        return Metrics.model_validate(self.metrics)
+
+    @property
+    def running(self) -> bool:
+        return self.status in RUNNING
+
+    @property
+    def percent(self) -> int:
+        if self.status not in RUNNING:
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(100, int(100 * self.progress_step / self.progress_total))
+
+
+class Embedding(models.Model):
+    """A frozen encoder's features for one (prompt, response), computed once, ever.
+
+    `key` hashes the base checkpoint, the max length and the text; `vector` is float32 bytes.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"embedding {self.key[:12]}"

@@ -1,0 +1,47 @@
+"""The JSON columns of the rewards app, read and written only through these models."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Hyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_length: int = Field(default=128, ge=16, le=512)
+    learning_rate: float = Field(default=1e-2, gt=0, le=1.0)
+    epochs: int = Field(default=1, ge=1, le=50)
+    steps: int = Field(default=300, ge=1, le=100_000)  # fast: full-batch steps of the head
+    batch_size: int = Field(default=16, ge=1, le=512)
+    weight_decay: float = Field(default=1e-3, ge=0, le=1.0)
+    seed: int = 0
+
+
+class CalibrationBin(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    predicted: float  # mean P(chosen) in the bin
+    observed: float  # share of the bin's pairs where that side was chosen
+    count: int
+
+
+class Metrics(BaseModel):
+    """What a version's run measured; `None` where it did not get that far."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    train_pairs: int = 0
+    heldout_pairs: int = 0
+    heldout_accuracy: float | None = None
+    # The active version's accuracy on the very same held-out pairs, when there was one.
+    baseline_accuracy: float | None = None
+    baseline_version: int | None = None
+    # The paired comparison: pairs only the candidate got right, only the baseline did.
+    wins: int = 0
+    losses: int = 0
+    p_value: float | None = None
+    loss_curve: list[tuple[int, float]] = Field(default_factory=list)
+    calibration: list[CalibrationBin] = Field(default_factory=list)
+    ece: float | None = None
+    truncated_sequences: int = 0
+    embedded_texts: int = 0  # fast: texts embedded this run (the rest came from the cache)

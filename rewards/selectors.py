@@ -1,0 +1,52 @@
+"""Reads shared by the pages and the API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.db.models import QuerySet
+
+from rewards.charts import LineChart, calibration_chart, line_chart
+from rewards.models import GOOD, RewardModel, RewardVersion, Status
+
+
+def reward_models() -> QuerySet[RewardModel]:
+    return RewardModel.objects.select_related("active_version").prefetch_related("queues")
+
+
+def reward_model_versions(reward_model: RewardModel) -> QuerySet[RewardVersion]:
+    return reward_model.versions.select_related("created_by").defer("label_ids")
+
+
+@dataclass(frozen=True)
+class Charts:
+    loss: LineChart
+    accuracy: LineChart
+    calibration: LineChart
+    shown: RewardVersion | None
+
+
+def reward_model_charts(reward_model: RewardModel, versions: list[RewardVersion]) -> Charts:
+    """The loss curve of the newest version that trained, accuracy over versions, and the
+    calibration of the active version (else the newest evaluated one)."""
+    trained = [v for v in versions if v.typed_metrics.loss_curve]
+    newest = trained[0] if trained else None
+    loss = line_chart(
+        [(float(s), float(v)) for s, v in newest.typed_metrics.loss_curve] if newest else [],
+        x_label="step", fmt="{:.3f}",
+    )  # fmt: skip
+    evaluated = [v for v in reversed(versions) if v.typed_metrics.heldout_accuracy is not None]
+    accuracy = line_chart(
+        [(float(v.number), float(v.typed_metrics.heldout_accuracy or 0)) for v in evaluated],
+        y_range=(0.0, 1.0), x_label="version",
+        labels=[f"v{v.number}: {v.typed_metrics.heldout_accuracy:.0%} ({v.status})"
+                for v in evaluated],
+    )  # fmt: skip
+    shown = reward_model.active_version or (evaluated[-1] if evaluated else None)
+    bins = shown.typed_metrics.calibration if shown else []
+    calibration = calibration_chart([(b.predicted, b.observed, b.count) for b in bins])
+    return Charts(loss, accuracy, calibration, shown)
+
+
+def can_roll_back(version: RewardVersion) -> bool:
+    return version.status in GOOD and version.status != Status.ACTIVE

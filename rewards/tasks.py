@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def reward_training_task(version_id: int) -> None:
+    """A version row is the job: a redelivery after a lost worker finds nothing to claim."""
+    from rewards.training import reward_training_run
+
+    reward_training_run(version_id=version_id)
+
+
+@shared_task
+def reward_scores_refresh_task(reward_model_id: int, only_missing: bool = False) -> None:
+    from rewards.training import reward_scores_refresh
+
+    reward_scores_refresh(reward_model_id=reward_model_id, only_missing=only_missing)
+
+
+@shared_task
+def reward_models_check_task() -> None:
+    """Every few seconds (CELERY_BEAT_SCHEDULE, on the default queue, not behind a training):
+    reap runs whose worker died, start the runs that are due, score new open items."""
+    from rewards.services import reward_models_check, reward_scores_due, reward_versions_reap
+
+    reward_versions_reap()
+    reward_models_check()
+    # Items added since the active version went live get its scores too.
+    for reward_model_id in reward_scores_due():
+        reward_scores_refresh_task.delay(reward_model_id, only_missing=True)

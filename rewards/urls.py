@@ -1,0 +1,14 @@
+from django.urls import path
+
+from rewards import views
+
+app_name = "rewards"
+urlpatterns = [
+    path("", views.model_list, name="list"),
+    path("new/", views.model_create, name="create"),
+    path("<int:pk>/", views.model_detail, name="detail"),
+    path("<int:pk>/edit/", views.model_edit, name="edit"),
+    path("<int:pk>/retrain/", views.retrain, name="retrain"),
+    path("<int:pk>/versions/<int:number>/rollback/", views.rollback, name="rollback"),
+    path("<int:pk>/versions/<int:number>/checkpoint/", views.checkpoint, name="checkpoint"),
+]

@@ -1,0 +1,115 @@
+"""Researcher pages: reward models, their versions, Retrain now, roll back, checkpoints."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from core.roles import Role, role_required, signed_in_user
+from rewards.forms import RetrainForm, RewardModelForm
+from rewards.models import RewardModel, RewardVersion
+from rewards.selectors import (
+    can_roll_back,
+    reward_model_charts,
+    reward_model_versions,
+    reward_models,
+)
+from rewards.services import (
+    RewardError,
+    checkpoint_archive,
+    reward_model_save,
+    reward_retrain_now,
+    reward_version_rollback,
+)
+
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def model_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "rewards/list.html", {"reward_models": reward_models()})
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.RESEARCHER)
+def model_create(request: HttpRequest) -> HttpResponse:
+    form = RewardModelForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        reward_model = reward_model_save(
+            reward_model=form.instance, queues=form.cleaned_data["queues"],
+            user=signed_in_user(request),
+        )  # fmt: skip
+        messages.success(request, f"Created {reward_model.name}.")
+        return redirect("rewards:detail", pk=reward_model.pk)
+    return render(request, "rewards/form.html", {"form": form, "reward_model": None})
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.RESEARCHER)
+def model_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    reward_model = get_object_or_404(RewardModel, pk=pk)
+    form = RewardModelForm(request.POST or None, instance=reward_model)
+    if request.method == "POST" and form.is_valid():
+        reward_model_save(reward_model=form.instance, queues=form.cleaned_data["queues"],
+                          user=signed_in_user(request))  # fmt: skip
+        messages.success(request, "Saved.")
+        return redirect("rewards:detail", pk=pk)
+    return render(request, "rewards/form.html", {"form": form, "reward_model": reward_model})
+
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    reward_model = get_object_or_404(reward_models(), pk=pk)
+    versions = list(reward_model_versions(reward_model))
+    running = next((v for v in versions if v.running), None)
+    context = {
+        "reward_model": reward_model,
+        "versions": [(v, can_roll_back(v)) for v in versions],
+        "running": running,
+        "charts": reward_model_charts(reward_model, versions),
+        "retrain_form": RetrainForm(),
+    }
+    return render(request, "rewards/detail.html", context)
+
+
+@require_POST
+@role_required(Role.RESEARCHER)
+def retrain(request: HttpRequest, pk: int) -> HttpResponse:
+    reward_model = get_object_or_404(RewardModel, pk=pk)
+    form = RetrainForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose fast or full training.")
+    else:
+        try:
+            version = reward_retrain_now(reward_model=reward_model, user=signed_in_user(request),
+                                         speed=form.cleaned_data["speed"])  # fmt: skip
+            messages.success(request, f"Version {version.number} queued for training.")
+        except RewardError as error:
+            messages.error(request, error.message)
+    return redirect("rewards:detail", pk=pk)
+
+
+@require_POST
+@role_required(Role.RESEARCHER)
+def rollback(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    version = get_object_or_404(RewardVersion, reward_model_id=pk, number=number)
+    try:
+        reward_version_rollback(version=version, user=signed_in_user(request))
+        messages.success(request, f"Version {number} is active again.")
+    except RewardError as error:
+        messages.error(request, error.message)
+    return redirect("rewards:detail", pk=pk)
+
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def checkpoint(request: HttpRequest, pk: int, number: int) -> FileResponse:
+    version = get_object_or_404(RewardVersion, reward_model_id=pk, number=number)
+    try:
+        path = checkpoint_archive(version=version)
+    except RewardError as error:
+        raise Http404(error.message) from None
+    name = f"reward-model-{pk}-v{number}.zip"
+    return FileResponse(path.open("rb"), as_attachment=True, filename=name)

@@ -1,0 +1,124 @@
+"""Learnable preference data: the chosen response carries a property the rejected one lacks.
+
+Every response answers its prompt with the same facts; the preferred one also explains
+itself kindly and the other is curt and rude. A frozen MiniLM separates the two, so a reward
+model trained on a few dozen such labels generalises to held-out prompts.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import Any
+
+from annotations.kinds import PairwisePayload
+from annotations.models import Priority, Queue
+from annotations.services import NewItem, label_submit, queue_item_claim, queue_items_create
+from rewards.models import RewardModel
+from rewards.services import reward_model_save
+from tests.annotations.factories import make_queue
+
+TOPICS = [
+    "boiling water", "the tides", "rainbows", "photosynthesis", "volcanoes", "magnets",
+    "bread rising", "thunder", "snowflakes", "the seasons", "rust", "echoes", "bees",
+    "compost", "bicycles", "the moon's phases", "ice floating", "fog", "earthquakes",
+    "lightning", "sourdough", "coral reefs", "sunsets", "hiccups", "yawning", "wind",
+    "glaciers", "caterpillars", "fireflies", "soap bubbles", "tree rings", "deserts",
+]  # fmt: skip
+KIND = [
+    "Happy to help! Here is a clear explanation of {t}, step by step, with an example.",
+    "Great question! I'll walk you through how {t} works and why, gently and clearly.",
+    "Thanks for asking. Let me explain {t} carefully, with a friendly everyday example.",
+]
+RUDE = [
+    "Ugh, {t}? Look it up yourself, this is a stupid question.",
+    "Whatever. {t} is obvious, stop wasting my time.",
+    "No. {t} is not worth explaining to you. Go away.",
+]
+
+
+def preference_items(n: int, *, seed: int = 0, start: int = 0) -> list[tuple[NewItem, str]]:
+    """(item, the side a careful annotator picks) — the good answer on a random side."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(start, start + n):
+        topic = f"{TOPICS[i % len(TOPICS)]} (case {i})"
+        good = rng.choice(KIND).format(t=topic)
+        bad = rng.choice(RUDE).format(t=topic)
+        side = rng.choice("ab")
+        a, b = (good, bad) if side == "a" else (bad, good)
+        payload = PairwisePayload(prompt=f"Explain {topic}.", response_a=a, response_b=b)
+        out.append((NewItem(payload=payload, external_id=f"p{i}"), side))
+    return out
+
+
+def preference_queue(*, members: list[Any], priority: str = Priority.FIFO, **fields: Any) -> Queue:
+    return make_queue(members=members, kind="pairwise", priority=priority, labels_per_item=1,
+                      **fields)  # fmt: skip
+
+
+def add_items(queue: Queue, items: list[tuple[NewItem, str]]) -> dict[str, str]:
+    """Add items; returns external id → the side a careful annotator picks."""
+    queue_items_create(queue=queue, items=[item for item, _ in items])
+    return {item.external_id: side for item, side in items}
+
+
+def label_all(
+    queue: Queue, annotator: Any, answers: dict[str, str], *, flip: bool = False, limit: int = 0
+) -> int:
+    """Label items through the real claim and submit services, as an annotator would:
+    the careful answer, or (flip=True) always the other one. Returns labels written."""
+    done = 0
+    while (lease := queue_item_claim(queue=queue, annotator=annotator)) is not None:
+        side = answers[lease.item.external_id]
+        if flip:
+            side = "b" if side == "a" else "a"
+        label_submit(assignment_id=lease.pk, annotator=annotator, value={"choice": side},
+                     time_spent_ms=1000, client_request_id=uuid.uuid4())  # fmt: skip
+        done += 1
+        if limit and done >= limit:
+            break
+    return done
+
+
+def reward_model_for(queue: Queue, **fields: Any) -> RewardModel:
+    fields.setdefault("name", f"rm for {queue.name}")
+    fields.setdefault("fast_every", 60)
+    fields.setdefault("full_every_hours", 0)
+    fields.setdefault("heldout_percent", 30)
+    return reward_model_save(reward_model=RewardModel(**fields), queues=[queue], user=None)
+
+
+AMBIGUOUS = "Thanks for asking! Here is a friendly, careful explanation of {t}."
+
+
+def ambiguous_items(n: int, *, start: int = 1000) -> list[tuple[NewItem, str]]:
+    """Both responses carry the property: a reward model should find these closest to 50 %."""
+    out = []
+    for i in range(start, start + n):
+        topic = f"{TOPICS[i % len(TOPICS)]} (case {i})"
+        a = KIND[i % len(KIND)].format(t=topic)
+        b = AMBIGUOUS.format(t=topic)
+        payload = PairwisePayload(prompt=f"Explain {topic}.", response_a=a, response_b=b)
+        out.append((NewItem(payload=payload, external_id=f"amb{i}"), "a"))
+    return out
+
+
+def label_some(
+    queue: Queue, annotator: Any, answers: dict[str, str], *, take: Any, flip: bool = False
+) -> int:
+    """Label the items `take(item)` accepts (skipping the rest, for this annotator)."""
+    from annotations.services import assignment_skip
+
+    done = 0
+    while (lease := queue_item_claim(queue=queue, annotator=annotator)) is not None:
+        if not take(lease.item):
+            assignment_skip(assignment_id=lease.pk, annotator=annotator)
+            continue
+        side = answers[lease.item.external_id]
+        if flip:
+            side = "b" if side == "a" else "a"
+        label_submit(assignment_id=lease.pk, annotator=annotator, value={"choice": side},
+                     time_spent_ms=1000, client_request_id=uuid.uuid4())  # fmt: skip
+        done += 1
+    return done

@@ -1,0 +1,149 @@
+"""The reward-model API: scores for policy training, the checkpoint, retrain; bad input."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from unittest import mock
+
+import pytest
+
+from rewards.models import RewardModel, Status
+from tests.annotations.test_api import Api
+from tests.rewards.test_faults import _run_now, _trained_model
+
+PAIRS = [
+    {"prompt": "Explain the tides.", "response": "Happy to help! Here is how the tides work."},
+    {"prompt": "Explain the tides.", "response": "Ugh. Look it up yourself."},
+    {"prompt": "Explain fog. " * 200, "response": "A long prompt is truncated, not dropped."},
+]
+
+
+@pytest.fixture
+def trained(annotator):
+    reward_model = _trained_model(annotator)
+    version = _run_now(reward_model)
+    assert version.status == Status.ACTIVE
+    return reward_model
+
+
+def test_scores_match_the_downloaded_checkpoint_loaded_by_transformers(
+    trained, researcher, tmp_path
+):
+    api = Api(researcher)
+    response = api.post(f"/reward-models/{trained.pk}/score", {"items": PAIRS})
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["version"] == 1 and len(body["rewards"]) == 3
+    good, rude, _ = body["rewards"]
+    assert good > rude  # the property the labels taught
+
+    download = api.get(f"/reward-models/{trained.pk}/checkpoint")
+    assert download.status_code == 200
+    assert download["Content-Type"] == "application/zip"
+    data = b"".join(download.streaming_content)
+    zipfile.ZipFile(io.BytesIO(data)).extractall(tmp_path / "download")
+    [folder] = list((tmp_path / "download").iterdir())
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    assert model.config.num_labels == 1
+    model.eval()
+    with torch.inference_mode():
+        batch = tokenizer(
+            [p["prompt"] for p in PAIRS],
+            [p["response"] for p in PAIRS],
+            truncation=True,
+            max_length=128,
+            padding=True,
+            return_tensors="pt",
+        )
+        logits = model(**batch).logits[:, 0].tolist()
+    assert logits == pytest.approx(body["rewards"], abs=1e-4)
+
+
+def test_detail_lists_versions_with_metrics(trained, researcher):
+    body = Api(researcher).get(f"/reward-models/{trained.pk}").json()
+    assert body["active_version"] == 1
+    [version] = body["versions"]
+    assert version["status"] == "active" and version["heldout_accuracy"] > 0.8
+    assert version["label_count"] == 60 and len(version["label_hash"]) == 64
+    listed = Api(researcher).get("/reward-models/").json()
+    assert [rm["id"] for rm in listed] == [trained.pk]
+
+
+def test_no_active_version_is_409_and_unknown_is_404(db, researcher):
+    reward_model = RewardModel.objects.create(name="empty")
+    api = Api(researcher)
+    response = api.post(f"/reward-models/{reward_model.pk}/score", {"items": PAIRS[:1]})
+    assert response.status_code == 409 and "no active version" in response.json()["detail"]
+    assert api.get(f"/reward-models/{reward_model.pk}/checkpoint").status_code == 409
+    assert api.post("/reward-models/999999/score", {"items": PAIRS[:1]}).status_code == 404
+    assert api.get("/reward-models/999999").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"items": []},
+        {"items": [{"prompt": "x"}]},
+        {"items": [{"prompt": "x", "response": 3}]},
+        {"items": [{"prompt": "x", "response": "y"}] * 257},
+        {"items": [{"prompt": "x" * 50_001, "response": "y"}]},
+    ],
+)
+def test_bad_score_requests_are_422_json(db, researcher, body):
+    reward_model = RewardModel.objects.create(name="rm")
+    response = Api(researcher).post(f"/reward-models/{reward_model.pk}/score", body)
+    assert response.status_code == 422
+    assert isinstance(response.json()["detail"], list)
+
+
+@pytest.mark.parametrize("bad_id", ["0", "-1", str(2**63), "abc"])
+def test_out_of_range_ids_are_4xx(db, researcher, bad_id):
+    response = Api(researcher).get(f"/reward-models/{bad_id}")
+    assert response.status_code in (404, 422)
+    assert "detail" in response.json()
+
+
+def test_roles_are_checked(db, users):
+    reward_model = RewardModel.objects.create(name="rm")
+    for who in ("annotator", "outsider"):
+        api = Api(users[who])
+        assert api.get("/reward-models/").status_code == 403
+        response = api.post(f"/reward-models/{reward_model.pk}/score", {"items": PAIRS[:1]})
+        assert response.status_code == 403
+    assert Api().get("/reward-models/").status_code == 401
+
+
+def test_retrain_queues_once(db, researcher, django_capture_on_commit_callbacks):
+    reward_model = RewardModel.objects.create(name="rm")
+    api = Api(researcher)
+    with (
+        mock.patch("rewards.tasks.reward_training_task.delay") as enqueue,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        first = api.post(f"/reward-models/{reward_model.pk}/retrain", {"speed": "fast"})
+        again = api.post(f"/reward-models/{reward_model.pk}/retrain", {"speed": "full"})
+    assert first.status_code == 202 and first.json()["status"] == "queued"
+    assert again.status_code == 409
+    assert enqueue.call_count == 1
+    bad = api.post(f"/reward-models/{reward_model.pk}/retrain", {"speed": "medium"})
+    assert bad.status_code == 422
+    assert reward_model.versions.count() == 1
+
+
+def test_malformed_json_is_400_and_changes_nothing(db, researcher):
+    reward_model = RewardModel.objects.create(name="rm")
+    api = Api(researcher)
+    for path in ("score", "retrain"):
+        response = api.client.post(
+            f"/api/reward-models/{reward_model.pk}/{path}", "{not json",
+            content_type="application/json", **api._headers(),
+        )  # fmt: skip
+        assert response.status_code == 400 and isinstance(response.json()["detail"], str)
+    assert not reward_model.versions.exists()

@@ -1,0 +1,138 @@
+"""Pages: researchers and admins only; Retrain now; roll back; the websocket."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing.websocket import WebsocketCommunicator
+
+from annotations.hooks import labels_committed_notify
+from rewards.models import RewardModel, RewardVersion, Speed, Status, Trigger
+from rewards.services import reward_model_group
+from tests.helpers import ORIGIN, session_cookie, signed_in
+from tests.rewards.factories import preference_queue
+
+
+@pytest.fixture
+def reward_model(db, annotator):
+    queue = preference_queue(members=[annotator])
+    rm = RewardModel.objects.create(name="helpfulness")
+    rm.queues.set([queue])
+    return rm
+
+
+def test_pages_are_for_researchers_and_admins(reward_model, users):
+    for who, status in [("researcher", 200), ("admin", 200), ("annotator", 403),
+                        ("outsider", 403)]:  # fmt: skip
+        client = signed_in(users[who])
+        assert client.get("/reward-models/").status_code == status
+        assert client.get(f"/reward-models/{reward_model.pk}/").status_code == status
+    client = signed_in(users["researcher"])
+    assert client.get("/reward-models/999/").status_code == 404
+    assert client.get(f"/reward-models/{reward_model.pk}/retrain/").status_code == 405
+
+
+def test_create_a_reward_model(researcher, annotator):
+    queue = preference_queue(members=[annotator])
+    client = signed_in(researcher)
+    bad = client.post("/reward-models/new/", {"name": "", "queues": [queue.pk]})
+    assert bad.status_code == 200 and RewardModel.objects.count() == 0
+    response = client.post("/reward-models/new/", {
+        "name": "helpful", "queues": [queue.pk], "fast_every": 20, "full_every_hours": 24,
+        "margin": 0.0, "max_length": 128, "heldout_percent": 20,
+    })  # fmt: skip
+    rm = RewardModel.objects.get()
+    assert response.status_code == 302 and list(rm.queues.all()) == [queue]
+
+
+def test_retrain_now_queues_one_run(reward_model, researcher, django_capture_on_commit_callbacks):
+    client = signed_in(researcher)
+    with (
+        mock.patch("rewards.tasks.reward_training_task.delay") as enqueue,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        client.post(f"/reward-models/{reward_model.pk}/retrain/", {"speed": "fast"})
+        second = client.post(f"/reward-models/{reward_model.pk}/retrain/", {"speed": "full"},
+                             follow=True)  # fmt: skip
+    version = RewardVersion.objects.get()
+    enqueue.assert_called_once_with(version.pk)
+    assert version.speed == Speed.FAST and version.trigger == Trigger.MANUAL
+    assert "already queued or running" in second.content.decode()
+    page = client.get(f"/reward-models/{reward_model.pk}/").content.decode()
+    assert "v1 queued" in page
+
+
+def test_rollback_refuses_versions_that_never_passed(reward_model, researcher):
+    RewardVersion.objects.create(reward_model=reward_model, number=1, speed="fast",
+                                 trigger="manual", status=Status.REJECTED)  # fmt: skip
+    client = signed_in(researcher)
+    response = client.post(f"/reward-models/{reward_model.pk}/versions/1/rollback/", follow=True)
+    assert "never passed the evaluation gate" in response.content.decode()
+    reward_model.refresh_from_db()
+    assert reward_model.active_version is None
+    other = signed_in(researcher).post(f"/reward-models/{reward_model.pk}/versions/9/rollback/")
+    assert other.status_code == 404
+
+
+def test_labels_committed_hook_starts_a_fast_run_past_the_threshold(
+    reward_model, annotator, django_capture_on_commit_callbacks
+):
+    from tests.rewards.factories import add_items, label_all, preference_items
+
+    queue = reward_model.queues.get()
+    reward_model.fast_every = 5
+    reward_model.save()
+    label_all(queue, annotator, add_items(queue, preference_items(4)))
+    with (
+        mock.patch("rewards.tasks.reward_training_task.delay") as enqueue,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        labels_committed_notify(queue_ids=[queue.pk])
+        assert not RewardVersion.objects.exists()  # 4 < 5
+        label_all(queue, annotator, add_items(queue, preference_items(1, start=10)))
+        labels_committed_notify(queue_ids=[queue.pk])
+        labels_committed_notify(queue_ids=[queue.pk])  # deduplicated
+    version = RewardVersion.objects.get()
+    assert version.trigger == Trigger.LABELS and version.speed == Speed.FAST
+    enqueue.assert_called_once_with(version.pk)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_progress_socket_is_for_researchers(users):
+    from config.asgi import application
+    from core.streams import stream_send
+
+    rm = RewardModel.objects.create(name="rm")
+
+    cookies = {user: session_cookie(user) for user in (users["annotator"], users["researcher"])}
+
+    def open_socket(user):
+        headers = [ORIGIN] + ([(b"cookie", cookies[user])] if user else [])
+        return WebsocketCommunicator(application, f"/ws/reward-models/{rm.pk}/", headers=headers)
+
+    async def accepted(user) -> bool:
+        socket = open_socket(user)
+        connected, _ = await socket.connect()
+        await socket.disconnect()
+        return connected
+
+    assert not async_to_sync(accepted)(users["annotator"])
+    assert not async_to_sync(accepted)(None)
+
+    async def receives() -> dict:
+        socket = open_socket(users["researcher"])
+        connected, _ = await socket.connect()
+        assert connected
+        from asgiref.sync import sync_to_async
+
+        await sync_to_async(stream_send)(reward_model_group(rm.pk), {
+            "type": "training.progress", "version": 1, "number": 1, "step": 3, "total": 10,
+            "loss": 0.5, "status": "training"})  # fmt: skip
+        message = await socket.receive_json_from(timeout=5)
+        await socket.disconnect()
+        return message
+
+    assert async_to_sync(receives)() == {"version": 1, "number": 1, "step": 3, "total": 10,
+                                         "loss": 0.5, "status": "training"}  # fmt: skip
