@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -55,9 +55,7 @@ def story_from_tokens(tokens: list[str]) -> Story:
     length = 0
     previous = "\n"
     for token in tokens:
-        space = not (
-            previous in _NO_SPACE_AFTER or token == "\n" or _NO_SPACE_BEFORE.match(token)
-        )
+        space = not (previous in _NO_SPACE_AFTER or token == "\n" or _NO_SPACE_BEFORE.match(token))
         if space:
             parts.append(" ")
             length += 1
@@ -201,7 +199,7 @@ def room_record(data: Any, *, name: str, setting: RecordSetting | None = None) -
             for key, speech in sorted(_get(body, "speeches").items()):
                 if key not in ("0", "1"):
                     raise RecordError(f"{where}: a speech by speaker {key!r}, not a debater")
-                side = "a" if key == "0" else "b"
+                side: Literal["a", "b"] = "a" if key == "0" else "b"
                 text, quotes = _text_of(_get(speech, "content"), story, where=where)
                 speeches.append(RecordSpeech(
                     round=round_number, side=side, speaker=str(_get(speech, "speaker")),

@@ -100,7 +100,7 @@ class RecordSetting(Record):
 
 
 class DebateRecord(Record):
-    format: Literal["arbiter-debate/1"] = FORMAT
+    format: Literal["arbiter-debate/1"] = "arbiter-debate/1"
     name: Name = Field(min_length=1)
     source: Literal["arbiter", "nyu-2023"]
     setting: RecordSetting

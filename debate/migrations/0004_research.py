@@ -8,197 +8,332 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('debate', '0003_speech_attempt_heartbeat'),
-        ('llm', '0002_fill_bundled_config'),
+        ("debate", "0003_speech_attempt_heartbeat"),
+        ("llm", "0002_fill_bundled_config"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='BankQuestion',
+            name="BankQuestion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('line', models.PositiveIntegerField(help_text='line number in the imported file')),
-                ('title', models.CharField(blank=True, max_length=500)),
-                ('passage', models.TextField()),
-                ('question', models.TextField()),
-                ('options', models.JSONField(help_text='the answer options, in order')),
-                ('gold_index', models.PositiveSmallIntegerField()),
-                ('distractor_index', models.PositiveSmallIntegerField(blank=True, null=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("line", models.PositiveIntegerField(help_text="line number in the imported file")),
+                ("title", models.CharField(blank=True, max_length=500)),
+                ("passage", models.TextField()),
+                ("question", models.TextField()),
+                ("options", models.JSONField(help_text="the answer options, in order")),
+                ("gold_index", models.PositiveSmallIntegerField()),
+                ("distractor_index", models.PositiveSmallIntegerField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['bank', 'line'],
+                "ordering": ["bank", "line"],
             },
         ),
         migrations.CreateModel(
-            name='QuestionBank',
+            name="QuestionBank",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("description", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='Verdict',
+            name="Verdict",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('human', 'human judge'), ('offline', 'offline human judge'), ('llm', 'LLM judge')], max_length=10)),
-                ('judge_name', models.CharField(max_length=200)),
-                ('probability_a', models.PositiveSmallIntegerField(validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(99)])),
-                ('judge_turns', models.PositiveSmallIntegerField(default=0)),
-                ('rationale', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("human", "human judge"),
+                            ("offline", "offline human judge"),
+                            ("llm", "LLM judge"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("judge_name", models.CharField(max_length=200)),
+                (
+                    "probability_a",
+                    models.PositiveSmallIntegerField(
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(99),
+                        ]
+                    ),
+                ),
+                ("judge_turns", models.PositiveSmallIntegerField(default=0)),
+                ("rationale", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['debate', 'kind', 'judge_name'],
+                "ordering": ["debate", "kind", "judge_name"],
             },
         ),
         migrations.AddField(
-            model_name='debate',
-            name='debater_a_name',
+            model_name="debate",
+            name="debater_a_name",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='debate',
-            name='debater_b_name',
+            model_name="debate",
+            name="debater_b_name",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='debate',
-            name='extras',
+            model_name="debate",
+            name="extras",
             field=models.JSONField(blank=True, default=dict),
         ),
         migrations.AddField(
-            model_name='debate',
-            name='has_transcript',
+            model_name="debate",
+            name="has_transcript",
             field=models.BooleanField(default=True),
         ),
         migrations.AddField(
-            model_name='debate',
-            name='human_debaters',
+            model_name="debate",
+            name="human_debaters",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='debate',
-            name='included_in_paper',
+            model_name="debate",
+            name="included_in_paper",
             field=models.BooleanField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='debate',
-            name='judge_name',
+            model_name="debate",
+            name="judge_name",
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.AddField(
-            model_name='debate',
-            name='room_name',
+            model_name="debate",
+            name="room_name",
             field=models.CharField(blank=True, max_length=200, null=True, unique=True),
         ),
         migrations.AddField(
-            model_name='debate',
-            name='source',
-            field=models.CharField(choices=[('arbiter', 'Arbiter'), ('nyu-2023', 'NYU 2023 (Michael et al.)')], default='arbiter', max_length=20),
+            model_name="debate",
+            name="source",
+            field=models.CharField(
+                choices=[("arbiter", "Arbiter"), ("nyu-2023", "NYU 2023 (Michael et al.)")],
+                default="arbiter",
+                max_length=20,
+            ),
         ),
         migrations.AddField(
-            model_name='debate',
-            name='story_title',
+            model_name="debate",
+            name="story_title",
             field=models.CharField(blank=True, max_length=500),
         ),
         migrations.AlterField(
-            model_name='debate',
-            name='created_at',
+            model_name="debate",
+            name="created_at",
             field=models.DateTimeField(default=django.utils.timezone.now),
         ),
         migrations.AlterField(
-            model_name='debate',
-            name='debater_a_config',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='llm.modelconfig', verbose_name='debater A model'),
+            model_name="debate",
+            name="debater_a_config",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="llm.modelconfig",
+                verbose_name="debater A model",
+            ),
         ),
         migrations.AlterField(
-            model_name='debate',
-            name='judge',
-            field=models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='debates_to_judge', to=settings.AUTH_USER_MODEL),
+            model_name="debate",
+            name="judge",
+            field=models.ForeignKey(
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="debates_to_judge",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AlterField(
-            model_name='debate',
-            name='status',
-            field=models.CharField(choices=[('waiting_for_prior', "waiting for the judge's prior"), ('generating', 'debaters speaking'), ('awaiting_judge', 'waiting for the judge'), ('judged', 'Judged'), ('finished', 'debate over'), ('incomplete', 'never finished')], default='waiting_for_prior', max_length=20),
+            model_name="debate",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("waiting_for_prior", "waiting for the judge's prior"),
+                    ("generating", "debaters speaking"),
+                    ("awaiting_judge", "waiting for the judge"),
+                    ("judged", "Judged"),
+                    ("finished", "debate over"),
+                    ("incomplete", "never finished"),
+                ],
+                default="waiting_for_prior",
+                max_length=20,
+            ),
         ),
         migrations.AddField(
-            model_name='debate',
-            name='bank_question',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='debate.bankquestion'),
+            model_name="debate",
+            name="bank_question",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="debate.bankquestion",
+            ),
         ),
         migrations.CreateModel(
-            name='DebateBatch',
+            name="DebateBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200)),
-                ('spec', models.JSONField()),
-                ('judge_prompt', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('queued', 'Queued'), ('running', 'Running'), ('done', 'Done'), ('failed', 'Failed')], default='queued', max_length=10)),
-                ('steps_total', models.PositiveIntegerField(default=0)),
-                ('steps_done', models.PositiveIntegerField(default=0)),
-                ('error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('llm_judge_config', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='llm.modelconfig', verbose_name='LLM judge model')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=200)),
+                ("spec", models.JSONField()),
+                ("judge_prompt", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("running", "Running"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                        ],
+                        default="queued",
+                        max_length=10,
+                    ),
+                ),
+                ("steps_total", models.PositiveIntegerField(default=0)),
+                ("steps_done", models.PositiveIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "llm_judge_config",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="llm.modelconfig",
+                        verbose_name="LLM judge model",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddField(
-            model_name='debate',
-            name='batch',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='debates', to='debate.debatebatch'),
+            model_name="debate",
+            name="batch",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="debates",
+                to="debate.debatebatch",
+            ),
         ),
         migrations.AddIndex(
-            model_name='debate',
-            index=models.Index(fields=['source', 'created_at'], name='debate_deba_source_9786d1_idx'),
+            model_name="debate",
+            index=models.Index(
+                fields=["source", "created_at"], name="debate_deba_source_9786d1_idx"
+            ),
         ),
         migrations.AddField(
-            model_name='questionbank',
-            name='created_by',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="questionbank",
+            name="created_by",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='debatebatch',
-            name='bank',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='batches', to='debate.questionbank'),
+            model_name="debatebatch",
+            name="bank",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="batches",
+                to="debate.questionbank",
+            ),
         ),
         migrations.AddField(
-            model_name='bankquestion',
-            name='bank',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='questions', to='debate.questionbank'),
+            model_name="bankquestion",
+            name="bank",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="questions",
+                to="debate.questionbank",
+            ),
         ),
         migrations.AddField(
-            model_name='verdict',
-            name='debate',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='verdicts', to='debate.debate'),
+            model_name="verdict",
+            name="debate",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="verdicts",
+                to="debate.debate",
+            ),
         ),
         migrations.AddField(
-            model_name='verdict',
-            name='judge_config',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='llm.modelconfig'),
+            model_name="verdict",
+            name="judge_config",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to="llm.modelconfig",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='bankquestion',
-            constraint=models.UniqueConstraint(fields=('bank', 'line'), name='one_question_per_bank_line'),
+            model_name="bankquestion",
+            constraint=models.UniqueConstraint(
+                fields=("bank", "line"), name="one_question_per_bank_line"
+            ),
         ),
         migrations.AddIndex(
-            model_name='verdict',
-            index=models.Index(fields=['kind', 'debate'], name='debate_verd_kind_2f7f06_idx'),
+            model_name="verdict",
+            index=models.Index(fields=["kind", "debate"], name="debate_verd_kind_2f7f06_idx"),
         ),
         migrations.AddConstraint(
-            model_name='verdict',
-            constraint=models.UniqueConstraint(fields=('debate', 'kind', 'judge_name'), name='one_verdict_per_judge'),
+            model_name="verdict",
+            constraint=models.UniqueConstraint(
+                fields=("debate", "kind", "judge_name"), name="one_verdict_per_judge"
+            ),
         ),
     ]

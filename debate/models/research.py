@@ -75,7 +75,9 @@ class DebateBatch(models.Model):
         verbose_name="LLM judge model",
     )  # fmt: skip
     judge_prompt = models.TextField(blank=True)
-    status = models.CharField(max_length=10, choices=BatchStatus.choices, default=BatchStatus.QUEUED)
+    status = models.CharField(
+        max_length=10, choices=BatchStatus.choices, default=BatchStatus.QUEUED
+    )
     steps_total = models.PositiveIntegerField(default=0)
     steps_done = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)

@@ -21,7 +21,9 @@ from debate.models import JUDGE_TURN_PENALTY, Protocol, Verdict, VerdictKind
 Z95 = 1.959964
 # Calibration: the judge's confidence in the answer they chose, in five equal bins.
 CALIBRATION_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-CALIBRATION_BINNING = "5 equal-width bins of the confidence in the chosen answer (50–60 %, …, 90–99 %)"
+CALIBRATION_BINNING = (
+    "5 equal-width bins of the confidence in the chosen answer (50–60 %, …, 90–99 %)"
+)
 TURN_BUCKETS = ("0", "1", "2", "3", "4", "5–9", "10+")
 BOOTSTRAP_SAMPLES = 200
 GROUPINGS = {
@@ -175,7 +177,7 @@ def verdict_rows(filters: Filters) -> list[Row]:
     )  # fmt: skip
     rows = []
     for (debate_id, kind, judge, p_a, turns, correct, protocol, human, consultant, turn_order,
-         source, a_name, b_name, a_model, b_model) in columns.iterator(chunk_size=5000):  # fmt: skip
+         source, a_name, b_name, a_model, b_model) in columns.iterator(2000):  # fmt: skip
         p_correct = (p_a if correct == "a" else 100 - p_a) / 100
         a = a_model or a_name
         b = b_model or b_name
@@ -231,8 +233,9 @@ def group_stats(name: str, rows: Sequence[Row]) -> GroupStats:
         brier=sum((1 - row.p_correct) ** 2 for row in rows) / n,
         ece=ece,
         calibration=bins,
-        by_turns=[(b, Share(sum(by_turns[b]), len(by_turns[b]))) for b in TURN_BUCKETS
-                  if by_turns[b]],  # fmt: skip
+        by_turns=[
+            (b, Share(sum(by_turns[b]), len(by_turns[b]))) for b in TURN_BUCKETS if by_turns[b]
+        ],  # fmt: skip
         honest=Share(sum(honest), len(honest)) if consultancy else None,
         dishonest=Share(sum(dishonest), len(dishonest)) if consultancy else None,
     )
@@ -268,7 +271,7 @@ def bradley_terry(matches: Sequence[tuple[str, str]], *, samples: int = BOOTSTRA
         return []
     index = {player: i for i, player in enumerate(players)}
     pairs = np.array(
-        [(index[w], index[l]) for w, l in matches if w in index and l in index], dtype=np.int64
+        [(index[w], index[x]) for w, x in matches if w in index and x in index], dtype=np.int64
     )
     if not len(pairs):
         return []
@@ -284,7 +287,9 @@ def bradley_terry(matches: Sequence[tuple[str, str]], *, samples: int = BOOTSTRA
     return sorted(ratings, key=lambda rating: -rating.score)
 
 
-def _bt_fit(pairs: np.ndarray, size: int, *, prior: float = 0.5, iterations: int = 60) -> np.ndarray:
+def _bt_fit(
+    pairs: np.ndarray, size: int, *, prior: float = 0.5, iterations: int = 60
+) -> np.ndarray:
     wins = np.full((size, size), prior / max(1, size - 1))
     np.fill_diagonal(wins, 0.0)
     np.add.at(wins, (pairs[:, 0], pairs[:, 1]), 1.0)

@@ -46,12 +46,12 @@ def _record_of(data: Any, *, name: str) -> DebateRecord:
         except ValidationError as error:
             first = error.errors()[0]
             place = ".".join(str(part) for part in first["loc"])
-            raise RecordError(f"not an {data.get('format')!r} record: {place}: {first['msg']}") from None
+            raise RecordError(
+                f"not an {data.get('format')!r} record: {place}: {first['msg']}"
+            ) from None
     if isinstance(data, dict) and "roleAssignments" in data:
         return metadata_record(data)
-    existing = (
-        Debate.objects.filter(room_name=name).values("human_debaters", "protocol").first()
-    )
+    existing = Debate.objects.filter(room_name=name).values("human_debaters", "protocol").first()
     setting = None
     if existing is not None:
         setting = RecordSetting(

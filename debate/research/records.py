@@ -151,8 +151,12 @@ def debates_for_export(debates: QuerySet[Debate]) -> QuerySet[Debate]:
 
 def debate_record(debate: Debate) -> DebateRecord:
     """A debate as an export record (prefetch with debates_for_export)."""
-    a_name = debate.debater_a_name or (debate.debater_a_config.name if debate.debater_a_config else "")
-    b_name = debate.debater_b_name or (debate.debater_b_config.name if debate.debater_b_config else "")
+    a_name = debate.debater_a_name or (
+        debate.debater_a_config.name if debate.debater_a_config else ""
+    )
+    b_name = debate.debater_b_name or (
+        debate.debater_b_config.name if debate.debater_b_config else ""
+    )
     consultancy = debate.protocol == Protocol.CONSULTANCY
     roles: dict[str, str] = {}
     if a_name and not (consultancy and debate.consultant_side == Side.B):
