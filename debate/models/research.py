@@ -138,3 +138,7 @@ class Verdict(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.judge_name} on debate {self.debate_id}"
+
+    @property
+    def probability_b(self) -> int:
+        return 100 - self.probability_a

@@ -73,7 +73,8 @@ def debate_record_upsert(
         debate = _existing(record.name)
         keep_transcript = debate is not None and debate.has_transcript and not record.has_transcript
         if debate is None:
-            debate = Debate(room_name=None if _NATIVE_NAME.match(record.name) else record.name)
+            # A debate from another Arbiter keeps its name ("arbiter-<its id>") as room name.
+            debate = Debate(room_name=record.name)
         correct = record.correct_answer_index
         debate.source = record.source
         debate.protocol = Protocol.DEBATE if record.setting.is_debate else Protocol.CONSULTANCY
