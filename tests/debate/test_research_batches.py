@@ -1,0 +1,136 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from debate.models import BatchStatus, Debate, DebateBatch, Speech, Verdict
+from debate.records import BatchSpec
+from debate.research import batches
+from debate.research.analytics import Filters, analytics_compute
+from debate.research.batches import batch_create, batch_run, judge_probability
+from llm.backends.base import Completion, Usage
+from llm.models import ModelConfig
+from tests.debate.research_factories import BankQuestionFactory, QuestionBankFactory
+from tests.factories import ModelConfigFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def batch_sent(monkeypatch):
+    from debate.tasks import debate_batch_run_task
+
+    sent: list[int] = []
+    monkeypatch.setattr(debate_batch_run_task, "delay", sent.append)
+    return sent
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    """Every generate_batch call: the config, and the exact prompts the model received."""
+    calls: list[tuple[str, list]] = []
+
+    def generate(config, prompts, params):
+        calls.append((config.name, prompts))
+        judging = "Probability A" in prompts[0][-1]["content"]
+        text = (
+            "Probability A: 70. B quoted nothing."
+            if judging
+            else ("Read this: <quote>green ink</quote> & <script>x</script>")
+        )
+        usage = Usage(prompt_tokens=10, completion_tokens=5, time_to_first_token_s=None,
+                      total_s=0.1)  # fmt: skip
+        return [Completion(text=text, usage=usage, finish_reason="stop") for _ in prompts]
+
+    monkeypatch.setattr(batches, "_generate", generate)
+    return calls
+
+
+def _batch(researcher, count=3, **spec):
+    bank = QuestionBankFactory()
+    BankQuestionFactory.create_batch(count, bank=bank)
+    a, b = ModelConfigFactory(), ModelConfigFactory()
+    judge = ModelConfig.objects.filter(name="judge-llm").first() or ModelConfigFactory(
+        name="judge-llm"
+    )
+    spec = BatchSpec(debater_a_config_id=a.pk, debater_b_config_id=b.pk, count=count,
+                     rounds=1, **spec)  # fmt: skip
+    return batch_create(name="b1", bank=bank, spec=spec, created_by=researcher,
+                        llm_judge_config=judge)  # fmt: skip
+
+
+def test_a_batch_speaks_in_batched_calls_and_the_llm_judge_never_sees_the_passage(
+    researcher, batch_sent, fake_model, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = _batch(researcher)
+    assert batch_sent == [batch.pk]
+    batch_run(batch_id=batch.pk)
+
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.DONE and batch.steps_done == batch.steps_total == 9
+    # Six speeches (3 debates × 2 sides) in one call per debater model, then one judge call.
+    assert [(name, len(prompts)) for name, prompts in fake_model] == [
+        (fake_model[0][0], 3),
+        (fake_model[1][0], 3),
+        ("judge-llm", 3),
+    ]
+    assert Speech.objects.filter(status="done", quotes__0__verified=True).count() == 6
+    debates = list(Debate.objects.filter(batch=batch))
+    assert {d.status for d in debates} == {"finished"}
+    judge_bytes = str(fake_model[2][1])
+    for debate in debates:
+        assert debate.passage.split()[-1].rstrip(".") not in judge_bytes  # the passage's secret
+        assert debate.question in judge_bytes
+    assert "passage-secret" not in judge_bytes
+    # What the judge reads cannot depend on the passage or on which answer is correct.
+    for debate in debates:
+        sent = batches.judge_messages(debate, batch.judge_prompt)
+        assert sent in fake_model[2][1]
+        debate.passage, debate.correct_side = (
+            "another passage",
+            "b" if debate.correct_side == "a" else "a",
+        )
+        assert batches.judge_messages(debate, batch.judge_prompt) == sent
+    assert "<v_quote>green ink</v_quote>" in judge_bytes
+    assert set(Verdict.objects.filter(kind="llm").values_list("probability_a", flat=True)) == {70}
+
+    # A second delivery of the task finds nothing queued.
+    batch_run(batch_id=batch.pk)
+    assert len(fake_model) == 3
+
+    stats = analytics_compute(Filters(batch_id=batch.pk, group_by="judge"))
+    assert [(g.name, g.accuracy.n) for g in stats.groups] == [("LLM judge: judge-llm", 3)]
+
+
+def test_a_consultancy_batch_draws_a_consultant_and_sequential_debates_speak_in_two_waves(
+    researcher, batch_sent, fake_model
+):
+    batch = _batch(researcher, protocol="consultancy")
+    batch_run(batch_id=batch.pk)
+    assert Speech.objects.filter(debate__batch=batch).count() == 3
+    assert all(d.consultant_side in "ab" and d.consultant_side for d in batch.debates.all())
+
+    fake_model.clear()
+    sequential = _batch(researcher, count=2, turn_order="sequential")
+    batch_run(batch_id=sequential.pk)
+    assert [len(prompts) for _, prompts in fake_model[:2]] == [2, 2]
+    # B speaks second and hears A's speech.
+    assert "Read this" in fake_model[1][1][0][-1]["content"]
+
+
+def test_a_batch_needs_enough_questions_and_a_judge(researcher, batch_sent):
+    with pytest.raises(ValidationError, match="Only 0 questions"):
+        _batch(researcher, count=3, question_filter="no such text")
+    config = ModelConfigFactory()
+    with pytest.raises(ValidationError, match="at least one judge"):
+        batch_create(name="x", bank=QuestionBankFactory(), created_by=researcher,
+                     spec=BatchSpec(debater_a_config_id=config.pk, count=1))  # fmt: skip
+    assert not DebateBatch.objects.filter(name="x").exists()
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [("Probability A: 85. A quoted.", 85), ("I think 30%", 30), ("no idea", None),
+     ("Probability A: 100", 99), ("probability of A = 0", 1)],
+)  # fmt: skip
+def test_the_judge_probability_is_read_from_the_reply(reply, expected):
+    assert judge_probability(reply) == expected
