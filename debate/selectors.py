@@ -21,10 +21,10 @@ def debate_viewer(user: AbstractBaseUser | AnonymousUser, debate_id: int) -> Vie
     A researcher who is also the judge sees the judge's view."""
     if not isinstance(user, User):
         return None
-    row = Debate.objects.filter(pk=debate_id).values_list("judge_id", flat=True).first()
-    if row is None:
+    rows = list(Debate.objects.filter(pk=debate_id).values_list("judge_id", flat=True))
+    if not rows:
         return None
-    if row == user.pk:
+    if rows[0] is not None and rows[0] == user.pk:
         return "judge"
     if user_has_role(user, Role.RESEARCHER):
         return "observer"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
@@ -131,7 +131,10 @@ class Analytics:
     ratings: list[Rating]
     verdicts: int
     binning: str = CALIBRATION_BINNING
-    notes: list[str] = field(default_factory=list)
+
+    @property
+    def consultancy(self) -> list[GroupStats]:
+        return [group for group in self.groups if group.honest is not None]
 
 
 def _group(filters: Filters, *, kind: str, judge: str, protocol: str, human: bool,
