@@ -96,6 +96,9 @@ def _mount() -> None:
 
     api.add_router("/queues", queues)
     api.add_router("/exports", exports)
+    from debate.api import router as debates
+
+    api.add_router("/debates", debates)
 
 
 _mount()

@@ -14,7 +14,10 @@ def test_the_demo_seed_brings_real_rooms_and_a_bank_once(researcher, annotator):
     rooms = Debate.objects.filter(room_name__in=demo.DEMO_ROOMS, has_transcript=True)
     assert rooms.count() == len(demo.DEMO_ROOMS)
     assert {(d.human_debaters, d.protocol) for d in rooms} == {
-        (True, "debate"), (True, "consultancy"), (False, "debate"), (False, "consultancy")
+        (True, "debate"),
+        (True, "consultancy"),
+        (False, "debate"),
+        (False, "consultancy"),
     }
     assert QuestionBank.objects.get(name=demo.DEMO_BANK).questions.count() == 2
     count = Debate.objects.count()
