@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
+from django.db import connection
 
 from debate.models import JUDGE_TURN_PENALTY, Protocol, Verdict, VerdictKind
 
@@ -47,7 +48,7 @@ class Filters:
     paper_only: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Row:
     debate_id: int
     kind: str
@@ -178,9 +179,24 @@ def verdict_rows(filters: Filters) -> list[Row]:
         "debate__debater_a_name", "debate__debater_b_name",
         "debate__debater_a_config__name", "debate__debater_b_config__name",
     )  # fmt: skip
+    # Plain tuples straight from the cursor: Django's per-row converters cost more than the
+    # query at 10,000 rows. (SQLite returns booleans as 0/1; they are only tested for truth.)
+    sql, params = columns.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    groups: dict[tuple[object, ...], str] = {}
     rows = []
     for (debate_id, kind, judge, p_a, turns, correct, protocol, human, consultant, turn_order,
-         source, a_name, b_name, a_model, b_model) in columns.iterator(2000):  # fmt: skip
+         source, a_name, b_name, a_model, b_model) in fetched:  # fmt: skip
+        human = bool(human)
+        key = (kind, judge, protocol, human, turn_order, a_model, b_model, source)
+        if key not in groups:
+            groups[key] = _group(
+                filters, kind=kind, judge=judge, protocol=protocol, human=human,
+                turn_order=turn_order, a_model=a_model or "", b_model=b_model or "",
+                source=source,
+            )  # fmt: skip
         p_correct = (p_a if correct == "a" else 100 - p_a) / 100
         a = a_model or a_name
         b = b_model or b_name
@@ -189,9 +205,7 @@ def verdict_rows(filters: Filters) -> list[Row]:
             debate_id=debate_id, kind=kind, judge=judge, p_correct=p_correct, turns=turns,
             protocol=protocol, human_debaters=human,
             honest=(consultant == correct) if protocol == Protocol.CONSULTANCY else None,
-            group=_group(filters, kind=kind, judge=judge, protocol=protocol, human=human,
-                         turn_order=turn_order, a_model=a_model or "", b_model=b_model or "",
-                         source=source),
+            group=groups[key],
             winner=(a if p_a > 50 else b) if two_sided else None,
             loser=(b if p_a > 50 else a) if two_sided else None,
             chose_a=None if p_a == 50 else p_a > 50,
@@ -212,9 +226,11 @@ def group_stats(name: str, rows: Sequence[Row]) -> GroupStats:
     bins: list[CalibrationBin] = []
     ece = 0.0
     confidence = [max(row.p_correct, 1 - row.p_correct) for row in rows]
-    for low, high in zip(CALIBRATION_EDGES, CALIBRATION_EDGES[1:], strict=False):
-        last = high == CALIBRATION_EDGES[-1]
-        members = [i for i, c in enumerate(confidence) if low <= c < high or (last and c >= high)]
+    in_bin: list[list[int]] = [[] for _ in CALIBRATION_EDGES[1:]]
+    for i, c in enumerate(confidence):
+        # Percentages are whole numbers: round before flooring, so 0.6 is not 0.5999….
+        in_bin[min(len(in_bin) - 1, int(round(c * 100) // 10) - 5)].append(i)
+    for members, low, high in zip(in_bin, CALIBRATION_EDGES, CALIBRATION_EDGES[1:], strict=False):
         if not members:
             bins.append(CalibrationBin(low, high, 0, None, None))
             continue
@@ -279,10 +295,14 @@ def bradley_terry(matches: Sequence[tuple[str, str]], *, samples: int = BOOTSTRA
     if not len(pairs):
         return []
     size = len(players)
-    point = _bt_fit(pairs, size)
+    wins = np.zeros((size, size))
+    np.add.at(wins, (pairs[:, 0], pairs[:, 1]), 1.0)
+    point = _bt_fit(wins[None])[0]
+    # Resampling the matches with replacement = multinomial counts over the win matrix;
+    # all resamples are fitted at once.
     rng = np.random.default_rng(0)
-    boot = np.array([_bt_fit(pairs[rng.integers(0, len(pairs), len(pairs))], size)
-                     for _ in range(samples)])  # fmt: skip
+    resampled = rng.multinomial(len(pairs), wins.ravel() / len(pairs), size=samples)
+    boot = _bt_fit(resampled.reshape(samples, size, size).astype(float))
     low, high = np.percentile(boot, [2.5, 97.5], axis=0)
     ratings = [Rating(name=player, score=float(point[i]), low=float(low[i]),
                       high=float(high[i]), games=games[player])
@@ -290,19 +310,21 @@ def bradley_terry(matches: Sequence[tuple[str, str]], *, samples: int = BOOTSTRA
     return sorted(ratings, key=lambda rating: -rating.score)
 
 
-def _bt_fit(
-    pairs: np.ndarray, size: int, *, prior: float = 0.5, iterations: int = 60
-) -> np.ndarray:
-    wins = np.full((size, size), prior / max(1, size - 1))
-    np.fill_diagonal(wins, 0.0)
-    np.add.at(wins, (pairs[:, 0], pairs[:, 1]), 1.0)
-    played = wins + wins.T
-    total_wins = wins.sum(axis=1)
-    strength = np.ones(size)
+def _bt_fit(wins: np.ndarray, *, prior: float = 0.5, iterations: int = 100) -> np.ndarray:
+    """Fit (samples, n, n) win counts (row beat column) at once: (samples, n) ratings. The
+    prior spreads `prior` games won and lost over each player's pairings, so a player who
+    never won still gets a finite rating."""
+    size = wins.shape[-1]
+    pseudo = np.full((size, size), prior / max(1, size - 1))
+    np.fill_diagonal(pseudo, 0.0)
+    wins = wins + pseudo
+    played = wins + np.swapaxes(wins, 1, 2)
+    total_wins = wins.sum(axis=2)
+    strength = np.ones(wins.shape[:2])
     for _ in range(iterations):
-        denominator = (played / (strength[:, None] + strength[None, :])).sum(axis=1)
+        denominator = (played / (strength[:, :, None] + strength[:, None, :])).sum(axis=2)
         strength = total_wins / denominator
-        strength /= np.exp(np.log(strength).mean())
+        strength /= np.exp(np.log(strength).mean(axis=1, keepdims=True))
     return 1000 + 400 * np.log10(strength)
 
 
