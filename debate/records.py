@@ -94,6 +94,13 @@ class RecordRules(Record):
     quote_char_limit: int = Field(default=250, ge=0, le=100_000)
 
 
+class RoomExtras(Record):
+    """Debate.extras: what an imported NYU room published beyond our columns, as it was."""
+
+    rules: dict[str, Any] = Field(default_factory=dict)
+    offline_judgments: list[Any] = Field(default_factory=list, max_length=1000)
+
+
 class RecordSetting(Record):
     is_human: bool
     is_debate: bool
@@ -126,7 +133,7 @@ class DebateRecord(Record):
     judge_turns: list[RecordJudgeTurn] = Field(default_factory=list, max_length=10_000)
     verdicts: list[RecordVerdict] = Field(default_factory=list, max_length=1000)
     # NYU rooms: the published rules and offline judgments, kept as they were.
-    extras: dict[str, Any] = Field(default_factory=dict)
+    extras: RoomExtras = Field(default_factory=RoomExtras)
 
     @model_validator(mode="after")
     def _consistent(self) -> DebateRecord:

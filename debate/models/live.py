@@ -142,7 +142,7 @@ class Debate(models.Model):
     bank_question = models.ForeignKey(
         "debate.BankQuestion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    # Imported rooms' rules and offline judges, as published (debate.records.RoomExtras).
+    # Imported rooms' rules and offline judges, as published: debate.records.RoomExtras.
     extras = models.JSONField(default=dict, blank=True)
 
     class Meta:

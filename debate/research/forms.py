@@ -128,6 +128,12 @@ class BatchForm(forms.Form):
         )  # fmt: skip
 
 
+class BatchStartForm(forms.Form):
+    """The query string of the New batch page: a bank to start from."""
+
+    bank = forms.ModelChoiceField(QuestionBank.objects.all(), required=False)
+
+
 class ExportFilterForm(forms.Form):
     source = forms.ChoiceField(choices=[("", "any")] + Source.choices, required=False)
     protocol = forms.ChoiceField(choices=[("", "any")] + Protocol.choices, required=False)

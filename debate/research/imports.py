@@ -40,6 +40,16 @@ def _json(raw: bytes | str) -> Any:
 
 def _record_of(data: Any, *, name: str) -> DebateRecord:
     """Whatever one JSON object is: an Arbiter record, an NYU metadata line or an NYU room."""
+    try:
+        return _parse(data, name=name)
+    except RecordError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as error:
+        # A value of the wrong type somewhere deep in the file: untrusted input, not a bug.
+        raise RecordError(f"not the NYU schema ({type(error).__name__}: {error})") from None
+
+
+def _parse(data: Any, *, name: str) -> DebateRecord:
     if isinstance(data, dict) and "format" in data:
         try:
             return DebateRecord.model_validate(data)

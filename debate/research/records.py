@@ -31,6 +31,7 @@ from debate.records import (
     RecordSetting,
     RecordSpeech,
     RecordVerdict,
+    RoomExtras,
     distribution_of,
     percent_a,
 )
@@ -101,7 +102,7 @@ def debate_record_upsert(
             debate.quote_char_limit = rules.quote_char_limit
             debate.current_round = record.rounds_held
             debate.has_transcript = record.has_transcript
-            debate.extras = record.extras
+            debate.extras = record.extras.model_dump(mode="json", exclude_defaults=True)
             debate.debater_a_config = _config(record.models.get("Debater A"), configs)
             debate.debater_b_config = _config(record.models.get("Debater B"), configs)
         debate.save()
@@ -214,7 +215,8 @@ def debate_record(debate: Debate) -> DebateRecord:
         consultant=debate.consultant_side or None,  # type: ignore[arg-type]
         status=debate.status, created_at=debate.created_at,  # type: ignore[arg-type]
         has_transcript=debate.has_transcript, rounds_held=debate.current_round,
-        speeches=speeches, judge_turns=turns, verdicts=verdicts, extras=debate.extras,
+        speeches=speeches, judge_turns=turns, verdicts=verdicts,
+        extras=RoomExtras.model_validate(debate.extras),
     )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from debate.research.batches import batch_create
 from debate.research.forms import (
     AnalyticsFilterForm,
     BatchForm,
+    BatchStartForm,
     DebateImportForm,
     ExportFilterForm,
     QuestionBankImportForm,
@@ -111,7 +112,9 @@ def batches(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @role_required(Role.RESEARCHER)
 def batch_new(request: HttpRequest) -> HttpResponse:
-    form = BatchForm(request.POST or None)
+    start = BatchStartForm(request.GET)
+    initial = {"bank": start.cleaned_data["bank"]} if start.is_valid() else {}
+    form = BatchForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             batch = batch_create(

@@ -98,3 +98,38 @@ def test_a_batch_with_an_llm_judge_runs_on_the_bundled_model_and_shows_in_analyt
     row = page.locator(f'#accuracy tr[data-group="LLM judge: {BUNDLED_CONFIG_NAME}"]')
     assert row.locator(".n").inner_text() == "2"
     shoot(page, "analytics-batch")
+
+
+def test_the_research_pages_fit_a_phone_and_a_laptop(live_asgi_server, page, researcher):
+    debate_files_import(files=[(METADATA.name, METADATA.read_bytes())]
+                        + [(room.name, room.read_bytes()) for room in ROOMS[:20]])  # fmt: skip
+    bank = QuestionBankFactory(name="ferry questions")
+    BankQuestionFactory.create_batch(3, bank=bank)
+    url = live_asgi_server.url
+    browser_login(page, url, "researcher")
+
+    page.goto(f"{url}/research/")
+    page.click("main >> text=Analytics")
+    page.check("[name=paper_only]")
+    page.select_option("[name=judge_kind]", "human")
+    with page.expect_request(lambda r: "/debates/analytics/?" in r.url) as sent:
+        page.click("text=Apply")
+    assert "paper_only=on" in sent.value.url and "judge_kind=human" in sent.value.url
+    row = page.locator('#accuracy tr[data-group="Human debate"]')
+    assert row.locator(".accuracy").inner_text() == "84 %"
+    assert row.locator(".n").inner_text() == "154"
+    assert page.locator("svg.chart circle").count() > 4
+    shoot(page, "analytics-nyu")
+
+    page.select_option("[name=group_by]", "model")
+    page.select_option("[name=judge_kind]", "")
+    page.uncheck("[name=paper_only]")
+    page.click("text=Apply")
+    shoot(page, "analytics-models")
+
+    pages = [("import", "/debates/import/"), ("banks", "/debates/banks/"),
+             ("bank", f"/debates/banks/{bank.pk}/"), ("batch-new", "/debates/batches/new/"),
+             ("debates", "/debates/")]  # fmt: skip
+    for name, path in pages:
+        page.goto(f"{url}{path}")
+        shoot(page, name)

@@ -132,3 +132,25 @@ def test_reimporting_a_room_updates_it_and_metadata_keeps_its_transcript():
     assert (Debate.objects.count(), Speech.objects.count(), Verdict.objects.count()) == counts
     room = Debate.objects.get(room_name=ROOMS[0].stem)
     assert room.has_transcript and room.included_in_paper is not None
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"setup": [], "rounds": []},
+        {"setup": {"roles": [], "sourceMaterial": {"Q": {"contents": ["a"]}}}, "rounds": []},
+        {"setup": json.loads(ROOMS[0].read_text())["setup"], "rounds": [{"JudgeFeedback": 3}]},
+        {"setup": json.loads(ROOMS[0].read_text())["setup"], "rounds": "x"},
+        {"name": "m", "roleAssignments": [], "setting": {}, "status": {}},
+        {"name": "m", "roleAssignments": {"Judge": "j"}, "setting": {"isHuman": True,
+         "isDebate": True}, "question": "q", "status": {"Complete": {"result": {
+             "correctAnswerIndex": 0, "judgingInfo": None}, "offlineJudgingResults": {
+             "x": {"judgments": [1, 2]}}}}},
+        [],
+        "text",
+    ],
+)  # fmt: skip
+def test_malformed_files_are_reported_not_crashed_on(broken):
+    report = debate_files_import(files=[("odd.json", json.dumps(broken).encode())])
+    assert report.imported == [] and report.errors[0][0] == "odd.json"
+    assert Debate.objects.count() == 0
