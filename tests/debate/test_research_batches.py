@@ -137,14 +137,15 @@ def test_the_judge_probability_is_read_from_the_reply(reply, expected):
 
 
 def test_one_debates_simultaneous_speeches_go_through_one_batched_call(
-    annotator, enqueued, fake_model
+    annotator, enqueued, fake_model, django_capture_on_commit_callbacks
 ):
     """The seam for batched streaming: a live debate's round, both sides in one call."""
     from debate.services import debate_prior_submit
     from tests.factories import DebateFactory
 
     debate = DebateFactory(judge=annotator)
-    debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
+    with django_capture_on_commit_callbacks(execute=True):
+        debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
     assert len(enqueued) == 2
     batches.speeches_generate_batched(speech_ids=enqueued, advance_rounds=True)
     assert [len(prompts) for _, prompts in fake_model] == [2]

@@ -94,7 +94,7 @@ def test_a_batch_with_an_llm_judge_runs_on_the_bundled_model_and_shows_in_analyt
     assert all(len(s.text) > 0 for d in batch.debates.all() for s in d.speeches.all())
     shoot(page, "batch-done")
 
-    page.click("text=Analytics")
+    page.click("main >> text=Analytics")
     row = page.locator(f'#accuracy tr[data-group="LLM judge: {BUNDLED_CONFIG_NAME}"]')
     assert row.locator(".n").inner_text() == "2"
     shoot(page, "analytics-batch")

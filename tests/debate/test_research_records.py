@@ -154,3 +154,15 @@ def test_malformed_files_are_reported_not_crashed_on(broken):
     report = debate_files_import(files=[("odd.json", json.dumps(broken).encode())])
     assert report.imported == [] and report.errors[0][0] == "odd.json"
     assert Debate.objects.count() == 0
+
+
+def test_imported_rooms_feed_a_debate_judgment_queue_like_native_debates():
+    from annotations.models import Item
+    from debate.services import debates_to_queue
+    from tests.annotations.factories import QueueFactory
+
+    debate_files_import(files=nyu_files(rooms=3))  # and 628 metadata-only rooms
+    queue = QueueFactory(kind="debate_judgment", labels_per_item=1)
+    assert debates_to_queue(queue=queue) == 3
+    item = Item.objects.filter(queue=queue).first()
+    assert item.payload["turns"] and "passage" not in item.payload
