@@ -18,6 +18,7 @@ import numpy as np
 from django.db import connection
 
 from debate.models import JUDGE_TURN_PENALTY, Protocol, Verdict, VerdictKind
+from llm.models import ModelConfig
 
 Z95 = 1.959964
 # Calibration: the judge's confidence in the answer they chose, in five equal bins.
@@ -177,8 +178,10 @@ def verdict_rows(filters: Filters) -> list[Row]:
         "debate__correct_side", "debate__protocol", "debate__human_debaters",
         "debate__consultant_side", "debate__turn_order", "debate__source",
         "debate__debater_a_name", "debate__debater_b_name",
-        "debate__debater_a_config__name", "debate__debater_b_config__name",
+        "debate__debater_a_config_id", "debate__debater_b_config_id",
     )  # fmt: skip
+    # Config names from one small query, not two joins over every verdict.
+    config_names = dict(ModelConfig.objects.values_list("pk", "name"))
     # Plain tuples straight from the cursor: Django's per-row converters cost more than the
     # query at 10,000 rows. (SQLite returns booleans as 0/1; they are only tested for truth.)
     sql, params = columns.query.sql_with_params()
@@ -188,8 +191,9 @@ def verdict_rows(filters: Filters) -> list[Row]:
     groups: dict[tuple[object, ...], str] = {}
     rows = []
     for (debate_id, kind, judge, p_a, turns, correct, protocol, human, consultant, turn_order,
-         source, a_name, b_name, a_model, b_model) in fetched:  # fmt: skip
+         source, a_name, b_name, a_config, b_config) in fetched:  # fmt: skip
         human = bool(human)
+        a_model, b_model = config_names.get(a_config), config_names.get(b_config)
         key = (kind, judge, protocol, human, turn_order, a_model, b_model, source)
         if key not in groups:
             groups[key] = _group(

@@ -103,8 +103,8 @@ class RatingPlot:
     axis_y: float
 
 
-def rating_plot(ratings: list[Rating], *, width: int = 420, row: int = 26) -> RatingPlot:
-    left, right = 150, width - 16
+def rating_plot(ratings: list[Rating], *, width: int = 760, row: int = 24) -> RatingPlot:
+    left, right = 180, width - 16
     height = row * len(ratings) + 36
     if ratings:
         low = min(r.low for r in ratings) - 20
