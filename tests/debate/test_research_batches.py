@@ -154,3 +154,26 @@ def test_one_debates_simultaneous_speeches_go_through_one_batched_call(
     # Already spoken: a second delivery claims nothing and calls no model.
     batches.speeches_generate_batched(speech_ids=enqueued, advance_rounds=True)
     assert len(fake_model) == 1
+
+
+def test_a_batch_for_human_judges_fills_their_queue_and_agreement_compares_the_judges(
+    researcher, batch_sent, fake_model
+):
+    from annotations.models import Item
+    from tests.annotations.factories import QueueFactory
+
+    queue = QueueFactory(kind="debate_judgment", labels_per_item=1)
+    batch = _batch(researcher, count=2, human_queue_id=queue.pk)
+    batch_run(batch_id=batch.pk)
+    assert Item.objects.filter(queue=queue).count() == 2
+
+    # A human verdict on one debate (as the queue's label would give): agreement with the LLM.
+    debate = batch.debates.order_by("pk").first()
+    Verdict.objects.create(debate=debate, kind="human", judge_name="annotator1",
+                           probability_a=80)  # fmt: skip
+    stats = analytics_compute(Filters(batch_id=batch.pk, group_by="judge"))
+    assert (stats.agreement.same_answer.k, stats.agreement.same_answer.n) == (1, 1)
+    assert stats.agreement.mean_abs_difference == pytest.approx(0.1)
+    assert {g.name for g in stats.groups} == {"Human judge", "LLM judge: judge-llm"}
+    assert analytics_compute(Filters(batch_id=batch.pk, source="nyu-2023")).verdicts == 0
+    assert analytics_compute(Filters(batch_id=batch.pk, judge_kind="llm")).verdicts == 2
