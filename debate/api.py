@@ -20,7 +20,7 @@ from pydantic import Field
 from config.api import Detail, api_require
 from core.roles import Role, user_has_role
 from debate.models import Debate, DebateBatch, Protocol, QuestionBank, Side
-from debate.records import BatchSpec, DebateRecord
+from debate.records import BatchSpec, DebateRecord, Name, Text
 from debate.research.analytics import GROUPINGS, Filters, analytics_compute
 from debate.research.batches import batch_create
 from debate.research.records import debate_record, debates_for_export, records_upsert
@@ -83,7 +83,7 @@ class DebateIn(Schema):
     quote_char_limit: int = Field(default=250, ge=0, le=10_000)
     debater_a_config_id: int = Field(ge=1, le=MAX_ID)
     debater_b_config_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    judge_username: str = Field(min_length=1, max_length=150)
+    judge_username: Name = Field(min_length=1, max_length=150)
 
 
 class ImportIn(Schema):
@@ -95,11 +95,11 @@ class ImportOut(Schema):
 
 
 class BatchIn(Schema):
-    name: str = Field(min_length=1, max_length=200)
+    name: Name = Field(min_length=1)
     bank_id: int = Field(ge=1, le=MAX_ID)
     spec: BatchSpec
     llm_judge_config_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    judge_prompt: str = Field(default="", max_length=20_000)
+    judge_prompt: Text = Field(default="", max_length=20_000)
 
 
 class BatchOut(Schema):

@@ -4,13 +4,14 @@ upserts the debate named `name`. Documented in docs/readme-issue-13.md."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 FORMAT = "arbiter-debate/1"
 MAX_TEXT = 2_000_000
+MAX_ID = 2**63 - 1
 
 
 def _no_nul(text: str) -> str:
@@ -100,6 +101,12 @@ class RoomExtras(Record):
     rules: dict[str, Any] = Field(default_factory=dict)
     offline_judgments: list[Any] = Field(default_factory=list, max_length=1000)
 
+    @model_validator(mode="after")
+    def _no_nul_inside(self) -> RoomExtras:
+        if "\\u0000" in json.dumps(self.model_dump(mode="json")):
+            raise ValueError("text contains a NUL character")
+        return self
+
 
 class RecordSetting(Record):
     is_human: bool
@@ -126,7 +133,7 @@ class DebateRecord(Record):
     status: Literal[
         "waiting_for_prior", "generating", "awaiting_judge", "judged", "finished", "incomplete"
     ]
-    created_at: datetime
+    created_at: AwareDatetime
     has_transcript: bool = True
     rounds_held: int = Field(default=0, ge=0, le=1000)
     speeches: list[RecordSpeech] = Field(default_factory=list, max_length=10_000)
@@ -156,15 +163,15 @@ class BatchSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question_filter: str = Field(default="", max_length=200)
+    question_filter: Annotated[str, Field(max_length=200), AfterValidator(_no_nul)] = ""
     protocol: Literal["debate", "consultancy"] = "debate"
     turn_order: Literal["simultaneous", "sequential"] = "simultaneous"
     rounds: int = Field(default=1, ge=1, le=10)
     speech_char_limit: int = Field(default=750, ge=50, le=10_000)
     quote_char_limit: int = Field(default=250, ge=0, le=10_000)
     max_new_tokens: int = Field(default=64, ge=1, le=4096)
-    debater_a_config_id: int = Field(ge=1)
-    debater_b_config_id: int | None = Field(default=None, ge=1)
+    debater_a_config_id: int = Field(ge=1, le=MAX_ID)
+    debater_b_config_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     count: int = Field(ge=1, le=1000)
-    human_queue_id: int | None = Field(default=None, ge=1)
+    human_queue_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     judge_max_new_tokens: int = Field(default=16, ge=1, le=1024)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import string
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -108,10 +109,7 @@ def batch_create(
     if spec.human_queue_id and not Queue.objects.filter(pk=spec.human_queue_id).exists():
         raise ValidationError("No such queue.")
     if judge_prompt:
-        try:
-            template_fill(judge_prompt, dict.fromkeys(JUDGE_PLACEHOLDERS, ""))
-        except (ValueError, IndexError) as error:
-            raise ValidationError(f"The judge prompt has broken braces: {error}") from None
+        judge_prompt_check(judge_prompt)
     debater_a = configs[spec.debater_a_config_id]
     debater_b = configs[spec.debater_b_config_id or spec.debater_a_config_id]
     consultancy = spec.protocol == Protocol.CONSULTANCY
@@ -130,6 +128,21 @@ def batch_create(
         )
         transaction.on_commit(lambda: _enqueue_batch(batch.pk))
     return batch
+
+
+def judge_prompt_check(prompt: str) -> None:
+    """Only the plain placeholders: `{question.__class__}` and the like would let a prompt
+    reach into Python objects."""
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(prompt) if name is not None]
+    except ValueError as error:
+        raise ValidationError(f"The judge prompt has broken braces: {error}") from None
+    unknown = sorted({name for name in fields if name not in JUDGE_PLACEHOLDERS})
+    if unknown:
+        allowed = " ".join(f"{{{name}}}" for name in JUDGE_PLACEHOLDERS)
+        raise ValidationError(
+            f"Unknown placeholders {', '.join(unknown)} in the judge prompt; use {allowed}."
+        )
 
 
 def _enqueue_batch(batch_id: int) -> None:

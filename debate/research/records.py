@@ -37,7 +37,7 @@ from debate.records import (
 )
 from llm.models import ModelConfig
 
-_NATIVE_NAME = re.compile(r"^arbiter-(\d+)$")
+_NATIVE_NAME = re.compile(r"^arbiter-(\d{1,18})$")  # an id that fits a bigint
 
 
 def record_name(debate: Debate) -> str:

@@ -94,3 +94,31 @@ def test_ids_and_sizes_are_bounded(researcher):
     assert api.get(f"/debates/{2**63 - 1}").status_code == 404
     assert api.get("/debates/?limit=100000").status_code == 422
     assert api.post("/debates/import", {"records": []}).status_code == 422
+
+
+def test_hostile_input_is_a_4xx_not_a_crash(researcher):
+    api = Api(researcher)
+    config = ModelConfigFactory()
+    bank = QuestionBankFactory()
+    BankQuestionFactory(bank=bank)
+    spec = {"debater_a_config_id": config.pk, "count": 1}
+    for body in [
+        {"name": "nul\u0000", "bank_id": bank.pk, "spec": spec, "llm_judge_config_id": config.pk},
+        {"name": "x", "bank_id": bank.pk, "spec": spec | {"question_filter": "\u0000"}},
+        {"name": "x", "bank_id": bank.pk, "spec": spec | {"human_queue_id": 2**63}},
+    ]:
+        assert api.post("/debates/batches/", body).status_code == 422
+    braces = {"name": "x", "bank_id": bank.pk, "spec": spec, "llm_judge_config_id": config.pk,
+              "judge_prompt": "{question.upper}"}  # fmt: skip
+    assert api.post("/debates/batches/", braces).status_code == 400
+
+    debate_files_import(files=[(ROOMS[0].name, ROOMS[0].read_bytes())])
+    record = api.get(f"/debates/{Debate.objects.get().pk}").json()
+    for change in [{"name": "arbiter-99999999999999999999999"},
+                   {"extras": {"rules": {"x": "\u0000"}, "offline_judgments": []}},
+                   {"created_at": "2023-07-21T14:18:15"}]:  # fmt: skip
+        response = api.post("/debates/import", {"records": [record | change]})
+        assert response.status_code in (200, 422), response.content
+    assert Debate.objects.filter(room_name__startswith="arbiter-9").count() == 1
+    assert api.post("/debates/import", {"records": [record | {
+        "extras": {"rules": {"x": "\u0000"}}}]}).status_code == 422  # fmt: skip
