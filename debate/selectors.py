@@ -68,6 +68,7 @@ class DebateView:
     debater_names: tuple[str, str] = ("", "")
     source: str = ""
     room_name: str = ""
+    has_transcript: bool = True
 
     @property
     def is_consultancy(self) -> bool:
@@ -127,6 +128,7 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
         debater_names=(debate.debater_a_name, debate.debater_b_name),
         source=debate.get_source_display(),
         room_name=debate.room_name or "",
+        has_transcript=debate.has_transcript,
     )
 
 

@@ -125,3 +125,12 @@ def test_the_export_streams_jsonl_records(researcher):
     assert [json.loads(line)["name"] for line in lines] == [ROOMS[0].stem]
     bad = signed_in(researcher).get("/debates/export.jsonl", {"source": "elsewhere"})
     assert bad.status_code == 400
+
+
+def test_a_metadata_only_room_says_so_in_the_viewer(researcher):
+    line = METADATA.read_text().splitlines()[1]
+    debate_files_import(files=[("debates-metadata.jsonl", line.encode())])
+    debate = Debate.objects.get()
+    html = signed_in(researcher).get(f"/debates/{debate.pk}/").content.decode()
+    assert "Only this room's setting and outcome were published" in html
+    assert "Verdicts" in html
