@@ -93,10 +93,12 @@ def _validation_error(request: HttpRequest, error: ValidationError) -> HttpRespo
 def _mount() -> None:
     # Imported here: each app's api module imports Detail and api_require from this one.
     from annotations.api import exports, queues
+    from debate.api import router as debates
     from rewards.api import reward_models_router
 
     api.add_router("/queues", queues)
     api.add_router("/exports", exports)
+    api.add_router("/debates", debates)
     api.add_router("/reward-models", reward_models_router)
 
 

@@ -1,6 +1,16 @@
 from django.contrib import admin
 
-from debate.models import Debate, JudgeTurn, Judgment, ProtocolPrompt, Speech
+from debate.models import (
+    BankQuestion,
+    Debate,
+    DebateBatch,
+    JudgeTurn,
+    Judgment,
+    ProtocolPrompt,
+    QuestionBank,
+    Speech,
+    Verdict,
+)
 
 
 class SpeechInline(admin.TabularInline):
@@ -16,12 +26,20 @@ class JudgeTurnInline(admin.TabularInline):
     readonly_fields = ["round", "probability_a", "message", "action", "created_at"]
 
 
+class VerdictInline(admin.TabularInline):
+    model = Verdict
+    extra = 0
+    fields = ("kind", "judge_name", "judge_config", "probability_a", "judge_turns")
+    readonly_fields = fields
+
+
 @admin.register(Debate)
 class DebateAdmin(admin.ModelAdmin):
     list_display = ["id", "question", "protocol", "judge", "status", "current_round", "created_at"]
-    list_filter = ["status", "protocol", "turn_order"]
-    search_fields = ["question"]
-    inlines = [SpeechInline, JudgeTurnInline]
+    list_filter = ["status", "protocol", "turn_order", "source", "human_debaters"]
+    search_fields = ["question", "room_name"]
+    raw_id_fields = ["batch", "bank_question"]
+    inlines = [SpeechInline, JudgeTurnInline, VerdictInline]
 
 
 @admin.register(Speech)
@@ -51,3 +69,39 @@ class JudgmentAdmin(admin.ModelAdmin):
 @admin.register(ProtocolPrompt)
 class ProtocolPromptAdmin(admin.ModelAdmin):
     list_display = ["protocol", "updated_at"]
+
+
+@admin.register(Verdict)
+class VerdictAdmin(admin.ModelAdmin):
+    list_display = ["id", "debate", "kind", "judge_name", "probability_a", "judge_turns"]
+    list_filter = ["kind"]
+    search_fields = ["judge_name", "debate__room_name"]
+    raw_id_fields = ["debate"]
+
+
+class BankQuestionInline(admin.TabularInline):
+    model = BankQuestion
+    extra = 0
+    fields = ("line", "question", "gold_index", "distractor_index")
+    show_change_link = True
+
+
+@admin.register(QuestionBank)
+class QuestionBankAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "created_by", "created_at"]
+    search_fields = ["name"]
+    inlines = [BankQuestionInline]
+
+
+@admin.register(BankQuestion)
+class BankQuestionAdmin(admin.ModelAdmin):
+    list_display = ["id", "bank", "line", "question", "gold_index"]
+    list_filter = ["bank"]
+    search_fields = ["question"]
+
+
+@admin.register(DebateBatch)
+class DebateBatchAdmin(admin.ModelAdmin):
+    list_display = ["id", "name", "bank", "status", "steps_done", "steps_total", "created_at"]
+    list_filter = ["status"]
+    readonly_fields = ["status", "steps_done", "steps_total", "error", "started_at", "finished_at"]

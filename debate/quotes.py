@@ -20,6 +20,8 @@ class Quote:
     verified: bool
     # Past the quote budget: shown, but never counted as verified.
     over_limit: bool = False
+    # Imported NYU quotes: the token span of the story they came from.
+    span: tuple[int, int] | None = None
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)

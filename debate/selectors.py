@@ -11,7 +11,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import QuerySet
 
 from core.roles import Role, user_has_role
-from debate.models import Debate, DebateStatus, JudgeTurn, Judgment, Protocol, Speech
+from debate.models import Debate, DebateStatus, JudgeTurn, Judgment, Protocol, Speech, Verdict
 
 Viewer = Literal["judge", "observer"]
 
@@ -21,10 +21,10 @@ def debate_viewer(user: AbstractBaseUser | AnonymousUser, debate_id: int) -> Vie
     A researcher who is also the judge sees the judge's view."""
     if not isinstance(user, User):
         return None
-    row = Debate.objects.filter(pk=debate_id).values_list("judge_id", flat=True).first()
-    if row is None:
+    rows = list(Debate.objects.filter(pk=debate_id).values_list("judge_id", flat=True))
+    if not rows:
         return None
-    if row == user.pk:
+    if rows[0] is not None and rows[0] == user.pk:
         return "judge"
     if user_has_role(user, Role.RESEARCHER):
         return "observer"
@@ -63,6 +63,12 @@ class DebateView:
     passage: str | None = None
     correct_side: str | None = None
     judgment: Judgment | None = None
+    # Every judge's final answer (imported rooms, LLM judges): observers only.
+    verdicts: list[Verdict] = field(default_factory=list)
+    debater_names: tuple[str, str] = ("", "")
+    source: str = ""
+    room_name: str = ""
+    has_transcript: bool = True
 
     @property
     def is_consultancy(self) -> bool:
@@ -118,6 +124,11 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
         passage=debate.passage if reveal else None,
         correct_side=(debate.correct_side or None) if reveal else None,
         judgment=getattr(debate, "judgment", None) if judged else None,
+        verdicts=list(debate.verdicts.select_related("judge_config")) if reveal else [],
+        debater_names=(debate.debater_a_name, debate.debater_b_name),
+        source=debate.get_source_display(),
+        room_name=debate.room_name or "",
+        has_transcript=debate.has_transcript,
     )
 
 

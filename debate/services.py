@@ -15,7 +15,7 @@ from typing import Any
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from annotations.models import Item, Queue
@@ -35,6 +35,8 @@ from debate.models import (
     Speech,
     SpeechStatus,
     TurnOrder,
+    Verdict,
+    VerdictKind,
 )
 from debate.prompting import TranscriptEntry, debater_messages
 from debate.quotes import quotes_verify, speech_limit
@@ -135,6 +137,12 @@ def judgment_submit(*, debate: Debate, judge: User, probability_a: int, rational
     judgment = Judgment.objects.create(
         debate=debate, judge=judge, probability_a=probability_a, rationale=rationale.strip(),
         judge_turns=judge_turns, time_spent_s=(timezone.now() - started).total_seconds(),
+    )  # fmt: skip
+    # The same final answer as a verdict, the row analytics and exports read for every judge.
+    Verdict.objects.update_or_create(
+        debate=debate, kind=VerdictKind.HUMAN, judge_name=judge.get_username(),
+        defaults={"probability_a": probability_a, "judge_turns": judge_turns,
+                  "rationale": judgment.rationale},
     )  # fmt: skip
     debate.status = DebateStatus.JUDGED
     debate.save(update_fields=["status"])
@@ -354,16 +362,21 @@ def _speaker(debate: Debate, speech: Speech) -> str:
     return f"Debater {speech.side.upper()}"
 
 
-def debates_to_queue(*, queue: Queue) -> int:
-    """Add every judged debate not yet in `queue` as a transcript item ("which debater argued
-    better?"); returns how many. The queue must take debate-judgment items."""
+def debates_to_queue(*, queue: Queue, debates: QuerySet[Debate] | None = None) -> int:
+    """Add every judged debate (of `debates`, default all) not yet in `queue` as a transcript
+    item ("which debater argued better?"); returns how many. The queue must take
+    debate-judgment items."""
     present = set(
         Item.objects.filter(queue=queue, external_id__startswith="debate-").values_list(
             "external_id", flat=True
         )
     )
     items = []
-    judged = Debate.objects.filter(status=DebateStatus.JUDGED).order_by("pk")
+    judged = (
+        (Debate.objects.all() if debates is None else debates)
+        .filter(status__in=[DebateStatus.JUDGED, DebateStatus.FINISHED], has_transcript=True)
+        .order_by("pk")
+    )
     for debate in judged.prefetch_related("speeches", "judge_turns"):
         if f"debate-{debate.pk}" in present:
             continue
@@ -371,6 +384,8 @@ def debates_to_queue(*, queue: Queue) -> int:
             DebateTurn(speaker=entry.speaker, text=entry.text)
             for entry in debate_transcript(debate, before=None)
         ]
+        if not turns:
+            continue
         payload = DebatePayload(
             question=debate.question, answer_a=debate.answer_a, answer_b=debate.answer_b,
             turns=turns, source_id=f"debate:{debate.pk}",

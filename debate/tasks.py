@@ -11,3 +11,10 @@ def speech_generate_task(speech_id: int) -> None:
 @shared_task
 def speeches_requeue_stale_task() -> int:
     return speeches_requeue_stale()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def debate_batch_run_task(batch_id: int) -> None:
+    from debate.research.batches import batch_run
+
+    batch_run(batch_id=batch_id)

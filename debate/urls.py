@@ -1,6 +1,7 @@
 from django.urls import path
 
 from debate import views
+from debate.research import views as research
 
 app_name = "debate"
 urlpatterns = [
@@ -9,6 +10,14 @@ urlpatterns = [
     path("new/", views.debate_new, name="new"),
     path("to-queue/", views.debates_to_queue_view, name="to_queue"),
     path("prompts/<str:protocol>/", views.prompts_edit, name="prompts"),
+    path("analytics/", research.analytics, name="analytics"),
+    path("import/", research.debates_import, name="import"),
+    path("export.jsonl", research.debates_export, name="export"),
+    path("banks/", research.banks, name="banks"),
+    path("banks/<int:pk>/", research.bank_detail, name="bank"),
+    path("batches/", research.batches, name="batches"),
+    path("batches/new/", research.batch_new, name="batch_new"),
+    path("batches/<int:pk>/", research.batch_detail, name="batch"),
     path("<int:pk>/", views.debate_detail, name="detail"),
     path("<int:pk>/prior/", views.debate_prior, name="prior"),
     path("<int:pk>/turn/", views.debate_turn, name="turn"),

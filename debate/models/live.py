@@ -5,6 +5,7 @@ import math
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from llm.models import GenerationRecord, ModelConfig
 
@@ -38,6 +39,15 @@ class DebateStatus(models.TextChoices):
     GENERATING = "generating", "debaters speaking"
     AWAITING_JUDGE = "awaiting_judge", "waiting for the judge"
     JUDGED = "judged"
+    # A batch debate whose rounds are all spoken: judges (LLM, a queue) read the transcript.
+    FINISHED = "finished", "debate over"
+    # An imported room that never reached a verdict.
+    INCOMPLETE = "incomplete", "never finished"
+
+
+class Source(models.TextChoices):
+    ARBITER = "arbiter", "Arbiter"
+    NYU = "nyu-2023", "NYU 2023 (Michael et al.)"
 
 
 class ProtocolPrompt(models.Model):
@@ -80,8 +90,13 @@ class Debate(models.Model):
     quote_char_limit = models.PositiveIntegerField(
         default=250, validators=[MaxValueValidator(10_000)]
     )
+    # Null only for debates with human debaters (imported); forms still require it.
     debater_a_config = models.ForeignKey(
-        ModelConfig, on_delete=models.PROTECT, related_name="+", verbose_name="debater A model"
+        ModelConfig,
+        on_delete=models.PROTECT,
+        related_name="+",
+        null=True,
+        verbose_name="debater A model",
     )
     debater_b_config = models.ForeignKey(
         ModelConfig,
@@ -93,8 +108,12 @@ class Debate(models.Model):
     )
     # Consultancy: the answer the single consultant argues for (honest half of the time).
     consultant_side = models.CharField(max_length=1, choices=Side.choices, blank=True)
+    # Null for imported rooms (their judges are names, not users) and batch debates.
     judge = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="debates_to_judge"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="debates_to_judge",
+        null=True,
     )
     status = models.CharField(
         max_length=20, choices=DebateStatus.choices, default=DebateStatus.WAITING_FOR_PRIOR
@@ -104,11 +123,34 @@ class Debate(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Research fields: where the debate came from and who took part, for imports and batches.
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.ARBITER)
+    # The key of an imported room: re-importing it updates the debate instead of adding one.
+    room_name = models.CharField(max_length=200, unique=True, null=True, blank=True)
+    human_debaters = models.BooleanField(default=False)
+    debater_a_name = models.CharField(max_length=200, blank=True)
+    debater_b_name = models.CharField(max_length=200, blank=True)
+    judge_name = models.CharField(max_length=200, blank=True)
+    story_title = models.CharField(max_length=500, blank=True)
+    included_in_paper = models.BooleanField(null=True, blank=True)
+    has_transcript = models.BooleanField(default=True)
+    batch = models.ForeignKey(
+        "debate.DebateBatch", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="debates",
+    )  # fmt: skip
+    bank_question = models.ForeignKey(
+        "debate.BankQuestion", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # Imported rooms' rules and offline judges, as published: debate.records.RoomExtras.
+    extras = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["judge", "status"])]
+        indexes = [
+            models.Index(fields=["judge", "status"]),
+            models.Index(fields=["source", "created_at"]),
+        ]
 
     def __str__(self) -> str:
         return f"debate {self.pk}: {self.question[:60]}"
@@ -124,6 +166,7 @@ class Debate(models.Model):
 
     def config_for(self, side: str) -> ModelConfig:
         if self.protocol == Protocol.CONSULTANCY or side == Side.A:
+            assert self.debater_a_config is not None
             return self.debater_a_config
         assert self.debater_b_config is not None
         return self.debater_b_config

@@ -1,0 +1,315 @@
+"""The debate research API (mounted by config/api.py at /api/debates, batches at /batches):
+list and fetch debates in the export schema, import records, create debates and batches,
+read analytics. Researchers only — a judge never reaches a passage or an answer through it.
+The pages and this API call the same selectors and services."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.http import HttpRequest
+from django.urls import reverse
+from ninja import Path, Query, Router, Schema, Status
+from ninja.errors import HttpError
+from pydantic import Field
+
+from config.api import Detail, api_require
+from core.roles import Role, user_has_role
+from debate.models import Debate, DebateBatch, Protocol, QuestionBank, Side
+from debate.records import BatchSpec, DebateRecord, Name, Text
+from debate.research.analytics import GROUPINGS, Filters, analytics_compute
+from debate.research.batches import batch_create
+from debate.research.records import debate_record, debates_for_export, records_upsert
+from debate.research.selectors import debates_for_research_export
+from debate.services import debate_create
+from llm.models import ModelConfig
+
+MAX_ID = 2**63 - 1
+ERRORS = {400: Detail, 401: Detail, 403: Detail, 404: Detail, 409: Detail, 422: Detail}
+
+router = Router(tags=["debates"])
+batches = Router(tags=["debate batches"])
+
+
+def _researcher(request: HttpRequest) -> User:
+    return api_require(request, Role.RESEARCHER)
+
+
+# --- schemas ----------------------------------------------------------------------------------
+class DebateSummary(Schema):
+    id: int
+    name: str
+    source: str
+    protocol: str
+    human_debaters: bool
+    status: str
+    question: str
+    correct_side: str
+    batch_id: int | None
+    created_at: datetime
+    url: str
+
+
+class DebatePage(Schema):
+    count: int
+    results: list[DebateSummary]
+
+
+class DebateListQuery(Schema):
+    source: Literal["", "arbiter", "nyu-2023"] = ""
+    protocol: Literal["", "debate", "consultancy"] = ""
+    batch: int | None = Field(default=None, ge=1, le=MAX_ID)
+    limit: int = Field(default=50, ge=1, le=500)
+    offset: int = Field(default=0, ge=0, le=10_000_000)
+
+
+class DebateIn(Schema):
+    """A live debate, as the New debate page makes it."""
+
+    question: str = Field(min_length=1, max_length=10_000)
+    answer_a: str = Field(min_length=1, max_length=10_000)
+    answer_b: str = Field(min_length=1, max_length=10_000)
+    correct_side: Literal["", "a", "b"] = ""
+    passage: str = Field(default="", max_length=1_000_000)
+    protocol: Literal["debate", "consultancy"] = "debate"
+    turn_order: Literal["simultaneous", "sequential"] = "simultaneous"
+    rounds_mode: Literal["fixed", "judge_ends"] = "judge_ends"
+    max_rounds: int = Field(default=3, ge=1, le=10)
+    speech_char_limit: int = Field(default=750, ge=50, le=10_000)
+    quote_char_limit: int = Field(default=250, ge=0, le=10_000)
+    debater_a_config_id: int = Field(ge=1, le=MAX_ID)
+    debater_b_config_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    judge_username: Name = Field(min_length=1, max_length=150)
+
+
+class ImportIn(Schema):
+    records: list[DebateRecord] = Field(min_length=1, max_length=200)
+
+
+class ImportOut(Schema):
+    names: list[str]
+
+
+class BatchIn(Schema):
+    name: Name = Field(min_length=1)
+    bank_id: int = Field(ge=1, le=MAX_ID)
+    spec: BatchSpec
+    llm_judge_config_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    judge_prompt: Text = Field(default="", max_length=20_000)
+
+
+class BatchOut(Schema):
+    id: int
+    name: str
+    bank_id: int
+    status: str
+    steps_done: int
+    steps_total: int
+    percent: int
+    error: str
+    llm_judge_config_id: int | None
+    debate_ids: list[int]
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class ShareOut(Schema):
+    k: int
+    n: int
+    value: float | None
+    low: float | None
+    high: float | None
+
+
+class GroupOut(Schema):
+    name: str
+    accuracy: ShareOut
+    mean_judge_turns: float
+    mean_judge_score: float
+    ece: float
+    brier: float
+    honest: ShareOut | None
+    dishonest: ShareOut | None
+
+
+class RatingOut(Schema):
+    name: str
+    score: float
+    low: float
+    high: float
+    games: int
+
+
+class AnalyticsOut(Schema):
+    verdicts: int
+    calibration_binning: str
+    groups: list[GroupOut]
+    llm_human_agreement: ShareOut
+    ratings: list[RatingOut]
+
+
+class AnalyticsQuery(Schema):
+    group_by: Literal["setting", "judge", "protocol", "model", "source"] = "setting"
+    date_from: date | None = None
+    date_to: date | None = None
+    protocol: Literal["", "debate", "consultancy"] = ""
+    judge_kind: Literal["", "human", "offline", "llm"] = ""
+    source: Literal["", "arbiter", "nyu-2023"] = ""
+    batch: int | None = Field(default=None, ge=1, le=MAX_ID)
+    paper_only: bool = False
+
+
+# --- debates ----------------------------------------------------------------------------------
+def _summary(debate: Debate) -> DebateSummary:
+    return DebateSummary(
+        id=debate.pk, name=debate.room_name or f"arbiter-{debate.pk}", source=debate.source,
+        protocol=debate.protocol, human_debaters=debate.human_debaters, status=debate.status,
+        question=debate.question, correct_side=debate.correct_side, batch_id=debate.batch_id,
+        created_at=debate.created_at, url=reverse("debate:detail", args=[debate.pk]),
+    )  # fmt: skip
+
+
+@router.get("/", response={200: DebatePage} | ERRORS, summary="List debates")
+def debate_list(request: HttpRequest, filters: Query[DebateListQuery]) -> DebatePage:
+    _researcher(request)
+    rows = debates_for_research_export(
+        source=filters.source, protocol=filters.protocol, batch=filters.batch
+    ).order_by("-created_at", "-pk")
+    page = rows[filters.offset : filters.offset + filters.limit]
+    return DebatePage(count=rows.count(), results=[_summary(d) for d in page])
+
+
+@router.get(
+    "/{int:debate_id}", response={200: DebateRecord} | ERRORS,
+    summary="A debate in the export schema: transcript, quotes, judge turns, verdicts",
+)  # fmt: skip
+def debate_get(request: HttpRequest, debate_id: int = Path(..., ge=1, le=MAX_ID)) -> DebateRecord:
+    _researcher(request)
+    debate = debates_for_export(Debate.objects.filter(pk=debate_id)).first()
+    if debate is None:
+        raise HttpError(404, "No such debate.")
+    return debate_record(debate)
+
+
+@router.post("/", response={201: DebateSummary} | ERRORS, summary="Create a live debate")
+def debate_post(request: HttpRequest, body: DebateIn) -> Status:
+    user = _researcher(request)
+    judge = User.objects.filter(username=body.judge_username, is_active=True).first()
+    if judge is None or not user_has_role(judge, Role.ANNOTATOR):
+        raise HttpError(404, "No such annotator to judge.")
+    configs = ModelConfig.objects.in_bulk(
+        [i for i in (body.debater_a_config_id, body.debater_b_config_id) if i]
+    )
+    if body.debater_a_config_id not in configs or (
+        body.debater_b_config_id and body.debater_b_config_id not in configs
+    ):
+        raise HttpError(404, "No such model config.")
+    if "\x00" in body.question + body.answer_a + body.answer_b + body.passage:
+        raise HttpError(400, "Text may not contain NUL characters.")
+    debate = Debate(
+        question=body.question, answer_a=body.answer_a, answer_b=body.answer_b,
+        correct_side=Side(body.correct_side) if body.correct_side else "",
+        passage=body.passage, protocol=Protocol(body.protocol), turn_order=body.turn_order,
+        rounds_mode=body.rounds_mode, max_rounds=body.max_rounds,
+        speech_char_limit=body.speech_char_limit, quote_char_limit=body.quote_char_limit,
+        debater_a_config=configs[body.debater_a_config_id],
+        debater_b_config=configs.get(body.debater_b_config_id or 0), judge=judge,
+    )  # fmt: skip
+    debate = debate_create(debate=debate, created_by=user)
+    return Status(201, _summary(debate))
+
+
+@router.post(
+    "/import", response={200: ImportOut} | ERRORS,
+    summary="Import debates in the export schema (upserted by name), all or none",
+)  # fmt: skip
+def debate_import(request: HttpRequest, body: ImportIn) -> ImportOut:
+    _researcher(request)
+    with transaction.atomic():
+        imported = records_upsert(body.records)
+    return ImportOut(names=[d.room_name or f"arbiter-{d.pk}" for d in imported])
+
+
+@router.get("/analytics/", response={200: AnalyticsOut} | ERRORS, summary="Debate analytics")
+def debate_analytics(request: HttpRequest, query: Query[AnalyticsQuery]) -> AnalyticsOut:
+    _researcher(request)
+    assert query.group_by in GROUPINGS
+    stats = analytics_compute(Filters(
+        group_by=query.group_by, date_from=query.date_from, date_to=query.date_to,
+        protocol=query.protocol, judge_kind=query.judge_kind, source=query.source,
+        batch_id=query.batch, paper_only=query.paper_only,
+    ))  # fmt: skip
+
+    def share(value: object) -> ShareOut:
+        interval = getattr(value, "interval", None) or (None, None)
+        return ShareOut(k=value.k, n=value.n, value=value.value, low=interval[0],  # type: ignore[attr-defined]
+                        high=interval[1])  # fmt: skip
+
+    return AnalyticsOut(
+        verdicts=stats.verdicts, calibration_binning=stats.binning,
+        groups=[GroupOut(
+            name=g.name, accuracy=share(g.accuracy), mean_judge_turns=g.mean_turns,
+            mean_judge_score=g.mean_score, ece=g.ece, brier=g.brier,
+            honest=share(g.honest) if g.honest else None,
+            dishonest=share(g.dishonest) if g.dishonest else None,
+        ) for g in stats.groups],
+        llm_human_agreement=share(stats.agreement.same_answer),
+        ratings=[RatingOut(name=r.name, score=r.score, low=r.low, high=r.high, games=r.games)
+                 for r in stats.ratings],
+    )  # fmt: skip
+
+
+# --- batches ----------------------------------------------------------------------------------
+def _batch_out(batch: DebateBatch) -> BatchOut:
+    return BatchOut(
+        id=batch.pk, name=batch.name, bank_id=batch.bank_id, status=batch.status,
+        steps_done=batch.steps_done, steps_total=batch.steps_total, percent=batch.percent,
+        error=batch.error, llm_judge_config_id=batch.llm_judge_config_id,
+        debate_ids=list(batch.debates.order_by("pk").values_list("pk", flat=True)),
+        created_at=batch.created_at, finished_at=batch.finished_at,
+    )  # fmt: skip
+
+
+@batches.get("/", response={200: list[BatchOut]} | ERRORS, summary="List batches")
+def batch_list(request: HttpRequest, limit: int = Query(50, ge=1, le=200)) -> list[BatchOut]:
+    _researcher(request)
+    return [_batch_out(batch) for batch in DebateBatch.objects.order_by("-pk")[:limit]]
+
+
+@batches.post("/", response={201: BatchOut} | ERRORS, summary="Start a batch of AI debates")
+def batch_post(request: HttpRequest, body: BatchIn) -> Status:
+    user = _researcher(request)
+    bank = QuestionBank.objects.filter(pk=body.bank_id).first()
+    if bank is None:
+        raise HttpError(404, "No such question bank.")
+    judge = None
+    if body.llm_judge_config_id is not None:
+        judge = ModelConfig.objects.filter(pk=body.llm_judge_config_id).first()
+        if judge is None:
+            raise HttpError(404, "No such LLM judge model config.")
+    try:
+        batch = batch_create(
+            name=body.name, bank=bank, spec=body.spec, created_by=user,
+            llm_judge_config=judge, judge_prompt=body.judge_prompt,
+        )  # fmt: skip
+    except ValidationError as error:
+        raise HttpError(400, " ".join(error.messages)) from None
+    return Status(201, _batch_out(batch))
+
+
+@batches.get(
+    "/{int:batch_id}", response={200: BatchOut} | ERRORS, summary="A batch and its progress"
+)
+def batch_get(request: HttpRequest, batch_id: int = Path(..., ge=1, le=MAX_ID)) -> BatchOut:
+    _researcher(request)
+    batch = DebateBatch.objects.filter(pk=batch_id).first()
+    if batch is None:
+        raise HttpError(404, "No such batch.")
+    return _batch_out(batch)
+
+
+router.add_router("/batches", batches)

@@ -1,0 +1,177 @@
+"""The debate export schema (`arbiter-debate/1`), close to NYU's readable format, and the
+other JSON shapes the research side stores. One record is one debate; importing a record
+upserts the debate named `name`. Documented in docs/readme-issue-13.md."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+FORMAT = "arbiter-debate/1"
+MAX_TEXT = 2_000_000
+MAX_ID = 2**63 - 1
+
+
+def _no_nul(text: str) -> str:
+    # PostgreSQL refuses NUL in text; SQLite would store it. Refuse it for both, here.
+    if "\x00" in text:
+        raise ValueError("text contains a NUL character")
+    return text
+
+
+Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_no_nul)]
+Name = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
+Percent = Annotated[int, Field(ge=1, le=99)]
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RecordQuote(Record):
+    text: Text
+    verified: bool
+    over_limit: bool = False
+    # NYU rooms: the token span [start, end) of the source material the quote came from.
+    span: tuple[int, int] | None = None
+
+
+class RecordSpeech(Record):
+    round: int = Field(ge=1, le=1000)
+    side: Literal["a", "b"]
+    speaker: Name
+    # Quotes are inline as <quote>…</quote>, in the order of `quotes`.
+    text: Text
+    quotes: list[RecordQuote] = Field(default_factory=list, max_length=1000)
+    truncated: bool = False
+
+
+def _distribution(values: list[float]) -> list[float]:
+    if len(values) != 2:
+        raise ValueError(f"a probability distribution over 2 answers, not {len(values)}")
+    if abs(sum(values) - 1.0) > 1e-6:
+        raise ValueError(f"probabilities {values} do not sum to 1")
+    if not all(0.01 - 1e-9 <= value <= 0.99 + 1e-9 for value in values):
+        raise ValueError(f"probabilities {values} are outside 1–99%")
+    return values
+
+
+Distribution = Annotated[list[float], AfterValidator(_distribution)]
+
+
+def percent_a(distribution: list[float]) -> int:
+    return round(distribution[0] * 100)
+
+
+def distribution_of(percent: int) -> list[float]:
+    return [percent / 100, (100 - percent) / 100]
+
+
+class RecordJudgeTurn(Record):
+    """The judge's belief after `round` speeches rounds (0: the prior), and what they said."""
+
+    round: int = Field(ge=0, le=1000)
+    distribution: Distribution
+    feedback: Text = ""
+    end_debate: bool = False
+
+
+class RecordVerdict(Record):
+    kind: Literal["human", "offline", "llm"]
+    judge: Name
+    distribution: Distribution
+    judge_turns: int = Field(ge=0, le=1000)
+    rationale: Text = ""
+    model: Name | None = None  # the LLM judge's model config
+
+
+class RecordRules(Record):
+    turn_order: Literal["simultaneous", "sequential"] = "sequential"
+    rounds_mode: Literal["fixed", "judge_ends"] = "judge_ends"
+    max_rounds: int = Field(default=1, ge=1, le=1000)
+    speech_char_limit: int = Field(default=750, ge=0, le=100_000)
+    quote_char_limit: int = Field(default=250, ge=0, le=100_000)
+
+
+class RoomExtras(Record):
+    """Debate.extras: what an imported NYU room published beyond our columns, as it was."""
+
+    rules: dict[str, Any] = Field(default_factory=dict)
+    offline_judgments: list[Any] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _no_nul_inside(self) -> RoomExtras:
+        if "\\u0000" in json.dumps(self.model_dump(mode="json")):
+            raise ValueError("text contains a NUL character")
+        return self
+
+
+class RecordSetting(Record):
+    is_human: bool
+    is_debate: bool
+
+
+class DebateRecord(Record):
+    format: Literal["arbiter-debate/1"] = "arbiter-debate/1"
+    name: Name = Field(min_length=1)
+    source: Literal["arbiter", "nyu-2023"]
+    setting: RecordSetting
+    # None: not known from this record (an update keeps what the database has).
+    included_in_paper: bool | None = None
+    story_title: Name = ""
+    question: Text
+    answers: list[Text] = Field(min_length=2, max_length=2)
+    correct_answer_index: Literal[0, 1] | None = None
+    source_material: Text = ""
+    rules: RecordRules = Field(default_factory=RecordRules)
+    # Who played each role ("Debater A", "Debater B", "Judge"): a person's name or a model's.
+    roles: dict[Literal["Debater A", "Debater B", "Judge"], Name] = Field(default_factory=dict)
+    models: dict[Literal["Debater A", "Debater B"], Name] = Field(default_factory=dict)
+    consultant: Literal["a", "b"] | None = None
+    status: Literal[
+        "waiting_for_prior", "generating", "awaiting_judge", "judged", "finished", "incomplete"
+    ]
+    created_at: AwareDatetime
+    has_transcript: bool = True
+    rounds_held: int = Field(default=0, ge=0, le=1000)
+    speeches: list[RecordSpeech] = Field(default_factory=list, max_length=10_000)
+    judge_turns: list[RecordJudgeTurn] = Field(default_factory=list, max_length=10_000)
+    verdicts: list[RecordVerdict] = Field(default_factory=list, max_length=1000)
+    # NYU rooms: the published rules and offline judgments, kept as they were.
+    extras: RoomExtras = Field(default_factory=RoomExtras)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DebateRecord:
+        if not self.setting.is_debate and self.consultant is None:
+            raise ValueError("a consultancy names its consultant ('a' or 'b')")
+        rounds = [turn.round for turn in self.judge_turns]
+        if len(rounds) != len(set(rounds)):
+            raise ValueError("two judge turns for one round")
+        seen = {(speech.round, speech.side) for speech in self.speeches}
+        if len(seen) != len(self.speeches):
+            raise ValueError("two speeches by one side in one round")
+        judges = [(verdict.kind, verdict.judge) for verdict in self.verdicts]
+        if len(judges) != len(set(judges)):
+            raise ValueError("two verdicts by one judge")
+        return self
+
+
+class BatchSpec(BaseModel):
+    """What a DebateBatch runs (DebateBatch.spec)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    question_filter: Annotated[str, Field(max_length=200), AfterValidator(_no_nul)] = ""
+    protocol: Literal["debate", "consultancy"] = "debate"
+    turn_order: Literal["simultaneous", "sequential"] = "simultaneous"
+    rounds: int = Field(default=1, ge=1, le=10)
+    speech_char_limit: int = Field(default=750, ge=50, le=10_000)
+    quote_char_limit: int = Field(default=250, ge=0, le=10_000)
+    max_new_tokens: int = Field(default=64, ge=1, le=4096)
+    debater_a_config_id: int = Field(ge=1, le=MAX_ID)
+    debater_b_config_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    count: int = Field(ge=1, le=1000)
+    human_queue_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    judge_max_new_tokens: int = Field(default=16, ge=1, le=1024)

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from annotations.kinds import QueueKind
+from annotations.models import Queue
+from debate.models import DebateBatch, Protocol, QuestionBank, Source, TurnOrder, VerdictKind
+from debate.records import BatchSpec
+from debate.research.analytics import GROUPINGS, Filters
+from debate.research.batches import DEFAULT_JUDGE_PROMPT
+from llm.models import ModelConfig
+
+MAX_UPLOAD_FILES = 1000
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> Any:
+        single = super().clean
+        if isinstance(data, list | tuple):
+            if len(data) > MAX_UPLOAD_FILES:
+                raise forms.ValidationError(f"At most {MAX_UPLOAD_FILES} files at once.")
+            return [single(item, initial) for item in data]
+        return [single(data, initial)]
+
+
+class DebateImportForm(forms.Form):
+    uploads = MultipleFileField(
+        help_text="NYU room files (<room>.json), debates-metadata.jsonl, or Arbiter exports "
+        "(.jsonl). A room's name is its key: importing it again updates it."
+    )
+
+
+class AnalyticsFilterForm(forms.Form):
+    group_by = forms.ChoiceField(choices=list(GROUPINGS.items()), required=False)
+    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    protocol = forms.ChoiceField(choices=[("", "any")] + Protocol.choices, required=False)
+    judge_kind = forms.ChoiceField(
+        label="Judge", choices=[("", "live judges (human and LLM)")] + VerdictKind.choices,
+        required=False,
+    )  # fmt: skip
+    source = forms.ChoiceField(choices=[("", "any")] + Source.choices, required=False)
+    batch = forms.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    paper_only = forms.BooleanField(label="Only debates the NYU paper includes", required=False)
+
+    def filters(self) -> Filters:
+        data = self.cleaned_data if self.is_valid() else {}
+        return Filters(
+            group_by=data.get("group_by") or "setting",
+            date_from=data.get("date_from"), date_to=data.get("date_to"),
+            protocol=data.get("protocol", ""), judge_kind=data.get("judge_kind", ""),
+            source=data.get("source", ""), batch_id=data.get("batch"),
+            paper_only=bool(data.get("paper_only")),
+        )  # fmt: skip
+
+
+class QuestionBankImportForm(forms.Form):
+    name = forms.CharField(max_length=200, help_text="importing into an existing bank adds to it")
+    file = forms.FileField(
+        help_text="JSONL, one question a line: passage (or article), question, options, "
+        "gold_index (0-based) or gold_label (QuALITY, 1-based); optional title, "
+        "distractor_index"
+    )
+
+
+class QuestionFilterForm(forms.Form):
+    q = forms.CharField(label="Question contains", max_length=200, required=False)
+
+
+class BatchForm(forms.Form):
+    name = forms.CharField(max_length=200)
+    bank = forms.ModelChoiceField(QuestionBank.objects.all(), label="Question bank")
+    question_filter = forms.CharField(
+        max_length=200, required=False, help_text="only questions containing this text"
+    )
+    count = forms.IntegerField(min_value=1, max_value=1000, initial=8, label="How many debates")
+    protocol = forms.ChoiceField(choices=Protocol.choices, initial=Protocol.DEBATE)
+    turn_order = forms.ChoiceField(choices=TurnOrder.choices, initial=TurnOrder.SIMULTANEOUS)
+    rounds = forms.IntegerField(min_value=1, max_value=10, initial=3)
+    speech_char_limit = forms.IntegerField(min_value=50, max_value=10_000, initial=750)
+    quote_char_limit = forms.IntegerField(min_value=0, max_value=10_000, initial=250)
+    max_new_tokens = forms.IntegerField(
+        min_value=1, max_value=4096, initial=200, label="Tokens per speech (at most)"
+    )
+    debater_a_config = forms.ModelChoiceField(ModelConfig.objects.all(), label="Debater A model")
+    debater_b_config = forms.ModelChoiceField(
+        ModelConfig.objects.all(), required=False, label="Debater B model",
+        help_text="debate only; empty: the same model as A",
+    )  # fmt: skip
+    llm_judge_config = forms.ModelChoiceField(
+        ModelConfig.objects.all(), required=False, label="LLM judge model"
+    )
+    judge_prompt = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 8}), initial=DEFAULT_JUDGE_PROMPT, required=False,
+        help_text="placeholders: {question} {answer_a} {answer_b} {transcript} {protocol} — "
+        "the passage and the correct answer are never given to the judge",
+    )  # fmt: skip
+    judge_max_new_tokens = forms.IntegerField(
+        min_value=1, max_value=1024, initial=32, label="Judge reply tokens (at most)"
+    )
+    human_queue = forms.ModelChoiceField(
+        Queue.objects.filter(kind=QueueKind.DEBATE_JUDGMENT), required=False,
+        label="Human judges: debate-judgment queue",
+    )  # fmt: skip
+
+    def spec(self) -> BatchSpec:
+        data = self.cleaned_data
+        return BatchSpec(
+            question_filter=data["question_filter"], protocol=data["protocol"],
+            turn_order=data["turn_order"], rounds=data["rounds"],
+            speech_char_limit=data["speech_char_limit"],
+            quote_char_limit=data["quote_char_limit"], max_new_tokens=data["max_new_tokens"],
+            debater_a_config_id=data["debater_a_config"].pk,
+            debater_b_config_id=data["debater_b_config"].pk if data["debater_b_config"] else None,
+            count=data["count"],
+            human_queue_id=data["human_queue"].pk if data["human_queue"] else None,
+            judge_max_new_tokens=data["judge_max_new_tokens"],
+        )  # fmt: skip
+
+
+class BatchStartForm(forms.Form):
+    """The query string of the New batch page: a bank to start from."""
+
+    bank = forms.ModelChoiceField(QuestionBank.objects.all(), required=False)
+
+
+class ExportFilterForm(forms.Form):
+    source = forms.ChoiceField(choices=[("", "any")] + Source.choices, required=False)
+    protocol = forms.ChoiceField(choices=[("", "any")] + Protocol.choices, required=False)
+    batch = forms.ModelChoiceField(DebateBatch.objects.all(), required=False)

@@ -1,0 +1,179 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from debate.models import BatchStatus, Debate, DebateBatch, Speech, Verdict
+from debate.records import BatchSpec
+from debate.research import batches
+from debate.research.analytics import Filters, analytics_compute
+from debate.research.batches import batch_create, batch_run, judge_probability
+from llm.backends.base import Completion, Usage
+from llm.models import ModelConfig
+from tests.debate.research_factories import BankQuestionFactory, QuestionBankFactory
+from tests.factories import ModelConfigFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def batch_sent(monkeypatch):
+    from debate.tasks import debate_batch_run_task
+
+    sent: list[int] = []
+    monkeypatch.setattr(debate_batch_run_task, "delay", sent.append)
+    return sent
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    """Every generate_batch call: the config, and the exact prompts the model received."""
+    calls: list[tuple[str, list]] = []
+
+    def generate(config, prompts, params):
+        calls.append((config.name, prompts))
+        judging = "Probability A" in prompts[0][-1]["content"]
+        text = (
+            "Probability A: 70. B quoted nothing."
+            if judging
+            else ("Read this: <quote>green ink</quote> & <script>x</script>")
+        )
+        usage = Usage(prompt_tokens=10, completion_tokens=5, time_to_first_token_s=None,
+                      total_s=0.1)  # fmt: skip
+        return [Completion(text=text, usage=usage, finish_reason="stop") for _ in prompts]
+
+    monkeypatch.setattr(batches, "_generate", generate)
+    return calls
+
+
+def _batch(researcher, count=3, **spec):
+    bank = QuestionBankFactory()
+    BankQuestionFactory.create_batch(count, bank=bank)
+    a, b = ModelConfigFactory(), ModelConfigFactory()
+    judge = ModelConfig.objects.filter(name="judge-llm").first() or ModelConfigFactory(
+        name="judge-llm"
+    )
+    spec = BatchSpec(debater_a_config_id=a.pk, debater_b_config_id=b.pk, count=count,
+                     rounds=1, **spec)  # fmt: skip
+    return batch_create(name="b1", bank=bank, spec=spec, created_by=researcher,
+                        llm_judge_config=judge)  # fmt: skip
+
+
+def test_a_batch_speaks_in_batched_calls_and_the_llm_judge_never_sees_the_passage(
+    researcher, batch_sent, fake_model, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = _batch(researcher)
+    assert batch_sent == [batch.pk]
+    batch_run(batch_id=batch.pk)
+
+    batch.refresh_from_db()
+    assert batch.status == BatchStatus.DONE and batch.steps_done == batch.steps_total == 9
+    # Six speeches (3 debates × 2 sides) in one call per debater model, then one judge call.
+    assert [(name, len(prompts)) for name, prompts in fake_model] == [
+        (fake_model[0][0], 3),
+        (fake_model[1][0], 3),
+        ("judge-llm", 3),
+    ]
+    assert Speech.objects.filter(status="done", quotes__0__verified=True).count() == 6
+    debates = list(Debate.objects.filter(batch=batch))
+    assert {d.status for d in debates} == {"finished"}
+    judge_bytes = str(fake_model[2][1])
+    for debate in debates:
+        assert debate.passage.split()[-1].rstrip(".") not in judge_bytes  # the passage's secret
+        assert debate.question in judge_bytes
+    assert "passage-secret" not in judge_bytes
+    # What the judge reads cannot depend on the passage or on which answer is correct.
+    for debate in debates:
+        sent = batches.judge_messages(debate, batch.judge_prompt)
+        assert sent in fake_model[2][1]
+        debate.passage, debate.correct_side = (
+            "another passage",
+            "b" if debate.correct_side == "a" else "a",
+        )
+        assert batches.judge_messages(debate, batch.judge_prompt) == sent
+    assert "<v_quote>green ink</v_quote>" in judge_bytes
+    assert set(Verdict.objects.filter(kind="llm").values_list("probability_a", flat=True)) == {70}
+
+    # A second delivery of the task finds nothing queued.
+    batch_run(batch_id=batch.pk)
+    assert len(fake_model) == 3
+
+    stats = analytics_compute(Filters(batch_id=batch.pk, group_by="judge"))
+    assert [(g.name, g.accuracy.n) for g in stats.groups] == [("LLM judge: judge-llm", 3)]
+
+
+def test_a_consultancy_batch_draws_a_consultant_and_sequential_debates_speak_in_two_waves(
+    researcher, batch_sent, fake_model
+):
+    batch = _batch(researcher, protocol="consultancy")
+    batch_run(batch_id=batch.pk)
+    assert Speech.objects.filter(debate__batch=batch).count() == 3
+    assert all(d.consultant_side in "ab" and d.consultant_side for d in batch.debates.all())
+
+    fake_model.clear()
+    sequential = _batch(researcher, count=2, turn_order="sequential")
+    batch_run(batch_id=sequential.pk)
+    assert [len(prompts) for _, prompts in fake_model[:2]] == [2, 2]
+    # B speaks second and hears A's speech.
+    assert "Read this" in fake_model[1][1][0][-1]["content"]
+
+
+def test_a_batch_needs_enough_questions_and_a_judge(researcher, batch_sent):
+    with pytest.raises(ValidationError, match="Only 0 questions"):
+        _batch(researcher, count=3, question_filter="no such text")
+    config = ModelConfigFactory()
+    with pytest.raises(ValidationError, match="at least one judge"):
+        batch_create(name="x", bank=QuestionBankFactory(), created_by=researcher,
+                     spec=BatchSpec(debater_a_config_id=config.pk, count=1))  # fmt: skip
+    assert not DebateBatch.objects.filter(name="x").exists()
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [("Probability A: 85. A quoted.", 85), ("I think 30%", 30), ("no idea", None),
+     ("Probability A: 100", 99), ("probability of A = 0", 1)],
+)  # fmt: skip
+def test_the_judge_probability_is_read_from_the_reply(reply, expected):
+    assert judge_probability(reply) == expected
+
+
+def test_one_debates_simultaneous_speeches_go_through_one_batched_call(
+    annotator, enqueued, fake_model, django_capture_on_commit_callbacks
+):
+    """The seam for batched streaming: a live debate's round, both sides in one call."""
+    from debate.services import debate_prior_submit
+    from tests.factories import DebateFactory
+
+    debate = DebateFactory(judge=annotator)
+    with django_capture_on_commit_callbacks(execute=True):
+        debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
+    assert len(enqueued) == 2
+    batches.speeches_generate_batched(speech_ids=enqueued, advance_rounds=True)
+    assert [len(prompts) for _, prompts in fake_model] == [2]
+    debate.refresh_from_db()
+    assert debate.status == "awaiting_judge"
+    # Already spoken: a second delivery claims nothing and calls no model.
+    batches.speeches_generate_batched(speech_ids=enqueued, advance_rounds=True)
+    assert len(fake_model) == 1
+
+
+def test_a_batch_for_human_judges_fills_their_queue_and_agreement_compares_the_judges(
+    researcher, batch_sent, fake_model
+):
+    from annotations.models import Item
+    from tests.annotations.factories import QueueFactory
+
+    queue = QueueFactory(kind="debate_judgment", labels_per_item=1)
+    batch = _batch(researcher, count=2, human_queue_id=queue.pk)
+    batch_run(batch_id=batch.pk)
+    assert Item.objects.filter(queue=queue).count() == 2
+
+    # A human verdict on one debate (as the queue's label would give): agreement with the LLM.
+    debate = batch.debates.order_by("pk").first()
+    Verdict.objects.create(debate=debate, kind="human", judge_name="annotator1",
+                           probability_a=80)  # fmt: skip
+    stats = analytics_compute(Filters(batch_id=batch.pk, group_by="judge"))
+    assert (stats.agreement.same_answer.k, stats.agreement.same_answer.n) == (1, 1)
+    assert stats.agreement.mean_abs_difference == pytest.approx(0.1)
+    assert {g.name for g in stats.groups} == {"Human judge", "LLM judge: judge-llm"}
+    assert analytics_compute(Filters(batch_id=batch.pk, source="nyu-2023")).verdicts == 0
+    assert analytics_compute(Filters(batch_id=batch.pk, judge_kind="llm")).verdicts == 2
