@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NYU = ROOT.parent / "shared" / "datasets" / "nyu-debate-2023"
+NYU = ROOT / "debate" / "data" / "nyu-debate-2023"
 
 
 class Rollback(Exception):

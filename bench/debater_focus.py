@@ -74,11 +74,12 @@ QUESTIONS = [
     ),
 ]
 
-STOPWORDS = set(
-    "that this with from because their they them there were what when which while would "
-    "could should about after before into than then have been from also only more most "
-    "other some such very your does".split()
-)
+STOPWORDS = {
+    "that", "this", "with", "from", "because", "their", "they", "them", "there", "were",
+    "what", "when", "which", "while", "would", "could", "should", "about", "after", "before",
+    "into", "than", "then", "have", "been", "also", "only", "more", "most", "other", "some",
+    "such", "very", "your", "does",
+}  # fmt: skip
 ECHOES = ("transcript so far", "round 1 of", "characters", "speech_char_limit")
 
 
@@ -117,7 +118,7 @@ CANDIDATE = {
     ),
     "debater_turn": (
         "Write your speech for round {round}: three or four sentences that prove the answer is "
-        "\"{my_answer}\". Use facts from the story and copy its exact words inside "
+        '"{my_answer}". Use facts from the story and copy its exact words inside '
         "<quote></quote> tags. Say each thing once."
     ),
 }

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.contrib.auth.models import User
 
 from debate.models import Debate, QuestionBank
@@ -32,14 +31,13 @@ DEMO_ROOMS = (
 DEMO_BANK = "Demo: lighthouse questions"
 
 
+# The NYU 2023 sample (CC-BY 4.0, see its README), shipped with the app so a fresh clone's demo
+# has real debates in the viewer and numbers on the analytics page.
+NYU_DIR = Path(__file__).resolve().parent / "data" / "nyu-debate-2023"
+
+
 def nyu_dataset_dir() -> Path | None:
-    for candidate in (
-        Path(settings.BASE_DIR).parent / "shared" / "datasets" / "nyu-debate-2023",
-        Path(settings.BASE_DIR) / "var" / "datasets" / "nyu-debate-2023",
-    ):
-        if (candidate / "debates-metadata.jsonl").exists():
-            return candidate
-    return None
+    return NYU_DIR if (NYU_DIR / "debates-metadata.jsonl").exists() else None
 
 
 def seed() -> list[str]:

@@ -1,4 +1,4 @@
-"""The NYU 2023 sample shipped in ../shared/datasets, and readers for tests."""
+"""The NYU 2023 sample shipped in debate/data/, and readers for tests."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-NYU_DIR = Path(settings.BASE_DIR).parent / "shared" / "datasets" / "nyu-debate-2023"
-if not NYU_DIR.exists():  # worktrees sit beside /work/shared
-    NYU_DIR = Path("/work/shared/datasets/nyu-debate-2023")
+NYU_DIR = Path(settings.BASE_DIR) / "debate" / "data" / "nyu-debate-2023"
 METADATA = NYU_DIR / "debates-metadata.jsonl"
 ROOMS = sorted((NYU_DIR / "debates").glob("*.json"))
 
