@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -28,6 +29,7 @@ from annotations.importers import (
     format_for_name,
     items_import,
 )
+from annotations.kinds import registered_value_models
 from annotations.models import Assignment, ExportJob, JobStatus, Label, Queue
 from annotations.selectors import (
     queue_and_membership,
@@ -43,11 +45,11 @@ from annotations.services import (
     label_undo,
     queue_item_claim,
 )
-from config.api import Detail, api_require, api_user
+from config.api import Body, Detail, Id, api_require, api_user, errors
 from core.roles import Role, user_has_role
 
 
-def _member_queue(request: HttpRequest, queue_id: int) -> tuple[User, Queue]:
+def _member_queue(request: HttpRequest, queue_id: Id) -> tuple[User, Queue]:
     user = api_require(request, Role.ANNOTATOR)
     queue = queue_for_annotator(user, queue_id)
     if queue is None:
@@ -74,9 +76,16 @@ class LeaseOut(Schema):
     keys: dict[str, dict[str, Any]]
 
 
-class LabelIn(Schema):
-    assignment_id: int = Field(ge=1)
-    value: dict[str, Any]
+if TYPE_CHECKING:
+    LabelValueIn = Any
+else:
+    # Any registered kind's label shape; which one a queue takes is checked against its kind.
+    LabelValueIn = registered_value_models()
+
+
+class LabelIn(Body):
+    assignment_id: Id
+    value: LabelValueIn
     time_spent_ms: int = Field(ge=0, le=24 * 3600 * 1000)
     client_request_id: uuid.UUID
 
@@ -87,8 +96,8 @@ class LabelOut(Schema):
     created_at: datetime
 
 
-class SkipIn(Schema):
-    assignment_id: int = Field(ge=1)
+class SkipIn(Body):
+    assignment_id: Id
 
 
 class ImportOut(Schema):
@@ -148,7 +157,7 @@ def _export_out(request: HttpRequest, job: ExportJob) -> ExportOut:
 queues = Router(tags=["queues"])
 
 
-@queues.get("/", response=list[QueueOut])
+@queues.get("/", response={200: list[QueueOut]} | errors(403))
 def queue_list(request: HttpRequest) -> list[Queue]:
     """Queues you label in (annotators), or every queue (researchers)."""
     user = api_user(request)
@@ -159,8 +168,8 @@ def queue_list(request: HttpRequest) -> list[Queue]:
     raise HttpError(403, "This needs the annotator or researcher role.")
 
 
-@queues.post("/{queue_id}/next", response={200: LeaseOut, 204: None})
-def queue_next(request: HttpRequest, queue_id: int) -> Any:
+@queues.post("/{queue_id}/next", response={200: LeaseOut, 204: None} | errors(403, 404))
+def queue_next(request: HttpRequest, queue_id: Id) -> Any:
     """Your current item in this queue, or the next one (204 when nothing is left for you)."""
     user = api_require(request, Role.ANNOTATOR)
     found = queue_and_membership(user, queue_id)
@@ -173,27 +182,29 @@ def queue_next(request: HttpRequest, queue_id: int) -> Any:
     return Status(200, _lease_out(lease, queue))
 
 
-@queues.post(
-    "/{queue_id}/labels", response={200: LabelOut, 201: LabelOut, 400: Detail, 409: Detail}
-)
-def queue_label(request: HttpRequest, queue_id: int, body: LabelIn) -> Any:
+@queues.post("/{queue_id}/labels", response={200: LabelOut, 201: LabelOut} | errors(403, 404, 409))
+def queue_label(request: HttpRequest, queue_id: Id, body: LabelIn) -> Any:
     """Label your leased item. Retrying with the same client_request_id returns the stored
     label (200) instead of storing a second one (201)."""
     user = api_require(request, Role.ANNOTATOR)
     # The lease's own query checks it is in this queue and the user still a member.
-    label, created = label_submit(
-        assignment_id=body.assignment_id,
-        annotator=user,
-        value=body.value,
-        time_spent_ms=body.time_spent_ms,
-        client_request_id=body.client_request_id,
-        queue_id=queue_id,
-    )
+    try:
+        label, created = label_submit(
+            assignment_id=body.assignment_id,
+            annotator=user,
+            value=body.value.model_dump(),
+            time_spent_ms=body.time_spent_ms,
+            client_request_id=body.client_request_id,
+            queue_id=queue_id,
+        )
+    except ValidationError as error:
+        # A well-formed label of another kind than this queue's: the queue refuses it.
+        raise HttpError(409, " ".join(error.messages)) from None
     return Status((201 if created else 200), _label_out(label))
 
 
-@queues.post("/{queue_id}/skip", response={204: None, 409: Detail})
-def queue_skip(request: HttpRequest, queue_id: int, body: SkipIn) -> Any:
+@queues.post("/{queue_id}/skip", response={204: None} | errors(403, 404, 409))
+def queue_skip(request: HttpRequest, queue_id: Id, body: SkipIn) -> Any:
     user, queue = _member_queue(request, queue_id)
     if not Assignment.objects.filter(pk=body.assignment_id, queue=queue).exists():
         raise HttpError(409, "That item is no longer yours to skip.")
@@ -201,8 +212,8 @@ def queue_skip(request: HttpRequest, queue_id: int, body: SkipIn) -> Any:
     return Status(204, None)
 
 
-@queues.post("/{queue_id}/undo", response={200: LeaseOut, 409: Detail})
-def queue_undo(request: HttpRequest, queue_id: int) -> Any:
+@queues.post("/{queue_id}/undo", response={200: LeaseOut} | errors(403, 404, 409))
+def queue_undo(request: HttpRequest, queue_id: Id) -> Any:
     """Take back your last label here if under 60 s old; its item is leased to you again."""
     user, queue = _member_queue(request, queue_id)
     lease = label_undo(queue=queue, annotator=user)
@@ -210,10 +221,10 @@ def queue_undo(request: HttpRequest, queue_id: int) -> Any:
 
 
 # --- queues: researchers ----------------------------------------------------------------------
-@queues.post("/{queue_id}/items", response={201: ImportOut, 400: ImportErrors})
+@queues.post("/{queue_id}/items", response=errors(403, 404) | {201: ImportOut, 400: ImportErrors})
 def queue_import(
     request: HttpRequest,
-    queue_id: int,
+    queue_id: Id,
     file: UploadedFile = File(...),  # noqa: B008  (ninja's declaration style)
     format: ImportFormat | None = None,
 ) -> Any:
@@ -238,7 +249,7 @@ def queue_import(
 exports = Router(tags=["exports"])
 
 
-def _job(request: HttpRequest, job_id: int) -> ExportJob:
+def _job(request: HttpRequest, job_id: Id) -> ExportJob:
     user = api_require(request, Role.RESEARCHER)
     jobs = ExportJob.objects.all()
     if not user_has_role(user, Role.ADMIN):
@@ -246,24 +257,39 @@ def _job(request: HttpRequest, job_id: int) -> ExportJob:
     return get_object_or_404(jobs, pk=job_id)
 
 
-@exports.post("/", response={202: ExportOut, 400: Detail})
+@exports.post("/", response={202: ExportOut} | errors(403, 404, 409))
 def export_create(request: HttpRequest, spec: ExportSpec) -> Any:
     """Start an export job; poll it, then download the file."""
     user = api_require(request, Role.RESEARCHER)
     try:
         job = export_start(user=user, spec=spec)
     except ExportInvalid as error:
-        return Status(400, Detail(detail=error.message))
+        return Status(error.status, Detail(detail=error.message))
     return Status(202, _export_out(request, job))
 
 
-@exports.get("/{job_id}", response=ExportOut)
-def export_status(request: HttpRequest, job_id: int) -> ExportOut:
+@exports.get("/{job_id}", response={200: ExportOut} | errors(403, 404))
+def export_status(request: HttpRequest, job_id: Id) -> ExportOut:
     return _export_out(request, _job(request, job_id))
 
 
-@exports.get("/{job_id}/download", url_name="export_download")
-def export_download(request: HttpRequest, job_id: int) -> FileResponse:
+_FILE = {"schema": {"type": "string", "format": "binary"}}
+
+
+@exports.get(
+    "/{job_id}/download",
+    url_name="export_download",
+    response=errors(403, 404, 410),
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The export's file",
+                "content": dict.fromkeys(CONTENT_TYPES.values(), _FILE),
+            }
+        }
+    },
+)
+def export_download(request: HttpRequest, job_id: Id) -> FileResponse:
     job = _job(request, job_id)
     if export_expired(job):
         raise HttpError(410, job.error or "This export's file has expired; start a new export.")

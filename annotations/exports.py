@@ -26,10 +26,11 @@ from django.db.models.expressions import RawSQL
 from django.db.models.fields.json import KT, KeyTransform
 from django.db.models.functions import Cast, Coalesce
 from django.utils.crypto import salted_hmac
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from annotations.kinds import ItemKind, item_kind
 from annotations.models import Label, Queue
+from core.types import DbId
 
 CHUNK_ROWS = 2000
 PROGRESS_EVERY = 5000
@@ -67,7 +68,7 @@ class ExportSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    queues: list[int] = Field(min_length=1, max_length=50)
+    queues: list[DbId] = Field(min_length=1, max_length=50)
     format: ExportFormat = ExportFormat.JSONL
     aggregation: Aggregation = Aggregation.PER_LABEL
     since: datetime | None = None
@@ -78,17 +79,16 @@ class ExportSpec(BaseModel):
     min_gold_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     include_gold: bool = False
 
-    @model_validator(mode="after")
-    def _dates_in_order(self) -> ExportSpec:
-        if self.since and self.until and self.since >= self.until:
-            raise ValueError("'since' must be before 'until'")
-        return self
-
 
 class ExportInvalid(Exception):
-    def __init__(self, message: str) -> None:
+    """A spec that cannot be carried out: 404 for queues that do not exist, 409 for queues that
+    cannot be exported together or in that format, or a window that ends before it starts
+    (a rule between fields that the spec's JSON schema cannot state)."""
+
+    def __init__(self, message: str, *, status: int = 409) -> None:
         super().__init__(message)
         self.message = message
+        self.status = status
 
 
 @lru_cache(maxsize=65536)
@@ -107,9 +107,11 @@ class Plan:
 
 def export_plan(spec: ExportSpec) -> Plan:
     """Check the spec against the data; raises ExportInvalid with a message for the user."""
+    if spec.since and spec.until and spec.since >= spec.until:
+        raise ExportInvalid("'since' must be before 'until'.")
     queues = list(Queue.objects.filter(pk__in=spec.queues))
     if len(queues) != len(set(spec.queues)):
-        raise ExportInvalid("Some of those queues do not exist.")
+        raise ExportInvalid("Some of those queues do not exist.", status=404)
     kinds = {queue.kind for queue in queues}
     if len(kinds) != 1:
         raise ExportInvalid("Export queues of one kind at a time: their columns differ.")

@@ -20,6 +20,7 @@ from pydantic import ValidationError as PydanticValidationError
 from annotations.kinds import ItemKind, validation_message
 from annotations.models import Queue
 from annotations.services import NewItem, queue_items_create
+from core.text import text_problem
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 MAX_IMPORT_ROWS = 100_000
@@ -89,6 +90,8 @@ def _row_item(kind: ItemKind, row: dict[str, Any]) -> NewItem:
     external_id = row.get("external_id") or ""
     if not isinstance(external_id, str | int) or len(str(external_id)) > 200:
         raise ValueError("external_id must be a string of at most 200 characters")
+    if isinstance(external_id, str) and (problem := text_problem(external_id)):
+        raise ValueError(f"external_id: {problem}")
     return NewItem(payload=payload, gold=gold, external_id=str(external_id))
 
 

@@ -234,3 +234,9 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 __all__ = ["PASSWORD"]
+
+
+def pytest_report_header() -> list[str]:
+    from tests.helpers import FUZZ_EXAMPLES, FUZZ_SEED
+
+    return [f"api fuzz: ARBITER_FUZZ_SEED={FUZZ_SEED} ARBITER_FUZZ_EXAMPLES={FUZZ_EXAMPLES}"]

@@ -1,3 +1,10 @@
+import json
+import os
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
 from django.conf import settings
 from django.test import Client
 
@@ -5,6 +12,34 @@ from tests.factories import PASSWORD
 
 # The Origin a browser on the app's own host sends; AllowedHostsOriginValidator checks it.
 ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+class Api:
+    """A test client speaking JSON to /api with a bearer token."""
+
+    def __init__(self, user=None, token=None):
+        from annotations.services import api_token_create
+
+        self.client = Client()
+        self.token = token or (
+            api_token_create(user=user, name=f"test {uuid.uuid4()}") if user else None
+        )
+
+    def _headers(self):
+        return {"HTTP_AUTHORIZATION": f"Bearer {self.token}"} if self.token else {}
+
+    def get(self, path):
+        return self.client.get(f"/api{path}", **self._headers())
+
+    def post(self, path, body=None, **kwargs):
+        if "data" in kwargs:
+            return self.client.post(f"/api{path}", kwargs["data"], **self._headers())
+        return self.client.post(
+            f"/api{path}",
+            json.dumps(body or {}),
+            content_type="application/json",
+            **self._headers(),
+        )
 
 
 def signed_in(user) -> Client:
@@ -25,3 +60,35 @@ def browser_login(page, base_url: str, username: str, password: str = PASSWORD) 
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+# --- API fuzzing (tests/config/test_api_fuzz.py) ---------------------------------------------
+# A fixed budget per operation and role; the seed is printed in the session header for replay.
+FUZZ_EXAMPLES = int(os.environ.get("ARBITER_FUZZ_EXAMPLES", "25"))
+FUZZ_SEED = int(os.environ.get("ARBITER_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
+
+
+@dataclass(frozen=True)
+class FuzzWorld:
+    tokens: dict[str, str]
+    # Path parameters that name real rows, so the fuzzer gets past the 404s: an app whose router
+    # takes another id adds a row here.
+    ids: dict[str, int]
+
+
+def fuzz_world(users: dict[str, Any]) -> FuzzWorld:
+    """Something for the operations to find: a queue of items the annotator is a member of,
+    an export job of the researcher's; and a real token per role."""
+    from annotations.exports import ExportSpec
+    from annotations.models import ExportJob
+    from annotations.services import api_token_create
+    from tests.annotations.factories import make_queue, pairwise
+
+    queue = make_queue(
+        name="fuzzed", members=[users["annotator"]], items=pairwise(5), labels_per_item=2
+    )
+    job = ExportJob.objects.create(
+        created_by=users["researcher"], spec=ExportSpec(queues=[queue.pk]).model_dump(mode="json")
+    )
+    tokens = {role: api_token_create(user=user, name="fuzz") for role, user in users.items()}
+    return FuzzWorld(tokens=tokens, ids={"queue_id": queue.pk, "job_id": job.pk})

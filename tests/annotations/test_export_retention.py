@@ -13,9 +13,8 @@ from annotations.models import ExportJob, JobStatus
 from annotations.services import export_path, export_run, export_start, exports_expire
 from annotations.tasks import exports_expire_task
 from tests.annotations.factories import make_queue, pairwise
-from tests.annotations.test_api import Api
 from tests.conftest import PROJECT_DIR, _child_environment
-from tests.helpers import signed_in
+from tests.helpers import Api, signed_in
 
 DAY = timedelta(days=1)
 

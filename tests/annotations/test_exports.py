@@ -139,8 +139,8 @@ def test_date_filters(db):
     now = timezone.now()
     assert len(jsonl(export(queue, since=now - timedelta(minutes=5)))) == 9
     assert export(queue, until=now - timedelta(minutes=5)) == b""
-    with pytest.raises(ValueError, match="'since' must be before 'until'"):
-        ExportSpec(queues=[queue.pk], since=now, until=now)
+    with pytest.raises(ExportInvalid, match="'since' must be before 'until'"):
+        export_plan(ExportSpec(queues=[queue.pk], since=now, until=now))
 
 
 def test_csv_is_flat_with_payload_columns(db):
