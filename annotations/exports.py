@@ -78,6 +78,13 @@ class ExportSpec(BaseModel):
     # Annotators whose gold accuracy is below this are left out (those with no gold are kept).
     min_gold_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     include_gold: bool = False
+    # CSV only; see csv_cell.
+    csv_raw: bool = Field(
+        default=False,
+        description="CSV only: write cells exactly as stored. By default a text cell that a"
+        " spreadsheet would run as a formula (starting with = + - @, a tab or a carriage"
+        " return) gets a leading ' (OWASP CSV injection).",
+    )
 
 
 class ExportInvalid(Exception):
@@ -269,6 +276,21 @@ def _preference(
 
 
 # --- writers --------------------------------------------------------------------------------
+# OWASP "CSV injection": spreadsheets run a cell starting with one of these as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: a string starting with a formula character gets
+    a leading single quote, as OWASP recommends (Excel, LibreOffice and Google Sheets hide the
+    quote and show the rest as text). Numbers are left alone: -3 is a number, not a formula.
+    JSONL, Parquet and TRL exports never pass through here: training reads them byte for byte.
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def _flat(record: dict[str, Any], payload_fields: list[str]) -> dict[str, Any]:
     payload = json.loads(record.pop("payload"))
     for name in payload_fields:
@@ -437,7 +459,10 @@ def export_write(plan: Plan, out: IO[bytes], *, on_labels: Progress | None = Non
         writer = csv.DictWriter(text, fieldnames=columns)
         writer.writeheader()
         for record in records:
-            writer.writerow(_flat(record, payload_fields))
+            row = _flat(record, payload_fields)
+            if not spec.csv_raw:
+                row = {name: csv_cell(value) for name, value in row.items()}
+            writer.writerow(row)
             written += 1
         text.flush()
         text.detach()

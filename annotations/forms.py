@@ -138,6 +138,13 @@ class ExportForm(forms.Form):
         help_text="leave out annotators below this gold accuracy (0–1)",
     )
     include_gold = forms.BooleanField(required=False, label="Include gold items")
+    csv_raw = forms.BooleanField(
+        required=False,
+        label="CSV: keep cells exactly as written",
+        help_text="Off (safe): a cell starting with = + - or @ gets a leading ' so a"
+        " spreadsheet shows it as text instead of running it as a formula. Turn on only for"
+        " a file that no spreadsheet will open.",
+    )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -18,8 +18,8 @@ from django.conf import settings
 from config.embedded import embedded_redis_start, redis_answers
 from core.roles import Role
 from tests.factories import PASSWORD, UserFactory
+from tests.helpers import PROJECT_DIR, child_environment
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -116,26 +116,6 @@ def users(annotator: Any, researcher: Any, admin_user: Any, outsider: Any) -> di
 
 
 # --- real processes ---------------------------------------------------------------------------
-def _test_database_url() -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _child_environment() -> dict[str, str]:
-    """Environment for processes we start: the test database, broker and var/ folder."""
-    env = dict(os.environ)
-    env["ARBITER_VAR_DIR"] = str(settings.VAR_DIR)
-    env["DATABASE_URL"] = _test_database_url()
-    if not settings.REDIS_EMBEDDED:
-        env["REDIS_URL"] = settings.REDIS_URL
-    return env
-
-
 @pytest.fixture(scope="session")
 def celery_worker_process(
     redis_server: str, django_db_setup: None
@@ -154,7 +134,7 @@ def celery_worker_process(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
              "--queues", "generation,training,default", "--hostname", hostname,
              "--loglevel", "INFO"],
-            cwd=PROJECT_DIR, env=_child_environment(), stdout=log, stderr=subprocess.STDOUT,
+            cwd=PROJECT_DIR, env=child_environment(), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     deadline = time.monotonic() + 60
     while not app.control.ping(timeout=0.5):

@@ -1,14 +1,19 @@
 import json
 import os
 import random
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.test import Client
 
 from tests.factories import PASSWORD
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 # The Origin a browser on the app's own host sends; AllowedHostsOriginValidator checks it.
 ORIGIN = (b"origin", b"http://127.0.0.1")
@@ -92,3 +97,32 @@ def fuzz_world(users: dict[str, Any]) -> FuzzWorld:
     )
     tokens = {role: api_token_create(user=user, name="fuzz") for role, user in users.items()}
     return FuzzWorld(tokens=tokens, ids={"queue_id": queue.pk, "job_id": job.pk})
+
+
+# --- processes we start -----------------------------------------------------------------------
+def db_url_for_children() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def child_environment() -> dict[str, str]:
+    """Environment for processes we start: the test database, broker and var/ folder."""
+    env = dict(os.environ)
+    env["ARBITER_VAR_DIR"] = str(settings.VAR_DIR)
+    env["DATABASE_URL"] = db_url_for_children()
+    if not settings.REDIS_EMBEDDED:
+        env["REDIS_URL"] = settings.REDIS_URL
+    return env
+
+
+def run_settings(probe: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `probe` (Python source) in a new process with the test database and `env` on top."""
+    return subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True,
+        env={**child_environment(), **env}, timeout=60,
+    )  # fmt: skip

@@ -7,8 +7,7 @@ from django.test import Client
 
 from annotations.models import ApiToken, ExportJob, Item, Label
 from annotations.services import api_token_create, export_run
-from tests.annotations.factories import make_queue, pairwise, pairwise_gold
-from tests.annotations.test_exports import labelled_queue
+from tests.annotations.factories import labelled_queue, make_queue, pairwise, pairwise_gold
 from tests.helpers import Api
 
 

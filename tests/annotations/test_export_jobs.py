@@ -8,7 +8,7 @@ from django.urls import reverse
 from annotations.exports import ExportSpec
 from annotations.models import ExportJob, JobStatus, Queue
 from annotations.services import export_path, export_run, export_start
-from tests.annotations.test_exports import labelled_queue
+from tests.annotations.factories import labelled_queue
 from tests.factories import PASSWORD, UserFactory
 
 

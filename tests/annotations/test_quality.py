@@ -8,8 +8,7 @@ from django.urls import reverse
 
 from annotations.quality import annotator_stats, queue_agreement
 from annotations.services import label_submit, queue_item_claim
-from tests.annotations.factories import likert, make_queue, pairwise, pairwise_gold
-from tests.annotations.test_exports import labelled_queue
+from tests.annotations.factories import labelled_queue, likert, make_queue, pairwise, pairwise_gold
 from tests.factories import PASSWORD, UserFactory
 
 FIRST = ["a", "a", "b", "b", "a", "b"]

@@ -1,10 +1,9 @@
 import subprocess
-import sys
 
 import pytest
 from django.db import connection
 
-from tests.conftest import PROJECT_DIR, _child_environment
+from tests import helpers
 
 PROBE = """
 import django, os
@@ -20,11 +19,7 @@ connection.close_pool()
 
 
 def run_settings(probe: str = PROBE, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run `probe` in a new process with the test database and `env` on top."""
-    return subprocess.run(
-        [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True,
-        env={**_child_environment(), **env}, timeout=60,
-    )  # fmt: skip
+    return helpers.run_settings(probe, **env)
 
 
 @pytest.mark.django_db

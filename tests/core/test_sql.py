@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 
 from core import sql
-from tests.config.test_settings import run_settings
+from tests.helpers import run_settings
 
 USER_BY_ID = f"SELECT {sql.columns(User, 'u')}, 42 FROM auth_user u WHERE u.id = %(id)s"
 
