@@ -214,9 +214,14 @@ class ExportJob(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Written by the running worker; a RUNNING job silent for long has lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Runs claimed so far; fences a stalled worker's writes once the job was started again.
+    attempt = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="exportjob_status_beat")]
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.status})"

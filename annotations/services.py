@@ -524,49 +524,106 @@ def export_path(job: ExportJob) -> Path:
     return Path(settings.MEDIA_ROOT) / "exports" / job.file_name
 
 
+# A RUNNING export whose worker has been silent this long has lost it (killed, machine gone):
+# exports_requeue_stale starts it again, up to EXPORT_ATTEMPTS runs, then fails it.
+EXPORT_STALE_AFTER = timedelta(minutes=2)
+EXPORT_HEARTBEAT_EVERY = timedelta(seconds=20)
+EXPORT_ATTEMPTS = 3
+
+
 def export_run(*, job_id: int) -> None:
     """Run one export job. Claimed with a conditional UPDATE, so a second delivery of the task
-    finds nothing to claim and returns. The file appears under its final name only when whole."""
+    finds nothing to claim and returns. The file appears under its final name only when whole.
+
+    The worker beats (heartbeat_at) with its progress and at least every
+    EXPORT_HEARTBEAT_EVERY; every write is fenced by the claim's attempt number, so a worker
+    given up on by exports_requeue_stale changes nothing more (its file is deleted)."""
     claimed = ExportJob.objects.filter(pk=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING
+        status=JobStatus.RUNNING, attempt=F("attempt") + 1, heartbeat_at=timezone.now()
     )
     if not claimed:
         return
     job = ExportJob.objects.get(pk=job_id)
+    mine = ExportJob.objects.filter(pk=job_id, status=JobStatus.RUNNING, attempt=job.attempt)
+    path: Path | None = None
     try:
         spec = ExportSpec.model_validate(job.spec)
         plan = export_plan(spec)
-        ExportJob.objects.filter(pk=job_id).update(rows_total=export_size(plan))
+        mine.update(rows_total=export_size(plan))
         job.file_name = f"{job.pk}-{secrets.token_hex(8)}.{EXTENSIONS[spec.format]}"
         path = export_path(job)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(path.suffix + ".part")
         done = 0
+        beat = timezone.now()
 
         def progress(labels: int) -> None:
-            nonlocal done
+            nonlocal done, beat
             before, done = done, done + labels
-            if done // PROGRESS_EVERY != before // PROGRESS_EVERY:
-                ExportJob.objects.filter(pk=job_id).update(rows_done=done)
+            now = timezone.now()
+            if done // PROGRESS_EVERY != before // PROGRESS_EVERY or now - beat > (
+                EXPORT_HEARTBEAT_EVERY
+            ):
+                mine.update(rows_done=done, heartbeat_at=now)
+                beat = now
 
         with partial.open("wb") as out:
             export_write(plan, out, on_labels=progress)
         partial.replace(path)
     except ExportInvalid as error:
-        _export_failed(job_id, error.message)
+        mine.update(status=JobStatus.FAILED, error=error.message, finished_at=timezone.now())
         return
     except Exception as error:
-        _export_failed(job_id, f"{type(error).__name__}: {error}")
+        message = f"{type(error).__name__}: {error}"
+        mine.update(status=JobStatus.FAILED, error=message, finished_at=timezone.now())
         raise
-    ExportJob.objects.filter(pk=job_id).update(
+    finished = mine.update(
         status=JobStatus.DONE, rows_done=done, file_name=job.file_name, finished_at=timezone.now()
     )
+    if not finished:  # given up on while it ran: another attempt owns the job now
+        path.unlink(missing_ok=True)
 
 
-def _export_failed(job_id: int, message: str) -> None:
-    ExportJob.objects.filter(pk=job_id).update(
-        status=JobStatus.FAILED, error=message, finished_at=timezone.now()
+def exports_requeue_stale(*, now: datetime | None = None) -> int:
+    """Start again every RUNNING export whose worker has been silent for EXPORT_STALE_AFTER,
+    or fail it after EXPORT_ATTEMPTS runs; returns how many it touched. Each job is moved by a
+    conditional UPDATE on its attempt number, so two sweeps at once move it once. Run by beat
+    every minute (CELERY_BEAT_SCHEDULE)."""
+    from annotations.tasks import export_run_task
+
+    now = now or timezone.now()
+    cutoff = now - EXPORT_STALE_AFTER
+    stale = ExportJob.objects.filter(status=JobStatus.RUNNING).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
     )
+    moved = 0
+    for pk, attempt in list(stale.values_list("pk", "attempt")):
+        this = stale.filter(pk=pk, attempt=attempt)
+        if attempt >= EXPORT_ATTEMPTS:
+            error = (
+                f"Its worker stopped {attempt} times (killed, or its machine gone);"
+                " retry it from the operations page, or start the export again."
+            )
+            moved += this.update(status=JobStatus.FAILED, error=error, finished_at=now)
+        elif this.update(status=JobStatus.QUEUED, rows_done=0):
+            export_run_task.delay(pk)
+            moved += 1
+    return moved
+
+
+def export_retry(*, job_id: int) -> ExportJob:
+    """Run a failed export again (or send a queued one's task again: a lost message); the
+    attempts start over. ValidationError for a job that is running or done."""
+    from annotations.tasks import export_run_task
+
+    with transaction.atomic():
+        retried = ExportJob.objects.filter(
+            pk=job_id, status__in=(JobStatus.FAILED, JobStatus.QUEUED)
+        ).update(status=JobStatus.QUEUED, error="", rows_done=0, attempt=0, finished_at=None)
+        if not retried:
+            raise ValidationError("Only a failed or queued export can be retried.")
+        transaction.on_commit(lambda: export_run_task.delay(job_id))
+    return ExportJob.objects.get(pk=job_id)
 
 
 def export_expired(job: ExportJob) -> bool:

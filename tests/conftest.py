@@ -4,7 +4,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from django.conf import settings
 from config.embedded import embedded_redis_start, redis_answers
 from core.roles import Role
 from tests.factories import PASSWORD, UserFactory
-from tests.helpers import PROJECT_DIR, child_environment
+from tests.helpers import worker_start
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -124,23 +123,10 @@ def celery_worker_process(
 
     It sees only committed rows: tests that hand it work use `transactional_db`.
     """
-    from config.celery import app
-
-    log_path = settings.VAR_DIR / "log" / "test-worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    hostname = f"test-{os.getpid()}@%h"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-             "--queues", "generation,training,default", "--hostname", hostname,
-             "--loglevel", "INFO"],
-            cwd=PROJECT_DIR, env=child_environment(), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not app.control.ping(timeout=0.5):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the Celery worker did not start; see {log_path}")
+    try:
+        process = worker_start(queues="generation,training,default", log_name="test-worker")
+    except RuntimeError as error:
+        pytest.fail(str(error))
     yield process
     process.terminate()
     process.wait(timeout=20)

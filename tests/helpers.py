@@ -1,8 +1,10 @@
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +128,30 @@ def run_settings(probe: str, **env: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True,
         env={**child_environment(), **env}, timeout=60,
     )  # fmt: skip
+
+
+def worker_start(*, queues: str, log_name: str, include: str = "") -> subprocess.Popen[bytes]:
+    """A real `celery worker` process (solo pool) on the test broker and database, consuming
+    `queues`; `include` names an extra module for it to import. Returns once it answers a ping.
+    Its log: var/log/<log_name>.log of this session."""
+    from config.celery import app
+
+    log_path = settings.VAR_DIR / "log" / f"{log_name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    hostname = f"{log_name}-{os.getpid()}@%h"
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+               "--queues", queues, "--hostname", hostname, "--loglevel", "INFO"]  # fmt: skip
+    if include:
+        command += ["--include", include]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_DIR, env=child_environment(), stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    name = hostname.replace("%h", socket.gethostname())
+    while not app.control.ping(destination=[name], timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the Celery worker did not start; see {log_path}")
+    return process
