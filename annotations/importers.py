@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from annotations.kinds import ItemKind, validation_message
-from annotations.models import Queue
+from annotations.models import Item, Queue
 from annotations.services import NewItem, queue_items_create
 from core.text import text_problem
 
@@ -144,6 +144,7 @@ def items_parse(*, queue: Queue, data: bytes, fmt: ImportFormat) -> list[NewItem
     kind = queue.item_kind
     rows = _jsonl_rows(text) if fmt == ImportFormat.JSONL else _csv_rows(text)
     items: list[NewItem] = []
+    lines: list[int] = []
     errors: list[RowError] = []
     truncated = False
     for number, row, problem in rows:
@@ -153,6 +154,7 @@ def items_parse(*, queue: Queue, data: bytes, fmt: ImportFormat) -> list[NewItem
         if not problem:
             try:
                 items.append(_row_item(kind, row))
+                lines.append(number)
                 continue
             except ValueError as error:
                 problem = str(error)
@@ -164,7 +166,30 @@ def items_parse(*, queue: Queue, data: bytes, fmt: ImportFormat) -> list[NewItem
         raise ImportFailed(errors, truncated=truncated)
     if not items:
         raise ImportFailed([RowError(0, "the file has no rows")])
+    _refuse_repeated_external_ids(queue, items, lines)
     return items
+
+
+def _refuse_repeated_external_ids(queue: Queue, items: list[NewItem], lines: list[int]) -> None:
+    """An external id names one item of a queue: twice in the file, or already in the queue,
+    is an error on the row's line."""
+    first: dict[str, int] = {}
+    errors: list[RowError] = []
+    for number, item in zip(lines, items, strict=True):
+        if not item.external_id:
+            continue
+        if item.external_id in first:
+            message = f"external_id {item.external_id!r} repeats line {first[item.external_id]}"
+            errors.append(RowError(number, message))
+        first.setdefault(item.external_id, number)
+    present = Item.objects.filter(queue=queue, external_id__in=list(first))
+    for external_id in sorted(present.values_list("external_id", flat=True)):
+        message = f"external_id {external_id!r} is already in this queue"
+        errors.append(RowError(first[external_id], message))
+    if errors:
+        raise ImportFailed(
+            errors[:MAX_REPORTED_ERRORS], truncated=len(errors) > MAX_REPORTED_ERRORS
+        )
 
 
 def items_import(*, queue: Queue, data: bytes, fmt: ImportFormat) -> int:

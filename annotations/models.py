@@ -113,6 +113,12 @@ class Item(models.Model):
             models.CheckConstraint(
                 condition=Q(is_gold=False) | Q(gold_value__isnull=False), name="gold_has_value"
             ),
+            # Items that come from elsewhere (a debate, a tree node, an import row) once each.
+            models.UniqueConstraint(
+                fields=["queue", "external_id"],
+                condition=~Q(external_id=""),
+                name="item_external_id_once",
+            ),
         ]
 
     def __str__(self) -> str:

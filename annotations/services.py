@@ -134,11 +134,23 @@ def queue_members_set(*, queue: Queue, users: Iterable[User]) -> None:
 
 
 # --- items --------------------------------------------------------------------------------
-def queue_items_create(*, queue: Queue, items: Sequence[NewItem]) -> int:
+class DuplicateExternalId(AnnotationError):
+    pass
+
+
+def queue_items_create(
+    *, queue: Queue, items: Sequence[NewItem], skip_existing: bool = False
+) -> int:
     """Add items to a queue, all or none; returns how many. The one way items are made.
 
     Debate and amplification call this with their own payload models once they register
-    their kind (annotations.kinds.item_kind_register).
+    their kind (annotations.kinds.item_kind_register). An external id is unique in its queue
+    (a constraint): with `skip_existing`, items whose external id the queue already has are
+    left out (adding the same debates twice, or twice at once, adds each once); without it,
+    such an item is DuplicateExternalId and nothing is added.
+
+    Locks: the queue's row, first, so adds to one queue run one at a time and each sees the
+    external ids the previous one committed.
     """
     kind = queue.item_kind
     rows = []
@@ -162,12 +174,33 @@ def queue_items_create(*, queue: Queue, items: Sequence[NewItem]) -> int:
                 gold_value=new.gold.model_dump(mode="json") if new.gold is not None else None,
             )
         )
-    regular = sum(1 for row in rows if not row.is_gold)
-    with transaction.atomic():
-        Item.objects.bulk_create(rows, batch_size=BULK_BATCH)
-        Queue.objects.filter(pk=queue.pk).update(item_count=F("item_count") + regular)
+    try:
+        with transaction.atomic():
+            Queue.objects.select_for_update().filter(pk=queue.pk).exists()
+            if skip_existing:
+                present = _external_ids_present(queue, rows)
+                rows = [row for row in rows if row.external_id not in present]
+            regular = sum(1 for row in rows if not row.is_gold)
+            Item.objects.bulk_create(rows, batch_size=BULK_BATCH)
+            Queue.objects.filter(pk=queue.pk).update(item_count=F("item_count") + regular)
+    except IntegrityError:
+        present = _external_ids_present(queue, rows)
+        if not present:
+            raise
+        shown = ", ".join(sorted(present)[:5])
+        raise DuplicateExternalId(
+            f"This queue already has items with external id {shown}."
+        ) from None
     queue.refresh_from_db(fields=["item_count"])
     return len(rows)
+
+
+def _external_ids_present(queue: Queue, rows: Sequence[Item]) -> set[str]:
+    wanted = {row.external_id for row in rows if row.external_id}
+    if not wanted:
+        return set()
+    found = Item.objects.filter(queue=queue, external_id__in=wanted)
+    return set(found.values_list("external_id", flat=True))
 
 
 def item_scores_set(*, scores: Mapping[int, float | None]) -> int:
