@@ -26,6 +26,33 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 
 
+# --- the postgres marker ---------------------------------------------------------------------
+ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+REQUIRE_POSTGRES = os.environ.get("ARBITER_REQUIRE_POSTGRES") == "1"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REQUIRE_POSTGRES and not ON_POSTGRES:
+        pytest.exit("ARBITER_REQUIRE_POSTGRES=1 but DATABASE_URL is not PostgreSQL", returncode=2)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.postgres`: the one way a test says it needs PostgreSQL. Elsewhere it is a
+    visible skip; in CI's PostgreSQL pass (ARBITER_REQUIRE_POSTGRES=1) it must run."""
+    if item.get_closest_marker("postgres") and not ON_POSTGRES:
+        pytest.skip("needs PostgreSQL: DATABASE_URL=postgres://… (CI's second pass)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    # A postgres test skipped for any reason in the PostgreSQL pass would be a green lie.
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRE_POSTGRES and report.skipped and item.get_closest_marker("postgres"):
+        report.outcome = "failed"
+        report.longrepr = f"a postgres test was skipped in the PostgreSQL pass: {report.longrepr}"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_var_dir() -> Iterator[Path]:
     """This session's var/ folder (see tests/environment.py), removed at the end."""

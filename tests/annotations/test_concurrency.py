@@ -29,10 +29,6 @@ ITEMS = 40
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(
-    not ON_POSTGRES,
-    reason="needs PostgreSQL for real row locks: set DATABASE_URL=postgres://… (CI pass 2)",
-)
 def test_twenty_threads_never_break_the_rules(transactional_db, django_db_serialized_rollback):
     # Serialized rollback: the flush after this test then leaves the content types to be
     # restored, instead of re-creating them under new ids that later restores collide with.

@@ -21,14 +21,8 @@ from annotations.services import (
     exports_requeue_stale,
 )
 from tests.annotations.factories import labelled_queue
-from tests.factories import PASSWORD, UserFactory
-from tests.helpers import worker_start
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
+from tests.factories import UserFactory
+from tests.helpers import signed_in, worker_start
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
@@ -197,11 +196,6 @@ def test_export_labels_command(db, tmp_path, capsys):
         call_command("export_labels", "--queue", "nope")
 
 
-on_postgres = pytest.mark.skipif(
-    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
-    reason="the database-built JSONL path runs on PostgreSQL only (CI pass 2)",
-)
-
 # Everything JSON or COPY might mangle: quotes, backslashes (and text that looks like an escape),
 # newlines, tabs, control characters (COPY's own delimiter and quote among them), accents,
 # wide characters, emoji, a line separator, markup.
@@ -245,10 +239,11 @@ def label_all(queue, person, values) -> None:
 
 
 @pytest.mark.postgres
-@on_postgres
 def test_postgres_fast_path_writes_the_same_records_as_the_portable_one(db, monkeypatch):
     queue, _ = labelled_queue()
-    tricky = PairwisePayload(prompt='"quoted"\n<script>é ✓\\', response_a="\t", response_b="\u0001")
+    tricky = PairwisePayload(
+        prompt='"quoted"\n<script>é ✓\\', response_a="\tA\t", response_b="\u0001"
+    )
     queue_items_create(queue=queue, items=[NewItem(payload=tricky, external_id="tricky")])
     person = UserFactory(username="late")
     queue.members.add(person)
@@ -259,7 +254,6 @@ def test_postgres_fast_path_writes_the_same_records_as_the_portable_one(db, monk
 
 
 @pytest.mark.postgres
-@on_postgres
 def test_postgres_fast_path_keeps_tricky_text_exactly(db, monkeypatch):
     person = UserFactory(username="tricky")
     items = [
@@ -287,7 +281,6 @@ def test_postgres_fast_path_keeps_tricky_text_exactly(db, monkeypatch):
 
 
 @pytest.mark.postgres
-@on_postgres
 def test_postgres_fast_path_likert_labels_are_numbers(db, monkeypatch, annotator):
     queue = make_queue(kind="likert", members=[annotator], items=likert(3), labels_per_item=1)
     label_all(queue, annotator, [{"rating": rating} for rating in (1, 7, 4)])
@@ -296,12 +289,14 @@ def test_postgres_fast_path_likert_labels_are_numbers(db, monkeypatch, annotator
     assert jsonl(fast) == jsonl(portable)
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "portable-path"])
+@pytest.mark.parametrize(
+    "fast",
+    [pytest.param(True, marks=pytest.mark.postgres, id="fast-path"),
+     pytest.param(False, id="portable-path")],
+)  # fmt: skip
 def test_progress_counts_every_label_in_blocks(db, monkeypatch, fast):
     from annotations import exports
 
-    if fast and connection.vendor != "postgresql":
-        pytest.skip("the database-built JSONL path runs on PostgreSQL only")
     if not fast:
         monkeypatch.setattr(exports, "fast_path_applies", lambda plan: False)
     monkeypatch.setattr(exports, "CHUNK_ROWS", 4)
@@ -315,7 +310,6 @@ def test_progress_counts_every_label_in_blocks(db, monkeypatch, fast):
 
 
 @pytest.mark.postgres
-@on_postgres
 def test_copy_rows_quoted_by_postgres_are_taken_back(db):
     # JSON text never holds COPY's delimiter or quote raw, so Postgres never quotes a line of
     # the export; should it ever, the writer must still put back the value exactly.

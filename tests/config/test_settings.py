@@ -1,7 +1,6 @@
 import subprocess
 
 import pytest
-from django.db import connection
 
 from tests import helpers
 
@@ -29,10 +28,9 @@ def test_a_bad_setting_names_its_variable():
     assert "DB_CONN_MAX_AGE='soon' is not an integer" in result.stderr
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_postgres_connections_come_from_a_pool_when_asked():
-    if connection.vendor != "postgresql":
-        pytest.skip("the connection pool is PostgreSQL's (CI pass 2)")
     assert run_settings(DB_POOL_SIZE="2").stdout.strip() == "pooled"
     assert run_settings(DB_POOL_SIZE="0").stdout.strip() == "not pooled"
     refused = run_settings(DB_POOL_SIZE="2", DB_CONN_MAX_AGE="60")
