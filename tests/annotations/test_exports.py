@@ -215,12 +215,12 @@ TRICKY = [
 
 def both_paths(monkeypatch, queue) -> tuple[bytes, bytes]:
     """The export written by Postgres (fast path) and by Python (portable path)."""
-    from annotations import exports
+    from annotations.exports import fast as fast_path
 
-    assert exports.fast_path_applies(export_plan(ExportSpec(queues=[queue.pk])))
+    assert fast_path.fast_path_applies(export_plan(ExportSpec(queues=[queue.pk])))
     fast = export(queue)
     with monkeypatch.context() as patch:
-        patch.setattr(exports, "fast_path_applies", lambda plan: False)
+        patch.setattr(fast_path, "fast_path_applies", lambda plan: False)
         portable = export(queue)
     return fast, portable
 
@@ -295,11 +295,12 @@ def test_postgres_fast_path_likert_labels_are_numbers(db, monkeypatch, annotator
      pytest.param(False, id="portable-path")],
 )  # fmt: skip
 def test_progress_counts_every_label_in_blocks(db, monkeypatch, fast):
-    from annotations import exports
+    from annotations.exports import fast as fast_path
+    from annotations.exports import records
 
     if not fast:
-        monkeypatch.setattr(exports, "fast_path_applies", lambda plan: False)
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 4)
+        monkeypatch.setattr(fast_path, "fast_path_applies", lambda plan: False)
+    monkeypatch.setattr(records, "CHUNK_ROWS", 4)
     queue, _ = labelled_queue()
     told: list[int] = []
     out = io.BytesIO()
@@ -313,7 +314,7 @@ def test_progress_counts_every_label_in_blocks(db, monkeypatch, fast):
 def test_copy_rows_quoted_by_postgres_are_taken_back(db):
     # JSON text never holds COPY's delimiter or quote raw, so Postgres never quotes a line of
     # the export; should it ever, the writer must still put back the value exactly.
-    from annotations.exports import _COPY_OPTIONS, _write_rows
+    from annotations.exports.fast import _COPY_OPTIONS, _write_rows
 
     values = ["plain", "\x02quote\x02\x02", "delimiter\x01", "new\nline", "both\x01\x02\n", "é😀"]
     with connection.cursor() as cursor:
