@@ -21,17 +21,18 @@ from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from pydantic import Field
 
-from annotations.exports import CONTENT_TYPES, EXTENSIONS, ExportInvalid, ExportSpec
+from annotations.exports import CONTENT_TYPES, ExportInvalid, ExportSpec
 from annotations.importers import (
-    MAX_IMPORT_BYTES,
     ImportFailed,
     ImportFormat,
-    format_for_name,
+    UploadRefused,
     items_import,
+    upload_format,
 )
 from annotations.kinds import registered_value_models
 from annotations.models import Assignment, ExportJob, JobStatus, Label, Queue
 from annotations.selectors import (
+    export_jobs_visible,
     queue_and_membership,
     queue_for_annotator,
     queues_for_annotator,
@@ -39,7 +40,7 @@ from annotations.selectors import (
 from annotations.services import (
     assignment_skip,
     export_expired,
-    export_path,
+    export_file,
     export_start,
     label_submit,
     label_undo,
@@ -231,13 +232,10 @@ def queue_import(
     """Import a JSONL or CSV file of items: all rows or none; bad rows named by line."""
     api_require(request, Role.RESEARCHER)
     queue = get_object_or_404(Queue, pk=queue_id)
-    if file.size and file.size > MAX_IMPORT_BYTES:
-        detail = f"The file is {file.size:,} bytes; the limit is {MAX_IMPORT_BYTES:,}."
-        return Status(400, ImportErrors(detail=detail, errors=[]))
-    fmt = format or format_for_name(file.name or "")
-    if fmt is None:
-        detail = "Pass ?format=jsonl or csv: the file name ends in neither .jsonl nor .csv."
-        return Status(400, ImportErrors(detail=detail, errors=[]))
+    try:
+        fmt = upload_format(size=file.size, name=file.name or "", fmt=format)
+    except UploadRefused as refused:
+        return Status(400, ImportErrors(detail=refused.message, errors=[]))
     try:
         count = items_import(queue=queue, data=file.read(), fmt=fmt)
     except ImportFailed as failure:
@@ -251,10 +249,7 @@ exports = Router(tags=["exports"])
 
 def _job(request: HttpRequest, job_id: Id) -> ExportJob:
     user = api_require(request, Role.RESEARCHER)
-    jobs = ExportJob.objects.all()
-    if not user_has_role(user, Role.ADMIN):
-        jobs = jobs.filter(created_by=user)
-    return get_object_or_404(jobs, pk=job_id)
+    return get_object_or_404(export_jobs_visible(user), pk=job_id)
 
 
 @exports.post("/", response={202: ExportOut} | errors(403, 404, 409))
@@ -290,15 +285,10 @@ _FILE = {"schema": {"type": "string", "format": "binary"}}
     },
 )
 def export_download(request: HttpRequest, job_id: Id) -> FileResponse:
-    job = _job(request, job_id)
-    if export_expired(job):
-        raise HttpError(410, job.error or "This export's file has expired; start a new export.")
-    if job.status != JobStatus.DONE or not export_path(job).is_file():
-        raise HttpError(404, "This export has no file (yet).")
-    extension = EXTENSIONS[ExportSpec.model_validate(job.spec).format]
+    found = export_file(_job(request, job_id))
     return FileResponse(
-        export_path(job).open("rb"),
+        found.path.open("rb"),
         as_attachment=True,
-        filename=f"arbiter-labels-{job.pk}.{extension}",
-        content_type=CONTENT_TYPES[extension],
+        filename=found.file_name,
+        content_type=found.content_type,
     )

@@ -59,6 +59,32 @@ class ImportFailed(Exception):
         return lines
 
 
+class UploadRefused(Exception):
+    """An upload refused before it is read: too large, or no format to read it in. `field`
+    names the form field the page shows it on ("file" or "format")."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def upload_format(*, size: int | None, name: str, fmt: str | None) -> ImportFormat:
+    """The format to read an upload in; UploadRefused for a file over MAX_IMPORT_BYTES or one
+    whose format neither `fmt` nor its name gives. The page and the API both ask this."""
+    if size and size > MAX_IMPORT_BYTES:
+        raise UploadRefused(
+            "file", f"The file is {size:,} bytes; the limit is {MAX_IMPORT_BYTES:,}."
+        )
+    found = ImportFormat(fmt) if fmt else format_for_name(name)
+    if found is None:
+        raise UploadRefused(
+            "format",
+            "Name the format (jsonl or csv): the file name ends in neither .jsonl nor .csv.",
+        )
+    return found
+
+
 def format_for_name(file_name: str) -> ImportFormat | None:
     suffix = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
     return {"jsonl": ImportFormat.JSONL, "ndjson": ImportFormat.JSONL, "csv": ImportFormat.CSV}.get(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import Count, Q, QuerySet, Sum
 
-from annotations.models import Item, Label, Queue
+from annotations.models import ExportJob, Item, Label, Queue
 from core import sql
 from core.roles import Role, user_has_role
 
@@ -98,3 +98,10 @@ def queue_stats(queue: Queue) -> QueueStats:
         labels=Sum("label_count", default=0),
     )
     return QueueStats(annotators=queue.memberships.count(), **counts)
+
+
+def export_jobs_visible(user: User) -> QuerySet[ExportJob]:
+    """The export jobs `user` may see and download: their own; every one for admins. The
+    pages and the API both ask this (an id outside it is a 404 in both)."""
+    jobs = ExportJob.objects.select_related("created_by")
+    return jobs if user_has_role(user, Role.ADMIN) else jobs.filter(created_by=user)

@@ -37,7 +37,11 @@ from annotations.services.exports import (
     EXPORT_ATTEMPTS,
     EXPORT_HEARTBEAT_EVERY,
     EXPORT_STALE_AFTER,
+    ExportFile,
+    ExportGone,
+    ExportNotReady,
     export_expired,
+    export_file,
     export_path,
     export_retry,
     export_run,
@@ -66,6 +70,10 @@ from annotations.services.tokens import (
 )
 
 __all__ = [
+    "ExportFile",
+    "ExportGone",
+    "ExportNotReady",
+    "export_file",
     "AlreadyLabelled",
     "AnnotationError",
     "DuplicateExternalId",

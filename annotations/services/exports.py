@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from annotations.exports import (
+    CONTENT_TYPES,
     EXTENSIONS,
     PROGRESS_EVERY,
     ExportInvalid,
@@ -27,6 +29,7 @@ from annotations.models import (
     ExportJob,
     JobStatus,
 )
+from annotations.services.errors import AnnotationError
 
 
 def export_start(*, user: User, spec: ExportSpec) -> ExportJob:
@@ -144,6 +147,38 @@ def export_retry(*, job_id: int) -> ExportJob:
             raise ValidationError("Only a failed or queued export can be retried.")
         transaction.on_commit(lambda: export_run_task.delay(job_id))
     return ExportJob.objects.get(pk=job_id)
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    path: Path
+    file_name: str  # what the download is called
+    content_type: str
+
+
+class ExportNotReady(AnnotationError):
+    status = 404
+
+
+class ExportGone(AnnotationError):
+    status = 410
+
+
+def export_file(job: ExportJob) -> ExportFile:
+    """The finished export's file, as the page and the API both send it; ExportNotReady while
+    there is none (yet), ExportGone once exports_expire deleted it."""
+    if export_expired(job):
+        raise ExportGone(job.error or "This export's file has expired; start a new export.")
+    path = export_path(job)
+    if job.status != JobStatus.DONE or not path.is_file():
+        raise ExportNotReady("This export has no file (yet).")
+    spec = ExportSpec.model_validate(job.spec)
+    extension = EXTENSIONS[spec.format]
+    return ExportFile(
+        path=path,
+        file_name=f"arbiter-labels-{job.pk}-{spec.format}.{extension}",
+        content_type=CONTENT_TYPES[extension],
+    )
 
 
 def export_expired(job: ExportJob) -> bool:

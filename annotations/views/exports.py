@@ -8,22 +8,21 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from annotations.exports import CONTENT_TYPES, EXTENSIONS, ExportSpec
+from annotations.exports import ExportSpec
 from annotations.forms import ExportForm
 from annotations.models import ExportJob, JobStatus
+from annotations.selectors import export_jobs_visible
 from annotations.services import (
+    ExportNotReady,
     export_expired,
-    export_path,
+    export_file,
     export_start,
 )
-from core.roles import Role, role_required, signed_in_user, user_has_role
+from core.roles import Role, role_required, signed_in_user
 
 
 def _jobs_for(request: HttpRequest) -> QuerySet[ExportJob]:
-    """A researcher's own export jobs; admins see everyone's."""
-    user = signed_in_user(request)
-    jobs = ExportJob.objects.select_related("created_by")
-    return jobs if user_has_role(user, Role.ADMIN) else jobs.filter(created_by=user)
+    return export_jobs_visible(signed_in_user(request))
 
 
 @require_GET
@@ -62,14 +61,13 @@ def export_download(request: HttpRequest, pk: int) -> HttpResponse | FileRespons
     if export_expired(job):  # the detail page, saying so, with 410 Gone
         context = {"job": job, "spec": ExportSpec.model_validate(job.spec)}
         return render(request, "annotations/export_detail.html", context, status=410)
-    path = export_path(job)
-    if not path.is_file():
-        raise Http404("The export file is gone.")
-    spec = ExportSpec.model_validate(job.spec)
-    extension = EXTENSIONS[spec.format]
+    try:
+        found = export_file(job)
+    except ExportNotReady as error:
+        raise Http404(error.message) from None
     return FileResponse(
-        path.open("rb"),
+        found.path.open("rb"),
         as_attachment=True,
-        filename=f"arbiter-labels-{job.pk}-{spec.format}.{extension}",
-        content_type=CONTENT_TYPES[extension],
+        filename=found.file_name,
+        content_type=found.content_type,
     )

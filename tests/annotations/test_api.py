@@ -206,7 +206,7 @@ def test_import_by_api(queue, researcher):
     }
     unnamed = SimpleUploadedFile("x.txt", b"{}")
     assert (
-        "Pass ?format"
+        "Name the format (jsonl or csv)"
         in api.post(f"/queues/{queue.pk}/items", data={"file": unnamed}).json()["detail"]
     )
     assert (

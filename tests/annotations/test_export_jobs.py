@@ -304,3 +304,25 @@ def test_a_failed_export_can_be_retried(researcher, queue, django_capture_on_com
     assert job.status == JobStatus.DONE
     with pytest.raises(ValidationError, match="Only a failed or queued export"):
         export_retry(job_id=job.pk)
+
+
+def test_the_page_and_the_api_send_the_same_file_under_the_same_name(
+    researcher, queue, django_capture_on_commit_callbacks
+):
+    from tests.helpers import Api
+
+    job = started(researcher, queue, django_capture_on_commit_callbacks, format="csv")
+    export_run(job_id=job.pk)
+    page = signed_in(researcher).get(reverse("annotations:export_download", args=[job.pk]))
+    api = Api(researcher).get(f"/exports/{job.pk}/download")
+    assert page.status_code == api.status_code == 200
+    assert page["Content-Disposition"] == api["Content-Disposition"]
+    assert f'filename="arbiter-labels-{job.pk}-csv.csv"' in api["Content-Disposition"]
+    assert b"".join(page.streaming_content) == b"".join(api.streaming_content)
+    # Someone else's job: a 404 from both, from the same selector.
+    other = UserFactory(username="other-researcher", role="researcher")
+    assert (
+        signed_in(other).get(reverse("annotations:export_download", args=[job.pk])).status_code
+        == 404
+    )
+    assert Api(other).get(f"/exports/{job.pk}/download").status_code == 404
