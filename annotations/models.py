@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from annotations.kinds import ItemKind, LabelValue, Payload, QueueKind, item_kind
+from annotations.kinds import ItemKind, Payload, QueueKind, item_kind
 
 DEFAULT_LEASE_MINUTES = 10
 UNDO_WINDOW = timedelta(seconds=60)
@@ -165,9 +165,6 @@ class Assignment(models.Model):
     def __str__(self) -> str:
         return f"lease {self.pk}: item {self.item_id} to {self.annotator_id} ({self.outcome})"
 
-    def is_live(self, now: Any = None) -> bool:
-        return self.outcome == Outcome.OPEN and self.expires_at > (now or timezone.now())
-
 
 class Label(models.Model):
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="labels")
@@ -194,9 +191,6 @@ class Label(models.Model):
 
     def __str__(self) -> str:
         return f"label {self.pk} on item {self.item_id}"
-
-    def typed_value(self, kind: ItemKind) -> LabelValue:
-        return kind.value(self.value)
 
 
 class JobStatus(models.TextChoices):
