@@ -37,7 +37,7 @@ def register() -> None:
     job_source_register(
         JobSource(
             name="exports",
-            title="Export",
+            title="exports",
             open_jobs=_open_exports,
             retry=lambda pk: export_retry(job_id=pk),
         )

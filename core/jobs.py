@@ -5,7 +5,7 @@ registers a `JobSource` from its AppConfig.ready(): how to list its queued, runn
 recently failed jobs, and how to retry one. The operations page lists them all (newest first)
 with their age and error, and a retry button; core imports no app to do it.
 
-    job_source_register(JobSource(name="exports", title="Export", open_jobs=…, retry=…))
+    job_source_register(JobSource(name="exports", title="exports", open_jobs=…, retry=…))
 
 `open_jobs(since)` returns the source's queued and running jobs, and its failed ones that
 finished after `since`; `retry(pk)` starts a failed (or stuck) job again and raises Django's
@@ -47,7 +47,7 @@ class Job:
 @dataclass(frozen=True)
 class JobSource:
     name: str
-    title: str
+    title: str  # what the page calls this source's jobs, plural: "exports"
     open_jobs: Callable[[datetime], Iterable[Job]]
     retry: Callable[[int], object]
 

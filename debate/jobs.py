@@ -35,7 +35,7 @@ def register() -> None:
     job_source_register(
         JobSource(
             name="speeches",
-            title="Speech",
+            title="speeches",
             open_jobs=_open_speeches,
             retry=lambda pk: speech_retry(speech_id=pk),
         )

@@ -36,7 +36,7 @@ def register() -> None:
     job_source_register(
         JobSource(
             name="trials",
-            title="Try it",
+            title="“Try it” trials",
             open_jobs=_open_trials,
             retry=lambda pk: model_trial_retry(trial_id=pk),
         )
