@@ -169,7 +169,36 @@ def queue_list(request: HttpRequest) -> list[Queue]:
     raise HttpError(403, "This needs the annotator or researcher role.")
 
 
-@queues.post("/{queue_id}/next", response={200: LeaseOut, 204: None} | errors(403, 404))
+# Links (OpenAPI): what a client does next with a response; the fuzzer's stateful phase
+# follows them (a lease, then skip or undo it; an export, then poll and download it).
+_LEASE_LINKS = {
+    "Skip": {
+        "operationId": "annotations_api_queue_skip",
+        "parameters": {"queue_id": "$request.path.queue_id"},
+        "requestBody": {"assignment_id": "$response.body#/assignment_id"},
+    },
+    "Undo": {
+        "operationId": "annotations_api_queue_undo",
+        "parameters": {"queue_id": "$request.path.queue_id"},
+    },
+}
+_EXPORT_LINKS = {
+    "Status": {
+        "operationId": "annotations_api_export_status",
+        "parameters": {"job_id": "$response.body#/id"},
+    },
+    "Download": {
+        "operationId": "annotations_api_export_download",
+        "parameters": {"job_id": "$response.body#/id"},
+    },
+}
+
+
+@queues.post(
+    "/{queue_id}/next",
+    response={200: LeaseOut, 204: None} | errors(403, 404),
+    openapi_extra={"responses": {200: {"links": _LEASE_LINKS}}},
+)
 def queue_next(request: HttpRequest, queue_id: Id) -> Any:
     """Your current item in this queue, or the next one (204 when nothing is left for you)."""
     user = api_require(request, Role.ANNOTATOR)
@@ -252,7 +281,11 @@ def _job(request: HttpRequest, job_id: Id) -> ExportJob:
     return get_object_or_404(export_jobs_visible(user), pk=job_id)
 
 
-@exports.post("/", response={202: ExportOut} | errors(403, 404, 409))
+@exports.post(
+    "/",
+    response={202: ExportOut} | errors(403, 404, 409),
+    openapi_extra={"responses": {202: {"links": _EXPORT_LINKS}}},
+)
 def export_create(request: HttpRequest, spec: ExportSpec) -> Any:
     """Start an export job; poll it, then download the file."""
     user = api_require(request, Role.RESEARCHER)

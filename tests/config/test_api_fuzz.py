@@ -31,6 +31,13 @@ SCHEMA = schemathesis.openapi.from_asgi("/api/openapi.json", application)
 OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]  # type: ignore[union-attr]
 
 
+def _excluded_checks(operation: Any) -> list[Any]:
+    # An uploaded file is `string/binary` in any schema: which bytes make a valid import, only
+    # parsing them can tell (a 400 naming the bad lines). That one check skips uploads.
+    uploads = any("multipart/form-data" in (body.media_type or "") for body in operation.body)
+    return [positive_data_acceptance] if uploads else []
+
+
 def test_every_mounted_operation_is_fuzzed() -> None:
     # A router mounted in config/api.py appears in the document, hence here: nothing is listed
     # by hand. This guards against the document (and so the fuzzing) silently going empty.
@@ -72,3 +79,39 @@ def test_the_api_keeps_its_contract(operation: Any, role: str, users: Any) -> No
         case.call_and_validate(headers=headers, excluded_checks=excluded)
 
     fuzz()
+
+
+# --- the stateful phase: sequences that follow the document's links --------------------------
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("role", ["annotator", "researcher"])
+def test_linked_calls_keep_the_contract_in_sequence(role: str, users: Any) -> None:
+    world = fuzz_world(users)
+    headers = {"Authorization": f"Bearer {world.tokens[role]}"}
+    machine = SCHEMA.as_state_machine()
+    assert machine.bundles, "the document has no links: nothing for the stateful phase to follow"
+
+    class Authenticated(machine):  # type: ignore[misc, valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": headers}
+
+        def validate_response(
+            self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
+        ) -> None:
+            case.validate_response(
+                response,
+                additional_checks=additional_checks,
+                excluded_checks=_excluded_checks(case.operation),
+                transport_kwargs=kwargs or None,
+                recorder=self.recorder,
+            )
+
+    Authenticated.run(
+        settings=settings(
+            max_examples=max(FUZZ_EXAMPLES // 2, 5),
+            stateful_step_count=6,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=False,
+        )
+    )
