@@ -27,6 +27,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from annotations import hot_sql
 from annotations.models import (
     Assignment,
     Item,
@@ -54,65 +55,22 @@ def _membership_lock(queue: Queue, annotator: User) -> QueueMember:
     return member
 
 
-# The claim's two statements are written out in SQL: built through the ORM, the candidate
-# query alone costs ~3 ms of Python per claim on a small machine, more than the database
-# takes to run it. Both run on PostgreSQL and SQLite; only the lock clause differs.
-#
-# The plan wanted is a walk along the queue's order index that stops at the first item with
-# room, probing each candidate's labels, skips and leases by index. The `LIMIT 1 OFFSET 0`
-# keeps PostgreSQL from turning the NOT EXISTS probes into anti-joins: merged against this
-# annotator's labels, those read every label ever given on the items before the queue's
-# front (20–40 ms a claim once a 100k queue is half done, against 0.3 ms). Gold is literal
-# text, not a parameter, so the prepared statement's plan can use the gold-only index.
-_PICK = f"""
-SELECT {sql.columns(Item, "i")}
-FROM annotations_item i
-WHERE i.queue_id = %(queue)s AND {{gold}} AND NOT i.complete
-  AND NOT EXISTS (SELECT 1 FROM annotations_label l
-                  WHERE l.item_id = i.id AND l.annotator_id = %(annotator)s LIMIT 1 OFFSET 0)
-  AND NOT EXISTS (SELECT 1 FROM annotations_assignment s
-                  WHERE s.item_id = i.id AND s.annotator_id = %(annotator)s
-                    AND s.outcome = 'skipped' LIMIT 1 OFFSET 0)
-  {{room}}
-ORDER BY {{order}}
-LIMIT 1
-{{lock}}
-"""
-# Labels plus live leases under k: a gold item is exempt (every annotator may see it once).
-_ROOM = """AND i.label_count + (SELECT COUNT(*) FROM annotations_assignment a
-                         WHERE a.item_id = i.id AND a.outcome = 'open'
-                           AND a.expires_at > %(now)s) < %(k)s"""
-_ORDER = {
-    Priority.FIFO: "i.id",
-    Priority.RANDOM: "i.random_key, i.id",
-    Priority.UNCERTAINTY: "i.uncertainty DESC NULLS LAST, i.id",
-}
-# Run after the pick has locked the item, as a new statement: on PostgreSQL a new snapshot,
-# which sees a lease another claim committed between the pick's snapshot and its lock.
-_LEASE = """
-INSERT INTO annotations_assignment
-    (queue_id, item_id, annotator_id, outcome, created_at, expires_at)
-SELECT %(queue)s, %(item)s, %(annotator)s, 'open', %(now)s, %(expires)s
-WHERE %(gold)s OR (SELECT label_count FROM annotations_item WHERE id = %(item)s)
-    + (SELECT COUNT(*) FROM annotations_assignment
-       WHERE item_id = %(item)s AND outcome = 'open' AND expires_at > %(now)s) < %(k)s
-RETURNING id
-"""
+# The claim's two statements: annotations/hot_sql.py (PICK, LEASE).
 
 
 def _pick(
     queue: Queue, annotator: User, now: Any, *, gold: bool, skip: Sequence[int]
 ) -> Item | None:
-    room = "" if gold else _ROOM
+    room = "" if gold else hot_sql.PICK_ROOM
     if skip:
         room += f" AND i.id NOT IN ({', '.join(str(int(pk)) for pk in skip)})"
     lock = "FOR UPDATE OF i SKIP LOCKED"
     if not connection.features.has_select_for_update_skip_locked:
         lock = ""  # SQLite: the IMMEDIATE transaction already holds the only write lock
-    query = _PICK.format(
-        gold="i.is_gold" if gold else "NOT i.is_gold",
+    query = hot_sql.PICK.format(
+        gold=hot_sql.PICK_GOLD if gold else hot_sql.PICK_REGULAR,
         room=room,
-        order=_ORDER[Priority(queue.priority)],
+        order=hot_sql.PICK_ORDER[Priority(queue.priority)],
         lock=lock,
     )
     params = {"queue": queue.pk, "annotator": annotator.pk, "now": now,
@@ -125,7 +83,7 @@ def _lease(queue: Queue, annotator: User, item: Item, now: datetime) -> Assignme
     expires = now + queue.lease_duration
     params = {"queue": queue.pk, "item": item.pk, "annotator": annotator.pk, "gold": item.is_gold,
               "now": now, "expires": expires, "k": queue.labels_per_item}  # fmt: skip
-    row = sql.fetch_one(_LEASE, params)
+    row = sql.fetch_one(hot_sql.LEASE, params)
     if row is None:
         return None
     lease = Assignment(

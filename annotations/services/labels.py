@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 from pydantic import ValidationError as PydanticValidationError
 
+from annotations import hot_sql
 from annotations.kinds import ItemKind, LabelValue, validation_message
 from annotations.models import (
     UNDO_WINDOW,
@@ -52,34 +53,11 @@ def _retried(annotator: User, client_request_id: uuid.UUID, item_id: int) -> Lab
     return label
 
 
-# Takes the item's row lock and refuses a full item (gold exempt) in one statement.
-_COUNT_LABEL = """
-UPDATE annotations_item
-SET label_count = label_count + 1, complete = (NOT is_gold AND label_count + 1 >= %(k)s)
-WHERE id = %(item)s AND (is_gold OR label_count < %(k)s)
-"""
-
-
 class _Refused(Exception):
     """Rolls back a submit; the caller decides between a retry's label and `error`."""
 
     def __init__(self, error: AnnotationError) -> None:
         self.error = error
-
-
-# The lease and its item in one round trip, in plain SQL (the hot path; see _PICK).
-_LEASED_ITEM = f"""
-SELECT {sql.columns(Item, "i")}, {sql.columns(Queue, "q")}, a.outcome
-FROM annotations_assignment a
-JOIN annotations_item i ON i.id = a.item_id
-JOIN annotations_queue q ON q.id = a.queue_id
-JOIN annotations_queuemember m ON m.queue_id = a.queue_id AND m.user_id = a.annotator_id
-WHERE a.id = %(lease)s AND a.annotator_id = %(annotator)s
-"""
-_CLOSE_LEASE = """
-UPDATE annotations_assignment SET outcome = 'labelled', closed_at = %(now)s
-WHERE id = %(lease)s AND outcome = 'open'
-"""
 
 
 def label_submit(
@@ -105,7 +83,7 @@ def label_submit(
     """
     now = now or timezone.now()
     params = {"lease": assignment_id, "annotator": annotator.pk}
-    found = sql.fetch_models(_LEASED_ITEM, params, Item, Queue)
+    found = sql.fetch_models(hot_sql.LEASED_ITEM, params, Item, Queue)
     if found is None:
         raise LeaseGone("That item is not assigned to you.")
     (item, queue), (lease_outcome,) = found
@@ -123,9 +101,9 @@ def label_submit(
     stored = typed.model_dump(mode="json")
     try:
         with transaction.atomic():
-            if not sql.execute(_COUNT_LABEL, {"item": item.pk, "k": queue.labels_per_item}):
+            if not sql.execute(hot_sql.COUNT_LABEL, {"item": item.pk, "k": queue.labels_per_item}):
                 raise _Refused(ItemFull("That item got all its labels while you were on it."))
-            if not sql.execute(_CLOSE_LEASE, {"lease": assignment_id, "now": now}):
+            if not sql.execute(hot_sql.CLOSE_LEASE, {"lease": assignment_id, "now": now}):
                 raise _Refused(LeaseGone("Your hold on that item ended; here is the next one."))
             label = sql.insert(
                 Label(
