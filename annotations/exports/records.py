@@ -52,7 +52,9 @@ def export_plan(spec: ExportSpec) -> Plan:
     kind = item_kind(kinds.pop())
     trl = spec.format in (ExportFormat.TRL, ExportFormat.TRL_CONVERSATIONAL)
     if trl and kind.pair_fields is None:
-        raise ExportInvalid("TRL's preference format needs pairwise or debate queues.")
+        raise ExportInvalid(
+            "TRL's preference format needs queues whose items compare two responses."
+        )
     dropped: frozenset[int] = frozenset()
     if spec.min_gold_accuracy is not None:
         gold = (

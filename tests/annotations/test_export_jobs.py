@@ -156,7 +156,7 @@ def test_a_job_not_done_cannot_be_downloaded(researcher, queue, django_capture_o
     [
         (
             {"format": "trl", "aggregation": "per_label", "queues": "LIKERT"},
-            "needs pairwise or debate queues",
+            "needs queues whose items compare two responses",
         ),
         ({"format": "xml", "aggregation": "per_label"}, "Select a valid choice"),
         (

@@ -176,7 +176,7 @@ def test_trl_conversational_pairs(db):
 def test_specs_the_data_cannot_serve_are_refused(db, annotator):
     pairs, _ = labelled_queue()
     ratings = make_queue(kind="likert", members=[annotator], items=likert(1))
-    with pytest.raises(ExportInvalid, match="needs pairwise or debate queues"):
+    with pytest.raises(ExportInvalid, match="needs queues whose items compare two responses"):
         export_plan(ExportSpec(queues=[ratings.pk], format="trl"))
     with pytest.raises(ExportInvalid, match="one kind at a time"):
         export_plan(ExportSpec(queues=[ratings.pk, pairs.pk]))
