@@ -6,8 +6,8 @@ share one OpenAPI document (`/api/docs`), one authentication, and the fuzz test
 (tests/config/test_api_fuzz.py), which fuzzes every mounted operation from that document.
 
 What a router should use from here, so its document matches what the server does:
-- `Body` as the base of request bodies (unknown fields refused); `StoredText` and
-  `RequiredText` (core/text.py) for their text fields.
+- `Body` as the base of request bodies (unknown fields refused), taken by a view parameter
+  named `body`; `StoredText` and `RequiredText` (core/text.py) for their text fields.
 - `Id` for every id in a path, query or body: 1 ≤ id < 2**63, as the database stores them
   (an id past 64 bits would otherwise overflow in the driver: a 500).
 - `errors(…)`: the documented error responses to merge into an operation's `response=`:
@@ -175,8 +175,9 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-# Body parameter names of our operations (`body`, `spec`, …) are dropped from field paths.
-_BODY_PARAMS = {"body", "spec", "data", "payload"}
+# A view's body parameter name is not part of what the client sent: name it `body` (the
+# exports router's is `spec`) and 422 field paths start at the body's own fields.
+_BODY_PARAMS = {"body", "spec"}
 
 
 @api.exception_handler(RequestInvalid)
