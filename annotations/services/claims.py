@@ -59,12 +59,18 @@ def _membership_lock(queue: Queue, annotator: User) -> QueueMember:
 
 
 def _pick(
-    queue: Queue, annotator: User, now: Any, *, gold: bool, skip: Sequence[int]
+    queue: Queue,
+    annotator: User,
+    now: Any,
+    *,
+    gold: bool,
+    skip: Sequence[int],
+    wait: bool = False,
 ) -> Item | None:
     room = "" if gold else hot_sql.PICK_ROOM
     if skip:
         room += f" AND i.id NOT IN ({', '.join(str(int(pk)) for pk in skip)})"
-    lock = "FOR UPDATE OF i SKIP LOCKED"
+    lock = "FOR UPDATE OF i" if wait else "FOR UPDATE OF i SKIP LOCKED"
     if not connection.features.has_select_for_update_skip_locked:
         lock = ""  # SQLite: the IMMEDIATE transaction already holds the only write lock
     query = hot_sql.PICK.format(
@@ -112,6 +118,11 @@ def _new_lease(queue: Queue, annotator: User, now: datetime) -> Assignment | Non
     tried: list[int] = []
     for _ in range(CLAIM_ATTEMPTS):
         item = _pick(queue, annotator, now, gold=False, skip=tried)
+        if item is None and connection.features.has_select_for_update_skip_locked:
+            # SKIP LOCKED passes over an item a submit holds for a moment (its count): before
+            # answering "nothing left", look once more, waiting for such locks. Only at the
+            # end of a queue, so the hot path keeps its one statement.
+            item = _pick(queue, annotator, now, gold=False, skip=tried, wait=True)
         if item is None:
             return None
         lease = _lease(queue, annotator, item, now)
