@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -20,16 +21,18 @@ from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from pydantic import Field
 
-from annotations.exports import CONTENT_TYPES, EXTENSIONS, ExportInvalid, ExportSpec
+from annotations.exports import CONTENT_TYPES, ExportInvalid, ExportSpec
 from annotations.importers import (
-    MAX_IMPORT_BYTES,
     ImportFailed,
     ImportFormat,
-    format_for_name,
+    UploadRefused,
     items_import,
+    upload_format,
 )
+from annotations.kinds import registered_value_models
 from annotations.models import Assignment, ExportJob, JobStatus, Label, Queue
 from annotations.selectors import (
+    export_jobs_visible,
     queue_and_membership,
     queue_for_annotator,
     queues_for_annotator,
@@ -37,17 +40,17 @@ from annotations.selectors import (
 from annotations.services import (
     assignment_skip,
     export_expired,
-    export_path,
+    export_file,
     export_start,
     label_submit,
     label_undo,
     queue_item_claim,
 )
-from config.api import Detail, api_require, api_user
+from config.api import Body, Detail, Id, api_require, api_user, errors
 from core.roles import Role, user_has_role
 
 
-def _member_queue(request: HttpRequest, queue_id: int) -> tuple[User, Queue]:
+def _member_queue(request: HttpRequest, queue_id: Id) -> tuple[User, Queue]:
     user = api_require(request, Role.ANNOTATOR)
     queue = queue_for_annotator(user, queue_id)
     if queue is None:
@@ -74,9 +77,16 @@ class LeaseOut(Schema):
     keys: dict[str, dict[str, Any]]
 
 
-class LabelIn(Schema):
-    assignment_id: int = Field(ge=1)
-    value: dict[str, Any]
+if TYPE_CHECKING:
+    LabelValueIn = Any
+else:
+    # Any registered kind's label shape; which one a queue takes is checked against its kind.
+    LabelValueIn = registered_value_models()
+
+
+class LabelIn(Body):
+    assignment_id: Id
+    value: LabelValueIn
     time_spent_ms: int = Field(ge=0, le=24 * 3600 * 1000)
     client_request_id: uuid.UUID
 
@@ -87,8 +97,8 @@ class LabelOut(Schema):
     created_at: datetime
 
 
-class SkipIn(Schema):
-    assignment_id: int = Field(ge=1)
+class SkipIn(Body):
+    assignment_id: Id
 
 
 class ImportOut(Schema):
@@ -148,7 +158,7 @@ def _export_out(request: HttpRequest, job: ExportJob) -> ExportOut:
 queues = Router(tags=["queues"])
 
 
-@queues.get("/", response=list[QueueOut])
+@queues.get("/", response={200: list[QueueOut]} | errors(403))
 def queue_list(request: HttpRequest) -> list[Queue]:
     """Queues you label in (annotators), or every queue (researchers)."""
     user = api_user(request)
@@ -159,8 +169,37 @@ def queue_list(request: HttpRequest) -> list[Queue]:
     raise HttpError(403, "This needs the annotator or researcher role.")
 
 
-@queues.post("/{queue_id}/next", response={200: LeaseOut, 204: None})
-def queue_next(request: HttpRequest, queue_id: int) -> Any:
+# Links (OpenAPI): what a client does next with a response; the fuzzer's stateful phase
+# follows them (a lease, then skip or undo it; an export, then poll and download it).
+_LEASE_LINKS = {
+    "Skip": {
+        "operationId": "annotations_api_queue_skip",
+        "parameters": {"queue_id": "$request.path.queue_id"},
+        "requestBody": {"assignment_id": "$response.body#/assignment_id"},
+    },
+    "Undo": {
+        "operationId": "annotations_api_queue_undo",
+        "parameters": {"queue_id": "$request.path.queue_id"},
+    },
+}
+_EXPORT_LINKS = {
+    "Status": {
+        "operationId": "annotations_api_export_status",
+        "parameters": {"job_id": "$response.body#/id"},
+    },
+    "Download": {
+        "operationId": "annotations_api_export_download",
+        "parameters": {"job_id": "$response.body#/id"},
+    },
+}
+
+
+@queues.post(
+    "/{queue_id}/next",
+    response={200: LeaseOut, 204: None} | errors(403, 404),
+    openapi_extra={"responses": {200: {"links": _LEASE_LINKS}}},
+)
+def queue_next(request: HttpRequest, queue_id: Id) -> Any:
     """Your current item in this queue, or the next one (204 when nothing is left for you)."""
     user = api_require(request, Role.ANNOTATOR)
     found = queue_and_membership(user, queue_id)
@@ -173,27 +212,29 @@ def queue_next(request: HttpRequest, queue_id: int) -> Any:
     return Status(200, _lease_out(lease, queue))
 
 
-@queues.post(
-    "/{queue_id}/labels", response={200: LabelOut, 201: LabelOut, 400: Detail, 409: Detail}
-)
-def queue_label(request: HttpRequest, queue_id: int, body: LabelIn) -> Any:
+@queues.post("/{queue_id}/labels", response={200: LabelOut, 201: LabelOut} | errors(403, 404, 409))
+def queue_label(request: HttpRequest, queue_id: Id, body: LabelIn) -> Any:
     """Label your leased item. Retrying with the same client_request_id returns the stored
     label (200) instead of storing a second one (201)."""
     user = api_require(request, Role.ANNOTATOR)
     # The lease's own query checks it is in this queue and the user still a member.
-    label, created = label_submit(
-        assignment_id=body.assignment_id,
-        annotator=user,
-        value=body.value,
-        time_spent_ms=body.time_spent_ms,
-        client_request_id=body.client_request_id,
-        queue_id=queue_id,
-    )
+    try:
+        label, created = label_submit(
+            assignment_id=body.assignment_id,
+            annotator=user,
+            value=body.value.model_dump(),
+            time_spent_ms=body.time_spent_ms,
+            client_request_id=body.client_request_id,
+            queue_id=queue_id,
+        )
+    except ValidationError as error:
+        # A well-formed label of another kind than this queue's: the queue refuses it.
+        raise HttpError(409, " ".join(error.messages)) from None
     return Status((201 if created else 200), _label_out(label))
 
 
-@queues.post("/{queue_id}/skip", response={204: None, 409: Detail})
-def queue_skip(request: HttpRequest, queue_id: int, body: SkipIn) -> Any:
+@queues.post("/{queue_id}/skip", response={204: None} | errors(403, 404, 409))
+def queue_skip(request: HttpRequest, queue_id: Id, body: SkipIn) -> Any:
     user, queue = _member_queue(request, queue_id)
     if not Assignment.objects.filter(pk=body.assignment_id, queue=queue).exists():
         raise HttpError(409, "That item is no longer yours to skip.")
@@ -201,8 +242,8 @@ def queue_skip(request: HttpRequest, queue_id: int, body: SkipIn) -> Any:
     return Status(204, None)
 
 
-@queues.post("/{queue_id}/undo", response={200: LeaseOut, 409: Detail})
-def queue_undo(request: HttpRequest, queue_id: int) -> Any:
+@queues.post("/{queue_id}/undo", response={200: LeaseOut} | errors(403, 404, 409))
+def queue_undo(request: HttpRequest, queue_id: Id) -> Any:
     """Take back your last label here if under 60 s old; its item is leased to you again."""
     user, queue = _member_queue(request, queue_id)
     lease = label_undo(queue=queue, annotator=user)
@@ -210,23 +251,20 @@ def queue_undo(request: HttpRequest, queue_id: int) -> Any:
 
 
 # --- queues: researchers ----------------------------------------------------------------------
-@queues.post("/{queue_id}/items", response={201: ImportOut, 400: ImportErrors})
+@queues.post("/{queue_id}/items", response=errors(403, 404) | {201: ImportOut, 400: ImportErrors})
 def queue_import(
     request: HttpRequest,
-    queue_id: int,
+    queue_id: Id,
     file: UploadedFile = File(...),  # noqa: B008  (ninja's declaration style)
     format: ImportFormat | None = None,
 ) -> Any:
     """Import a JSONL or CSV file of items: all rows or none; bad rows named by line."""
     api_require(request, Role.RESEARCHER)
     queue = get_object_or_404(Queue, pk=queue_id)
-    if file.size and file.size > MAX_IMPORT_BYTES:
-        detail = f"The file is {file.size:,} bytes; the limit is {MAX_IMPORT_BYTES:,}."
-        return Status(400, ImportErrors(detail=detail, errors=[]))
-    fmt = format or format_for_name(file.name or "")
-    if fmt is None:
-        detail = "Pass ?format=jsonl or csv: the file name ends in neither .jsonl nor .csv."
-        return Status(400, ImportErrors(detail=detail, errors=[]))
+    try:
+        fmt = upload_format(size=file.size, name=file.name or "", fmt=format)
+    except UploadRefused as refused:
+        return Status(400, ImportErrors(detail=refused.message, errors=[]))
     try:
         count = items_import(queue=queue, data=file.read(), fmt=fmt)
     except ImportFailed as failure:
@@ -238,41 +276,52 @@ def queue_import(
 exports = Router(tags=["exports"])
 
 
-def _job(request: HttpRequest, job_id: int) -> ExportJob:
+def _job(request: HttpRequest, job_id: Id) -> ExportJob:
     user = api_require(request, Role.RESEARCHER)
-    jobs = ExportJob.objects.all()
-    if not user_has_role(user, Role.ADMIN):
-        jobs = jobs.filter(created_by=user)
-    return get_object_or_404(jobs, pk=job_id)
+    return get_object_or_404(export_jobs_visible(user), pk=job_id)
 
 
-@exports.post("/", response={202: ExportOut, 400: Detail})
+@exports.post(
+    "/",
+    response={202: ExportOut} | errors(403, 404, 409),
+    openapi_extra={"responses": {202: {"links": _EXPORT_LINKS}}},
+)
 def export_create(request: HttpRequest, spec: ExportSpec) -> Any:
     """Start an export job; poll it, then download the file."""
     user = api_require(request, Role.RESEARCHER)
     try:
         job = export_start(user=user, spec=spec)
     except ExportInvalid as error:
-        return Status(400, Detail(detail=error.message))
+        return Status(error.status, Detail(detail=error.message))
     return Status(202, _export_out(request, job))
 
 
-@exports.get("/{job_id}", response=ExportOut)
-def export_status(request: HttpRequest, job_id: int) -> ExportOut:
+@exports.get("/{job_id}", response={200: ExportOut} | errors(403, 404))
+def export_status(request: HttpRequest, job_id: Id) -> ExportOut:
     return _export_out(request, _job(request, job_id))
 
 
-@exports.get("/{job_id}/download", url_name="export_download")
-def export_download(request: HttpRequest, job_id: int) -> FileResponse:
-    job = _job(request, job_id)
-    if export_expired(job):
-        raise HttpError(410, job.error or "This export's file has expired; start a new export.")
-    if job.status != JobStatus.DONE or not export_path(job).is_file():
-        raise HttpError(404, "This export has no file (yet).")
-    extension = EXTENSIONS[ExportSpec.model_validate(job.spec).format]
+_FILE = {"schema": {"type": "string", "format": "binary"}}
+
+
+@exports.get(
+    "/{job_id}/download",
+    url_name="export_download",
+    response=errors(403, 404, 410),
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The export's file",
+                "content": dict.fromkeys(CONTENT_TYPES.values(), _FILE),
+            }
+        }
+    },
+)
+def export_download(request: HttpRequest, job_id: Id) -> FileResponse:
+    found = export_file(_job(request, job_id))
     return FileResponse(
-        export_path(job).open("rb"),
+        found.path.open("rb"),
         as_attachment=True,
-        filename=f"arbiter-labels-{job.pk}.{extension}",
-        content_type=CONTENT_TYPES[extension],
+        filename=found.file_name,
+        content_type=found.content_type,
     )

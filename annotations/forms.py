@@ -7,7 +7,7 @@ from django.contrib.auth.models import User
 from pydantic import ValidationError as PydanticValidationError
 
 from annotations.exports import ExportInvalid, ExportSpec, export_plan
-from annotations.importers import MAX_IMPORT_BYTES, ImportFormat, format_for_name
+from annotations.importers import UploadRefused, upload_format
 from annotations.kinds import ItemKind, validation_message
 from annotations.models import Queue
 from core.roles import Role
@@ -90,17 +90,12 @@ class ImportForm(forms.Form):
         upload = data.get("file")
         if upload is None:
             return data
-        if upload.size > MAX_IMPORT_BYTES:
-            self.add_error(
-                "file", f"The file is {upload.size:,} bytes; the limit is {MAX_IMPORT_BYTES:,}."
+        try:
+            data["format"] = upload_format(
+                size=upload.size, name=upload.name or "", fmt=data.get("format")
             )
-            return data
-        fmt = data.get("format") or format_for_name(upload.name or "")
-        if not fmt:
-            self.add_error(
-                "format", "Name the format: the file name ends in neither .jsonl nor .csv."
-            )
-        data["format"] = ImportFormat(fmt) if fmt else None
+        except UploadRefused as refused:
+            self.add_error(refused.field, refused.message)
         return data
 
 
@@ -138,6 +133,13 @@ class ExportForm(forms.Form):
         help_text="leave out annotators below this gold accuracy (0–1)",
     )
     include_gold = forms.BooleanField(required=False, label="Include gold items")
+    csv_raw = forms.BooleanField(
+        required=False,
+        label="CSV: keep cells exactly as written",
+        help_text="Off (safe): a cell starting with = + - or @ gets a leading ' so a"
+        " spreadsheet shows it as text instead of running it as a formula. Turn on only for"
+        " a file that no spreadsheet will open.",
+    )
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

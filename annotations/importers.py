@@ -18,8 +18,9 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from annotations.kinds import ItemKind, validation_message
-from annotations.models import Queue
+from annotations.models import Item, Queue
 from annotations.services import NewItem, queue_items_create
+from core.text import text_problem
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 MAX_IMPORT_ROWS = 100_000
@@ -58,6 +59,32 @@ class ImportFailed(Exception):
         return lines
 
 
+class UploadRefused(Exception):
+    """An upload refused before it is read: too large, or no format to read it in. `field`
+    names the form field the page shows it on ("file" or "format")."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def upload_format(*, size: int | None, name: str, fmt: str | None) -> ImportFormat:
+    """The format to read an upload in; UploadRefused for a file over MAX_IMPORT_BYTES or one
+    whose format neither `fmt` nor its name gives. The page and the API both ask this."""
+    if size and size > MAX_IMPORT_BYTES:
+        raise UploadRefused(
+            "file", f"The file is {size:,} bytes; the limit is {MAX_IMPORT_BYTES:,}."
+        )
+    found = ImportFormat(fmt) if fmt else format_for_name(name)
+    if found is None:
+        raise UploadRefused(
+            "format",
+            "Name the format (jsonl or csv): the file name ends in neither .jsonl nor .csv.",
+        )
+    return found
+
+
 def format_for_name(file_name: str) -> ImportFormat | None:
     suffix = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
     return {"jsonl": ImportFormat.JSONL, "ndjson": ImportFormat.JSONL, "csv": ImportFormat.CSV}.get(
@@ -89,6 +116,8 @@ def _row_item(kind: ItemKind, row: dict[str, Any]) -> NewItem:
     external_id = row.get("external_id") or ""
     if not isinstance(external_id, str | int) or len(str(external_id)) > 200:
         raise ValueError("external_id must be a string of at most 200 characters")
+    if isinstance(external_id, str) and (problem := text_problem(external_id)):
+        raise ValueError(f"external_id: {problem}")
     return NewItem(payload=payload, gold=gold, external_id=str(external_id))
 
 
@@ -141,6 +170,7 @@ def items_parse(*, queue: Queue, data: bytes, fmt: ImportFormat) -> list[NewItem
     kind = queue.item_kind
     rows = _jsonl_rows(text) if fmt == ImportFormat.JSONL else _csv_rows(text)
     items: list[NewItem] = []
+    lines: list[int] = []
     errors: list[RowError] = []
     truncated = False
     for number, row, problem in rows:
@@ -150,6 +180,7 @@ def items_parse(*, queue: Queue, data: bytes, fmt: ImportFormat) -> list[NewItem
         if not problem:
             try:
                 items.append(_row_item(kind, row))
+                lines.append(number)
                 continue
             except ValueError as error:
                 problem = str(error)
@@ -161,7 +192,30 @@ def items_parse(*, queue: Queue, data: bytes, fmt: ImportFormat) -> list[NewItem
         raise ImportFailed(errors, truncated=truncated)
     if not items:
         raise ImportFailed([RowError(0, "the file has no rows")])
+    _refuse_repeated_external_ids(queue, items, lines)
     return items
+
+
+def _refuse_repeated_external_ids(queue: Queue, items: list[NewItem], lines: list[int]) -> None:
+    """An external id names one item of a queue: twice in the file, or already in the queue,
+    is an error on the row's line."""
+    first: dict[str, int] = {}
+    errors: list[RowError] = []
+    for number, item in zip(lines, items, strict=True):
+        if not item.external_id:
+            continue
+        if item.external_id in first:
+            message = f"external_id {item.external_id!r} repeats line {first[item.external_id]}"
+            errors.append(RowError(number, message))
+        first.setdefault(item.external_id, number)
+    present = Item.objects.filter(queue=queue, external_id__in=list(first))
+    for external_id in sorted(present.values_list("external_id", flat=True)):
+        message = f"external_id {external_id!r} is already in this queue"
+        errors.append(RowError(first[external_id], message))
+    if errors:
+        raise ImportFailed(
+            errors[:MAX_REPORTED_ERRORS], truncated=len(errors) > MAX_REPORTED_ERRORS
+        )
 
 
 def items_import(*, queue: Queue, data: bytes, fmt: ImportFormat) -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+from core.text import text_blank, text_problem
 
 # Model-written text can be long, but not unbounded: one field of a payload.
 MAX_TEXT_CHARS = 50_000
@@ -26,7 +28,24 @@ class QueueKind(StrEnum):
 
 
 class Payload(BaseModel):
+    """Base of every kind's payload (other apps' kinds too): each text field is checked here,
+    where items enter: text the database cannot store is refused (core/text.py), and a
+    required text field (min_length ≥ 1) that holds only whitespace is refused as empty."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_storable(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str):
+            problem = text_problem(value)
+            if problem:
+                raise ValueError(problem)
+            field_info = cls.model_fields[info.field_name or ""]
+            required = any(getattr(rule, "min_length", 0) for rule in field_info.metadata)
+            if required and text_blank(value):
+                raise ValueError("must not be empty or only whitespace")
+        return value
 
 
 class PairwisePayload(Payload):
@@ -129,6 +148,12 @@ def item_kind_register(kind: ItemKind, *, replace: bool = False) -> None:
 
 def item_kind(name: str) -> ItemKind:
     return _REGISTRY[name]
+
+
+def registered_value_models() -> Any:
+    """The union of every registered kind's label model (for an API schema)."""
+    models = tuple(dict.fromkeys(kind.value_model for kind in _REGISTRY.values()))
+    return Union[models]  # noqa: UP007  (a runtime union of a tuple of types)
 
 
 for _kind in (

@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from annotations.kinds import ItemKind, LabelValue, Payload, QueueKind, item_kind
+from annotations.kinds import ItemKind, Payload, QueueKind, item_kind
 
 DEFAULT_LEASE_MINUTES = 10
 UNDO_WINDOW = timedelta(seconds=60)
@@ -113,6 +113,12 @@ class Item(models.Model):
             models.CheckConstraint(
                 condition=Q(is_gold=False) | Q(gold_value__isnull=False), name="gold_has_value"
             ),
+            # Items that come from elsewhere (a debate, a tree node, an import row) once each.
+            models.UniqueConstraint(
+                fields=["queue", "external_id"],
+                condition=~Q(external_id=""),
+                name="item_external_id_once",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -159,9 +165,6 @@ class Assignment(models.Model):
     def __str__(self) -> str:
         return f"lease {self.pk}: item {self.item_id} to {self.annotator_id} ({self.outcome})"
 
-    def is_live(self, now: Any = None) -> bool:
-        return self.outcome == Outcome.OPEN and self.expires_at > (now or timezone.now())
-
 
 class Label(models.Model):
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="labels")
@@ -189,9 +192,6 @@ class Label(models.Model):
     def __str__(self) -> str:
         return f"label {self.pk} on item {self.item_id}"
 
-    def typed_value(self, kind: ItemKind) -> LabelValue:
-        return kind.value(self.value)
-
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued"
@@ -214,9 +214,14 @@ class ExportJob(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Written by the running worker; a RUNNING job silent for long has lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # Runs claimed so far; fences a stalled worker's writes once the job was started again.
+    attempt = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="exportjob_status_beat")]
 
     def __str__(self) -> str:
         return f"export {self.pk} ({self.status})"

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import Count, Q, QuerySet, Sum
 
-from annotations.models import Item, Label, Queue
+from annotations import hot_sql
+from annotations.models import ExportJob, Item, Label, Queue
 from core import sql
 from core.roles import Role, user_has_role
 
@@ -24,17 +25,6 @@ class Progress:
 
 def queues_for_annotator(user: User) -> QuerySet[Queue]:
     return Queue.objects.filter(memberships__user=user).order_by("name")
-
-
-# With the member's open lease here, if any: a claim then needs no query of its own for it.
-_MEMBER_QUEUE = f"""
-SELECT {sql.columns(Queue, "q")},
-       (SELECT a.id FROM annotations_assignment a
-        WHERE a.queue_id = q.id AND a.annotator_id = m.user_id AND a.outcome = 'open')
-FROM annotations_queue q
-JOIN annotations_queuemember m ON m.queue_id = q.id
-WHERE q.id = %(queue)s AND m.user_id = %(user)s
-"""
 
 
 @dataclass(frozen=True)
@@ -64,7 +54,7 @@ def queue_and_membership(
 def queue_membership(user_id: int, queue_id: int) -> tuple[Queue, Membership] | None:
     """The queue and the user's membership in it, whatever their roles; None for a
     non-member. On every claim: a prepared statement (core/sql.py)."""
-    found = sql.fetch_model(Queue, _MEMBER_QUEUE, {"queue": queue_id, "user": user_id})
+    found = sql.fetch_model(Queue, hot_sql.MEMBER_QUEUE, {"queue": queue_id, "user": user_id})
     if found is None:
         return None
     queue, (open_lease_id,) = found
@@ -98,3 +88,10 @@ def queue_stats(queue: Queue) -> QueueStats:
         labels=Sum("label_count", default=0),
     )
     return QueueStats(annotators=queue.memberships.count(), **counts)
+
+
+def export_jobs_visible(user: User) -> QuerySet[ExportJob]:
+    """The export jobs `user` may see and download: their own; every one for admins. The
+    pages and the API both ask this (an id outside it is a 404 in both)."""
+    jobs = ExportJob.objects.select_related("created_by")
+    return jobs if user_has_role(user, Role.ADMIN) else jobs.filter(created_by=user)

@@ -1,11 +1,19 @@
 from celery import shared_task
 
-from annotations.services import export_run, exports_expire
+from annotations.services import export_run, exports_expire, exports_requeue_stale
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
+# No acks_late: a redelivered task would find its job claimed and do nothing. A worker lost
+# mid-export is caught by exports_requeue_stale_task instead, which starts the job again.
+@shared_task
 def export_run_task(job_id: int) -> None:
     export_run(job_id=job_id)
+
+
+@shared_task
+def exports_requeue_stale_task() -> int:
+    """Every minute (CELERY_BEAT_SCHEDULE): exports whose worker is gone start again."""
+    return exports_requeue_stale()
 
 
 @shared_task

@@ -1,32 +1,32 @@
 from django.urls import path
 
-from annotations import preview_views, research_views, token_views, views
+from annotations.views import exports, labels, preview, queues, tokens
 
 app_name = "annotations"
 urlpatterns = [
     # annotators
-    path("", views.my_queues, name="my_queues"),
-    path("<int:pk>/label/", views.label, name="label"),
-    path("<int:pk>/label/submit/", views.label_submit_view, name="submit"),
-    path("<int:pk>/label/skip/", views.skip, name="skip"),
-    path("<int:pk>/label/undo/", views.undo, name="undo"),
+    path("", labels.my_queues, name="my_queues"),
+    path("<id:pk>/label/", labels.label, name="label"),
+    path("<id:pk>/label/submit/", labels.label_submit_view, name="submit"),
+    path("<id:pk>/label/skip/", labels.skip, name="skip"),
+    path("<id:pk>/label/undo/", labels.undo, name="undo"),
     # researchers
-    path("manage/", research_views.queue_admin, name="queue_admin"),
-    path("manage/new/", research_views.queue_create, name="queue_create"),
-    path("<int:pk>/manage/", research_views.queue_detail, name="queue_detail"),
-    path("<int:pk>/import/", research_views.queue_import, name="queue_import"),
+    path("manage/", queues.queue_admin, name="queue_admin"),
+    path("manage/new/", queues.queue_create, name="queue_create"),
+    path("<id:pk>/manage/", queues.queue_detail, name="queue_detail"),
+    path("<id:pk>/import/", queues.queue_import, name="queue_import"),
 ]
 urlpatterns += [
-    path("exports/", research_views.export_list, name="export_list"),
-    path("exports/new/", research_views.export_create, name="export_create"),
-    path("exports/<int:pk>/", research_views.export_detail, name="export_detail"),
-    path("exports/<int:pk>/download/", research_views.export_download, name="export_download"),
+    path("exports/", exports.export_list, name="export_list"),
+    path("exports/new/", exports.export_create, name="export_create"),
+    path("exports/<id:pk>/", exports.export_detail, name="export_detail"),
+    path("exports/<id:pk>/download/", exports.export_download, name="export_download"),
 ]
 urlpatterns += [
-    path("<int:pk>/dashboard/", research_views.dashboard, name="dashboard"),
-    path("<int:pk>/preview/", preview_views.preview, name="preview"),
+    path("<id:pk>/dashboard/", queues.dashboard, name="dashboard"),
+    path("<id:pk>/preview/", preview.preview, name="preview"),
 ]
 urlpatterns += [
-    path("tokens/", token_views.tokens, name="tokens"),
-    path("tokens/<int:pk>/revoke/", token_views.token_revoke, name="token_revoke"),
+    path("tokens/", tokens.tokens, name="tokens"),
+    path("tokens/<id:pk>/revoke/", tokens.token_revoke, name="token_revoke"),
 ]

@@ -111,15 +111,15 @@ def first_prompts() -> dict[str, str]:
 
 CANDIDATE = {
     "debater_system": (
-        "You are a debater. You argue that the answer is: {my_answer}\n"
+        "You are a debater. Story:\n{passage}\n\n"
         "Question: {question}\n"
-        "Your opponent argues that the answer is: {other_answer}\n"
-        "The judge cannot read this story; you can:\n{passage}"
+        "You argue that the answer is: {my_answer}\n"
+        "Your opponent argues: {other_answer}"
     ),
     "debater_turn": (
-        "Write your speech for round {round}: three or four sentences that prove the answer is "
-        '"{my_answer}". Use facts from the story and copy its exact words inside '
-        "<quote></quote> tags. Say each thing once."
+        "Write a short speech (three sentences) for the judge, who has not read the story. "
+        "Begin with: The answer is {my_answer} because\n"
+        "Give facts from the story. Put words copied from the story inside <quote></quote>."
     ),
 }
 
@@ -193,15 +193,13 @@ def main() -> None:
     )
     from dataclasses import replace
 
-    DEFAULT_PENALTIES = {"frequency_penalty": 0.4, "presence_penalty": 0.2}  # noqa: N806
-
     before = run(backend, "before: first prompts, no penalty", first_prompts(), sampling,
                  args.debates)  # fmt: skip
     after = run(
         backend,
-        f"after: shipped prompts, penalties {DEFAULT_PENALTIES}",
+        "after: shipped prompts, frequency penalty 0.4, presence penalty 0.2",
         shipped_prompts(),
-        replace(sampling, **DEFAULT_PENALTIES),
+        replace(sampling, frequency_penalty=0.4, presence_penalty=0.2),
         args.debates,
     )
     print(f"\n{'share of speeches':<22} {'before':>8} {'after':>8}")

@@ -1,6 +1,5 @@
-from core.routing import websocket_urlpatterns as core_websockets
 from debate.routing import websocket_urlpatterns as debate_websockets
 from llm.routing import websocket_urlpatterns as llm_websockets
 from rewards.routing import websocket_urlpatterns as rewards_websockets
 
-websocket_urlpatterns = [*core_websockets, *llm_websockets, *debate_websockets, *rewards_websockets]
+websocket_urlpatterns = [*llm_websockets, *debate_websockets, *rewards_websockets]

@@ -230,6 +230,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "rewards.tasks.reward_models_check_task",
         "schedule": float(env_int("REWARD_CHECK_SECONDS", 10, minimum=1)),
     },
+    # An export whose worker died starts again (annotations.services.EXPORT_STALE_AFTER).
+    "exports-requeue-stale": {
+        "task": "annotations.tasks.exports_requeue_stale_task",
+        "schedule": 60.0,
+    },
+    # A "Try it" trial whose worker died is failed (llm.services.TRIAL_STALE_AFTER).
+    "trials-fail-stale": {
+        "task": "llm.tasks.model_trials_fail_stale_task",
+        "schedule": 60.0,
+    },
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -1,17 +1,15 @@
-"""Writes that belong to no single feature app: demo users, per-user notifications."""
+"""Writes that belong to no single feature app: demo users."""
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 
 from core.roles import Role
-from core.streams import stream_send
 
 DEMO_USERS: tuple[tuple[str, Role], ...] = (
     ("annotator1", Role.ANNOTATOR),
@@ -48,14 +46,3 @@ def demo_users_seed(*, password: str | None = None) -> list[DemoLogin]:
                 user.save(update_fields=["is_staff", "is_superuser"])
             created.append(DemoLogin(username=username, role=role, password=user_password))
     return created
-
-
-def user_group_name(user_id: int) -> str:
-    """The channel group every socket of one user joins."""
-    return f"user-{user_id}"
-
-
-def user_notify(*, user_id: int, kind: str, data: dict[str, Any]) -> None:
-    """Push an event to every open socket of a user, after the surrounding commit."""
-    event = {"type": "notify", "kind": kind, "data": data}
-    transaction.on_commit(lambda: stream_send(user_group_name(user_id), event))

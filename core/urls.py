@@ -8,5 +8,6 @@ urlpatterns = [
     path("research/", views.researcher_home, name="researcher_home"),
     path("operations/", views.operations_home, name="operations_home"),
     path("operations/health/", views.operations_health, name="operations_health"),
+    path("operations/jobs/retry/", views.operations_job_retry, name="operations_job_retry"),
     path("healthz", views.healthz, name="healthz"),
 ]

@@ -1,11 +1,15 @@
 from asgiref.sync import async_to_sync
+from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 
 from core.health import health_check
+from core.jobs import job_retry, job_sources, jobs_open
 from core.roles import Role, primary_role, role_required
 from core.selectors import role_member_counts
 
@@ -40,8 +44,28 @@ def researcher_home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(Role.ADMIN)
 def operations_home(request: HttpRequest) -> HttpResponse:
-    context = {"role_counts": role_member_counts()}
+    context = {"role_counts": role_member_counts(), "jobs": jobs_open(), "sources": job_sources()}
     return render(request, "core/operations_home.html", context)
+
+
+class JobRetryForm(forms.Form):
+    source = forms.CharField(max_length=50)
+    pk = forms.IntegerField(min_value=1, max_value=2**63 - 1)
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def operations_job_retry(request: HttpRequest) -> HttpResponse:
+    form = JobRetryForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("Bad retry request.", status=400)
+    try:
+        job_retry(source=form.cleaned_data["source"], pk=form.cleaned_data["pk"])
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+    else:
+        messages.success(request, "Started again.")
+    return redirect("operations_home")
 
 
 @never_cache

@@ -5,6 +5,8 @@ class DebateConfig(AppConfig):
     name = "debate"
 
     def ready(self) -> None:
+        from debate import jobs
         from debate.kinds import register
 
         register()
+        jobs.register()

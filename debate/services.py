@@ -393,4 +393,4 @@ def debates_to_queue(*, queue: Queue, debates: QuerySet[Debate] | None = None) -
         items.append(NewItem(payload=payload, external_id=f"debate-{debate.pk}"))
     if not items:
         return 0
-    return queue_items_create(queue=queue, items=items)
+    return queue_items_create(queue=queue, items=items, skip_existing=True)

@@ -5,7 +5,6 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
-from django.utils.html import escape
 
 from core.streams import StreamCursor
 from llm.selectors import trial_for_user
@@ -43,10 +42,8 @@ class TrialConsumer(AsyncWebsocketConsumer):
     async def stream_delta(self, event: dict[str, Any]) -> None:
         fresh = self.cursor.unseen(event["stream"], event["offset"], event["text"])
         if fresh:
-            await self.send(
-                f'<span id="trial-{self.trial_id}-text" hx-swap-oob="beforeend">'
-                f"{escape(fresh)}</span>"
-            )
+            context = {"trial_id": self.trial_id, "text": fresh}
+            await self.send(render_to_string("llm/_trial.html#delta", context))
 
     async def stream_end(self, event: dict[str, Any]) -> None:
         trial = await database_sync_to_async(trial_for_user)(self.scope["user"], self.trial_id)

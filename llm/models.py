@@ -132,9 +132,12 @@ class ModelTrial(GenerationRecord):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Written by the running worker; a RUNNING trial silent for long has lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta(GenerationRecord.Meta):
         ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"], name="trial_status_beat")]
 
     def __str__(self) -> str:
         return f"trial {self.pk} of {self.config}"

@@ -6,6 +6,6 @@ app_name = "llm"
 urlpatterns = [
     path("", views.config_list, name="config_list"),
     path("new/", views.config_create, name="config_create"),
-    path("<int:pk>/", views.config_detail, name="config_detail"),
-    path("<int:pk>/try/", views.config_try, name="config_try"),
+    path("<id:pk>/", views.config_detail, name="config_detail"),
+    path("<id:pk>/try/", views.config_try, name="config_try"),
 ]

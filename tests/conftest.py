@@ -4,7 +4,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,13 +17,40 @@ from django.conf import settings
 from config.embedded import embedded_redis_start, redis_answers
 from core.roles import Role
 from tests.factories import PASSWORD, UserFactory
+from tests.helpers import worker_start
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--no-first-run",
 ]  # fmt: skip
+
+
+# --- the postgres marker ---------------------------------------------------------------------
+ON_POSTGRES = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+REQUIRE_POSTGRES = os.environ.get("ARBITER_REQUIRE_POSTGRES") == "1"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if REQUIRE_POSTGRES and not ON_POSTGRES:
+        pytest.exit("ARBITER_REQUIRE_POSTGRES=1 but DATABASE_URL is not PostgreSQL", returncode=2)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """`@pytest.mark.postgres`: the one way a test says it needs PostgreSQL. Elsewhere it is a
+    visible skip; in CI's PostgreSQL pass (ARBITER_REQUIRE_POSTGRES=1) it must run."""
+    if item.get_closest_marker("postgres") and not ON_POSTGRES:
+        pytest.skip("needs PostgreSQL: DATABASE_URL=postgres://… (CI's second pass)")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: Any) -> Iterator[None]:
+    # A postgres test skipped for any reason in the PostgreSQL pass would be a green lie.
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if REQUIRE_POSTGRES and report.skipped and item.get_closest_marker("postgres"):
+        report.outcome = "failed"
+        report.longrepr = f"a postgres test was skipped in the PostgreSQL pass: {report.longrepr}"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -116,26 +142,6 @@ def users(annotator: Any, researcher: Any, admin_user: Any, outsider: Any) -> di
 
 
 # --- real processes ---------------------------------------------------------------------------
-def _test_database_url() -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _child_environment() -> dict[str, str]:
-    """Environment for processes we start: the test database, broker and var/ folder."""
-    env = dict(os.environ)
-    env["ARBITER_VAR_DIR"] = str(settings.VAR_DIR)
-    env["DATABASE_URL"] = _test_database_url()
-    if not settings.REDIS_EMBEDDED:
-        env["REDIS_URL"] = settings.REDIS_URL
-    return env
-
-
 @pytest.fixture(scope="session")
 def celery_worker_process(
     redis_server: str, django_db_setup: None
@@ -144,23 +150,10 @@ def celery_worker_process(
 
     It sees only committed rows: tests that hand it work use `transactional_db`.
     """
-    from config.celery import app
-
-    log_path = settings.VAR_DIR / "log" / "test-worker.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    hostname = f"test-{os.getpid()}@%h"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
-             "--queues", "generation,training,default", "--hostname", hostname,
-             "--loglevel", "INFO"],
-            cwd=PROJECT_DIR, env=_child_environment(), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not app.control.ping(timeout=0.5):
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"the Celery worker did not start; see {log_path}")
+    try:
+        process = worker_start(queues="generation,training,default", log_name="test-worker")
+    except RuntimeError as error:
+        pytest.fail(str(error))
     yield process
     process.terminate()
     process.wait(timeout=20)
@@ -234,3 +227,9 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 __all__ = ["PASSWORD"]
+
+
+def pytest_report_header() -> list[str]:
+    from tests.helpers import FUZZ_EXAMPLES, FUZZ_SEED
+
+    return [f"api fuzz: ARBITER_FUZZ_SEED={FUZZ_SEED} ARBITER_FUZZ_EXAMPLES={FUZZ_EXAMPLES}"]

@@ -1,10 +1,52 @@
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 from django.conf import settings
 from django.test import Client
 
 from tests.factories import PASSWORD
 
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
 # The Origin a browser on the app's own host sends; AllowedHostsOriginValidator checks it.
 ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+class Api:
+    """A test client speaking JSON to /api with a bearer token."""
+
+    def __init__(self, user=None, token=None):
+        from annotations.services import api_token_create
+
+        self.client = Client()
+        self.token = token or (
+            api_token_create(user=user, name=f"test {uuid.uuid4()}") if user else None
+        )
+
+    def _headers(self):
+        return {"HTTP_AUTHORIZATION": f"Bearer {self.token}"} if self.token else {}
+
+    def get(self, path):
+        return self.client.get(f"/api{path}", **self._headers())
+
+    def post(self, path, body=None, **kwargs):
+        if "data" in kwargs:
+            return self.client.post(f"/api{path}", kwargs["data"], **self._headers())
+        return self.client.post(
+            f"/api{path}",
+            json.dumps(body or {}),
+            content_type="application/json",
+            **self._headers(),
+        )
 
 
 def signed_in(user) -> Client:
@@ -25,3 +67,91 @@ def browser_login(page, base_url: str, username: str, password: str = PASSWORD) 
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+# --- API fuzzing (tests/config/test_api_fuzz.py) ---------------------------------------------
+# A fixed budget per operation and role; the seed is printed in the session header for replay.
+FUZZ_EXAMPLES = int(os.environ.get("ARBITER_FUZZ_EXAMPLES", "25"))
+FUZZ_SEED = int(os.environ.get("ARBITER_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
+
+
+@dataclass(frozen=True)
+class FuzzWorld:
+    tokens: dict[str, str]
+    # Path parameters that name real rows, so the fuzzer gets past the 404s: an app whose router
+    # takes another id adds a row here.
+    ids: dict[str, int]
+
+
+def fuzz_world(users: dict[str, Any]) -> FuzzWorld:
+    """Something for the operations to find: a queue of items the annotator is a member of,
+    an export job of the researcher's; and a real token per role."""
+    from annotations.exports import ExportSpec
+    from annotations.models import ExportJob
+    from annotations.services import api_token_create
+    from tests.annotations.factories import make_queue, pairwise
+
+    queue = make_queue(
+        name="fuzzed", members=[users["annotator"]], items=pairwise(5), labels_per_item=2
+    )
+    job = ExportJob.objects.create(
+        created_by=users["researcher"], spec=ExportSpec(queues=[queue.pk]).model_dump(mode="json")
+    )
+    tokens = {role: api_token_create(user=user, name="fuzz") for role, user in users.items()}
+    return FuzzWorld(tokens=tokens, ids={"queue_id": queue.pk, "job_id": job.pk})
+
+
+# --- processes we start -----------------------------------------------------------------------
+def db_url_for_children() -> str:
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{db['USER']}{password}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def child_environment() -> dict[str, str]:
+    """Environment for processes we start: the test database, broker and var/ folder."""
+    env = dict(os.environ)
+    env["ARBITER_VAR_DIR"] = str(settings.VAR_DIR)
+    env["DATABASE_URL"] = db_url_for_children()
+    if not settings.REDIS_EMBEDDED:
+        env["REDIS_URL"] = settings.REDIS_URL
+    return env
+
+
+def run_settings(probe: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `probe` (Python source) in a new process with the test database and `env` on top."""
+    return subprocess.run(
+        [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True,
+        env={**child_environment(), **env}, timeout=60,
+    )  # fmt: skip
+
+
+def worker_start(*, queues: str, log_name: str, include: str = "") -> subprocess.Popen[bytes]:
+    """A real `celery worker` process (solo pool) on the test broker and database, consuming
+    `queues`; `include` names an extra module for it to import. Returns once it answers a ping.
+    Its log: var/log/<log_name>.log of this session."""
+    from config.celery import app
+
+    log_path = settings.VAR_DIR / "log" / f"{log_name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    hostname = f"{log_name}-{os.getpid()}@%h"
+    command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+               "--queues", queues, "--hostname", hostname, "--loglevel", "INFO"]  # fmt: skip
+    if include:
+        command += ["--include", include]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_DIR, env=child_environment(), stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    name = hostname.replace("%h", socket.gethostname())
+    while not app.control.ping(destination=[name], timeout=0.5):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"the Celery worker did not start; see {log_path}")
+    return process

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypedDict
 
+from core.text import text_clean
+
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length"]
 
@@ -175,9 +177,12 @@ class StopScanner:
         return self._text[: self._emitted]
 
     def feed(self, delta: str) -> str:
-        """Add generated text; return the part that is now safe to emit."""
+        """Add generated text; return the part that is now safe to emit. Text the database
+        cannot store (a NUL, a lone surrogate) becomes U+FFFD here, where every backend's
+        output passes (core/text.py: model output is replaced, not refused)."""
         if self.stopped or not delta:
             return ""
+        delta = text_clean(delta)
         if not self.stop:
             self._text += delta
             self._emitted = len(self._text)

@@ -7,34 +7,8 @@ from django.test import Client
 
 from annotations.models import ApiToken, ExportJob, Item, Label
 from annotations.services import api_token_create, export_run
-from tests.annotations.factories import make_queue, pairwise, pairwise_gold
-from tests.annotations.test_exports import labelled_queue
-
-
-class Api:
-    """A test client speaking JSON with a bearer token."""
-
-    def __init__(self, user=None, token=None):
-        self.client = Client()
-        self.token = token or (
-            api_token_create(user=user, name=f"test {uuid.uuid4()}") if user else None
-        )
-
-    def _headers(self):
-        return {"HTTP_AUTHORIZATION": f"Bearer {self.token}"} if self.token else {}
-
-    def get(self, path):
-        return self.client.get(f"/api{path}", **self._headers())
-
-    def post(self, path, body=None, **kwargs):
-        if "data" in kwargs:
-            return self.client.post(f"/api{path}", kwargs["data"], **self._headers())
-        return self.client.post(
-            f"/api{path}",
-            json.dumps(body or {}),
-            content_type="application/json",
-            **self._headers(),
-        )
+from tests.annotations.factories import labelled_queue, make_queue, pairwise, pairwise_gold
+from tests.helpers import Api
 
 
 @pytest.fixture
@@ -141,10 +115,10 @@ def test_the_end_of_the_queue_is_204(annotator):
 @pytest.mark.parametrize(
     ("body", "status", "needle"),
     [
-        ({"value": {"choice": "c"}}, 400, "Not a pairwise label"),
-        ({"value": {"rating": 3}}, 400, "Not a pairwise label"),
-        ({"client_request_id": "nope"}, 422, "uuid"),
-        ({"time_spent_ms": -1}, 422, "greater_than_equal"),
+        ({"value": {"choice": "c"}}, 422, "value"),
+        ({"value": {"rating": 3}}, 409, "Not a pairwise label"),
+        ({"client_request_id": "nope"}, 422, "client_request_id: Input should be a valid UUID"),
+        ({"time_spent_ms": -1}, 422, "time_spent_ms: Input should be greater than or equal to 0"),
         ({"assignment_id": 999999}, 409, "not assigned to you"),
     ],
 )
@@ -232,7 +206,7 @@ def test_import_by_api(queue, researcher):
     }
     unnamed = SimpleUploadedFile("x.txt", b"{}")
     assert (
-        "Pass ?format"
+        "Name the format (jsonl or csv)"
         in api.post(f"/queues/{queue.pk}/items", data={"file": unnamed}).json()["detail"]
     )
     assert (

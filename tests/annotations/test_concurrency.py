@@ -11,7 +11,13 @@ from django.db import connection
 from django.db.models import Count, Max
 
 from annotations.models import Item, Label
-from annotations.services import AnnotationError, label_submit, queue_item_claim
+from annotations.services import (
+    AnnotationError,
+    NewItem,
+    label_submit,
+    queue_item_claim,
+    queue_items_create,
+)
 from tests.annotations.factories import make_queue, pairwise
 from tests.factories import UserFactory
 
@@ -23,10 +29,6 @@ ITEMS = 40
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(
-    not ON_POSTGRES,
-    reason="needs PostgreSQL for real row locks: set DATABASE_URL=postgres://… (CI pass 2)",
-)
 def test_twenty_threads_never_break_the_rules(transactional_db, django_db_serialized_rollback):
     # Serialized rollback: the flush after this test then leaves the content types to be
     # restored, instead of re-creating them under new ids that later restores collide with.
@@ -94,3 +96,37 @@ def race(*, threads: int, items: int) -> None:
     assert len(told) == items * K
     for item in Item.objects.all():
         assert item.label_count == K and item.complete
+
+
+@pytest.mark.postgres
+def test_adding_the_same_items_twice_at_once_adds_each_once(
+    transactional_db, django_db_serialized_rollback
+):
+    # What two clicks on "add judged debates to this queue" do: the same external ids, at once.
+    queue = make_queue(items=[], labels_per_item=1)
+    batch = pairwise(30, prefix="debate-")
+    for n, new in enumerate(batch):
+        batch[n] = NewItem(payload=new.payload, external_id=f"debate-{n}")
+    start = threading.Barrier(4)
+    added: list[int] = []
+    failures: list[BaseException] = []
+
+    def add() -> None:
+        try:
+            start.wait()
+            added.append(queue_items_create(queue=queue, items=batch, skip_existing=True))
+        except BaseException as error:  # pragma: no cover - reported below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=add) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert sorted(added) == [0, 0, 0, 30]
+    assert Item.objects.filter(queue=queue).count() == 30
+    queue.refresh_from_db()
+    assert queue.item_count == 30

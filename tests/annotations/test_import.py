@@ -9,7 +9,9 @@ from annotations.importers import (
     ImportFormat,
     items_import,
 )
+from annotations.kinds import PairwisePayload
 from annotations.models import Item
+from annotations.services import DuplicateExternalId, NewItem, queue_items_create
 from tests.annotations.factories import make_queue
 
 GOOD = {"prompt": "p", "response_a": "a", "response_b": "b"}
@@ -135,3 +137,31 @@ def test_management_command_imports_and_reports_errors(queue, tmp_path, capsys):
     with pytest.raises(CommandError, match="Pass --format"):
         call_command("import_items", queue.name, str(tmp_path / "items.txt"))
     assert Item.objects.count() == 2
+
+
+def test_an_external_id_names_one_item_of_a_queue(queue):
+    row = {"prompt": "p", "response_a": "a", "response_b": "b"}
+    items_import(queue=queue, data=jsonl(row | {"external_id": "x1"}), fmt=ImportFormat.JSONL)
+    with pytest.raises(ImportFailed) as failed:
+        items_import(
+            queue=queue,
+            data=jsonl(row | {"external_id": "x2"}, row, row | {"external_id": "x2"},
+                       row | {"external_id": "x1"}),
+            fmt=ImportFormat.JSONL,
+        )  # fmt: skip
+    assert failed.value.messages == [
+        "line 3: external_id 'x2' repeats line 1",
+        "line 4: external_id 'x1' is already in this queue",
+    ]
+    assert Item.objects.filter(queue=queue).count() == 1
+
+
+def test_the_service_refuses_or_skips_a_repeated_external_id(queue):
+    new = NewItem(payload=PairwisePayload(prompt="p", response_a="a", response_b="b"),
+                  external_id="once")  # fmt: skip
+    assert queue_items_create(queue=queue, items=[new]) == 1
+    with pytest.raises(DuplicateExternalId, match="external id once"):
+        queue_items_create(queue=queue, items=[new])
+    assert queue_items_create(queue=queue, items=[new], skip_existing=True) == 0
+    queue.refresh_from_db()
+    assert Item.objects.filter(queue=queue).count() == queue.item_count == 1

@@ -8,15 +8,9 @@ from annotations.kinds import PairwisePayload
 from annotations.models import Assignment, Label, Outcome
 from annotations.services import NewItem, label_submit, queue_item_claim
 from tests.annotations.factories import make_queue, pairwise, pairwise_gold
-from tests.factories import PASSWORD
+from tests.helpers import signed_in
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from annotations.quality import (
     time_histogram,
 )
 from annotations.services import label_submit, queue_item_claim
-from tests.annotations.factories import likert, make_queue, pairwise, pairwise_gold
-from tests.annotations.test_exports import labelled_queue
-from tests.factories import PASSWORD, UserFactory
+from tests.annotations.factories import labelled_queue, likert, make_queue, pairwise, pairwise_gold
+from tests.factories import UserFactory
+from tests.helpers import signed_in
 
 FIRST = ["a", "a", "b", "b", "a", "b"]
 SECOND = ["a", "b", "b", "b", "a", "a"]
@@ -123,12 +123,6 @@ def test_gold_accuracy(annotator):
         )
     (stats,) = annotator_stats(queue)
     assert (stats.gold_labels, stats.gold_correct, stats.gold_accuracy) == (2, 1, 0.5)
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 def test_dashboard_for_researchers_only(two_raters, users):

@@ -6,15 +6,9 @@ from django.urls import reverse
 from annotations.importers import MAX_IMPORT_BYTES
 from annotations.models import Item, Queue, QueueMember
 from tests.annotations.factories import make_queue, pairwise
-from tests.factories import PASSWORD
+from tests.helpers import signed_in
 
 GOOD_ROW = b'{"prompt": "p", "response_a": "a", "response_b": "b"}\n'
-
-
-def signed_in(user) -> Client:
-    client = Client()
-    assert client.login(username=user.username, password=PASSWORD)
-    return client
 
 
 @pytest.fixture

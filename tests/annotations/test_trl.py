@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 
 from annotations.exports import ExportSpec, export_plan, export_write
-from tests.annotations.test_exports import labelled_queue
+from tests.annotations.factories import labelled_queue
 
 
 def write_export(queue, path, fmt):

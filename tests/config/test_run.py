@@ -42,10 +42,7 @@ def test_an_unreachable_database_is_named_and_nothing_starts(tmp_path: Path) -> 
     assert not (tmp_path / "var" / "redis.sock").exists()
 
 
-@pytest.mark.skipif(
-    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
-    reason="needs a PostgreSQL server to name a missing database on (CI pass 2)",
-)
+@pytest.mark.postgres
 def test_a_missing_database_says_so(tmp_path: Path) -> None:
     missing = urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path="/no_such_database"))
     result, _ = run_supervisor(tmp_path, DATABASE_URL=missing)

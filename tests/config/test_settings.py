@@ -1,10 +1,8 @@
 import subprocess
-import sys
 
 import pytest
-from django.db import connection
 
-from tests.conftest import PROJECT_DIR, _child_environment
+from tests import helpers
 
 PROBE = """
 import django, os
@@ -20,11 +18,7 @@ connection.close_pool()
 
 
 def run_settings(probe: str = PROBE, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run `probe` in a new process with the test database and `env` on top."""
-    return subprocess.run(
-        [sys.executable, "-c", probe], cwd=PROJECT_DIR, capture_output=True, text=True,
-        env={**_child_environment(), **env}, timeout=60,
-    )  # fmt: skip
+    return helpers.run_settings(probe, **env)
 
 
 @pytest.mark.django_db
@@ -34,10 +28,9 @@ def test_a_bad_setting_names_its_variable():
     assert "DB_CONN_MAX_AGE='soon' is not an integer" in result.stderr
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_postgres_connections_come_from_a_pool_when_asked():
-    if connection.vendor != "postgresql":
-        pytest.skip("the connection pool is PostgreSQL's (CI pass 2)")
     assert run_settings(DB_POOL_SIZE="2").stdout.strip() == "pooled"
     assert run_settings(DB_POOL_SIZE="0").stdout.strip() == "not pooled"
     refused = run_settings(DB_POOL_SIZE="2", DB_CONN_MAX_AGE="60")

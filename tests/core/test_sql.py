@@ -4,17 +4,11 @@ measures why), and nothing else is."""
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 
 from core import sql
-from tests.config.test_settings import run_settings
+from tests.helpers import run_settings
 
 USER_BY_ID = f"SELECT {sql.columns(User, 'u')}, 42 FROM auth_user u WHERE u.id = %(id)s"
-
-
-def on_postgres() -> None:
-    if connection.vendor != "postgresql":
-        pytest.skip("prepared statements are PostgreSQL's (CI pass 2)")
 
 
 @pytest.mark.django_db
@@ -38,9 +32,9 @@ def test_insert_returns_the_new_primary_key(annotator):
     assert not user._state.adding
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_hot_path_statements_are_prepared_once_with_a_generic_plan(annotator):
-    on_postgres()
     for _ in range(3):
         sql.fetch_model(User, USER_BY_ID, {"id": annotator.pk})
     assert User.objects.filter(pk=annotator.pk).exists()  # the ORM: planned per call
@@ -52,9 +46,9 @@ def test_hot_path_statements_are_prepared_once_with_a_generic_plan(annotator):
     assert not [row for row in prepared if '"auth_user"' in row[0]]
 
 
+@pytest.mark.postgres
 @pytest.mark.django_db
 def test_prepared_statements_can_be_turned_off_for_a_pooler():
-    on_postgres()
     probe = (
         "import django, os\n"
         "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings')\n"

@@ -88,3 +88,13 @@ def test_pages_carry_the_csrf_header_and_vendored_htmx(annotator):
 def test_admin_sees_role_counts(users):
     html = signed_in(users["admin"]).get(reverse("operations_home")).content.decode()
     assert '<td>annotator</td><td class="num">1</td>' in html
+
+
+@pytest.mark.parametrize(
+    "path", ["/queues/{}/label/", "/queues/{}/manage/", "/queues/exports/{}/", "/models/{}/"]
+)
+@pytest.mark.parametrize("number", [0, 2**63, 2**64, 10**30])
+def test_a_page_id_beyond_the_database_is_a_404_not_a_500(path, number, users):
+    # The same on SQLite and PostgreSQL: such an id never reaches the database driver.
+    response = signed_in(users["admin"]).get(path.format(number))
+    assert response.status_code == 404

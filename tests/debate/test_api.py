@@ -6,10 +6,10 @@ import pytest
 from debate.models import Debate, DebateBatch
 from debate.research.imports import debate_files_import
 from debate.research.records import debates_export_lines
-from tests.annotations.test_api import Api
 from tests.debate.research_data import METADATA, ROOMS
 from tests.debate.research_factories import BankQuestionFactory, QuestionBankFactory
 from tests.factories import ModelConfigFactory
+from tests.helpers import Api
 
 pytestmark = pytest.mark.django_db
 

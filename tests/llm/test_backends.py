@@ -492,3 +492,19 @@ def test_model_cache_evicts_least_recently_used_and_loads_each_path_once() -> No
     assert len(cache) == 2
     with pytest.raises(ValueError):
         ModelCache(max_models=0)
+
+
+def test_model_output_the_database_cannot_store_is_replaced_and_saves(researcher):
+    # Model output is never refused (the model cannot be asked for the same text again): every
+    # backend's text passes StopScanner, which replaces what PostgreSQL cannot store.
+    from llm.backends.base import StopScanner
+    from llm.models import ModelTrial
+    from tests.factories import ModelTrialFactory
+
+    scanner = StopScanner(("</s>",))
+    text = scanner.feed("a\x00b") + scanner.feed("\ud800c") + scanner.flush()
+    assert text == "a\ufffdb\ufffdc" == scanner.text
+    trial = ModelTrialFactory(user=researcher)
+    ModelTrial.objects.filter(pk=trial.pk).update(text=text)
+    trial.refresh_from_db()
+    assert trial.text == text

@@ -10,8 +10,8 @@ import pytest
 from llm.forms import ModelConfigForm
 from llm.models import BUNDLED_CONFIG_NAME, ModelConfig, TrialStatus
 from llm.services import model_trial_run
-from tests.conftest import PROJECT_DIR, _child_environment
 from tests.factories import ModelTrialFactory
+from tests.helpers import PROJECT_DIR, child_environment
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -29,7 +29,7 @@ def served_bundled_model() -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "manage.py", "serve_model", BUNDLED_CONFIG_NAME, "--port", str(port)],
-        cwd=PROJECT_DIR, env=_child_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=PROJECT_DIR, env=child_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     assert process.stdout is not None
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -77,7 +77,7 @@ def test_openai_backend_streams_from_serve_model(served_bundled_model, researche
 def test_serve_model_refuses_an_unknown_config():
     result = subprocess.run(
         [sys.executable, "manage.py", "serve_model", "no such config", "--port", "8999"],
-        cwd=PROJECT_DIR, env=_child_environment(), capture_output=True, text=True, timeout=60,
+        cwd=PROJECT_DIR, env=child_environment(), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 1
     assert "no model config named 'no such config'" in result.stderr

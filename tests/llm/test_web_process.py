@@ -2,7 +2,7 @@ import json
 import subprocess
 import sys
 
-from tests.conftest import PROJECT_DIR
+from tests.helpers import PROJECT_DIR
 
 PROBE = """
 import json, os, sys

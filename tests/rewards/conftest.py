@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from tests.conftest import PROJECT_DIR, _child_environment
+from tests.helpers import PROJECT_DIR, child_environment
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 
@@ -34,7 +34,7 @@ def start_worker(redis_server: str, reward_models_dir: Path) -> Iterator[StartWo
     def start(*, queues: str = "training,default", beat: bool = False, **env: str) -> Any:
         log_path = settings.VAR_DIR / "log" / f"reward-worker-{uuid.uuid4().hex[:8]}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        child_env = {**_child_environment(), "REWARD_MODELS_DIR": str(reward_models_dir), **env}
+        child_env = {**child_environment(), "REWARD_MODELS_DIR": str(reward_models_dir), **env}
         name = f"rewards-{uuid.uuid4().hex[:8]}@%h"
         args = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
                 "--queues", queues, "--hostname", name, "--loglevel", "INFO"]  # fmt: skip

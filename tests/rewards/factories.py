@@ -10,12 +10,14 @@ from __future__ import annotations
 import random
 import uuid
 from typing import Any
+from unittest import mock
 
 from annotations.kinds import PairwisePayload
 from annotations.models import Priority, Queue
 from annotations.services import NewItem, label_submit, queue_item_claim, queue_items_create
-from rewards.models import RewardModel
-from rewards.services import reward_model_save
+from rewards.models import RewardModel, Speed, Trigger
+from rewards.services import reward_model_save, reward_training_start
+from rewards.training import reward_training_run
 from tests.annotations.factories import make_queue
 
 TOPICS = [
@@ -122,3 +124,19 @@ def label_some(
                      time_spent_ms=1000, client_request_id=uuid.uuid4())  # fmt: skip
         done += 1
     return done
+
+
+def trained_model(annotator, n=60):
+    queue = preference_queue(members=[annotator])
+    label_all(queue, annotator, add_items(queue, preference_items(n, seed=5)))
+    return reward_model_for(queue)
+
+
+def run_now(reward_model, speed=Speed.FAST):
+    with mock.patch("rewards.tasks.reward_training_task.delay"):
+        version = reward_training_start(reward_model=reward_model, speed=speed,
+                                        trigger=Trigger.MANUAL)  # fmt: skip
+    assert version is not None
+    reward_training_run(version_id=version.pk)
+    version.refresh_from_db()
+    return version

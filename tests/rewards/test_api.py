@@ -9,8 +9,8 @@ from unittest import mock
 import pytest
 
 from rewards.models import RewardModel, Status
-from tests.annotations.test_api import Api
-from tests.rewards.test_faults import _run_now, _trained_model
+from tests.helpers import Api
+from tests.rewards.factories import run_now, trained_model
 
 PAIRS = [
     {"prompt": "Explain the tides.", "response": "Happy to help! Here is how the tides work."},
@@ -21,8 +21,8 @@ PAIRS = [
 
 @pytest.fixture
 def trained(annotator):
-    reward_model = _trained_model(annotator)
-    version = _run_now(reward_model)
+    reward_model = trained_model(annotator)
+    version = run_now(reward_model)
     assert version.status == Status.ACTIVE
     return reward_model
 

@@ -10,7 +10,7 @@ import pytest
 
 from rewards.models import RewardModel, RewardVersion, Status
 from tests.helpers import browser_login
-from tests.rewards.test_faults import _run_now, _trained_model
+from tests.rewards.factories import run_now, trained_model
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 SHOTS = Path(os.environ.get("ARBITER_SHOTS_DIR", "/tmp/wt12-shots"))
@@ -23,8 +23,8 @@ def _no_horizontal_scroll(page) -> bool:
 def test_retrain_now_shows_progress_promotes_and_rolls_back(
     live_asgi_server, page, researcher, annotator, start_worker
 ):
-    reward_model = _trained_model(annotator)
-    v1 = _run_now(reward_model)
+    reward_model = trained_model(annotator)
+    v1 = run_now(reward_model)
     assert v1.status == Status.ACTIVE
     # Any version that evaluates goes live here, so the flow always reaches roll back.
     RewardModel.objects.filter(pk=reward_model.pk).update(margin=0.5)

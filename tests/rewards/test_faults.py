@@ -21,41 +21,23 @@ from rewards.services import (
     reward_versions_reap,
 )
 from rewards.tasks import reward_training_task
-from rewards.training import reward_training_run
 from tests.rewards.conftest import wait_for
 from tests.rewards.factories import (
     add_items,
-    label_all,
     preference_items,
-    preference_queue,
-    reward_model_for,
+    run_now,
+    trained_model,
 )
 
 PAIR = [("Explain the tides.", "Happy to help! Here is a clear explanation of the tides.")]
-
-
-def _trained_model(annotator, n=60):
-    queue = preference_queue(members=[annotator])
-    label_all(queue, annotator, add_items(queue, preference_items(n, seed=5)))
-    return reward_model_for(queue)
-
-
-def _run_now(reward_model, speed=Speed.FAST):
-    with mock.patch("rewards.tasks.reward_training_task.delay"):
-        version = reward_training_start(reward_model=reward_model, speed=speed,
-                                        trigger=Trigger.MANUAL)  # fmt: skip
-    assert version is not None
-    reward_training_run(version_id=version.pk)
-    version.refresh_from_db()
-    return version
 
 
 @pytest.mark.worker
 def test_a_worker_killed_mid_training_leaves_the_active_version_and_a_retry_succeeds(
     transactional_db, django_db_serialized_rollback, annotator, start_worker
 ):
-    reward_model = _trained_model(annotator)
-    v1 = _run_now(reward_model)
+    reward_model = trained_model(annotator)
+    v1 = run_now(reward_model)
     assert v1.status == Status.ACTIVE
     before = reward_model_score(reward_model_id=reward_model.pk, pairs=PAIR).rewards
 
@@ -108,8 +90,8 @@ def test_a_worker_killed_mid_training_leaves_the_active_version_and_a_retry_succ
 
 
 def test_too_few_labels_reject_with_a_clear_reason_and_promote_nothing(db, annotator):
-    reward_model = _trained_model(annotator, n=12)
-    version = _run_now(reward_model)
+    reward_model = trained_model(annotator, n=12)
+    version = run_now(reward_model)
     assert version.status == Status.REJECTED
     assert version.reason.startswith("Not enough labels to train")
     reward_model.refresh_from_db()
@@ -118,17 +100,17 @@ def test_too_few_labels_reject_with_a_clear_reason_and_promote_nothing(db, annot
 
 def test_too_few_heldout_pairs_reject(db, annotator, settings):
     settings.REWARD_MIN_HELDOUT_PAIRS = 1000
-    reward_model = _trained_model(annotator, n=40)
-    version = _run_now(reward_model)
+    reward_model = trained_model(annotator, n=40)
+    version = run_now(reward_model)
     assert version.status == Status.REJECTED
     assert version.reason.startswith("Not enough labels to evaluate")
     assert reward_model.versions.get().artifact_path == ""
 
 
 def test_a_corrupt_checkpoint_never_becomes_active(db, annotator):
-    reward_model = _trained_model(annotator)
-    v1 = _run_now(reward_model)
-    v2 = _run_now(reward_model)
+    reward_model = trained_model(annotator)
+    v1 = run_now(reward_model)
+    v2 = run_now(reward_model)
     assert v2.status == Status.ACTIVE  # the same labels: as accurate, so it goes live
     v1.refresh_from_db()
     assert v1.status == Status.RETIRED
@@ -144,7 +126,7 @@ def test_a_corrupt_checkpoint_never_becomes_active(db, annotator):
 
 
 def test_a_checkpoint_that_does_not_load_fails_the_run(db, annotator):
-    reward_model = _trained_model(annotator)
+    reward_model = trained_model(annotator)
 
     def broken_save(loaded, final, info):
         final.mkdir(parents=True)
@@ -153,7 +135,7 @@ def test_a_checkpoint_that_does_not_load_fails_the_run(db, annotator):
         (final / "model.safetensors").write_bytes(b"garbage")
 
     with mock.patch("rewards.ml.save", broken_save), pytest.raises(ArtifactError):
-        _run_now(reward_model)
+        run_now(reward_model)
     version = reward_model.versions.get()
     assert version.status == Status.FAILED
     assert "does not load" in version.reason
@@ -169,12 +151,12 @@ def test_items_added_after_a_version_went_live_get_scored(db, annotator):
     from rewards.tasks import reward_models_check_task
     from rewards.training import reward_scores_refresh
 
-    reward_model = _trained_model(annotator)
+    reward_model = trained_model(annotator)
     queue = reward_model.queues.get()
     queue.priority = Priority.UNCERTAINTY
     queue.save()
     assert reward_scores_due() == []  # nothing live yet
-    _run_now(reward_model)
+    run_now(reward_model)
     reward_scores_refresh(reward_model_id=reward_model.pk)
     assert reward_scores_due() == []  # every open item scored (none are open)
     add_items(queue, preference_items(3, seed=9, start=500))

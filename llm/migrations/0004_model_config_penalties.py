@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("llm", "0002_fill_bundled_config"),
+        ("llm", "0003_job_heartbeat"),
     ]
 
     operations = [

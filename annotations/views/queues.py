@@ -1,19 +1,16 @@
-"""Researcher pages: queues, members, imports, exports, the quality dashboard."""
+"""Researchers' queue pages: list, create, edit, import items, the quality dashboard."""
 
 from __future__ import annotations
 
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import QuerySet
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotations.exports import CONTENT_TYPES, EXTENSIONS, ExportSpec
 from annotations.forms import ExportForm, ImportForm, QueueForm
 from annotations.importers import ImportFailed, items_import
-from annotations.models import ExportJob, JobStatus, Queue
+from annotations.models import Queue
 from annotations.quality import (
     annotator_stats,
     bar_chart,
@@ -25,13 +22,10 @@ from annotations.quality import (
 )
 from annotations.selectors import queue_stats, queues_for_researcher
 from annotations.services import (
-    export_expired,
-    export_path,
-    export_start,
     queue_members_set,
     queue_save,
 )
-from core.roles import Role, role_required, signed_in_user, user_has_role
+from core.roles import Role, role_required, signed_in_user
 
 
 @require_GET
@@ -103,64 +97,6 @@ def queue_import(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "annotations/queue_form.html", context, status=400)
 
 
-# --- exports --------------------------------------------------------------------------------
-def _jobs_for(request: HttpRequest) -> QuerySet[ExportJob]:
-    """A researcher's own export jobs; admins see everyone's."""
-    user = signed_in_user(request)
-    jobs = ExportJob.objects.select_related("created_by")
-    return jobs if user_has_role(user, Role.ADMIN) else jobs.filter(created_by=user)
-
-
-@require_GET
-@role_required(Role.RESEARCHER)
-def export_list(request: HttpRequest) -> HttpResponse:
-    context = {"jobs": _jobs_for(request)[:50], "export_form": ExportForm()}
-    return render(request, "annotations/exports.html", context)
-
-
-@require_POST
-@role_required(Role.RESEARCHER)
-def export_create(request: HttpRequest) -> HttpResponse:
-    form = ExportForm(request.POST)
-    if not form.is_valid():
-        context = {"jobs": _jobs_for(request)[:50], "export_form": form}
-        return render(request, "annotations/exports.html", context, status=400)
-    job = export_start(user=signed_in_user(request), spec=form.spec)
-    return redirect("annotations:export_detail", pk=job.pk)
-
-
-@never_cache
-@require_GET
-@role_required(Role.RESEARCHER)
-def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    job = get_object_or_404(_jobs_for(request), pk=pk)
-    template = "annotations/export_detail.html"
-    if request.htmx:  # type: ignore[attr-defined]
-        template += "#job"
-    return render(request, template, {"job": job, "spec": ExportSpec.model_validate(job.spec)})
-
-
-@require_GET
-@role_required(Role.RESEARCHER)
-def export_download(request: HttpRequest, pk: int) -> HttpResponse | FileResponse:
-    job = get_object_or_404(_jobs_for(request), pk=pk, status=JobStatus.DONE)
-    if export_expired(job):  # the detail page, saying so, with 410 Gone
-        context = {"job": job, "spec": ExportSpec.model_validate(job.spec)}
-        return render(request, "annotations/export_detail.html", context, status=410)
-    path = export_path(job)
-    if not path.is_file():
-        raise Http404("The export file is gone.")
-    spec = ExportSpec.model_validate(job.spec)
-    extension = EXTENSIONS[spec.format]
-    return FileResponse(
-        path.open("rb"),
-        as_attachment=True,
-        filename=f"arbiter-labels-{job.pk}-{spec.format}.{extension}",
-        content_type=CONTENT_TYPES[extension],
-    )
-
-
-# --- quality --------------------------------------------------------------------------------
 @require_GET
 @role_required(Role.RESEARCHER)
 def dashboard(request: HttpRequest, pk: int) -> HttpResponse:

@@ -1,0 +1,113 @@
+"""The annotators' hot-path SQL, in one place: the claim, the submit, the membership look-up.
+
+Written out in SQL because building them through the ORM costs more Python per call than the
+database takes to run them (core/sql.py says why, bench/queues.py measures it). Table names and
+outcome values come from the models, and the rules several statements share are written once
+here and composed:
+
+- a live lease: open and not yet expired (`live_leases`);
+- room under k: labels plus live leases below the queue's k (`room_under_k`);
+- gold: a gold item is exempt from k (every annotator may see it once), and is never complete.
+
+Placeholders are `%(name)s` (core/sql.py); `%(now)s` and `%(k)s` are the caller's.
+"""
+
+from __future__ import annotations
+
+from annotations.models import Assignment, Item, Label, Outcome, Priority, Queue, QueueMember
+from core import sql
+
+ITEM = Item._meta.db_table
+LABEL = Label._meta.db_table
+ASSIGNMENT = Assignment._meta.db_table
+QUEUE = Queue._meta.db_table
+MEMBER = QueueMember._meta.db_table
+OPEN = Outcome.OPEN.value
+SKIPPED = Outcome.SKIPPED.value
+LABELLED = Outcome.LABELLED.value
+
+
+def live_leases(item_id: str) -> str:
+    """How many live leases the item `item_id` (an SQL expression) has."""
+    return (
+        f"(SELECT COUNT(*) FROM {ASSIGNMENT} a WHERE a.item_id = {item_id}"
+        f" AND a.outcome = '{OPEN}' AND a.expires_at > %(now)s)"
+    )
+
+
+def room_under_k(label_count: str, item_id: str) -> str:
+    """True while the item's labels plus live leases are below k (gold is not asked this)."""
+    return f"{label_count} + {live_leases(item_id)} < %(k)s"
+
+
+# The claim's pick. The plan wanted is a walk along the queue's order index that stops at the
+# first item with room, probing each candidate's labels, skips and leases by index. The
+# `LIMIT 1 OFFSET 0` keeps PostgreSQL from turning the NOT EXISTS probes into anti-joins:
+# merged against this annotator's labels, those read every label ever given on the items
+# before the queue's front (20–40 ms a claim once a 100k queue is half done, against 0.3 ms).
+# Gold is literal text, not a parameter, so the prepared statement's plan can use the
+# gold-only index. {gold}, {room}, {order} and {lock} are filled in by the claim.
+PICK = f"""
+SELECT {sql.columns(Item, "i")}
+FROM {ITEM} i
+WHERE i.queue_id = %(queue)s AND {{gold}} AND NOT i.complete
+  AND NOT EXISTS (SELECT 1 FROM {LABEL} l
+                  WHERE l.item_id = i.id AND l.annotator_id = %(annotator)s LIMIT 1 OFFSET 0)
+  AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} s
+                  WHERE s.item_id = i.id AND s.annotator_id = %(annotator)s
+                    AND s.outcome = '{SKIPPED}' LIMIT 1 OFFSET 0)
+  {{room}}
+ORDER BY {{order}}
+LIMIT 1
+{{lock}}
+"""
+PICK_GOLD = "i.is_gold"
+PICK_REGULAR = "NOT i.is_gold"
+PICK_ROOM = f"AND {room_under_k('i.label_count', 'i.id')}"
+PICK_ORDER = {
+    Priority.FIFO: "i.id",
+    Priority.RANDOM: "i.random_key, i.id",
+    Priority.UNCERTAINTY: "i.uncertainty DESC NULLS LAST, i.id",
+}
+
+# Run after the pick has locked the item, as a new statement: on PostgreSQL a new snapshot,
+# which sees a lease another claim committed between the pick's snapshot and its lock.
+_ITEM_LABEL_COUNT = f"(SELECT label_count FROM {ITEM} WHERE id = %(item)s)"
+LEASE = f"""
+INSERT INTO {ASSIGNMENT}
+    (queue_id, item_id, annotator_id, outcome, created_at, expires_at)
+SELECT %(queue)s, %(item)s, %(annotator)s, '{OPEN}', %(now)s, %(expires)s
+WHERE %(gold)s OR {room_under_k(_ITEM_LABEL_COUNT, "%(item)s")}
+RETURNING id
+"""
+
+# The submit: takes the item's row lock and refuses a full item (gold exempt, and never
+# complete) in one statement.
+COUNT_LABEL = f"""
+UPDATE {ITEM}
+SET label_count = label_count + 1, complete = (NOT is_gold AND label_count + 1 >= %(k)s)
+WHERE id = %(item)s AND (is_gold OR label_count < %(k)s)
+"""
+# The lease and its item in one round trip (a member's lease only).
+LEASED_ITEM = f"""
+SELECT {sql.columns(Item, "i")}, {sql.columns(Queue, "q")}, a.outcome
+FROM {ASSIGNMENT} a
+JOIN {ITEM} i ON i.id = a.item_id
+JOIN {QUEUE} q ON q.id = a.queue_id
+JOIN {MEMBER} m ON m.queue_id = a.queue_id AND m.user_id = a.annotator_id
+WHERE a.id = %(lease)s AND a.annotator_id = %(annotator)s
+"""
+CLOSE_LEASE = f"""
+UPDATE {ASSIGNMENT} SET outcome = '{LABELLED}', closed_at = %(now)s
+WHERE id = %(lease)s AND outcome = '{OPEN}'
+"""
+
+# A member's queue, with their open lease there if any: a claim then needs no query for it.
+MEMBER_QUEUE = f"""
+SELECT {sql.columns(Queue, "q")},
+       (SELECT a.id FROM {ASSIGNMENT} a
+        WHERE a.queue_id = q.id AND a.annotator_id = m.user_id AND a.outcome = '{OPEN}')
+FROM {QUEUE} q
+JOIN {MEMBER} m ON m.queue_id = q.id
+WHERE q.id = %(queue)s AND m.user_id = %(user)s
+"""

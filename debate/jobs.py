@@ -1,0 +1,42 @@
+"""Speeches on the operations page's job list (core/jobs.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+
+from django.db.models import Q
+from django.urls import reverse
+
+from core.jobs import Job, JobSource, job_source_register
+from debate.models import Speech, SpeechStatus
+from debate.services import speech_retry
+
+
+def _open_speeches(since: datetime) -> Iterator[Job]:
+    speeches = Speech.objects.filter(
+        Q(status__in=(SpeechStatus.QUEUED, SpeechStatus.STREAMING))
+        | Q(status=SpeechStatus.FAILED, finished_at__gte=since)
+    )
+    for speech in speeches.order_by("-created_at")[:100]:
+        yield Job(
+            source="speeches",
+            pk=speech.pk,
+            title=f"Speech {speech.side.upper()}, round {speech.round}, debate {speech.debate_id}",
+            status="running" if speech.status == SpeechStatus.STREAMING else speech.status,
+            created_at=speech.created_at,
+            error=speech.error,
+            url=reverse("debate:detail", kwargs={"pk": speech.debate_id}),
+            retryable=speech.status in (SpeechStatus.FAILED, SpeechStatus.STREAMING),
+        )
+
+
+def register() -> None:
+    job_source_register(
+        JobSource(
+            name="speeches",
+            title="speeches",
+            open_jobs=_open_speeches,
+            retry=lambda pk: speech_retry(speech_id=pk),
+        )
+    )
