@@ -12,6 +12,7 @@ urlpatterns = [
     path("models/", include("llm.urls")),
     path("debates/", include("debate.urls")),
     path("queues/", include("annotations.urls")),
+    path("trees/", include("amplification.urls")),
     path("api/", api.urls),
     path(
         "accounts/login/",
