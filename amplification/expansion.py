@@ -204,7 +204,7 @@ def _plan(tree: Tree) -> Plan:
         if node.parent_id is not None:
             children[node.parent_id].append(node)
     plan = Plan()
-    count = len(nodes)
+    room = tree.max_nodes - len(nodes)
     context = context_block(tree.context)
     busy_keys = {
         question_key(node.question): node.pk
@@ -242,7 +242,8 @@ def _plan(tree: Tree) -> Plan:
                 reason = node.direct_reason
             elif node.depth >= tree.max_depth:
                 reason = "max depth reached"
-            elif count >= tree.max_nodes:
+            elif room <= 0:
+                # Every decomposition planned this step may add at least one node.
                 reason = "max nodes reached"
             else:
                 reason = ""
@@ -254,6 +255,7 @@ def _plan(tree: Tree) -> Plan:
                     max_children=str(tree.max_children),
                 )  # fmt: skip
                 plan.jobs.append(Job(node, "decompose", tree.decompose_config, prompt))
+                room -= 1
         elif node.status == NodeStatus.STALE and node.resolution in (
             Resolution.ANSWERED, Resolution.MEMO,
         ):  # fmt: skip
@@ -396,7 +398,7 @@ def _decomposition_apply(tree: Tree, node: Node, raw: str) -> None:
     if not questions:
         # Answered directly in the next step; the reason says why.
         node.direct_reason = (
-            "no room left under max nodes" if limit <= 0 else "no sub-questions could be parsed"
+            "max nodes reached" if limit <= 0 else "no sub-questions could be parsed"
         )
         node.status = NodeStatus.PENDING
         node.save()

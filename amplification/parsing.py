@@ -22,7 +22,7 @@ _LIST_ITEM = re.compile(
 _INLINE_SPLIT = re.compile(r"(?<=\?)\s+(?=\(?\d{1,2}[.)]\s)")
 _NONE = re.compile(r"^\W*(none|no sub-?questions?|n/a)\W*$", re.IGNORECASE)
 _LABEL = re.compile(r"^\s*(?:sub-?question|question|q)\s*\d*\s*[:.-]\s*", re.IGNORECASE)
-MIN_QUESTION_CHARS = 4
+MIN_QUESTION_CHARS = 2
 
 
 def prompt_render(template: str, **values: str) -> str:
@@ -51,6 +51,8 @@ def decomposition_parse(raw: str, *, parent_question: str, limit: int) -> list[s
     in a question mark. Labels ("Sub-question 1:"), duplicates, fragments and a copy of the
     parent question are dropped. NONE or nothing usable gives [].
     """
+    if limit <= 0:
+        return []
     lines: list[str] = []
     for line in raw.replace("\r", "\n").split("\n"):
         lines.extend(part for part in _INLINE_SPLIT.split(line) if part.strip())
