@@ -1,0 +1,148 @@
+"""Amplification-tree expansion benchmark on the bundled model.
+
+Run: .venv/bin/python bench/amplification.py [--tokens 24] [--depth 2] [--children 3]
+     (a few minutes alone; far longer on a busy machine)
+
+Prints, each against a baseline measured in the same run:
+  (1) expanding a tree (default depth 2, up to 3 children: 1 + 3 + 9 nodes) with
+      amplification.expansion.tree_expand — one generate_batch per step, siblings and cousins
+      together — against a naive sequential expansion: the very same prompts (taken from the
+      expanded tree's call records, so the same tree and the same token limits), one
+      generate call each, node by node. Target: ratio <= 0.5. Also nodes/s, tokens/s, memo hits.
+  (2) editing one leaf's answer and recomposing: the model calls made, against the number of
+      the leaf's ancestors (target: equal), and their wall time.
+
+Runs in a temporary ARBITER_VAR_DIR with SQLite, migrated from scratch, removed at the end.
+Websocket broadcasts are skipped (no Redis is started): this measures expansion, not fan-out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTION = "Why do leaves change colour in autumn?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", type=int, default=24, help="max new tokens per call")
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--children", type=int, default=3)
+    args = parser.parse_args()
+
+    var_dir = tempfile.mkdtemp(prefix="arbiter-bench-amp-")
+    os.environ.update(
+        ARBITER_VAR_DIR=var_dir, DJANGO_SETTINGS_MODULE="config.settings", HF_HUB_OFFLINE="1",
+        DATABASE_URL=f"sqlite:///{var_dir}/bench.sqlite3", LOG_LEVEL="WARNING",
+    )  # fmt: skip
+    # The converted bundled checkpoint is shared, not rebuilt per run.
+    os.environ.setdefault("LLM_MODELS_DIR", str(ROOT / "var" / "models"))
+    sys.path.insert(0, str(ROOT))
+    try:
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, check=True
+        )
+        run(args)
+    finally:
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> None:
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.contrib.auth.models import User
+
+    from amplification import expansion
+    from amplification.models import Node, Tree
+    from amplification.services import node_edit, tree_create
+    from llm.generation import backend_for, chat_messages
+    from llm.models import ModelConfig
+
+    print(f"models dir: {settings.LLM_MODELS_DIR}")
+    user = User.objects.create(username="bench")
+    config = ModelConfig.objects.create(
+        name="bench", model="bundled:smollm2-135m-instruct", temperature=0.0,
+        max_new_tokens=args.tokens, timeout_s=3600,
+    )  # fmt: skip
+    backend = backend_for(config)
+    params = config.generation_params()
+    backend.generate_batch([chat_messages(config, "Say hello.")], params=params)  # warm-up
+
+    calls: list[int] = []
+    real_generate = expansion._generate
+
+    def counting(jobs):  # type: ignore[no-untyped-def]
+        calls.append(len(jobs))
+        return real_generate(jobs)
+
+    with (
+        mock.patch.object(expansion, "stream_send", lambda *a, **k: None),
+        mock.patch.object(expansion, "_generate", counting),
+        mock.patch("amplification.tasks.tree_expand_task.delay", lambda *a: None),
+    ):
+        tree = tree_create(
+            tree=Tree(question=QUESTION, decompose_config=config, answer_config=config,
+                      compose_config=config, max_depth=args.depth,
+                      max_children=args.children, max_nodes=200),
+            created_by=user,
+        )  # fmt: skip
+        start = time.perf_counter()
+        expansion.tree_expand(tree_id=tree.pk)
+        batched_s = time.perf_counter() - start
+
+        nodes = list(Node.objects.filter(tree=tree))
+        prompts = [call["prompt"] for node in nodes for call in node.calls]
+        tokens = sum(call["completion_tokens"] for node in nodes for call in node.calls)
+        by_depth = [sum(1 for n in nodes if n.depth == d) for d in range(args.depth + 1)]
+        memo_hits = sum(1 for n in nodes if n.resolution == "memo")
+
+        # Naive: the same prompts, one call each, one after another.
+        start = time.perf_counter()
+        naive_tokens = 0
+        for prompt in prompts:
+            (completion,) = backend.generate_batch([chat_messages(config, prompt)], params=params)
+            naive_tokens += completion.usage.completion_tokens
+        naive_s = time.perf_counter() - start
+
+        print(f"\ntree: {' + '.join(map(str, by_depth))} nodes, {len(prompts)} model calls "
+              f"in {len(calls)} batched steps {calls}, max {args.tokens} new tokens a call")  # fmt: skip
+        print(f"{'':28}{'expansion':>12}{'naive':>12}{'ratio':>8}")
+        print(f"{'wall time (s)':28}{batched_s:12.1f}{naive_s:12.1f}{batched_s / naive_s:8.2f}"
+              f"   target <= 0.50 {'PASS' if batched_s / naive_s <= 0.5 else 'MISS'}")  # fmt: skip
+        print(f"{'nodes/s':28}{len(nodes) / batched_s:12.3f}{len(nodes) / naive_s:12.3f}")
+        print(f"{'completion tokens/s':28}{tokens / batched_s:12.2f}{naive_tokens / naive_s:12.2f}")
+        print(f"{'memo hits':28}{memo_hits:12d}")
+
+        # Editing one leaf's answer: exactly its ancestors' compose calls.
+        leaf = max(
+            (n for n in nodes if n.resolution == "answered"), key=lambda n: (n.depth, -n.pk)
+        )
+        ancestors = leaf.depth
+        before = sum(len(n.calls) for n in Node.objects.filter(tree=tree))
+        calls.clear()
+        node_edit(tree_id=tree.pk, node_id=leaf.pk, user=user, answer="An edited answer.")
+        start = time.perf_counter()
+        expansion.tree_expand(tree_id=tree.pk)
+        edit_s = time.perf_counter() - start
+        after = list(Node.objects.filter(tree=tree))
+        made = sum(len(n.calls) for n in after) - before
+        composes = sum(1 for n in after for c in n.calls if c["step"] == "compose")
+        print(f"\nedit a depth-{leaf.depth} leaf: {made} model calls (ancestors: {ancestors}) "
+              f"{'PASS' if made == ancestors else 'MISS'}; {composes} compose calls in the "
+              f"tree's record; {edit_s:.1f} s, vs {batched_s:.1f} s for the whole tree "
+              f"(ratio {edit_s / batched_s:.2f})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
