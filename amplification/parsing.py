@@ -23,6 +23,8 @@ _INLINE_SPLIT = re.compile(r"(?<=\?)\s+(?=\(?\d{1,2}[.)]\s)")
 _NONE = re.compile(r"^\W*(none|no sub-?questions?|n/a)\W*$", re.IGNORECASE)
 _LABEL = re.compile(r"^\s*(?:sub-?question|question|q)\s*\d*\s*[:.-]\s*", re.IGNORECASE)
 MIN_QUESTION_CHARS = 2
+# Markdown a model puts around a list item: **1. …**, ## 1. …
+_EMPHASIS = re.compile(r"^\s*(?:\*\*|__|#+\s+)")
 
 
 def prompt_render(template: str, **values: str) -> str:
@@ -55,6 +57,7 @@ def decomposition_parse(raw: str, *, parent_question: str, limit: int) -> list[s
         return []
     lines: list[str] = []
     for line in raw.replace("\r", "\n").split("\n"):
+        line = _EMPHASIS.sub("", line)
         lines.extend(part for part in _INLINE_SPLIT.split(line) if part.strip())
     if any(_NONE.match(line) for line in lines[:2]) and not any(
         _LIST_ITEM.match(line) for line in lines
