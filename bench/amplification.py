@@ -115,8 +115,9 @@ def run(args: argparse.Namespace) -> None:
             naive_tokens += completion.usage.completion_tokens
         naive_s = time.perf_counter() - start
 
-        print(f"\ntree: {' + '.join(map(str, by_depth))} nodes, {len(prompts)} model calls "
-              f"in {len(calls)} batched steps {calls}, max {args.tokens} new tokens a call")  # fmt: skip
+        shape = " + ".join(map(str, by_depth))
+        print(f"\ntree: {shape} nodes, {len(prompts)} model calls in {len(calls)} batched "
+              f"steps {calls}, max {args.tokens} new tokens a call")  # fmt: skip
         print(f"{'':28}{'expansion':>12}{'naive':>12}{'ratio':>8}")
         print(f"{'wall time (s)':28}{batched_s:12.1f}{naive_s:12.1f}{batched_s / naive_s:8.2f}"
               f"   target <= 0.50 {'PASS' if batched_s / naive_s <= 0.5 else 'MISS'}")  # fmt: skip
@@ -125,9 +126,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"{'memo hits':28}{memo_hits:12d}")
 
         # Editing one leaf's answer: exactly its ancestors' compose calls.
-        leaf = max(
-            (n for n in nodes if n.resolution == "answered"), key=lambda n: (n.depth, -n.pk)
-        )
+        leaf = max((n for n in nodes if n.resolution == "answered"), key=lambda n: (n.depth, -n.pk))
         ancestors = leaf.depth
         before = sum(len(n.calls) for n in Node.objects.filter(tree=tree))
         calls.clear()

@@ -7,8 +7,10 @@ from amplification.parsing import decomposition_parse, prompt_render, question_k
     ("raw", "expected"),
     [
         ("1. What is A?\n2. What is B?\n3. What is C?", ["What is A?", "What is B?", "What is C?"]),
-        ("Sure! Here are some:\n- What is A?\n* What is B?\n\nHope this helps.",
-         ["What is A?", "What is B?"]),
+        (
+            "Sure! Here are some:\n- What is A?\n* What is B?\n\nHope this helps.",
+            ["What is A?", "What is B?"],
+        ),
         ("1) What is A? 2) What is B?", ["What is A?", "What is B?"]),
         ("Sub-question 1: What is A?\nSub-question 2: What is B?", ["What is A?", "What is B?"]),
         ("**1. What is A?**\n2. What is a?", ["What is A?"]),  # duplicates drop

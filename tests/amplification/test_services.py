@@ -221,8 +221,10 @@ def test_nodes_go_to_a_rating_queue_once_and_ratings_filter_the_distillation_set
     assert tree_nodes_to_queue(tree_id=tree.pk, queue=queue, aspect="decomposition") == 1
     item = Item.objects.get(external_id=f"tree-node-{tree.nodes.get(question='A?').pk}")
     assert item.payload["aspect"] == "answer" and item.payload["answer"] == "answer to A?"
-    Label.objects.create(queue=queue, item=item, annotator=annotator, value={"rating": 2},
-                         time_spent_ms=1, client_request_id="00000000-0000-0000-0000-000000000001")  # fmt: skip
+    Label.objects.create(
+        queue=queue, item=item, annotator=annotator, value={"rating": 2}, time_spent_ms=1,
+        client_request_id="00000000-0000-0000-0000-000000000001",
+    )  # fmt: skip
     path = tmp_path / "distill.jsonl"
     path.write_text("".join(distillation_rows(tree_ids=[tree.pk], min_rating=4)))
     rows = datasets.load_dataset("json", data_files=str(path), split="train")

@@ -28,16 +28,14 @@ def wait_for(condition, *, seconds: float = WAIT_S, what: str = "") -> None:
         time.sleep(0.2)
 
 
-def _tree(researcher, **fields) -> Tree:
+def _tree(researcher, **fields):
     config = ModelConfigFactory(max_new_tokens=12, timeout_s=600)
     tree = Tree(question="Why do ships float?", decompose_config=config, answer_config=config,
                 compose_config=config, **fields)  # fmt: skip
     return tree_create(tree=tree, created_by=researcher)
 
 
-def test_a_tree_expands_on_a_real_worker_with_the_bundled_model(
-    celery_worker_process, researcher
-):
+def test_a_tree_expands_on_a_real_worker_with_the_bundled_model(celery_worker_process, researcher):
     tree = _tree(researcher, max_depth=1, max_children=2, max_nodes=3)
     wait_for(lambda: Tree.objects.get(pk=tree.pk).status == TreeStatus.DONE, what="the tree")
     nodes = list(tree.nodes.all())
