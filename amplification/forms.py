@@ -90,7 +90,9 @@ class TreeForm(forms.ModelForm):
 
 class TreeFilterForm(forms.Form):
     status = forms.ChoiceField(choices=[("", "any status"), *TreeStatus.choices], required=False)
-    mode = forms.ChoiceField(choices=[("", "any mode"), *Mode.choices], required=False)
+    mode = forms.ChoiceField(
+        choices=[("", "any mode"), *((mode.value, mode.value) for mode in Mode)], required=False
+    )
     q = forms.CharField(
         required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "Search"})
     )

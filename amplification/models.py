@@ -19,10 +19,13 @@ MAX_NODES = 200
 MAX_QUESTION_CHARS = 2_000
 MAX_ANSWER_CHARS = 20_000
 
+# One worked example: the bundled 135M model copies its shape (a numbered list) far more
+# reliably than it follows an instruction alone.
 DEFAULT_DECOMPOSE_PROMPT = (
-    "Break the question below into at most {max_children} simpler sub-questions whose answers "
-    "would help answer it. Write each sub-question on its own numbered line. If the question "
-    "is simple enough to answer directly, write NONE.\n\n{context}Question: {question}"
+    "Split a question into at most {max_children} simpler sub-questions.\n\n"
+    "Question: How do plants make food?\nSub-questions:\n1. What is photosynthesis?\n"
+    "2. What does a plant need for photosynthesis?\n3. Which part of the plant does it?\n\n"
+    "{context}Question: {question}\nSub-questions:"
 )
 DEFAULT_ANSWER_PROMPT = (
     "{context}Answer the question in one or two sentences.\n\nQuestion: {question}"

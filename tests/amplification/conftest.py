@@ -16,7 +16,7 @@ from amplification.services import tree_create
 from llm.backends.base import ChatMessage, Completion, GenerationError, GenerationParams, Usage
 from tests.factories import ModelConfigFactory
 
-_QUESTION = re.compile(r"Question: (?P<q>.+?)(?:\n|$)")
+_QUESTION = re.compile(r"Question: (.+?)(?:\n|$)")
 
 
 @dataclass
@@ -40,12 +40,12 @@ class FakeBackend:
         out = []
         for chat in chats:
             prompt = chat[-1]["content"]
-            question = _QUESTION.search(prompt).group("q")  # type: ignore[union-attr]
+            question = _QUESTION.findall(prompt)[-1]
             if self.fail_on and self.fail_on in question:
                 raise GenerationError("the scripted model failed", config_name="fake")
-            if "Break the question" in prompt:
+            if prompt.rstrip().endswith("Sub-questions:"):
                 step, text = "decompose", self.decompositions.get(question, "NONE")
-            elif "sub-questions:" in prompt:
+            elif "Answers to its sub-questions" in prompt:
                 step, text = "compose", f"composed: {question}"
             else:
                 step, text = "answer", f"answer to {question}"

@@ -168,3 +168,44 @@ def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
             page.goto(f"{url}/trees/new/")
             page.screenshot(path=str(SHOTS / f"new-{width}.png"), full_page=True)
     context.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_inspector_by_keyboard_and_at_phone_width(
+    live_asgi_server, browser, fake, make_tree, researcher
+):
+    """Quick: a tree grown with the scripted model (no worker) — keyboard, search, layout."""
+    from tests.amplification.conftest import three_by_three
+
+    fake.decompositions = three_by_three()
+    tree = make_tree("Root?")
+    url = live_asgi_server.url
+    page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    browser_login(page, url, "researcher")
+    page.goto(f"{url}/trees/{tree.pk}/")
+    page.wait_for_selector("#amp-stats[data-status=done]")
+    page.focus("#amp-outline [role=treeitem] >> nth=0")
+    page.keyboard.press("ArrowDown")  # A?
+    page.keyboard.press("ArrowLeft")  # collapse A?
+    page.keyboard.press("ArrowDown")  # B? (A's children are hidden)
+    page.keyboard.press("ArrowRight")  # B's first child
+    page.keyboard.press("Enter")
+    b1 = tree.nodes.get(question="B1?")
+    page.wait_for_selector(f"#amp-pane[data-node='{b1.pk}']")
+    assert page.inner_text("#amp-pane .amp-pane-q") == "B1?"
+    assert page.locator("#amp-node-%d" % tree.nodes.get(question="A1?").pk).is_hidden()
+    page.keyboard.press("ArrowLeft")  # back up to B?
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#amp-pane[data-node='{tree.nodes.get(question='B?').pk}']")
+    page.fill("#amp-q", "C2")
+    assert page.locator(".amp-match").count() == 1
+    for width in (1366, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in (f"/trees/{tree.pk}/?node={b1.pk}", "/trees/", "/trees/new/"):
+            page.goto(url + path)
+            scroll = page.evaluate("document.scrollingElement.scrollWidth")
+            assert scroll <= width, f"{path} scrolls sideways at {width}px: {scroll}"
+            if SHOTS:
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                name = path.strip("/").replace("/", "-").replace("?", "-") or "home"
+                page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)

@@ -26,7 +26,7 @@ def test_a_1_3_9_tree_expands_in_five_batched_steps(fake, make_tree):
     assert {leaf.direct_reason for leaf in leaves} == {"max depth reached"}
     assert all(node.status == NodeStatus.DONE for node in tree.nodes.all())
     assert [c["step"] for c in root.calls] == ["decompose", "compose"]
-    assert root.calls[0]["prompt"].endswith("Question: Root?")
+    assert root.calls[0]["prompt"].endswith("Question: Root?\nSub-questions:")
 
 
 def test_max_nodes_5_never_gets_a_sixth_node(fake, make_tree):
