@@ -127,7 +127,8 @@ class Plan:
 
 def _locked_run(tree_id: int, attempt: int) -> Tree:
     tree = (
-        Tree.objects.select_for_update()
+        # of=self: lock the tree only, not the model configs other trees share.
+        Tree.objects.select_for_update(of=("self",))
         .select_related("decompose_config", "answer_config", "compose_config")
         .get(pk=tree_id)
     )

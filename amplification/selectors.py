@@ -53,8 +53,9 @@ def trees_filtered(*, status: str = "", mode: str = "", query: str = "") -> Quer
     if mode:
         trees = trees.filter(mode=mode)
     if query:
-        trees = trees.filter(Q(question__icontains=query) | Q(nodes__question__icontains=query))
-    return trees.distinct().order_by("-created_at")
+        in_nodes = Node.objects.filter(question__icontains=query).values("tree_id")
+        trees = trees.filter(Q(question__icontains=query) | Q(pk__in=in_nodes))
+    return trees.order_by("-created_at")
 
 
 def trees_assigned(user: User) -> QuerySet[Tree]:

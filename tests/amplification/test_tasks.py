@@ -15,7 +15,7 @@ from amplification.services import tree_create
 from tests.conftest import PROJECT_DIR, _child_environment
 from tests.factories import ModelConfigFactory
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 # Generous: the machine is shared, and a batch of prompts on 2 busy cores takes a while.
 WAIT_S = 900
