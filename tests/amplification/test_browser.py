@@ -69,7 +69,8 @@ def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
 
     # The root waits for a person; hand it to the model and watch its children arrive live.
     page.click("#amp-outline [role=treeitem] >> nth=0")
-    page.click("text=Let the model do it")
+    with page.expect_navigation():
+        page.click("text=Let the model do it")
     page.wait_for_selector("#amp-outline [aria-level='2']")
     assert any("amp-outline" in frame for frame in frames)
     children = list(Node.objects.filter(tree=tree, depth=1).order_by("position"))
@@ -82,13 +83,17 @@ def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
     page.wait_for_selector(f"#amp-pane[data-node='{children[0].pk}']")
 
     # Augmented: take it; the model's draft arrives in the form; edit it and answer.
-    page.click("text=Take this node")
+    with page.expect_navigation():
+        page.click("text=Take this node")
     textarea = page.locator("#amp-pane textarea[name=answer]").first
     wait_for(lambda: textarea.input_value().strip() != "", what="the model's draft")
     page.wait_for_selector(".amp-drafting", state="detached")
     draft = textarea.input_value()
     textarea.fill(draft + " (checked by a person)")
-    with page.expect_request(lambda r: r.method == "POST" and "/person-answer/" in r.url) as sent:
+    with (
+        page.expect_navigation(),
+        page.expect_request(lambda r: r.method == "POST" and "/person-answer/" in r.url) as sent,
+    ):
         page.click("text=Save my answer")
     assert "checked+by+a+person" in (sent.value.post_data or "")
     answered = Node.objects.get(pk=children[0].pk)
@@ -96,7 +101,8 @@ def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
     assert answered.answer.endswith("(checked by a person)")
 
     # The rest goes to the model; nodes fill in live until the tree is done.
-    page.click("text=Let the model do the rest")
+    with page.expect_navigation():
+        page.click("text=Let the model do the rest")
     wait_done_on_page(page)
     assert tree_status(tree.pk) == TreeStatus.DONE
     assert all(n.status == NodeStatus.DONE for n in Node.objects.filter(tree=tree))
@@ -116,7 +122,10 @@ def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
     page.goto(f"{url}/trees/{tree.pk}/?node={leaf.pk}")
     page.click("#amp-pane summary:has-text('Edit')")
     page.fill("#amp-pane form[action$='/answer/'] textarea", "Chlorophyll <b>breaks down</b>.")
-    with page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/answer/")) as sent:
+    with (
+        page.expect_navigation(),
+        page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/answer/")) as sent,
+    ):
         page.click("text=Save answer")
     assert "Chlorophyll" in (sent.value.post_data or "")
     wait_done_on_page(page)
@@ -134,11 +143,18 @@ def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
         Node.objects.filter(tree=tree, depth=1).exclude(pk=children[0].pk).order_by("pk").first()
     )
     assert target is not None
-    subtree = {target.pk, *Node.objects.filter(parent=target).values_list("pk", flat=True)}
-    untouched = set(versions(tree.pk)) - subtree - {target.parent_id}
+    in_subtree = {target.pk, *Node.objects.filter(parent=target).values_list("pk", flat=True)}
+    # A person's answers are kept by a re-run; everything else in the subtree is made again.
+    subtree = set(
+        Node.objects.filter(pk__in=in_subtree)
+        .exclude(resolution="human")
+        .values_list("pk", flat=True)
+    )
+    untouched = set(versions(tree.pk)) - in_subtree - {target.parent_id}
     before = versions(tree.pk)
     page.goto(f"{url}/trees/{tree.pk}/?node={target.pk}")
-    page.click("text=Re-run this subtree")
+    with page.expect_navigation():
+        page.click("text=Re-run this subtree")
     page.wait_for_selector("#amp-stats:not([data-status=done])", timeout=30_000)
     wait_done_on_page(page)
     after = versions(tree.pk)
@@ -193,7 +209,8 @@ def test_the_inspector_by_keyboard_and_at_phone_width(
     b1 = tree.nodes.get(question="B1?")
     page.wait_for_selector(f"#amp-pane[data-node='{b1.pk}']")
     assert page.inner_text("#amp-pane .amp-pane-q") == "B1?"
-    assert page.locator("#amp-node-%d" % tree.nodes.get(question="A1?").pk).is_hidden()
+    a1 = tree.nodes.get(question="A1?")
+    assert page.locator(f"#amp-node-{a1.pk}").is_hidden()
     page.keyboard.press("ArrowLeft")  # back up to B?
     page.keyboard.press("Enter")
     page.wait_for_selector(f"#amp-pane[data-node='{tree.nodes.get(question='B?').pk}']")
