@@ -24,6 +24,7 @@ from amplification.models import (
 
 EXPORT_FORMAT = "arbiter-amplification-tree/1"
 MAX_PROMPT_CHARS = 20_000
+MAX_DB_INT = 2**31 - 1  # PositiveIntegerField's ceiling on every database
 Step = Literal["decompose", "answer", "compose", "draft-answer", "draft-decompose"]
 
 _Text = Field(max_length=MAX_ANSWER_CHARS)
@@ -42,16 +43,16 @@ class NodeCall(Strict):
     params: dict[str, float | int | str | list[str] | None] = Field(default_factory=dict)
     prompt: str = Field(max_length=200_000)
     raw_output: str = Field(max_length=200_000)
-    prompt_tokens: int = Field(ge=0)
-    completion_tokens: int = Field(ge=0)
-    batch_size: int = Field(ge=1, default=1)
+    prompt_tokens: int = Field(ge=0, le=MAX_DB_INT)
+    completion_tokens: int = Field(ge=0, le=MAX_DB_INT)
+    batch_size: int = Field(ge=1, le=MAX_DB_INT, default=1)
     # Wall time of the batched call this prompt was part of (rows finish together).
-    latency_s: float = Field(ge=0)
+    latency_s: float = Field(ge=0, allow_inf_nan=False)
     at: str = Field(max_length=40)
 
 
 class VersionExport(Strict):
-    number: int = Field(ge=1)
+    number: int = Field(ge=1, le=MAX_DB_INT)
     question: str = Field(max_length=MAX_QUESTION_CHARS)
     answer: str = _Text
     resolution: Resolution
@@ -76,9 +77,9 @@ class NodeExport(Strict):
     person: str | None = Field(max_length=150)
     memo_origin: int | None = Field(ge=0, le=MAX_NODES)
     calls: list[NodeCall] = Field(max_length=50)
-    prompt_tokens: int | None = Field(ge=0)
-    completion_tokens: int | None = Field(ge=0)
-    total_s: float | None = Field(ge=0)
+    prompt_tokens: int | None = Field(ge=0, le=MAX_DB_INT)
+    completion_tokens: int | None = Field(ge=0, le=MAX_DB_INT)
+    total_s: float | None = Field(ge=0, allow_inf_nan=False)
     versions: list[VersionExport] = Field(max_length=500)
 
 
@@ -100,7 +101,7 @@ class TreeExport(Strict):
     status: TreeStatus
     error: str = _Text
     is_demo: bool
-    wall_s: float = Field(ge=0)
+    wall_s: float = Field(ge=0, allow_inf_nan=False)
     nodes: list[NodeExport] = Field(min_length=1, max_length=MAX_NODES)
 
 

@@ -476,6 +476,9 @@ def tree_import(*, data: TreeExport, created_by: User) -> Tree:
 
 
 def _structure_check(data: TreeExport) -> None:
+    # PostgreSQL refuses NUL in text and JSON; SQLite would store it. Refuse it everywhere.
+    if "\\u0000" in data.model_dump_json():
+        raise ValidationError("The tree contains a NUL character, which cannot be stored.")
     if len(data.nodes) > data.max_nodes:
         raise ValidationError(f"{len(data.nodes)} nodes, but max nodes is {data.max_nodes}.")
     seen: dict[int, int] = {}  # id -> depth
@@ -499,6 +502,9 @@ def _structure_check(data: TreeExport) -> None:
                 raise ValidationError(f"{where}: more than max children under its parent.")
         if node.depth > data.max_depth:
             raise ValidationError(f"{where}: deeper than max depth {data.max_depth}.")
+        numbers = [version.number for version in node.versions]
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValidationError(f"{where}: versions must be numbered 1, 2, 3 … in order.")
         if node.memo_origin is not None and node.memo_origin not in {n.id for n in data.nodes}:
             raise ValidationError(f"{where}: memo origin {node.memo_origin} is not in the tree.")
         seen[node.id] = node.depth

@@ -96,6 +96,7 @@ def _mount() -> None:
 
     api.add_router("/queues", queues)
     api.add_router("/exports", exports)
+    api.add_router("/trees", "amplification.api.trees")
 
 
 _mount()
