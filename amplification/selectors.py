@@ -43,11 +43,16 @@ def tree_for_user(user: AbstractBaseUser | AnonymousUser, tree_id: int) -> Tree 
     return trees.filter(pk=tree_id).first()
 
 
-def trees_filtered(*, status: str = "", mode: str = "", query: str = "") -> QuerySet[Tree]:
+def trees_filtered(
+    *, status: str = "", mode: str = "", query: str = "", assigned_to: User | None = None
+) -> QuerySet[Tree]:
     trees = Tree.objects.annotate(
         node_count=Count("nodes", distinct=True),
         tokens=Sum("nodes__completion_tokens"),
     ).select_related("created_by")
+    if assigned_to is not None:
+        trees = trees.filter(pk__in=Tree.assignees.through.objects.filter(
+            user=assigned_to).values("tree_id"))  # fmt: skip
     if status:
         trees = trees.filter(status=status)
     if mode:
@@ -56,10 +61,6 @@ def trees_filtered(*, status: str = "", mode: str = "", query: str = "") -> Quer
         in_nodes = Node.objects.filter(question__icontains=query).values("tree_id")
         trees = trees.filter(Q(question__icontains=query) | Q(pk__in=in_nodes))
     return trees.order_by("-created_at")
-
-
-def trees_assigned(user: User) -> QuerySet[Tree]:
-    return Tree.objects.filter(assignees=user).order_by("-created_at")
 
 
 @dataclass

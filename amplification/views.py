@@ -58,16 +58,19 @@ def _researcher_tree_or_404(request: HttpRequest, pk: int) -> Tree:
 
 
 @require_GET
-@role_required(Role.RESEARCHER)
+@role_required(Role.RESEARCHER, Role.ANNOTATOR)
 def tree_list(request: HttpRequest) -> HttpResponse:
+    """Every tree for researchers; for annotators, the trees they are assigned to."""
     form = TreeFilterForm(request.GET or None)
     filters = form.cleaned_data if form.is_valid() else {}
+    user = signed_in_user(request)
+    researcher = user_has_role(user, Role.RESEARCHER)
     trees = trees_filtered(
         status=filters.get("status", ""), mode=filters.get("mode", ""),
-        query=filters.get("q", ""),
+        query=filters.get("q", ""), assigned_to=None if researcher else user,
     )[:200]  # fmt: skip
     context = {"form": form, "trees": trees, "import_form": ImportForm(),
-               "distill_form": DistillForm()}  # fmt: skip
+               "distill_form": DistillForm(), "is_tree_researcher": researcher}  # fmt: skip
     return render(request, "amplification/tree_list.html", context)
 
 
@@ -272,7 +275,7 @@ def tree_import(request: HttpRequest) -> HttpResponse:
             messages.success(request, f"Imported tree {tree.pk}.")
             return redirect("amplification:detail", pk=tree.pk)
     context = {"form": TreeFilterForm(), "trees": trees_filtered()[:200], "import_form": form,
-               "distill_form": DistillForm()}  # fmt: skip
+               "distill_form": DistillForm(), "is_tree_researcher": True}  # fmt: skip
     return render(request, "amplification/tree_list.html", context, status=400)
 
 

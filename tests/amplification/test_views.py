@@ -59,11 +59,15 @@ def test_bad_tree_settings_get_a_clear_error_and_create_nothing(
 def test_only_researchers_see_trees(fake, make_tree, annotator, outsider, researcher):
     tree = make_tree(max_depth=0)
     assert signed_in(researcher).get("/trees/").status_code == 200
-    assert signed_in(annotator).get("/trees/").status_code == 403
+    assert signed_in(outsider).get("/trees/").status_code == 403
+    listed = signed_in(annotator).get("/trees/")
+    assert listed.status_code == 200 and f"/trees/{tree.pk}/" not in listed.content.decode()
     assert signed_in(annotator).get(f"/trees/{tree.pk}/").status_code == 404
     assert signed_in(outsider).get(f"/trees/{tree.pk}/").status_code == 404
     tree.assignees.add(annotator)
     assert signed_in(annotator).get(f"/trees/{tree.pk}/").status_code == 200
+    listed = signed_in(annotator).get("/trees/").content.decode()
+    assert f"/trees/{tree.pk}/" in listed and "New tree" not in listed
     # An assigned annotator still may not edit or export.
     node = tree.nodes.get()
     post = signed_in(annotator).post(f"/trees/{tree.pk}/nodes/{node.pk}/rerun/")
