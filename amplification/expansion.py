@@ -331,7 +331,8 @@ def _generate(jobs: Sequence[Job]) -> list[Result]:
                 step=jobs[i].step, config=config.name, model=config.model,
                 params={k: list(v) if isinstance(v, tuple) else v
                         for k, v in asdict(params).items()},
-                prompt=jobs[i].prompt, raw_output=completion.text,
+                system_prompt=config.system_prompt, prompt=jobs[i].prompt,
+                raw_output=completion.text,
                 prompt_tokens=completion.usage.prompt_tokens,
                 completion_tokens=completion.usage.completion_tokens,
                 batch_size=len(indexes), latency_s=completion.usage.total_s, at=at,

@@ -41,6 +41,7 @@ class NodeCall(Strict):
     config: str = Field(max_length=100)
     model: str = Field(max_length=500)
     params: dict[str, float | int | str | list[str] | None] = Field(default_factory=dict)
+    system_prompt: str = Field(default="", max_length=MAX_PROMPT_CHARS)
     prompt: str = Field(max_length=200_000)
     raw_output: str = Field(max_length=200_000)
     prompt_tokens: int = Field(ge=0, le=MAX_DB_INT)

@@ -235,3 +235,21 @@ def test_nodes_go_to_a_rating_queue_once_and_ratings_filter_the_distillation_set
     with pytest.raises(ValidationError):
         tree_nodes_to_queue(tree_id=tree.pk, queue=Queue.objects.create(name="p", kind="pairwise"),
                             aspect="answer")  # fmt: skip
+
+
+def test_the_tree_node_kind_shows_each_aspect_escaped():
+    from django.template.loader import render_to_string
+
+    from amplification.kinds import SubAnswer, TreeNodePayload
+    from annotations.kinds import item_kind
+
+    kind = item_kind("tree_node_rating")
+    assert kind.payload_model is TreeNodePayload
+    children = [SubAnswer(question="<i>Sub?</i>", answer="<b>sub answer</b>")]
+    answer = TreeNodePayload(question="Q?", answer="<script>x</script>", children=children)
+    html = render_to_string(kind.template, {"payload": answer})
+    assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
+    assert "given the sub-answers" in html and "&lt;b&gt;sub answer" in html
+    split = TreeNodePayload(question="Q?", answer="A.", children=children, aspect="decomposition")
+    html = render_to_string(kind.template, {"payload": split})
+    assert "Is this decomposition helpful" in html and "sub answer" not in html
