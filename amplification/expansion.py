@@ -174,6 +174,12 @@ def tree_expand(*, tree_id: int) -> None:
                     tree_broadcast(tree_id)
     except TreeSuperseded:
         logger.warning("tree %s: attempt %s was superseded; stopping", tree_id, attempt)
+    except Exception as error:
+        # A bug, not a model failure: stop here rather than be swept and crash again forever.
+        Tree.objects.filter(pk=tree_id, attempt=attempt, status=TreeStatus.RUNNING).update(
+            status=TreeStatus.FAILED, error=f"expansion stopped: {type(error).__name__}"
+        )
+        raise
 
 
 def _finish(tree: Tree) -> None:
@@ -321,7 +327,7 @@ def _generate(jobs: Sequence[Job]) -> list[Result]:
             completions = backend_for(config).generate_batch(
                 [_chat(config, jobs[i].prompt) for i in indexes], params=params
             )
-        except GenerationError as error:
+        except (GenerationError, ValueError) as error:  # ValueError: params a config forbids
             for i in indexes:
                 results[i] = Result(None, None, error=str(error))
             continue

@@ -133,3 +133,32 @@ def test_a_second_delivery_finds_nothing_to_claim(fake, make_tree):
     calls = fake.count()
     tree_expand(tree_id=tree.pk)
     assert fake.count() == calls
+
+
+def test_stale_trees_are_swept_every_minute_on_the_default_queue():
+    from django.conf import settings
+
+    from config.celery import app
+
+    name = "amplification.tasks.trees_requeue_stale_task"
+    entries = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == name]
+    assert [entry["schedule"] for entry in entries] == [60.0]
+    assert app.amqp.router.route({}, name)["queue"].name == "default"
+    for task in ("tree_expand_task", "node_draft_task"):
+        route = app.amqp.router.route({}, f"amplification.tasks.{task}")
+        assert route["queue"].name == "generation"
+
+
+def test_a_bug_fails_the_tree_instead_of_crashing_forever(fake, make_tree, monkeypatch):
+    import amplification.expansion as expansion
+
+    tree = make_tree(expand=False)
+
+    def broken(tree):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(expansion, "_plan", broken)
+    with pytest.raises(RuntimeError):
+        tree_expand(tree_id=tree.pk)
+    tree.refresh_from_db()
+    assert (tree.status, tree.error) == (TreeStatus.FAILED, "expansion stopped: RuntimeError")
