@@ -69,7 +69,8 @@ def run(args: argparse.Namespace) -> None:
     from llm.generation import backend_for, chat_messages
     from llm.models import ModelConfig
 
-    print(f"models dir: {settings.LLM_MODELS_DIR}")
+    print(f"models dir: {settings.LLM_MODELS_DIR}; load average at start "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")  # fmt: skip
     user = User.objects.create(username="bench")
     config = ModelConfig.objects.create(
         name="bench", model="bundled:smollm2-135m-instruct", temperature=0.0,
@@ -141,6 +142,7 @@ def run(args: argparse.Namespace) -> None:
               f"{'PASS' if made == ancestors else 'MISS'}; {composes} compose calls in the "
               f"tree's record; {edit_s:.1f} s, vs {batched_s:.1f} s for the whole tree "
               f"(ratio {edit_s / batched_s:.2f})")  # fmt: skip
+    print(f"load average at the end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
