@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=24, help="max new tokens per call")
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--children", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1, help="ABBA rounds (2 cancels drift)")
     args = parser.parse_args()
 
     var_dir = tempfile.mkdtemp(prefix="arbiter-bench-amp-")
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> None:
     from django.contrib.auth.models import User
 
     from amplification import expansion
-    from amplification.models import Node, Tree
+    from amplification.models import MemoEntry, Node, Tree
     from amplification.services import node_edit, tree_create
     from llm.generation import backend_for, chat_messages
     from llm.models import ModelConfig
@@ -92,29 +93,50 @@ def run(args: argparse.Namespace) -> None:
         mock.patch.object(expansion, "_generate", counting),
         mock.patch("amplification.tasks.tree_expand_task.delay", lambda *a: None),
     ):
-        tree = tree_create(
-            tree=Tree(question=QUESTION, decompose_config=config, answer_config=config,
-                      compose_config=config, max_depth=args.depth,
-                      max_children=args.children, max_nodes=200),
-            created_by=user,
-        )  # fmt: skip
-        start = time.perf_counter()
-        expansion.tree_expand(tree_id=tree.pk)
-        batched_s = time.perf_counter() - start
 
+        def grow() -> tuple[Tree, float]:
+            MemoEntry.objects.all().delete()  # each grown tree starts from an empty memo
+            tree = tree_create(
+                tree=Tree(question=QUESTION, decompose_config=config, answer_config=config,
+                          compose_config=config, max_depth=args.depth,
+                          max_children=args.children, max_nodes=200),
+                created_by=user,
+            )  # fmt: skip
+            start = time.perf_counter()
+            expansion.tree_expand(tree_id=tree.pk)
+            return tree, time.perf_counter() - start
+
+        def naive(prompts: list[str]) -> tuple[float, int]:
+            """The same prompts, one call each, one after another."""
+            start, produced = time.perf_counter(), 0
+            for prompt in prompts:
+                (done,) = backend.generate_batch([chat_messages(config, prompt)], params=params)
+                produced += done.usage.completion_tokens
+            return time.perf_counter() - start, produced
+
+        # ABBA over rounds (expansion, naive, naive, expansion, …) so drift in a shared
+        # machine's load weighs on both sides alike.
+        tree, batched_s = grow()
+        steps = list(calls)
         nodes = list(Node.objects.filter(tree=tree))
         prompts = [call["prompt"] for node in nodes for call in node.calls]
         tokens = sum(call["completion_tokens"] for node in nodes for call in node.calls)
         by_depth = [sum(1 for n in nodes if n.depth == d) for d in range(args.depth + 1)]
         memo_hits = sum(1 for n in nodes if n.resolution == "memo")
-
-        # Naive: the same prompts, one call each, one after another.
-        start = time.perf_counter()
-        naive_tokens = 0
-        for prompt in prompts:
-            (completion,) = backend.generate_batch([chat_messages(config, prompt)], params=params)
-            naive_tokens += completion.usage.completion_tokens
-        naive_s = time.perf_counter() - start
+        naive_s, naive_tokens = naive(prompts)
+        for extra in range(1, args.rounds):
+            if extra % 2:
+                more_s, more_tokens = naive(prompts)
+                tree, again_s = grow()
+            else:
+                tree, again_s = grow()
+                more_s, more_tokens = naive(prompts)
+            batched_s, naive_s = batched_s + again_s, naive_s + more_s
+            naive_tokens += more_tokens
+            tokens += sum(c["completion_tokens"] for n in tree.nodes.all() for c in n.calls)
+        rounds = args.rounds
+        calls[:] = steps
+        nodes = list(Node.objects.filter(tree=tree))
 
         shape = " + ".join(map(str, by_depth))
         print(f"\ntree: {shape} nodes, {len(prompts)} model calls in {len(calls)} batched "
@@ -122,7 +144,9 @@ def run(args: argparse.Namespace) -> None:
         print(f"{'':28}{'expansion':>12}{'naive':>12}{'ratio':>8}")
         print(f"{'wall time (s)':28}{batched_s:12.1f}{naive_s:12.1f}{batched_s / naive_s:8.2f}"
               f"   target <= 0.50 {'PASS' if batched_s / naive_s <= 0.5 else 'MISS'}")  # fmt: skip
-        print(f"{'nodes/s':28}{len(nodes) / batched_s:12.3f}{len(nodes) / naive_s:12.3f}")
+        print(f"{'rounds (ABBA)':28}{rounds:12d}")
+        print(f"{'nodes/s':28}{rounds * len(nodes) / batched_s:12.3f}"
+              f"{rounds * len(nodes) / naive_s:12.3f}")  # fmt: skip
         print(f"{'completion tokens/s':28}{tokens / batched_s:12.2f}{naive_tokens / naive_s:12.2f}")
         print(f"{'memo hits':28}{memo_hits:12d}")
 
