@@ -77,7 +77,13 @@ def config(db: None) -> Any:
 
 
 @pytest.fixture
-def make_tree(researcher: Any, config: Any) -> Any:
+def make_tree(researcher: Any, config: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Trees made through the real service and expanded in this process. In tests that commit
+    (transactional), nothing is sent to the broker: a real worker in the same session would
+    otherwise claim the run first, with the real model."""
+    monkeypatch.setattr("amplification.tasks.tree_expand_task.delay", lambda tree_id: None)
+    monkeypatch.setattr("amplification.tasks.node_draft_task.delay", lambda node_id: None)
+
     def make(question: str = "Root?", *, expand: bool = True, **fields: Any) -> Tree:
         values: dict[str, Any] = {"max_depth": 2, "max_children": 3, "max_nodes": 13,
                                   "mode": Mode.MACHINE, **fields}  # fmt: skip
