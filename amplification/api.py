@@ -50,7 +50,7 @@ class Created(Schema):
     id: int
 
 
-@trees.get("/", response={200: list[TreeOut], 403: Detail})
+@trees.get("/", response={200: list[TreeOut], 403: Detail, 422: Detail})
 def tree_list(request: HttpRequest, filters: Query[TreeFilters]) -> Any:
     """Trees, newest first (at most 200), filtered by status and a search in their text."""
     api_require(request, Role.RESEARCHER)
@@ -72,7 +72,7 @@ def tree_list(request: HttpRequest, filters: Query[TreeFilters]) -> Any:
     ]
 
 
-@trees.get("/{tree_id}", response={200: TreeExport, 403: Detail, 404: Detail})
+@trees.get("/{tree_id}", response={200: TreeExport, 403: Detail, 404: Detail, 422: Detail})
 def tree_read(request: HttpRequest, path: Path[TreePath]) -> Any:
     """One whole tree: its settings and every node, with calls and versions."""
     user = api_require(request, Role.RESEARCHER)

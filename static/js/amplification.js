@@ -8,6 +8,7 @@
   const collapsed = new Set();
   let selectedId = new URLSearchParams(location.search).get("node");
   let dirty = false;
+  let focusedId = null; // the outline item with keyboard focus, kept across live swaps
 
   const outline = () => document.getElementById("amp-outline");
   const items = () => Array.from(outline().querySelectorAll("[role=treeitem]"));
@@ -37,6 +38,11 @@
     if (!items().some((li) => li.tabIndex === 0) && items()[0]) items()[0].tabIndex = 0;
     filter();
   }
+
+  root.addEventListener("focusin", (event) => {
+    const li = event.target.closest && event.target.closest("[role=treeitem]");
+    focusedId = li ? li.dataset.id : null;
+  });
 
   function focus(li) {
     if (!li) return;
@@ -102,16 +108,20 @@
     }
   }
 
-  // The socket replaced the outline: restore state, and refresh the open node if it changed
-  // (unless the person is typing in one of its forms).
-  document.body.addEventListener("htmx:wsAfterMessage", () => setTimeout(afterLive, 0));
-  function afterLive() {
-    const hadFocus = document.activeElement === document.body || outline().contains(document.activeElement);
+  // The socket replaced the outline: restore collapsed state, selection and keyboard focus in
+  // the same task as the swap (so no key press lands on the page meanwhile), then refresh the
+  // open node if it changed (unless the person is typing in one of its forms).
+  document.body.addEventListener("htmx:oobAfterSwap", (event) => {
+    const swapped = event.target;
+    if (!swapped || swapped.id !== "amp-outline") return;
     apply();
-    if (hadFocus && document.activeElement === document.body) {
-      const li = byId(selectedId);
-      if (li) li.focus({ preventScroll: true });
+    if (focusedId && (document.activeElement === document.body || !document.activeElement)) {
+      const li = byId(focusedId);
+      if (li) focus(li);
     }
+  });
+  document.body.addEventListener("htmx:wsAfterMessage", () => setTimeout(refreshPane, 0));
+  function refreshPane() {
     const pane = document.getElementById("amp-pane");
     const li = selectedId && byId(selectedId);
     if (pane && li && pane.dataset.node === selectedId && pane.dataset.version !== li.dataset.version && !dirty) {
