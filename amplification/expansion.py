@@ -141,13 +141,18 @@ def _locked_run(tree_id: int, attempt: int) -> Tree:
 
 def tree_expand(*, tree_id: int) -> None:
     """Expand a queued tree until nothing can move. A second delivery finds nothing queued."""
-    now = timezone.now()
-    if not Tree.objects.filter(pk=tree_id, status=TreeStatus.QUEUED).update(
-        status=TreeStatus.RUNNING, attempt=F("attempt") + 1, heartbeat_at=now,
-        run_started_at=now, error="",
-    ):  # fmt: skip
-        return
-    attempt = Tree.objects.values_list("attempt", flat=True).get(pk=tree_id)
+    with transaction.atomic():
+        # Claim and read the attempt number in one locked step: another claim cannot slip in
+        # between and lend this run its number.
+        tree = Tree.objects.select_for_update().filter(pk=tree_id, status=TreeStatus.QUEUED).first()
+        if tree is None:
+            return
+        now = timezone.now()
+        attempt = tree.attempt + 1
+        Tree.objects.filter(pk=tree_id).update(
+            status=TreeStatus.RUNNING, attempt=attempt, heartbeat_at=now, run_started_at=now,
+            error="",
+        )  # fmt: skip
     try:
         with transaction.atomic():
             _locked_run(tree_id, attempt)
