@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from annotations.kinds import (
@@ -21,12 +23,14 @@ class SubAnswer(Payload):
 
 
 class TreeNodePayload(Payload):
-    """One node of an amplification tree: how good is its answer, given its children?"""
+    """One node of an amplification tree. `aspect` says what is rated: its answer, given its
+    children ("answer"), or whether its sub-questions help answer it ("decomposition")."""
 
     question: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     answer: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     children: list[SubAnswer] = Field(default_factory=list, max_length=100)
     source_id: str = Field(default="", max_length=200)
+    aspect: Literal["answer", "decomposition"] = "answer"
 
 
 def register() -> None:

@@ -225,6 +225,7 @@ def _mount() -> None:
     api.add_router("/exports", exports)
     api.add_router("/debates", debates)
     api.add_router("/reward-models", reward_models_router)
+    api.add_router("/trees", "amplification.api.trees")
 
 
 _mount()

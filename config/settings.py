@@ -202,6 +202,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # Not behind long generations: it is what rescues them (an exact name beats a pattern).
     "debate.tasks.speeches_requeue_stale_task": {"queue": "default"},
+    "amplification.tasks.trees_requeue_stale_task": {"queue": "default"},
     "debate.tasks.*": {"queue": "generation"},
     "amplification.tasks.*": {"queue": "generation"},
     "llm.tasks.*": {"queue": "generation"},
@@ -238,6 +239,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # A "Try it" trial whose worker died is failed (llm.services.TRIAL_STALE_AFTER).
     "trials-fail-stale": {
         "task": "llm.tasks.model_trials_fail_stale_task",
+        "schedule": 60.0,
+    },
+    # A tree whose worker died mid-expansion resumes (amplification.expansion.TREE_STALE_AFTER).
+    "trees-requeue-stale": {
+        "task": "amplification.tasks.trees_requeue_stale_task",
         "schedule": 60.0,
     },
 }

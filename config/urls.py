@@ -13,6 +13,7 @@ urlpatterns = [
     path("debates/", include("debate.urls")),
     path("queues/", include("annotations.urls")),
     path("reward-models/", include("rewards.urls")),
+    path("trees/", include("amplification.urls")),
     path("api/", api.urls),
     path(
         "accounts/login/",

@@ -1,0 +1,48 @@
+from django.contrib import admin
+
+from amplification.models import MemoEntry, Node, NodeVersion, Tree
+
+
+class NodeInline(admin.TabularInline):
+    model = Node
+    extra = 0
+    fields = ("depth", "position", "question", "resolution", "status", "completion_tokens")
+    readonly_fields = fields
+    show_change_link = True
+
+
+@admin.register(Tree)
+class TreeAdmin(admin.ModelAdmin):
+    list_display = ["id", "question", "mode", "status", "max_depth", "max_nodes", "created_at"]
+    list_filter = ["status", "mode", "is_demo"]
+    search_fields = ["question"]
+    filter_horizontal = ["assignees"]
+    inlines = [NodeInline]
+
+
+class NodeVersionInline(admin.TabularInline):
+    model = NodeVersion
+    extra = 0
+    readonly_fields = ["number", "question", "answer", "resolution", "reason", "author", "person"]
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ["id", "tree", "depth", "question", "resolution", "status", "answered_by"]
+    list_filter = ["status", "resolution", "answered_by"]
+    search_fields = ["question", "answer", "composed_answer"]
+    raw_id_fields = ["tree", "parent", "memo_origin", "person", "taken_by"]
+    inlines = [NodeVersionInline]
+
+
+@admin.register(MemoEntry)
+class MemoEntryAdmin(admin.ModelAdmin):
+    list_display = ["id", "question", "config", "hits", "updated_at"]
+    search_fields = ["question"]
+    raw_id_fields = ["node"]
+
+
+@admin.register(NodeVersion)
+class NodeVersionAdmin(admin.ModelAdmin):
+    list_display = ["id", "node", "number", "reason", "author", "created_at"]
+    raw_id_fields = ["node", "person"]

@@ -1,0 +1,477 @@
+"""Growing a tree: the worker side, run as Celery work on the `generation` queue.
+
+One task expands a whole tree in steps. Each step, under the tree's row lock, resolves
+memo hits and picks every node that can move — pending nodes to decompose or answer, stale
+leaves to answer again, decomposed nodes whose children are all done to compose — marks them
+running and commits. Then, outside any transaction, it makes one `generate_batch` call per
+model config for all of them (siblings and cousins together), and applies the results under
+the lock again. Budgets are checked under that lock, so they hold however steps interleave
+with people's edits.
+
+A run is claimed like a job row (`status=queued → running`, with an attempt number); every
+write checks the attempt, so a worker given up on by the sweeper (no heartbeat for
+TREE_STALE_AFTER) cannot overwrite the run that replaced it. A worker killed mid-step leaves
+nodes marked running with no result; the next run puts them back to pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from amplification.models import (
+    MAX_ANSWER_CHARS,
+    Author,
+    MemoEntry,
+    Mode,
+    Node,
+    NodeStatus,
+    NodeVersion,
+    Resolution,
+    Tree,
+    TreeStatus,
+)
+from amplification.parsing import (
+    answer_clean,
+    context_block,
+    decomposition_parse,
+    prompt_render,
+    question_key,
+    subanswers_block,
+)
+from amplification.schemas import NodeCall, Step
+from core.streams import stream_send
+from llm.backends.base import Backend, ChatMessage, Completion, GenerationError
+from llm.models import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+# A step's batched call saves nothing until it returns; give a slow batch room before a
+# silent run is taken for dead.
+TREE_STALE_AFTER = timedelta(minutes=5)
+
+
+class TreeSuperseded(Exception):
+    """This worker's run was given up on and the tree's expansion started again."""
+
+
+def backend_for(config: ModelConfig) -> Backend:
+    """The live backend for a config (worker only: may load a model). Tests swap this."""
+    from llm.generation import backend_for as llm_backend_for
+
+    return llm_backend_for(config)
+
+
+def tree_broadcast(tree_id: int) -> None:
+    """Tell the tree's watchers to re-read it, once the current transaction commits."""
+    transaction.on_commit(lambda: stream_send(f"tree-{tree_id}", {"type": "tree.changed"}))
+
+
+def tree_enqueue(tree_id: int) -> None:
+    from amplification.tasks import tree_expand_task
+
+    transaction.on_commit(lambda: tree_expand_task.delay(tree_id))
+
+
+def tree_run_request(tree: Tree) -> None:
+    """In the caller's transaction, holding the tree's lock: make sure a run will look at the
+    tree again. A running worker plans again after each step, so it needs no new task."""
+    if tree.status in (TreeStatus.RUNNING, TreeStatus.QUEUED):
+        return
+    Tree.objects.filter(pk=tree.pk).update(status=TreeStatus.QUEUED, error="")
+    tree.status = TreeStatus.QUEUED
+    tree_enqueue(tree.pk)
+    tree_broadcast(tree.pk)
+
+
+def node_version_add(node: Node, *, reason: str, author: str, person: Any = None) -> None:
+    """Record the node as it now is (call after setting its fields, before saving it)."""
+    node.version += 1
+    NodeVersion.objects.create(
+        node=node, number=node.version, question=node.question, answer=node.final_answer,
+        resolution=node.resolution, reason=reason[:200], author=author, person=person,
+    )  # fmt: skip
+
+
+def memo_store(tree: Tree, node: Node) -> None:
+    """Remember a model-made final answer under the tree's answer config."""
+    MemoEntry.objects.update_or_create(
+        config_id=tree.answer_config_id,
+        key=question_key(node.question),
+        defaults={"question": node.question, "answer": node.final_answer, "node": node},
+    )
+
+
+@dataclass
+class Job:
+    node: Node
+    step: Step
+    config: ModelConfig
+    prompt: str
+    reason: str = ""
+
+
+@dataclass
+class Plan:
+    jobs: list[Job] = field(default_factory=list)
+    memo_hits: int = 0
+
+
+def _locked_run(tree_id: int, attempt: int) -> Tree:
+    tree = (
+        # of=self: lock the tree only, not the model configs other trees share.
+        Tree.objects.select_for_update(of=("self",))
+        .select_related("decompose_config", "answer_config", "compose_config")
+        .get(pk=tree_id)
+    )
+    if tree.attempt != attempt or tree.status != TreeStatus.RUNNING:
+        raise TreeSuperseded(f"tree {tree_id} is no longer on attempt {attempt}")
+    tree.heartbeat_at = timezone.now()
+    Tree.objects.filter(pk=tree_id).update(heartbeat_at=tree.heartbeat_at)
+    return tree
+
+
+def tree_expand(*, tree_id: int) -> None:
+    """Expand a queued tree until nothing can move. A second delivery finds nothing queued."""
+    with transaction.atomic():
+        # Claim and read the attempt number in one locked step: another claim cannot slip in
+        # between and lend this run its number.
+        tree = Tree.objects.select_for_update().filter(pk=tree_id, status=TreeStatus.QUEUED).first()
+        if tree is None:
+            return
+        now = timezone.now()
+        attempt = tree.attempt + 1
+        Tree.objects.filter(pk=tree_id).update(
+            status=TreeStatus.RUNNING, attempt=attempt, heartbeat_at=now, run_started_at=now,
+            error="",
+        )  # fmt: skip
+    try:
+        with transaction.atomic():
+            _locked_run(tree_id, attempt)
+            # What a killed worker left: nodes marked running whose call never returned.
+            Node.objects.filter(
+                tree_id=tree_id, status=NodeStatus.RUNNING, resolution=Resolution.NONE
+            ).update(status=NodeStatus.PENDING)
+            tree_broadcast(tree_id)
+        while True:
+            with transaction.atomic():
+                tree = _locked_run(tree_id, attempt)
+                plan = _plan(tree)
+                if not plan.jobs and not plan.memo_hits:
+                    _finish(tree)
+                    tree_broadcast(tree_id)
+                    return
+                tree_broadcast(tree_id)
+            if plan.jobs:
+                results = _generate(plan.jobs)
+                with transaction.atomic():
+                    tree = _locked_run(tree_id, attempt)
+                    for job, result in zip(plan.jobs, results, strict=True):
+                        _apply(tree, job, result)
+                    tree_broadcast(tree_id)
+    except TreeSuperseded:
+        logger.warning("tree %s: attempt %s was superseded; stopping", tree_id, attempt)
+    except Exception as error:
+        # A bug, not a model failure: stop here rather than be swept and crash again forever.
+        Tree.objects.filter(pk=tree_id, attempt=attempt, status=TreeStatus.RUNNING).update(
+            status=TreeStatus.FAILED, error=f"expansion stopped: {type(error).__name__}"
+        )
+        raise
+
+
+def _finish(tree: Tree) -> None:
+    nodes = list(tree.nodes.all())
+    root = next(node for node in nodes if node.parent_id is None)
+    waiting = [n for n in nodes if n.status in (NodeStatus.PENDING, NodeStatus.STALE)]
+    failed = [n for n in nodes if n.status == NodeStatus.FAILED]
+    if root.status == NodeStatus.DONE and not waiting and not failed:
+        status, error = TreeStatus.DONE, ""
+    elif any(n.held or n.taken_by_id for n in waiting):
+        status, error = TreeStatus.WAITING, ""
+    else:
+        status = TreeStatus.FAILED
+        error = f"{len(failed)} node(s) failed; retry them to go on." if failed else "stuck"
+    started = tree.run_started_at or timezone.now()
+    Tree.objects.filter(pk=tree.pk).update(
+        status=status, error=error,
+        wall_s=F("wall_s") + (timezone.now() - started).total_seconds(),
+    )  # fmt: skip
+
+
+def _plan(tree: Tree) -> Plan:
+    """Under the tree's lock: apply memo hits, choose this step's model calls, mark them
+    running."""
+    nodes = list(tree.nodes.all())
+    by_id = {node.pk: node for node in nodes}
+    children: dict[int, list[Node]] = defaultdict(list)
+    for node in nodes:
+        if node.parent_id is not None:
+            children[node.parent_id].append(node)
+    plan = Plan()
+    room = tree.max_nodes - len(nodes)
+    context = context_block(tree.context)
+    busy_keys = {
+        question_key(node.question): node.pk
+        for node in sorted(nodes, key=lambda n: -n.pk)
+        if node.status in (NodeStatus.PENDING, NodeStatus.RUNNING, NodeStatus.STALE)
+        and node.resolution in (Resolution.NONE, Resolution.DECOMPOSED)
+    }
+
+    def ancestors(node: Node) -> set[int]:
+        found = set()
+        while node.parent_id is not None:
+            found.add(node.parent_id)
+            node = by_id[node.parent_id]
+        return found
+
+    for node in nodes:
+        if node.held or node.taken_by_id:
+            continue
+        if node.status in (NodeStatus.PENDING, NodeStatus.STALE) and (
+            node.resolution == Resolution.NONE
+        ):
+            key = question_key(node.question)
+            if node.parent_id is not None and not node.skip_memo:
+                entry = MemoEntry.objects.filter(config_id=tree.answer_config_id, key=key).first()
+                if entry is not None:
+                    _memo_apply(node, entry)
+                    plan.memo_hits += 1
+                    continue
+                # The same question is already being worked on elsewhere in this tree: wait
+                # for its answer instead of asking the model twice.
+                twin = busy_keys.get(key)
+                if twin is not None and twin != node.pk and twin not in ancestors(node):
+                    continue
+            if node.direct_reason:
+                reason = node.direct_reason
+            elif node.depth >= tree.max_depth:
+                reason = "max depth reached"
+            elif room <= 0:
+                # Every decomposition planned this step may add at least one node.
+                reason = "max nodes reached"
+            else:
+                reason = ""
+            if reason:
+                plan.jobs.append(_answer_job(tree, node, context, reason))
+            else:
+                prompt = prompt_render(
+                    tree.decompose_prompt, question=node.question, context=context,
+                    max_children=str(tree.max_children),
+                )  # fmt: skip
+                plan.jobs.append(Job(node, "decompose", tree.decompose_config, prompt))
+                room -= 1
+        elif node.status == NodeStatus.STALE and node.resolution in (
+            Resolution.ANSWERED, Resolution.MEMO,
+        ):  # fmt: skip
+            plan.jobs.append(_answer_job(tree, node, context, "re-run"))
+        elif node.resolution == Resolution.DECOMPOSED and node.status in (
+            NodeStatus.RUNNING, NodeStatus.STALE,
+        ):  # fmt: skip
+            kids = sorted(children[node.pk], key=lambda n: n.position)
+            if kids and all(kid.status == NodeStatus.DONE for kid in kids):
+                pairs = [(kid.question, kid.final_answer) for kid in kids]
+                prompt = prompt_render(
+                    tree.compose_prompt, question=node.question, context=context,
+                    subanswers=subanswers_block(pairs),
+                )  # fmt: skip
+                plan.jobs.append(Job(node, "compose", tree.compose_config, prompt))
+    for job in plan.jobs:
+        job.node.status = NodeStatus.RUNNING
+        job.node.error = ""
+        job.node.save(update_fields=["status", "error", "updated_at"])
+    return plan
+
+
+def _answer_job(tree: Tree, node: Node, context: str, reason: str) -> Job:
+    prompt = prompt_render(tree.answer_prompt, question=node.question, context=context)
+    return Job(node, "answer", tree.answer_config, prompt, reason=reason)
+
+
+def _memo_apply(node: Node, entry: MemoEntry) -> None:
+    node.resolution = Resolution.MEMO
+    node.answer = entry.answer
+    node.memo_origin_id = entry.node_id
+    node.status = NodeStatus.DONE
+    node.answered_by = Author.MODEL
+    node_version_add(node, reason="memo hit", author=Author.MODEL)
+    node.save()
+    MemoEntry.objects.filter(pk=entry.pk).update(hits=F("hits") + 1)
+
+
+@dataclass
+class Result:
+    completion: Completion | None
+    call: NodeCall | None
+    error: str = ""
+
+
+def _chat(config: ModelConfig, prompt: str) -> list[ChatMessage]:
+    from llm.generation import chat_messages
+
+    return chat_messages(config, prompt)
+
+
+def _generate(jobs: Sequence[Job]) -> list[Result]:
+    """One generate_batch per model config for the whole step (no transaction held)."""
+    results: list[Result | None] = [None] * len(jobs)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for index, job in enumerate(jobs):
+        groups[job.config.pk].append(index)
+    for indexes in groups.values():
+        config = jobs[indexes[0]].config
+        params = config.generation_params()
+        try:
+            completions = backend_for(config).generate_batch(
+                [_chat(config, jobs[i].prompt) for i in indexes], params=params
+            )
+        except (GenerationError, ValueError) as error:  # ValueError: params a config forbids
+            for i in indexes:
+                results[i] = Result(None, None, error=str(error))
+            continue
+        at = timezone.now().isoformat()
+        for i, completion in zip(indexes, completions, strict=True):
+            call = NodeCall(
+                step=jobs[i].step, config=config.name, model=config.model,
+                params={k: list(v) if isinstance(v, tuple) else v
+                        for k, v in asdict(params).items()},
+                system_prompt=config.system_prompt, prompt=jobs[i].prompt,
+                raw_output=completion.text,
+                prompt_tokens=completion.usage.prompt_tokens,
+                completion_tokens=completion.usage.completion_tokens,
+                batch_size=len(indexes), latency_s=completion.usage.total_s, at=at,
+            )  # fmt: skip
+            results[i] = Result(completion, call)
+    return [result for result in results if result is not None]
+
+
+def _record(node: Node, call: NodeCall) -> None:
+    node.calls = [*node.calls, call.model_dump(mode="json")]
+    node.prompt_tokens = (node.prompt_tokens or 0) + call.prompt_tokens
+    node.completion_tokens = (node.completion_tokens or 0) + call.completion_tokens
+    node.total_s = (node.total_s or 0.0) + call.latency_s
+
+
+def _apply(tree: Tree, job: Job, result: Result) -> None:
+    """Under the tree's lock: write one call's result onto its node."""
+    node = Node.objects.filter(pk=job.node.pk, status=NodeStatus.RUNNING).first()
+    if node is None:
+        return  # removed or reset by an edit while the call ran
+    if result.call is None or result.completion is None:
+        node.status, node.error = NodeStatus.FAILED, result.error
+        node.save(update_fields=["status", "error", "updated_at"])
+        return
+    _record(node, result.call)
+    text = result.completion.text
+    if job.step == "decompose":
+        _decomposition_apply(tree, node, text)
+    elif job.step == "answer":
+        node.answer = answer_clean(text, limit=MAX_ANSWER_CHARS)
+        node.resolution = Resolution.ANSWERED
+        node.answered_by = Author.MODEL
+        node.direct_reason = job.reason if job.reason != "re-run" else node.direct_reason
+        node.memo_origin = None
+        node.skip_memo = False
+        node.status = NodeStatus.DONE
+        node_version_add(node, reason=f"answered directly ({job.reason})", author=Author.MODEL)
+        node.save()
+        memo_store(tree, node)
+    else:
+        node.composed_answer = answer_clean(text, limit=MAX_ANSWER_CHARS)
+        node.answered_by = Author.MODEL
+        node.status = NodeStatus.DONE
+        node_version_add(node, reason="composed from its children", author=Author.MODEL)
+        node.save()
+        memo_store(tree, node)
+
+
+def children_create(tree: Tree, node: Node, questions: list[str], *, held: bool) -> list[Node]:
+    """Under the tree's lock: add children after the node's last one."""
+    start = node.children.count()
+    kids = [
+        Node(tree=tree, parent=node, position=start + offset, depth=node.depth + 1,
+             question=question, held=held)
+        for offset, question in enumerate(questions)
+    ]  # fmt: skip
+    Node.objects.bulk_create(kids)
+    return kids
+
+
+def _decomposition_apply(tree: Tree, node: Node, raw: str) -> None:
+    room = tree.max_nodes - tree.nodes.count()
+    limit = min(tree.max_children, room)
+    questions = decomposition_parse(raw, parent_question=node.question, limit=max(limit, 0))
+    if not questions:
+        # Answered directly in the next step; the reason says why.
+        node.direct_reason = (
+            "max nodes reached" if limit <= 0 else "no sub-questions could be parsed"
+        )
+        node.status = NodeStatus.PENDING
+        node.save()
+        return
+    node.resolution = Resolution.DECOMPOSED
+    node.decomposed_by = Author.MODEL
+    node.status = NodeStatus.RUNNING  # waiting for its children
+    node.save()
+    held = tree.mode == Mode.AUGMENTED and tree.hold_new_nodes
+    children_create(tree, node, questions, held=held)
+
+
+# --- drafts for people (augmented mode) -----------------------------------------------------
+def node_draft(*, node_id: int) -> None:
+    """The model's suggestion for a node a person took: an answer and a decomposition."""
+    node = (
+        Node.objects.select_related("tree", "tree__decompose_config", "tree__answer_config")
+        .filter(pk=node_id)
+        .first()
+    )
+    if node is None or node.taken_by_id is None:
+        return
+    tree = node.tree
+    context = context_block(tree.context)
+    jobs = [
+        _answer_job(tree, node, context, "draft"),
+        Job(node, "decompose", tree.decompose_config, prompt_render(
+            tree.decompose_prompt, question=node.question, context=context,
+            max_children=str(tree.max_children),
+        )),
+    ]  # fmt: skip
+    results = _generate(jobs)
+    answer, decomposition = (r.completion.text if r.completion else "" for r in results)
+    subquestions = decomposition_parse(
+        decomposition, parent_question=node.question, limit=tree.max_children
+    )
+    with transaction.atomic():
+        Tree.objects.select_for_update().get(pk=tree.pk)
+        updated = Node.objects.filter(pk=node_id, taken_by__isnull=False).update(
+            draft_answer=answer_clean(answer, limit=MAX_ANSWER_CHARS) or "(the model gave none)",
+            draft_subquestions="\n".join(subquestions),
+        )
+        if updated:
+            tree_broadcast(tree.pk)
+
+
+# --- the sweeper ----------------------------------------------------------------------------
+def trees_requeue_stale(*, now: datetime | None = None) -> int:
+    """Queue again every running tree whose worker has been silent for TREE_STALE_AFTER
+    (killed mid-step, or its machine gone); returns how many. Each tree is locked and checked
+    again, so two sweeps at once requeue a tree once. Run by beat every minute."""
+    cutoff = (now or timezone.now()) - TREE_STALE_AFTER
+    requeued = 0
+    stale = Tree.objects.filter(status=TreeStatus.RUNNING, heartbeat_at__lt=cutoff)
+    for tree_id in list(stale.values_list("pk", flat=True)):
+        with transaction.atomic():
+            tree = stale.select_for_update().filter(pk=tree_id).first()
+            if tree is not None:
+                Tree.objects.filter(pk=tree_id).update(status=TreeStatus.QUEUED)
+                tree_enqueue(tree_id)
+                tree_broadcast(tree_id)
+                requeued += 1
+    return requeued

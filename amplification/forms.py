@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib.auth.models import User
+from pydantic import ValidationError as PydanticError
+
+from amplification.models import (
+    MAX_ANSWER_CHARS,
+    MAX_QUESTION_CHARS,
+    Mode,
+    Tree,
+    TreeStatus,
+)
+from amplification.parsing import REQUIRED
+from amplification.schemas import TreeExport
+from amplification.services import ASPECT_ANSWER, ASPECT_DECOMPOSITION
+from annotations.kinds import QueueKind, validation_message
+from annotations.models import Queue
+from core.roles import Role
+from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
+
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+
+
+def _no_nul(value: str) -> None:
+    if "\x00" in value:
+        raise forms.ValidationError("Text may not contain NUL characters.")
+
+
+class TreeForm(forms.ModelForm):
+    assignees = forms.ModelMultipleChoiceField(
+        queryset=User.objects.none(), required=False,
+        help_text="annotators who may take and answer nodes (augmented mode)",
+    )  # fmt: skip
+
+    class Meta:
+        model = Tree
+        fields = [
+            "question", "context", "mode", "max_depth", "max_children", "max_nodes",
+            "decompose_config", "answer_config", "compose_config",
+            "decompose_prompt", "answer_prompt", "compose_prompt",
+        ]  # fmt: skip
+        widgets = {
+            "question": forms.Textarea(attrs={"rows": 2, "maxlength": MAX_QUESTION_CHARS}),
+            "context": forms.Textarea(attrs={"rows": 4}),
+            "mode": forms.RadioSelect,
+            "decompose_prompt": forms.Textarea(attrs={"rows": 4}),
+            "answer_prompt": forms.Textarea(attrs={"rows": 3}),
+            "compose_prompt": forms.Textarea(attrs={"rows": 4}),
+        }
+        help_texts = {
+            "max_depth": "levels below the root (0–4); nodes this deep are answered directly",
+            "max_children": "sub-questions per node (1–8)",
+            "max_nodes": "the whole tree, root included (1–200)",
+            "decompose_prompt": "placeholders: {question} {context} {max_children}",
+            "answer_prompt": "placeholders: {question} {context}",
+            "compose_prompt": "placeholders: {question} {context} {subanswers}",
+        }
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["assignees"].queryset = (  # type: ignore[attr-defined]
+            User.objects.filter(is_active=True, groups__name=Role.ANNOTATOR)
+            .distinct()
+            .order_by("username")
+        )
+        bundled = ModelConfig.objects.filter(name=BUNDLED_CONFIG_NAME).first()
+        if bundled is not None and not self.is_bound:
+            for name in ("decompose_config", "answer_config", "compose_config"):
+                self.fields[name].initial = bundled.pk
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        for name in ("question", "context", "decompose_prompt", "answer_prompt",
+                     "compose_prompt"):  # fmt: skip
+            value = data.get(name)
+            if isinstance(value, str) and "\x00" in value:
+                self.add_error(name, "Text may not contain NUL characters.")
+        if isinstance(data.get("question"), str) and not data["question"].strip():
+            self.add_error("question", "The question must not be empty.")
+        for name, needed in REQUIRED.items():
+            value = data.get(name)
+            for placeholder in needed:
+                if isinstance(value, str) and placeholder not in value:
+                    self.add_error(name, f"Must contain {placeholder}.")
+        return data
+
+
+class TreeFilterForm(forms.Form):
+    status = forms.ChoiceField(choices=[("", "any status"), *TreeStatus.choices], required=False)
+    mode = forms.ChoiceField(
+        choices=[("", "any mode"), *((mode.value, mode.value) for mode in Mode)], required=False
+    )
+    q = forms.CharField(
+        required=False, max_length=200, widget=forms.TextInput(attrs={"placeholder": "Search"})
+    )
+
+
+class SearchForm(forms.Form):
+    q = forms.CharField(required=False, max_length=200)
+    node = forms.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+
+class QuestionForm(forms.Form):
+    question = forms.CharField(
+        max_length=MAX_QUESTION_CHARS, widget=forms.Textarea(attrs={"rows": 2}),
+        validators=[_no_nul],
+    )  # fmt: skip
+
+
+class AnswerForm(forms.Form):
+    answer = forms.CharField(
+        max_length=MAX_ANSWER_CHARS, widget=forms.Textarea(attrs={"rows": 4}),
+        validators=[_no_nul],
+    )  # fmt: skip
+
+
+class SubquestionsForm(forms.Form):
+    subquestions = forms.CharField(
+        max_length=MAX_ANSWER_CHARS, widget=forms.Textarea(attrs={"rows": 4}),
+        validators=[_no_nul], help_text="one sub-question a line",
+    )  # fmt: skip
+
+
+class ToQueueForm(forms.Form):
+    queue = forms.ModelChoiceField(queryset=Queue.objects.filter(kind=QueueKind.TREE_NODE_RATING))
+    aspect = forms.ChoiceField(
+        choices=[
+            (ASPECT_ANSWER, "Is this answer right, given its children?"),
+            (ASPECT_DECOMPOSITION, "Is this decomposition helpful?"),
+        ]
+    )
+
+
+class DistillForm(forms.Form):
+    min_rating = forms.FloatField(
+        required=False, min_value=1, max_value=7,
+        help_text="keep rated nodes whose mean rating reaches this (unrated nodes are kept)",
+    )  # fmt: skip
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField(help_text="a tree exported from Arbiter as JSON")
+
+    def clean_file(self) -> TreeExport:
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_IMPORT_BYTES:
+            raise forms.ValidationError("The file is larger than 20 MB.")
+        raw = upload.read()
+        try:
+            return TreeExport.model_validate_json(raw)
+        except PydanticError as error:
+            raise forms.ValidationError(
+                f"Not a valid tree export: {validation_message(error)[:1000]}"
+            ) from error

@@ -1,0 +1,229 @@
+"""Amplification trees: a question, its recursive decomposition, and every step's record.
+
+A node's own work is one of: decompose (then compose once its children are done), answer
+directly, reuse a memoised answer, or a person's answer. Its JSON columns (`calls`) are read
+and written only through the pydantic models in amplification/schemas.py.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from llm.models import GenerationRecord, ModelConfig
+
+MAX_DEPTH = 4
+MAX_CHILDREN = 8
+MAX_NODES = 200
+MAX_QUESTION_CHARS = 2_000
+MAX_ANSWER_CHARS = 20_000
+
+# One worked example: the bundled 135M model copies its shape (a numbered list) far more
+# reliably than it follows an instruction alone.
+DEFAULT_DECOMPOSE_PROMPT = (
+    "Split a question into at most {max_children} simpler sub-questions.\n\n"
+    "Question: How do plants make food?\nSub-questions:\n1. What is photosynthesis?\n"
+    "2. What does a plant need for photosynthesis?\n3. Which part of the plant does it?\n\n"
+    "{context}Question: {question}\nSub-questions:"
+)
+DEFAULT_ANSWER_PROMPT = (
+    "{context}Answer the question in one or two sentences.\n\nQuestion: {question}"
+)
+DEFAULT_COMPOSE_PROMPT = (
+    "{context}Question: {question}\n\nAnswers to its sub-questions:\n{subanswers}\n\n"
+    "Using these answers, answer the question in one or two sentences."
+)
+
+
+class Mode(models.TextChoices):
+    MACHINE = "machine", "Machine: the model expands every node"
+    AUGMENTED = "augmented", "Augmented: new nodes wait for a person or for the model"
+
+
+class TreeStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    WAITING = "waiting", "waiting for a person"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Tree(models.Model):
+    question = models.TextField(max_length=MAX_QUESTION_CHARS)
+    context = models.TextField(blank=True, max_length=MAX_ANSWER_CHARS)
+    decompose_config = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="+")
+    answer_config = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="+")
+    compose_config = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="+")
+    decompose_prompt = models.TextField(default=DEFAULT_DECOMPOSE_PROMPT)
+    answer_prompt = models.TextField(default=DEFAULT_ANSWER_PROMPT)
+    compose_prompt = models.TextField(default=DEFAULT_COMPOSE_PROMPT)
+    max_depth = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(0), MaxValueValidator(MAX_DEPTH)]
+    )
+    max_children = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(MAX_CHILDREN)]
+    )
+    max_nodes = models.PositiveSmallIntegerField(
+        default=13, validators=[MinValueValidator(1), MaxValueValidator(MAX_NODES)]
+    )
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.MACHINE)
+    # Augmented mode: new nodes wait for a person until someone hands the rest to the model.
+    hold_new_nodes = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=TreeStatus.choices, default=TreeStatus.QUEUED)
+    error = models.TextField(blank=True)
+    assignees = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="assigned_trees",
+        help_text="annotators who may take and answer this tree's nodes",
+    )  # fmt: skip
+    is_demo = models.BooleanField(
+        default=False, help_text="stored from recorded text by the demo seed, not generated here"
+    )
+    # Each claim by a worker counts up; a worker writes only while the count is its own.
+    attempt = models.PositiveIntegerField(default=0, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    run_started_at = models.DateTimeField(null=True, blank=True)
+    wall_s = models.FloatField(default=0.0, help_text="seconds spent expanding, over all runs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"tree {self.pk}: {self.question[:60]}"
+
+    @property
+    def group_name(self) -> str:
+        return f"tree-{self.pk}"
+
+
+class NodeStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    STALE = "stale"
+
+
+class Resolution(models.TextChoices):
+    NONE = "", "not yet"
+    DECOMPOSED = "decomposed"
+    ANSWERED = "answered", "answered directly"
+    MEMO = "memo", "memo hit"
+    HUMAN = "human", "answered by a person"
+
+
+class Author(models.TextChoices):
+    NONE = "", "—"
+    MODEL = "model"
+    PERSON = "person"
+
+
+class Node(GenerationRecord):
+    tree = models.ForeignKey(Tree, on_delete=models.CASCADE, related_name="nodes")
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+    position = models.PositiveSmallIntegerField(default=0)
+    depth = models.PositiveSmallIntegerField(default=0)
+    question = models.TextField(max_length=MAX_QUESTION_CHARS)
+    resolution = models.CharField(
+        max_length=12, choices=Resolution.choices, default=Resolution.NONE, blank=True
+    )
+    # Why a node that could have been decomposed was answered directly ("" when it was not).
+    direct_reason = models.CharField(max_length=200, blank=True)
+    answer = models.TextField(blank=True, help_text="a direct, memoised or person's answer")
+    composed_answer = models.TextField(blank=True, help_text="composed from the children")
+    status = models.CharField(max_length=10, choices=NodeStatus.choices, default=NodeStatus.PENDING)
+    error = models.TextField(blank=True)
+    decomposed_by = models.CharField(max_length=10, choices=Author.choices, blank=True)
+    answered_by = models.CharField(max_length=10, choices=Author.choices, blank=True)
+    person = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", help_text="who decomposed or answered it, if a person did",
+    )  # fmt: skip
+    # Augmented mode: held for a person until someone takes it or hands it to the model.
+    held = models.BooleanField(default=False)
+    taken_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    draft_answer = models.TextField(blank=True)
+    draft_subquestions = models.TextField(blank=True)
+    memo_origin = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="memo_reuses"
+    )
+    skip_memo = models.BooleanField(default=False, help_text="recompute even on a memo hit")
+    calls = models.JSONField(default=list, blank=True)
+    version = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta(GenerationRecord.Meta):
+        ordering = ["depth", "parent_id", "position", "pk"]
+        indexes = [models.Index(fields=["tree", "status"])]
+
+    def __str__(self) -> str:
+        return f"node {self.pk} of tree {self.tree_id}: {self.question[:50]}"
+
+    @property
+    def final_answer(self) -> str:
+        if self.resolution == Resolution.DECOMPOSED:
+            return self.composed_answer
+        return self.answer
+
+    @property
+    def is_leaf_like(self) -> bool:
+        return self.resolution != Resolution.DECOMPOSED
+
+
+class NodeVersion(models.Model):
+    """A node as it was after one change; the inspector shows consecutive ones as a diff."""
+
+    node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    question = models.TextField()
+    answer = models.TextField(blank=True)
+    resolution = models.CharField(max_length=12, choices=Resolution.choices, blank=True)
+    reason = models.CharField(max_length=200)
+    author = models.CharField(max_length=10, choices=Author.choices, blank=True)
+    person = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["node", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["node", "number"], name="one_node_version_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"version {self.number} of node {self.node_id}"
+
+
+class MemoEntry(models.Model):
+    """Model config + normalised question → the answer a model gave it, and where."""
+
+    config = models.ForeignKey(ModelConfig, on_delete=models.CASCADE, related_name="+")
+    # sha256 of the normalised question: a short, indexable key for any question length.
+    key = models.CharField(max_length=64)
+    question = models.TextField()
+    answer = models.TextField()
+    node = models.ForeignKey(
+        Node, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    hits = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [models.UniqueConstraint(fields=["config", "key"], name="one_memo_per_key")]
+
+    def __str__(self) -> str:
+        return f"memo {self.question[:60]}"

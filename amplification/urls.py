@@ -1,0 +1,27 @@
+from django.urls import path
+
+from amplification import views
+
+app_name = "amplification"
+urlpatterns = [
+    path("", views.tree_list, name="list"),
+    path("new/", views.tree_new, name="new"),
+    path("import/", views.tree_import, name="import"),
+    path("distillation.jsonl", views.distillation_export, name="distill"),
+    path("<int:pk>/", views.tree_detail, name="detail"),
+    path("<int:pk>/export.json", views.tree_export_json, name="export"),
+    path("<int:pk>/run/", views.tree_run, name="run"),
+    path("<int:pk>/release-all/", views.tree_release_all, name="release_all"),
+    path("<int:pk>/to-queue/", views.tree_to_queue, name="to_queue"),
+    path("<int:pk>/nodes/<int:node_id>/question/", views.node_edit_question, name="edit_question"),
+    path("<int:pk>/nodes/<int:node_id>/answer/", views.node_edit_answer, name="edit_answer"),
+    path("<int:pk>/nodes/<int:node_id>/children/", views.node_add_child, name="add_child"),
+    path("<int:pk>/nodes/<int:node_id>/remove/", views.node_remove, name="remove"),
+    path("<int:pk>/nodes/<int:node_id>/rerun/", views.node_rerun, name="rerun"),
+    path("<int:pk>/nodes/<int:node_id>/recompute/", views.node_recompute, name="recompute"),
+    path("<int:pk>/nodes/<int:node_id>/retry/", views.node_retry, name="retry"),
+    path("<int:pk>/nodes/<int:node_id>/take/", views.node_take, name="take"),
+    path("<int:pk>/nodes/<int:node_id>/release/", views.node_release, name="release"),
+    path("<int:pk>/nodes/<int:node_id>/person-answer/", views.node_answer, name="person_answer"),
+    path("<int:pk>/nodes/<int:node_id>/decompose/", views.node_decompose, name="decompose"),
+]

@@ -1,0 +1,228 @@
+"""The Done-when walk-through in Chromium, on a real worker with the bundled model."""
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from amplification.models import Node, NodeStatus, Tree, TreeStatus
+from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
+from tests.helpers import browser_login
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker]
+
+WAIT_MS = 900_000  # generous: the bundled model on 2 shared cores
+SHOTS = Path(os.environ.get("AMP_SHOTS_DIR", "")) if os.environ.get("AMP_SHOTS_DIR") else None
+
+
+def wait_for(condition, *, seconds: float = WAIT_MS / 1000, what: str = "") -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def tree_status(tree_id: int) -> str:
+    return Tree.objects.values_list("status", flat=True).get(pk=tree_id)
+
+
+def versions(tree_id: int) -> dict[int, int]:
+    return dict(Node.objects.filter(tree_id=tree_id).values_list("pk", "version"))
+
+
+def wait_done_on_page(page) -> None:
+    page.wait_for_selector("#amp-stats[data-status=done]", timeout=WAIT_MS)
+
+
+def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
+    live_asgi_server, celery_worker_process, browser, researcher, tmp_path
+):
+    url = live_asgi_server.url
+    ModelConfig.objects.filter(name=BUNDLED_CONFIG_NAME).update(
+        temperature=0, max_new_tokens=16, timeout_s=600
+    )
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda p: frames.append(str(p))))
+    browser_login(page, url, "researcher")
+
+    # From the researcher home's card to a new augmented tree on the bundled model.
+    page.goto(f"{url}/research/")
+    page.click("text=Amplification trees")
+    page.click("text=New tree")
+    page.fill("[name=question]", "Why do leaves change colour in autumn?")
+    page.check("[name=mode][value=augmented]")
+    page.fill("[name=max_depth]", "2")
+    page.fill("[name=max_children]", "3")
+    page.fill("[name=max_nodes]", "13")
+    page.click("summary:has-text('Models, prompts and people')")
+    for name in ("decompose_config", "answer_config", "compose_config"):
+        page.select_option(f"[name={name}]", label=BUNDLED_CONFIG_NAME)
+    page.click("text=Create tree")
+    page.wait_for_url(f"{url}/trees/*/")
+    tree = Tree.objects.get()
+    assert tree.mode == "augmented" and tree.max_depth == 2 and tree.max_children == 3
+
+    # The root waits for a person; hand it to the model and watch its children arrive live.
+    page.click("#amp-outline [role=treeitem] >> nth=0")
+    with page.expect_navigation():
+        page.click("text=Let the model do it")
+    page.wait_for_selector("#amp-outline [aria-level='2']")
+    assert any("amp-outline" in frame for frame in frames)
+    children = list(Node.objects.filter(tree=tree, depth=1).order_by("position"))
+    assert 1 <= len(children) <= 3
+
+    # Keyboard: focus the root, move down to the first child, open it with Enter.
+    page.focus("#amp-outline [role=treeitem] >> nth=0")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#amp-pane[data-node='{children[0].pk}']")
+
+    # Augmented: take it; the model's draft arrives in the form; edit it and answer.
+    with page.expect_navigation():
+        page.click("text=Take this node")
+    textarea = page.locator("#amp-pane textarea[name=answer]").first
+    wait_for(lambda: textarea.input_value().strip() != "", what="the model's draft")
+    page.wait_for_selector(".amp-drafting", state="detached")
+    draft = textarea.input_value()
+    textarea.fill(draft + " (checked by a person)")
+    with (
+        page.expect_navigation(),
+        page.expect_request(lambda r: r.method == "POST" and "/person-answer/" in r.url) as sent,
+    ):
+        page.click("text=Save my answer")
+    assert "checked+by+a+person" in (sent.value.post_data or "")
+    answered = Node.objects.get(pk=children[0].pk)
+    assert answered.resolution == "human" and answered.answered_by == "person"
+    assert answered.answer.endswith("(checked by a person)")
+
+    # The rest goes to the model; nodes fill in live until the tree is done.
+    with page.expect_navigation():
+        page.click("text=Let the model do the rest")
+    wait_done_on_page(page)
+    assert tree_status(tree.pk) == TreeStatus.DONE
+    assert all(n.status == NodeStatus.DONE for n in Node.objects.filter(tree=tree))
+
+    # Edit one leaf's answer: only its ancestors recompose.
+    leaf = (
+        Node.objects.filter(tree=tree).exclude(resolution__in=["decomposed", "human"])
+        .order_by("-depth", "pk").first()
+    )  # fmt: skip
+    assert leaf is not None
+    ancestors = []
+    parent_id = leaf.parent_id
+    while parent_id:
+        ancestors.append(parent_id)
+        parent_id = Node.objects.get(pk=parent_id).parent_id
+    before = versions(tree.pk)
+    page.goto(f"{url}/trees/{tree.pk}/?node={leaf.pk}")
+    page.click("#amp-pane summary:has-text('Edit')")
+    page.fill("#amp-pane form[action$='/answer/'] textarea", "Chlorophyll <b>breaks down</b>.")
+    with (
+        page.expect_navigation(),
+        page.expect_request(lambda r: r.method == "POST" and r.url.endswith("/answer/")) as sent,
+    ):
+        page.click("text=Save answer")
+    assert "Chlorophyll" in (sent.value.post_data or "")
+    wait_done_on_page(page)
+    wait_for(lambda: tree_status(tree.pk) == TreeStatus.DONE, what="the recomposition")
+    after = versions(tree.pk)
+    changed = {pk for pk in after if after[pk] != before[pk]}
+    assert changed == {leaf.pk, *ancestors}
+    # The edited text is shown escaped, with its diff.
+    page.goto(f"{url}/trees/{tree.pk}/?node={leaf.pk}")
+    assert page.inner_text("#amp-final-answer") == "Chlorophyll <b>breaks down</b>."
+    assert page.locator(".amp-diff ins").count() >= 1
+
+    # Re-run one subtree (a child the model decomposed or answered): it alone is regenerated.
+    target = (
+        Node.objects.filter(tree=tree, depth=1).exclude(pk=children[0].pk).order_by("pk").first()
+    )
+    assert target is not None
+    in_subtree = {target.pk, *Node.objects.filter(parent=target).values_list("pk", flat=True)}
+    # A person's answers are kept by a re-run; everything else in the subtree is made again.
+    subtree = set(
+        Node.objects.filter(pk__in=in_subtree)
+        .exclude(resolution="human")
+        .values_list("pk", flat=True)
+    )
+    untouched = set(versions(tree.pk)) - in_subtree - {target.parent_id}
+    before = versions(tree.pk)
+    page.goto(f"{url}/trees/{tree.pk}/?node={target.pk}")
+    with page.expect_navigation():
+        page.click("text=Re-run this subtree")
+    page.wait_for_selector("#amp-stats:not([data-status=done])", timeout=30_000)
+    wait_done_on_page(page)
+    after = versions(tree.pk)
+    assert all(after[pk] > before[pk] for pk in subtree)
+    assert all(after[pk] == before[pk] for pk in untouched)
+
+    # Export the JSON.
+    with page.expect_download() as download:
+        page.click("text=Export JSON")
+    path = tmp_path / "tree.json"
+    download.value.save_as(path)
+    data = json.loads(path.read_text())
+    assert data["format"] == "arbiter-amplification-tree/1"
+    assert len(data["nodes"]) == Node.objects.filter(tree=tree).count()
+
+    # The inspector at phone width: nothing scrolls sideways.
+    for width in (1366, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.goto(f"{url}/trees/{tree.pk}/?node={leaf.pk}")
+        scroll = page.evaluate("document.scrollingElement.scrollWidth")
+        assert scroll <= width, f"horizontal scrolling at {width}px: {scroll}"
+        if SHOTS:
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SHOTS / f"tree-{width}.png"), full_page=True)
+            page.goto(f"{url}/trees/")
+            page.screenshot(path=str(SHOTS / f"list-{width}.png"), full_page=True)
+            page.goto(f"{url}/trees/new/")
+            page.screenshot(path=str(SHOTS / f"new-{width}.png"), full_page=True)
+    context.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_inspector_by_keyboard_and_at_phone_width(
+    live_asgi_server, browser, fake, make_tree, researcher
+):
+    """Quick: a tree grown with the scripted model (no worker) — keyboard, search, layout."""
+    from tests.amplification.conftest import three_by_three
+
+    fake.decompositions = three_by_three()
+    tree = make_tree("Root?")
+    url = live_asgi_server.url
+    page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    browser_login(page, url, "researcher")
+    page.goto(f"{url}/trees/{tree.pk}/")
+    page.wait_for_selector("#amp-stats[data-status=done]")
+    page.focus("#amp-outline [role=treeitem] >> nth=0")
+    page.keyboard.press("ArrowDown")  # A?
+    page.keyboard.press("ArrowLeft")  # collapse A?
+    page.keyboard.press("ArrowDown")  # B? (A's children are hidden)
+    page.keyboard.press("ArrowRight")  # B's first child
+    page.keyboard.press("Enter")
+    b1 = tree.nodes.get(question="B1?")
+    page.wait_for_selector(f"#amp-pane[data-node='{b1.pk}']")
+    assert page.inner_text("#amp-pane .amp-pane-q") == "B1?"
+    a1 = tree.nodes.get(question="A1?")
+    assert page.locator(f"#amp-node-{a1.pk}").is_hidden()
+    page.keyboard.press("ArrowLeft")  # back up to B?
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#amp-pane[data-node='{tree.nodes.get(question='B?').pk}']")
+    page.fill("#amp-q", "C2")
+    assert page.locator(".amp-match").count() == 1
+    for width in (1366, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in (f"/trees/{tree.pk}/?node={b1.pk}", "/trees/", "/trees/new/"):
+            page.goto(url + path)
+            scroll = page.evaluate("document.scrollingElement.scrollWidth")
+            assert scroll <= width, f"{path} scrolls sideways at {width}px: {scroll}"
+            if SHOTS:
+                SHOTS.mkdir(parents=True, exist_ok=True)
+                name = path.strip("/").replace("/", "-").replace("?", "-") or "home"
+                page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)

@@ -1,0 +1,164 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from amplification.expansion import TREE_STALE_AFTER, tree_expand, trees_requeue_stale
+from amplification.models import Node, NodeStatus, Resolution, Tree, TreeStatus
+from tests.amplification.conftest import three_by_three
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_1_3_9_tree_expands_in_five_batched_steps(fake, make_tree):
+    fake.decompositions = three_by_three()
+    tree = make_tree()
+    assert tree.status == TreeStatus.DONE
+    assert tree.nodes.count() == 13
+    # Decompose root, decompose its 3 children, answer 9 leaves, compose 3, compose root.
+    assert fake.batches == [1, 3, 9, 3, 1]
+    assert fake.count() == 17
+    root = tree.nodes.get(parent=None)
+    assert root.resolution == Resolution.DECOMPOSED
+    assert root.composed_answer == "composed: Root?"
+    leaves = tree.nodes.filter(depth=2)
+    assert {leaf.resolution for leaf in leaves} == {Resolution.ANSWERED}
+    assert {leaf.direct_reason for leaf in leaves} == {"max depth reached"}
+    assert all(node.status == NodeStatus.DONE for node in tree.nodes.all())
+    assert [c["step"] for c in root.calls] == ["decompose", "compose"]
+    assert root.calls[0]["prompt"].endswith("Question: Root?\nSub-questions:")
+
+
+def test_max_nodes_5_never_gets_a_sixth_node(fake, make_tree):
+    fake.decompositions = three_by_three()
+    tree = make_tree(max_nodes=5)
+    assert tree.status == TreeStatus.DONE
+    assert tree.nodes.count() == 5
+    # The one node of room went to the first child; the others were answered directly.
+    reasons = sorted(n.direct_reason for n in tree.nodes.filter(depth=1) if n.direct_reason)
+    assert reasons == ["max nodes reached", "max nodes reached"]
+
+
+def test_unparseable_decomposition_is_answered_directly_and_says_so(fake, make_tree):
+    fake.decompositions = {"Root?": "I think this is a good question. Let me think."}
+    tree = make_tree()
+    root = tree.nodes.get()
+    assert root.resolution == Resolution.ANSWERED
+    assert root.direct_reason == "no sub-questions could be parsed"
+    assert root.answer == "answer to Root?"
+    assert fake.count() == 2
+
+
+def test_two_branches_with_the_same_sub_question_call_the_model_once_for_it(fake, make_tree):
+    fake.decompositions = {
+        "Root?": "1. A?\n2. B?",
+        "A?": "1. Shared question?\n2. X?",
+        "B?": "1. shared  QUESTION\n2. Y?",
+    }
+    tree = make_tree()
+    assert tree.status == TreeStatus.DONE
+    assert fake.count("answer", "Shared question?") + fake.count("answer", "shared  QUESTION") == 1
+    reused = tree.nodes.get(resolution=Resolution.MEMO)
+    assert reused.memo_origin is not None and reused.memo_origin.tree_id == tree.pk
+    assert reused.answer == reused.memo_origin.answer
+
+    # Across trees: the same sub-question under the same model config is reused too.
+    fake.reset()
+    fake.decompositions["Other root?"] = "1. Shared question?\n2. Z?"
+    other = make_tree("Other root?")
+    assert fake.count("answer", "Shared question?") == 0
+    assert other.nodes.get(question="Shared question?").resolution == Resolution.MEMO
+
+
+def test_a_failed_call_fails_its_nodes_and_retry_goes_on(fake, make_tree, researcher):
+    from amplification.services import node_retry
+
+    fake.decompositions = {"Root?": "1. A?\n2. B?"}
+    fake.fail_on = "A?"
+    tree = make_tree(max_depth=1)
+    assert tree.status == TreeStatus.FAILED
+    failed = tree.nodes.filter(status=NodeStatus.FAILED)
+    assert failed.count() == 2  # one batch: both siblings failed with it
+    assert "scripted model failed" in failed.first().error
+    fake.fail_on = ""
+    for node in failed:
+        node_retry(tree_id=tree.pk, node_id=node.pk, user=researcher)
+    tree_expand(tree_id=tree.pk)
+    tree.refresh_from_db()
+    assert tree.status == TreeStatus.DONE
+
+
+def test_a_killed_worker_leaves_the_tree_resumable_by_the_sweep(fake, make_tree):
+    fake.decompositions = {"Root?": "1. A?\n2. B?"}
+    tree = make_tree(expand=False, max_depth=1)
+    # What a worker killed mid-step leaves: the run claimed, a node marked running, silence.
+    long_ago = timezone.now() - TREE_STALE_AFTER - timedelta(seconds=1)
+    Tree.objects.filter(pk=tree.pk).update(status=TreeStatus.RUNNING, attempt=1,
+                                           heartbeat_at=long_ago)  # fmt: skip
+    Node.objects.filter(tree=tree).update(status=NodeStatus.RUNNING)
+    assert trees_requeue_stale(now=timezone.now() - timedelta(minutes=1)) == 0  # not yet
+    assert trees_requeue_stale() == 1
+    assert trees_requeue_stale() == 0  # requeued once
+    tree.refresh_from_db()
+    assert tree.status == TreeStatus.QUEUED
+    tree_expand(tree_id=tree.pk)
+    tree.refresh_from_db()
+    assert tree.status == TreeStatus.DONE
+    assert tree.attempt == 2
+    assert tree.nodes.count() == 3
+
+
+def test_a_superseded_worker_cannot_write(fake, make_tree, monkeypatch):
+    import amplification.expansion as expansion
+
+    fake.decompositions = {"Root?": "1. A?\n2. B?"}
+    tree = make_tree(expand=False, max_depth=1)
+    real_generate = expansion._generate
+
+    def generate_then_superseded(jobs):
+        results = real_generate(jobs)
+        # Meanwhile the sweeper gave up on this run and another claimed the tree.
+        Tree.objects.filter(pk=tree.pk).update(attempt=99)
+        return results
+
+    monkeypatch.setattr(expansion, "_generate", generate_then_superseded)
+    tree_expand(tree_id=tree.pk)
+    root = tree.nodes.get()
+    assert root.resolution == Resolution.NONE  # the stale run wrote nothing
+    assert tree.nodes.count() == 1
+
+
+def test_a_second_delivery_finds_nothing_to_claim(fake, make_tree):
+    tree = make_tree()
+    calls = fake.count()
+    tree_expand(tree_id=tree.pk)
+    assert fake.count() == calls
+
+
+def test_stale_trees_are_swept_every_minute_on_the_default_queue():
+    from django.conf import settings
+
+    from config.celery import app
+
+    name = "amplification.tasks.trees_requeue_stale_task"
+    entries = [e for e in settings.CELERY_BEAT_SCHEDULE.values() if e["task"] == name]
+    assert [entry["schedule"] for entry in entries] == [60.0]
+    assert app.amqp.router.route({}, name)["queue"].name == "default"
+    for task in ("tree_expand_task", "node_draft_task"):
+        route = app.amqp.router.route({}, f"amplification.tasks.{task}")
+        assert route["queue"].name == "generation"
+
+
+def test_a_bug_fails_the_tree_instead_of_crashing_forever(fake, make_tree, monkeypatch):
+    import amplification.expansion as expansion
+
+    tree = make_tree(expand=False)
+
+    def broken(tree):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(expansion, "_plan", broken)
+    with pytest.raises(RuntimeError):
+        tree_expand(tree_id=tree.pk)
+    tree.refresh_from_db()
+    assert (tree.status, tree.error) == (TreeStatus.FAILED, "expansion stopped: RuntimeError")

@@ -1,0 +1,255 @@
+import json
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from amplification.expansion import tree_expand
+from amplification.models import Author, Mode, Node, NodeStatus, Resolution, Tree, TreeStatus
+from amplification.schemas import TreeExport
+from amplification.selectors import distillation_rows, tree_export
+from amplification.services import (
+    node_answer_by_person,
+    node_child_add,
+    node_decompose_by_person,
+    node_edit,
+    node_recompute,
+    node_remove,
+    node_rerun,
+    node_take,
+    tree_import,
+    tree_nodes_to_queue,
+    tree_release_all,
+)
+from annotations.models import Item, Label, Queue
+from tests.amplification.conftest import three_by_three
+
+pytestmark = pytest.mark.django_db
+
+
+def _versions(tree):
+    return {node.pk: node.version for node in tree.nodes.all()}
+
+
+def _run(tree):
+    tree_expand(tree_id=tree.pk)
+    tree.refresh_from_db()
+
+
+def test_editing_one_leaf_answer_recomposes_exactly_its_ancestors(fake, make_tree, researcher):
+    fake.decompositions = three_by_three()
+    tree = make_tree()
+    before = _versions(tree)
+    fake.reset()
+    leaf = tree.nodes.get(question="B2?")
+    node_edit(tree_id=tree.pk, node_id=leaf.pk, user=researcher, answer="B2 is <b>42</b>")
+    assert set(tree.nodes.filter(status=NodeStatus.STALE).values_list("question", flat=True)) == {
+        "B?", "Root?"
+    }  # fmt: skip
+    _run(tree)
+    assert fake.prompts == [("compose", "B?"), ("compose", "Root?")]
+    after = _versions(tree)
+    changed = {pk for pk in after if after[pk] != before[pk]}
+    assert changed == set(
+        tree.nodes.filter(question__in=["B2?", "B?", "Root?"]).values_list("pk", flat=True)
+    )
+    leaf.refresh_from_db()
+    assert (leaf.resolution, leaf.answered_by, leaf.person) == (
+        Resolution.HUMAN, Author.PERSON, researcher,
+    )  # fmt: skip
+    assert tree.status == TreeStatus.DONE
+
+
+def test_rerunning_a_subtree_regenerates_it_and_recomposes_its_ancestors(
+    fake, make_tree, researcher
+):
+    fake.decompositions = three_by_three()
+    tree = make_tree()
+    fake.reset()
+    node = tree.nodes.get(question="C?")
+    assert node_rerun(tree_id=tree.pk, node_id=node.pk, user=researcher) == 4
+    _run(tree)
+    # Its three leaves answered again (not from the memo), then it, then the root: 5 calls.
+    assert sorted(fake.prompts) == sorted(
+        [("answer", "C1?"), ("answer", "C2?"), ("answer", "C3?"), ("compose", "C?"),
+         ("compose", "Root?")]
+    )  # fmt: skip
+    assert fake.batches == [3, 1, 1]
+
+
+def test_edits_are_refused_while_the_tree_expands(fake, make_tree, researcher):
+    tree = make_tree(expand=False)
+    with pytest.raises(ValidationError, match="expanding"):
+        node_edit(tree_id=tree.pk, node_id=tree.nodes.get().pk, user=researcher, question="New?")
+
+
+def test_editing_a_question_drops_its_subtree_and_expands_it_again(fake, make_tree, researcher):
+    fake.decompositions = three_by_three()
+    tree = make_tree()
+    node = tree.nodes.get(question="A?")
+    node_edit(tree_id=tree.pk, node_id=node.pk, user=researcher, question="Z?")
+    assert not Node.objects.filter(parent=node).exists()
+    fake.reset()
+    _run(tree)
+    assert fake.prompts[0] == ("decompose", "Z?")
+    assert tree.nodes.count() == 10  # Z? had no decomposition: answered directly
+
+
+def test_adding_and_removing_children_respects_budgets(fake, make_tree, researcher):
+    fake.decompositions = {"Root?": "1. A?\n2. B?"}
+    tree = make_tree(max_depth=1, max_children=4, max_nodes=4)
+    root = tree.nodes.get(parent=None)
+    node_child_add(tree_id=tree.pk, node_id=root.pk, user=researcher, question="C?")
+    _run(tree)
+    assert tree.nodes.count() == 4
+    with pytest.raises(ValidationError, match="at most 4 nodes"):
+        node_child_add(tree_id=tree.pk, node_id=root.pk, user=researcher, question="D?")
+    leaf = tree.nodes.get(question="A?")
+    with pytest.raises(ValidationError, match="maximum depth"):
+        node_child_add(tree_id=tree.pk, node_id=leaf.pk, user=researcher, question="A1?")
+    fake.reset()
+    node_remove(tree_id=tree.pk, node_id=leaf.pk, user=researcher)
+    _run(tree)
+    assert fake.prompts == [("compose", "Root?")]
+    assert list(root.children.values_list("question", "position")) == [("B?", 0), ("C?", 1)]
+    assert tree.nodes.count() == 3
+
+
+def test_recompute_ignores_the_memo(fake, make_tree, researcher):
+    fake.decompositions = {"Root?": "1. Same?\n2. X?", "Other?": "1. Same?"}
+    make_tree(max_depth=1)
+    other = make_tree("Other?", max_depth=1)
+    memo = other.nodes.get(question="Same?")
+    assert memo.resolution == Resolution.MEMO
+    fake.reset()
+    node_recompute(tree_id=other.pk, node_id=memo.pk, user=researcher)
+    _run(other)
+    assert fake.count("answer", "Same?") == 1
+    memo.refresh_from_db()
+    assert memo.resolution == Resolution.ANSWERED
+
+
+def test_augmented_mode_waits_for_people_and_records_who_did_what(
+    fake, make_tree, researcher, annotator
+):
+    from amplification.expansion import node_draft
+
+    fake.decompositions = {"Root?": "1. A?\n2. B?", "B?": "1. B1?"}
+    tree = make_tree(mode=Mode.AUGMENTED, max_depth=2)
+    assert tree.status == TreeStatus.WAITING and fake.count() == 0  # the root waits
+    tree.assignees.add(annotator)
+    root = tree.nodes.get()
+    node_take(tree_id=tree.pk, node_id=root.pk, user=annotator)
+    node_draft(node_id=root.pk)
+    root.refresh_from_db()
+    assert root.draft_answer == "answer to Root?"
+    assert root.draft_subquestions == "A?\nB?"
+    node_decompose_by_person(
+        tree_id=tree.pk, node_id=root.pk, user=annotator, subquestions=root.draft_subquestions
+    )
+    _run(tree)
+    assert tree.status == TreeStatus.WAITING  # A? and B? wait for people too
+    a = tree.nodes.get(question="A?")
+    node_take(tree_id=tree.pk, node_id=a.pk, user=annotator)
+    node_answer_by_person(tree_id=tree.pk, node_id=a.pk, user=annotator, answer="Mine.")
+    fake.reset()
+    tree_release_all(tree_id=tree.pk, user=annotator)
+    _run(tree)
+    assert tree.status == TreeStatus.DONE
+    assert fake.prompts == [("decompose", "B?"), ("answer", "B1?"), ("compose", "B?"),
+                            ("compose", "Root?")]  # fmt: skip
+    root.refresh_from_db()
+    a.refresh_from_db()
+    assert (root.decomposed_by, root.answered_by, root.person) == (
+        Author.PERSON, Author.MODEL, annotator,
+    )  # fmt: skip
+    assert (a.resolution, a.answered_by, a.person) == (Resolution.HUMAN, Author.PERSON, annotator)
+
+
+def test_only_assigned_annotators_may_take_nodes(fake, make_tree, annotator2):
+    tree = make_tree(mode=Mode.AUGMENTED)
+    with pytest.raises(ValidationError, match="Only researchers"):
+        node_take(tree_id=tree.pk, node_id=tree.nodes.get().pk, user=annotator2)
+
+
+def test_importing_an_exported_tree_gives_an_identical_tree(fake, make_tree, researcher):
+    fake.decompositions = {"Root?": "1. Shared?\n2. A?", "A?": "1. Shared?\n2. A1?"}
+    tree = make_tree()
+    leaf = tree.nodes.get(question="A1?")
+    node_edit(tree_id=tree.pk, node_id=leaf.pk, user=researcher, answer="edited")
+    _run(tree)
+    exported = tree_export(tree)
+    assert any(node.memo_origin is not None for node in exported.nodes)
+    copy = tree_import(data=TreeExport.model_validate_json(exported.model_dump_json()),
+                       created_by=researcher)  # fmt: skip
+    assert copy.pk != tree.pk
+    assert tree_export(copy).model_dump() == exported.model_dump()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda d: d["nodes"].append({**d["nodes"][1], "id": 99, "parent": 42}), "parent 42"),
+        (lambda d: d.update(max_nodes=1), "max nodes"),
+        (lambda d: d.update(decompose_config="nope"), "no model config"),
+        (lambda d: d["nodes"][1].update(depth=2), "depth"),
+        (lambda d: d.update(compose_prompt="{question} alone"), "subanswers"),
+    ],
+)
+def test_an_invalid_import_is_refused_and_creates_nothing(
+    fake, make_tree, researcher, change, message
+):
+    fake.decompositions = {"Root?": "1. A?"}
+    tree = make_tree(max_depth=1)
+    data = json.loads(tree_export(tree).model_dump_json())
+    change(data)
+    trees, nodes = Tree.objects.count(), Node.objects.count()
+    with pytest.raises(ValidationError, match=message):
+        tree_import(data=TreeExport.model_validate(data), created_by=researcher)
+    assert (Tree.objects.count(), Node.objects.count()) == (trees, nodes)
+
+
+def test_nodes_go_to_a_rating_queue_once_and_ratings_filter_the_distillation_set(
+    fake, make_tree, researcher, annotator, tmp_path
+):
+    import datasets
+
+    fake.decompositions = {"Root?": "1. A?\n2. B?"}
+    tree = make_tree(max_depth=1)
+    queue = Queue.objects.create(name="tree nodes", kind="tree_node_rating")
+    assert tree_nodes_to_queue(tree_id=tree.pk, queue=queue, aspect="answer") == 3
+    assert tree_nodes_to_queue(tree_id=tree.pk, queue=queue, aspect="answer") == 0
+    assert tree_nodes_to_queue(tree_id=tree.pk, queue=queue, aspect="decomposition") == 1
+    item = Item.objects.get(external_id=f"tree-node-{tree.nodes.get(question='A?').pk}")
+    assert item.payload["aspect"] == "answer" and item.payload["answer"] == "answer to A?"
+    Label.objects.create(
+        queue=queue, item=item, annotator=annotator, value={"rating": 2}, time_spent_ms=1,
+        client_request_id="00000000-0000-0000-0000-000000000001",
+    )  # fmt: skip
+    path = tmp_path / "distill.jsonl"
+    path.write_text("".join(distillation_rows(tree_ids=[tree.pk], min_rating=4)))
+    rows = datasets.load_dataset("json", data_files=str(path), split="train")
+    assert rows.column_names == ["prompt", "completion"]
+    assert sorted(rows["prompt"]) == ["B?", "Root?"]  # A? was rated 2 < 4
+    unfiltered = list(distillation_rows(tree_ids=[tree.pk], min_rating=None))
+    assert len(unfiltered) == 3
+    with pytest.raises(ValidationError):
+        tree_nodes_to_queue(tree_id=tree.pk, queue=Queue.objects.create(name="p", kind="pairwise"),
+                            aspect="answer")  # fmt: skip
+
+
+def test_the_tree_node_kind_shows_each_aspect_escaped():
+    from django.template.loader import render_to_string
+
+    from amplification.kinds import SubAnswer, TreeNodePayload
+    from annotations.kinds import item_kind
+
+    kind = item_kind("tree_node_rating")
+    assert kind.payload_model is TreeNodePayload
+    children = [SubAnswer(question="<i>Sub?</i>", answer="<b>sub answer</b>")]
+    answer = TreeNodePayload(question="Q?", answer="<script>x</script>", children=children)
+    html = render_to_string(kind.template, {"payload": answer})
+    assert "&lt;script&gt;x&lt;/script&gt;" in html and "<script>" not in html
+    assert "given the sub-answers" in html and "&lt;b&gt;sub answer" in html
+    split = TreeNodePayload(question="Q?", answer="A.", children=children, aspect="decomposition")
+    html = render_to_string(kind.template, {"payload": split})
+    assert "Is this decomposition helpful" in html and "sub answer" not in html

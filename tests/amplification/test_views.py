@@ -1,0 +1,159 @@
+import io
+import json
+
+import pytest
+
+from amplification.models import Node, Tree
+from amplification.selectors import tree_export
+from amplification.services import node_edit
+from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
+from tests.helpers import signed_in
+
+pytestmark = pytest.mark.django_db
+
+XSS = "<script>alert('x')</script>"
+
+
+def _form(config, **overrides):
+    data = {
+        "question": "Why is the sky blue?", "context": "", "mode": "machine", "max_depth": 2,
+        "max_children": 3, "max_nodes": 13, "decompose_config": config.pk,
+        "answer_config": config.pk, "compose_config": config.pk,
+        "decompose_prompt": "Split: {question}", "answer_prompt": "Answer: {question}",
+        "compose_prompt": "{question} {subanswers}",
+    }  # fmt: skip
+    return data | overrides
+
+
+def test_a_researcher_creates_a_tree_and_it_is_queued(researcher, config, monkeypatch):
+    sent = []
+    monkeypatch.setattr("amplification.tasks.tree_expand_task.delay", sent.append)
+    client = signed_in(researcher)
+    assert client.get("/trees/new/").status_code == 200
+    response = client.post("/trees/new/", _form(config))
+    tree = Tree.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/trees/{tree.pk}/"
+    assert tree.status == "queued" and tree.nodes.get().question == "Why is the sky blue?"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"max_depth": 9}, "less than or equal to 4"),
+        ({"max_children": 0}, "greater than or equal to 1"),
+        ({"max_nodes": 500}, "less than or equal to 200"),
+        ({"question": "   "}, "This field is required"),
+        ({"compose_prompt": "{question}"}, "Must contain {subanswers}"),
+        ({"question": "a\x00b"}, "Null characters are not allowed"),
+    ],
+)
+def test_bad_tree_settings_get_a_clear_error_and_create_nothing(
+    researcher, config, overrides, error
+):
+    response = signed_in(researcher).post("/trees/new/", _form(config, **overrides))
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    assert not Tree.objects.exists()
+
+
+def test_only_researchers_see_trees(fake, make_tree, annotator, outsider, researcher):
+    tree = make_tree(max_depth=0)
+    assert signed_in(researcher).get("/trees/").status_code == 200
+    assert signed_in(outsider).get("/trees/").status_code == 403
+    listed = signed_in(annotator).get("/trees/")
+    assert listed.status_code == 200 and f"/trees/{tree.pk}/" not in listed.content.decode()
+    assert signed_in(annotator).get(f"/trees/{tree.pk}/").status_code == 404
+    assert signed_in(outsider).get(f"/trees/{tree.pk}/").status_code == 404
+    tree.assignees.add(annotator)
+    assert signed_in(annotator).get(f"/trees/{tree.pk}/").status_code == 200
+    listed = signed_in(annotator).get("/trees/").content.decode()
+    assert f"/trees/{tree.pk}/" in listed and "New tree" not in listed
+    # An assigned annotator still may not edit or export.
+    node = tree.nodes.get()
+    post = signed_in(annotator).post(f"/trees/{tree.pk}/nodes/{node.pk}/rerun/")
+    assert post.status_code == 404
+    assert signed_in(annotator).get(f"/trees/{tree.pk}/export.json").status_code == 404
+
+
+def test_wrong_methods_are_refused(fake, make_tree, researcher):
+    tree = make_tree(max_depth=0)
+    node = tree.nodes.get()
+    client = signed_in(researcher)
+    assert client.get(f"/trees/{tree.pk}/nodes/{node.pk}/rerun/").status_code == 405
+    assert client.post(f"/trees/{tree.pk}/").status_code == 405
+    assert client.post(f"/trees/{tree.pk}/nodes/999999/rerun/").status_code == 404
+
+
+def test_model_text_is_escaped_in_the_inspector_and_the_diff(fake, make_tree, researcher):
+    fake.decompositions = {"Root?": f"1. {XSS} why?"}
+    tree = make_tree(max_depth=1)
+    leaf = tree.nodes.get(depth=1)
+    node_edit(tree_id=tree.pk, node_id=leaf.pk, user=researcher, answer=f"{XSS} edited")
+    client = signed_in(researcher)
+    body = client.get(f"/trees/{tree.pk}/?node={leaf.pk}").content.decode()
+    assert XSS not in body
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in body
+    assert "<ins>" in body  # the diff view rendered, escaped inside
+
+
+def test_editing_through_the_page_and_a_bad_edit_changes_nothing(fake, make_tree, researcher):
+    fake.decompositions = {"Root?": "1. A?"}
+    tree = make_tree(max_depth=1)
+    leaf = tree.nodes.get(depth=1)
+    client = signed_in(researcher)
+    url = f"/trees/{tree.pk}/nodes/{leaf.pk}/answer/"
+    response = client.post(url, {"answer": "   "})
+    assert response.status_code == 400 and "This field is required" in response.content.decode()
+    leaf.refresh_from_db()
+    assert leaf.answer == "answer to A?"
+    response = client.post(url, {"answer": "Forty-two."})
+    assert response.status_code == 302
+    leaf.refresh_from_db()
+    assert leaf.answer == "Forty-two."
+
+
+def test_export_and_import_through_the_pages(fake, make_tree, researcher):
+    fake.decompositions = {"Root?": "1. A?"}
+    tree = make_tree(max_depth=1)
+    client = signed_in(researcher)
+    exported = client.get(f"/trees/{tree.pk}/export.json")
+    assert exported["Content-Disposition"] == f'attachment; filename="tree-{tree.pk}.json"'
+    upload = io.BytesIO(exported.content)
+    upload.name = "tree.json"
+    response = client.post("/trees/import/", {"file": upload})
+    copy = Tree.objects.exclude(pk=tree.pk).get()
+    assert response.status_code == 302
+    assert tree_export(copy) == tree_export(tree)
+
+    bad = io.BytesIO(json.dumps({"format": "something else"}).encode())
+    bad.name = "bad.json"
+    response = client.post("/trees/import/", {"file": bad})
+    assert response.status_code == 400
+    assert "Not a valid tree export" in response.content.decode()
+    assert Tree.objects.count() == 2 and Node.objects.count() == 4
+
+
+def test_distillation_download_and_its_bad_input(fake, make_tree, researcher):
+    fake.decompositions = {"Root?": "1. A?"}
+    make_tree(max_depth=1)
+    client = signed_in(researcher)
+    response = client.get("/trees/distillation.jsonl")
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert [json.loads(line)["prompt"] for line in lines] == ["Root?", "A?"]
+    assert client.get("/trees/distillation.jsonl?min_rating=9").status_code == 400
+
+
+def test_the_researcher_home_links_to_the_trees(researcher):
+    body = signed_in(researcher).get("/research/").content.decode()
+    assert 'href="/trees/"' in body
+
+
+def test_the_demo_seed_has_one_small_finished_tree(researcher):
+    from amplification.demo import seed
+
+    ModelConfig.objects.get(name=BUNDLED_CONFIG_NAME)
+    assert len(seed()) == 1
+    assert seed() == []
+    tree = Tree.objects.get(is_demo=True)
+    assert tree.status == "done" and tree.nodes.count() == 3
+    assert "demo data" in signed_in(researcher).get(f"/trees/{tree.pk}/").content.decode()
