@@ -16,7 +16,7 @@ from amplification.models import TreeStatus
 from amplification.schemas import TreeExport
 from amplification.selectors import tree_export, tree_for_user, trees_filtered
 from amplification.services import tree_import
-from config.api import Id, api_require, errors
+from config.api import Body, Id, api_require, errors
 from core.roles import Role
 
 trees = Router(tags=["amplification"])
@@ -35,7 +35,7 @@ class TreeOut(Schema):
     created_at: datetime
 
 
-class TreeFilters(Schema):
+class TreeFilters(Body):
     status: TreeStatus | None = None
     q: str = Field(default="", max_length=200)
 
@@ -80,12 +80,14 @@ def tree_read(request: HttpRequest, path: Path[TreePath]) -> Any:
     return tree_export(tree)
 
 
-@trees.post("/", response={201: Created} | errors(403))
+@trees.post("/", response={201: Created} | errors(403, 409))
 def tree_create_from_export(request: HttpRequest, body: TreeExport) -> Any:
-    """Import a tree in the export format; all or nothing (400 names the problem)."""
+    """Import a tree in the export format; all or nothing. A tree that fits the schema but not
+    this database (a model config it names is missing, a node's parent unknown) is a 409
+    naming the problem."""
     user = api_require(request, Role.RESEARCHER)
     try:
         tree = tree_import(data=body, created_by=user)
     except ValidationError as error:
-        raise HttpError(400, " ".join(error.messages)) from error
+        raise HttpError(409, " ".join(error.messages)) from error
     return Status(201, Created(id=tree.pk))

@@ -39,11 +39,12 @@ def test_bad_input_is_a_4xx_with_a_detail_and_changes_nothing(fake, make_tree, r
     nul = json.loads(json.dumps(data))
     nul["nodes"][1]["answer"] = "a\u0000b"
     response = client.post("/api/trees/", nul, content_type="application/json")
-    assert response.status_code == 400 and "NUL" in response.json()["detail"]
+    assert response.status_code == 422 and "NUL" in response.json()["detail"]
+    assert response.json()["errors"][0]["field"] == "nodes.1.answer"
     versions = json.loads(json.dumps(data))
     versions["nodes"][1]["versions"][0]["number"] = 5
     response = client.post("/api/trees/", versions, content_type="application/json")
-    assert response.status_code == 400 and "versions" in response.json()["detail"]
+    assert response.status_code == 409 and "versions" in response.json()["detail"]
     response = client.post("/api/trees/", {"format": "x"}, content_type="application/json")
     assert response.status_code == 422
     assert client.get("/api/trees/0").status_code == 422
