@@ -87,11 +87,10 @@ def _not_blank(text: str) -> str:
 
 # For pydantic schemas: text the database can store; and the same, required (not blank).
 # The pattern is for the document only (API clients and the fuzzer read it); the validators
-# are what the server runs.
-# A real NUL character, not the escape `\\x00` (the fuzzer's generator reads that in a class as
-# text); lone surrogates, which the validators also refuse, are left out of the pattern: the
-# generator cannot write them into a pattern and never sends them.
-_STORABLE_PATTERN = "^[^\x00]*$"
+# are what the server runs. It names NUL only: a regex engine reading UTF-8 (the fuzzer's
+# validator, jsonschema_rs) refuses a pattern with surrogates in it, and the fuzzer then
+# ignores the pattern and sends NULs as valid data. Lone surrogates stay refused by the server.
+_STORABLE_PATTERN = "^[^\\x00]*$"
 StoredText = Annotated[
     str, AfterValidator(_storable), Field(json_schema_extra={"pattern": _STORABLE_PATTERN})
 ]
@@ -99,5 +98,5 @@ RequiredText = Annotated[
     str,
     AfterValidator(_storable),
     AfterValidator(_not_blank),
-    Field(json_schema_extra={"pattern": "^[^\x00]*\\S[^\x00]*$"}),
+    Field(json_schema_extra={"pattern": "^[^\\x00]*[^\\x00\\s][^\\x00]*$"}),
 ]

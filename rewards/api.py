@@ -7,31 +7,24 @@ Researchers and admins only, like the pages; the same selectors and services run
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
 from django.http import FileResponse, HttpRequest
-from ninja import Path, Router, Schema, Status
+from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import Field
 
 from annotations.kinds import MAX_TEXT_CHARS
-from config.api import Detail, api_require
+from config.api import Body, Id, api_require, errors
 from core.roles import Role
+from core.text import StoredText
 from rewards.models import RewardModel, RewardVersion, Speed
 from rewards.selectors import reward_model_versions, reward_models
 from rewards.services import NoActiveVersion, RewardError, checkpoint_archive, reward_retrain_now
 
-MAX_ID = 2**63 - 1
 MAX_BATCH = 256
-Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 reward_models_router = Router(tags=["reward models"])
-
-
-class Invalid(Schema):
-    """A request that does not match the schema: pydantic's errors."""
-
-    detail: list[dict[str, Any]]
 
 
 class VersionOut(Schema):
@@ -92,12 +85,12 @@ def _reward_model(request: HttpRequest, reward_model_id: int) -> RewardModel:
     return reward_model
 
 
-class ScoreItem(Schema):
-    prompt: str = Field(max_length=MAX_TEXT_CHARS)
-    response: str = Field(max_length=MAX_TEXT_CHARS)
+class ScoreItem(Body):
+    prompt: StoredText = Field(max_length=MAX_TEXT_CHARS)
+    response: StoredText = Field(max_length=MAX_TEXT_CHARS)
 
 
-class ScoreIn(Schema):
+class ScoreIn(Body):
     items: list[ScoreItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
@@ -107,21 +100,18 @@ class ScoreOut(Schema):
     rewards: list[float]
 
 
-class RetrainIn(Schema):
+class RetrainIn(Body):
     speed: Speed = Speed.FULL
 
 
-DENIED: dict[int, type] = {401: Detail, 403: Detail}
-
-
-@reward_models_router.get("/", response={200: list[RewardModelOut], **DENIED})
+@reward_models_router.get("/", response={200: list[RewardModelOut]} | errors(403))
 def list_reward_models(request: HttpRequest) -> list[dict[str, Any]]:
     api_require(request, Role.RESEARCHER)
     return [_out(rm) for rm in reward_models()]
 
 
 @reward_models_router.get(
-    "/{reward_model_id}", response={200: RewardModelDetail, 404: Detail, 422: Invalid, **DENIED}
+    "/{reward_model_id}", response={200: RewardModelDetail} | errors(403, 404)
 )
 def get_reward_model(request: HttpRequest, reward_model_id: Id) -> dict[str, Any]:
     reward_model = _reward_model(request, reward_model_id)
@@ -131,7 +121,7 @@ def get_reward_model(request: HttpRequest, reward_model_id: Id) -> dict[str, Any
 
 @reward_models_router.post(
     "/{reward_model_id}/score",
-    response={200: ScoreOut, 400: Detail, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
+    response={200: ScoreOut} | errors(403, 404, 409),
 )
 def score(request: HttpRequest, reward_model_id: Id, body: ScoreIn) -> ScoreOut:
     """Rewards for a batch of (prompt, response) pairs from the active version: its
@@ -152,9 +142,20 @@ def score(request: HttpRequest, reward_model_id: Id, body: ScoreIn) -> ScoreOut:
     )
 
 
+_FILE = {"schema": {"type": "string", "format": "binary"}}
+
+
 @reward_models_router.get(
     "/{reward_model_id}/checkpoint",
-    response={200: None, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
+    response=errors(403, 404, 409),
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The active version's checkpoint (a zip)",
+                "content": {"application/zip": _FILE},
+            }
+        }
+    },
 )
 def checkpoint(request: HttpRequest, reward_model_id: Id) -> FileResponse:
     """The active version's checkpoint as a zip: one folder that
@@ -174,7 +175,7 @@ def checkpoint(request: HttpRequest, reward_model_id: Id) -> FileResponse:
 
 @reward_models_router.post(
     "/{reward_model_id}/retrain",
-    response={202: VersionOut, 400: Detail, 404: Detail, 409: Detail, 422: Invalid, **DENIED},
+    response={202: VersionOut} | errors(403, 404, 409),
 )
 def retrain(request: HttpRequest, reward_model_id: Id, body: RetrainIn) -> Status:
     """Retrain now: queue a fast or full run; 409 if one is already queued or running."""

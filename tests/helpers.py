@@ -85,10 +85,11 @@ class FuzzWorld:
 
 def fuzz_world(users: dict[str, Any]) -> FuzzWorld:
     """Something for the operations to find: a queue of items the annotator is a member of,
-    an export job of the researcher's; and a real token per role."""
+    an export job of the researcher's, a reward model on the queue; and a real token per role."""
     from annotations.exports import ExportSpec
     from annotations.models import ExportJob
     from annotations.services import api_token_create
+    from rewards.models import RewardModel
     from tests.annotations.factories import make_queue, pairwise
 
     queue = make_queue(
@@ -97,8 +98,11 @@ def fuzz_world(users: dict[str, Any]) -> FuzzWorld:
     job = ExportJob.objects.create(
         created_by=users["researcher"], spec=ExportSpec(queues=[queue.pk]).model_dump(mode="json")
     )
+    reward_model = RewardModel.objects.create(name="fuzzed", created_by=users["researcher"])
+    reward_model.queues.add(queue)
     tokens = {role: api_token_create(user=user, name="fuzz") for role, user in users.items()}
-    return FuzzWorld(tokens=tokens, ids={"queue_id": queue.pk, "job_id": job.pk})
+    ids = {"queue_id": queue.pk, "job_id": job.pk, "reward_model_id": reward_model.pk}
+    return FuzzWorld(tokens=tokens, ids=ids)
 
 
 # --- processes we start -----------------------------------------------------------------------

@@ -94,13 +94,18 @@ def test_no_active_version_is_409_and_unknown_is_404(db, researcher):
         {"items": [{"prompt": "x", "response": 3}]},
         {"items": [{"prompt": "x", "response": "y"}] * 257},
         {"items": [{"prompt": "x" * 50_001, "response": "y"}]},
+        {"items": [{"prompt": "x\u0000", "response": "y"}]},
+        {"items": [{"prompt": "x", "response": "y", "extra": 1}]},
+        {"items": [{"prompt": "x", "response": "y"}], "extra": 1},
     ],
 )
 def test_bad_score_requests_are_422_json(db, researcher, body):
     reward_model = RewardModel.objects.create(name="rm")
     response = Api(researcher).post(f"/reward-models/{reward_model.pk}/score", body)
     assert response.status_code == 422
-    assert isinstance(response.json()["detail"], list)
+    found = response.json()
+    assert isinstance(found["detail"], str) and found["errors"]
+    assert all(set(problem) == {"field", "message"} for problem in found["errors"])
 
 
 @pytest.mark.parametrize("bad_id", ["0", "-1", str(2**63), "abc"])
