@@ -8,17 +8,20 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest
 from django.urls import reverse
-from ninja import Path, Query, Router, Schema, Status
+from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
+from ninja.errors import ValidationError as RequestInvalid
 from pydantic import Field
 
-from config.api import Detail, api_require
+from config.api import Body, Id, api_require, errors
 from core.roles import Role, user_has_role
+from core.text import StoredText
 from debate.models import Debate, DebateBatch, Protocol, QuestionBank, Side
 from debate.records import BatchSpec, DebateRecord, Name, Text
 from debate.research.analytics import GROUPINGS, Filters, analytics_compute
@@ -28,15 +31,20 @@ from debate.research.selectors import debates_for_research_export
 from debate.services import debate_create
 from llm.models import ModelConfig
 
-MAX_ID = 2**63 - 1
-ERRORS = {400: Detail, 401: Detail, 403: Detail, 404: Detail, 409: Detail, 422: Detail}
-
 router = Router(tags=["debates"])
 batches = Router(tags=["debate batches"])
 
 
 def _researcher(request: HttpRequest) -> User:
     return api_require(request, Role.RESEARCHER)
+
+
+def _query_known(request: HttpRequest, query: type[Schema]) -> None:
+    """A 422 naming each query key `query` does not name (ninja would ignore it)."""
+    unknown = sorted(set(request.GET) - set(query.model_fields))
+    if unknown:
+        problem = {"msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+        raise RequestInvalid([problem | {"loc": ("query", key)} for key in unknown])
 
 
 # --- schemas ----------------------------------------------------------------------------------
@@ -62,31 +70,31 @@ class DebatePage(Schema):
 class DebateListQuery(Schema):
     source: Literal["", "arbiter", "nyu-2023"] = ""
     protocol: Literal["", "debate", "consultancy"] = ""
-    batch: int | None = Field(default=None, ge=1, le=MAX_ID)
+    batch: Id | None = None
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=10_000_000)
 
 
-class DebateIn(Schema):
+class DebateIn(Body):
     """A live debate, as the New debate page makes it."""
 
-    question: str = Field(min_length=1, max_length=10_000)
-    answer_a: str = Field(min_length=1, max_length=10_000)
-    answer_b: str = Field(min_length=1, max_length=10_000)
+    question: StoredText = Field(min_length=1, max_length=10_000)
+    answer_a: StoredText = Field(min_length=1, max_length=10_000)
+    answer_b: StoredText = Field(min_length=1, max_length=10_000)
     correct_side: Literal["", "a", "b"] = ""
-    passage: str = Field(default="", max_length=1_000_000)
+    passage: StoredText = Field(default="", max_length=1_000_000)
     protocol: Literal["debate", "consultancy"] = "debate"
     turn_order: Literal["simultaneous", "sequential"] = "simultaneous"
     rounds_mode: Literal["fixed", "judge_ends"] = "judge_ends"
     max_rounds: int = Field(default=3, ge=1, le=10)
     speech_char_limit: int = Field(default=750, ge=50, le=10_000)
     quote_char_limit: int = Field(default=250, ge=0, le=10_000)
-    debater_a_config_id: int = Field(ge=1, le=MAX_ID)
-    debater_b_config_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    judge_username: Name = Field(min_length=1, max_length=150)
+    debater_a_config_id: Id
+    debater_b_config_id: Id | None = None
+    judge_username: StoredText = Field(min_length=1, max_length=150)
 
 
-class ImportIn(Schema):
+class ImportIn(Body):
     records: list[DebateRecord] = Field(min_length=1, max_length=200)
 
 
@@ -94,11 +102,11 @@ class ImportOut(Schema):
     names: list[str]
 
 
-class BatchIn(Schema):
+class BatchIn(Body):
     name: Name = Field(min_length=1)
-    bank_id: int = Field(ge=1, le=MAX_ID)
+    bank_id: Id
     spec: BatchSpec
-    llm_judge_config_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    llm_judge_config_id: Id | None = None
     judge_prompt: Text = Field(default="", max_length=20_000)
 
 
@@ -159,7 +167,7 @@ class AnalyticsQuery(Schema):
     protocol: Literal["", "debate", "consultancy"] = ""
     judge_kind: Literal["", "human", "offline", "llm"] = ""
     source: Literal["", "arbiter", "nyu-2023"] = ""
-    batch: int | None = Field(default=None, ge=1, le=MAX_ID)
+    batch: Id | None = None
     paper_only: bool = False
 
 
@@ -169,12 +177,15 @@ def _summary(debate: Debate) -> DebateSummary:
         id=debate.pk, name=debate.room_name or f"arbiter-{debate.pk}", source=debate.source,
         protocol=debate.protocol, human_debaters=debate.human_debaters, status=debate.status,
         question=debate.question, correct_side=debate.correct_side, batch_id=debate.batch_id,
-        created_at=debate.created_at, url=reverse("debate:detail", args=[debate.pk]),
+        created_at=debate.created_at,
+        # The API's own URLconf (config/api_urls.py) has no pages: the page's is the site's.
+        url=reverse("debate:detail", args=[debate.pk], urlconf=settings.ROOT_URLCONF),
     )  # fmt: skip
 
 
-@router.get("/", response={200: DebatePage} | ERRORS, summary="List debates")
+@router.get("/", response={200: DebatePage} | errors(403), summary="List debates")
 def debate_list(request: HttpRequest, filters: Query[DebateListQuery]) -> DebatePage:
+    _query_known(request, DebateListQuery)
     _researcher(request)
     rows = debates_for_research_export(
         source=filters.source, protocol=filters.protocol, batch=filters.batch
@@ -184,10 +195,10 @@ def debate_list(request: HttpRequest, filters: Query[DebateListQuery]) -> Debate
 
 
 @router.get(
-    "/{int:debate_id}", response={200: DebateRecord} | ERRORS,
+    "/{int:debate_id}", response={200: DebateRecord} | errors(403, 404),
     summary="A debate in the export schema: transcript, quotes, judge turns, verdicts",
 )  # fmt: skip
-def debate_get(request: HttpRequest, debate_id: int = Path(..., ge=1, le=MAX_ID)) -> DebateRecord:
+def debate_get(request: HttpRequest, debate_id: Id) -> DebateRecord:
     _researcher(request)
     debate = debates_for_export(Debate.objects.filter(pk=debate_id)).first()
     if debate is None:
@@ -195,7 +206,7 @@ def debate_get(request: HttpRequest, debate_id: int = Path(..., ge=1, le=MAX_ID)
     return debate_record(debate)
 
 
-@router.post("/", response={201: DebateSummary} | ERRORS, summary="Create a live debate")
+@router.post("/", response={201: DebateSummary} | errors(403, 404), summary="Create a live debate")
 def debate_post(request: HttpRequest, body: DebateIn) -> Status:
     user = _researcher(request)
     judge = User.objects.filter(username=body.judge_username, is_active=True).first()
@@ -208,8 +219,6 @@ def debate_post(request: HttpRequest, body: DebateIn) -> Status:
         body.debater_b_config_id and body.debater_b_config_id not in configs
     ):
         raise HttpError(404, "No such model config.")
-    if "\x00" in body.question + body.answer_a + body.answer_b + body.passage:
-        raise HttpError(400, "Text may not contain NUL characters.")
     debate = Debate(
         question=body.question, answer_a=body.answer_a, answer_b=body.answer_b,
         correct_side=Side(body.correct_side) if body.correct_side else "",
@@ -224,7 +233,7 @@ def debate_post(request: HttpRequest, body: DebateIn) -> Status:
 
 
 @router.post(
-    "/import", response={200: ImportOut} | ERRORS,
+    "/import", response={200: ImportOut} | errors(403),
     summary="Import debates in the export schema (upserted by name), all or none",
 )  # fmt: skip
 def debate_import(request: HttpRequest, body: ImportIn) -> ImportOut:
@@ -234,8 +243,9 @@ def debate_import(request: HttpRequest, body: ImportIn) -> ImportOut:
     return ImportOut(names=[d.room_name or f"arbiter-{d.pk}" for d in imported])
 
 
-@router.get("/analytics/", response={200: AnalyticsOut} | ERRORS, summary="Debate analytics")
+@router.get("/analytics/", response={200: AnalyticsOut} | errors(403), summary="Debate analytics")
 def debate_analytics(request: HttpRequest, query: Query[AnalyticsQuery]) -> AnalyticsOut:
+    _query_known(request, AnalyticsQuery)
     _researcher(request)
     assert query.group_by in GROUPINGS
     stats = analytics_compute(Filters(
@@ -274,13 +284,20 @@ def _batch_out(batch: DebateBatch) -> BatchOut:
     )  # fmt: skip
 
 
-@batches.get("/", response={200: list[BatchOut]} | ERRORS, summary="List batches")
-def batch_list(request: HttpRequest, limit: int = Query(50, ge=1, le=200)) -> list[BatchOut]:
+class BatchListQuery(Schema):
+    limit: int = Field(default=50, ge=1, le=200)
+
+
+@batches.get("/", response={200: list[BatchOut]} | errors(403), summary="List batches")
+def batch_list(request: HttpRequest, query: Query[BatchListQuery]) -> list[BatchOut]:
+    _query_known(request, BatchListQuery)
     _researcher(request)
-    return [_batch_out(batch) for batch in DebateBatch.objects.order_by("-pk")[:limit]]
+    return [_batch_out(batch) for batch in DebateBatch.objects.order_by("-pk")[: query.limit]]
 
 
-@batches.post("/", response={201: BatchOut} | ERRORS, summary="Start a batch of AI debates")
+@batches.post(
+    "/", response={201: BatchOut} | errors(403, 404), summary="Start a batch of AI debates"
+)
 def batch_post(request: HttpRequest, body: BatchIn) -> Status:
     user = _researcher(request)
     bank = QuestionBank.objects.filter(pk=body.bank_id).first()
@@ -302,9 +319,11 @@ def batch_post(request: HttpRequest, body: BatchIn) -> Status:
 
 
 @batches.get(
-    "/{int:batch_id}", response={200: BatchOut} | ERRORS, summary="A batch and its progress"
+    "/{int:batch_id}",
+    response={200: BatchOut} | errors(403, 404),
+    summary="A batch and its progress",
 )
-def batch_get(request: HttpRequest, batch_id: int = Path(..., ge=1, le=MAX_ID)) -> BatchOut:
+def batch_get(request: HttpRequest, batch_id: Id) -> BatchOut:
     _researcher(request)
     batch = DebateBatch.objects.filter(pk=batch_id).first()
     if batch is None:

@@ -9,20 +9,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from core.text import StoredText
+from core.types import DbId
+
 FORMAT = "arbiter-debate/1"
 MAX_TEXT = 2_000_000
-MAX_ID = 2**63 - 1
 
 
-def _no_nul(text: str) -> str:
-    # PostgreSQL refuses NUL in text; SQLite would store it. Refuse it for both, here.
-    if "\x00" in text:
-        raise ValueError("text contains a NUL character")
-    return text
-
-
-Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_no_nul)]
-Name = Annotated[str, Field(max_length=200), AfterValidator(_no_nul)]
+# Text the database can store (no NUL, no lone surrogate: core/text.py), its bound documented.
+Text = Annotated[StoredText, Field(max_length=MAX_TEXT)]
+Name = Annotated[StoredText, Field(max_length=200)]
 Percent = Annotated[int, Field(ge=1, le=99)]
 
 
@@ -163,15 +159,15 @@ class BatchSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    question_filter: Annotated[str, Field(max_length=200), AfterValidator(_no_nul)] = ""
+    question_filter: Name = ""
     protocol: Literal["debate", "consultancy"] = "debate"
     turn_order: Literal["simultaneous", "sequential"] = "simultaneous"
     rounds: int = Field(default=1, ge=1, le=10)
     speech_char_limit: int = Field(default=750, ge=50, le=10_000)
     quote_char_limit: int = Field(default=250, ge=0, le=10_000)
     max_new_tokens: int = Field(default=64, ge=1, le=4096)
-    debater_a_config_id: int = Field(ge=1, le=MAX_ID)
-    debater_b_config_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    debater_a_config_id: DbId
+    debater_b_config_id: DbId | None = None
     count: int = Field(ge=1, le=1000)
-    human_queue_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    human_queue_id: DbId | None = None
     judge_max_new_tokens: int = Field(default=16, ge=1, le=1024)

@@ -8,7 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.test import Client
@@ -85,12 +85,16 @@ class FuzzWorld:
 
 def fuzz_world(users: dict[str, Any]) -> FuzzWorld:
     """Something for the operations to find: a queue of items the annotator is a member of,
-    an export job of the researcher's, a reward model on the queue; and a real token per role."""
+    an export job of the researcher's, a reward model on the queue, a debate in a batch; and a
+    real token per role."""
     from annotations.exports import ExportSpec
     from annotations.models import ExportJob
     from annotations.services import api_token_create
+    from debate.models import Debate, DebateBatch, QuestionBank
+    from debate.records import BatchSpec
     from rewards.models import RewardModel
     from tests.annotations.factories import make_queue, pairwise
+    from tests.factories import DebateFactory
 
     queue = make_queue(
         name="fuzzed", members=[users["annotator"]], items=pairwise(5), labels_per_item=2
@@ -100,8 +104,23 @@ def fuzz_world(users: dict[str, Any]) -> FuzzWorld:
     )
     reward_model = RewardModel.objects.create(name="fuzzed", created_by=users["researcher"])
     reward_model.queues.add(queue)
+    # A debate in a batch: the debate API's paths reach their records, not only their 404s.
+    bank = QuestionBank.objects.create(name="fuzzed")
+    debate = cast(Debate, DebateFactory(judge=users["annotator"]))
+    assert debate.debater_a_config_id is not None
+    spec = BatchSpec(debater_a_config_id=debate.debater_a_config_id, count=1)
+    batch = DebateBatch.objects.create(
+        name="fuzzed", bank=bank, spec=spec.model_dump(mode="json"), created_by=users["researcher"]
+    )
+    Debate.objects.filter(pk=debate.pk).update(batch=batch)
     tokens = {role: api_token_create(user=user, name="fuzz") for role, user in users.items()}
-    ids = {"queue_id": queue.pk, "job_id": job.pk, "reward_model_id": reward_model.pk}
+    ids = {
+        "queue_id": queue.pk,
+        "job_id": job.pk,
+        "reward_model_id": reward_model.pk,
+        "debate_id": debate.pk,
+        "batch_id": batch.pk,
+    }
     return FuzzWorld(tokens=tokens, ids=ids)
 
 
