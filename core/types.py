@@ -2,15 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from datetime import date
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 # Primary keys are bigints (DEFAULT_AUTO_FIELD): a larger number overflows in the driver.
 MAX_ID = 2**63 - 1
 
 # An id a client sends (API paths and bodies, export specs): 1 ≤ id ≤ MAX_ID.
 DbId = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+def _iso_date_text(value: Any) -> Any:
+    # pydantic would read a number (even "1e-50") as a Unix time; a date here is YYYY-MM-DD.
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    if isinstance(value, int | float):
+        raise ValueError("must be a date written YYYY-MM-DD")
+    return value
+
+
+# A calendar date a client sends (query strings, bodies): ISO 8601, YYYY-MM-DD only.
+IsoDate = Annotated[date, BeforeValidator(_iso_date_text)]
 
 
 class IdConverter:

@@ -5,7 +5,7 @@ The pages and this API call the same selectors and services."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Literal
 
 from django.conf import settings
@@ -22,6 +22,7 @@ from pydantic import Field
 from config.api import Body, Id, api_require, errors
 from core.roles import Role, user_has_role
 from core.text import StoredText
+from core.types import IsoDate
 from debate.models import Debate, DebateBatch, Protocol, QuestionBank, Side
 from debate.records import BatchSpec, DebateRecord, Name, Text
 from debate.research.analytics import GROUPINGS, Filters, analytics_compute
@@ -162,8 +163,8 @@ class AnalyticsOut(Schema):
 
 class AnalyticsQuery(Schema):
     group_by: Literal["setting", "judge", "protocol", "model", "source"] = "setting"
-    date_from: date | None = None
-    date_to: date | None = None
+    date_from: IsoDate | None = None
+    date_to: IsoDate | None = None
     protocol: Literal["", "debate", "consultancy"] = ""
     judge_kind: Literal["", "human", "offline", "llm"] = ""
     source: Literal["", "arbiter", "nyu-2023"] = ""

@@ -31,11 +31,18 @@ SCHEMA = schemathesis.openapi.from_asgi("/api/openapi.json", application)
 OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]  # type: ignore[union-attr]
 
 
+# Bodies with rules across fields that JSON Schema cannot state: a debate record's consultancy
+# names its consultant, its distributions sum to 1, its quote spans fall inside its story.
+# The server refuses such a record with a 422 naming the field; the fuzzer cannot know which
+# schema-valid records break them, so "schema-valid data is accepted" is not checked here.
+CROSS_FIELD_RULES = {"/api/debates/import"}
+
+
 def _excluded_checks(operation: Any) -> list[Any]:
     # An uploaded file is `string/binary` in any schema: which bytes make a valid import, only
     # parsing them can tell (a 400 naming the bad lines). That one check skips uploads.
     uploads = any("multipart/form-data" in (body.media_type or "") for body in operation.body)
-    return [positive_data_acceptance] if uploads else []
+    return [positive_data_acceptance] if uploads or operation.path in CROSS_FIELD_RULES else []
 
 
 def test_every_mounted_operation_is_fuzzed() -> None:
@@ -61,10 +68,7 @@ def test_the_api_keeps_its_contract(operation: Any, role: str, users: Any) -> No
         *([operation.as_strategy(GenerationMode.POSITIVE, path_parameters=real)] if real else []),
     )
 
-    # An uploaded file is `string/binary` in any schema: which bytes make a valid import, only
-    # parsing them can tell (a 400 naming the bad lines). That one check skips uploads.
-    uploads = any("multipart/form-data" in (body.media_type or "") for body in operation.body)
-    excluded = [positive_data_acceptance] if uploads else []
+    excluded = _excluded_checks(operation)
 
     @given(case=cases)
     @settings(
