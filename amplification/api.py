@@ -18,6 +18,7 @@ from amplification.selectors import tree_export, tree_for_user, trees_filtered
 from amplification.services import tree_import
 from config.api import Body, Id, api_require, errors
 from core.roles import Role
+from core.text import StoredText
 
 trees = Router(tags=["amplification"])
 
@@ -37,7 +38,7 @@ class TreeOut(Schema):
 
 class TreeFilters(Body):
     status: TreeStatus | None = None
-    q: str = Field(default="", max_length=200)
+    q: StoredText = Field(default="", max_length=200)
 
 
 class TreePath(Schema):

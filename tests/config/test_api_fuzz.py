@@ -110,6 +110,9 @@ def test_linked_calls_keep_the_contract_in_sequence(role: str, users: Any) -> No
                 recorder=self.recorder,
             )
 
+    # Without this the stateful phase drew a new seed on every CI run (the replayed seed only
+    # reached the per-operation test), and a run went red on a sequence no one could replay.
+    seed(FUZZ_SEED)(Authenticated)
     Authenticated.run(
         settings=settings(
             max_examples=max(FUZZ_EXAMPLES // 2, 5),
