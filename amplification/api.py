@@ -16,7 +16,7 @@ from amplification.models import TreeStatus
 from amplification.schemas import TreeExport
 from amplification.selectors import tree_export, tree_for_user, trees_filtered
 from amplification.services import tree_import
-from config.api import Body, Id, api_require, errors
+from config.api import Body, Id, api_require, errors, query_known
 from core.roles import Role
 from core.text import StoredText
 
@@ -52,6 +52,7 @@ class Created(Schema):
 @trees.get("/", response={200: list[TreeOut]} | errors(403))
 def tree_list(request: HttpRequest, filters: Query[TreeFilters]) -> Any:
     """Trees, newest first (at most 200), filtered by status and a search in their text."""
+    query_known(request, TreeFilters)
     api_require(request, Role.RESEARCHER)
     found = trees_filtered(status=filters.status or "", query=filters.q)[:200]
     return [

@@ -131,6 +131,14 @@ def api_require(request: HttpRequest, *roles: Role) -> User:
     return user
 
 
+def query_known(request: HttpRequest, query: type[Schema]) -> None:
+    """A 422 naming each query key that `query` does not declare (ninja would drop it unread)."""
+    unknown = sorted(set(request.GET) - set(query.model_fields))
+    if unknown:
+        problem = {"msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
+        raise RequestInvalid([problem | {"loc": ("query", key)} for key in unknown])
+
+
 class TextCheckingParser(Parser):
     """JSON bodies and query strings, with text the database cannot store refused."""
 

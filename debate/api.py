@@ -16,10 +16,9 @@ from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
-from ninja.errors import ValidationError as RequestInvalid
 from pydantic import Field
 
-from config.api import Body, Id, api_require, errors
+from config.api import Body, Id, api_require, errors, query_known
 from core.roles import Role, user_has_role
 from core.text import StoredText
 from core.types import IsoDate
@@ -38,14 +37,6 @@ batches = Router(tags=["debate batches"])
 
 def _researcher(request: HttpRequest) -> User:
     return api_require(request, Role.RESEARCHER)
-
-
-def _query_known(request: HttpRequest, query: type[Schema]) -> None:
-    """A 422 naming each query key `query` does not name (ninja would ignore it)."""
-    unknown = sorted(set(request.GET) - set(query.model_fields))
-    if unknown:
-        problem = {"msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
-        raise RequestInvalid([problem | {"loc": ("query", key)} for key in unknown])
 
 
 # --- schemas ----------------------------------------------------------------------------------
@@ -186,7 +177,7 @@ def _summary(debate: Debate) -> DebateSummary:
 
 @router.get("/", response={200: DebatePage} | errors(403), summary="List debates")
 def debate_list(request: HttpRequest, filters: Query[DebateListQuery]) -> DebatePage:
-    _query_known(request, DebateListQuery)
+    query_known(request, DebateListQuery)
     _researcher(request)
     rows = debates_for_research_export(
         source=filters.source, protocol=filters.protocol, batch=filters.batch
@@ -246,7 +237,7 @@ def debate_import(request: HttpRequest, body: ImportIn) -> ImportOut:
 
 @router.get("/analytics/", response={200: AnalyticsOut} | errors(403), summary="Debate analytics")
 def debate_analytics(request: HttpRequest, query: Query[AnalyticsQuery]) -> AnalyticsOut:
-    _query_known(request, AnalyticsQuery)
+    query_known(request, AnalyticsQuery)
     _researcher(request)
     assert query.group_by in GROUPINGS
     stats = analytics_compute(Filters(
@@ -291,7 +282,7 @@ class BatchListQuery(Schema):
 
 @batches.get("/", response={200: list[BatchOut]} | errors(403), summary="List batches")
 def batch_list(request: HttpRequest, query: Query[BatchListQuery]) -> list[BatchOut]:
-    _query_known(request, BatchListQuery)
+    query_known(request, BatchListQuery)
     _researcher(request)
     return [_batch_out(batch) for batch in DebateBatch.objects.order_by("-pk")[: query.limit]]
 
