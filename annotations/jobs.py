@@ -5,20 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from django.db.models import Q
 from django.urls import reverse
 
 from annotations.models import ExportJob, JobStatus
 from annotations.services import export_retry
-from core.jobs import Job, JobSource, job_source_register
+from core.jobs import Job, JobSource, job_rows_open, job_source_register
 
 
 def _open_exports(since: datetime) -> Iterator[Job]:
-    jobs = ExportJob.objects.filter(
-        Q(status__in=(JobStatus.QUEUED, JobStatus.RUNNING))
-        | Q(status=JobStatus.FAILED, finished_at__gte=since)
-    ).select_related("created_by")
-    for job in jobs.order_by("-created_at")[:100]:
+    for job in job_rows_open(ExportJob.objects.select_related("created_by"), since):
         fmt = job.spec.get("format", "?") if isinstance(job.spec, dict) else "?"
         yield Job(
             source="exports",

@@ -17,12 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from django.core.exceptions import ValidationError
+from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 # Failed jobs stay on the list this long (queued and running ones stay until they finish).
 FAILED_SHOWN_FOR = timedelta(days=7)
+M = TypeVar("M", bound=Model)
 # What the page shows at most; the list is sorted newest first.
 JOBS_SHOWN = 100
 
@@ -60,6 +63,15 @@ def job_source_register(source: JobSource) -> None:
     if source.name in _SOURCES:
         raise ValueError(f"job source {source.name!r} is already registered")
     _SOURCES[source.name] = source
+
+
+def job_rows_open(
+    rows: QuerySet[M], since: datetime, *, open_statuses: Iterable[str] = ("queued", "running")
+) -> QuerySet[M]:
+    """A job table's rows to list: open ones, and failed ones finished after `since`; newest
+    first, at most JOBS_SHOWN (each table has `status`, `created_at` and `finished_at`)."""
+    shown = Q(status__in=tuple(open_statuses)) | Q(status="failed", finished_at__gte=since)
+    return rows.filter(shown).order_by("-created_at")[:JOBS_SHOWN]
 
 
 def job_sources() -> list[JobSource]:

@@ -5,20 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from django.db.models import Q
 from django.urls import reverse
 
-from core.jobs import Job, JobSource, job_source_register
+from core.jobs import Job, JobSource, job_rows_open, job_source_register
 from debate.models import Speech, SpeechStatus
 from debate.services import speech_retry
 
 
 def _open_speeches(since: datetime) -> Iterator[Job]:
-    speeches = Speech.objects.filter(
-        Q(status__in=(SpeechStatus.QUEUED, SpeechStatus.STREAMING))
-        | Q(status=SpeechStatus.FAILED, finished_at__gte=since)
-    )
-    for speech in speeches.order_by("-created_at")[:100]:
+    open_statuses = (SpeechStatus.QUEUED, SpeechStatus.STREAMING)
+    for speech in job_rows_open(Speech.objects.all(), since, open_statuses=open_statuses):
         yield Job(
             source="speeches",
             pk=speech.pk,

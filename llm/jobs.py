@@ -5,20 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from django.db.models import Q
 from django.urls import reverse
 
-from core.jobs import Job, JobSource, job_source_register
+from core.jobs import Job, JobSource, job_rows_open, job_source_register
 from llm.models import ModelTrial, TrialStatus
 from llm.services import model_trial_retry
 
 
 def _open_trials(since: datetime) -> Iterator[Job]:
-    trials = ModelTrial.objects.filter(
-        Q(status__in=(TrialStatus.QUEUED, TrialStatus.RUNNING))
-        | Q(status=TrialStatus.FAILED, finished_at__gte=since)
-    ).select_related("config", "user")
-    for trial in trials.order_by("-created_at")[:100]:
+    for trial in job_rows_open(ModelTrial.objects.select_related("config", "user"), since):
         yield Job(
             source="trials",
             pk=trial.pk,
