@@ -77,7 +77,13 @@ Transcript:
 How likely is answer A to be correct? Reply with a number from 1 to 99, as \
 "Probability A: <number>", then one sentence of reasons."""
 
-NO_PROBABILITY = "[no probability in the reply: 50 % recorded]"
+NO_PROBABILITY = "[no probability in the reply, and no A/B votes: 50 % recorded]"
+# When the reply names no probability (small models seldom write one), the judge is asked
+# JUDGE_VOTES times, sampling, for one letter; P(A) = (votes for A + 1) / (votes + 2), so a
+# split vote reads 50 % and a unanimous one stays short of certainty.
+JUDGE_VOTES = 8
+JUDGE_VOTE_QUESTION = "Which answer is correct? Reply with one letter only: A or B."
+_VOTE = re.compile(r"\b([AB])\b")
 _PROBABILITY = re.compile(r"probability\s*(?:of\s*)?a?\s*[:=]?\s*(\d{1,3})", re.IGNORECASE)
 _NUMBER = re.compile(r"\b(\d{1,3})\s*%?")
 
@@ -364,6 +370,42 @@ def judge_probability(reply: str) -> int | None:
     return None
 
 
+def judge_votes(config: ModelConfig, debates: list[Debate]) -> dict[int, tuple[int, int]]:
+    """(votes for A, votes for B) per debate: JUDGE_VOTES sampled one-letter answers each, from
+    the same question, answers and transcript (never the passage). Unreadable votes count for
+    neither side."""
+    prompt = DEFAULT_JUDGE_PROMPT.rsplit("\n\n", 1)[0] + "\n\n" + JUDGE_VOTE_QUESTION
+    # No seed: with one, an OpenAI-compatible server answers the same prompt the same way.
+    params = config.generation_params(max_new_tokens=3, temperature=1.0, top_p=1.0, seed=None)
+    counts: dict[int, tuple[int, int]] = {}
+    for debate in debates:
+        messages = judge_messages(debate, prompt)
+        try:
+            replies = [c.text for c in _generate(config, [messages] * JUDGE_VOTES, params)]
+        except GenerationError:
+            replies = []
+        letters = [_vote(reply) for reply in replies]
+        counts[debate.pk] = (letters.count("A"), letters.count("B"))
+    return counts
+
+
+def _vote(reply: str) -> str | None:
+    match = _VOTE.search(reply.strip().upper()[:20])
+    return match.group(1) if match else None
+
+
+def _from_votes(votes: tuple[int, int]) -> tuple[int, str]:
+    """The probability of A from a judge's A/B votes, and the note saying how it was read."""
+    for_a, for_b = votes
+    if for_a + for_b == 0:
+        return 50, f"\n{NO_PROBABILITY}"
+    probability = min(99, max(1, round(100 * (for_a + 1) / (for_a + for_b + 2))))
+    return probability, (
+        f"\n[no probability in the reply: {probability} % from {for_a + for_b} sampled A/B votes"
+        f" ({for_a} A, {for_b} B)]"
+    )
+
+
 def llm_judge_run(*, batch: DebateBatch, spec: BatchSpec) -> int:
     """Ask the batch's LLM judge about every debate of the batch; returns verdicts written."""
     config = batch.llm_judge_config
@@ -384,13 +426,17 @@ def llm_judge_run(*, batch: DebateBatch, spec: BatchSpec) -> int:
             replies = [completion.text for completion in _generate(config, prompts, params)]
         except GenerationError as error:
             replies = [f"(the judge failed: {error})"] * len(chunk)
+        probabilities = [judge_probability(reply) for reply in replies]
+        unread = [debate for debate, p in zip(chunk, probabilities, strict=True) if p is None]
+        votes = judge_votes(config, unread) if unread else {}
         with transaction.atomic():
-            for debate, reply in zip(chunk, replies, strict=True):
-                probability = judge_probability(reply)
-                note = "" if probability is not None else f"\n{NO_PROBABILITY}"
+            for debate, reply, probability in zip(chunk, replies, probabilities, strict=True):
+                note = ""
+                if probability is None:
+                    probability, note = _from_votes(votes.get(debate.pk, (0, 0)))
                 Verdict.objects.update_or_create(
                     debate=debate, kind=VerdictKind.LLM, judge_name=config.name,
-                    defaults={"judge_config": config, "probability_a": probability or 50,
+                    defaults={"judge_config": config, "probability_a": probability,
                               "rationale": reply.strip() + note, "judge_turns": 0},
                 )  # fmt: skip
                 written += 1

@@ -9,7 +9,7 @@ from debate.research.batches import batch_create, batch_run, judge_probability
 from llm.backends.base import Completion, Usage
 from llm.models import ModelConfig
 from tests.debate.research_factories import BankQuestionFactory, QuestionBankFactory
-from tests.factories import ModelConfigFactory
+from tests.factories import DebateFactory, ModelConfigFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -125,6 +125,54 @@ def test_a_batch_needs_enough_questions_and_a_judge(researcher, batch_sent):
         batch_create(name="x", bank=QuestionBankFactory(), created_by=researcher,
                      spec=BatchSpec(debater_a_config_id=config.pk, count=1))  # fmt: skip
     assert not DebateBatch.objects.filter(name="x").exists()
+
+
+def test_a_judge_that_names_no_probability_is_read_from_sampled_votes(
+    researcher, batch_sent, monkeypatch
+):
+    """6 votes for A and 2 for B read as (6 + 1) / (8 + 2) = 70 %; the vote prompts hold the
+    transcript and never the passage; a judge that cannot even vote is recorded as 50 %."""
+    calls: list[tuple[list, object]] = []
+    letters = iter(["A", " a.", "A", "B", "A because", "b", "A", "A"] + ["maybe"] * 8)
+
+    def generate(config, prompts, params):
+        calls.append((prompts, params))
+        voting = batches.JUDGE_VOTE_QUESTION in prompts[0][-1]["content"]
+        text = (lambda: next(letters)) if voting else (lambda: "Read <quote>green ink</quote>")
+        if "Probability A" in prompts[0][-1]["content"]:
+            text = lambda: "I am not sure."  # noqa: E731
+        usage = Usage(prompt_tokens=1, completion_tokens=1, time_to_first_token_s=None, total_s=0)
+        return [Completion(text=text(), usage=usage, finish_reason="stop") for _ in prompts]
+
+    monkeypatch.setattr(batches, "_generate", generate)
+    batch = _batch(researcher, count=2)
+    batch_run(batch_id=batch.pk)
+
+    votes = [(prompts, params) for prompts, params in calls if len(prompts) == batches.JUDGE_VOTES]
+    assert len(votes) == 2 and all(params.temperature == 1.0 for _, params in votes)
+    for debate in batch.debates.all():
+        assert debate.passage.split()[-1].rstrip(".") not in str(votes)
+    verdicts = list(Verdict.objects.filter(kind="llm").order_by("debate_id"))
+    assert [v.probability_a for v in verdicts] == [70, 50]
+    assert "70 % from 8 sampled A/B votes (6 A, 2 B)" in verdicts[0].rationale
+    assert verdicts[1].rationale.endswith(batches.NO_PROBABILITY)
+
+
+def test_the_bundled_model_casts_votes_a_judge_can_read():
+    """The real bundled model, asked for one letter about a short transcript, answers A or B
+    at least once in JUDGE_VOTES samples (the fallback is worth its generations)."""
+    debate = DebateFactory()
+    Speech.objects.create(
+        debate=debate,
+        round=1,
+        side="a",
+        status="done",
+        text="The door is green: <quote>painted his door green</quote>.",
+    )
+    Speech.objects.create(debate=debate, round=1, side="b", status="done",
+                          text="The door is red, like the shed beside it.")  # fmt: skip
+    for_a, for_b = batches.judge_votes(debate.debater_a_config, [debate])[debate.pk]
+    assert for_a + for_b >= 1
 
 
 @pytest.mark.parametrize(
