@@ -202,6 +202,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # Not behind long generations: it is what rescues them (an exact name beats a pattern).
     "debate.tasks.speeches_requeue_stale_task": {"queue": "default"},
+    "debate.tasks.batches_requeue_stale_task": {"queue": "default"},
     "amplification.tasks.trees_requeue_stale_task": {"queue": "default"},
     "debate.tasks.*": {"queue": "generation"},
     "amplification.tasks.*": {"queue": "generation"},
@@ -224,6 +225,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # A speech whose worker died mid-way starts again (debate.services.SPEECH_STALE_AFTER).
     "speeches-requeue-stale": {
         "task": "debate.tasks.speeches_requeue_stale_task",
+        "schedule": 60.0,
+    },
+    # A batch of AI debates whose worker died resumes (debate.research.batches.BATCH_STALE_AFTER).
+    "batches-requeue-stale": {
+        "task": "debate.tasks.batches_requeue_stale_task",
         "schedule": 60.0,
     },
     # Reward models: reap runs whose worker died, start the fast/full runs that are due.

@@ -218,7 +218,11 @@ def speeches_requeue_stale(*, now: datetime | None = None) -> int:
     again, so two runs at once restart a speech once. Run by beat every minute."""
     cutoff = (now or timezone.now()) - SPEECH_STALE_AFTER
     restarted = 0
-    stale = Speech.objects.filter(status=SpeechStatus.STREAMING, heartbeat_at__lt=cutoff)
+    # A batch's speeches are its own run's to restart (debate.research.batches): its batched
+    # calls heartbeat per chunk, not per token.
+    stale = Speech.objects.filter(
+        status=SpeechStatus.STREAMING, heartbeat_at__lt=cutoff, debate__batch__isnull=True
+    )
     for speech_id in list(stale.values_list("pk", flat=True)):
         with transaction.atomic():
             speech = stale.select_for_update().filter(pk=speech_id).first()

@@ -18,3 +18,10 @@ def debate_batch_run_task(batch_id: int) -> None:
     from debate.research.batches import batch_run
 
     batch_run(batch_id=batch_id)
+
+
+@shared_task
+def batches_requeue_stale_task() -> int:
+    from debate.research.batches import batches_requeue_stale
+
+    return batches_requeue_stale()

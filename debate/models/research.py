@@ -65,7 +65,7 @@ class BatchStatus(models.TextChoices):
 
 class DebateBatch(models.Model):
     """A job: N AI debates from a question bank, then their judges. Claimed by a worker with
-    a conditional UPDATE (queued → running); `spec` is a debate.records.BatchSpec."""
+    a conditional UPDATE (queued → running, attempt + 1); `spec` is a debate.records.BatchSpec."""
 
     name = models.CharField(max_length=200)
     bank = models.ForeignKey(QuestionBank, on_delete=models.PROTECT, related_name="batches")
@@ -81,6 +81,10 @@ class DebateBatch(models.Model):
     steps_total = models.PositiveIntegerField(default=0)
     steps_done = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # Each claim is a new attempt; a run whose heartbeat stops (a killed worker) is queued again
+    # by debate.research.batches.batches_requeue_stale, and the one it replaced stops writing.
+    attempt = models.PositiveIntegerField(default=0, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )

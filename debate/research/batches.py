@@ -17,12 +17,15 @@ import string
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, QuerySet
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotations.models import Queue
@@ -178,53 +181,92 @@ def _batch_debate(
     )  # fmt: skip
 
 
+BATCH_STALE_AFTER = timedelta(minutes=10)
+
+
+class BatchSuperseded(Exception):
+    """This worker's run was given up on (no heartbeat) and the batch queued again."""
+
+
 def batch_run(*, batch_id: int) -> None:
-    """Run a queued batch to the end. A second delivery finds nothing queued and returns;
-    a GenerationError fails that speech only, anything else fails the batch (recorded)."""
+    """Run a queued batch to the end. A second delivery finds nothing queued and returns; a
+    GenerationError fails that speech only, anything else fails the batch (recorded).
+
+    A run resumes where a dead one stopped: rounds whose speeches exist are not created again,
+    speeches it left streaming go back to the queue, finished speeches and verdicts are kept."""
     if not DebateBatch.objects.filter(pk=batch_id, status=BatchStatus.QUEUED).update(
-        status=BatchStatus.RUNNING, started_at=timezone.now()
-    ):
+        status=BatchStatus.RUNNING, attempt=F("attempt") + 1, heartbeat_at=timezone.now(),
+        started_at=Coalesce("started_at", timezone.now()),
+    ):  # fmt: skip
         return
     batch = DebateBatch.objects.select_related("llm_judge_config").get(pk=batch_id)
+    ours = DebateBatch.objects.filter(pk=batch_id, attempt=batch.attempt)
     spec = BatchSpec.model_validate(batch.spec)
     try:
         debates = Debate.objects.filter(batch=batch)
         for round_number in range(1, spec.rounds + 1):
+            _batch_alive(ours)
             _batch_round(batch, debates, round_number, spec)
+        _batch_alive(ours)
         debates.update(status=DebateStatus.FINISHED)
         if batch.llm_judge_config is not None:
             llm_judge_run(batch=batch, spec=spec)
         if spec.human_queue_id:
             queue = Queue.objects.get(pk=spec.human_queue_id)
             debates_to_queue(queue=queue, debates=debates)
+    except BatchSuperseded:
+        logger.warning("batch %s: attempt %s was superseded; stopping", batch_id, batch.attempt)
+        return
     except Exception as error:
         logger.exception("batch %s failed", batch_id)
-        DebateBatch.objects.filter(pk=batch_id).update(
-            status=BatchStatus.FAILED, error=str(error)[:2000], finished_at=timezone.now()
-        )
+        ours.update(status=BatchStatus.FAILED, error=str(error)[:2000], finished_at=timezone.now())
         return
-    DebateBatch.objects.filter(pk=batch_id).update(
-        status=BatchStatus.DONE, finished_at=timezone.now()
-    )
+    ours.update(status=BatchStatus.DONE, finished_at=timezone.now())
+
+
+def _batch_alive(ours: QuerySet[DebateBatch]) -> None:
+    """Heartbeat, or BatchSuperseded if the sweeper has given this attempt up."""
+    if not ours.filter(status=BatchStatus.RUNNING).update(heartbeat_at=timezone.now()):
+        raise BatchSuperseded
+
+
+def batches_requeue_stale(*, now: datetime | None = None) -> int:
+    """Queue again every running batch silent for BATCH_STALE_AFTER (its worker killed, or its
+    machine gone); returns how many. The next claim resumes it. Run by beat every minute."""
+    cutoff = (now or timezone.now()) - BATCH_STALE_AFTER
+    stale = DebateBatch.objects.filter(status=BatchStatus.RUNNING, heartbeat_at__lt=cutoff)
+    requeued = 0
+    for batch_id in list(stale.values_list("pk", flat=True)):
+        if stale.filter(pk=batch_id).update(status=BatchStatus.QUEUED):
+            transaction.on_commit(partial(_enqueue_batch, batch_id))
+            requeued += 1
+    return requeued
 
 
 def _batch_round(batch: DebateBatch, debates: QuerySet[Debate], round_number: int,
                  spec: BatchSpec) -> None:  # fmt: skip
+    speeches = Speech.objects.filter(debate__batch=batch, round=round_number).order_by("pk")
     with transaction.atomic():
         debates.update(current_round=round_number)
-        Speech.objects.bulk_create(
-            Speech(debate_id=debate_id, round=round_number, side=side)
-            for debate_id, protocol, consultant in debates.values_list(
-                "pk", "protocol", "consultant_side"
+        if not speeches.exists():
+            Speech.objects.bulk_create(
+                Speech(debate_id=debate_id, round=round_number, side=side)
+                for debate_id, protocol, consultant in debates.values_list(
+                    "pk", "protocol", "consultant_side"
+                )
+                for side in ([consultant] if protocol == Protocol.CONSULTANCY else [Side.A, Side.B])
             )
-            for side in ([consultant] if protocol == Protocol.CONSULTANCY else [Side.A, Side.B])
+        # Left streaming by a run that died: again from the start (a late write from that run
+        # is refused, as each claim moves the speech's attempt on).
+        speeches.filter(status=SpeechStatus.STREAMING).update(
+            status=SpeechStatus.QUEUED, text="", quotes=[], error="", truncated=False
         )
-    speeches = Speech.objects.filter(debate__batch=batch, round=round_number).order_by("pk")
+    queued = speeches.filter(status=SpeechStatus.QUEUED)
     # Simultaneous: every speech of the round at once. Sequential: A's, then B's (who sees A's).
     if spec.turn_order == TurnOrder.SIMULTANEOUS:
-        waves = [list(speeches.values_list("pk", flat=True))]
+        waves = [list(queued.values_list("pk", flat=True))]
     else:
-        waves = [list(speeches.filter(side=side).values_list("pk", flat=True))
+        waves = [list(queued.filter(side=side).values_list("pk", flat=True))
                  for side in (Side.A, Side.B)]  # fmt: skip
     for wave in waves:
         if wave:
@@ -235,7 +277,9 @@ def _batch_round(batch: DebateBatch, debates: QuerySet[Debate], round_number: in
 
 
 def _progress(batch_id: int, done: int) -> None:
-    DebateBatch.objects.filter(pk=batch_id).update(steps_done=F("steps_done") + done)
+    DebateBatch.objects.filter(pk=batch_id).update(
+        steps_done=F("steps_done") + done, heartbeat_at=timezone.now()
+    )
 
 
 @dataclass(frozen=True)
@@ -410,8 +454,14 @@ def llm_judge_run(*, batch: DebateBatch, spec: BatchSpec) -> int:
     """Ask the batch's LLM judge about every debate of the batch; returns verdicts written."""
     config = batch.llm_judge_config
     assert config is not None
+    # A resumed run asks only about the debates the dead one had not judged yet.
     debates = list(
         Debate.objects.filter(batch=batch)
+        .exclude(
+            pk__in=Verdict.objects.filter(kind=VerdictKind.LLM, judge_config=config).values(
+                "debate_id"
+            )
+        )  # fmt: skip
         .prefetch_related("speeches", "judge_turns")
         .order_by("pk")
     )

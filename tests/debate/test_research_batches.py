@@ -101,6 +101,50 @@ def test_a_batch_speaks_in_batched_calls_and_the_llm_judge_never_sees_the_passag
     assert [(g.name, g.accuracy.n) for g in stats.groups] == [("LLM judge: judge-llm", 3)]
 
 
+def test_a_batch_whose_worker_died_resumes_where_it_stopped(
+    researcher, batch_sent, fake_model, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from debate.services import speeches_requeue_stale
+
+    with django_capture_on_commit_callbacks(execute=True):
+        batch = _batch(researcher)
+    # What a worker SIGKILLed mid-round leaves: claimed, silent for 11 minutes, round 1 made
+    # with two speeches done, one streaming and three not started.
+    silent_since = timezone.now() - timedelta(minutes=11)
+    DebateBatch.objects.filter(pk=batch.pk).update(
+        status=BatchStatus.RUNNING, attempt=1, heartbeat_at=silent_since, steps_done=2
+    )
+    debates = list(batch.debates.order_by("pk"))
+    for index, (debate, side) in enumerate((d, s) for d in debates for s in "ab"):
+        status = ["done", "done", "streaming"][index] if index < 3 else "queued"
+        text = "kept" if status == "done" else ""
+        Speech.objects.create(debate=debate, round=1, side=side, status=status, attempt=1,
+                              text=text, heartbeat_at=silent_since)  # fmt: skip
+    assert speeches_requeue_stale() == 0  # a batch's speeches are the batch run's to restart
+    assert batches.batches_requeue_stale(now=silent_since + timedelta(minutes=9)) == 0
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert batches.batches_requeue_stale() == 1
+    assert batch_sent == [batch.pk, batch.pk]
+    batch_run(batch_id=batch.pk)
+
+    batch.refresh_from_db()
+    assert (batch.status, batch.attempt) == (BatchStatus.DONE, 2)
+    assert batch.steps_done == batch.steps_total == 9
+    # Only the four unfinished speeches were generated again; nothing was made twice.
+    assert sum(len(prompts) for name, prompts in fake_model if name != "judge-llm") == 4
+    assert Speech.objects.filter(debate__batch=batch).count() == 6
+    assert Speech.objects.filter(debate__batch=batch, text="kept").count() == 2
+    assert Verdict.objects.filter(kind="llm", debate__batch=batch).count() == 3
+    # The run it replaced stops at its next heartbeat.
+    with pytest.raises(batches.BatchSuperseded):
+        batches._batch_alive(DebateBatch.objects.filter(pk=batch.pk, attempt=1))
+
+
 def test_a_consultancy_batch_draws_a_consultant_and_sequential_debates_speak_in_two_waves(
     researcher, batch_sent, fake_model
 ):
