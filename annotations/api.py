@@ -87,7 +87,13 @@ else:
 class LabelIn(Body):
     assignment_id: Id
     value: LabelValueIn
-    time_spent_ms: int = Field(ge=0, le=24 * 3600 * 1000)
+    time_spent_ms: int | None = Field(
+        default=None,
+        ge=0,
+        le=24 * 3600 * 1000,
+        description="time on the item as your client measured it; leave it out (or null) if"
+        " unknown: it is stored as unknown and left out of every time statistic",
+    )
     client_request_id: uuid.UUID
 
 

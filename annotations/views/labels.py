@@ -9,7 +9,6 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -98,21 +97,13 @@ def label_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
     if not form.is_valid():
         problems = " ".join(str(error) for errors in form.errors.values() for error in errors)
         return _respond(request, queue, _work(request, queue, error=problems))
-    lease = (
-        Assignment.objects.filter(pk=form.cleaned_data["assignment"], annotator=user)
-        .values_list("created_at", flat=True)
-        .first()
-    )
-    time_ms = form.cleaned_data["time_ms"]
-    if time_ms is None and lease is not None:
-        # No script on the page: the time since the item was handed out is the best we know.
-        time_ms = int((timezone.now() - lease).total_seconds() * 1000)
     try:
         label_submit(
             assignment_id=form.cleaned_data["assignment"],
             annotator=user,
             value=form.value(),
-            time_spent_ms=time_ms or 0,
+            # None without the page's script: the time is unknown (the lease's age is not it).
+            time_spent_ms=form.cleaned_data["time_ms"],
             client_request_id=form.cleaned_data["request_id"],
             queue_id=queue.pk,
         )

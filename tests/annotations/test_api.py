@@ -104,6 +104,16 @@ def test_next_submit_undo_skip_round_trip(queue, annotator):
     assert api.post(f"/queues/{queue.pk}/next").json()["item_id"] != lease["item_id"]
 
 
+@pytest.mark.parametrize("sent", [{}, {"time_spent_ms": None}])
+def test_a_label_sent_without_a_time_stores_it_as_unknown(queue, annotator, sent):
+    api = Api(annotator)
+    lease = api.post(f"/queues/{queue.pk}/next").json()
+    body = {"assignment_id": lease["assignment_id"], "value": {"choice": "a"},
+            "client_request_id": str(uuid.uuid4())} | sent  # fmt: skip
+    assert api.post(f"/queues/{queue.pk}/labels", body).status_code == 201
+    assert Label.objects.get().time_spent_ms is None
+
+
 def test_the_end_of_the_queue_is_204(annotator):
     queue = make_queue(members=[annotator], items=pairwise(1))
     api = Api(annotator)

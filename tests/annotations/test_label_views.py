@@ -1,8 +1,10 @@
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from annotations.kinds import PairwisePayload
 from annotations.models import Assignment, Label, Outcome
@@ -125,6 +127,18 @@ def test_htmx_submit_stores_the_label_and_swaps_in_the_next_item(queue, annotato
         1500,
         lease.item_id,
     )
+
+
+def test_a_submit_without_a_time_stores_it_as_unknown_not_the_leases_age(queue, annotator):
+    # A page without JavaScript sends time_ms empty; the lease's age is not time on the item.
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    lease = lease_of(annotator)
+    Assignment.objects.filter(pk=lease.pk).update(created_at=timezone.now() - timedelta(minutes=4))
+    data = {"assignment": lease.pk, "key": "1", "request_id": uuid.uuid4(), "time_ms": ""}
+    response = client.post(reverse("annotations:submit", args=[queue.pk]), data)
+    assert response.status_code == 302
+    assert Label.objects.get().time_spent_ms is None
 
 
 def test_plain_submit_redirects_back_to_the_page(queue, annotator):
