@@ -16,7 +16,13 @@ from core.roles import Role
 MAX_TIME_MS = 24 * 3600 * 1000
 
 
-class LabelForm(forms.Form):
+class RevisitForm(forms.Form):
+    """Whether the labelling page is going through the annotator's skipped items."""
+
+    revisit = forms.BooleanField(required=False)
+
+
+class LabelForm(RevisitForm):
     """One key press on the annotator page: the lease, the key, and the client's request id."""
 
     assignment = forms.IntegerField(min_value=1)
@@ -39,7 +45,7 @@ class LabelForm(forms.Form):
         return next(label_key.value for label_key in self.kind.keys if label_key.key == key)
 
 
-class LeaseForm(forms.Form):
+class LeaseForm(RevisitForm):
     assignment = forms.IntegerField(min_value=1)
 
 

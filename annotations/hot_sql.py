@@ -61,6 +61,24 @@ ORDER BY {{order}}
 LIMIT 1
 {{lock}}
 """
+# The end of an annotator's queue: the items they skipped, once no other item is left for them,
+# in the order of their last skip (an item skipped again goes behind the others). Walks their
+# own skips (the `assignment_mine` index), not the queue. {room} and {lock} as in PICK.
+PICK_SKIPPED = f"""
+SELECT {sql.columns(Item, "i")}
+FROM {ITEM} i
+JOIN (SELECT s.item_id, MAX(s.id) AS last_skip FROM {ASSIGNMENT} s
+      WHERE s.annotator_id = %(annotator)s AND s.queue_id = %(queue)s
+        AND s.outcome = '{SKIPPED}'
+      GROUP BY s.item_id) skipped ON skipped.item_id = i.id
+WHERE NOT i.is_gold AND NOT i.complete
+  AND NOT EXISTS (SELECT 1 FROM {LABEL} l
+                  WHERE l.item_id = i.id AND l.annotator_id = %(annotator)s)
+  {{room}}
+ORDER BY skipped.last_skip
+LIMIT 1
+{{lock}}
+"""
 PICK_GOLD = "i.is_gold"
 PICK_REGULAR = "NOT i.is_gold"
 PICK_ROOM = f"AND {room_under_k('i.label_count', 'i.id')}"

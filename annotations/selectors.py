@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import Count, Q, QuerySet, Sum
+from django.utils import timezone
 
 from annotations import hot_sql
-from annotations.models import ExportJob, Item, Label, Queue
+from annotations.models import UNDO_WINDOW, ExportJob, Item, Label, Outcome, Queue
 from core import sql
 from core.roles import Role, user_has_role
 
 
 @dataclass(frozen=True)
 class Progress:
-    done: int
-    total: int
+    """An annotator's place in a queue, counted against what they can still get: items
+    labelled by others up to k, or by themselves, are not theirs to do."""
+
+    done: int  # items they labelled (gold not counted)
+    left: int  # items they can still get, their skipped ones aside
+    skipped: int  # items they skipped that they can still get (they come back on request)
+    can_undo: bool  # they have a label young enough to undo here
 
     @property
     def percent(self) -> int:
-        return min(100, round(100 * self.done / self.total)) if self.total else 100
+        total = self.done + self.left + self.skipped
+        return min(100, round(100 * self.done / total)) if total else 100
 
 
 def queues_for_annotator(user: User) -> QuerySet[Queue]:
@@ -65,10 +73,34 @@ def queues_for_researcher() -> QuerySet[Queue]:
     return Queue.objects.all()
 
 
-def annotator_progress(queue: Queue, annotator: User) -> Progress:
-    """How many of the queue's items this annotator has labelled (gold items not counted)."""
-    done = Label.objects.filter(queue=queue, annotator=annotator, is_gold=False).count()
-    return Progress(done=done, total=queue.item_count)
+def annotator_progress(queue: Queue, annotator: User, *, now: datetime | None = None) -> Progress:
+    """What this annotator has done in the queue and what is left for them (gold items not
+    counted). Left: the queue's items that are not complete (gold never is, and item_count
+    counts no gold), less those they labelled or skipped. An item others hold a live lease on
+    counts as left: it comes back if they let it go."""
+    now = now or timezone.now()
+    mine = Label.objects.filter(queue=queue, annotator=annotator)
+    done = mine.filter(is_gold=False).count()
+    open_items = queue.item_count - Item.objects.filter(queue=queue, complete=True).count()
+    done_open = mine.filter(is_gold=False, item__complete=False).count()
+    skipped = (
+        Item.objects.filter(
+            queue=queue,
+            complete=False,
+            is_gold=False,
+            assignments__annotator=annotator,
+            assignments__outcome=Outcome.SKIPPED,
+        )
+        .exclude(labels__annotator=annotator)
+        .distinct()
+        .count()
+    )
+    return Progress(
+        done=done,
+        left=max(0, open_items - done_open - skipped),
+        skipped=skipped,
+        can_undo=mine.filter(created_at__gt=now - UNDO_WINDOW).exists(),
+    )
 
 
 @dataclass(frozen=True)
