@@ -6,7 +6,13 @@ from django import forms
 from django.contrib.auth.models import User
 from pydantic import ValidationError as PydanticValidationError
 
-from annotations.exports import ExportInvalid, ExportSpec, export_plan
+from annotations.exports import (
+    AGGREGATION_NAMES,
+    FORMAT_NAMES,
+    ExportInvalid,
+    ExportSpec,
+    export_plan,
+)
 from annotations.importers import UploadRefused, upload_format
 from annotations.kinds import ItemKind, validation_message
 from annotations.models import Queue
@@ -109,21 +115,8 @@ class ExportForm(forms.Form):
     queues = forms.ModelMultipleChoiceField(
         queryset=Queue.objects.all(), help_text="queues of one kind"
     )
-    format = forms.ChoiceField(
-        choices=[
-            ("jsonl", "JSONL"),
-            ("csv", "CSV"),
-            ("parquet", "Parquet"),
-            ("trl", "TRL preference pairs (plain text)"),
-            ("trl_conversational", "TRL preference pairs (conversational)"),
-        ]
-    )
-    aggregation = forms.ChoiceField(
-        choices=[
-            ("per_label", "One row per label"),
-            ("majority", "Majority vote per item (ties dropped)"),
-        ]
-    )
+    format = forms.ChoiceField(choices=list(FORMAT_NAMES.items()))
+    aggregation = forms.ChoiceField(choices=list(AGGREGATION_NAMES.items()))
     since = forms.DateTimeField(required=False, help_text="labelled at or after (UTC)")
     until = forms.DateTimeField(required=False, help_text="labelled before (UTC)")
     min_agreement = forms.FloatField(

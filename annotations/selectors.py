@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,6 +11,7 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.utils import timezone
 
 from annotations import hot_sql
+from annotations.exports import AGGREGATION_NAMES, FORMAT_NAMES, ExportSpec
 from annotations.models import UNDO_WINDOW, ExportJob, Item, Label, Outcome, Queue
 from core import sql
 from core.roles import Role, user_has_role
@@ -120,6 +122,51 @@ def queue_stats(queue: Queue) -> QueueStats:
         labels=Sum("label_count", default=0),
     )
     return QueueStats(annotators=queue.memberships.count(), **counts)
+
+
+@dataclass(frozen=True)
+class ExportDescription:
+    """An export job as a person reads it: queue names and formats in words, not slugs."""
+
+    job: ExportJob
+    queues: str
+    format: str
+    aggregation: str
+    filters: list[str]
+
+
+def export_descriptions(jobs: Iterable[ExportJob]) -> list[ExportDescription]:
+    """Each job's spec in words; the queue names come in one query for all of them."""
+    jobs = list(jobs)
+    specs = [ExportSpec.model_validate(job.spec) for job in jobs]
+    wanted = {pk for spec in specs for pk in spec.queues}
+    names = dict(Queue.objects.filter(pk__in=wanted).values_list("pk", "name"))
+    described = []
+    for job, spec in zip(jobs, specs, strict=True):
+        filters = []
+        if spec.since:
+            filters.append(f"labelled from {spec.since:%Y-%m-%d %H:%M} UTC")
+        if spec.until:
+            filters.append(f"labelled before {spec.until:%Y-%m-%d %H:%M} UTC")
+        if spec.min_agreement is not None:
+            filters.append(f"agreement at least {spec.min_agreement:g}")
+        if spec.min_gold_accuracy is not None:
+            filters.append(f"annotators' gold accuracy at least {spec.min_gold_accuracy:g}")
+        if spec.include_gold:
+            filters.append("gold items included")
+        if spec.csv_raw:
+            filters.append("CSV cells exactly as written")
+        queues = ", ".join(names.get(pk, f"a deleted queue (id {pk})") for pk in spec.queues)
+        described.append(
+            ExportDescription(
+                job=job,
+                queues=queues,
+                format=FORMAT_NAMES[spec.format],
+                aggregation=AGGREGATION_NAMES[spec.aggregation],
+                filters=filters,
+            )
+        )
+    return described
 
 
 def export_jobs_visible(user: User) -> QuerySet[ExportJob]:

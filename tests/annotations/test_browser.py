@@ -3,10 +3,11 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from annotations.exports import ExportSpec
 from annotations.models import Label
-from annotations.services import label_submit, queue_item_claim
+from annotations.services import export_start, label_submit, queue_item_claim
 from core.roles import Role
-from tests.annotations.factories import make_queue, pairwise
+from tests.annotations.factories import labelled_queue, make_queue, pairwise
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = pytest.mark.browser
@@ -181,3 +182,28 @@ def test_a_skipped_item_comes_back_at_the_end(live_asgi_server, page, width):
     progress_reads(page, "0 left for you · 3 done")
     labels = Label.objects.filter(annotator=annotator).order_by("item__id")
     assert [label.value["choice"] for label in labels] == ["tie", "a", "b"]
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_the_exports_pages_read_as_words_and_fit_a_phone(live_asgi_server, page, width):
+    researcher = UserFactory(username="exporter", role=Role.RESEARCHER)
+    queue, _ = labelled_queue()
+    job = export_start(user=researcher, spec=ExportSpec(queues=[queue.pk], format="trl"))
+    page.set_viewport_size({"width": width, "height": 844})
+    url = live_asgi_server.url
+    sign_in(page, url, "exporter")
+    for path in ("/queues/exports/", f"/queues/exports/{job.pk}/"):
+        page.goto(f"{url}{path}")
+        name = path.strip("/").replace("/", "-")
+        page.screenshot(path=f"/tmp/h1/{name}-{width}.png", full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, path
+    summary = page.locator(".export-summary").inner_text()
+    assert "prefs" in summary and "TRL preference pairs (plain text)" in summary
+    assert "One row per label" in summary and "trl ·" not in summary
+    # A refused export: the form's errors must fit too.
+    page.goto(f"{url}/queues/exports/")
+    page.fill("input[name=min_agreement]", "7")
+    page.click("form.stack button[type=submit]")
+    page.wait_for_selector("form.stack [role=alert]")
+    page.screenshot(path=f"/tmp/h1/export-refused-{width}.png", full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
