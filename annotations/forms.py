@@ -14,7 +14,7 @@ from annotations.exports import (
     export_plan,
 )
 from annotations.importers import UploadRefused, upload_format
-from annotations.kinds import ItemKind, validation_message
+from annotations.kinds import ItemKind, QueueKind, validation_message
 from annotations.models import Queue
 from core.roles import Role
 
@@ -89,6 +89,13 @@ class QueueForm(forms.ModelForm):
                 # Items were validated against the kind: it cannot change under them.
                 self.fields["kind"].disabled = True
                 self.fields["kind"].help_text = "fixed once the queue has items"
+
+
+class NewQueueKindForm(forms.Form):
+    """`?kind=` on the new-queue page: a link that means "a queue of this kind" (the debate
+    list's hint when no debate-judgment queue exists) starts the form with it."""
+
+    kind = forms.ChoiceField(choices=[(kind.value, kind.value) for kind in QueueKind])
 
 
 class ImportForm(forms.Form):
