@@ -11,6 +11,7 @@ queue starts the way an import leaves it, with no time for autovacuum to look at
 --quick sweeps 2,000 and 20,000 items for a few seconds each (a check, not figures).
 For each case, measured in the same run:
   (0) baseline: an authenticated GET /api/queues/ (the API's cheapest call: auth + one query);
+  (0b) the claim's pick alone inside PostgreSQL (its generic plan: index walk or sort);
   (1) one annotator alone: POST …/next and POST …/labels medians (targets 10 ms and 15 ms);
   (2) 20 annotators in a closed loop with no think time: labels/s (target >= 150) and p95
       latency (target <= 100 ms);
@@ -192,6 +193,44 @@ def label_earlier(queue: Any, count: int) -> None:
     print(f"labelled the first {count:,} items {K} times in {time.perf_counter() - start:.1f} s")
 
 
+def claim_statement(queue_id: int) -> tuple[float, str]:
+    """The claim's pick alone, as the server runs it (a prepared statement, generic plan):
+    PostgreSQL's median execution time over 20 runs, and the plan's shape. Measured inside
+    the database, so the machine's load on the web side does not blur it."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    from annotations import hot_sql
+    from annotations.models import Priority
+
+    pick = hot_sql.PICK.format(
+        gold=hot_sql.PICK_REGULAR,
+        room=hot_sql.PICK_ROOM,
+        order=hot_sql.PICK_ORDER[Priority.FIFO],
+        lock="FOR UPDATE OF i SKIP LOCKED",
+    )
+    for n, name in enumerate(("queue", "annotator", "now", "k"), start=1):
+        pick = pick.replace(f"%({name})s", f"${n}")
+    annotator = User.objects.get(username="bench-1").pk
+    times = []
+    with connection.cursor() as cur:
+        cur.execute("SET plan_cache_mode = force_generic_plan")
+        cur.execute(f"PREPARE bench_pick (bigint, integer, timestamptz, integer) AS {pick}")
+        for _ in range(20):
+            cur.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE bench_pick (%s, %s, now(), %s)",
+                [queue_id, annotator, K],
+            )
+            report = cur.fetchone()[0]
+            report = json.loads(report) if isinstance(report, str) else report
+            times.append(report[0]["Execution Time"] / 1000)
+        cur.execute("EXPLAIN EXECUTE bench_pick (%s, %s, now(), %s)", [queue_id, annotator, K])
+        plan = "\n".join(row[0] for row in cur.fetchall())
+        cur.execute("DEALLOCATE bench_pick")
+    shape = "sorts the queue" if "Sort" in plan else "walks the order index"
+    return statistics.median(times), shape
+
+
 def check_rules(queue_id: int, told: int) -> list[str]:
     from django.db import connection
 
@@ -255,6 +294,7 @@ def run_case(args: argparse.Namespace, items: int, done: float) -> tuple[list[Ro
             [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, check=True
         )
         queue_id, tokens, researcher_token = setup(items, done)
+        pick_s, pick_shape = claim_statement(queue_id)
         connections.close_all()
 
         sock = socket.socket()
@@ -291,6 +331,10 @@ def run_case(args: argparse.Namespace, items: int, done: float) -> tuple[list[Ro
         submit_median = statistics.median(t[1] for t in timings if t)
         told = 20 + args.alone
         rows.append(("GET /api/queues/ median (baseline)", ms(baseline), "1.00x"))
+        rows.append(
+            ("claim's pick inside PostgreSQL, median", ms(pick_s),
+             f"{pick_s / baseline:.2f}x baseline; the plan {pick_shape}")
+        )  # fmt: skip
         rows.append(
             ("one annotator: next median", ms(next_median),
              f"{next_median / baseline:.2f}x baseline (target <= 10 ms)")
