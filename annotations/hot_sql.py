@@ -120,6 +120,27 @@ UPDATE {ASSIGNMENT} SET outcome = '{LABELLED}', closed_at = %(now)s
 WHERE id = %(lease)s AND outcome = '{OPEN}'
 """
 
+# An annotator's progress in one statement (the labelling page shows it after every key):
+# labels given, complete items, their labels on items not yet complete, the items they
+# skipped that they can still get, and whether a label of theirs is young enough to undo.
+PROGRESS = f"""
+SELECT
+  (SELECT COUNT(*) FROM {LABEL} l
+   WHERE l.queue_id = %(queue)s AND l.annotator_id = %(annotator)s AND NOT l.is_gold),
+  (SELECT COUNT(*) FROM {ITEM} i WHERE i.queue_id = %(queue)s AND i.complete),
+  (SELECT COUNT(*) FROM {LABEL} l JOIN {ITEM} i ON i.id = l.item_id
+   WHERE l.queue_id = %(queue)s AND l.annotator_id = %(annotator)s AND NOT l.is_gold
+     AND NOT i.complete),
+  (SELECT COUNT(DISTINCT s.item_id) FROM {ASSIGNMENT} s JOIN {ITEM} i ON i.id = s.item_id
+   WHERE s.annotator_id = %(annotator)s AND s.queue_id = %(queue)s AND s.outcome = '{SKIPPED}'
+     AND NOT i.complete AND NOT i.is_gold
+     AND NOT EXISTS (SELECT 1 FROM {LABEL} l
+                     WHERE l.item_id = i.id AND l.annotator_id = %(annotator)s)),
+  EXISTS (SELECT 1 FROM {LABEL} l
+          WHERE l.queue_id = %(queue)s AND l.annotator_id = %(annotator)s
+            AND l.created_at > %(undo_since)s)
+"""
+
 # A member's queue, with their open lease there if any: a claim then needs no query for it.
 MEMBER_QUEUE = f"""
 SELECT {sql.columns(Queue, "q")},

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from annotations import hot_sql
 from annotations.exports import AGGREGATION_NAMES, FORMAT_NAMES, ExportSpec
-from annotations.models import UNDO_WINDOW, ExportJob, Item, Label, Outcome, Queue
+from annotations.models import UNDO_WINDOW, ExportJob, Item, Queue
 from core import sql
 from core.roles import Role, user_has_role
 
@@ -79,29 +79,17 @@ def annotator_progress(queue: Queue, annotator: User, *, now: datetime | None = 
     """What this annotator has done in the queue and what is left for them (gold items not
     counted). Left: the queue's items that are not complete (gold never is, and item_count
     counts no gold), less those they labelled or skipped. An item others hold a live lease on
-    counts as left: it comes back if they let it go."""
+    counts as left: it comes back if they let it go. One statement (hot_sql.PROGRESS)."""
     now = now or timezone.now()
-    mine = Label.objects.filter(queue=queue, annotator=annotator)
-    done = mine.filter(is_gold=False).count()
-    open_items = queue.item_count - Item.objects.filter(queue=queue, complete=True).count()
-    done_open = mine.filter(is_gold=False, item__complete=False).count()
-    skipped = (
-        Item.objects.filter(
-            queue=queue,
-            complete=False,
-            is_gold=False,
-            assignments__annotator=annotator,
-            assignments__outcome=Outcome.SKIPPED,
-        )
-        .exclude(labels__annotator=annotator)
-        .distinct()
-        .count()
-    )
+    params = {"queue": queue.pk, "annotator": annotator.pk, "undo_since": now - UNDO_WINDOW}
+    row = sql.fetch_one(hot_sql.PROGRESS, params)
+    assert row is not None
+    done, complete, done_open, skipped, can_undo = row
     return Progress(
         done=done,
-        left=max(0, open_items - done_open - skipped),
+        left=max(0, queue.item_count - complete - done_open - skipped),
         skipped=skipped,
-        can_undo=mine.filter(created_at__gt=now - UNDO_WINDOW).exists(),
+        can_undo=bool(can_undo),
     )
 
 
