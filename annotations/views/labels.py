@@ -106,7 +106,7 @@ def label_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
     queue = _member_queue(request, pk)
     user = signed_in_user(request)
     form = LabelForm(request.POST, kind=queue.item_kind)
-    revisit = bool(form.is_valid() and form.cleaned_data["revisit"])
+    revisit = _revisit(form)
     if not form.is_valid():
         problems = " ".join(str(error) for errors in form.errors.values() for error in errors)
         return _respond(request, queue, _work(request, queue, revisit=revisit, error=problems))
