@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.http import FileResponse, HttpRequest
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from ninja import File, Router, Schema, Status
+from ninja import File, Query, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from pydantic import Field
@@ -46,7 +46,7 @@ from annotations.services import (
     label_undo,
     queue_item_claim,
 )
-from config.api import Body, Detail, Id, api_require, api_user, errors
+from config.api import Body, Detail, Id, api_require, api_user, errors, query_known
 from core.roles import Role, user_has_role
 
 
@@ -87,8 +87,22 @@ else:
 class LabelIn(Body):
     assignment_id: Id
     value: LabelValueIn
-    time_spent_ms: int = Field(ge=0, le=24 * 3600 * 1000)
+    time_spent_ms: int | None = Field(
+        default=None,
+        ge=0,
+        le=24 * 3600 * 1000,
+        description="time on the item as your client measured it; leave it out (or null) if"
+        " unknown: it is stored as unknown and left out of every time statistic",
+    )
     client_request_id: uuid.UUID
+
+
+class NextQuery(Schema):
+    revisit_skipped: bool = Field(
+        default=False,
+        description="once nothing else is left for you, give back the items you skipped, in"
+        " the order of your last skip (without it they never come back)",
+    )
 
 
 class LabelOut(Schema):
@@ -199,14 +213,21 @@ _EXPORT_LINKS = {
     response={200: LeaseOut, 204: None} | errors(403, 404),
     openapi_extra={"responses": {200: {"links": _LEASE_LINKS}}},
 )
-def queue_next(request: HttpRequest, queue_id: Id) -> Any:
-    """Your current item in this queue, or the next one (204 when nothing is left for you)."""
+def queue_next(request: HttpRequest, queue_id: Id, query: Query[NextQuery]) -> Any:
+    """Your current item in this queue, or the next one (204 when nothing is left for you).
+    Items you skipped come back only with revisit_skipped, after every other item."""
+    query_known(request, NextQuery)
     user = api_require(request, Role.ANNOTATOR)
     found = queue_and_membership(user, queue_id)
     if found is None:
         raise HttpError(404, "No such queue among yours.")
     queue, membership = found
-    lease = queue_item_claim(queue=queue, annotator=user, membership=membership)
+    lease = queue_item_claim(
+        queue=queue,
+        annotator=user,
+        membership=membership,
+        revisit_skipped=query.revisit_skipped,
+    )
     if lease is None:
         return Status(204, None)
     return Status(200, _lease_out(lease, queue))

@@ -6,9 +6,15 @@ from django import forms
 from django.contrib.auth.models import User
 from pydantic import ValidationError as PydanticValidationError
 
-from annotations.exports import ExportInvalid, ExportSpec, export_plan
+from annotations.exports import (
+    AGGREGATION_NAMES,
+    FORMAT_NAMES,
+    ExportInvalid,
+    ExportSpec,
+    export_plan,
+)
 from annotations.importers import UploadRefused, upload_format
-from annotations.kinds import ItemKind, validation_message
+from annotations.kinds import ItemKind, QueueKind, validation_message
 from annotations.models import Queue
 from core.roles import Role
 
@@ -16,7 +22,13 @@ from core.roles import Role
 MAX_TIME_MS = 24 * 3600 * 1000
 
 
-class LabelForm(forms.Form):
+class RevisitForm(forms.Form):
+    """Whether the labelling page is going through the annotator's skipped items."""
+
+    revisit = forms.BooleanField(required=False)
+
+
+class LabelForm(RevisitForm):
     """One key press on the annotator page: the lease, the key, and the client's request id."""
 
     assignment = forms.IntegerField(min_value=1)
@@ -39,7 +51,7 @@ class LabelForm(forms.Form):
         return next(label_key.value for label_key in self.kind.keys if label_key.key == key)
 
 
-class LeaseForm(forms.Form):
+class LeaseForm(RevisitForm):
     assignment = forms.IntegerField(min_value=1)
 
 
@@ -79,6 +91,13 @@ class QueueForm(forms.ModelForm):
                 self.fields["kind"].help_text = "fixed once the queue has items"
 
 
+class NewQueueKindForm(forms.Form):
+    """`?kind=` on the new-queue page: a link that means "a queue of this kind" (the debate
+    list's hint when no debate-judgment queue exists) starts the form with it."""
+
+    kind = forms.ChoiceField(choices=[(kind.value, kind.value) for kind in QueueKind])
+
+
 class ImportForm(forms.Form):
     file = forms.FileField(help_text="JSONL or CSV, at most 20 MB")
     format = forms.ChoiceField(
@@ -103,21 +122,8 @@ class ExportForm(forms.Form):
     queues = forms.ModelMultipleChoiceField(
         queryset=Queue.objects.all(), help_text="queues of one kind"
     )
-    format = forms.ChoiceField(
-        choices=[
-            ("jsonl", "JSONL"),
-            ("csv", "CSV"),
-            ("parquet", "Parquet"),
-            ("trl", "TRL preference pairs (plain text)"),
-            ("trl_conversational", "TRL preference pairs (conversational)"),
-        ]
-    )
-    aggregation = forms.ChoiceField(
-        choices=[
-            ("per_label", "One row per label"),
-            ("majority", "Majority vote per item (ties dropped)"),
-        ]
-    )
+    format = forms.ChoiceField(choices=list(FORMAT_NAMES.items()))
+    aggregation = forms.ChoiceField(choices=list(AGGREGATION_NAMES.items()))
     since = forms.DateTimeField(required=False, help_text="labelled at or after (UTC)")
     until = forms.DateTimeField(required=False, help_text="labelled before (UTC)")
     min_agreement = forms.FloatField(

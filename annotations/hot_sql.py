@@ -61,6 +61,24 @@ ORDER BY {{order}}
 LIMIT 1
 {{lock}}
 """
+# The end of an annotator's queue: the items they skipped, once no other item is left for them,
+# in the order of their last skip (an item skipped again goes behind the others). Walks their
+# own skips (the `assignment_mine` index), not the queue. {room} and {lock} as in PICK.
+PICK_SKIPPED = f"""
+SELECT {sql.columns(Item, "i")}
+FROM {ITEM} i
+JOIN (SELECT s.item_id, MAX(s.id) AS last_skip FROM {ASSIGNMENT} s
+      WHERE s.annotator_id = %(annotator)s AND s.queue_id = %(queue)s
+        AND s.outcome = '{SKIPPED}'
+      GROUP BY s.item_id) skipped ON skipped.item_id = i.id
+WHERE NOT i.is_gold AND NOT i.complete
+  AND NOT EXISTS (SELECT 1 FROM {LABEL} l
+                  WHERE l.item_id = i.id AND l.annotator_id = %(annotator)s)
+  {{room}}
+ORDER BY skipped.last_skip
+LIMIT 1
+{{lock}}
+"""
 PICK_GOLD = "i.is_gold"
 PICK_REGULAR = "NOT i.is_gold"
 PICK_ROOM = f"AND {room_under_k('i.label_count', 'i.id')}"
@@ -100,6 +118,27 @@ WHERE a.id = %(lease)s AND a.annotator_id = %(annotator)s
 CLOSE_LEASE = f"""
 UPDATE {ASSIGNMENT} SET outcome = '{LABELLED}', closed_at = %(now)s
 WHERE id = %(lease)s AND outcome = '{OPEN}'
+"""
+
+# An annotator's progress in one statement (the labelling page shows it after every key):
+# labels given, complete items, their labels on items not yet complete, the items they
+# skipped that they can still get, and whether a label of theirs is young enough to undo.
+PROGRESS = f"""
+SELECT
+  (SELECT COUNT(*) FROM {LABEL} l
+   WHERE l.queue_id = %(queue)s AND l.annotator_id = %(annotator)s AND NOT l.is_gold),
+  (SELECT COUNT(*) FROM {ITEM} i WHERE i.queue_id = %(queue)s AND i.complete),
+  (SELECT COUNT(*) FROM {LABEL} l JOIN {ITEM} i ON i.id = l.item_id
+   WHERE l.queue_id = %(queue)s AND l.annotator_id = %(annotator)s AND NOT l.is_gold
+     AND NOT i.complete),
+  (SELECT COUNT(DISTINCT s.item_id) FROM {ASSIGNMENT} s JOIN {ITEM} i ON i.id = s.item_id
+   WHERE s.annotator_id = %(annotator)s AND s.queue_id = %(queue)s AND s.outcome = '{SKIPPED}'
+     AND NOT i.complete AND NOT i.is_gold
+     AND NOT EXISTS (SELECT 1 FROM {LABEL} l
+                     WHERE l.item_id = i.id AND l.annotator_id = %(annotator)s)),
+  EXISTS (SELECT 1 FROM {LABEL} l
+          WHERE l.queue_id = %(queue)s AND l.annotator_id = %(annotator)s
+            AND l.created_at > %(undo_since)s)
 """
 
 # A member's queue, with their open lease there if any: a claim then needs no query for it.

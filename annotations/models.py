@@ -173,7 +173,9 @@ class Label(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labels"
     )
     value = models.JSONField()
-    time_spent_ms = models.PositiveIntegerField()
+    # Time on the item as the page measured it; NULL when the client sent none (a page without
+    # JavaScript, an API client that leaves it out): unknown, never guessed from the lease.
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     client_request_id = models.UUIDField()
     is_gold = models.BooleanField(default=False)
     gold_correct = models.BooleanField(null=True, blank=True)

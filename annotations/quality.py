@@ -199,12 +199,8 @@ def _seconds(value: float, step: float) -> str:
 def time_histogram(queue: Queue, *, buckets: int = 10) -> BarChart:
     """Seconds per label in round-width buckets (1, 2 or 5 × 10^k s) reaching the 95th
     percentile; slower labels go in the last. Labels of unknown time are left out."""
-    times = sorted(
-        ms / 1000
-        for ms in Label.objects.filter(queue=queue, time_spent_ms__isnull=False).values_list(
-            "time_spent_ms", flat=True
-        )
-    )
+    stored = Label.objects.filter(queue=queue).values_list("time_spent_ms", flat=True)
+    times = sorted(ms / 1000 for ms in stored if ms is not None)
     if not times:
         return bar_chart("Seconds per label", [])
     top = times[int(0.95 * (len(times) - 1))]

@@ -1,12 +1,17 @@
 """Queue benchmark: next-item and submit over HTTP on the ASGI server, alone and under load.
 
-Run: DATABASE_URL=postgres://… .venv/bin/python bench/queues.py [--items 100000] [--seconds 20]
+Run: DATABASE_URL=postgres://… .venv/bin/python bench/queues.py [--quick] [--seconds 20]
 
-Works in a scratch database `<name>_bench_queues` beside DATABASE_URL's (created, migrated, dropped)
-and a uvicorn serving config.asgi on a free loopback port. The queue starts half done (--done):
-its first half already has k labels each from earlier annotators, as a queue in use would.
-Measured in the same run:
+The targets must hold for every queue a researcher meets, so one run sweeps queue sizes
+(--items, default 2,000 and 100,000) and states (--done, default fresh and half done): each
+case in a scratch database `<name>_bench_queues` beside DATABASE_URL's (created, migrated,
+dropped) with its own uvicorn serving config.asgi on a free loopback port. A half-done queue's
+first half already has k labels each from earlier annotators, as a queue in use would. A fresh
+queue starts the way an import leaves it, with no time for autovacuum to look at it first.
+--quick sweeps 2,000 and 20,000 items for a few seconds each (a check, not figures).
+For each case, measured in the same run:
   (0) baseline: an authenticated GET /api/queues/ (the API's cheapest call: auth + one query);
+  (0b) the claim's pick alone inside PostgreSQL (its generic plan: index walk or sort);
   (1) one annotator alone: POST …/next and POST …/labels medians (targets 10 ms and 15 ms);
   (2) 20 annotators in a closed loop with no think time: labels/s (target >= 150) and p95
       latency (target <= 100 ms);
@@ -188,6 +193,44 @@ def label_earlier(queue: Any, count: int) -> None:
     print(f"labelled the first {count:,} items {K} times in {time.perf_counter() - start:.1f} s")
 
 
+def claim_statement(queue_id: int) -> tuple[float, str]:
+    """The claim's pick alone, as the server runs it (a prepared statement, generic plan):
+    PostgreSQL's median execution time over 20 runs, and the plan's shape. Measured inside
+    the database, so the machine's load on the web side does not blur it."""
+    from django.contrib.auth.models import User
+    from django.db import connection
+
+    from annotations import hot_sql
+    from annotations.models import Priority
+
+    pick = hot_sql.PICK.format(
+        gold=hot_sql.PICK_REGULAR,
+        room=hot_sql.PICK_ROOM,
+        order=hot_sql.PICK_ORDER[Priority.FIFO],
+        lock="FOR UPDATE OF i SKIP LOCKED",
+    )
+    for n, name in enumerate(("queue", "annotator", "now", "k"), start=1):
+        pick = pick.replace(f"%({name})s", f"${n}")
+    annotator = User.objects.get(username="bench-1").pk
+    times = []
+    with connection.cursor() as cur:
+        cur.execute("SET plan_cache_mode = force_generic_plan")
+        cur.execute(f"PREPARE bench_pick (bigint, integer, timestamptz, integer) AS {pick}")
+        for _ in range(20):
+            cur.execute(
+                "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE bench_pick (%s, %s, now(), %s)",
+                [queue_id, annotator, K],
+            )
+            report = cur.fetchone()[0]
+            report = json.loads(report) if isinstance(report, str) else report
+            times.append(report[0]["Execution Time"] / 1000)
+        cur.execute("EXPLAIN EXECUTE bench_pick (%s, %s, now(), %s)", [queue_id, annotator, K])
+        plan = "\n".join(row[0] for row in cur.fetchall())
+        cur.execute("DEALLOCATE bench_pick")
+    shape = "sorts the queue" if "Sort" in plan else "walks the order index"
+    return statistics.median(times), shape
+
+
 def check_rules(queue_id: int, told: int) -> list[str]:
     from django.db import connection
 
@@ -228,42 +271,31 @@ def check_rules(queue_id: int, told: int) -> list[str]:
     return problems
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument(
-        "--done", type=float, default=0.5, help="share of items labelled k times before the run"
-    )
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the load phase")
-    parser.add_argument("--alone", type=int, default=300, help="labels in the one-annotator phase")
-    parser.add_argument("--web-workers", type=int, default=2, help="uvicorn worker processes")
-    # Persistent connections leak under ASGI (a thread per request): 0, as deployed.
-    parser.add_argument("--conn-max-age", type=int, default=0, help="DB_CONN_MAX_AGE")
-    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
-    args = parser.parse_args()
+Row = tuple[str, str, str]
 
-    url, name = bench_database_url(os.environ.get("DATABASE_URL", ""))
-    var_dir = tempfile.mkdtemp(prefix="arbiter-bench-")
-    os.environ.update(
-        DATABASE_URL=url,
-        ARBITER_VAR_DIR=var_dir,
-        DJANGO_SETTINGS_MODULE="config.settings",
-        HF_HUB_OFFLINE="1",
-    )
+
+def run_case(args: argparse.Namespace, items: int, done: float) -> tuple[list[Row], list[str]]:
+    """One queue size and state in a scratch database of its own; its rows and broken rules."""
+    url, name = bench_database_url(os.environ["BENCH_BASE_DATABASE_URL"])
+    os.environ["DATABASE_URL"] = url
     sys.path.insert(0, str(ROOT))
     import psycopg
+    from django.db import connections
 
     admin_url = urlunsplit(urlsplit(url)._replace(path="/postgres"))
     admin = psycopg.connect(admin_url, autocommit=True)
     admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     admin.execute(f'CREATE DATABASE "{name}"')
     server = None
-    rows: list[tuple[str, str, str]] = []
+    rows: list[Row] = []
+    problems: list[str] = []
     try:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--verbosity", "0"], cwd=ROOT, check=True
         )
-        queue_id, tokens, researcher_token = setup(args.items, args.done)
+        queue_id, tokens, researcher_token = setup(items, done)
+        pick_s, pick_shape = claim_statement(queue_id)
+        connections.close_all()
 
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -299,6 +331,10 @@ def main() -> None:
         submit_median = statistics.median(t[1] for t in timings if t)
         told = 20 + args.alone
         rows.append(("GET /api/queues/ median (baseline)", ms(baseline), "1.00x"))
+        rows.append(
+            ("claim's pick inside PostgreSQL, median", ms(pick_s),
+             f"{pick_s / baseline:.2f}x baseline; the plan {pick_shape}")
+        )  # fmt: skip
         rows.append(
             ("one annotator: next median", ms(next_median),
              f"{next_median / baseline:.2f}x baseline (target <= 10 ms)")
@@ -376,21 +412,74 @@ def main() -> None:
         if server is not None:
             server.terminate()
             server.wait(timeout=20)
-        from django.db import connections
-
         connections.close_all()
         if not args.keep:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+    return rows, problems
 
-    width = max(len(r[0]) for r in rows)
+
+def _numbers(text: str, kind: type[float] | type[int]) -> list[float]:
+    return [kind(part) for part in text.split(",") if part.strip()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--items", default="2000,100000", help="queue sizes, comma-separated")
+    parser.add_argument(
+        "--done", default="0,0.5", help="shares of items labelled k times before the run"
+    )
+    parser.add_argument("--seconds", type=float, default=20.0, help="length of the load phase")
+    parser.add_argument("--alone", type=int, default=300, help="labels in the one-annotator phase")
+    parser.add_argument("--quick", action="store_true", help="2k and 20k items, a few seconds")
+    parser.add_argument("--web-workers", type=int, default=2, help="uvicorn worker processes")
+    # Persistent connections leak under ASGI (a thread per request): 0, as deployed.
+    parser.add_argument("--conn-max-age", type=int, default=0, help="DB_CONN_MAX_AGE")
+    parser.add_argument("--keep", action="store_true", help="keep the last scratch database")
+    # One case in a process of its own (Django's settings are read once a process).
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.items, args.seconds, args.alone = "2000,20000", 5.0, 100
+    if args.case:
+        items, done, report = args.case.split(":", 2)
+        rows, problems = run_case(args, int(items), float(done))
+        Path(report).write_text(json.dumps({"rows": rows, "problems": problems}))
+        return
+    bench_database_url(os.environ.get("DATABASE_URL", ""))  # refuses anything but PostgreSQL
+    os.environ.update(
+        BENCH_BASE_DATABASE_URL=os.environ["DATABASE_URL"],
+        ARBITER_VAR_DIR=tempfile.mkdtemp(prefix="arbiter-bench-"),
+        DJANGO_SETTINGS_MODULE="config.settings",
+        HF_HUB_OFFLINE="1",
+    )
+    cases = [
+        (int(n), done) for n in _numbers(args.items, int) for done in _numbers(args.done, float)
+    ]
+    results: list[tuple[str, list[Row]]] = []
+    broken = False
+    for items, done in cases:
+        title = f"{items:,} items, " + ("fresh" if not done else f"{done:.0%} done")
+        print(f"--- {title}", flush=True)
+        report = Path(os.environ["ARBITER_VAR_DIR"]) / "case.json"
+        passed = [arg for arg in sys.argv[1:] if arg not in ("--quick",)]
+        command = [sys.executable, __file__, *passed, "--seconds", str(args.seconds),
+                   "--alone", str(args.alone), "--case", f"{items}:{done}:{report}"]  # fmt: skip
+        subprocess.run(command, cwd=ROOT, check=True)
+        result = json.loads(report.read_text())
+        results.append((title, [tuple(row) for row in result["rows"]]))
+        broken = broken or bool(result["problems"])
+
     print()
     print(f"server: uvicorn, {args.web_workers} workers, DB_CONN_MAX_AGE={args.conn_max_age}")
-    print(f"{'measure'.ljust(width)}  {'value':>10}  ratio / target")
-    print(f"{'-' * width}  {'-' * 10}  {'-' * 40}")
-    for measure, value, ratio in rows:
-        print(f"{measure.ljust(width)}  {value:>10}  {ratio}")
-    if problems:
+    width = max(len(row[0]) for _, rows in results for row in rows)
+    for title, rows in results:
+        print()
+        print(f"{title.ljust(width)}  {'value':>10}  ratio / target")
+        print(f"{'-' * width}  {'-' * 10}  {'-' * 40}")
+        for measure, value, ratio in rows:
+            print(f"{measure.ljust(width)}  {value:>10}  {ratio}")
+    if broken:
         sys.exit(1)
 
 

@@ -18,8 +18,10 @@ from annotations.exports.records import (
     export_size,
 )
 from annotations.exports.spec import (
+    AGGREGATION_NAMES,
     CONTENT_TYPES,
     EXTENSIONS,
+    FORMAT_NAMES,
     Aggregation,
     ExportFormat,
     ExportInvalid,
@@ -28,9 +30,11 @@ from annotations.exports.spec import (
 from annotations.exports.writers import FORMULA_STARTS, csv_cell, export_write
 
 __all__ = [
+    "AGGREGATION_NAMES",
     "CHUNK_ROWS",
     "CONTENT_TYPES",
     "EXTENSIONS",
+    "FORMAT_NAMES",
     "FORMULA_STARTS",
     "PROGRESS_EVERY",
     "Aggregation",

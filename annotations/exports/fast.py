@@ -60,7 +60,8 @@ def _fast_jsonl_query(plan: Plan) -> QuerySet[Label, str]:
             r""" '\"YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\"')""",
             output_field=TextField(),
         ),
-        "time_spent_ms": text(F("time_spent_ms")),
+        # Unknown is null, as the general path writes it (a NULL would void the whole line).
+        "time_spent_ms": Coalesce(text(F("time_spent_ms")), Value("null")),
         "payload": text(F("item__payload")),
     }
     # One concatenation of text pieces that are JSON already: json_build_object works out how

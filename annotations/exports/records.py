@@ -95,7 +95,7 @@ class LabelRow:
     queue_id: int
     annotator_id: int
     label: Any  # the value's one field, as a plain scalar
-    time_spent_ms: int
+    time_spent_ms: int | None  # None: unknown (sent without a time)
     created_at: datetime
     external_id: str
     payload: str  # the item's payload as JSON text: parsed only by writers that need fields

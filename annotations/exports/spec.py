@@ -18,6 +18,14 @@ class ExportFormat(StrEnum):
     TRL_CONVERSATIONAL = "trl_conversational"
 
 
+# What a person reads for each format and aggregation (the form's choices and the job pages).
+FORMAT_NAMES = {
+    ExportFormat.JSONL: "JSONL",
+    ExportFormat.CSV: "CSV",
+    ExportFormat.PARQUET: "Parquet",
+    ExportFormat.TRL: "TRL preference pairs (plain text)",
+    ExportFormat.TRL_CONVERSATIONAL: "TRL preference pairs (conversational)",
+}
 EXTENSIONS = {
     ExportFormat.JSONL: "jsonl",
     ExportFormat.CSV: "csv",
@@ -35,6 +43,12 @@ CONTENT_TYPES = {
 class Aggregation(StrEnum):
     PER_LABEL = "per_label"
     MAJORITY = "majority"
+
+
+AGGREGATION_NAMES = {
+    Aggregation.PER_LABEL: "One row per label",
+    Aggregation.MAJORITY: "Majority vote per item (ties dropped)",
+}
 
 
 class ExportSpec(BaseModel):

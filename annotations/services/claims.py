@@ -5,6 +5,10 @@ Invariants the services keep, under concurrency:
   * no annotator labels an item twice;
   * a submit retried with the same client request id stores one label.
 
+An item the annotator skipped is not offered to them again until nothing else is left for
+them; then, when they ask to revisit (`revisit_skipped`), their skipped items come back in the
+order of their last skip.
+
 Locking: an annotator's one open lease per queue is a partial unique index, so two claims of
 theirs racing (two tabs) cannot both lease; the loser finds the winner's lease. A claim takes
 the first candidate item with `FOR UPDATE SKIP LOCKED` and recounts its labels and live leases
@@ -66,6 +70,7 @@ def _pick(
     gold: bool,
     skip: Sequence[int],
     wait: bool = False,
+    skipped: bool = False,
 ) -> Item | None:
     room = "" if gold else hot_sql.PICK_ROOM
     if skip:
@@ -73,12 +78,15 @@ def _pick(
     lock = "FOR UPDATE OF i" if wait else "FOR UPDATE OF i SKIP LOCKED"
     if not connection.features.has_select_for_update_skip_locked:
         lock = ""  # SQLite: the IMMEDIATE transaction already holds the only write lock
-    query = hot_sql.PICK.format(
-        gold=hot_sql.PICK_GOLD if gold else hot_sql.PICK_REGULAR,
-        room=room,
-        order=hot_sql.PICK_ORDER[Priority(queue.priority)],
-        lock=lock,
-    )
+    if skipped:
+        query = hot_sql.PICK_SKIPPED.format(room=room, lock=lock)
+    else:
+        query = hot_sql.PICK.format(
+            gold=hot_sql.PICK_GOLD if gold else hot_sql.PICK_REGULAR,
+            room=room,
+            order=hot_sql.PICK_ORDER[Priority(queue.priority)],
+            lock=lock,
+        )
     params = {"queue": queue.pk, "annotator": annotator.pk, "now": now,
               "k": queue.labels_per_item}  # fmt: skip
     found = sql.fetch_model(Item, query, params)
@@ -108,9 +116,12 @@ def _gold_due(queue: Queue, annotator: User) -> bool:
     return math.floor((done + 1) * queue.gold_rate) > math.floor(done * queue.gold_rate)
 
 
-def _new_lease(queue: Queue, annotator: User, now: datetime) -> Assignment | None:
-    """Lease the next item: a gold one when due, else the first with room under k. A pick
-    whose item filled up between its snapshot and its lock moves on to the next."""
+def _new_lease(
+    queue: Queue, annotator: User, now: datetime, *, revisit_skipped: bool
+) -> Assignment | None:
+    """Lease the next item: a gold one when due, else the first with room under k, else (when
+    asked) the one they skipped longest ago. A pick whose item filled up between its snapshot
+    and its lock moves on to the next."""
     if _gold_due(queue, annotator):
         gold = _pick(queue, annotator, now, gold=True, skip=())
         if gold is not None:
@@ -123,6 +134,8 @@ def _new_lease(queue: Queue, annotator: User, now: datetime) -> Assignment | Non
             # answering "nothing left", look once more, waiting for such locks. Only at the
             # end of a queue, so the hot path keeps its one statement.
             item = _pick(queue, annotator, now, gold=False, skip=tried, wait=True)
+        if item is None and revisit_skipped:
+            item = _pick(queue, annotator, now, gold=False, skip=tried, wait=True, skipped=True)
         if item is None:
             return None
         lease = _lease(queue, annotator, item, now)
@@ -133,7 +146,11 @@ def _new_lease(queue: Queue, annotator: User, now: datetime) -> Assignment | Non
 
 
 def _claim(
-    queue: Queue, annotator: User, now: datetime, membership: Membership | None
+    queue: Queue,
+    annotator: User,
+    now: datetime,
+    membership: Membership | None,
+    revisit_skipped: bool,
 ) -> Assignment | None:
     with transaction.atomic():
         if membership is None:
@@ -154,7 +171,7 @@ def _claim(
             current.outcome = Outcome.EXPIRED
             current.closed_at = now
             current.save(update_fields=["outcome", "closed_at"])
-        return _new_lease(queue, annotator, now)
+        return _new_lease(queue, annotator, now, revisit_skipped=revisit_skipped)
 
 
 def queue_item_claim(
@@ -163,9 +180,12 @@ def queue_item_claim(
     annotator: User,
     now: datetime | None = None,
     membership: Membership | None = None,
+    revisit_skipped: bool = False,
 ) -> Assignment | None:
     """The annotator's current lease in this queue, or a new one on the next item; None when
     nothing is left for them. Runs in its own transaction; see the module docstring for locks.
+
+    Items they skipped come back only with `revisit_skipped`, after every other item.
 
     Their open lease is returned as it is while it lasts; an expired one is closed first (the
     item went back to the queue when it expired). Raises NotAMember for a non-member.
@@ -173,15 +193,16 @@ def queue_item_claim(
     """
     now = now or timezone.now()
     try:
-        return _claim(queue, annotator, now, membership)
+        return _claim(queue, annotator, now, membership, revisit_skipped)
     except IntegrityError:
         # Another claim of this annotator's leased first (the one-open-lease index): theirs
         # is the lease, and this second look returns it.
-        return _claim(queue, annotator, now, None)
+        return _claim(queue, annotator, now, None, revisit_skipped)
 
 
 def assignment_skip(*, assignment_id: int, annotator: User) -> None:
-    """Give an item back without labelling it; the annotator is not offered it again."""
+    """Give an item back without labelling it; the annotator is offered it again only when
+    they revisit their skipped items (queue_item_claim)."""
     skipped = Assignment.objects.filter(
         pk=assignment_id, annotator=annotator, outcome=Outcome.OPEN
     ).update(outcome=Outcome.SKIPPED, closed_at=timezone.now())

@@ -54,6 +54,13 @@ def _retried(annotator: User, client_request_id: uuid.UUID, item_id: int) -> Lab
     return label
 
 
+def _recorded_time(time_spent_ms: int | None, queue: Queue) -> int | None:
+    # The lease bounds the time worth recording: an open tab is not work.
+    if time_spent_ms is None:
+        return None
+    return min(time_spent_ms, queue.lease_minutes * 60_000)
+
+
 class _Refused(Exception):
     """Rolls back a submit; the caller decides between a retry's label and `error`."""
 
@@ -66,7 +73,7 @@ def label_submit(
     assignment_id: int,
     annotator: User,
     value: Mapping[str, Any] | LabelValue,
-    time_spent_ms: int,
+    time_spent_ms: int | None,
     client_request_id: uuid.UUID,
     queue_id: int | None = None,
     now: datetime | None = None,
@@ -77,7 +84,7 @@ def label_submit(
     with created=False. Refuses a label the queue kind does not allow (ValidationError), a
     lease that is closed or not a member's (LeaseGone), an item that already has k labels
     (ItemFull) or one this annotator labelled (AlreadyLabelled). With `queue_id`, the lease
-    must also belong to that queue.
+    must also belong to that queue. A `time_spent_ms` of None stores the time as unknown.
 
     Locks: the conditional UPDATE of the item's label count takes its row lock first, so
     submits on one item queue up there and each sees the count the previous one left.
@@ -92,7 +99,7 @@ def label_submit(
     if queue_id is not None and queue.pk != queue_id:
         raise LeaseGone("That item is not assigned to you.")
     typed = _typed_value(queue.item_kind, value)
-    if time_spent_ms < 0:
+    if time_spent_ms is not None and time_spent_ms < 0:
         raise ValidationError("time spent cannot be negative", code="invalid_time")
     if lease_outcome != Outcome.OPEN:
         retry = _retried(annotator, client_request_id, item.pk)
@@ -112,8 +119,7 @@ def label_submit(
                     item=item,
                     annotator=annotator,
                     value=stored,
-                    # The lease bounds the time worth recording: an open tab is not work.
-                    time_spent_ms=min(time_spent_ms, queue.lease_minutes * 60_000),
+                    time_spent_ms=_recorded_time(time_spent_ms, queue),
                     client_request_id=client_request_id,
                     is_gold=item.is_gold,
                     gold_correct=(stored == item.gold_value) if item.is_gold else None,

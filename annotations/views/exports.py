@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from annotations.exports import ExportSpec
 from annotations.forms import ExportForm
 from annotations.models import ExportJob, JobStatus
-from annotations.selectors import export_jobs_visible
+from annotations.selectors import export_descriptions, export_jobs_visible
 from annotations.services import (
     ExportNotReady,
     export_expired,
@@ -25,11 +26,18 @@ def _jobs_for(request: HttpRequest) -> QuerySet[ExportJob]:
     return export_jobs_visible(signed_in_user(request))
 
 
+def _list_context(request: HttpRequest, form: ExportForm) -> dict[str, Any]:
+    return {"exports": export_descriptions(_jobs_for(request)[:50]), "export_form": form}
+
+
+def _detail_context(job: ExportJob) -> dict[str, Any]:
+    return {"job": job, "export": export_descriptions([job])[0]}
+
+
 @require_GET
 @role_required(Role.RESEARCHER)
 def export_list(request: HttpRequest) -> HttpResponse:
-    context = {"jobs": _jobs_for(request)[:50], "export_form": ExportForm()}
-    return render(request, "annotations/exports.html", context)
+    return render(request, "annotations/exports.html", _list_context(request, ExportForm()))
 
 
 @require_POST
@@ -37,7 +45,7 @@ def export_list(request: HttpRequest) -> HttpResponse:
 def export_create(request: HttpRequest) -> HttpResponse:
     form = ExportForm(request.POST)
     if not form.is_valid():
-        context = {"jobs": _jobs_for(request)[:50], "export_form": form}
+        context = _list_context(request, form)
         return render(request, "annotations/exports.html", context, status=400)
     job = export_start(user=signed_in_user(request), spec=form.spec)
     return redirect("annotations:export_detail", pk=job.pk)
@@ -48,10 +56,9 @@ def export_create(request: HttpRequest) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
     job = get_object_or_404(_jobs_for(request), pk=pk)
-    template = "annotations/export_detail.html"
     if request.htmx:  # type: ignore[attr-defined]
-        template += "#job"
-    return render(request, template, {"job": job, "spec": ExportSpec.model_validate(job.spec)})
+        return render(request, "annotations/export_detail.html#job", {"job": job})
+    return render(request, "annotations/export_detail.html", _detail_context(job))
 
 
 @require_GET
@@ -59,7 +66,7 @@ def export_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def export_download(request: HttpRequest, pk: int) -> HttpResponse | FileResponse:
     job = get_object_or_404(_jobs_for(request), pk=pk, status=JobStatus.DONE)
     if export_expired(job):  # the detail page, saying so, with 410 Gone
-        context = {"job": job, "spec": ExportSpec.model_validate(job.spec)}
+        context = _detail_context(job)
         return render(request, "annotations/export_detail.html", context, status=410)
     try:
         found = export_file(job)

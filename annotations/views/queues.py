@@ -8,7 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from annotations.forms import ExportForm, ImportForm, QueueForm
+from annotations.forms import ExportForm, ImportForm, NewQueueKindForm, QueueForm
 from annotations.importers import ImportFailed, items_import
 from annotations.models import Queue
 from annotations.quality import (
@@ -45,7 +45,9 @@ def _save(request: HttpRequest, form: QueueForm) -> Queue:
 @require_http_methods(["GET", "POST"])
 @role_required(Role.RESEARCHER)
 def queue_create(request: HttpRequest) -> HttpResponse:
-    form = QueueForm(request.POST or None)
+    asked = NewQueueKindForm(request.GET)
+    initial = {"kind": asked.cleaned_data["kind"]} if asked.is_valid() else {}
+    form = QueueForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         queue = _save(request, form)
         messages.success(request, f"Created {queue.name}. Import its items below.")

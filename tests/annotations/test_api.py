@@ -104,6 +104,31 @@ def test_next_submit_undo_skip_round_trip(queue, annotator):
     assert api.post(f"/queues/{queue.pk}/next").json()["item_id"] != lease["item_id"]
 
 
+def test_skipped_items_come_back_when_asked_once_nothing_else_is_left(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(2))
+    api = Api(annotator)
+    skipped = api.post(f"/queues/{queue.pk}/next").json()
+    api.post(f"/queues/{queue.pk}/skip", {"assignment_id": skipped["assignment_id"]})
+    other = api.post(f"/queues/{queue.pk}/next?revisit_skipped=true").json()
+    assert other["item_id"] != skipped["item_id"]  # the item not skipped comes first
+    label(api, queue, other)
+    assert api.post(f"/queues/{queue.pk}/next").status_code == 204
+    back = api.post(f"/queues/{queue.pk}/next?revisit_skipped=true")
+    assert back.status_code == 200 and back.json()["item_id"] == skipped["item_id"]
+    unknown = api.post(f"/queues/{queue.pk}/next?revisit=1")
+    assert unknown.status_code == 422 and "revisit" in json.dumps(unknown.json())
+
+
+@pytest.mark.parametrize("sent", [{}, {"time_spent_ms": None}])
+def test_a_label_sent_without_a_time_stores_it_as_unknown(queue, annotator, sent):
+    api = Api(annotator)
+    lease = api.post(f"/queues/{queue.pk}/next").json()
+    body = {"assignment_id": lease["assignment_id"], "value": {"choice": "a"},
+            "client_request_id": str(uuid.uuid4())} | sent  # fmt: skip
+    assert api.post(f"/queues/{queue.pk}/labels", body).status_code == 201
+    assert Label.objects.get().time_spent_ms is None
+
+
 def test_the_end_of_the_queue_is_204(annotator):
     queue = make_queue(members=[annotator], items=pairwise(1))
     api = Api(annotator)

@@ -152,7 +152,7 @@ def test_the_pages_say_expired_and_the_download_is_410(
     assert "Expired: the file was deleted 7 days after" in detail
     assert f'href="{download}"' not in detail
     listing = client.get(reverse("annotations:export_list")).content.decode()
-    assert "<td>Expired</td>" in listing
+    assert "Expired · " in listing
     response = client.get(download)
     assert response.status_code == 410
     assert "Start the export again" in response.content.decode()

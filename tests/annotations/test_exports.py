@@ -408,3 +408,36 @@ def test_parquet_stays_byte_faithful(db):
     assert table.column("prompt").to_pylist() == FORMULAS
     assert table.column("external_id").to_pylist() == FORMULAS
     assert table.column("queue").to_pylist() == ["=cmd|' /C calc'!A0"] * len(FORMULAS)
+
+
+def test_unknown_time_is_empty_in_every_format(db, tmp_path):
+    import pyarrow.parquet as pq
+
+    from annotations.models import Label
+
+    queue, _ = labelled_queue()
+    untimed = Label.objects.filter(item__external_id="x0").order_by("id").first()
+    Label.objects.filter(pk=untimed.pk).update(time_spent_ms=None)
+
+    def time_of_x0(rows) -> list:
+        return [row["time_spent_ms"] for row in rows if row["external_id"] == "x0"]
+
+    assert time_of_x0(jsonl(export(queue))) == [None, 2000, 2000]
+    assert time_of_x0(jsonl(export(queue, format="trl"))) == [None, 2000, 2000]
+    assert time_of_x0(jsonl(export(queue, format="trl_conversational"))) == [None, 2000, 2000]
+    rows = list(csv.DictReader(io.StringIO(export(queue, format="csv").decode())))
+    assert time_of_x0(rows) == ["", "2000", "2000"]
+    path = tmp_path / "labels.parquet"
+    path.write_bytes(export(queue, format="parquet"))
+    assert time_of_x0(pq.read_table(path).to_pylist()) == [None, 2000, 2000]
+
+
+@pytest.mark.postgres
+def test_postgres_fast_path_writes_unknown_time_as_null(db, monkeypatch):
+    from annotations.models import Label
+
+    queue, _ = labelled_queue()
+    Label.objects.filter(item__external_id="x1").update(time_spent_ms=None)
+    fast, portable = both_paths(monkeypatch, queue)
+    assert jsonl(fast) == jsonl(portable)
+    assert [row["time_spent_ms"] for row in jsonl(fast) if row["external_id"] == "x1"] == [None] * 3

@@ -1,8 +1,10 @@
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from annotations.kinds import PairwisePayload
 from annotations.models import Assignment, Label, Outcome
@@ -82,15 +84,16 @@ def test_my_queues_lists_only_mine_with_progress(queue, annotator, annotator2):
     html = signed_in(annotator).get(reverse("annotations:my_queues")).content.decode()
     assert queue.name in html
     assert "someone else&#x27;s" not in html
-    assert "0 / 3" in html
+    assert "3 left for you · 0 done" in html
 
 
 def test_label_page_shows_the_first_item_and_the_keys(queue, annotator):
     html = signed_in(annotator).get(reverse("annotations:label", args=[queue.pk])).content.decode()
     assert "prompt 0" in html and "answer A0" in html and "answer B0" in html
-    for key in ("1", "2", "t", "b", "s", "u"):
+    for key in ("1", "2", "t", "b", "s"):
         assert f'data-key="{key}"' in html
-    assert "0 of 3 items labelled" in html
+    assert 'data-key="u"' not in html  # nothing to undo yet: no Undo offered
+    assert "3 left for you · 0 done" in html
     assert "<strong>better</strong>" in html  # the instructions, from Markdown
     assert "js/queue.js" in html
 
@@ -118,13 +121,26 @@ def test_htmx_submit_stores_the_label_and_swaps_in_the_next_item(queue, annotato
     assert response.status_code == 200
     html = response.content.decode()
     assert html.lstrip().startswith('<div id="work"')  # the fragment only, no page
-    assert "prompt 1" in html and "1 of 3 items labelled" in html
+    assert "prompt 1" in html and "2 left for you · 1 done" in html
+    assert 'data-key="u"' in html  # a label to undo: Undo offered
     label = Label.objects.get()
     assert (label.value, label.time_spent_ms, label.item_id) == (
         {"choice": "tie"},
         1500,
         lease.item_id,
     )
+
+
+def test_a_submit_without_a_time_stores_it_as_unknown_not_the_leases_age(queue, annotator):
+    # A page without JavaScript sends time_ms empty; the lease's age is not time on the item.
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    lease = lease_of(annotator)
+    Assignment.objects.filter(pk=lease.pk).update(created_at=timezone.now() - timedelta(minutes=4))
+    data = {"assignment": lease.pk, "key": "1", "request_id": uuid.uuid4(), "time_ms": ""}
+    response = client.post(reverse("annotations:submit", args=[queue.pk]), data)
+    assert response.status_code == 302
+    assert Label.objects.get().time_spent_ms is None
 
 
 def test_plain_submit_redirects_back_to_the_page(queue, annotator):
@@ -192,10 +208,53 @@ def test_skip_then_undo_through_the_page(queue, annotator):
     assert "Skipped." in html and "prompt 1" in html
     post_label(client, queue, lease_of(annotator), **HTMX)
     html = client.post(reverse("annotations:undo", args=[queue.pk]), **HTMX).content.decode()
-    assert "Label undone." in html and "prompt 1" in html and "0 of 3 items labelled" in html
-    assert not Label.objects.exists()
+    assert "Label undone." in html and "prompt 1" in html
+    assert "2 left for you · 0 done · 1 skipped" in html
+    assert not Label.objects.exists() and 'data-key="u"' not in html
+    # A stale page's U (or a double press) is answered, not an error.
     html = client.post(reverse("annotations:undo", args=[queue.pk]), **HTMX).content.decode()
     assert "Nothing to undo" in html
+
+
+def test_only_skipped_items_left_ends_with_revisit_skipped(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(2), labels_per_item=1)
+    client = signed_in(annotator)
+    page = reverse("annotations:label", args=[queue.pk])
+    client.get(page)
+    client.post(
+        reverse("annotations:skip", args=[queue.pk]), {"assignment": lease_of(annotator).pk}
+    )
+    html = post_label(client, queue, lease_of(annotator), **HTMX).content.decode()
+    assert "Only the 1 item you skipped is left for you." in html
+    assert "0 left for you · 1 done · 1 skipped" in html and 'data-key="r"' in html
+    # R asks for the work area again with revisit=1 (a plain GET without JavaScript).
+    html = client.get(page, {"revisit": "1"}, **HTMX).content.decode()
+    assert html.lstrip().startswith('<div id="work"') and "prompt 0" in html
+    assert 'name="revisit" value="1"' in html
+    response = client.post(
+        reverse("annotations:submit", args=[queue.pk]),
+        {"assignment": lease_of(annotator).pk, "key": "2", "request_id": uuid.uuid4(),
+         "time_ms": 900, "revisit": "1"},
+    )  # fmt: skip
+    assert response["Location"] == page + "?revisit=1"  # still revisiting after the redirect
+    html = client.get(response["Location"]).content.decode()
+    assert "Nothing left for you in this queue" in html and "0 left for you · 2 done" in html
+
+
+def test_a_queue_finished_by_others_says_nothing_is_left_for_you(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(3), labels_per_item=1)
+    while (lease := queue_item_claim(queue=queue, annotator=annotator2)) is not None:
+        label_submit(assignment_id=lease.pk, annotator=annotator2, value={"choice": "a"},
+                     time_spent_ms=1, client_request_id=uuid.uuid4())  # fmt: skip
+    html = signed_in(annotator).get(reverse("annotations:label", args=[queue.pk])).content
+    assert "0 left for you · 0 done" in html.decode() and "of 3" not in html.decode()
+
+
+def test_items_held_by_others_are_explained(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(1), labels_per_item=1)
+    queue_item_claim(queue=queue, annotator=annotator2)
+    html = signed_in(annotator).get(reverse("annotations:label", args=[queue.pk])).content
+    assert "the 1 item left is held by other annotators" in html.decode()
 
 
 def test_the_end_of_the_queue_says_so(annotator):

@@ -190,3 +190,19 @@ def test_seconds_per_label_bins_are_distinct_and_round(annotator, times_ms, firs
     assert labels[0] == first and labels[-1] == last
     assert len(set(labels)) == len(labels)
     assert sum(float(bar.value_text) for bar in time_histogram(queue).bars) == len(times_ms)
+
+
+def test_labels_of_unknown_time_count_in_no_time_statistic(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(4), labels_per_item=1)
+    # Two timed labels and two sent without a time (no script on the page).
+    label_all(queue, annotator, [{"choice": "a"}] * 4, times=[1000, None, 3000, None])
+    stats = annotator_stats(queue)[0]
+    assert stats.labels == 4
+    assert stats.median_time_s == 2.0  # of 1 s and 3 s only
+    assert stats.labels_per_hour == pytest.approx(3_600_000 * 2 / 4000)
+    assert sum(float(bar.value_text) for bar in time_histogram(queue).bars) == 2
+    untimed = make_queue(name="untimed", members=[annotator], items=pairwise(1))
+    label_all(untimed, annotator, [{"choice": "b"}], times=[None])
+    stats = annotator_stats(untimed)[0]
+    assert (stats.median_time_s, stats.labels_per_hour) == (None, None)
+    assert time_histogram(untimed).bars == []

@@ -60,3 +60,17 @@ def test_researchers_add_from_the_debate_list(users):
     other = QueueFactory(kind="pairwise")
     refused = signed_in(users["researcher"]).post(url, {"queue": other.pk}, follow=True)
     assert "Choose a debate-judgment queue." in refused.content.decode()
+
+
+def test_with_no_debate_judgment_queue_the_list_says_how_to_make_one(users):
+    QueueFactory(kind="pairwise")  # a queue of another kind is no help
+    judged_debate()
+    html = signed_in(users["researcher"]).get(reverse("debate:list")).content.decode()
+    new_queue = reverse("annotations:queue_create") + "?kind=debate_judgment"
+    assert 'id="no-judgment-queue"' in html and f'href="{new_queue}"' in html
+    assert "Add every judged debate to" not in html  # no empty select
+    form = signed_in(users["researcher"]).get(new_queue).content.decode()
+    assert '<option value="debate_judgment" selected>' in form
+    QueueFactory(kind="debate_judgment")
+    html = signed_in(users["researcher"]).get(reverse("debate:list")).content.decode()
+    assert "Add every judged debate to" in html and 'id="no-judgment-queue"' not in html
