@@ -94,9 +94,9 @@ class JudgeTurnForm(ProbabilityForm):
 
 
 def judge_forms() -> dict[str, forms.Form]:
-    """Fresh forms for the judge's panel; the page and the socket render the same panel."""
-    even = {"probability_a": 50, "probability_b": 50}
-    return {"prior_form": ProbabilityForm(initial=even), "turn_form": JudgeTurnForm(initial=even)}
+    """Fresh forms for the judge's panel; the page and the socket render the same panel. No
+    initial probabilities: the panel starts them from the judge's latest (DebateView.belief_now)."""
+    return {"prior_form": ProbabilityForm(), "turn_form": JudgeTurnForm()}
 
 
 class DebatesToQueueForm(forms.Form):

@@ -32,6 +32,15 @@ def debate_viewer(user: AbstractBaseUser | AnonymousUser, debate_id: int) -> Vie
 
 
 @dataclass(frozen=True)
+class Belief:
+    probability_a: int
+
+    @property
+    def probability_b(self) -> int:
+        return 100 - self.probability_a
+
+
+@dataclass(frozen=True)
 class RoundView:
     number: int
     speeches: list[Speech]
@@ -69,6 +78,8 @@ class DebateView:
     source: str = ""
     room_name: str = ""
     has_transcript: bool = True
+    # The judge's next debate still waiting for them, once this one is judged.
+    next_debate_id: int | None = None
 
     @property
     def is_consultancy(self) -> bool:
@@ -81,6 +92,19 @@ class DebateView:
     @property
     def judged(self) -> bool:
         return self.status == DebateStatus.JUDGED
+
+    @property
+    def judge_turns(self) -> list[JudgeTurn]:
+        """The judge's beliefs in order: the prior, then after each round."""
+        turns = [self.prior] if self.prior else []
+        return turns + [r.judge_turn for r in self.rounds if r.judge_turn]
+
+    @property
+    def belief_now(self) -> Belief:
+        """The judge's latest probabilities: where their next turn starts (NYU's app carries
+        them over too); 50/50 before the prior."""
+        turns = self.judge_turns
+        return Belief(turns[-1].probability_a if turns else 50)
 
 
 def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
@@ -129,6 +153,23 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
         source=debate.get_source_display(),
         room_name=debate.room_name or "",
         has_transcript=debate.has_transcript,
+        next_debate_id=next_debate_for_judge(debate) if judged and viewer == "judge" else None,
+    )
+
+
+WAITING_FOR_JUDGE = [
+    DebateStatus.WAITING_FOR_PRIOR, DebateStatus.GENERATING, DebateStatus.AWAITING_JUDGE
+]  # fmt: skip
+
+
+def next_debate_for_judge(debate: Debate) -> int | None:
+    """The oldest other debate still waiting for this debate's judge."""
+    return (
+        Debate.objects.filter(judge_id=debate.judge_id, status__in=WAITING_FOR_JUDGE)
+        .exclude(pk=debate.pk)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)
+        .first()
     )
 
 

@@ -3,6 +3,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.roles import Role, role_required, signed_in_user
@@ -71,7 +72,7 @@ def debates_to_queue_view(request: HttpRequest) -> HttpResponse:
         except ValidationError as error:
             messages.error(request, " ".join(error.messages))
         else:
-            messages.success(request, f"Added {added} judged debates to {queue}.")
+            messages.success(request, f"Added {added} judged debate{pluralize(added)} to {queue}.")
     else:
         messages.error(request, "Choose a debate-judgment queue.")
     return redirect("debate:list")
@@ -138,7 +139,8 @@ def _panel_response(request: HttpRequest, pk: int, **forms: object) -> HttpRespo
     context: dict[str, object] = {"view": debate_view(pk, "judge"), **judge_forms()}
     if invalid:
         context.update(forms)
-    template = "debate/debate.html#panel" if request.htmx else "debate/debate.html"  # type: ignore[attr-defined]
+    # htmx: the panel in place, and the transcript, chart and (once judged) passage with it.
+    template = "debate/debate.html#judge_response" if request.htmx else "debate/debate.html"  # type: ignore[attr-defined]
     return render(request, template, context, status=200)
 
 

@@ -204,6 +204,7 @@ class Speech(GenerationRecord):
 
     class Meta(GenerationRecord.Meta):
         ordering = ["round", "side"]
+        verbose_name_plural = "speeches"
         constraints = [
             models.UniqueConstraint(fields=["debate", "round", "side"], name="one_speech_per_turn")
         ]

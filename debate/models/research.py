@@ -94,6 +94,7 @@ class DebateBatch(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name_plural = "debate batches"
 
     def __str__(self) -> str:
         return f"batch {self.pk}: {self.name}"

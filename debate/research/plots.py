@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.template.defaultfilters import pluralize
+
 from debate.research.analytics import GroupStats, Rating
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
@@ -63,7 +65,7 @@ def calibration_plot(
             Point(
                 x=round(x_of(b.confidence), 1), y=round(y_of(b.accuracy), 1),
                 r=round(2.5 + min(6.0, b.n**0.5 / 2), 1),
-                label=f"{group.name}: {b.n} verdicts, {b.confidence:.0%} confident, "
+                label=f"{group.name}: {b.n} verdict{pluralize(b.n)}, {b.confidence:.0%} confident, "
                 f"{b.accuracy:.0%} correct",
             )
             for b in group.calibration

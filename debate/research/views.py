@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -83,7 +84,8 @@ def banks(request: HttpRequest) -> HttpResponse:
             created_by=signed_in_user(request),
         )  # fmt: skip
         if bank is not None and not report.errors:
-            messages.success(request, f"Imported {len(report.imported)} questions into {bank}.")
+            count = len(report.imported)
+            messages.success(request, f"Imported {count} question{pluralize(count)} into {bank}.")
             return redirect("debate:bank", pk=bank.pk)
     all_banks = QuestionBank.objects.order_by("name")
     context = {"form": form, "report": report, "banks": all_banks}

@@ -8,3 +8,15 @@ document.addEventListener("input", (event) => {
   const partner = input.form && input.form.elements.namedItem(other);
   if (partner instanceof HTMLInputElement) partner.value = String(100 - value);
 });
+
+// The socket re-sends the judge's panel whenever anything in the debate changes (a snapshot on
+// connect, each speech finishing). A panel for the step the judge is already on must not wipe
+// what they are typing: skip it. A panel for a new step replaces the old one.
+document.addEventListener("htmx:oobBeforeSwap", (event) => {
+  const { target, fragment } = event.detail;
+  if (!(target instanceof HTMLElement) || target.id !== "judge-panel") return;
+  const incoming = fragment.id === "judge-panel" ? fragment : fragment.querySelector("#judge-panel");
+  if (incoming && incoming.dataset.step && incoming.dataset.step === target.dataset.step) {
+    event.preventDefault();
+  }
+});

@@ -99,4 +99,5 @@ def test_a_judged_debate_end_to_end(
     revealing = [i for i, frame in enumerate(frames) if "Correct answer" in frame]
     before = frames[: revealing[0]]
     assert not any(SECRET in frame or "Correct answer" in frame for frame in before)
-    assert all(SECRET not in frame for frame in frames)
+    # With the judgment, the passage itself reaches the judge.
+    assert any(SECRET in frame for frame in frames[revealing[0] :])

@@ -55,7 +55,12 @@ def test_judge_frames_never_carry_the_passage_or_answer_until_judged(annotator, 
         "&lt;script&gt;x&lt;/script&gt;</span>"
     )
     assert not any(SECRET in frame or "Correct answer" in frame for frame in frames)
+    assert '<section id="reveal" hx-swap-oob="true" hidden>' in frames[0]
+    assert 'Judge</strong> <span class="muted small">prior</span>' in frames[0]
     assert "Correct answer: <strong>B</strong>" in judged
+    # Now, and only now, the passage itself.
+    assert '<section id="reveal" hx-swap-oob="true" class="card reveal">' in judged
+    assert f"The {SECRET} story." in judged
 
 
 def test_who_may_open_a_debate_socket(users, annotator2):

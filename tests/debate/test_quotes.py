@@ -1,6 +1,6 @@
 import pytest
 
-from debate.quotes import normalise, quotes_verify, speech_html, speech_limit
+from debate.quotes import normalise, passage_html, quotes_verify, speech_html, speech_limit
 
 PASSAGE = "The keeper painted his door green every spring, because the salt wind peeled it."
 
@@ -66,3 +66,31 @@ def test_verified_and_unverified_quotes_look_different():
     quotes = [q.as_json() for q in quotes_verify(text, passage=PASSAGE, quote_char_limit=250)]
     html = speech_html(text, quotes, truncated=False)
     assert '<q class="quote verified"' in html and '<q class="quote unverified"' in html
+
+
+def test_the_passage_marks_each_verified_quote_where_it_was_found():
+    # Verified despite case, spacing and punctuation: the mark covers the passage's own words.
+    html = passage_html(PASSAGE, [("a", "Painted  his\ndoor GREEN"), ("b", "the salt-wind")])
+    assert html == (
+        'The keeper <mark class="quote verified side-a" title="quoted by A">painted his door '
+        "green</mark> every spring, because "
+        '<mark class="quote verified side-b" title="quoted by B">the salt wind</mark> peeled it.'
+    )
+
+
+def test_overlapping_quotes_of_both_sides_are_marked_as_both():
+    html = passage_html(PASSAGE, [("a", "his door green"), ("b", "door green every")])
+    assert '<mark class="quote verified side-a" title="quoted by A">his </mark>' in html
+    assert (
+        '<mark class="quote verified side-a side-b" title="quoted by A and B">door green</mark>'
+    ) in html
+    assert '<mark class="quote verified side-b" title="quoted by B"> every</mark>' in html
+
+
+def test_the_passage_is_escaped_and_a_quote_it_lacks_marks_nothing():
+    passage = 'He wrote <script>alert("x")</script> & left. Ünïcode ﬁne.'
+    html = passage_html(passage, [("a", "not in it"), ("b", "ÜNÏCODE fine")])
+    assert "<script>" not in html and "&lt;script&gt;" in html and "&amp; left" in html
+    assert html.count("<mark") == 1
+    assert '<mark class="quote verified side-b" title="quoted by B">Ünïcode ﬁne</mark>' in html
+    assert passage_html("", [("a", "x")]) == ""

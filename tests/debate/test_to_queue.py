@@ -55,7 +55,7 @@ def test_researchers_add_from_the_debate_list(users):
     assert signed_in(users["annotator"]).post(url, {"queue": queue.pk}).status_code == 403
     assert signed_in(users["researcher"]).get(url).status_code == 405
     response = signed_in(users["researcher"]).post(url, {"queue": queue.pk}, follow=True)
-    assert "Added 1 judged debates" in response.content.decode()
+    assert "Added 1 judged debate to" in response.content.decode()
     assert Item.objects.filter(queue=queue).count() == 1
     other = QueueFactory(kind="pairwise")
     refused = signed_in(users["researcher"]).post(url, {"queue": other.pk}, follow=True)

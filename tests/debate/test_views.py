@@ -155,23 +155,174 @@ def test_the_judge_page_carries_no_trace_of_the_passage_or_the_answer(annotator,
             for d in twins
         ]
 
+    def posts(name: str, data: dict[str, str]) -> list[str]:
+        """The fragments an htmx POST of the judge's form returns, for each twin."""
+        return [
+            _normalised(client.post(reverse(f"debate:{name}", args=[d.pk]), data,
+                                    headers={"HX-Request": "true"}).content.decode(), d.pk)
+            for d in twins
+        ]  # fmt: skip
+
     first, second = pages()
     assert first == second and PASSAGE_MARK not in first
+    first, second = posts("prior", {"probability_a": "60", "probability_b": "40"})
+    assert first == second and PASSAGE_MARK not in first and "A 60%" in first
     for debate in twins:
-        debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
-        debate.speeches.update(status=SpeechStatus.DONE, text="<quote>one</quote> same speech")
+        debate.speeches.update(status=SpeechStatus.DONE, text="<quote>one</quote> same speech",
+                               quotes=[{"text": "one", "verified": True}])  # fmt: skip
         Debate.objects.filter(pk=debate.pk).update(status=DebateStatus.AWAITING_JUDGE)
     first, second = pages()
     assert first == second and PASSAGE_MARK not in first
+    continued = {"probability_a": "55", "probability_b": "45", "action": "continue"}
+    first, second = posts("turn", continued)
+    assert first == second and PASSAGE_MARK not in first and "A 55%" in first
 
+    _round_done(twins[0])
     judge_turn_submit(
         debate_id=twins[0].pk, judge=annotator, probability_a=70, action="end", rationale="r"
     )
     after = client.get(reverse("debate:detail", args=[twins[0].pk])).content.decode()
     assert "Correct answer: <strong>A</strong>" in after  # revealed only now
+    assert f'{PASSAGE_MARK} <mark class="quote verified side-a side-b"' in after
 
 
 def test_observers_see_the_passage_and_answer(researcher, debate):
     html = signed_in(researcher).get(reverse("debate:detail", args=[debate.pk])).content.decode()
     assert PASSAGE_MARK in html
     assert "correct answer (A)" in html
+
+
+def _round_done(debate, text: str = "said") -> None:
+    debate.speeches.filter(round=Debate.objects.get(pk=debate.pk).current_round).update(
+        status=SpeechStatus.DONE, text=text
+    )
+    Debate.objects.filter(pk=debate.pk).update(status=DebateStatus.AWAITING_JUDGE)
+
+
+def _form_values(html: str) -> tuple[str, str]:
+    a = re.search(r'name="probability_a"[^>]* value="(\d*)"', html)
+    b = re.search(r'name="probability_b"[^>]* value="(\d*)"', html)
+    assert a and b, "no probability inputs"
+    return a.group(1), b.group(1)
+
+
+def test_each_judge_turn_starts_from_the_judges_last_probabilities(annotator, debate, enqueued):
+    client = signed_in(annotator)
+    url = reverse("debate:detail", args=[debate.pk])
+    assert _form_values(client.get(url).content.decode()) == ("50", "50")  # before the prior
+    client.post(reverse("debate:prior", args=[debate.pk]), {"probability_a": "60",
+                "probability_b": "40"})  # fmt: skip
+    _round_done(debate)
+    assert _form_values(client.get(url).content.decode()) == ("60", "40")
+    client.post(reverse("debate:turn", args=[debate.pk]), {"probability_a": "25",
+                "probability_b": "75", "action": "continue", "message": "B, why?"})  # fmt: skip
+    _round_done(debate)
+    # The final judgment's form too.
+    assert _form_values(client.get(url).content.decode()) == ("25", "75")
+    # A refused submission shows what the judge typed, not the carried-over values.
+    refused = client.post(
+        reverse("debate:turn", args=[debate.pk]),
+        {"probability_a": "90", "probability_b": "20", "action": "end", "rationale": "r"},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    assert _form_values(refused) == ("90", "20") and "must sum to 100%" in refused
+
+
+def test_the_transcript_shows_the_prior_and_every_judge_turn_in_order(
+    annotator, researcher, debate, enqueued
+):
+    debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=60)
+    _round_done(debate)
+    judge_turn_submit(debate_id=debate.pk, judge=annotator, probability_a=35,
+                      action="continue", message="Debater B: <b>which</b> shed?")  # fmt: skip
+    _round_done(debate)
+    for user in (annotator, researcher):
+        html = signed_in(user).get(reverse("debate:detail", args=[debate.pk])).content.decode()
+        start = html.index('id="transcript"')
+        transcript = html[start : html.index("</section>", start)]
+        turns = re.findall(r'<div class="judge-turn[^"]*">.*?</div>', transcript, re.DOTALL)
+        assert [re.sub(r"<[^>]+>", "", turn) for turn in turns] == [
+            "Judge prior A 60% · B 40%",
+            "Judge after round 1 A 35% · B 65%Debater B: &lt;b&gt;which&lt;/b&gt; shed?",
+        ]
+        assert transcript.index("prior") < transcript.index("Round 1") < transcript.index(
+            "after round 1") < transcript.index("Round 2")  # fmt: skip
+        # The chart: one point per judge turn for each answer, and its labels.
+        chart = html[html.index('class="belief-chart"') :]
+        chart = chart[: chart.index("</figure>")]
+        assert chart.count('<circle class="side-a"') == 2
+        assert "<title>Prior: A 60% · B 40%</title>" in chart
+        assert "<title>After round 1: A 35% · B 65%</title>" in chart
+        who = "Your" if user == annotator else "The judge's"
+        assert f"{who} probabilities over the debate" in chart
+
+
+def test_after_judging_the_passage_shows_with_its_quotes_marked_and_a_next_debate(
+    annotator, debate, enqueued
+):
+    waiting = DebateFactory(judge=annotator)
+    DebateFactory(judge=annotator, status=DebateStatus.JUDGED)  # not waiting
+    debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
+    _round_done(debate, text="<quote>Secret passage</quote> says so")
+    debate.speeches.update(quotes=[{"text": "Secret passage", "verified": True}])
+    client = signed_in(annotator)
+    response = client.post(
+        reverse("debate:turn", args=[debate.pk]),
+        {"probability_a": "70", "probability_b": "30", "action": "end", "rationale": "A"},
+        headers={"HX-Request": "true"},
+    ).content.decode()
+    page = client.get(reverse("debate:detail", args=[debate.pk])).content.decode()
+    for html in (response, page):
+        assert (
+            '<mark class="quote verified side-a side-b" title="quoted by A and B">'
+            f"Secret passage</mark> {PASSAGE_MARK}."
+        ) in html
+        assert f'href="{reverse("debate:detail", args=[waiting.pk])}">Next debate</a>' in html
+    assert 'id="reveal" hx-swap-oob="true" class="card reveal"' in response
+
+    Debate.objects.filter(pk=waiting.pk).update(status=DebateStatus.JUDGED)
+    page = client.get(reverse("debate:detail", args=[debate.pk])).content.decode()
+    assert "No more debates waiting for you." in page and "Next debate" not in page
+
+
+def test_observers_read_about_the_judge_not_about_themselves(
+    annotator, researcher, debate, enqueued
+):
+    debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
+    _round_done(debate)
+    judge_turn_submit(
+        debate_id=debate.pk, judge=annotator, probability_a=70, action="end", rationale="r"
+    )
+    observed = signed_in(researcher).get(reverse("debate:detail", args=[debate.pk]))
+    html = observed.content.decode()
+    assert "The judge's final probabilities: A 70% · B 30%" in html
+    assert not re.search(r"\b(Your|your|you)\b", re.sub(r"<[^>]+>", " ", html.split("<main")[1]))
+    assert "Next debate" not in html and "No more debates waiting" not in html
+    judged = signed_in(annotator).get(reverse("debate:detail", args=[debate.pk])).content.decode()
+    assert "Your final probabilities: A 70% · B 30%" in judged
+
+
+def test_counts_read_as_words(annotator, debate, enqueued):
+    one = DebateFactory(judge=annotator, max_rounds=1)
+    client = signed_in(annotator)
+    assert "up to 1 round ·" in client.get(reverse("debate:detail", args=[one.pk])).content.decode()
+    assert (
+        "up to 2 rounds ·"
+        in client.get(reverse("debate:detail", args=[debate.pk])).content.decode()
+    )
+    debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
+    _round_done(debate)
+    judge_turn_submit(debate_id=debate.pk, judge=annotator, probability_a=60, action="continue")
+    _round_done(debate)
+    judge_turn_submit(debate_id=debate.pk, judge=annotator, probability_a=70, action="end",
+                      rationale="r")  # fmt: skip
+    html = client.get(reverse("debate:detail", args=[debate.pk])).content.decode()
+    assert "0.05 × 1 judge turn</span>" in html
+
+
+def test_the_admin_speaks_of_speeches_and_debate_batches(admin_user):
+    admin_user.is_superuser = True
+    admin_user.save()
+    html = signed_in(admin_user).get("/admin/").content.decode()
+    assert "Speeches" in html and "Debate batches" in html
+    assert "Speechs" not in html and "batchs" not in html
