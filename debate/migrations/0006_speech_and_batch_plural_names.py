@@ -5,7 +5,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("debate", "0004_research"),
+        ("debate", "0005_batch_attempt_heartbeat"),
     ]
 
     operations = [
