@@ -16,7 +16,7 @@ PLACEHOLDERS = (
 # The default debater prompts, shaped for a small model (the bundled SmolLM2-135M): the story
 # first, then the question and the answer to argue, and a short concrete instruction that
 # restates that answer as the speech's first words. The first, longer prompts (after Khan et al.
-# 2024 and Michael et al. 2023) kept it on topic in 38 % of speeches, these in 75 % (with the
+# 2024 and Michael et al. 2023) kept it on topic in 40 % of speeches, these in 82 % (with the
 # bundled config's repetition penalties; bench/debater_focus.py, README "Performance").
 # debate/migrations/0005_fill_small_model_prompts.py writes them into the ProtocolPrompt rows
 # that still hold the first prompts; changing them here needs a migration like it
