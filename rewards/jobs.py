@@ -13,7 +13,7 @@ from core.jobs import Job, JobSource, job_source_register
 from rewards.models import RUNNING, RewardVersion, Status, Trigger
 from rewards.services import reward_training_start
 
-JOB_STATUS = {Status.QUEUED: "queued", Status.FAILED: "failed"}
+JOB_STATUS: dict[str, str] = {Status.QUEUED: "queued", Status.FAILED: "failed"}
 
 
 def _open_runs(since: datetime) -> Iterator[Job]:
