@@ -88,17 +88,6 @@ def auto_judge_version() -> RewardVersion | None:
     )
 
 
-def _unscored(provider: DebateTextsProvider, version: RewardVersion) -> QuerySet[Any]:
-    scored = DebateScore.objects.filter(version=version).values("debate_id")
-    return provider.over().exclude(pk__in=scored)
-
-
-def debate_scores_due() -> bool:
-    """Some debate that is over has no score from the chosen version (cheap: two queries)."""
-    provider, version = _provider(), auto_judge_version()
-    return bool(provider and version and _unscored(provider, version).exists())
-
-
 def debate_scores_fill(*, limit: int = FILL_LIMIT) -> int:
     """Worker side (loads the checkpoint): score up to `limit` debates that have no score
     from the chosen version, newest first, in batches; returns how many were scored. Rows are
@@ -112,8 +101,10 @@ def debate_scores_fill(*, limit: int = FILL_LIMIT) -> int:
         version = auto_judge_version()
         if version is None:
             break
+        scored = DebateScore.objects.filter(version=version).values("debate_id")
         ids = list(
-            _unscored(provider, version)
+            provider.over()
+            .exclude(pk__in=scored)
             .order_by("-pk")
             .values_list("pk", flat=True)[: min(FILL_CHUNK, limit - done)]
         )

@@ -19,7 +19,7 @@ from annotations.services import NewItem
 from config.asgi import application
 from debate.kinds import DebatePayload, DebateTurn
 from debate.models import Debate, DebateStatus, Speech, SpeechStatus
-from rewards.auto_judge import auto_judge_version, debate_scores_due, debate_scores_fill
+from rewards.auto_judge import auto_judge_version, debate_scores_fill
 from rewards.models import DebateScore, RewardModel, RewardVersion, Speed, Status, Trigger
 from rewards.services import reward_model_save
 from tests.annotations.factories import make_queue
@@ -90,11 +90,9 @@ def test_the_probability_is_sigmoid_of_the_scoring_apis_rewards(trained, annotat
     debate = over_debate(judge=annotator)
     finished = over_debate(judge=annotator, status=DebateStatus.FINISHED, correct_side="b")
     live = over_debate(judge=annotator, status=DebateStatus.AWAITING_JUDGE)
-    assert debate_scores_due()
-
     assert debate_scores_fill() == 2  # the live debate is not over: not scored
-    assert not debate_scores_due()
     assert debate_scores_fill() == 0  # nothing twice
+    assert not DebateScore.objects.filter(debate_id=live.pk).exists()
     version = trained.active_version
     score = DebateScore.objects.get(version=version, debate_id=debate.pk)
 
@@ -134,7 +132,6 @@ def test_a_new_promotion_is_scored_again_and_shown(
 
     html = page(researcher, debate)
     assert "Not scored yet by" in html and f"{trained.name}</a> v2" in html
-    assert debate_scores_due()
     assert debate_scores_fill() == 1
     html = page(researcher, debate)
     assert "P(A correct) <strong>" in html and f"{trained.name}</a> v2" in html
