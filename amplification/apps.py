@@ -5,6 +5,8 @@ class AmplificationConfig(AppConfig):
     name = "amplification"
 
     def ready(self) -> None:
+        from amplification import jobs
         from amplification.kinds import register
 
         register()
+        jobs.register()

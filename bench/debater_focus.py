@@ -1,16 +1,24 @@
 """Do the bundled model's debaters stay on topic? Share of speeches that argue for their own
-answer and repeat no line three times, for the shipped prompts and sampling against a baseline
-(the first prompts, no repetition penalty) measured in the same run.
+answer and repeat no line three times, for the shipped debater prompts and sampling (the
+small-model prompts of debate/prompting.py, the bundled config's frequency penalty 0.4 and
+presence penalty 0.2 — what migrations debate 0005 and llm 0005 install) against a baseline
+measured in the same run (the first default prompts of debate 0002, no penalty).
 
 Run: .venv/bin/python bench/debater_focus.py [--debates 20] [--tokens 96]
 
-Each debate is one simultaneous opening round (two speeches) on one of the short questions
-below, sampled as the bundled config samples (temperature 0.7, top-p 0.95), all speeches of a
-variant in one seeded generate_batch call. A speech argues for its own
-answer when it names at least one word that only its own answer has (four letters or more,
-not a common word) and at least as many such words as the other answer's. A speech rambles
-when some non-empty line appears three or more times. It echoes when it repeats the prompt's
-scaffolding ("Transcript so far", "Round 1 of", "characters").
+Each debate is one simultaneous opening round (two speeches, one per answer) on one of the
+five short questions below, taken in turn (the first is the demo debate's); all speeches of a
+variant are sampled as the bundled config samples (temperature 0.7, top-p 0.95, 96 new
+tokens) in one seeded generate_batch call on the bundled SmolLM2-135M-Instruct.
+
+Definitions (the README quotes them):
+- A speech *argues for its own answer* when it names at least one word that only its own
+  answer has — four letters or more, not a common word, compared case-insensitively — and
+  names such words at least as often as words that only the other answer has.
+- A speech *rambles* when some non-empty line (stripped) appears three or more times.
+- A speech is *on topic* when it argues for its own answer and does not ramble.
+- It *echoes* when it repeats the prompt's scaffolding ("Transcript so far", "Round 1 of",
+  "characters"); reported, not counted against it.
 """
 
 from __future__ import annotations
@@ -109,23 +117,16 @@ def first_prompts() -> dict[str, str]:
     return dict(module.PROMPTS["debate"])
 
 
-CANDIDATE = {
-    "debater_system": (
-        "You are a debater. Story:\n{passage}\n\n"
-        "Question: {question}\n"
-        "You argue that the answer is: {my_answer}\n"
-        "Your opponent argues: {other_answer}"
-    ),
-    "debater_turn": (
-        "Write a short speech (three sentences) for the judge, who has not read the story. "
-        "Begin with: The answer is {my_answer} because\n"
-        "Give facts from the story. Put words copied from the story inside <quote></quote>."
-    ),
-}
-
-
 def shipped_prompts() -> dict[str, str]:
-    return CANDIDATE
+    from debate.prompting import DEFAULT_PROMPTS
+
+    return DEFAULT_PROMPTS["debate"]
+
+
+def shipped_penalties() -> tuple[float, float]:
+    """(frequency, presence) penalties the bundled config gets from its migration."""
+    penalties = importlib.import_module("llm.migrations.0005_fill_bundled_penalties").PENALTIES
+    return penalties["frequency_penalty"], penalties["presence_penalty"]
 
 
 def chats(prompts: dict[str, str], debates: int) -> list[tuple[list, str, str]]:
@@ -185,6 +186,7 @@ def main() -> None:
     from llm.backends.bundled import bundled_checkpoint
     from llm.backends.transformers_backend import TransformersBackend
 
+    print(f"load average at the start: {os.getloadavg()}, {os.cpu_count()} CPUs")
     backend = TransformersBackend(
         str(bundled_checkpoint(ROOT / "var" / "models")), config_name="bench"
     )
@@ -195,13 +197,15 @@ def main() -> None:
 
     before = run(backend, "before: first prompts, no penalty", first_prompts(), sampling,
                  args.debates)  # fmt: skip
+    frequency, presence = shipped_penalties()
     after = run(
         backend,
-        "after: shipped prompts, frequency penalty 0.4, presence penalty 0.2",
+        f"after: shipped prompts, frequency penalty {frequency}, presence penalty {presence}",
         shipped_prompts(),
-        replace(sampling, frequency_penalty=0.4, presence_penalty=0.2),
+        replace(sampling, frequency_penalty=frequency, presence_penalty=presence),
         args.debates,
     )
+    print(f"\nload average at the end: {os.getloadavg()}")
     print(f"\n{'share of speeches':<22} {'before':>8} {'after':>8}")
     for key in before:
         print(f"{key:<22} {before[key]:>8.0%} {after[key]:>8.0%}")

@@ -237,6 +237,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "rewards.tasks.reward_models_check_task",
         "schedule": float(env_int("REWARD_CHECK_SECONDS", 10, minimum=1)),
     },
+    # The automatic judge scores finished debates that lack its version's score (on the
+    # training queue, where the reward model is loaded; a bounded batch each time).
+    "debate-scores-fill": {
+        "task": "rewards.tasks.debate_scores_fill_task",
+        "schedule": 60.0,
+    },
     # An export whose worker died starts again (annotations.services.EXPORT_STALE_AFTER).
     "exports-requeue-stale": {
         "task": "annotations.tasks.exports_requeue_stale_task",

@@ -5,8 +5,9 @@ class DebateConfig(AppConfig):
     name = "debate"
 
     def ready(self) -> None:
-        from debate import jobs
+        from debate import auto_judge, jobs
         from debate.kinds import register
 
         register()
         jobs.register()
+        auto_judge.register()

@@ -183,3 +183,31 @@ class Embedding(models.Model):
 
     def __str__(self) -> str:
         return f"embedding {self.key[:12]}"
+
+
+class DebateScore(models.Model):
+    """The automatic judge's reading of one finished debate by one version:
+    P(A correct) = σ(r_A − r_B), each side's reward scored on (question, that side's answer
+    and speeches). One row per (version, debate): a newly promoted version scores every
+    debate again, and the page shows the row of the version the rule picks
+    (rewards/auto_judge.py).
+
+    `debate_id` is the debate's id, not a foreign key: rewards knows debates only through the
+    texts the debate app registers (rewards/auto_judge.py), so the score of a deleted debate
+    is simply never asked for again.
+    """
+
+    version = models.ForeignKey(RewardVersion, on_delete=models.CASCADE, related_name="+")
+    debate_id = models.PositiveBigIntegerField()
+    reward_a = models.FloatField()
+    reward_b = models.FloatField()
+    probability_a = models.FloatField()
+    scored_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["version", "debate_id"], name="debate_score_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"debate {self.debate_id}: P(A) {self.probability_a:.2f} by {self.version_id}"

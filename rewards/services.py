@@ -286,9 +286,11 @@ def reward_version_rollback(*, version: RewardVersion, user: User) -> RewardVers
 
 
 def _after_activation(reward_model_id: int) -> None:
-    from rewards.tasks import reward_scores_refresh_task
+    from rewards.tasks import debate_scores_fill_task, reward_scores_refresh_task
 
     reward_scores_refresh_task.delay(reward_model_id)
+    # The automatic judge may now pick this version: debates get its scores.
+    debate_scores_fill_task.delay()
 
 
 def version_promote(

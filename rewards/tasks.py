@@ -29,3 +29,12 @@ def reward_models_check_task() -> None:
     # Items added since the active version went live get its scores too.
     for reward_model_id in reward_scores_due():
         reward_scores_refresh_task.delay(reward_model_id, only_missing=True)
+
+
+@shared_task
+def debate_scores_fill_task() -> None:
+    """Every minute (CELERY_BEAT_SCHEDULE) and after each promotion or roll back: the
+    automatic judge scores debates that have no score from its version (a bounded batch)."""
+    from rewards.auto_judge import debate_scores_fill
+
+    debate_scores_fill()

@@ -1,0 +1,173 @@
+"""The automatic judge: for every judged or finished debate, researchers (never the judge) see
+P(A correct) from a reward model — each side's text scored with one version, and
+P(A) = σ(r_A − r_B).
+
+Debates belong to the debate app, which rewards does not import: debate registers a
+`DebateTextsProvider` from its AppConfig.ready() (the way it registers its item kind with
+annotations) saying which debates are over and what each side said. Each side is scored as
+the pair (question, that side's answer and then its speeches, in order), through the same
+`version_rewards` as the scoring API, in the worker: a beat task every minute and a task after
+each promotion or roll back score the debates that have no score from the version the rule
+below picks, a bounded batch at a time. Scores are rows per (version, debate), so a newly
+promoted version's numbers replace the old ones on the page as soon as it has scored them.
+
+Which reward model: among reward models that read at least one debate-judgment queue, the
+active version with the highest id — the version that passed the gate most recently (after a
+roll back, the version rolled back to counts by its own id). None: the block says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import QuerySet
+
+from annotations.kinds import QueueKind
+from rewards.models import DebateScore, RewardVersion, Status
+from rewards.scoring import preference, version_rewards
+from rewards.services import NoActiveVersion
+
+# Debates a fill scores at most (two texts each): a task stays short, the next one goes on.
+FILL_LIMIT = 128
+FILL_CHUNK = 32
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DebateTexts:
+    """What each side of one debate said. Consultancy: the silent side has no speeches."""
+
+    debate_id: int
+    question: str
+    answer_a: str
+    answer_b: str
+    speeches_a: tuple[str, ...]
+    speeches_b: tuple[str, ...]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The two (prompt, response) pairs scored: side A's, then side B's."""
+        return [
+            (self.question, "\n\n".join((self.answer_a, *self.speeches_a))),
+            (self.question, "\n\n".join((self.answer_b, *self.speeches_b))),
+        ]
+
+
+@dataclass(frozen=True)
+class DebateTextsProvider:
+    # The debates that are over (judged or finished, with a transcript), as a queryset of
+    # the debate model: rewards narrows it by primary key and never reads its fields.
+    over: Callable[[], QuerySet[Any]]
+    # The texts of these debates (any order; ids it does not know are left out).
+    texts: Callable[[Sequence[int]], list[DebateTexts]]
+
+
+_providers: list[DebateTextsProvider] = []
+
+
+def debate_texts_register(provider: DebateTextsProvider) -> None:
+    """Call from an AppConfig.ready(); one provider (the debate app's)."""
+    _providers[:] = [provider]
+
+
+def _provider() -> DebateTextsProvider | None:
+    return _providers[0] if _providers else None
+
+
+def auto_judge_version() -> RewardVersion | None:
+    """The version the automatic judge uses (the rule in this module's docstring)."""
+    return (
+        RewardVersion.objects.filter(
+            status=Status.ACTIVE, reward_model__queues__kind=QueueKind.DEBATE_JUDGMENT
+        )
+        .select_related("reward_model")
+        .order_by("-pk")
+        .first()
+    )
+
+
+def debate_scores_fill(*, limit: int = FILL_LIMIT) -> int:
+    """Worker side (loads the checkpoint): score up to `limit` debates that have no score
+    from the chosen version, newest first, in batches; returns how many were scored. Rows are
+    inserted with ignore_conflicts, so two fills racing on one debate store one score."""
+    provider = _provider()
+    if provider is None:
+        return 0
+    done = 0
+    while done < limit:
+        # Read again per chunk: a promotion meanwhile moves the rest to the new version.
+        version = auto_judge_version()
+        if version is None:
+            break
+        scored = DebateScore.objects.filter(version=version).values("debate_id")
+        ids = list(
+            provider.over()
+            .exclude(pk__in=scored)
+            .order_by("-pk")
+            .values_list("pk", flat=True)[: min(FILL_CHUNK, limit - done)]
+        )
+        if not ids:
+            break
+        texts = provider.texts(ids)
+        if not texts:
+            break
+        pairs = [pair for debate in texts for pair in debate.pairs()]
+        try:
+            rewards = version_rewards(version=version, pairs=pairs)
+        except NoActiveVersion:
+            log.warning("auto judge: version %s has no checkpoint; nothing scored", version.pk)
+            break
+        rows = []
+        for n, debate in enumerate(texts):
+            reward_a, reward_b = rewards[2 * n], rewards[2 * n + 1]
+            rows.append(
+                DebateScore(
+                    version=version,
+                    debate_id=debate.debate_id,
+                    reward_a=reward_a,
+                    reward_b=reward_b,
+                    probability_a=preference(reward_a, reward_b),
+                )  # fmt: skip
+            )
+        DebateScore.objects.bulk_create(rows, ignore_conflicts=True)
+        done += len(rows)
+    return done
+
+
+@dataclass(frozen=True)
+class AutoJudge:
+    """What the researcher's block shows: the chosen version (None: no reward model fits)
+    and its score of the debate (None: not scored yet)."""
+
+    version: RewardVersion | None
+    score: DebateScore | None
+
+    @property
+    def percent_a(self) -> int | None:
+        return round(100 * self.score.probability_a) if self.score else None
+
+    @property
+    def percent_b(self) -> int | None:
+        return None if self.percent_a is None else 100 - self.percent_a
+
+    @property
+    def picks(self) -> str:
+        """The side it leans to: "a", "b", or "" (no score, or exactly 50 %)."""
+        if self.score is None or self.score.probability_a == 0.5:
+            return ""
+        return "a" if self.score.probability_a > 0.5 else "b"
+
+
+def debate_auto_judge(*, debate_id: int) -> AutoJudge | None:
+    """The automatic judge's reading of a debate; None while the debate is not over (or no
+    app provides debates). Researchers only: the caller checks the role."""
+    provider = _provider()
+    if provider is None or not provider.over().filter(pk=debate_id).exists():
+        return None
+    version = auto_judge_version()
+    if version is None:
+        return AutoJudge(None, None)
+    score = DebateScore.objects.filter(version=version, debate_id=debate_id).first()
+    return AutoJudge(version, score)
