@@ -6,10 +6,9 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.urls import reverse
 
-from core.jobs import Job, JobSource, job_source_register
+from core.jobs import Job, JobSource, job_rows_open, job_source_register
 from rewards.models import RUNNING, RewardVersion, Status, Trigger
 from rewards.services import reward_training_start
 
@@ -17,10 +16,8 @@ JOB_STATUS: dict[str, str] = {Status.QUEUED: "queued", Status.FAILED: "failed"}
 
 
 def _open_runs(since: datetime) -> Iterator[Job]:
-    versions = RewardVersion.objects.filter(
-        Q(status__in=RUNNING) | Q(status=Status.FAILED, finished_at__gte=since)
-    ).select_related("reward_model", "created_by")
-    for version in versions.defer("label_ids").order_by("-created_at")[:100]:
+    versions = RewardVersion.objects.select_related("reward_model", "created_by")
+    for version in job_rows_open(versions.defer("label_ids"), since, open_statuses=RUNNING):
         yield Job(
             source="reward-training",
             pk=version.pk,
