@@ -10,8 +10,19 @@ from typing import Literal
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import QuerySet
 
+from annotations.kinds import QueueKind
 from core.roles import Role, user_has_role
-from debate.models import Debate, DebateStatus, JudgeTurn, Judgment, Protocol, Speech, Verdict
+from debate.models import (
+    Debate,
+    DebateStatus,
+    JudgeTurn,
+    Judgment,
+    Protocol,
+    Speech,
+    SpeechCandidate,
+    Verdict,
+)
+from rewards.models import RewardModel
 
 Viewer = Literal["judge", "observer"]
 
@@ -69,6 +80,9 @@ class DebateView:
     source: str = ""
     room_name: str = ""
     has_transcript: bool = True
+    best_of_n: int = 1
+    # Best-of-n candidates by speech id: observers only (the judge sees the chosen text).
+    candidates: dict[int, list[SpeechCandidate]] = field(default_factory=dict)
 
     @property
     def is_consultancy(self) -> bool:
@@ -103,6 +117,10 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
     ]
     judged = debate.status == DebateStatus.JUDGED
     reveal = viewer == "observer" or judged
+    candidates: dict[int, list[SpeechCandidate]] = {}
+    if viewer == "observer" and debate.best_of_n > 1:
+        for candidate in SpeechCandidate.objects.filter(speech__debate=debate):
+            candidates.setdefault(candidate.speech_id, []).append(candidate)
     return DebateView(
         debate_id=debate.pk,
         viewer=viewer,
@@ -129,6 +147,22 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
         source=debate.get_source_display(),
         room_name=debate.room_name or "",
         has_transcript=debate.has_transcript,
+        best_of_n=debate.best_of_n if viewer == "observer" else 1,
+        candidates=candidates,
+    )
+
+
+def best_of_n_reward_model() -> RewardModel | None:
+    """The reward model that picks best-of-n speeches: of the reward models trained on at
+    least one debate-judgment queue and with an active version, the one whose active
+    version finished (was trained and passed the gate) last. None if there is none."""
+    return (
+        RewardModel.objects.filter(
+            active_version__isnull=False, queues__kind=QueueKind.DEBATE_JUDGMENT
+        )
+        .select_related("active_version")
+        .order_by("-active_version__finished_at", "-active_version__pk")
+        .first()
     )
 
 
