@@ -247,7 +247,7 @@ def fixture_create(watchers: int, tokens: int) -> Fixture:
         observers.append(user)
     config = ModelConfig.objects.create(
         name="bench debater", model=BUNDLED_MODEL_ID, temperature=0.0, max_new_tokens=tokens,
-        timeout_s=600.0,
+        timeout_s=3600.0,  # a loaded machine runs far below 1 token/s
     )  # fmt: skip
     return Fixture(judge=judge, config=config, cookies=[cookie(u) for u in [judge, *observers]])
 
@@ -647,7 +647,8 @@ def ms(value: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--tokens", type=int, default=96, help="new tokens per speech")
-    parser.add_argument("--rounds", type=int, default=3, help="baseline / 1-watcher pairs")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="baseline / 1-watcher pairs (0: skip (1)-(3))")  # fmt: skip
     parser.add_argument("--watchers", type=int, default=50, help="clients on one debate for (3)")
     parser.add_argument("--watch-rounds", type=int, default=2, help="runs with all watchers")
     parser.add_argument("--round-runs", type=int, default=2,
@@ -684,8 +685,10 @@ def main() -> int:
 
         # Warm-up: loads the consumer's code paths and the channel layer in the server, runs
         # the model's first passes, and captures the exact prompt the live path builds.
-        warm = live_run(stack, clients, fixture, 1)
-        messages, params = warm.probe.messages, warm.probe.params
+        params: GenerationParams | None = fixture.config.generation_params()
+        if args.rounds:
+            warm = live_run(stack, clients, fixture, 1)
+            messages, params = warm.probe.messages, warm.probe.params
         baselines: list[Probe] = []
         singles: list[LiveRun] = []
         for i in range(args.rounds):  # interleaved: drift in machine load hits both alike
@@ -696,7 +699,7 @@ def main() -> int:
                   flush=True)  # fmt: skip
         crowds: list[LiveRun] = []
         crowd_baselines: list[Probe] = []
-        for i in range(args.watch_rounds):
+        for i in range(args.watch_rounds if args.rounds else 0):
             crowd_baselines.append(baseline_run(backend, messages, params))
             crowds.append(live_run(stack, clients, fixture, args.watchers))
             done = sum(crowds[-1].complete(w) for w in crowds[-1].watchers)
@@ -719,7 +722,8 @@ def main() -> int:
                       flush=True)  # fmt: skip
 
     busy = max(load_before, os.getloadavg()[0]) > (os.cpu_count() or 1)
-    report(rows, args, baselines, singles, crowd_baselines, crowds, load_s, setup_s)
+    if singles:  # --rounds 0: only (4)
+        report(rows, args, baselines, singles, crowd_baselines, crowds, load_s, setup_s)
     for i, (live, bare) in enumerate(round_pairs, 1):
         ratio = live.wall_s / bare
         rows.append((

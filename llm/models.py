@@ -96,9 +96,9 @@ class ModelConfig(models.Model):
 class GenerationPhase(models.TextChoices):
     """Where a generation that is not finished stands, as its worker last recorded it."""
 
-    QUEUED = "queued"
+    QUEUED = "queued", "queued"
     LOADING = "loading", "loading model"
-    GENERATING = "generating"
+    GENERATING = "generating", "generating"
 
 
 @dataclass(frozen=True)
