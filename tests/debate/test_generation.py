@@ -158,6 +158,7 @@ def debate_judgment_reward_model(annotator, n=60):
     reward_model = reward_model_for(queue)
     version = run_now(reward_model)
     assert version.status == "active", version.reason
+    reward_model.refresh_from_db()
     return reward_model
 
 
