@@ -40,6 +40,7 @@ class DebateForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["best_of_n"].required = False
         # Judges are people with the annotator role.
         self.fields["judge"].queryset = (  # type: ignore[attr-defined]
             User.objects.filter(is_active=True, groups__name=Role.ANNOTATOR)
@@ -49,6 +50,7 @@ class DebateForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        data["best_of_n"] = data.get("best_of_n") or 1  # left out: no choice, as before
         if data.get("answer_a") and data.get("answer_a") == data.get("answer_b"):
             self.add_error("answer_b", "The two answers must differ.")
         limit, quotes = data.get("speech_char_limit"), data.get("quote_char_limit")

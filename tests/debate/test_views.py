@@ -175,3 +175,22 @@ def test_observers_see_the_passage_and_answer(researcher, debate):
     html = signed_in(researcher).get(reverse("debate:detail", args=[debate.pk])).content.decode()
     assert PASSAGE_MARK in html
     assert "correct answer (A)" in html
+
+
+def test_best_of_n_without_a_debate_reward_model_is_refused_in_the_form(researcher, annotator):
+    config = ModelConfigFactory(temperature=0.8)
+    response = signed_in(researcher).post(
+        reverse("debate:new"),
+        {
+            "question": "Q?", "answer_a": "yes", "answer_b": "no", "correct_side": "a",
+            "passage": "text", "protocol": "debate", "turn_order": "simultaneous",
+            "rounds_mode": "judge_ends", "max_rounds": "3", "speech_char_limit": "750",
+            "quote_char_limit": "250", "debater_a_config": str(config.pk), "best_of_n": "3",
+            "judge": str(annotator.pk),
+        },
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert "needs an active reward model trained on a debate-judgment queue" in (
+        response.content.decode()
+    )
+    assert not Debate.objects.exists()
