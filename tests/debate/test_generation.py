@@ -215,7 +215,7 @@ def test_best_of_n_is_refused_without_an_active_debate_reward_model(researcher):
 
 
 def test_best_of_n_refuses_greedy_debaters(annotator2, researcher):
-    debate_judgment_reward_model(annotator2, n=40)
+    debate_judgment_reward_model(annotator2)
     greedy = ModelConfigFactory(name="greedy one")
     debate = DebateFactory.build(best_of_n=2, debater_a_config=greedy)
     debate.judge.save()
