@@ -139,8 +139,8 @@ def bench_analytics(rows: list[tuple[str, str, str]], count: int) -> None:
 def bench_batch(rows: list[tuple[str, str, str]], tokens: int) -> None:
     from django.contrib.auth.models import User
 
+    from debate.generation import speeches_generate
     from debate.models import Debate, DebateStatus, Speech
-    from debate.research import batches
     from llm.generation import backend_for
     from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
 
@@ -164,12 +164,14 @@ def bench_batch(rows: list[tuple[str, str, str]], tokens: int) -> None:
 
     ids = eight_debates()
     start = time.perf_counter()
-    batches.speeches_generate_batched(speech_ids=ids, max_new_tokens=tokens)
+    speeches_generate(speech_ids=ids, stream=False, advance_rounds=False, max_new_tokens=tokens)
     batched = time.perf_counter() - start
     ids = eight_debates()
     start = time.perf_counter()
     for speech_id in ids:
-        batches.speeches_generate_batched(speech_ids=[speech_id], max_new_tokens=tokens)
+        speeches_generate(
+            speech_ids=[speech_id], stream=False, advance_rounds=False, max_new_tokens=tokens
+        )
     one_by_one = time.perf_counter() - start
     done = Speech.objects.filter(pk__in=ids, status="done").count()
     assert done == 8, f"{done} of 8 speeches done"

@@ -9,9 +9,15 @@ Every figure is printed next to a baseline measured in the same run:
   (2) delay from the backend yielding a chunk to the client holding it: median <= 150 ms
       (p95 shown), matched by character offset on one clock (same process);
   (3) N watchers (default 50, one judge and observers) on one debate, through channels-redis,
-      all receive every character in order: each client's text equals the streamed text.
+      all receive every character in order: each client's text equals the streamed text;
+  (4) a simultaneous round of two speeches (--tokens each) through the real path — the
+      judge's prior (debate_prior_submit) -> the Celery task on the broker -> a real
+      `celery worker` process on the generation queue (solo pool, as deployed: one
+      generation at a time) -> one batched stream -> websocket client, until the judge's
+      socket says the round is over — vs one bare `generate_batch` of the same two prompts
+      in this process: wall time <= 1.25x (runs interleaved, after a warm-up round).
 
-The path measured is the real one: debate.services.speech_generate (TextStreamPublisher: save
+The path measured is the real one: debate.generation.speeches_generate (TextStreamPublisher: save
 the text, then group_send the delta) -> channels-redis -> config.asgi under uvicorn (its own
 process, as in a deployment) -> DebateConsumer -> `websockets` clients authenticated by a
 session cookie, all on one asyncio loop in a thread of this process.
@@ -52,7 +58,14 @@ if TYPE_CHECKING:
     from websockets.asyncio.client import ClientConnection
 
     from debate.models import Speech
-    from llm.backends.base import Backend, ChatMessage, GenerationParams, StreamChunk, Usage
+    from llm.backends.base import (
+        Backend,
+        ChatMessage,
+        GenerationParams,
+        RowChunk,
+        StreamChunk,
+        Usage,
+    )
     from llm.models import ModelConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,13 +247,13 @@ def fixture_create(watchers: int, tokens: int) -> Fixture:
         observers.append(user)
     config = ModelConfig.objects.create(
         name="bench debater", model=BUNDLED_MODEL_ID, temperature=0.0, max_new_tokens=tokens,
-        timeout_s=600.0,
+        timeout_s=3600.0,  # a loaded machine runs far below 1 token/s
     )  # fmt: skip
     return Fixture(judge=judge, config=config, cookies=[cookie(u) for u in [judge, *observers]])
 
 
 def speech_create(fixture: Fixture) -> Speech:
-    """A debate in round 1 with one queued speech: what speech_generate expects to find.
+    """A debate in round 1 with one queued speech: what speeches_generate expects to find.
 
     Built with the ORM rather than debate_prior_submit, which would also enqueue a Celery
     task on the broker (a real worker on a shared Redis could pick it up).
@@ -310,17 +323,33 @@ class TimedBackend:
     def generate_batch(self, chats: Any, *, params: GenerationParams) -> Any:
         return self.backend.generate_batch(chats, params=params)
 
+    def stream_batch(self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
+                     ) -> Iterator[RowChunk]:  # fmt: skip
+        """A live speech is a batch of one: its row is what the probe records."""
+        probe = self.probe
+        probe.messages, probe.params = list(chats[0]), params
+        probe.t_call = time.perf_counter()
+        for row_chunk in self.backend.stream_batch(chats, params=params):
+            now, chunk = time.perf_counter(), row_chunk.chunk
+            if row_chunk.row == 0 and chunk.text:
+                probe.text += chunk.text
+                probe.chunks.append((now, len(probe.text)))
+            if row_chunk.row == 0 and chunk.usage is not None:
+                probe.usage = chunk.usage
+                probe.t_end = now
+            yield row_chunk
+
 
 @contextlib.contextmanager
 def instrumented(probe: Probe) -> Iterator[None]:
     """Time the decode loop, and the publisher's save and group_send, without changing them."""
     import core.streams
-    import debate.services
+    import debate.generation
     import llm.generation
 
     backend_for = llm.generation.backend_for
     stream_send = core.streams.stream_send
-    text_save = debate.services._speech_text_save
+    text_save = debate.generation._speech_text_save
 
     def timed_backend_for(config: ModelConfig) -> Any:
         return TimedBackend(backend_for(config), probe)
@@ -330,15 +359,15 @@ def instrumented(probe: Probe) -> Iterator[None]:
         stream_send(group, event)
         probe.send_s.append(time.perf_counter() - start)
 
-    def timed_save(speech_id: int, attempt: int, text: str) -> None:
+    def timed_save(speech_id: int, attempt: int, text: str, tokens: int) -> None:
         start = time.perf_counter()
-        text_save(speech_id, attempt, text)
+        text_save(speech_id, attempt, text, tokens)
         probe.save_s.append(time.perf_counter() - start)
 
     with (
         mock.patch.object(llm.generation, "backend_for", timed_backend_for),
         mock.patch.object(core.streams, "stream_send", timed_send),
-        mock.patch.object(debate.services, "_speech_text_save", timed_save),
+        mock.patch.object(debate.generation, "_speech_text_save", timed_save),
     ):
         yield
 
@@ -479,7 +508,7 @@ class LiveRun:
 
 
 def live_run(stack: Stack, clients: ClientLoop, fixture: Fixture, watchers: int) -> LiveRun:
-    from debate.services import speech_generate
+    from debate.generation import speeches_generate
 
     speech = speech_create(fixture)
     started = threading.Event()
@@ -496,7 +525,7 @@ def live_run(stack: Stack, clients: ClientLoop, fixture: Fixture, watchers: int)
     probe = Probe()
     try:
         with instrumented(probe):
-            speech_generate(speech_id=speech.pk)
+            speeches_generate(speech_ids=[speech.pk])
     except BaseException as exc:
         streamed.set_exception(exc)
         raise
@@ -513,6 +542,92 @@ def baseline_run(backend: Backend, messages: Sequence[ChatMessage], params: Any)
     for _ in TimedBackend(backend, probe).stream_chat(messages, params=params):
         pass
     return probe
+
+
+# --- (4) a simultaneous round through the real worker -----------------------------------------
+ROUND_TARGET = 1.25
+
+
+def worker_start(stack: Stack, cleanup: contextlib.ExitStack) -> None:
+    """A real `celery worker` on the generation queue, on this run's database and Redis:
+    solo pool, one generation at a time, as README's deployment runs it."""
+    from config.celery import app
+    from config.embedded import die_with_parent
+
+    log_path = stack.var_dir / "log" / "worker.log"
+    name = f"bench-generation-{os.getpid()}@%h"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+             "--queues", "generation", "--hostname", name, "--loglevel", "WARNING"],
+            cwd=ROOT, env=dict(os.environ), stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
+        )  # fmt: skip
+    cleanup.callback(_stop, process)
+    deadline = time.monotonic() + 120
+    while not app.control.ping(destination=[name.replace("%h", socket.gethostname())],
+                               timeout=0.5):  # fmt: skip
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SetupError(f"the Celery worker did not start; see {log_path}")
+
+
+async def watch_round(url: str, cookie: str, origin: str, opened: threading.Event,
+                      timeout_s: float) -> float:  # fmt: skip
+    """The judge's socket: when it first shows the round over (both speeches done)."""
+    from websockets.asyncio.client import connect
+    from websockets.typing import Origin
+
+    async with connect(url, origin=Origin(origin), additional_headers={"Cookie": cookie},
+                       proxy=None, max_size=None, ping_interval=None) as ws:  # fmt: skip
+        await ws.recv()  # the first snapshot
+        opened.set()
+        async with asyncio.timeout(timeout_s):
+            async for frame in ws:
+                if isinstance(frame, str) and "waiting for the judge</span>" in frame:
+                    return time.perf_counter()
+    raise RuntimeError("the socket closed before the round ended")
+
+
+@dataclass
+class RoundRun:
+    wall_s: float
+    tokens: list[int]
+    prompts: list[list[ChatMessage]]
+
+
+def round_run(stack: Stack, clients: ClientLoop, fixture: Fixture) -> RoundRun:
+    """From the judge's prior to the judge's socket showing both speeches done."""
+    from debate.models import Debate, Protocol, Side, Speech
+    from debate.services import _speech_prompt, debate_prior_submit
+
+    debate = Debate.objects.create(
+        question=QUESTION, answer_a=ANSWER_A, answer_b=ANSWER_B, correct_side=Side.A,
+        passage=PASSAGE, protocol=Protocol.DEBATE, max_rounds=1, speech_char_limit=10_000,
+        quote_char_limit=250, debater_a_config=fixture.config,
+        debater_b_config=fixture.config, judge=fixture.judge, created_by=fixture.judge,
+    )  # fmt: skip
+    opened = threading.Event()
+    ended = clients.submit(watch_round(
+        f"ws://{stack.base_url}/ws/debates/{debate.pk}/", fixture.cookies[0],
+        f"http://{stack.base_url}", opened, 900,
+    ))  # fmt: skip
+    if not opened.wait(90):
+        ended.result(timeout=1)
+        raise SetupError("the judge's socket did not open")
+    start = time.perf_counter()
+    debate_prior_submit(debate_id=debate.pk, judge=fixture.judge, probability_a=50)
+    end = ended.result(timeout=960)
+    speeches = list(Speech.objects.filter(debate=debate).order_by("side"))
+    if any(speech.status != "done" for speech in speeches):
+        raise RuntimeError(f"round of debate {debate.pk} ended {[s.status for s in speeches]}")
+    return RoundRun(end - start, [s.completion_tokens or 0 for s in speeches],
+                    [_speech_prompt(s) for s in speeches])  # fmt: skip
+
+
+def bare_batch_s(backend: Backend, prompts: list[list[ChatMessage]], params: Any) -> float:
+    start = time.perf_counter()
+    backend.generate_batch(prompts, params=params)
+    return time.perf_counter() - start
 
 
 # --- reporting --------------------------------------------------------------------------------
@@ -532,9 +647,12 @@ def ms(value: float) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--tokens", type=int, default=96, help="new tokens per speech")
-    parser.add_argument("--rounds", type=int, default=3, help="baseline / 1-watcher pairs")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="baseline / 1-watcher pairs (0: skip (1)-(3))")  # fmt: skip
     parser.add_argument("--watchers", type=int, default=50, help="clients on one debate for (3)")
     parser.add_argument("--watch-rounds", type=int, default=2, help="runs with all watchers")
+    parser.add_argument("--round-runs", type=int, default=2,
+                        help="(4) simultaneous rounds through the worker (0: skip)")  # fmt: skip
     args = parser.parse_args()
     began = time.perf_counter()
     load_before = os.getloadavg()[0]
@@ -567,8 +685,10 @@ def main() -> int:
 
         # Warm-up: loads the consumer's code paths and the channel layer in the server, runs
         # the model's first passes, and captures the exact prompt the live path builds.
-        warm = live_run(stack, clients, fixture, 1)
-        messages, params = warm.probe.messages, warm.probe.params
+        params: GenerationParams | None = fixture.config.generation_params()
+        if args.rounds:
+            warm = live_run(stack, clients, fixture, 1)
+            messages, params = warm.probe.messages, warm.probe.params
         baselines: list[Probe] = []
         singles: list[LiveRun] = []
         for i in range(args.rounds):  # interleaved: drift in machine load hits both alike
@@ -579,7 +699,7 @@ def main() -> int:
                   flush=True)  # fmt: skip
         crowds: list[LiveRun] = []
         crowd_baselines: list[Probe] = []
-        for i in range(args.watch_rounds):
+        for i in range(args.watch_rounds if args.rounds else 0):
             crowd_baselines.append(baseline_run(backend, messages, params))
             crowds.append(live_run(stack, clients, fixture, args.watchers))
             done = sum(crowds[-1].complete(w) for w in crowds[-1].watchers)
@@ -589,14 +709,35 @@ def main() -> int:
                 flush=True,
             )
 
+        round_pairs: list[tuple[RoundRun, float]] = []
+        if args.round_runs:
+            worker_start(stack, cleanup)
+            round_run(stack, clients, fixture)  # warm-up: the worker loads the model
+            for i in range(args.round_runs):
+                live = round_run(stack, clients, fixture)
+                bare = bare_batch_s(backend, live.prompts, params)
+                round_pairs.append((live, bare))
+                print(f"round {i + 1}/{args.round_runs}: worker + websocket {live.wall_s:.1f} s "
+                      f"({live.tokens} tokens), bare generate_batch {bare:.1f} s",
+                      flush=True)  # fmt: skip
+
     busy = max(load_before, os.getloadavg()[0]) > (os.cpu_count() or 1)
-    report(rows, args, baselines, singles, crowd_baselines, crowds, load_s, setup_s)
+    if singles:  # --rounds 0: only (4)
+        report(rows, args, baselines, singles, crowd_baselines, crowds, load_s, setup_s)
+    for i, (live, bare) in enumerate(round_pairs, 1):
+        ratio = live.wall_s / bare
+        rows.append((
+            f"(4) run {i}: simultaneous round, prior -> judge's socket",
+            f"{live.wall_s:.1f} s",
+            f"{ratio:.2f}x of one bare generate_batch ({bare:.1f} s, same two prompts); "
+            f"{verdict(ratio <= ROUND_TARGET, '<= 1.25x')}; tokens {live.tokens}",
+        ))  # fmt: skip
     width = max(len(r[0]) for r in rows)
     print()
     print(f"{'measure'.ljust(width)}  {'value':>14}  ratio / target")
     print(f"{'-' * width}  {'-' * 14}  {'-' * 40}")
-    for name, value, ratio in rows:
-        print(f"{name.ljust(width)}  {value:>14}  {ratio}")
+    for name, value, note in rows:
+        print(f"{name.ljust(width)}  {value:>14}  {note}")
     print(f"\ntotal {time.perf_counter() - began:.0f} s (set-up and clean-up included)")
     loads = f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     print(f"1-minute load average: {loads}, on {os.cpu_count()} CPUs", end="")
@@ -637,7 +778,7 @@ def report(
         r.probe.rate / b.rate for r, b in zip(singles, baselines, strict=True)
     )
     add(
-        "(1)   decode loop inside speech_generate",
+        "(1)   decode loop inside speeches_generate",
         f"{produced:.1f} tok/s",
         f"{decode:.2f}x  (the publisher runs inside this loop)",
     )

@@ -23,7 +23,10 @@ from urllib.parse import urlsplit
 from config.embedded import die_with_parent
 from config.env import env_int, env_str
 
-WORKER_QUEUES = "generation,training,default"
+# Generation has a worker of its own, one process: torch already uses every core for one
+# generation, so two at once would only compete for them (README, "Workers and cores").
+GENERATION_QUEUES = "generation"
+WORKER_QUEUES = "training,default"
 HEALTH_WAIT_S = 180
 STOP_GRACE_S = 5.0
 
@@ -181,6 +184,11 @@ def main() -> None:
             python, "-m", "uvicorn", "config.asgi:application",
             "--host", host, "--port", str(port), "--lifespan", "off", "--no-access-log",
         ])  # fmt: skip
+        supervisor.start("generation", [
+            python, "-m", "celery", "-A", "config", "worker", "--queues", GENERATION_QUEUES,
+            "--concurrency", "1", "--hostname", f"arbiter-generation-{port}@%h",
+            "--loglevel", "INFO",
+        ])  # fmt: skip
         supervisor.start("worker", [
             python, "-m", "celery", "-A", "config", "worker", "--queues", WORKER_QUEUES,
             "--concurrency", str(concurrency),
@@ -192,7 +200,7 @@ def main() -> None:
         ])  # fmt: skip
 
         url = f"http://{host}:{port}"
-        say(f"starting web, worker and beat (logs in {log_dir})")
+        say(f"starting web, workers and beat (logs in {log_dir})")
         deadline = time.monotonic() + HEALTH_WAIT_S
         while not _healthy(f"{url}/healthz"):
             dead = supervisor.exited()

@@ -22,37 +22,52 @@ from channels.layers import get_channel_layer
 FLUSH_INTERVAL_S = 0.03
 
 
+# A delta carries the generation's progress (tokens so far, seconds since the publisher was
+# made) at most this often: enough for a live tokens/s figure, not a render per token.
+PROGRESS_INTERVAL_S = 1.0
+
+
 @dataclass
 class TextStreamPublisher:
-    """Worker side of one stream: `feed` deltas, `close` at the end. Sync; used in tasks."""
+    """Worker side of one stream: `feed` deltas, `close` at the end. Sync; used in tasks.
+    Make it when the model starts generating: progress counts time from then."""
 
     group: str
     stream: str
-    save: Callable[[str], None]
+    # Called with the text so far and the tokens generated so far.
+    save: Callable[[str, int], None]
     text: str = ""
+    tokens: int = 0
     _published: int = field(default=0, init=False)
     _last_flush: float = field(default=0.0, init=False)
+    _last_progress: float = field(default=0.0, init=False)
+    _started: float = field(default_factory=time.monotonic, init=False)
 
-    def feed(self, delta: str) -> None:
+    def feed(self, delta: str, tokens: int = 0) -> None:
         self.text += delta
+        self.tokens += tokens
         if time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S:
             self.flush()
 
     def flush(self) -> None:
-        if self._published == len(self.text):
+        now = time.monotonic()
+        progress_due = now - self._last_progress >= PROGRESS_INTERVAL_S
+        # Tokens with no text (a stream that publishes progress only) still report progress.
+        if self._published == len(self.text) and not (progress_due and self.tokens):
             return
-        self.save(self.text)
-        stream_send(
-            self.group,
-            {
-                "type": "stream.delta",
-                "stream": self.stream,
-                "offset": self._published,
-                "text": self.text[self._published :],
-            },
-        )
+        self.save(self.text, self.tokens)
+        event: dict[str, Any] = {
+            "type": "stream.delta",
+            "stream": self.stream,
+            "offset": self._published,
+            "text": self.text[self._published :],
+        }
+        if progress_due:
+            event["progress"] = {"tokens": self.tokens, "elapsed_s": round(now - self._started, 2)}
+            self._last_progress = now
+        stream_send(self.group, event)
         self._published = len(self.text)
-        self._last_flush = time.monotonic()
+        self._last_flush = now
 
 
 SEND_TIMEOUT_S = 10.0

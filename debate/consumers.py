@@ -11,6 +11,7 @@ from core.streams import StreamCursor
 from debate.forms import judge_forms
 from debate.selectors import DebateView, Viewer, debate_view, debate_viewer
 from debate.services import debate_group_name
+from llm.models import GenerationState
 
 
 class DebateConsumer(AsyncWebsocketConsumer):
@@ -55,6 +56,9 @@ class DebateConsumer(AsyncWebsocketConsumer):
             await self.send(
                 f'<span id="{event["stream"]}-text" hx-swap-oob="beforeend">{escape(fresh)}</span>'
             )
+        if "progress" in event:
+            state = GenerationState.from_progress(event["stream"], event["progress"])
+            await self.send(render_to_string("llm/_state.html", {"state": state, "oob": True}))
 
     async def debate_changed(self, event: dict[str, Any]) -> None:
         await self.send_snapshot()

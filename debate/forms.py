@@ -4,12 +4,14 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 
 from annotations.kinds import QueueKind
 from annotations.models import Queue
 from core.roles import Role
 from debate.models import Debate, DebateStatus, JudgeAction, Protocol, ProtocolPrompt
 from debate.prompting import PLACEHOLDERS, template_fill
+from debate.services import best_of_n_check
 
 MAX_JUDGE_MESSAGE_CHARS = 1000
 MAX_RATIONALE_CHARS = 5000
@@ -21,7 +23,7 @@ class DebateForm(forms.ModelForm):
         fields = [
             "question", "answer_a", "answer_b", "correct_side", "passage", "protocol",
             "turn_order", "rounds_mode", "max_rounds", "speech_char_limit", "quote_char_limit",
-            "debater_a_config", "debater_b_config", "judge",
+            "debater_a_config", "debater_b_config", "best_of_n", "judge",
         ]  # fmt: skip
         widgets = {
             "question": forms.Textarea(attrs={"rows": 2}),
@@ -38,6 +40,7 @@ class DebateForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["best_of_n"].required = False
         # Judges are people with the annotator role.
         self.fields["judge"].queryset = (  # type: ignore[attr-defined]
             User.objects.filter(is_active=True, groups__name=Role.ANNOTATOR)
@@ -47,6 +50,7 @@ class DebateForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        data["best_of_n"] = data.get("best_of_n") or 1  # left out: no choice, as before
         if data.get("answer_a") and data.get("answer_a") == data.get("answer_b"):
             self.add_error("answer_b", "The two answers must differ.")
         limit, quotes = data.get("speech_char_limit"), data.get("quote_char_limit")
@@ -54,6 +58,12 @@ class DebateForm(forms.ModelForm):
             self.add_error("quote_char_limit", "The quote limit cannot exceed the speech limit.")
         if data.get("protocol") == Protocol.CONSULTANCY and data.get("debater_b_config"):
             self.add_error("debater_b_config", "Consultancy has one consultant: leave this empty.")
+        configs = [data.get("debater_a_config"), data.get("debater_b_config")]
+        try:
+            best_of_n_check(best_of_n=data.get("best_of_n") or 1,
+                            configs=[config for config in configs if config])  # fmt: skip
+        except ValidationError as error:
+            self.add_error("best_of_n", error)
         return data
 
 

@@ -11,7 +11,17 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db.models import QuerySet
 
 from core.roles import Role, user_has_role
-from debate.models import Debate, DebateStatus, JudgeTurn, Judgment, Protocol, Speech, Verdict
+from debate.models import (
+    Debate,
+    DebateStatus,
+    JudgeTurn,
+    Judgment,
+    Protocol,
+    Speech,
+    SpeechCandidate,
+    Verdict,
+)
+from rewards.models import RewardModel
 
 Viewer = Literal["judge", "observer"]
 
@@ -80,6 +90,9 @@ class DebateView:
     has_transcript: bool = True
     # The judge's next debate still waiting for them, once this one is judged.
     next_debate_id: int | None = None
+    best_of_n: int = 1
+    # Best-of-n candidates by speech id: observers only (the judge sees the chosen text).
+    candidates: dict[int, list[SpeechCandidate]] = field(default_factory=dict)
 
     @property
     def is_consultancy(self) -> bool:
@@ -127,6 +140,10 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
     ]
     judged = debate.status == DebateStatus.JUDGED
     reveal = viewer == "observer" or judged
+    candidates: dict[int, list[SpeechCandidate]] = {}
+    if viewer == "observer" and debate.best_of_n > 1:
+        for candidate in SpeechCandidate.objects.filter(speech__debate=debate):
+            candidates.setdefault(candidate.speech_id, []).append(candidate)
     return DebateView(
         debate_id=debate.pk,
         viewer=viewer,
@@ -154,6 +171,8 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
         room_name=debate.room_name or "",
         has_transcript=debate.has_transcript,
         next_debate_id=next_debate_for_judge(debate) if judged and viewer == "judge" else None,
+        best_of_n=debate.best_of_n if viewer == "observer" else 1,
+        candidates=candidates,
     )
 
 
@@ -171,6 +190,15 @@ def next_debate_for_judge(debate: Debate) -> int | None:
         .values_list("pk", flat=True)
         .first()
     )
+
+
+def best_of_n_reward_model() -> RewardModel | None:
+    """The reward model that picks best-of-n speeches: the one whose active version the
+    automatic judge uses (rewards.auto_judge.auto_judge_version: one rule for both)."""
+    from rewards.auto_judge import auto_judge_version
+
+    version = auto_judge_version()
+    return version.reward_model if version is not None else None
 
 
 def debates_for_judge(user: User) -> QuerySet[Debate]:

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from annotations.models import Item, Queue
 from annotations.services import NewItem, queue_items_create
-from core.streams import TextStreamPublisher, stream_send
+from core.streams import stream_send
 from debate.kinds import DebatePayload, DebateTurn
 from debate.models import (
     Debate,
@@ -39,8 +38,7 @@ from debate.models import (
     VerdictKind,
 )
 from debate.prompting import TranscriptEntry, debater_messages
-from debate.quotes import quotes_verify, speech_limit
-from llm.backends.base import GenerationError
+from llm.models import ModelConfig
 
 # Roughly 3 characters a token for English: enough tokens to reach the limit, not far past it.
 CHARS_PER_TOKEN = 3
@@ -62,8 +60,33 @@ def _locked(debate_id: int) -> Debate:
     return Debate.objects.select_for_update().get(pk=debate_id)
 
 
+def best_of_n_check(*, best_of_n: int, configs: list[ModelConfig]) -> None:
+    """Best-of-n needs a reward model to choose with (debate.selectors.best_of_n_reward_model)
+    and debaters that sample: greedy decoding gives n copies of one speech."""
+    from debate.selectors import best_of_n_reward_model
+
+    if best_of_n <= 1:
+        return
+    if best_of_n_reward_model() is None:
+        raise ValidationError(
+            "Best-of-n needs an active reward model trained on a debate-judgment queue, and "
+            "none is active: train one under Reward models, or choose 1."
+        )
+    greedy = [config.name for config in configs if config.temperature == 0]
+    if greedy:
+        raise ValidationError(
+            f"Best-of-n needs sampling, but {', '.join(greedy)} has temperature 0: its "
+            "candidates would all be the same speech."
+        )
+
+
 def debate_create(*, debate: Debate, created_by: User) -> Debate:
-    """Save a debate a DebateForm validated. Consultancy draws the consultant's side here."""
+    """Save a debate a DebateForm validated. Consultancy draws the consultant's side here.
+    ValidationError for a best-of-n that cannot choose (best_of_n_check)."""
+    best_of_n_check(
+        best_of_n=debate.best_of_n,
+        configs=[c for c in (debate.debater_a_config, debate.debater_b_config) if c],
+    )
     if debate.protocol == Protocol.CONSULTANCY:
         debate.consultant_side = secrets.choice([Side.A, Side.B])
         debate.debater_b_config = None
@@ -171,16 +194,16 @@ def _round_start(debate: Debate, round_number: int) -> None:
     speeches = [Speech.objects.create(debate=debate, round=round_number, side=side)
                 for side in debate.sides]  # fmt: skip
     # Simultaneous: every side speaks at once. Sequential: the next starts when one finishes.
+    # Simultaneous speeches go as one task: one batched generation (debate.generation).
     starting = speeches if debate.turn_order == TurnOrder.SIMULTANEOUS else speeches[:1]
-    for speech in starting:
-        _enqueue(speech.pk)
+    _enqueue([speech.pk for speech in starting])
     _broadcast_changed(debate.pk)
 
 
-def _enqueue(speech_id: int) -> None:
-    from debate.tasks import speech_generate_task
+def _enqueue(speech_ids: list[int]) -> None:
+    from debate.tasks import speeches_generate_task
 
-    transaction.on_commit(lambda: speech_generate_task.delay(speech_id))
+    transaction.on_commit(lambda: speeches_generate_task.delay(speech_ids))
 
 
 # A worker saves a streaming speech's text (and so its heartbeat) several times a second; one
@@ -192,12 +215,17 @@ class SpeechSuperseded(Exception):
     """This worker's attempt at a speech was given up on and the speech started again."""
 
 
-def _speech_restart(speech: Speech) -> None:
+def speeches_reset(speeches: QuerySet[Speech]) -> int:
     """In the caller's transaction: back to the queue with no text, so none is duplicated."""
-    Speech.objects.filter(pk=speech.pk).update(
-        status=SpeechStatus.QUEUED, text="", quotes=[], error="", truncated=False
-    )
-    _enqueue(speech.pk)
+    return speeches.update(
+        status=SpeechStatus.QUEUED, text="", quotes=[], error="", truncated=False,
+        finish_reason="", completion_tokens=None, started_at=None, generating_at=None,
+    )  # fmt: skip
+
+
+def _speech_restart(speech: Speech) -> None:
+    speeches_reset(Speech.objects.filter(pk=speech.pk))
+    _enqueue([speech.pk])
     _broadcast_changed(speech.debate_id)
 
 
@@ -232,76 +260,12 @@ def speeches_requeue_stale(*, now: datetime | None = None) -> int:
     return restarted
 
 
-def speech_generate(*, speech_id: int) -> None:
-    """Generate one speech, streaming it to the debate's group. Claimed with a conditional
-    UPDATE: a second delivery of the task finds nothing queued and returns. Every later write
-    is fenced by the claim's attempt number: if this worker falls silent long enough for
-    speeches_requeue_stale to start the speech again, its writes stop and it gives up."""
-    if not Speech.objects.filter(pk=speech_id, status=SpeechStatus.QUEUED).update(
-        status=SpeechStatus.STREAMING, attempt=F("attempt") + 1, heartbeat_at=timezone.now()
-    ):
-        return
-    speech = Speech.objects.select_related(
-        "debate", "debate__debater_a_config", "debate__debater_b_config"
-    ).get(pk=speech_id)
-    try:
-        _speech_stream(speech)
-    except SpeechSuperseded:
-        logger.warning("%s: attempt %s was superseded; stopping", speech, speech.attempt)
-
-
-def _speech_stream(speech: Speech) -> None:
-    from llm.generation import backend_for, stream_published
-
-    speech_id, attempt = speech.pk, speech.attempt
-    debate = speech.debate
-    config = debate.config_for(speech.side)
-    budget = debate.speech_char_limit // CHARS_PER_TOKEN + 16
-    params = config.generation_params(max_new_tokens=min(config.max_new_tokens, budget))
-    snapshot = {"name": config.name, "backend": config.backend, "model": config.model,
-                "system_prompt": config.system_prompt, "params": asdict(params)}  # fmt: skip
-    _speech_write(speech_id, attempt, config_snapshot=snapshot)
-    _broadcast_changed(debate.pk)  # outside a transaction: sent at once
-    publisher = TextStreamPublisher(
-        group=debate_group_name(debate.pk),
-        stream=speech.stream_key,
-        save=lambda text: _speech_text_save(speech_id, attempt, text),
-    )
-    fields: dict[str, Any]
-    try:
-        backend = backend_for(config)
-        usage = stream_published(
-            backend.stream_chat(_speech_prompt(speech), params=params), publisher
-        )
-        text, truncated = speech_limit(publisher.text.strip(), char_limit=debate.speech_char_limit)
-        quotes = quotes_verify(
-            text, passage=debate.passage, quote_char_limit=debate.quote_char_limit
-        )
-        fields = {
-            "status": SpeechStatus.DONE, "text": text, "truncated": truncated,
-            "quotes": [quote.as_json() for quote in quotes],
-        }  # fmt: skip
-        fields |= Speech.usage_fields(usage)
-    except GenerationError as error:
-        publisher.flush()
-        fields = {"status": SpeechStatus.FAILED, "error": str(error)}
-    with transaction.atomic():
-        _speech_write(speech_id, attempt, finished_at=timezone.now(), **fields)
-        if fields["status"] == SpeechStatus.DONE:
-            _round_advance(debate.pk)
-        _broadcast_changed(debate.pk)
-
-
 def _speech_write(speech_id: int, attempt: int, **fields: Any) -> None:
     """Update a speech this worker still streams, with a heartbeat; else SpeechSuperseded."""
     if not Speech.objects.filter(
         pk=speech_id, attempt=attempt, status=SpeechStatus.STREAMING
     ).update(heartbeat_at=timezone.now(), **fields):
         raise SpeechSuperseded(f"speech {speech_id} is no longer on attempt {attempt}")
-
-
-def _speech_text_save(speech_id: int, attempt: int, text: str) -> None:
-    _speech_write(speech_id, attempt, text=text)
 
 
 def _round_advance(debate_id: int) -> None:
@@ -315,7 +279,7 @@ def _round_advance(debate_id: int) -> None:
     busy = any(speech.status == SpeechStatus.STREAMING for speech in speeches)
     waiting = [speech for speech in speeches if speech.status == SpeechStatus.QUEUED]
     if debate.turn_order == TurnOrder.SEQUENTIAL and waiting and not busy:
-        _enqueue(waiting[0].pk)
+        _enqueue([waiting[0].pk])
 
 
 def _speech_prompt(speech: Speech) -> list[Any]:

@@ -1,11 +1,13 @@
 from celery import shared_task
 
-from debate.services import speech_generate, speeches_requeue_stale
+from debate.generation import speeches_generate
+from debate.services import speeches_requeue_stale
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
-def speech_generate_task(speech_id: int) -> None:
-    speech_generate(speech_id=speech_id)
+def speeches_generate_task(speech_ids: list[int]) -> None:
+    """A speech, or both speeches of a simultaneous round (one batched generation)."""
+    speeches_generate(speech_ids=speech_ids)
 
 
 @shared_task

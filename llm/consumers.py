@@ -7,6 +7,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
 from core.streams import StreamCursor
+from llm.models import GenerationState
 from llm.selectors import trial_for_user
 from llm.services import trial_group_name
 
@@ -44,6 +45,15 @@ class TrialConsumer(AsyncWebsocketConsumer):
         if fresh:
             context = {"trial_id": self.trial_id, "text": fresh}
             await self.send(render_to_string("llm/_trial.html#delta", context))
+        if "progress" in event:
+            state = GenerationState.from_progress(f"trial-{self.trial_id}", event["progress"])
+            await self.send(render_to_string("llm/_state.html", {"state": state, "oob": True}))
+
+    async def trial_changed(self, event: dict[str, Any]) -> None:
+        trial = await database_sync_to_async(trial_for_user)(self.scope["user"], self.trial_id)
+        if trial is not None:
+            context = {"trial": trial, "oob": True}
+            await self.send(render_to_string("llm/_trial.html#status", context))
 
     async def stream_end(self, event: dict[str, Any]) -> None:
         trial = await database_sync_to_async(trial_for_user)(self.scope["user"], self.trial_id)

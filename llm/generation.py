@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from django.conf import settings
 
 from core.streams import TextStreamPublisher
-from llm.backends.base import Backend, ChatMessage, ModelUnavailableError, StreamChunk, Usage
+from llm.backends.base import Backend, ChatMessage, ModelUnavailableError, StreamChunk
 from llm.backends.bundled import resolve_model_path
 from llm.backends.cache import process_model_cache
 from llm.backends.openai_backend import OpenAIBackend
@@ -43,11 +43,13 @@ def chat_messages(config: ModelConfig, user_text: str) -> list[ChatMessage]:
     return messages
 
 
-def stream_published(chunks: Iterable[StreamChunk], publisher: TextStreamPublisher) -> Usage | None:
-    """Feed a backend's stream to a publisher; the usage its last chunk reported."""
-    usage = None
+def stream_published(
+    chunks: Iterable[StreamChunk], publisher: TextStreamPublisher
+) -> StreamChunk | None:
+    """Feed a backend's stream to a publisher; its last chunk (usage and finish reason)."""
+    last = None
     for chunk in chunks:
-        publisher.feed(chunk.text)
-        usage = chunk.usage or usage
+        publisher.feed(chunk.text, chunk.tokens)
+        last = chunk
     publisher.flush()
-    return usage
+    return last

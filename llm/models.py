@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils import timezone
 
 from llm.backends.base import GenerationParams, Usage
 
@@ -89,6 +93,39 @@ class ModelConfig(models.Model):
         return GenerationParams(**values)  # type: ignore[arg-type]
 
 
+class GenerationPhase(models.TextChoices):
+    """Where a generation that is not finished stands, as its worker last recorded it."""
+
+    QUEUED = "queued", "queued"
+    LOADING = "loading", "loading model"
+    GENERATING = "generating", "generating"
+
+
+@dataclass(frozen=True)
+class GenerationState:
+    """What the status line of an unfinished generation shows (templates/llm/_state.html).
+    Built from the row (a page, a snapshot) or from a worker's progress message."""
+
+    element_id: str
+    phase: str
+    elapsed_s: float
+    tokens: int | None = None
+    tokens_per_s: float | None = None
+
+    @property
+    def label(self) -> str:
+        return GenerationPhase(self.phase).label
+
+    @classmethod
+    def from_progress(cls, stream: str, progress: dict[str, float]) -> GenerationState:
+        """From the `progress` of a stream delta (core.streams.TextStreamPublisher)."""
+        elapsed, tokens = float(progress["elapsed_s"]), int(progress["tokens"])
+        return cls(
+            element_id=f"{stream}-state", phase=GenerationPhase.GENERATING, elapsed_s=elapsed,
+            tokens=tokens, tokens_per_s=tokens / elapsed if elapsed > 0 else None,
+        )  # fmt: skip
+
+
 class GenerationRecord(models.Model):
     """What one generation cost, as its backend reported it."""
 
@@ -112,6 +149,44 @@ class GenerationRecord(models.Model):
         }
 
 
+class LiveGeneration(GenerationRecord):
+    """A generation someone watches, and where it stands while it runs: the worker sets
+    `started_at` when it claims the row (the model loads next), `generating_at` once the
+    model is ready, and counts `completion_tokens` as it saves the text."""
+
+    started_at = models.DateTimeField(null=True, blank=True, editable=False)
+    generating_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # "length": the generation was cut at its token cap (shown as a mark, never in the text).
+    finish_reason = models.CharField(max_length=10, blank=True, editable=False)
+
+    class Meta(GenerationRecord.Meta):
+        abstract = True
+
+    @property
+    def cut_at_token_cap(self) -> bool:
+        return self.finish_reason == "length"
+
+    def phase_state(self, *, queued: bool, element_id: str) -> GenerationState:
+        """The status line of a row that is not finished (`queued`: no worker has it yet).
+        Live tokens/s count from `generating_at` to the last save (`heartbeat_at`)."""
+        now = timezone.now()
+        created: datetime = getattr(self, "created_at", None) or now
+        if queued or self.started_at is None:
+            return GenerationState(element_id, GenerationPhase.QUEUED,
+                                   (now - created).total_seconds())  # fmt: skip
+        if self.generating_at is None:
+            return GenerationState(element_id, GenerationPhase.LOADING,
+                                   (now - self.started_at).total_seconds())  # fmt: skip
+        saved: datetime | None = getattr(self, "heartbeat_at", None)
+        tokens = self.completion_tokens
+        rate = None
+        if tokens and saved is not None and saved > self.generating_at:
+            # The rate as of the last save, not diluted by the time since it.
+            rate = tokens / (saved - self.generating_at).total_seconds()
+        elapsed = (now - self.generating_at).total_seconds()
+        return GenerationState(element_id, GenerationPhase.GENERATING, elapsed, tokens, rate)
+
+
 class TrialStatus(models.TextChoices):
     QUEUED = "queued"
     RUNNING = "running"
@@ -119,7 +194,7 @@ class TrialStatus(models.TextChoices):
     FAILED = "failed"
 
 
-class ModelTrial(GenerationRecord):
+class ModelTrial(LiveGeneration):
     """One "Try it" completion: a researcher's prompt streamed through a config."""
 
     config = models.ForeignKey(ModelConfig, on_delete=models.CASCADE, related_name="trials")
@@ -135,7 +210,7 @@ class ModelTrial(GenerationRecord):
     # Written by the running worker; a RUNNING trial silent for long has lost its worker.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta(GenerationRecord.Meta):
+    class Meta(LiveGeneration.Meta):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "heartbeat_at"], name="trial_status_beat")]
 
@@ -151,3 +226,10 @@ class ModelTrial(GenerationRecord):
         if not self.completion_tokens or not self.total_s:
             return None
         return self.completion_tokens / self.total_s
+
+    @property
+    def state(self) -> GenerationState:
+        """The status line while it is not finished."""
+        return self.phase_state(
+            queued=self.status == TrialStatus.QUEUED, element_id=f"trial-{self.pk}-state"
+        )

@@ -44,8 +44,15 @@ def model_trial_start(*, config: ModelConfig, user: User, prompt: str) -> ModelT
 TRIAL_STALE_AFTER = timedelta(minutes=2)
 
 
-def _trial_text_save(trial_id: int, text: str) -> None:
-    ModelTrial.objects.filter(pk=trial_id).update(text=text, heartbeat_at=timezone.now())
+def _trial_text_save(trial_id: int, text: str, tokens: int) -> None:
+    ModelTrial.objects.filter(pk=trial_id).update(
+        text=text, completion_tokens=tokens, heartbeat_at=timezone.now()
+    )
+
+
+def _trial_changed(trial_id: int) -> None:
+    """The trial's phase moved on: its page re-renders the status line from the row."""
+    stream_send(trial_group_name(trial_id), {"type": "trial.changed"})
 
 
 def model_trials_fail_stale(*, now: datetime | None = None) -> int:
@@ -72,7 +79,10 @@ def model_trial_retry(*, trial_id: int) -> ModelTrial:
     with transaction.atomic():
         retried = ModelTrial.objects.filter(
             pk=trial_id, status__in=(TrialStatus.FAILED, TrialStatus.QUEUED)
-        ).update(status=TrialStatus.QUEUED, text="", error="", finished_at=None)
+        ).update(
+            status=TrialStatus.QUEUED, text="", error="", finished_at=None, started_at=None,
+            generating_at=None, finish_reason="", completion_tokens=None,
+        )  # fmt: skip
         if not retried:
             raise ValidationError("Only a failed or queued trial can be retried.")
         transaction.on_commit(lambda: model_trial_run_task.delay(trial_id))
@@ -84,28 +94,37 @@ def model_trial_run(*, trial_id: int) -> None:
     finds nothing to claim and returns; text is saved as it grows (see core.streams)."""
     from llm.generation import backend_for, chat_messages, stream_published
 
+    now = timezone.now()
     claimed = ModelTrial.objects.filter(pk=trial_id, status=TrialStatus.QUEUED).update(
-        status=TrialStatus.RUNNING, heartbeat_at=timezone.now()
+        status=TrialStatus.RUNNING, heartbeat_at=now, started_at=now
     )
     if not claimed:
         return
+    _trial_changed(trial_id)  # loading the model
     trial = ModelTrial.objects.select_related("config").get(pk=trial_id)
     group = trial_group_name(trial.pk)
-    publisher = TextStreamPublisher(
-        group=group,
-        stream=str(trial.pk),
-        save=lambda text: _trial_text_save(trial_id, text),
-    )
     fields: dict[str, Any]
+    text = ""
     try:
         backend = backend_for(trial.config)
+        ModelTrial.objects.filter(pk=trial_id).update(generating_at=timezone.now())
+        _trial_changed(trial_id)
+        publisher = TextStreamPublisher(
+            group=group,
+            stream=str(trial.pk),
+            save=lambda text, tokens: _trial_text_save(trial_id, text, tokens),
+        )
         messages = chat_messages(trial.config, trial.prompt)
         chunks = backend.stream_chat(messages, params=trial.config.generation_params())
-        usage = stream_published(chunks, publisher)
-        fields = {"status": TrialStatus.DONE, "text": publisher.text}
-        fields |= ModelTrial.usage_fields(usage)
+        try:
+            last = stream_published(chunks, publisher)
+        finally:
+            text = publisher.text
+        fields = {"status": TrialStatus.DONE, "text": text}
+        if last is not None:
+            fields |= ModelTrial.usage_fields(last.usage)
+            fields["finish_reason"] = last.finish_reason or ""
     except GenerationError as error:
-        publisher.flush()
-        fields = {"status": TrialStatus.FAILED, "text": publisher.text, "error": str(error)}
+        fields = {"status": TrialStatus.FAILED, "text": text, "error": str(error)}
     ModelTrial.objects.filter(pk=trial_id).update(finished_at=timezone.now(), **fields)
     stream_send(group, {"type": "stream.end", "stream": str(trial.pk)})

@@ -2,6 +2,7 @@
 
 from debate.models.live import (
     JUDGE_TURN_PENALTY,
+    MAX_BEST_OF_N,
     Debate,
     DebateStatus,
     JudgeAction,
@@ -13,6 +14,7 @@ from debate.models.live import (
     Side,
     Source,
     Speech,
+    SpeechCandidate,
     SpeechStatus,
     TurnOrder,
 )
@@ -26,8 +28,8 @@ from debate.models.research import (
 )
 
 __all__ = [
-    "JUDGE_TURN_PENALTY", "BankQuestion", "BatchStatus", "Debate", "DebateBatch",
+    "JUDGE_TURN_PENALTY", "MAX_BEST_OF_N", "BankQuestion", "BatchStatus", "Debate", "DebateBatch",
     "DebateStatus", "JudgeAction", "JudgeTurn", "Judgment", "Protocol", "ProtocolPrompt",
-    "QuestionBank", "RoundsMode", "Side", "Source", "Speech", "SpeechStatus", "TurnOrder",
-    "Verdict", "VerdictKind",
+    "QuestionBank", "RoundsMode", "Side", "Source", "Speech", "SpeechCandidate", "SpeechStatus",
+    "TurnOrder", "Verdict", "VerdictKind",
 ]  # fmt: skip

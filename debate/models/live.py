@@ -7,7 +7,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from llm.models import GenerationRecord, ModelConfig
+from llm.models import GenerationState, LiveGeneration, ModelConfig
+
+# Candidates a best-of-n speech may have: each is a row of the batched generation.
+MAX_BEST_OF_N = 8
 
 # Judge score: log2(p_correct) minus this much per judge turn that continued the debate
 # (Michael et al. 2023).
@@ -144,6 +147,13 @@ class Debate(models.Model):
     )
     # Imported rooms' rules and offline judges, as published: debate.records.RoomExtras.
     extras = models.JSONField(default=dict, blank=True)
+    best_of_n = models.PositiveSmallIntegerField(
+        "best of n",
+        default=1,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_BEST_OF_N)],
+        help_text="each speech: generate this many candidates and keep the one the active "
+        "debate reward model scores highest (1: no choice)",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -183,7 +193,7 @@ class SpeechStatus(models.TextChoices):
     FAILED = "failed"
 
 
-class Speech(GenerationRecord):
+class Speech(LiveGeneration):
     debate = models.ForeignKey(Debate, on_delete=models.CASCADE, related_name="speeches")
     round = models.PositiveSmallIntegerField()
     side = models.CharField(max_length=1, choices=Side.choices)
@@ -202,7 +212,7 @@ class Speech(GenerationRecord):
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
-    class Meta(GenerationRecord.Meta):
+    class Meta(LiveGeneration.Meta):
         ordering = ["round", "side"]
         verbose_name_plural = "speeches"
         constraints = [
@@ -215,6 +225,41 @@ class Speech(GenerationRecord):
     @property
     def stream_key(self) -> str:
         return f"speech-{self.pk}"
+
+    @property
+    def state(self) -> GenerationState:
+        """The card's status line while it is not finished."""
+        return self.phase_state(
+            queued=self.status == SpeechStatus.QUEUED, element_id=f"{self.stream_key}-state"
+        )
+
+
+class SpeechCandidate(models.Model):
+    """One candidate of a best-of-n speech. Researchers see them all; the judge only ever
+    sees the chosen one, as the speech's text."""
+
+    speech = models.ForeignKey(Speech, on_delete=models.CASCADE, related_name="candidates")
+    index = models.PositiveSmallIntegerField()
+    text = models.TextField(blank=True)
+    truncated = models.BooleanField(default=False)
+    finish_reason = models.CharField(max_length=10, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # None: no reward model was active when it was generated (the first candidate is kept).
+    reward = models.FloatField(null=True, blank=True)
+    reward_version = models.ForeignKey(
+        "rewards.RewardVersion", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    chosen = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["speech", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["speech", "index"], name="one_candidate_per_index")
+        ]
+
+    def __str__(self) -> str:
+        return f"candidate {self.index} of {self.speech}"
 
 
 class JudgeAction(models.TextChoices):

@@ -14,9 +14,6 @@ import logging
 import re
 import secrets
 import string
-from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -29,6 +26,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotations.models import Queue
+from debate.generation import GENERATION_BATCH, speeches_generate
 from debate.models import (
     BankQuestion,
     BatchStatus,
@@ -47,24 +45,13 @@ from debate.models import (
     VerdictKind,
 )
 from debate.prompting import template_fill
-from debate.quotes import QUOTE_PATTERN, quotes_verify, speech_limit
+from debate.quotes import QUOTE_PATTERN
 from debate.records import BatchSpec
-from debate.services import (
-    CHARS_PER_TOKEN,
-    SpeechSuperseded,
-    _round_advance,
-    _speech_prompt,
-    _speech_write,
-    debate_transcript,
-    debates_to_queue,
-)
+from debate.services import debate_transcript, debates_to_queue, speeches_reset
 from llm.backends.base import ChatMessage, Completion, GenerationError, GenerationParams
 from llm.models import ModelConfig
 
 logger = logging.getLogger(__name__)
-
-# Rows per generate_batch call: ~4× the throughput of one at a time on the bundled model.
-GENERATION_BATCH = 8
 
 JUDGE_PLACEHOLDERS = ("question", "answer_a", "answer_b", "transcript", "protocol")
 DEFAULT_JUDGE_PROMPT = """You judge a {protocol} about a story you have not read. Quotes the \
@@ -258,9 +245,7 @@ def _batch_round(batch: DebateBatch, debates: QuerySet[Debate], round_number: in
             )
         # Left streaming by a run that died: again from the start (a late write from that run
         # is refused, as each claim moves the speech's attempt on).
-        speeches.filter(status=SpeechStatus.STREAMING).update(
-            status=SpeechStatus.QUEUED, text="", quotes=[], error="", truncated=False
-        )
+        speeches_reset(speeches.filter(status=SpeechStatus.STREAMING))
     queued = speeches.filter(status=SpeechStatus.QUEUED)
     # Simultaneous: every speech of the round at once. Sequential: A's, then B's (who sees A's).
     if spec.turn_order == TurnOrder.SIMULTANEOUS:
@@ -270,8 +255,10 @@ def _batch_round(batch: DebateBatch, debates: QuerySet[Debate], round_number: in
                  for side in (Side.A, Side.B)]  # fmt: skip
     for wave in waves:
         if wave:
-            speeches_generate_batched(
-                speech_ids=wave, max_new_tokens=spec.max_new_tokens,
+            # Nobody watches a batch live: one generate_batch, no streaming, rounds run here.
+            speeches_generate(
+                speech_ids=wave, stream=False, advance_rounds=False,
+                max_new_tokens=spec.max_new_tokens,
                 progress=lambda done: _progress(batch.pk, done),
             )  # fmt: skip
 
@@ -280,83 +267,6 @@ def _progress(batch_id: int, done: int) -> None:
     DebateBatch.objects.filter(pk=batch_id).update(
         steps_done=F("steps_done") + done, heartbeat_at=timezone.now()
     )
-
-
-@dataclass(frozen=True)
-class _Claimed:
-    speech: Speech
-    attempt: int
-
-
-def speeches_generate_batched(
-    *, speech_ids: Sequence[int], max_new_tokens: int | None = None,
-    advance_rounds: bool = False, progress: Any = None,
-) -> None:  # fmt: skip
-    """Generate several speeches together: one `generate_batch` call per model config and
-    GENERATION_BATCH rows. The speeches may come from many debates (a batch's round) or be
-    the simultaneous speeches of one debate's round (`advance_rounds=True` then moves that
-    debate on as speech_generate does). Each speech is claimed with a conditional UPDATE and
-    its writes are fenced by its attempt number, as for a streamed speech.
-
-    The seam for batched streaming: replace `_generate` with a call that streams each row
-    to its publisher; claims, limits, quotes and writes stay here."""
-    claimed: list[_Claimed] = []
-    for speech_id in speech_ids:
-        if Speech.objects.filter(pk=speech_id, status=SpeechStatus.QUEUED).update(
-            status=SpeechStatus.STREAMING, attempt=F("attempt") + 1, heartbeat_at=timezone.now()
-        ):
-            speech = Speech.objects.select_related(
-                "debate", "debate__debater_a_config", "debate__debater_b_config"
-            ).get(pk=speech_id)
-            claimed.append(_Claimed(speech, speech.attempt))
-    by_config: dict[int, list[_Claimed]] = defaultdict(list)
-    for item in claimed:
-        by_config[item.speech.debate.config_for(item.speech.side).pk].append(item)
-    for group in by_config.values():
-        for start in range(0, len(group), GENERATION_BATCH):
-            chunk = group[start : start + GENERATION_BATCH]
-            _speeches_chunk(chunk, max_new_tokens=max_new_tokens, advance_rounds=advance_rounds)
-            if progress is not None:
-                progress(len(chunk))
-
-
-def _speeches_chunk(chunk: list[_Claimed], *, max_new_tokens: int | None,
-                    advance_rounds: bool) -> None:  # fmt: skip
-    first = chunk[0].speech
-    config = first.debate.config_for(first.side)
-    budget = max(first.debate.speech_char_limit for item in chunk) // CHARS_PER_TOKEN + 16
-    tokens = min(config.max_new_tokens, budget, max_new_tokens or budget)
-    params = config.generation_params(max_new_tokens=tokens)
-    prompts = [_speech_prompt(item.speech) for item in chunk]
-    try:
-        completions = _generate(config, prompts, params)
-    except GenerationError as error:
-        for item in chunk:
-            _speech_finish(item, {"status": SpeechStatus.FAILED, "error": str(error)}, False)
-        return
-    for item, completion in zip(chunk, completions, strict=True):
-        debate = item.speech.debate
-        text, truncated = speech_limit(completion.text.strip(), char_limit=debate.speech_char_limit)
-        quotes = quotes_verify(
-            text, passage=debate.passage, quote_char_limit=debate.quote_char_limit
-        )
-        fields = {
-            "status": SpeechStatus.DONE, "text": text, "truncated": truncated,
-            "quotes": [quote.as_json() for quote in quotes],
-            "config_snapshot": {"name": config.name, "backend": config.backend,
-                                "model": config.model, "batched": len(chunk)},
-        } | Speech.usage_fields(completion.usage)  # fmt: skip
-        _speech_finish(item, fields, advance_rounds)
-
-
-def _speech_finish(item: _Claimed, fields: dict[str, Any], advance_rounds: bool) -> None:
-    try:
-        with transaction.atomic():
-            _speech_write(item.speech.pk, item.attempt, finished_at=timezone.now(), **fields)
-            if advance_rounds and fields["status"] == SpeechStatus.DONE:
-                _round_advance(item.speech.debate_id)
-    except SpeechSuperseded:
-        logger.warning("%s: attempt %s was superseded", item.speech, item.attempt)
 
 
 def _generate(config: ModelConfig, prompts: list[list[ChatMessage]],

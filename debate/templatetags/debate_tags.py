@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from django import template
 from django.utils.safestring import SafeString
 
-from debate.models import JudgeAction, JudgeTurn, Speech
+from debate.models import JudgeAction, JudgeTurn, Speech, SpeechCandidate
 from debate.quotes import passage_html, speech_html
 from debate.selectors import DebateView
 
@@ -83,3 +83,9 @@ def belief_chart(view: DebateView) -> dict[str, object]:
         },  # fmt: skip
         "viewer": view.viewer,
     }
+
+
+@register.simple_tag
+def speech_candidates(view: DebateView, speech: Speech) -> list[SpeechCandidate]:
+    """A best-of-n speech's candidates, if this view holds them (observers only)."""
+    return view.candidates.get(speech.pk, [])

@@ -13,6 +13,7 @@ from llm.backends.base import (
     GenerationParams,
     GenerationTimeoutError,
     ModelUnavailableError,
+    RowChunk,
     StreamChunk,
     Usage,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "GenerationParams",
     "GenerationTimeoutError",
     "ModelUnavailableError",
+    "RowChunk",
     "StreamChunk",
     "Usage",
     "bundled_checkpoint",

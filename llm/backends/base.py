@@ -98,6 +98,17 @@ class StreamChunk:
     # Only the final chunk carries usage (and a finish reason); consumers detect the end by it.
     usage: Usage | None = None
     finish_reason: FinishReason | None = None
+    # Tokens generated since the previous chunk (a held-back partial character or stop-string
+    # prefix can make one chunk stand for several): what live tokens/s figures count.
+    tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RowChunk:
+    """One chunk of one row of a batched stream; each row ends with a chunk carrying usage."""
+
+    row: int
+    chunk: StreamChunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,10 @@ class Backend(Protocol):
     def generate_batch(
         self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
     ) -> list[Completion]: ...
+
+    def stream_batch(
+        self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
+    ) -> Iterator[RowChunk]: ...
 
 
 def validate_messages(messages: Iterable[object]) -> list[ChatMessage]:

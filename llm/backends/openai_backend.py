@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import queue
 import socket
 import ssl
 import time
@@ -25,6 +26,7 @@ from llm.backends.base import (
     GenerationParams,
     GenerationTimeoutError,
     ModelUnavailableError,
+    RowChunk,
     StopScanner,
     StreamChunk,
     Usage,
@@ -101,6 +103,36 @@ class OpenAIBackend:
             return []
         with ThreadPoolExecutor(max_workers=min(_BATCH_CONCURRENCY, len(chats))) as pool:
             return list(pool.map(lambda chat: self._complete(chat, params), chats))
+
+    def stream_batch(
+        self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
+    ) -> Iterator[RowChunk]:
+        """Stream the chats concurrently (the server batches them), chunks interleaved as
+        they arrive; the first error of any row is raised."""
+        params.validate()
+        if not chats:
+            return
+        # Any error, not only GenerationError: a row that died silently would hang this loop.
+        arrived: queue.Queue[RowChunk | Exception] = queue.Queue()
+
+        def stream_row(row: int, chat: Sequence[ChatMessage]) -> None:
+            try:
+                for chunk in self.stream_chat(chat, params=params):
+                    arrived.put(RowChunk(row, chunk))
+            except Exception as error:
+                arrived.put(error)
+
+        with ThreadPoolExecutor(max_workers=min(_BATCH_CONCURRENCY, len(chats))) as pool:
+            for row, chat in enumerate(chats):
+                pool.submit(stream_row, row, chat)
+            ended = 0
+            while ended < len(chats):
+                item = arrived.get()
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+                if item.chunk.usage is not None:
+                    ended += 1
 
     def _complete(self, chat: Sequence[ChatMessage], params: GenerationParams) -> Completion:
         chunks = list(self.stream_chat(chat, params=params))
@@ -204,6 +236,7 @@ class OpenAIBackend:
         finish: FinishReason | None = None
         server_usage: dict[str, Any] | None = None
         content_chunks = 0
+        unreported = 0  # content deltas (about a token each) since the last chunk
 
         for event in self._events(sock, response, params, deadline):
             if event == "[DONE]":
@@ -215,11 +248,13 @@ class OpenAIBackend:
                 delta = (choice.get("delta") or {}).get("content")
                 if isinstance(delta, str) and delta:
                     content_chunks += 1
+                    unreported += 1
                     text = scanner.feed(delta)
                     if text:
                         if first_text_at is None:
                             first_text_at = time.perf_counter()
-                        yield StreamChunk(text=text)
+                        yield StreamChunk(text=text, tokens=unreported)
+                        unreported = 0
                 reason = choice.get("finish_reason")
                 if reason:
                     finish = "length" if reason == "length" else "stop"
@@ -239,7 +274,7 @@ class OpenAIBackend:
         )
         if scanner.stopped:
             finish = "stop"
-        yield StreamChunk(text=tail, usage=usage, finish_reason=finish or "stop")
+        yield StreamChunk(text=tail, usage=usage, finish_reason=finish or "stop", tokens=unreported)
 
     def _events(
         self,

@@ -34,6 +34,7 @@ from llm.backends.base import (
     GenerationParams,
     GenerationTimeoutError,
     ModelUnavailableError,
+    RowChunk,
     StopScanner,
     StreamChunk,
     Usage,
@@ -130,70 +131,69 @@ class TransformersBackend:
 
         Raises GenerationTimeoutError between tokens once `params.timeout_s` has passed.
         """
+        for row_chunk in self.stream_batch([messages], params=params):
+            yield row_chunk.chunk
+
+    def stream_batch(
+        self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
+    ) -> Iterator[RowChunk]:
+        """Decode all chats together (one forward pass a step over a left-padded batch and
+        one KV cache), yielding each row's text deltas as they are decoded. Every row ends
+        with a chunk carrying its usage and finish reason; a row that is done is fed padding
+        until the longest one ends. Rows share one sampling generator (seeded by
+        `params.seed`), so sampled rows differ from each other even with a seed.
+
+        Raises GenerationTimeoutError between steps once `params.timeout_s` has passed.
+        """
         params.validate()
+        if not chats:
+            return
         start = time.perf_counter()
-        prompt_ids = self.encode_prompt(messages)
-        self._check_length(len(prompt_ids), params)
+        prompts = [self.encode_prompt(chat) for chat in chats]
+        self._check_length(max(len(ids) for ids in prompts), params)
         deadline = start + params.timeout_s
         generator = _make_generator(params.seed)
-        detok = _IncrementalDecoder(self.tokenizer, prompt_ids[-_DECODE_CONTEXT_TOKENS:])
-        scanner = StopScanner(params.stop)
-        first_text_at: float | None = None
-        finish: FinishReason = "length"
-        generated = 0
+        rows = [_Row(self.tokenizer, ids, params) for ids in prompts]
+        pad_id = int(self.tokenizer.pad_token_id)
+        width = max(len(ids) for ids in prompts)
+        inputs = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompts])
+        # One unpadded row needs no mask or positions: the model's defaults are exact there.
+        padded = any(len(ids) < width for ids in prompts)
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        step = 0
 
         with torch.inference_mode():
             cache = DynamicCache(config=self.model.config)
-            inputs = torch.tensor([prompt_ids], dtype=torch.long)
-            counts = _TokenCounts(params)
-            while generated < params.max_new_tokens:
+            while step < params.max_new_tokens and any(not row.finished for row in rows):
                 if time.perf_counter() > deadline:
-                    raise self._timeout(params, generated)
-                token = self._next_token(inputs, cache, params, generator, counts)
-                generated += 1
-                if token in self._eos_ids:
-                    finish = "stop"
-                    break
-                text = scanner.feed(detok.push(token))
-                if text:
-                    if first_text_at is None:
-                        first_text_at = time.perf_counter()
-                    yield StreamChunk(text=text)
-                if scanner.stopped:
-                    finish = "stop"
-                    break
-                inputs = torch.tensor([[token]], dtype=torch.long)
-
-        tail = scanner.feed(detok.flush()) + scanner.flush()
-        now = time.perf_counter()
-        if tail and first_text_at is None:
-            first_text_at = now
-        usage = Usage(
-            prompt_tokens=len(prompt_ids),
-            completion_tokens=generated,
-            time_to_first_token_s=None if first_text_at is None else first_text_at - start,
-            total_s=now - start,
-        )
-        yield StreamChunk(
-            text=tail, usage=usage, finish_reason="stop" if scanner.stopped else finish
-        )
-
-    def _next_token(
-        self,
-        inputs: torch.Tensor,
-        cache: Any,
-        params: GenerationParams,
-        generator: torch.Generator,
-        counts: _TokenCounts,
-    ) -> int:
-        kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}
-        if self._pass_logits_to_keep:
-            # Prefill would otherwise project every prompt position onto the vocabulary.
-            kwargs["logits_to_keep"] = 1
-        logits = self.model(input_ids=inputs, **kwargs).logits[0, -1].float()
-        token = _sample(counts.penalise(logits), params, generator)
-        counts.add(token)
-        return token
+                    raise self._timeout(params, step)
+                kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}
+                if self._pass_logits_to_keep:
+                    # Prefill would otherwise project every prompt position onto the vocabulary.
+                    kwargs["logits_to_keep"] = 1
+                if padded:
+                    kwargs.update(attention_mask=mask, position_ids=positions)
+                logits = self.model(input_ids=inputs, **kwargs).logits[:, -1].float()
+                step += 1
+                next_tokens = []
+                for index, row in enumerate(rows):
+                    if row.finished:
+                        next_tokens.append(pad_id)
+                        continue
+                    token = _sample(row.counts.penalise(logits[index]), params, generator)
+                    row.counts.add(token)
+                    next_tokens.append(token)
+                    chunk = row.push(token, self._eos_ids, start)
+                    if chunk is not None:
+                        yield RowChunk(index, chunk)
+                inputs = torch.tensor(next_tokens, dtype=torch.long).unsqueeze(1)
+                if padded:
+                    mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+                    positions = positions[:, -1:] + 1
+        for index, row in enumerate(rows):
+            if not row.finished:
+                yield RowChunk(index, row.finish("length", start))
 
     # -- batch ---------------------------------------------------------------------------
 
@@ -373,6 +373,53 @@ def _sample(logits: torch.Tensor, params: GenerationParams, generator: torch.Gen
     probs = probs.masked_fill(mass_before >= params.top_p, 0.0)
     choice = torch.multinomial(probs, 1, generator=generator)
     return int(order[choice])
+
+
+class _Row:
+    """One row of a batched decode: its detokeniser, stop scanner, penalties and counts."""
+
+    def __init__(self, tokenizer: Any, prompt_ids: list[int], params: GenerationParams) -> None:
+        self.prompt_tokens = len(prompt_ids)
+        self.detok = _IncrementalDecoder(tokenizer, prompt_ids[-_DECODE_CONTEXT_TOKENS:])
+        self.scanner = StopScanner(params.stop)
+        self.counts = _TokenCounts(params)
+        self.generated = 0
+        self.unreported = 0  # tokens generated since the last chunk
+        self.first_text_at: float | None = None
+        self.finished = False
+
+    def push(self, token: int, eos_ids: frozenset[int], start: float) -> StreamChunk | None:
+        """Take one sampled token; a chunk when there is text to emit or the row ended."""
+        self.generated += 1
+        self.unreported += 1
+        if token in eos_ids:
+            return self.finish("stop", start)
+        text = self.scanner.feed(self.detok.push(token))
+        if self.scanner.stopped:
+            return self.finish("stop", start, text)
+        if not text:
+            return None
+        if self.first_text_at is None:
+            self.first_text_at = time.perf_counter()
+        tokens, self.unreported = self.unreported, 0
+        return StreamChunk(text=text, tokens=tokens)
+
+    def finish(self, reason: FinishReason, start: float, text: str = "") -> StreamChunk:
+        self.finished = True
+        if not self.scanner.stopped:
+            text += self.scanner.feed(self.detok.flush()) + self.scanner.flush()
+        now = time.perf_counter()
+        if text and self.first_text_at is None:
+            self.first_text_at = now
+        first = None if self.first_text_at is None else self.first_text_at - start
+        usage = Usage(
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.generated,
+            time_to_first_token_s=first,
+            total_s=now - start,
+        )
+        reason = "stop" if self.scanner.stopped else reason
+        return StreamChunk(text=text, usage=usage, finish_reason=reason, tokens=self.unreported)
 
 
 class _IncrementalDecoder:

@@ -18,9 +18,9 @@ from tests.helpers import signed_in
 
 @pytest.fixture
 def jobs(researcher, admin_user, monkeypatch):
-    from debate.tasks import speech_generate_task
+    from debate.tasks import speeches_generate_task
 
-    monkeypatch.setattr(speech_generate_task, "delay", lambda pk: None)
+    monkeypatch.setattr(speeches_generate_task, "delay", lambda ids: None)
     now = timezone.now()
     export = ExportJob.objects.create(
         created_by=researcher, spec={"queues": [1], "format": "csv"}, status=JobStatus.FAILED,

@@ -1,6 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
+import llm.generation
 from debate.models import BatchStatus, Debate, DebateBatch, Speech, Verdict
 from debate.records import BatchSpec
 from debate.research import batches
@@ -28,8 +29,15 @@ def fake_model(monkeypatch):
     """Every generate_batch call: the config, and the exact prompts the model received."""
     calls: list[tuple[str, list]] = []
 
+    class Recorded:
+        def __init__(self, config):
+            self.config = config
+
+        def generate_batch(self, prompts, *, params):
+            return generate(self.config, prompts, params)
+
     def generate(config, prompts, params):
-        calls.append((config.name, prompts))
+        calls.append((config.name, list(prompts)))
         judging = "Probability A" in prompts[0][-1]["content"]
         text = (
             "Probability A: 70. B quoted nothing."
@@ -40,7 +48,7 @@ def fake_model(monkeypatch):
                       total_s=0.1)  # fmt: skip
         return [Completion(text=text, usage=usage, finish_reason="stop") for _ in prompts]
 
-    monkeypatch.setattr(batches, "_generate", generate)
+    monkeypatch.setattr(llm.generation, "backend_for", Recorded)
     return calls
 
 
@@ -226,26 +234,6 @@ def test_the_bundled_model_casts_votes_a_judge_can_read():
 )  # fmt: skip
 def test_the_judge_probability_is_read_from_the_reply(reply, expected):
     assert judge_probability(reply) == expected
-
-
-def test_one_debates_simultaneous_speeches_go_through_one_batched_call(
-    annotator, enqueued, fake_model, django_capture_on_commit_callbacks
-):
-    """The seam for batched streaming: a live debate's round, both sides in one call."""
-    from debate.services import debate_prior_submit
-    from tests.factories import DebateFactory
-
-    debate = DebateFactory(judge=annotator)
-    with django_capture_on_commit_callbacks(execute=True):
-        debate_prior_submit(debate_id=debate.pk, judge=annotator, probability_a=50)
-    assert len(enqueued) == 2
-    batches.speeches_generate_batched(speech_ids=enqueued, advance_rounds=True)
-    assert [len(prompts) for _, prompts in fake_model] == [2]
-    debate.refresh_from_db()
-    assert debate.status == "awaiting_judge"
-    # Already spoken: a second delivery claims nothing and calls no model.
-    batches.speeches_generate_batched(speech_ids=enqueued, advance_rounds=True)
-    assert len(fake_model) == 1
 
 
 def test_a_batch_for_human_judges_fills_their_queue_and_agreement_compares_the_judges(

@@ -5,7 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from debate import services as debate_services
+from debate import generation
 from debate.models import DebateStatus, JudgeAction, Protocol, Speech, SpeechStatus, TurnOrder
 from debate.services import (
     SpeechSuperseded,
@@ -13,11 +13,16 @@ from debate.services import (
     debate_prior_submit,
     debate_transcript,
     judge_turn_submit,
-    speech_generate,
     speech_retry,
     speeches_requeue_stale,
 )
 from tests.factories import DebateFactory, ModelConfigFactory
+
+
+def speech_generate(*, speech_id: int) -> None:
+    """One speech through the worker's path, as a task for one speech runs it."""
+    generation.speeches_generate(speech_ids=[speech_id])
+
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +43,7 @@ def test_a_debate_from_prior_to_judgment(enqueued, django_capture_on_commit_call
         debate_prior_submit(debate_id=debate.pk, judge=judge, probability_a=50)
     debate.refresh_from_db()
     assert debate.status == DebateStatus.GENERATING and debate.current_round == 1
-    assert enqueued == [s.pk for s in debate.speeches.all()]  # both debaters at once
+    assert enqueued == [[s.pk for s in debate.speeches.all()]]  # both at once, one task
 
     run_queued(debate)
     debate.refresh_from_db()
@@ -85,10 +90,10 @@ def test_sequential_rounds_start_b_after_a(enqueued, django_capture_on_commit_ca
     with django_capture_on_commit_callbacks(execute=True):
         debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
     speech_a, speech_b = debate.speeches.order_by("side")
-    assert enqueued == [speech_a.pk]
+    assert enqueued == [[speech_a.pk]]
     with django_capture_on_commit_callbacks(execute=True):
         speech_generate(speech_id=speech_a.pk)
-    assert enqueued == [speech_a.pk, speech_b.pk]
+    assert enqueued == [[speech_a.pk], [speech_b.pk]]
 
 
 def test_consultancy_assigns_the_consultant_at_random_and_records_it(researcher):
@@ -227,7 +232,7 @@ def test_a_speech_whose_worker_fell_silent_starts_again_by_itself(
         assert speeches_requeue_stale(now=now) == 0  # a second run finds nothing more
     dead.refresh_from_db()
     alive.refresh_from_db()
-    assert (dead.status, dead.text, enqueued) == (SpeechStatus.QUEUED, "", [dead.pk])
+    assert (dead.status, dead.text, enqueued) == (SpeechStatus.QUEUED, "", [[dead.pk]])
     assert (alive.status, alive.text) == (SpeechStatus.STREAMING, "still going")
 
     speech_generate(speech_id=dead.pk)
@@ -240,26 +245,26 @@ def test_a_worker_given_up_on_writes_nothing_more_and_stops(enqueued, monkeypatc
     debate = DebateFactory()
     debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
     speech = debate.speeches.get(side="a")
-    save = debate_services._speech_text_save
+    save = generation._speech_text_save
     refused: list[str] = []
 
-    def save_after_a_takeover(speech_id, attempt, text):
+    def save_after_a_takeover(speech_id, attempt, text, tokens):
         # The worker stalls here long enough for the sweeper to restart the speech.
         if not refused:
             assert speeches_requeue_stale(now=timezone.now() + timedelta(hours=1)) == 1
         try:
-            save(speech_id, attempt, text)
+            save(speech_id, attempt, text, tokens)
         except SpeechSuperseded as error:
             refused.append(str(error))
             raise
 
-    monkeypatch.setattr(debate_services, "_speech_text_save", save_after_a_takeover)
+    monkeypatch.setattr(generation, "_speech_text_save", save_after_a_takeover)
     speech_generate(speech_id=speech.pk)  # returns quietly: its attempt was superseded
     speech.refresh_from_db()
     assert refused == [f"speech {speech.pk} is no longer on attempt 1"]
     assert (speech.status, speech.text, speech.attempt) == (SpeechStatus.QUEUED, "", 1)
 
-    monkeypatch.setattr(debate_services, "_speech_text_save", save)
+    monkeypatch.setattr(generation, "_speech_text_save", save)
     speech_generate(speech_id=speech.pk)
     speech.refresh_from_db()
     assert speech.status == SpeechStatus.DONE and speech.attempt == 2 and speech.text

@@ -9,6 +9,6 @@ def test_stale_speeches_are_swept_every_minute_on_the_default_queue():
     assert [entry["schedule"] for entry in entries] == [60.0]
     # Not behind the generations it rescues; speeches themselves go to `generation`.
     assert app.amqp.router.route({}, name)["queue"].name == "default"
-    assert app.amqp.router.route({}, "debate.tasks.speech_generate_task")["queue"].name == (
+    assert app.amqp.router.route({}, "debate.tasks.speeches_generate_task")["queue"].name == (
         "generation"
     )

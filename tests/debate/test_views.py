@@ -326,3 +326,22 @@ def test_the_admin_speaks_of_speeches_and_debate_batches(admin_user):
     html = signed_in(admin_user).get("/admin/").content.decode()
     assert "Speeches" in html and "Debate batches" in html
     assert "Speechs" not in html and "batchs" not in html
+
+
+def test_best_of_n_without_a_debate_reward_model_is_refused_in_the_form(researcher, annotator):
+    config = ModelConfigFactory(temperature=0.8)
+    response = signed_in(researcher).post(
+        reverse("debate:new"),
+        {
+            "question": "Q?", "answer_a": "yes", "answer_b": "no", "correct_side": "a",
+            "passage": "text", "protocol": "debate", "turn_order": "simultaneous",
+            "rounds_mode": "judge_ends", "max_rounds": "3", "speech_char_limit": "750",
+            "quote_char_limit": "250", "debater_a_config": str(config.pk), "best_of_n": "3",
+            "judge": str(annotator.pk),
+        },
+    )  # fmt: skip
+    assert response.status_code == 200
+    assert "needs an active reward model trained on a debate-judgment queue" in (
+        response.content.decode()
+    )
+    assert not Debate.objects.exists()

@@ -24,6 +24,7 @@ from llm.backends.base import (
     GenerationTimeoutError,
     ModelUnavailableError,
     StopScanner,
+    StreamChunk,
 )
 from llm.backends.bundled import (
     BUNDLED_DIR_NAME,
@@ -243,6 +244,27 @@ def test_stream_yields_deltas_that_add_up_to_the_text(backend: TransformersBacke
     assert usage.completion_tokens == GREEDY.max_new_tokens
     assert usage.time_to_first_token_s is not None
     assert 0 < usage.time_to_first_token_s <= usage.total_s
+
+
+def test_a_batched_stream_gives_each_row_what_it_would_get_alone(
+    backend: TransformersBackend, greedy_story: str
+) -> None:
+    # Prompts of different lengths (left padding), and one that ends early on its own.
+    short: list[ChatMessage] = [{"role": "user", "content": "Say only the word: yes"}]
+    rows: dict[int, list[StreamChunk]] = {0: [], 1: []}
+    for row_chunk in backend.stream_batch([STORY, short], params=GREEDY):
+        assert not rows[row_chunk.row] or rows[row_chunk.row][-1].usage is None, "after its end"
+        rows[row_chunk.row].append(row_chunk.chunk)
+    story, yes = rows[0], rows[1]
+    assert "".join(c.text for c in story) == greedy_story
+    assert len([c for c in story if c.text]) >= 5, "rows stream token by token"
+    alone = "".join(c.text for c in backend.stream_chat(short, params=GREEDY))
+    assert "".join(c.text for c in yes) == alone
+    assert (story[-1].finish_reason, yes[-1].finish_reason) == ("length", "stop")
+    assert story[-1].usage is not None and yes[-1].usage is not None
+    assert story[-1].usage.completion_tokens == 24 == sum(c.tokens for c in story)
+    assert yes[-1].usage.completion_tokens == sum(c.tokens for c in yes) < 24
+    assert yes[-1].usage.total_s <= story[-1].usage.total_s
 
 
 def test_stream_stops_at_end_of_turn(backend: TransformersBackend) -> None:

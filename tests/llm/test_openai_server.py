@@ -312,3 +312,16 @@ def test_unknown_route_and_wrong_method(server: OpenAIServer) -> None:
         with caught.value as error:
             assert error.code in (404, 405)
             assert "message" in json.loads(error.read())["error"]
+
+
+def test_a_batched_stream_through_the_server(remote: OpenAIBackend, local_greedy: str) -> None:
+    chats: list[list[ChatMessage]] = [
+        STORY,
+        [{"role": "user", "content": "What is the capital of France?"}],
+    ]
+    texts, ends = ["", ""], [0, 0]
+    for row_chunk in remote.stream_batch(chats, params=GREEDY):
+        texts[row_chunk.row] += row_chunk.chunk.text
+        ends[row_chunk.row] += row_chunk.chunk.usage is not None
+    assert texts[0] == local_greedy and "Paris" in texts[1]
+    assert ends == [1, 1]  # each row ends once, with its usage

@@ -83,3 +83,29 @@ def test_a_failing_config_marks_the_trial_failed_with_the_reason(researcher, con
     assert message in trial.error
     assert trial.error.startswith("[broken] ")  # names the config
     assert drain(channel)[-1]["type"] == "stream.end"
+
+
+def test_a_trial_reports_its_phases_and_a_cut_at_the_token_cap(researcher):
+    from django.urls import reverse
+
+    from tests.helpers import signed_in
+
+    config = ModelConfigFactory(max_new_tokens=4)
+    trial = ModelTrialFactory(user=researcher, config=config, prompt="Tell a long story.")
+    channel = listen(trial_group_name(trial.pk))
+    page = reverse("llm:config_detail", kwargs={"pk": config.pk})
+    assert 'data-phase="queued"' in signed_in(researcher).get(page).content.decode()
+
+    model_trial_run(trial_id=trial.pk)
+
+    events = drain(channel)
+    kinds = [event["type"] for event in events]
+    # The worker says when it has the trial (loading the model) and when generation starts.
+    assert kinds[:2] == ["trial.changed", "trial.changed"] and kinds[-1] == "stream.end"
+    assert "progress" in next(e for e in events if e["type"] == "stream.delta")
+    trial.refresh_from_db()
+    assert trial.started_at <= trial.generating_at <= trial.finished_at
+    assert (trial.finish_reason, trial.completion_tokens) == ("length", 4)
+    html = signed_in(researcher).get(page).content.decode()
+    assert "… [cut at 4-token limit]</p>" in html
+    assert "cut at" not in trial.text
