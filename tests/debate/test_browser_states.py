@@ -3,7 +3,6 @@ Chromium at desktop and phone widths (screenshots: $ARBITER_SCREENSHOTS, if set)
 
 import os
 import re
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -69,8 +68,12 @@ def test_each_speech_card_shows_the_state_its_worker_recorded(
     # Elapsed time runs on in the page between the worker's messages.
     loading = page.locator(".gen-state[data-phase=loading] .gen-elapsed")
     before = int(loading.inner_text().split()[0])
-    time.sleep(2.5)
-    assert int(loading.inner_text().split()[0]) >= before + 2
+    # The page ticks once a second; a loaded machine may delay a tick, never stop them.
+    page.wait_for_function(
+        "([selector, before]) => parseInt(document.querySelector(selector).textContent) >= before",
+        arg=[".gen-state[data-phase=loading] .gen-elapsed", before + 2],
+        timeout=10_000,
+    )
     for card in page.locator("article.speech").all():
         box = card.bounding_box()
         assert box is not None and box["x"] + box["width"] <= width  # nothing clipped
