@@ -10,6 +10,7 @@ import pytest
 from django.utils import timezone
 
 from debate.models import DebateStatus, Speech, SpeechCandidate, SpeechStatus
+from debate.services import _broadcast_changed
 from tests.factories import DebateFactory
 from tests.helpers import browser_login
 
@@ -94,6 +95,11 @@ def test_each_speech_card_shows_the_state_its_worker_recorded(
     assert observer.locator(".candidate-list li.chosen").count() == 1
     assert LOSER in observer.locator(".candidate-list").inner_text()
     assert "Green <b>paint</b>." in observer.locator(".candidate-list").inner_text()  # escaped
+    # A live refresh of the transcript leaves the list the researcher opened open (hx-preserve).
+    with socket.value.expect_event("framereceived"):
+        _broadcast_changed(debate.pk)
+    observer.wait_for_timeout(300)
+    assert observer.locator(".candidates").evaluate("details => details.open")
     if SHOTS:
         observer.screenshot(path=f"{SHOTS}/speech-states-observer-{width}.png", full_page=True)
     context.close()
