@@ -88,6 +88,19 @@ PICK_ORDER = {
     Priority.UNCERTAINTY: "i.uncertainty DESC NULLS LAST, i.id",
 }
 
+
+def pick_prepared_form(priority: Priority = Priority.FIFO) -> str:
+    """A regular item's pick with positional parameters $1..$4 (queue, annotator, now, k), as
+    PostgreSQL's PREPARE takes it: for looking at its generic plan (a test and bench/queues.py)."""
+    pick = PICK.format(
+        gold=PICK_REGULAR, room=PICK_ROOM, order=PICK_ORDER[priority],
+        lock="FOR UPDATE OF i SKIP LOCKED",
+    )  # fmt: skip
+    for n, name in enumerate(("queue", "annotator", "now", "k"), start=1):
+        pick = pick.replace(f"%({name})s", f"${n}")
+    return pick
+
+
 # Run after the pick has locked the item, as a new statement: on PostgreSQL a new snapshot,
 # which sees a lease another claim committed between the pick's snapshot and its lock.
 _ITEM_LABEL_COUNT = f"(SELECT label_count FROM {ITEM} WHERE id = %(item)s)"

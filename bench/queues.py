@@ -203,14 +203,7 @@ def claim_statement(queue_id: int) -> tuple[float, str]:
     from annotations import hot_sql
     from annotations.models import Priority
 
-    pick = hot_sql.PICK.format(
-        gold=hot_sql.PICK_REGULAR,
-        room=hot_sql.PICK_ROOM,
-        order=hot_sql.PICK_ORDER[Priority.FIFO],
-        lock="FOR UPDATE OF i SKIP LOCKED",
-    )
-    for n, name in enumerate(("queue", "annotator", "now", "k"), start=1):
-        pick = pick.replace(f"%({name})s", f"${n}")
+    pick = hot_sql.pick_prepared_form(Priority.FIFO)
     annotator = User.objects.get(username="bench-1").pk
     times = []
     with connection.cursor() as cur:

@@ -213,14 +213,7 @@ def test_a_fresh_queue_is_claimed_by_walking_its_order_not_by_sorting_it(annotat
     # A claim that sorted the whole queue probed every item's labels and leases: 10-15 ms on a
     # fresh 2,000-item queue (bench/queues.py), when the table had no statistics yet.
     queue = make_queue(members=[annotator], items=pairwise(2000))
-    pick = hot_sql.PICK.format(
-        gold=hot_sql.PICK_REGULAR,
-        room=hot_sql.PICK_ROOM,
-        order=hot_sql.PICK_ORDER[Priority.FIFO],
-        lock="FOR UPDATE OF i SKIP LOCKED",
-    )
-    for n, name in enumerate(("queue", "annotator", "now", "k"), start=1):
-        pick = pick.replace(f"%({name})s", f"${n}")
+    pick = hot_sql.pick_prepared_form(Priority.FIFO)
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         cursor.execute(f"PREPARE fresh_pick (bigint, integer, timestamptz, integer) AS {pick}")
