@@ -248,23 +248,21 @@ def _chosen(debate: Debate, outputs: list[_Output]) -> tuple[dict[str, Any], lis
 
 
 def _rewards(debate: Debate, texts: list[str]) -> tuple[list[float] | None, Any]:
-    """Rewards of the candidates from the best-of-n reward model's active version, with that
-    version; (None, None) when none is active (creation refuses that, but one can be rolled
-    back or retired since)."""
-    from debate.selectors import best_of_n_reward_model
-    from rewards.scoring import reward_model_score
+    """Rewards of the candidates from the debate reward model's active version (the one
+    rewards.auto_judge.auto_judge_version picks), with that version; (None, None) when none
+    is active (creation refuses that, but one can be rolled back or retired since)."""
+    from rewards.auto_judge import auto_judge_version
+    from rewards.scoring import version_rewards
     from rewards.services import NoActiveVersion
 
-    reward_model = best_of_n_reward_model()
-    if reward_model is None:
+    version = auto_judge_version()
+    if version is None:
         return None, None
     try:
-        scored = reward_model_score(
-            reward_model_id=reward_model.pk, pairs=[(debate.question, text) for text in texts]
-        )
+        pairs = [(debate.question, text) for text in texts]
+        return version_rewards(version=version, pairs=pairs), version
     except NoActiveVersion:
         return None, None
-    return scored.rewards, scored.version
 
 
 def _speech_finish(
