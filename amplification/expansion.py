@@ -101,13 +101,14 @@ def node_version_add(node: Node, *, reason: str, author: str, person: Any = None
     )  # fmt: skip
 
 
-def memo_store(tree: Tree, node: Node) -> None:
+def memo_store(tree: Tree, node: Node) -> MemoEntry:
     """Remember a model-made final answer under the tree's answer config."""
-    MemoEntry.objects.update_or_create(
+    entry, _ = MemoEntry.objects.update_or_create(
         config_id=tree.answer_config_id,
         key=question_key(node.question),
         defaults={"question": node.question, "answer": node.final_answer, "node": node},
     )
+    return entry
 
 
 @dataclass
@@ -117,6 +118,8 @@ class Job:
     config: ModelConfig
     prompt: str
     reason: str = ""
+    # Nodes asking the same question in the same step: they reuse this call's answer.
+    followers: list[Node] = field(default_factory=list)
 
 
 @dataclass
@@ -208,7 +211,15 @@ def _finish(tree: Tree) -> None:
 
 def _plan(tree: Tree) -> Plan:
     """Under the tree's lock: apply memo hits, choose this step's model calls, mark them
-    running."""
+    running.
+
+    Identical questions answered in the same step share one call (the others follow it and
+    become memo hits of it). A node that would be decomposed waits for a twin being worked
+    on elsewhere in the tree, which saves a whole subtree; a leaf does not wait, since its
+    twin's answer may be many steps away and the leaf's own call rides in this step's batch.
+    Composes are chosen after every memo hit of the step, so a parent whose last child was
+    a hit composes now rather than a step later.
+    """
     nodes = list(tree.nodes.all())
     by_id = {node.pk: node for node in nodes}
     children: dict[int, list[Node]] = defaultdict(list)
@@ -216,6 +227,8 @@ def _plan(tree: Tree) -> Plan:
         if node.parent_id is not None:
             children[node.parent_id].append(node)
     plan = Plan()
+    followers: list[Node] = []
+    answering: dict[str, Job] = {}
     room = tree.max_nodes - len(nodes)
     context = context_block(tree.context)
     busy_keys = {
@@ -239,16 +252,12 @@ def _plan(tree: Tree) -> Plan:
             node.resolution == Resolution.NONE
         ):
             key = question_key(node.question)
-            if node.parent_id is not None and not node.skip_memo:
+            reusable = node.parent_id is not None and not node.skip_memo
+            if reusable:
                 entry = MemoEntry.objects.filter(config_id=tree.answer_config_id, key=key).first()
                 if entry is not None:
                     _memo_apply(node, entry)
                     plan.memo_hits += 1
-                    continue
-                # The same question is already being worked on elsewhere in this tree: wait
-                # for its answer instead of asking the model twice.
-                twin = busy_keys.get(key)
-                if twin is not None and twin != node.pk and twin not in ancestors(node):
                     continue
             if node.direct_reason:
                 reason = node.direct_reason
@@ -260,21 +269,31 @@ def _plan(tree: Tree) -> Plan:
             else:
                 reason = ""
             if reason:
-                plan.jobs.append(_answer_job(tree, node, context, reason))
-            else:
-                prompt = prompt_render(
-                    tree.decompose_prompt, question=node.question, context=context,
-                    max_children=str(tree.max_children),
-                )  # fmt: skip
-                plan.jobs.append(Job(node, "decompose", tree.decompose_config, prompt))
-                room -= 1
+                if reusable and key in answering:
+                    answering[key].followers.append(node)
+                    followers.append(node)
+                    continue
+                job = _answer_job(tree, node, context, reason)
+                answering.setdefault(key, job)
+                plan.jobs.append(job)
+                continue
+            twin = busy_keys.get(key)
+            if reusable and twin is not None and twin != node.pk and twin not in ancestors(node):
+                continue
+            prompt = prompt_render(
+                tree.decompose_prompt, question=node.question, context=context,
+                max_children=str(tree.max_children),
+            )  # fmt: skip
+            plan.jobs.append(Job(node, "decompose", tree.decompose_config, prompt))
+            room -= 1
         elif node.status == NodeStatus.STALE and node.resolution in (
             Resolution.ANSWERED, Resolution.MEMO,
         ):  # fmt: skip
             plan.jobs.append(_answer_job(tree, node, context, "re-run"))
-        elif node.resolution == Resolution.DECOMPOSED and node.status in (
+    for node in nodes:
+        if node.resolution == Resolution.DECOMPOSED and node.status in (
             NodeStatus.RUNNING, NodeStatus.STALE,
-        ):  # fmt: skip
+        ) and not (node.held or node.taken_by_id):  # fmt: skip
             kids = sorted(children[node.pk], key=lambda n: n.position)
             if kids and all(kid.status == NodeStatus.DONE for kid in kids):
                 pairs = [(kid.question, kid.final_answer) for kid in kids]
@@ -283,10 +302,10 @@ def _plan(tree: Tree) -> Plan:
                     subanswers=subanswers_block(pairs),
                 )  # fmt: skip
                 plan.jobs.append(Job(node, "compose", tree.compose_config, prompt))
-    for job in plan.jobs:
-        job.node.status = NodeStatus.RUNNING
-        job.node.error = ""
-        job.node.save(update_fields=["status", "error", "updated_at"])
+    for running in [*(job.node for job in plan.jobs), *followers]:
+        running.status = NodeStatus.RUNNING
+        running.error = ""
+        running.save(update_fields=["status", "error", "updated_at"])
     return plan
 
 
@@ -361,12 +380,16 @@ def _record(node: Node, call: NodeCall) -> None:
 
 def _apply(tree: Tree, job: Job, result: Result) -> None:
     """Under the tree's lock: write one call's result onto its node."""
+    followers = Node.objects.filter(pk__in=[f.pk for f in job.followers], status=NodeStatus.RUNNING)
     node = Node.objects.filter(pk=job.node.pk, status=NodeStatus.RUNNING).first()
     if node is None:
-        return  # removed or reset by an edit while the call ran
+        # Removed or reset by an edit while the call ran; its followers ask again next step.
+        followers.update(status=NodeStatus.PENDING)
+        return
     if result.call is None or result.completion is None:
         node.status, node.error = NodeStatus.FAILED, result.error
         node.save(update_fields=["status", "error", "updated_at"])
+        followers.update(status=NodeStatus.FAILED, error=result.error)
         return
     _record(node, result.call)
     text = result.completion.text
@@ -382,7 +405,9 @@ def _apply(tree: Tree, job: Job, result: Result) -> None:
         node.status = NodeStatus.DONE
         node_version_add(node, reason=f"answered directly ({job.reason})", author=Author.MODEL)
         node.save()
-        memo_store(tree, node)
+        entry = memo_store(tree, node)
+        for follower in followers:
+            _memo_apply(follower, entry)
     else:
         node.composed_answer = answer_clean(text, limit=MAX_ANSWER_CHARS)
         node.answered_by = Author.MODEL

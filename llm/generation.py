@@ -31,7 +31,7 @@ def backend_for(config: ModelConfig) -> Backend:
     path = resolve_model_path(
         config.model, models_dir=settings.LLM_MODELS_DIR, config_name=config.name
     )
-    cache = process_model_cache(max_models=settings.LLM_MODEL_CACHE_SIZE)
+    cache = process_model_cache(max_models=settings.LLM_MODEL_CACHE_SIZE, dtype=settings.LLM_DTYPE)
     return cache.get(path, config_name=config.name)
 
 

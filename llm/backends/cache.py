@@ -8,6 +8,7 @@ never shared: each worker process holds its own models.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -20,10 +21,12 @@ if TYPE_CHECKING:
 Loader = Callable[[str, str], "TransformersBackend"]
 
 
-def _load_transformers(model_path: str, config_name: str) -> TransformersBackend:
+def _load_transformers(
+    model_path: str, config_name: str, *, dtype: str = "auto"
+) -> TransformersBackend:
     from llm.backends.transformers_backend import TransformersBackend
 
-    return TransformersBackend(model_path, config_name=config_name)
+    return TransformersBackend(model_path, config_name=config_name, dtype=dtype)
 
 
 class ModelCache:
@@ -103,15 +106,19 @@ class ModelCache:
 
 
 _process_cache: ModelCache | None = None
+_process_cache_dtype = ""
 _process_cache_lock = threading.Lock()
 
 
-def process_model_cache(*, max_models: int) -> ModelCache:
-    """The one cache of this process, created on first use, resized if the bound changed."""
-    global _process_cache
+def process_model_cache(*, max_models: int, dtype: str = "auto") -> ModelCache:
+    """The one cache of this process, created on first use, resized if the bound changed and
+    emptied if the dtype did (its models were loaded in the old one)."""
+    global _process_cache, _process_cache_dtype
     with _process_cache_lock:
-        if _process_cache is None:
-            _process_cache = ModelCache(max_models=max_models)
+        if _process_cache is None or _process_cache_dtype != dtype:
+            loader = functools.partial(_load_transformers, dtype=dtype)
+            _process_cache = ModelCache(max_models=max_models, loader=loader)
+            _process_cache_dtype = dtype
         elif _process_cache.max_models != max_models:
             _process_cache.resize(max_models)
         return _process_cache

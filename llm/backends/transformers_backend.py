@@ -54,7 +54,12 @@ class TransformersBackend:
     """
 
     def __init__(
-        self, model_path: str, *, config_name: str, torch_threads: int | None = None
+        self,
+        model_path: str,
+        *,
+        config_name: str,
+        torch_threads: int | None = None,
+        dtype: str = "auto",
     ) -> None:
         self.model_path = model_path
         self.config_name = config_name
@@ -71,7 +76,7 @@ class TransformersBackend:
             # local_files_only: never reach for the hub at run time, whatever the environment.
             self.tokenizer: Any = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
             self.model: Any = AutoModelForCausalLM.from_pretrained(
-                model_path, local_files_only=True
+                model_path, local_files_only=True, dtype=compute_dtype(dtype)
             )
         except (OSError, ValueError) as exc:
             where = "directory" if is_dir else "offline Hugging Face cache"
@@ -288,6 +293,24 @@ class TransformersBackend:
             f"generation exceeded the {params.timeout_s:g} s timeout after {generated} tokens",
             config_name=self.config_name,
         )
+
+
+def compute_dtype(choice: str) -> torch.dtype:
+    """The torch dtype for a model: "float32", "bfloat16", or "auto" — bfloat16 where the
+    CPU multiplies it natively, float32 elsewhere (emulated bfloat16 is slower)."""
+    if choice == "float32":
+        return torch.float32
+    if choice == "bfloat16":
+        return torch.bfloat16
+    if choice != "auto":
+        raise ValueError(f"unknown dtype {choice!r}; use auto, float32 or bfloat16")
+    # The model runs on the CPU. These probes are private but present since torch 2.1;
+    # without them, assume no native bfloat16.
+    native = any(
+        getattr(torch.cpu, probe, lambda: False)()
+        for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    )
+    return torch.bfloat16 if native else torch.float32
 
 
 def _eos_token_ids(model: Any, tokenizer: Any) -> frozenset[int]:

@@ -58,6 +58,8 @@ def test_two_branches_with_the_same_sub_question_call_the_model_once_for_it(fake
     tree = make_tree()
     assert tree.status == TreeStatus.DONE
     assert fake.count("answer", "Shared question?") + fake.count("answer", "shared  QUESTION") == 1
+    # The twin rode on its sibling's call in the same step: no step was added for it.
+    assert fake.batches == [1, 2, 3, 2, 1]
     reused = tree.nodes.get(resolution=Resolution.MEMO)
     assert reused.memo_origin is not None and reused.memo_origin.tree_id == tree.pk
     assert reused.answer == reused.memo_origin.answer
@@ -68,6 +70,17 @@ def test_two_branches_with_the_same_sub_question_call_the_model_once_for_it(fake
     other = make_tree("Other root?")
     assert fake.count("answer", "Shared question?") == 0
     assert other.nodes.get(question="Shared question?").resolution == Resolution.MEMO
+
+
+def test_a_leaf_does_not_wait_for_a_twin_that_is_being_decomposed(fake, make_tree):
+    fake.decompositions = {"Root?": "1. A?\n2. B?", "A?": "1. B?\n2. X?", "B?": "1. Y?"}
+    tree = make_tree()
+    assert tree.status == TreeStatus.DONE
+    # Waiting for B's composed answer would have cost two more steps; the leaf is answered in
+    # the leaves' batch instead.
+    assert fake.batches == [1, 2, 3, 2, 1]
+    leaf = tree.nodes.get(depth=2, question="B?")
+    assert leaf.resolution == Resolution.ANSWERED
 
 
 def test_a_failed_call_fails_its_nodes_and_retry_goes_on(fake, make_tree, researcher):

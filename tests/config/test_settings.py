@@ -26,6 +26,9 @@ def test_a_bad_setting_names_its_variable():
     result = run_settings(DB_CONN_MAX_AGE="soon")
     assert result.returncode != 0
     assert "DB_CONN_MAX_AGE='soon' is not an integer" in result.stderr
+    result = run_settings(LLM_DTYPE="fp8")
+    assert result.returncode != 0
+    assert "LLM_DTYPE='fp8' is not one of: auto, bfloat16, float32" in result.stderr
 
 
 @pytest.mark.postgres

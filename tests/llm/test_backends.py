@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from llm.backends.base import (
     ChatMessage,
@@ -33,8 +34,12 @@ from llm.backends.bundled import (
     bundled_gguf_path,
     resolve_model_path,
 )
-from llm.backends.cache import ModelCache
-from llm.backends.transformers_backend import TransformersBackend, _IncrementalDecoder
+from llm.backends.cache import ModelCache, process_model_cache
+from llm.backends.transformers_backend import (
+    TransformersBackend,
+    _IncrementalDecoder,
+    compute_dtype,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 MODELS_DIR = PROJECT_DIR / "var" / "models"
@@ -374,6 +379,25 @@ def test_prompt_longer_than_the_context_is_a_clear_error(backend: TransformersBa
         next(iter(backend.stream_chat(STORY, params=params)))
 
 
+def test_the_dtype_choice_reaches_the_loaded_model_and_the_process_cache(
+    checkpoint: Path,
+) -> None:
+    from django.conf import settings
+
+    for choice, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16)):
+        loaded = TransformersBackend(str(checkpoint), config_name="x", dtype=choice)
+        assert loaded.model.dtype == dtype
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert compute_dtype("auto") == (torch.bfloat16 if native else torch.float32)
+    with pytest.raises(ValueError, match="unknown dtype"):
+        compute_dtype("fp8")
+    # A changed setting empties the process's cache: its models were loaded in the old dtype.
+    first = process_model_cache(max_models=2, dtype="float32")
+    assert process_model_cache(max_models=2, dtype="float32") is first
+    assert process_model_cache(max_models=2, dtype="bfloat16") is not first
+    process_model_cache(max_models=settings.LLM_MODEL_CACHE_SIZE, dtype=settings.LLM_DTYPE)
+
+
 # -- batches ---------------------------------------------------------------------------------
 
 
@@ -382,7 +406,7 @@ def test_batch_returns_one_completion_per_chat_in_order(
 ) -> None:
     chats: list[list[ChatMessage]] = [
         STORY,
-        [{"role": "user", "content": "What is the capital of France?"}],
+        [{"role": "user", "content": "Which city is the capital of France?"}],
         [
             {"role": "system", "content": "You answer in one short sentence."},
             {"role": "user", "content": "Why is the sky blue?"},
@@ -390,6 +414,8 @@ def test_batch_returns_one_completion_per_chat_in_order(
     ]
     completions = backend.generate_batch(chats, params=GREEDY)
     assert len(completions) == 3
+    # (Asked "What is the capital of France?", the model all but ties "The" with "L'": in
+    # bfloat16 a padded row may start in French. This wording has a clear first token.)
     # Left padding must not change what the longest prompt's row generates.
     assert completions[0].text == greedy_story
     assert "Paris" in completions[1].text

@@ -118,7 +118,7 @@ def test_penalties_reach_the_server_and_mean_the_same(
 def test_batch_through_the_server(remote: OpenAIBackend, local_greedy: str) -> None:
     chats: list[list[ChatMessage]] = [
         STORY,
-        [{"role": "user", "content": "What is the capital of France?"}],
+        [{"role": "user", "content": "Which city is the capital of France?"}],
     ]
     completions = remote.generate_batch(chats, params=GREEDY)
     assert [c.text for c in completions][0] == local_greedy
@@ -317,7 +317,7 @@ def test_unknown_route_and_wrong_method(server: OpenAIServer) -> None:
 def test_a_batched_stream_through_the_server(remote: OpenAIBackend, local_greedy: str) -> None:
     chats: list[list[ChatMessage]] = [
         STORY,
-        [{"role": "user", "content": "What is the capital of France?"}],
+        [{"role": "user", "content": "Which city is the capital of France?"}],
     ]
     texts, ends = ["", ""], [0, 0]
     for row_chunk in remote.stream_batch(chats, params=GREEDY):
