@@ -224,6 +224,7 @@ class MemoEntry(models.Model):
     class Meta:
         ordering = ["-updated_at"]
         constraints = [models.UniqueConstraint(fields=["config", "key"], name="one_memo_per_key")]
+        verbose_name_plural = "memo entries"
 
     def __str__(self) -> str:
         return f"memo {self.question[:60]}"

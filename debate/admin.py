@@ -9,6 +9,7 @@ from debate.models import (
     ProtocolPrompt,
     QuestionBank,
     Speech,
+    SpeechCandidate,
     Verdict,
 )
 
@@ -46,6 +47,17 @@ class DebateAdmin(admin.ModelAdmin):
 class SpeechAdmin(admin.ModelAdmin):
     list_display = ["id", "debate", "round", "side", "status", "completion_tokens", "total_s"]
     list_filter = ["status"]
+
+
+@admin.register(SpeechCandidate)
+class SpeechCandidateAdmin(admin.ModelAdmin):
+    list_display = ["id", "speech", "index", "reward", "reward_version", "chosen"]
+    list_filter = ["chosen"]
+    # Best-of-n writes them (debate/generation.py); the judge saw the chosen one: read-only.
+    readonly_fields = [f.name for f in SpeechCandidate._meta.get_fields() if f.concrete]
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
 
 
 @admin.register(JudgeTurn)

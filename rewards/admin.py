@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from rewards.models import Embedding, RewardModel, RewardVersion
+from rewards.models import DebateScore, Embedding, RewardModel, RewardVersion
 
 
 class VersionInline(admin.TabularInline):
@@ -38,3 +38,14 @@ class EmbeddingAdmin(admin.ModelAdmin):
     list_display = ["key", "created_at"]
     search_fields = ["key"]
     readonly_fields = ["key", "vector", "created_at"]
+
+
+@admin.register(DebateScore)
+class DebateScoreAdmin(admin.ModelAdmin):
+    list_display = ["debate_id", "version", "probability_a", "reward_a", "reward_b", "scored_at"]
+    search_fields = ["=debate_id"]
+    # The automatic judge writes them (rewards/auto_judge.py): read-only.
+    readonly_fields = [f.name for f in DebateScore._meta.get_fields() if f.concrete]
+
+    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+        return False
