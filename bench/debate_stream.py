@@ -113,6 +113,7 @@ def stack_prepare(cleanup: contextlib.ExitStack) -> Stack:
     os.environ["CHANNELS_PREFIX"] = prefix
     sys.path.insert(0, str(ROOT))
 
+    from bench.serving import process_stop
     from config.embedded import embedded_redis_start, redis_answers
 
     redis_url = os.environ.get("REDIS_URL", "").strip()
@@ -126,7 +127,7 @@ def stack_prepare(cleanup: contextlib.ExitStack) -> Stack:
         process = embedded_redis_start(
             socket_path=var_dir / "redis.sock", log_path=var_dir / "log" / "redis.log"
         )
-        cleanup.callback(_stop, process)
+        cleanup.callback(process_stop, process)
 
     database_url = os.environ.get("DATABASE_URL", "").strip()
     if database_url.startswith(("postgres://", "postgresql://")):
@@ -174,43 +175,18 @@ def _redis_forget(url: str, prefix: str) -> None:
         client.close()
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def server_start(stack: Stack, cleanup: contextlib.ExitStack) -> None:
     """config.asgi under uvicorn in its own process, on this run's database and Redis."""
-    from config.embedded import die_with_parent
+    from bench.serving import asgi_serve, process_stop
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     log_path = stack.var_dir / "log" / "uvicorn.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--lifespan", "off", "--log-level", "warning",
-             "--no-access-log"],
-            cwd=ROOT, env=dict(os.environ), stdin=subprocess.DEVNULL, stdout=log,
-            stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-        )  # fmt: skip
-    cleanup.callback(_stop, process)
-    deadline = time.monotonic() + 60
-    while True:
-        if process.poll() is not None:
-            raise SetupError(f"uvicorn exited early:\n{log_path.read_text()[-2000:]}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
-            break
-        if time.monotonic() > deadline:
-            raise SetupError(f"uvicorn did not listen within 60 s; see {log_path}")
-        time.sleep(0.1)
+        try:
+            process, port = asgi_serve(log=log)
+        except RuntimeError as exc:
+            raise SetupError(f"{exc}:\n{log_path.read_text()[-2000:]}") from exc
+    cleanup.callback(process_stop, process)
     stack.base_url = f"127.0.0.1:{port}"
 
 
@@ -551,6 +527,7 @@ ROUND_TARGET = 1.25
 def worker_start(stack: Stack, cleanup: contextlib.ExitStack) -> None:
     """A real `celery worker` on the generation queue, on this run's database and Redis:
     solo pool, one generation at a time, as README's deployment runs it."""
+    from bench.serving import process_stop
     from config.celery import app
     from config.embedded import die_with_parent
 
@@ -563,7 +540,7 @@ def worker_start(stack: Stack, cleanup: contextlib.ExitStack) -> None:
             cwd=ROOT, env=dict(os.environ), stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )  # fmt: skip
-    cleanup.callback(_stop, process)
+    cleanup.callback(process_stop, process)
     deadline = time.monotonic() + 120
     while not app.control.ping(destination=[name.replace("%h", socket.gethostname())],
                                timeout=0.5):  # fmt: skip

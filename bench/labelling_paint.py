@@ -22,12 +22,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,14 +105,6 @@ def setup(items: int) -> int:
     return queue.pk
 
 
-def free_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 def measure(base: str, queue_id: int, count: int) -> tuple[list[float], list[float]]:
     from playwright.sync_api import sync_playwright
 
@@ -158,6 +148,7 @@ def main() -> None:
         LOG_LEVEL="WARNING",
     )
     sys.path.insert(0, str(ROOT))
+    from bench.serving import asgi_serve, process_stop
     from config.embedded import embedded_redis_start
 
     redis = embedded_redis_start(socket_path=var_dir / "redis.sock", log_path=var_dir / "redis.log")
@@ -170,27 +161,11 @@ def main() -> None:
         from django.db import connections
 
         connections.close_all()
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "warning", "--no-access-log",
-             "--lifespan", "off"],
-            cwd=ROOT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    sys.exit("uvicorn did not start")
-                time.sleep(0.2)
+        server, port = asgi_serve()
         paints, rounds = measure(f"http://127.0.0.1:{port}", queue_id, args.items + WARM_UP)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=20)
+            process_stop(server)
         redis.terminate()
         redis.wait(timeout=10)
 

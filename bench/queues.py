@@ -25,7 +25,6 @@ import argparse
 import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -275,6 +274,8 @@ def run_case(args: argparse.Namespace, items: int, done: float) -> tuple[list[Ro
     import psycopg
     from django.db import connections
 
+    from bench.serving import asgi_serve, process_stop
+
     admin_url = urlunsplit(urlsplit(url)._replace(path="/postgres"))
     admin = psycopg.connect(admin_url, autocommit=True)
     admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -290,26 +291,8 @@ def run_case(args: argparse.Namespace, items: int, done: float) -> tuple[list[Ro
         pick_s, pick_shape = claim_statement(queue_id)
         connections.close_all()
 
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        sock.close()
         env = dict(os.environ, DB_CONN_MAX_AGE=str(args.conn_max_age), LOG_LEVEL="WARNING")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--workers", str(args.web_workers), "--log-level", "warning",
-             "--no-access-log", "--lifespan", "off"],
-            cwd=ROOT, env=env,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    sys.exit("uvicorn did not start")
-                time.sleep(0.2)
+        server, port = asgi_serve(extra_args=("--workers", str(args.web_workers)), env=env)
 
         # (0) baseline, (1) one annotator alone
         reader = Client(port, researcher_token)
@@ -403,8 +386,7 @@ def run_case(args: argparse.Namespace, items: int, done: float) -> tuple[list[Ro
         )  # fmt: skip
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(timeout=20)
+            process_stop(server)
         connections.close_all()
         if not args.keep:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
