@@ -11,9 +11,10 @@ What a router should use from here, so its document matches what the server does
 - `Id` for every id in a path, query or body: 1 ≤ id < 2**63, as the database stores them
   (an id past 64 bits would otherwise overflow in the driver: a 500).
 - `errors(…)`: the documented error responses to merge into an operation's `response=`:
-  400, 401 and 422 always (a body that does not parse, a missing or bad token, a request that
-  does not fit the schema), plus the statuses named (403, 404, 409, …), each with the `Detail`
-  body (422: `Invalid`, which names each field).
+  400, 401, 413 and 422 always (a body that does not parse, a missing or bad token, a body
+  over MAX_REQUEST_BODY_BYTES, a request that does not fit the schema), plus the statuses
+  named (403, 404, 409, …), each with the `Detail` body (422: `Invalid`, which names each
+  field).
 - Text the database cannot store (NUL, lone surrogates) in any JSON body or query string is
   refused here before a view runs: a 422 naming the field (core/text.py). Malformed JSON is a
   400 saying where it broke.
@@ -25,8 +26,9 @@ from datetime import timedelta
 from json import JSONDecodeError
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from ninja import NinjaAPI, Schema
@@ -109,9 +111,10 @@ _ERROR_TEXT = {
 
 
 def errors(*statuses: int) -> dict[int, Any]:
-    """Documented error responses for an operation's `response=`: 400, 401 and 422 always,
-    plus each of `statuses`; e.g. `response={200: QueueOut} | errors(403, 404)`."""
-    documented: dict[int, Any] = {400: Detail, 401: Detail, 422: Invalid}
+    """Documented error responses for an operation's `response=`: 400, 401, 413 (a body over
+    the server's limit) and 422 always, plus each of `statuses`; e.g.
+    `response={200: QueueOut} | errors(403, 404)`."""
+    documented: dict[int, Any] = {400: Detail, 401: Detail, 413: Detail, 422: Invalid}
     documented |= dict.fromkeys(statuses, Detail)
     return dict(sorted(documented.items()))
 
@@ -211,6 +214,13 @@ def _http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
     if isinstance(cause, UnicodeDecodeError):
         return api.create_response(request, {"detail": "body: not UTF-8 text"}, status=400)
     return api.create_response(request, {"detail": str(error)}, status=error.status_code)
+
+
+@api.exception_handler(RequestDataTooBig)
+def _body_too_big(request: HttpRequest, error: RequestDataTooBig) -> HttpResponse:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    detail = f"body: larger than this server's limit of {limit:,} bytes (MAX_REQUEST_BODY_BYTES)"
+    return api.create_response(request, {"detail": detail}, status=413)
 
 
 @api.exception_handler(AnnotationError)

@@ -262,6 +262,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# A request body (not a file upload) larger than this is refused: a 413 from the API. The
+# largest body the API's schemas allow in one field, a 1,000,000-character debate passage,
+# can take 6 MB as JSON (\uXXXX escapes); Django's default of 2.5 MB refused it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY_BYTES", 16 * 1024 * 1024, minimum=1024)
+
 # --- auth ------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

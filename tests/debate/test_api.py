@@ -96,6 +96,27 @@ def test_ids_and_sizes_are_bounded(researcher):
     assert api.post("/debates/import", {"records": []}).status_code == 422
 
 
+def test_the_largest_passage_the_schema_allows_fits_and_a_bigger_body_is_a_413(
+    researcher, annotator, settings
+):
+    api = Api(researcher)
+    config = ModelConfigFactory()
+    body = {
+        "question": "Q?", "answer_a": "A", "answer_b": "B", "correct_side": "a",
+        "debater_a_config_id": config.pk, "judge_username": annotator.username,
+        "passage": "\u00e9" * 1_000_000,  # 6 MB as JSON with ASCII escapes
+    }  # fmt: skip
+    created = api.post("/debates/", body)
+    assert created.status_code == 201, created.content[:300]
+    assert len(Debate.objects.get().passage) == 1_000_000
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 5_000_000
+    refused = api.post("/debates/", body)
+    assert refused.status_code == 413
+    assert refused.json()["detail"].startswith("body: larger than this server's limit of 5,000,000")
+    assert Debate.objects.count() == 1
+
+
 def test_hostile_input_is_a_4xx_not_a_crash(researcher):
     api = Api(researcher)
     config = ModelConfigFactory()
