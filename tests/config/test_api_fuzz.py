@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
@@ -81,6 +81,11 @@ def test_the_api_keeps_its_contract(operation: Any, role: str, users: Any) -> No
     )
     @seed(FUZZ_SEED)
     def fuzz(case: Any) -> None:
+        # A query value of [] or None puts nothing in the URL: a negative case whose only
+        # violation is such a key (e.g. `{"": []}` against additionalProperties) sends a valid
+        # request, and the server rightly accepts it.
+        unsent = any(value in ([], None) for value in (case.query or {}).values())
+        assume(not (unsent and case.meta.generation.mode == GenerationMode.NEGATIVE))
         case.call_and_validate(headers=headers, excluded_checks=excluded)
 
     fuzz()
