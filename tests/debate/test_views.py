@@ -137,6 +137,9 @@ def _normalised(html: str, debate_id: int) -> str:
     html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
     html = re.sub(r'"X-CSRFToken": "[^"]+"', "", html)
     html = re.sub(r"speech-\d+", "speech-N", html)
+    # How long a generation has been queued is the clock's, not the debate's.
+    html = re.sub(r'data-elapsed="[\d.]+"', "", html)
+    html = re.sub(r'<span class="gen-elapsed">\d+ s</span>', "", html)
     return html.replace(f"/{debate_id}/", "/ID/").replace(f"Debate {debate_id}", "Debate ID")
 
 

@@ -52,7 +52,9 @@ def test_a_worker_killed_mid_training_leaves_the_active_version_and_a_retry_succ
     wait_for(
         lambda: RewardVersion.objects.filter(pk=v2.pk, status=Status.TRAINING,
                                              progress_step__gte=1).exists(),
-        timeout=240, what="the full run to take a step",
+        # A worker's start, the model's load and a step: 240 s was not enough on a 2-core
+        # machine also running another test suite.
+        timeout=400, what="the full run to take a step",
     )  # fmt: skip
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=30)
