@@ -171,10 +171,14 @@ def worker_start(*, queues: str, log_name: str, include: str = "") -> subprocess
             command, cwd=PROJECT_DIR, env=child_environment(), stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
-    deadline = time.monotonic() + 60
+    # A worker imports Django, Celery and the apps: seconds alone, far more on a 2-core
+    # machine that is also running a test suite.
+    deadline = time.monotonic() + 120
     name = hostname.replace("%h", socket.gethostname())
     while not app.control.ping(destination=[name], timeout=0.5):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"the Celery worker did not start; see {log_path}")
+            process.wait()
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the Celery worker did not start; {log_path} ends:\n{tail}")
     return process
