@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import ServiceWrittenAdmin
 from debate.models import (
     BankQuestion,
     Debate,
@@ -50,14 +51,10 @@ class SpeechAdmin(admin.ModelAdmin):
 
 
 @admin.register(SpeechCandidate)
-class SpeechCandidateAdmin(admin.ModelAdmin):
+class SpeechCandidateAdmin(ServiceWrittenAdmin):
     list_display = ["id", "speech", "index", "reward", "reward_version", "chosen"]
     list_filter = ["chosen"]
-    # Best-of-n writes them (debate/generation.py); the judge saw the chosen one: read-only.
-    readonly_fields = [f.name for f in SpeechCandidate._meta.get_fields() if f.concrete]
-
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
+    # Best-of-n writes them (debate/generation.py); the judge saw the chosen one.
 
 
 @admin.register(JudgeTurn)

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import ServiceWrittenAdmin
 from rewards.models import DebateScore, Embedding, RewardModel, RewardVersion
 
 
@@ -23,14 +24,10 @@ class RewardModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(RewardVersion)
-class RewardVersionAdmin(admin.ModelAdmin):
+class RewardVersionAdmin(ServiceWrittenAdmin):
     list_display = ["reward_model", "number", "speed", "status", "label_count", "created_at"]
     list_filter = ["status", "speed", "trigger"]
-    # Versions change only through the services (the gate, roll back): read-only here.
-    readonly_fields = [f.name for f in RewardVersion._meta.get_fields() if f.concrete]
-
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
+    # Versions change only through the services (the gate, roll back).
 
 
 @admin.register(Embedding)
@@ -41,11 +38,7 @@ class EmbeddingAdmin(admin.ModelAdmin):
 
 
 @admin.register(DebateScore)
-class DebateScoreAdmin(admin.ModelAdmin):
+class DebateScoreAdmin(ServiceWrittenAdmin):
     list_display = ["debate_id", "version", "probability_a", "reward_a", "reward_b", "scored_at"]
     search_fields = ["=debate_id"]
-    # The automatic judge writes them (rewards/auto_judge.py): read-only.
-    readonly_fields = [f.name for f in DebateScore._meta.get_fields() if f.concrete]
-
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
-        return False
+    # The automatic judge writes them (rewards/auto_judge.py).
