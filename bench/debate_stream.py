@@ -25,7 +25,7 @@ session cookie, all on one asyncio loop in a thread of this process.
 By default everything lives in a temporary ARBITER_VAR_DIR (SQLite, an embedded Redis on a
 unix socket), removed at the end. DATABASE_URL=postgres://... creates a scratch database
 `<name>_debate_stream_<pid>` on that server and drops it at the end; REDIS_URL=redis://...
-uses that server under a channel prefix of this run's own (its keys deleted at the end).
+uses that server under a key prefix of this run's own (its keys deleted at the end).
 Exits 0 whatever the verdicts; non-zero only if the set-up fails.
 """
 
@@ -109,19 +109,19 @@ def stack_prepare(cleanup: contextlib.ExitStack) -> Stack:
     os.environ.setdefault("LLM_MODELS_DIR", str(MODELS_DIR))
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    prefix = f"arbiter-debate-stream-{os.getpid()}"
-    os.environ["CHANNELS_PREFIX"] = prefix
+    prefix = f"arbiter-debate-stream-{os.getpid()}:"
+    os.environ["REDIS_KEY_PREFIX"] = prefix
     sys.path.insert(0, str(ROOT))
 
     from bench.serving import process_stop
-    from config.embedded import embedded_redis_start, redis_answers
+    from config.embedded import embedded_redis_start, redis_answers, redis_keys_delete
 
     redis_url = os.environ.get("REDIS_URL", "").strip()
     if redis_url:
         if not redis_answers(redis_url):
             raise SetupError(f"REDIS_URL={redis_url} does not answer")
-        stack.redis = f"{redis_url} (channel prefix {prefix})"
-        cleanup.callback(_redis_forget, redis_url, prefix)
+        stack.redis = f"{redis_url} (key prefix {prefix})"
+        cleanup.callback(redis_keys_delete, redis_url, prefix)
     else:
         os.environ.pop("REDIS_URL", None)
         process = embedded_redis_start(
@@ -161,18 +161,6 @@ def _scratch_postgres(url: str, cleanup: contextlib.ExitStack) -> str:
 
     cleanup.callback(drop)
     return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _redis_forget(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def server_start(stack: Stack, cleanup: contextlib.ExitStack) -> None:

@@ -37,6 +37,19 @@ def redis_answers(url: str, *, timeout_s: float = 1.0) -> bool:
         client.close()
 
 
+def redis_keys_delete(url: str, prefix: str) -> int:
+    """Delete every key under `prefix` (a test session's or a bench's namespace on a shared
+    Redis); returns how many there were."""
+    if not prefix:
+        raise ValueError("an empty prefix would delete every key")
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        return client.delete(*keys) if keys else 0
+    finally:
+        client.close()
+
+
 def embedded_redis_start(*, socket_path: Path, log_path: Path) -> subprocess.Popen[bytes]:
     """Start redis-server on `socket_path` and wait until it answers.
 

@@ -174,6 +174,15 @@ REDIS_URL = env_url(
     schemes={"redis", "rediss", "unix"},
 )
 REDIS_EMBEDDED = "REDIS_URL" not in os.environ or not os.environ["REDIS_URL"].strip()
+# Every key Arbiter writes (Celery's queues, results and control messages; the channel layer)
+# starts with this, so deployments, test sessions and benches can share one Redis unseen by
+# each other. Empty by default: the Celery key names of earlier versions.
+REDIS_KEY_PREFIX = env_str("REDIS_KEY_PREFIX", "")
+if os.environ.get("CHANNELS_PREFIX"):
+    raise ImproperlyConfigured(
+        "CHANNELS_PREFIX is gone: set REDIS_KEY_PREFIX (it prefixes the channel layer's keys, "
+        "which are REDIS_KEY_PREFIX + 'arbiter', and Celery's)"
+    )
 
 
 def _celery_url(redis_url: str) -> str:
@@ -189,7 +198,7 @@ CHANNEL_LAYERS = {
             # socket_timeout=None: redis-py 8 defaults it to 5 s, which kills the layer's
             # blocking receive and every consumer after 5 idle seconds (channels_redis #422).
             "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
-            "prefix": env_str("CHANNELS_PREFIX", "arbiter"),
+            "prefix": f"{REDIS_KEY_PREFIX}arbiter",
             "capacity": 1500,
             "expiry": 60,
         },
@@ -198,6 +207,9 @@ CHANNEL_LAYERS = {
 
 CELERY_BROKER_URL = _celery_url(REDIS_URL)
 CELERY_RESULT_BACKEND = _celery_url(REDIS_URL)
+if REDIS_KEY_PREFIX:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     # Not behind long generations: it is what rescues them (an exact name beats a pattern).

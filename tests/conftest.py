@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from config.embedded import embedded_redis_start, redis_answers
+from config.embedded import embedded_redis_start, redis_answers, redis_keys_delete
 from core.roles import Role
 from tests.factories import PASSWORD, UserFactory
 from tests.helpers import worker_start
@@ -68,6 +68,7 @@ def redis_server(session_var_dir: Path) -> Iterator[str]:
         if not redis_answers(settings.REDIS_URL):
             pytest.exit(f"REDIS_URL={settings.REDIS_URL} does not answer", returncode=2)
         yield settings.REDIS_URL
+        redis_keys_delete(settings.REDIS_URL, settings.REDIS_KEY_PREFIX)
         return
     socket_path = Path(settings.REDIS_URL.removeprefix("unix://"))
     process = embedded_redis_start(

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -153,22 +154,32 @@ def run_settings(probe: str, **env: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def worker_start(*, queues: str, log_name: str, include: str = "") -> subprocess.Popen[bytes]:
+def worker_start(
+    *,
+    queues: str,
+    log_name: str,
+    include: str = "",
+    beat: bool = False,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
     """A real `celery worker` process (solo pool) on the test broker and database, consuming
-    `queues`; `include` names an extra module for it to import. Returns once it answers a ping.
-    Its log: var/log/<log_name>.log of this session."""
+    `queues`; `include` names an extra module for it to import, `beat` runs the scheduler in it,
+    `env` goes on top of the test environment. Returns once it answers a ping. Its log:
+    `worker_log(log_name)`."""
     from config.celery import app
 
-    log_path = settings.VAR_DIR / "log" / f"{log_name}.log"
+    log_path = worker_log(log_name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    hostname = f"{log_name}-{os.getpid()}@%h"
+    hostname = f"{log_name}-{uuid.uuid4().hex[:8]}@%h"
     command = [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
                "--queues", queues, "--hostname", hostname, "--loglevel", "INFO"]  # fmt: skip
     if include:
         command += ["--include", include]
+    if beat:
+        command += ["--beat", "--schedule", str(settings.VAR_DIR / f"beat-{uuid.uuid4().hex[:8]}")]
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            command, cwd=PROJECT_DIR, env=child_environment(), stdout=log,
+            command, cwd=PROJECT_DIR, env={**child_environment(), **(env or {})}, stdout=log,
             stderr=subprocess.STDOUT,
         )  # fmt: skip
     # A worker imports Django, Celery and the apps: seconds alone, far more on a 2-core
@@ -179,6 +190,29 @@ def worker_start(*, queues: str, log_name: str, include: str = "") -> subprocess
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             process.wait()
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the Celery worker did not start; {log_path} ends:\n{tail}")
+            raise RuntimeError(f"the Celery worker did not start; {log_tail(log_path)}")
     return process
+
+
+def worker_log(log_name: str) -> Path:
+    return settings.VAR_DIR / "log" / f"{log_name}.log"
+
+
+def log_tail(path: Path, chars: int = 2000) -> str:
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return f"{path} ends:\n{text[-chars:]}"
+
+
+def wait_for(
+    condition: Callable[[], Any], *, timeout: float, what: str, log: Path | None = None
+) -> Any:
+    """Poll `condition` until it returns something true, and return that; fail after `timeout`
+    seconds, with the tail of `log` (the worker that should have done it) if given."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    detail = f"; {log_tail(log)}" if log else ""
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")

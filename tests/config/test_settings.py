@@ -38,3 +38,38 @@ def test_postgres_connections_come_from_a_pool_when_asked():
     assert run_settings(DB_POOL_SIZE="0").stdout.strip() == "not pooled"
     refused = run_settings(DB_POOL_SIZE="2", DB_CONN_MAX_AGE="60")
     assert "DB_POOL_SIZE and DB_CONN_MAX_AGE cannot both be set" in refused.stderr
+
+
+def test_every_redis_key_arbiter_writes_is_under_its_prefix(redis_server):
+    """Celery's queues and the channel layer's groups: a test session (as a deployment that
+    shares a Redis) sees nothing another one wrote."""
+    import redis
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+    from django.conf import settings
+
+    from config.celery import app
+    from config.embedded import redis_keys_delete
+
+    prefix = settings.REDIS_KEY_PREFIX
+    assert prefix.startswith("arbiter-test-")  # tests/environment.py
+    app.send_task("no.such.task", queue="prefix-probe")
+    async_to_sync(get_channel_layer().group_add)("prefix-probe", "specific.probe!1")
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = {key.decode() for key in client.scan_iter(match="*prefix-probe*")}
+        assert f"{prefix}prefix-probe" in keys  # the queue, as a list
+        assert keys and all(key.startswith(prefix) for key in keys), keys
+        assert client.llen(f"{prefix}prefix-probe") == 1
+    finally:
+        client.close()
+    assert redis_keys_delete(settings.REDIS_URL, f"{prefix}prefix-probe") == 1
+    assert redis_keys_delete(settings.REDIS_URL, f"{prefix}arbiter:group:prefix-probe") == 1
+    with pytest.raises(ValueError, match="every key"):
+        redis_keys_delete(settings.REDIS_URL, "")
+
+
+def test_the_old_channel_prefix_variable_is_refused_with_its_replacement():
+    result = run_settings("import config.settings", CHANNELS_PREFIX="mine")
+    assert result.returncode != 0
+    assert "CHANNELS_PREFIX is gone: set REDIS_KEY_PREFIX" in result.stderr

@@ -21,7 +21,7 @@ from rewards.services import (
     reward_versions_reap,
 )
 from rewards.tasks import reward_training_task
-from tests.rewards.conftest import wait_for
+from tests.helpers import wait_for, worker_log
 from tests.rewards.factories import (
     add_items,
     preference_items,
@@ -54,7 +54,7 @@ def test_a_worker_killed_mid_training_leaves_the_active_version_and_a_retry_succ
                                              progress_step__gte=1).exists(),
         # A worker's start, the model's load and a step: 240 s was not enough on a 2-core
         # machine also running another test suite.
-        timeout=400, what="the full run to take a step",
+        timeout=400, what="the full run to take a step", log=worker_log(doomed.log_name),
     )  # fmt: skip
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=30)

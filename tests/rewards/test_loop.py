@@ -9,7 +9,7 @@ from annotations.models import Item, Priority
 from annotations.services import queue_item_claim
 from rewards.data import is_heldout
 from rewards.models import RewardVersion, Status, Trigger
-from tests.rewards.conftest import wait_for
+from tests.helpers import wait_for
 from tests.rewards.factories import (
     add_items,
     ambiguous_items,
