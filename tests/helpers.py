@@ -204,15 +204,21 @@ def log_tail(path: Path, chars: int = 2000) -> str:
 
 
 def wait_for(
-    condition: Callable[[], Any], *, timeout: float, what: str, log: Path | None = None
+    condition: Callable[[], Any],
+    *,
+    timeout: float,
+    what: str,
+    log: Path | None = None,
+    interval: float = 0.2,
 ) -> Any:
-    """Poll `condition` until it returns something true, and return that; fail after `timeout`
-    seconds, with the tail of `log` (the worker that should have done it) if given."""
+    """Poll `condition` every `interval` seconds until it returns something true, and return
+    that; fail after `timeout` seconds, with the tail of `log` (the worker that should have done
+    it) if given."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
         if value:
             return value
-        time.sleep(0.5)
+        time.sleep(interval)
     detail = f"; {log_tail(log)}" if log else ""
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")

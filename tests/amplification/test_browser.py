@@ -2,26 +2,18 @@
 
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
 
 from amplification.models import Node, NodeStatus, Tree, TreeStatus
 from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
-from tests.helpers import browser_login
+from tests.helpers import browser_login, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 WAIT_MS = 900_000  # generous: the bundled model on 2 shared cores
 SHOTS = Path(os.environ.get("AMP_SHOTS_DIR", "")) if os.environ.get("AMP_SHOTS_DIR") else None
-
-
-def wait_for(condition, *, seconds: float = WAIT_MS / 1000, what: str = "") -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def tree_status(tree_id: int) -> str:
@@ -86,7 +78,8 @@ def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
     with page.expect_navigation():
         page.click("text=Take this node")
     textarea = page.locator("#amp-pane textarea[name=answer]").first
-    wait_for(lambda: textarea.input_value().strip() != "", what="the model's draft")
+    wait_for(lambda: textarea.input_value().strip() != "", timeout=WAIT_MS / 1000,
+             what="the model's draft")  # fmt: skip
     page.wait_for_selector(".amp-drafting", state="detached")
     draft = textarea.input_value()
     textarea.fill(draft + " (checked by a person)")
@@ -129,7 +122,8 @@ def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
         page.click("text=Save answer")
     assert "Chlorophyll" in (sent.value.post_data or "")
     wait_done_on_page(page)
-    wait_for(lambda: tree_status(tree.pk) == TreeStatus.DONE, what="the recomposition")
+    wait_for(lambda: tree_status(tree.pk) == TreeStatus.DONE, timeout=WAIT_MS / 1000,
+             what="the recomposition")  # fmt: skip
     after = versions(tree.pk)
     changed = {pk for pk in after if after[pk] != before[pk]}
     assert changed == {leaf.pk, *ancestors}

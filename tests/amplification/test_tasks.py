@@ -13,19 +13,12 @@ from amplification.expansion import TREE_STALE_AFTER, trees_requeue_stale
 from amplification.models import Node, NodeStatus, Tree, TreeStatus
 from amplification.services import tree_create
 from tests.factories import ModelConfigFactory
-from tests.helpers import PROJECT_DIR, child_environment
+from tests.helpers import PROJECT_DIR, child_environment, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 # Generous: the machine is shared, and a batch of prompts on 2 busy cores takes a while.
 WAIT_S = 900
-
-
-def wait_for(condition, *, seconds: float = WAIT_S, what: str = "") -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def _tree(researcher, **fields):
@@ -37,7 +30,8 @@ def _tree(researcher, **fields):
 
 def test_a_tree_expands_on_a_real_worker_with_the_bundled_model(celery_worker_process, researcher):
     tree = _tree(researcher, max_depth=1, max_children=2, max_nodes=3)
-    wait_for(lambda: Tree.objects.get(pk=tree.pk).status == TreeStatus.DONE, what="the tree")
+    wait_for(lambda: Tree.objects.get(pk=tree.pk).status == TreeStatus.DONE, timeout=WAIT_S,
+             what="the tree")  # fmt: skip
     nodes = list(tree.nodes.all())
     assert 1 <= len(nodes) <= 3
     root = next(node for node in nodes if node.parent_id is None)
@@ -66,6 +60,7 @@ def test_a_worker_killed_mid_expansion_is_resumed_by_the_sweep(
     try:
         wait_for(
             lambda: Node.objects.filter(tree=tree, status=NodeStatus.RUNNING).exists(),
+            timeout=WAIT_S,
             what="the node to be claimed",
         )
         time.sleep(1.0)  # inside the model call now
@@ -81,7 +76,8 @@ def test_a_worker_killed_mid_expansion_is_resumed_by_the_sweep(
     assert trees_requeue_stale() == 0  # it has not been silent long enough yet
     later = timezone.now() + TREE_STALE_AFTER + timedelta(seconds=1)
     assert trees_requeue_stale(now=later) == 1
-    wait_for(lambda: Tree.objects.get(pk=tree.pk).status == TreeStatus.DONE, what="resumption")
+    wait_for(lambda: Tree.objects.get(pk=tree.pk).status == TreeStatus.DONE, timeout=WAIT_S,
+             what="resumption")  # fmt: skip
     tree.refresh_from_db()
     assert tree.attempt == 2  # the killed run's, then the resumed one
     assert all(node.status == NodeStatus.DONE for node in tree.nodes.all())

@@ -1,21 +1,12 @@
-import time
-
 import pytest
 
 from debate.models import Debate, DebateStatus
 from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
-from tests.helpers import browser_login
+from tests.helpers import browser_login, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 
 SECRET = "zanzibar-lighthouse-7731"
-
-
-def wait_for(condition, *, seconds: float = 300, what: str = "") -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def test_a_judged_debate_end_to_end(
@@ -72,7 +63,7 @@ def test_a_judged_debate_end_to_end(
             lengths.append(length)
         return state == "done"
 
-    wait_for(first_speech_done, what="the first speech")
+    wait_for(first_speech_done, timeout=300, interval=0.05, what="the first speech")
     assert len(lengths) >= 2, f"speech text did not grow while streaming: {lengths}"
 
     page.wait_for_selector("text=After round 1")
@@ -94,7 +85,7 @@ def test_a_judged_debate_end_to_end(
     )
     assert "Debater B, which colour is the shed?" in page.inner_text("#transcript")
     # The POST's own response shows the answer first; the socket's snapshot follows it.
-    wait_for(lambda: any("Correct answer" in frame for frame in frames), seconds=60,
+    wait_for(lambda: any("Correct answer" in frame for frame in frames), timeout=60, interval=0.05,
              what="the judgment to reach the browser over the websocket")  # fmt: skip
     revealing = [i for i, frame in enumerate(frames) if "Correct answer" in frame]
     before = frames[: revealing[0]]
