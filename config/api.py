@@ -12,7 +12,8 @@ What a router should use from here, so its document matches what the server does
   (an id past 64 bits would otherwise overflow in the driver: a 500).
 - `errors(…)`: the documented error responses to merge into an operation's `response=`:
   400, 401, 413 and 422 always (a body that does not parse, a missing or bad token, a body
-  over MAX_REQUEST_BODY_BYTES, a request that does not fit the schema), plus the statuses
+  over MAX_REQUEST_BODY_BYTES — listed only for operations that take a body —, a request that
+  does not fit the schema), plus the statuses
   named (403, 404, 409, …), each with the `Detail` body (422: `Invalid`, which names each
   field).
 - Text the database cannot store (NUL, lone surrogates) in any JSON body or query string is
@@ -165,7 +166,19 @@ def _refuse_text(data: Any, where: str) -> None:
         raise RequestInvalid([problem | {"type": "unstorable_text"}]) from None
 
 
-api = NinjaAPI(
+class ArbiterAPI(NinjaAPI):
+    def get_openapi_schema(self, **kwargs: Any) -> Any:
+        """The document, with 413 listed only where it can happen: `errors()` adds it to every
+        operation, but only one that reads a request body can get a body over the limit."""
+        schema = super().get_openapi_schema(**kwargs)
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                if "requestBody" not in operation:
+                    operation["responses"].pop(413, None)
+        return schema
+
+
+api = ArbiterAPI(
     title="Arbiter API",
     version="1",
     description="Rating queues: claim, label, undo; import items; export labels.",
