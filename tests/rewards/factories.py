@@ -15,10 +15,12 @@ from unittest import mock
 from annotations.kinds import PairwisePayload
 from annotations.models import Priority, Queue
 from annotations.services import NewItem, label_submit, queue_item_claim, queue_items_create
-from rewards.models import RewardModel, Speed, Trigger
+from debate.models import DebateStatus, Speech, SpeechStatus
+from rewards.models import RewardModel, RewardVersion, Speed, Status, Trigger
 from rewards.services import reward_model_save, reward_training_start
 from rewards.training import reward_training_run
 from tests.annotations.factories import make_queue
+from tests.factories import DebateFactory
 
 TOPICS = [
     "boiling water", "the tides", "rainbows", "photosynthesis", "volcanoes", "magnets",
@@ -139,4 +141,35 @@ def run_now(reward_model, speed=Speed.FAST):
     assert version is not None
     reward_training_run(version_id=version.pk)
     version.refresh_from_db()
+    return version
+
+
+# A debate the reward model above reads as side A kind, side B rude.
+DEBATE_KIND = "Happy to help! Here is a clear, careful explanation of the tides, with an example."
+DEBATE_RUDE = "Ugh, the tides? Look it up yourself, this is a stupid question."
+
+
+def over_debate(*, judge, status=DebateStatus.JUDGED, correct_side="a", **fields) -> Any:
+    """A debate that is over: side A answers kindly, side B rudely, one speech each."""
+    fields = {
+        "question": "Explain the tides.",
+        "answer_a": DEBATE_KIND,
+        "answer_b": DEBATE_RUDE,
+        **fields,
+    }
+    debate: Any = DebateFactory(judge=judge, status=status, current_round=1,
+                           correct_side=correct_side, **fields)  # fmt: skip
+    for side, text in (("a", "Kindly: the moon pulls the sea."), ("b", "Whatever. Moon.")):
+        Speech.objects.create(debate=debate, round=1, side=side, status=SpeechStatus.DONE,
+                              text=text)  # fmt: skip
+    return debate
+
+
+def active_version(reward_model: RewardModel, number: int = 1) -> RewardVersion:
+    """An active version row without a checkpoint: enough for what pages and rules read."""
+    version = RewardVersion.objects.create(
+        reward_model=reward_model, number=number, speed=Speed.FAST, trigger=Trigger.MANUAL,
+        status=Status.ACTIVE,
+    )  # fmt: skip
+    RewardModel.objects.filter(pk=reward_model.pk).update(active_version=version)
     return version

@@ -5,7 +5,7 @@ the judge."""
 from __future__ import annotations
 
 import math
-from typing import Any, cast
+from typing import cast
 from unittest import mock
 
 import pytest
@@ -18,24 +18,25 @@ from annotations.kinds import PairwisePayload, QueueKind
 from annotations.services import NewItem
 from config.asgi import application
 from debate.kinds import DebatePayload, DebateTurn
-from debate.models import Debate, DebateStatus, Speech, SpeechStatus
+from debate.models import Debate, DebateStatus
 from rewards.auto_judge import auto_judge_version, debate_scores_fill
-from rewards.models import DebateScore, RewardModel, RewardVersion, Speed, Status, Trigger
+from rewards.models import DebateScore, RewardModel, RewardVersion, Status
 from rewards.services import reward_model_save
 from tests.annotations.factories import make_queue
-from tests.factories import DebateFactory
 from tests.helpers import ORIGIN, Api, session_cookie, signed_in
 from tests.rewards.factories import (
+    DEBATE_KIND,
+    DEBATE_RUDE,
+    active_version,
     add_items,
     label_all,
+    over_debate,
     preference_items,
     preference_queue,
     reward_model_for,
     run_now,
 )
 
-KIND = "Happy to help! Here is a clear, careful explanation of the tides, with an example."
-RUDE = "Ugh, the tides? Look it up yourself, this is a stupid question."
 MARK = 'id="auto-judge"'
 
 
@@ -56,17 +57,6 @@ def debate_judgment_model(annotator, name: str = "debate rm") -> RewardModel:
     queue = make_queue(members=[annotator], kind=QueueKind.DEBATE_JUDGMENT, labels_per_item=1)
     label_all(queue, annotator, add_items(queue, debate_judgment_items(60)))
     return reward_model_for(queue, name=name)
-
-
-def over_debate(*, judge, status=DebateStatus.JUDGED, correct_side="a", **fields) -> Any:
-    """A debate that is over: side A answers kindly, side B rudely, one speech each."""
-    fields = {"question": "Explain the tides.", "answer_a": KIND, "answer_b": RUDE, **fields}
-    debate: Any = DebateFactory(judge=judge, status=status, current_round=1,
-                           correct_side=correct_side, **fields)  # fmt: skip
-    for side, text in (("a", "Kindly: the moon pulls the sea."), ("b", "Whatever. Moon.")):
-        Speech.objects.create(debate=debate, round=1, side=side, status=SpeechStatus.DONE,
-                              text=text)  # fmt: skip
-    return debate
 
 
 def page(user, debate: Debate) -> str:
@@ -98,8 +88,11 @@ def test_the_probability_is_sigmoid_of_the_scoring_apis_rewards(trained, annotat
 
     # The same texts through the scoring API: question + each side's answer and speeches.
     items = [
-        {"prompt": "Explain the tides.", "response": f"{KIND}\n\nKindly: the moon pulls the sea."},
-        {"prompt": "Explain the tides.", "response": f"{RUDE}\n\nWhatever. Moon."},
+        {
+            "prompt": "Explain the tides.",
+            "response": f"{DEBATE_KIND}\n\nKindly: the moon pulls the sea.",
+        },
+        {"prompt": "Explain the tides.", "response": f"{DEBATE_RUDE}\n\nWhatever. Moon."},
     ]
     body = Api(researcher).post(f"/reward-models/{trained.pk}/score", {"items": items}).json()
     r_a, r_b = body["rewards"]
@@ -136,16 +129,6 @@ def test_a_new_promotion_is_scored_again_and_shown(
     html = page(researcher, debate)
     assert "P(A correct) <strong>" in html and f"{trained.name}</a> v2" in html
     assert DebateScore.objects.filter(debate_id=debate.pk).count() == 2  # v1's is kept
-
-
-def active_version(reward_model: RewardModel, number: int = 1) -> RewardVersion:
-    """An active version row without a checkpoint: enough for what pages and rules read."""
-    version = RewardVersion.objects.create(
-        reward_model=reward_model, number=number, speed=Speed.FAST, trigger=Trigger.MANUAL,
-        status=Status.ACTIVE,
-    )  # fmt: skip
-    RewardModel.objects.filter(pk=reward_model.pk).update(active_version=version)
-    return version
 
 
 def test_the_rule_picks_the_newest_active_version_reading_debate_judgments(annotator):

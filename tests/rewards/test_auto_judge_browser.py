@@ -14,7 +14,7 @@ from rewards.models import DebateScore, RewardModel
 from rewards.services import reward_model_save
 from tests.annotations.factories import make_queue
 from tests.helpers import browser_login
-from tests.rewards.test_auto_judge import active_version, over_debate
+from tests.rewards.factories import active_version, over_debate
 
 pytestmark = [pytest.mark.browser]
 SHOTS = Path(os.environ.get("ARBITER_SHOTS_DIR", "/tmp/h4"))
