@@ -9,7 +9,9 @@ the pair (question, that side's answer and then its speeches, in order), through
 `version_rewards` as the scoring API, in the worker: a beat task every minute and a task after
 each promotion or roll back score the debates that have no score from the version the rule
 below picks, a bounded batch at a time. Scores are rows per (version, debate), so a newly
-promoted version's numbers replace the old ones on the page as soon as it has scored them.
+promoted version's numbers replace the old ones on the page as soon as it has scored them. A
+debate whose texts change (a room imported again with another transcript) loses its scores
+through `debate_scores_forget`, and the next fill scores it again.
 
 Which reward model: among reward models that read at least one debate-judgment queue, the
 active version with the highest id — the version that passed the gate most recently (after a
@@ -134,6 +136,13 @@ def debate_scores_fill(*, limit: int = FILL_LIMIT) -> int:
         DebateScore.objects.bulk_create(rows, ignore_conflicts=True)
         done += len(rows)
     return done
+
+
+def debate_scores_forget(*, debate_id: int) -> int:
+    """The debate's texts changed (a room imported again with another transcript): drop every
+    version's score of it, so the next fill scores what it says now. Returns rows deleted."""
+    deleted, _ = DebateScore.objects.filter(debate_id=debate_id).delete()
+    return deleted
 
 
 @dataclass(frozen=True)

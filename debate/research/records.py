@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from django.db import transaction
 from django.db.models import Prefetch, QuerySet
 
+from debate.auto_judge import debate_texts
 from debate.models import (
     Debate,
     JudgeAction,
@@ -36,6 +37,7 @@ from debate.records import (
     percent_a,
 )
 from llm.models import ModelConfig
+from rewards.auto_judge import debate_scores_forget
 
 _NATIVE_NAME = re.compile(r"^arbiter-(\d{1,18})$")  # an id that fits a bigint
 
@@ -68,11 +70,14 @@ def debate_record_upsert(
 ) -> Debate:
     """Create or update the debate named `record.name`, in one transaction (the debate row
     locked). A record without a transcript (a metadata line) updates the setting, outcome
-    and verdicts and keeps any transcript a full room brought before."""
+    and verdicts and keeps any transcript a full room brought before. A transcript that
+    changes what a side said drops the automatic judge's scores of it, to be scored again."""
     configs = {} if configs is None else configs
     with transaction.atomic():
         debate = _existing(record.name)
         keep_transcript = debate is not None and debate.has_transcript and not record.has_transcript
+        # What the automatic judge scored; a transcript that changes is scored again.
+        texts_before = debate_texts([debate.pk]) if debate and not keep_transcript else None
         if debate is None:
             # A debate from another Arbiter keeps its name ("arbiter-<its id>") as room name.
             debate = Debate(room_name=record.name)
@@ -111,6 +116,8 @@ def debate_record_upsert(
             debate.judge_turns.all().delete()
             Speech.objects.bulk_create(_speech_row(debate, speech) for speech in record.speeches)
             JudgeTurn.objects.bulk_create(_turn_row(debate, turn) for turn in record.judge_turns)
+            if texts_before is not None and texts_before != debate_texts([debate.pk]):
+                debate_scores_forget(debate_id=debate.pk)
         debate.verdicts.all().delete()
         Verdict.objects.bulk_create(
             Verdict(

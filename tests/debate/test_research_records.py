@@ -2,13 +2,18 @@ import json
 
 import pytest
 
+from annotations.kinds import QueueKind
 from debate.models import Debate, JudgeTurn, Speech, Verdict
 from debate.nyu import room_record, story_from_tokens
 from debate.research.imports import debate_files_import
 from debate.research.records import debates_export_lines
 from debate.services import debate_prior_submit, judge_turn_submit
+from rewards.models import DebateScore, RewardModel
+from rewards.services import reward_model_save
+from tests.annotations.factories import make_queue
 from tests.debate.research_data import ROOMS, nyu_files
 from tests.factories import DebateFactory
+from tests.rewards.factories import active_version
 
 pytestmark = pytest.mark.django_db
 
@@ -132,6 +137,29 @@ def test_reimporting_a_room_updates_it_and_metadata_keeps_its_transcript():
     assert (Debate.objects.count(), Speech.objects.count(), Verdict.objects.count()) == counts
     room = Debate.objects.get(room_name=ROOMS[0].stem)
     assert room.has_transcript and room.included_in_paper is not None
+
+
+def test_a_room_imported_again_is_scored_again_only_when_its_transcript_changed(annotator):
+    metadata, room = nyu_files(rooms=1)
+    debate_files_import(files=[metadata, room])
+    debate = Debate.objects.get(room_name=ROOMS[0].stem)
+    queue = make_queue(members=[annotator], kind=QueueKind.DEBATE_JUDGMENT)
+    reward_model = reward_model_save(reward_model=RewardModel(name="rm"), queues=[queue],
+                                     user=None)  # fmt: skip
+    DebateScore.objects.create(version=active_version(reward_model), debate_id=debate.pk,
+                               reward_a=1.0, reward_b=0.0, probability_a=0.73)  # fmt: skip
+    scored = DebateScore.objects.filter(debate_id=debate.pk)
+
+    debate_files_import(files=[room])  # the same transcript
+    debate_files_import(files=[metadata])  # no transcript: the room's is kept
+    assert scored.exists()
+
+    said = "its definitely lighthearted in the beginning:"
+    assert said.encode() in room[1]
+    edited = room[1].replace(said.encode(), b"it is grim from the first line:")
+    debate_files_import(files=[(room[0], edited)])
+    assert Speech.objects.filter(debate=debate, text__contains="grim from the first").exists()
+    assert not scored.exists()  # the automatic judge's next fill scores what it says now
 
 
 @pytest.mark.parametrize(
