@@ -81,14 +81,19 @@ class ProbabilityForm(forms.Form):
         return data
 
 
-class JudgeTurnForm(ProbabilityForm):
-    action = forms.ChoiceField(choices=JudgeAction.choices)
+class PriorForm(ProbabilityForm):
+    """The judge's prior, and what they want the debaters to hear before round 1."""
+
     message = forms.CharField(
         required=False,
         max_length=MAX_JUDGE_MESSAGE_CHARS,
         widget=forms.Textarea(attrs={"rows": 2}),
         label="Question or feedback for the debaters",
     )
+
+
+class JudgeTurnForm(PriorForm):
+    action = forms.ChoiceField(choices=JudgeAction.choices)
     rationale = forms.CharField(
         required=False,
         max_length=MAX_RATIONALE_CHARS,
@@ -106,7 +111,7 @@ class JudgeTurnForm(ProbabilityForm):
 def judge_forms() -> dict[str, forms.Form]:
     """Fresh forms for the judge's panel; the page and the socket render the same panel. No
     initial probabilities: the panel starts them from the judge's latest (DebateView.belief_now)."""
-    return {"prior_form": ProbabilityForm(), "turn_form": JudgeTurnForm()}
+    return {"prior_form": PriorForm(), "turn_form": JudgeTurnForm()}
 
 
 class DebatesToQueueForm(forms.Form):

@@ -104,15 +104,19 @@ def protocol_prompt_save(*, prompt: ProtocolPrompt) -> ProtocolPrompt:
     return prompt
 
 
-def debate_prior_submit(*, debate_id: int, judge: User, probability_a: int) -> Debate:
-    """The judge's prior opens the debate: round 1 starts."""
+def debate_prior_submit(
+    *, debate_id: int, judge: User, probability_a: int, message: str = ""
+) -> Debate:
+    """The judge's prior opens the debate: round 1 starts. The message (a question, or what
+    the judge expects) is in every debater's transcript from round 1 on."""
     with transaction.atomic():
         _check_probability(probability_a)
         debate = _locked(debate_id)
         _check_judge(debate, judge, DebateStatus.WAITING_FOR_PRIOR)
         JudgeTurn.objects.create(
-            debate=debate, round=0, probability_a=probability_a, action=JudgeAction.CONTINUE
-        )
+            debate=debate, round=0, probability_a=probability_a, message=message,
+            action=JudgeAction.CONTINUE,
+        )  # fmt: skip
         debate.judge_started_at = timezone.now()
         _round_start(debate, 1)
     return debate
@@ -303,15 +307,15 @@ def _speech_prompt(speech: Speech) -> list[Any]:
 
 
 def debate_transcript(debate: Debate, *, before: Speech | None) -> list[TranscriptEntry]:
-    """What a debater may see before its speech: earlier rounds, the judge's messages, and
-    (sequential order only) the speeches already given this round. `before=None`: the whole
-    finished transcript."""
+    """What a debater may see before its speech: earlier rounds, the judge's messages (round
+    0's came with the prior), and (sequential order only) the speeches already given this
+    round. `before=None`: the whole finished transcript."""
     entries: list[TranscriptEntry] = []
     messages = {turn.round: turn.message for turn in debate.judge_turns.all() if turn.message}
     speeches = [s for s in debate.speeches.all() if s.status == SpeechStatus.DONE]
     speeches.sort(key=lambda speech: (speech.round, speech.pk))
     last_round = before.round if before else debate.current_round
-    for round_number in range(1, last_round + 1):
+    for round_number in range(last_round + 1):
         for speech in speeches:
             if speech.round != round_number or (before and speech.pk == before.pk):
                 continue

@@ -12,7 +12,7 @@ from debate.forms import (
     DebateForm,
     DebatesToQueueForm,
     JudgeTurnForm,
-    ProbabilityForm,
+    PriorForm,
     ProtocolPromptForm,
     judge_forms,
 )
@@ -101,12 +101,13 @@ def debate_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.ANNOTATOR)
 def debate_prior(request: HttpRequest, pk: int) -> HttpResponse:
     _judge_or_404(request, pk)
-    form = ProbabilityForm(request.POST)
+    form = PriorForm(request.POST)
     if form.is_valid():
         try:
             debate_prior_submit(
                 debate_id=pk, judge=signed_in_user(request),
                 probability_a=form.cleaned_data["probability_a"],
+                message=form.cleaned_data["message"],
             )  # fmt: skip
         except ValidationError as error:
             form.add_error(None, error)

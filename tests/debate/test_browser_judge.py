@@ -109,10 +109,14 @@ def test_a_judge_carries_beliefs_over_turns_and_sees_the_passage_only_after_judg
     wait_for(page, lambda: len(frames) > 1, what="the socket's next snapshot")
     page.wait_for_timeout(200)  # let htmx process the frame
     assert page.input_value("#judge-panel [name=probability_b]") == "40"
+    page.fill("#judge-panel [name=message]", "Both of you: <b>quote</b> the passage.")
+    shoot(page, "judge-prior")
     page.click("text=Start the debate")
     page.wait_for_selector("#transcript .judge-turn.prior")
-    assert "A 60% · B 40%" in page.inner_text("#transcript .judge-turn.prior")
+    prior = page.inner_text("#transcript .judge-turn.prior")
+    assert "A 60% · B 40%" in prior and "Both of you: <b>quote</b> the passage." in prior
     assert sent[-1]["probability_a"] == ["60"] and sent[-1]["probability_b"] == ["40"]
+    assert sent[-1]["message"] == ["Both of you: <b>quote</b> the passage."]
 
     # Round 1 spoken: the form starts at the prior, and sends it untouched.
     round_spoken(debate)

@@ -186,6 +186,17 @@ def test_a_finished_speech_cannot_be_retried():
         speech_retry(speech_id=speech.pk)
 
 
+def test_the_judges_opening_message_reaches_both_debaters_before_round_one():
+    debate = DebateFactory()
+    debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50,
+                        message="Both of you: quote the passage.")  # fmt: skip
+    for speech in debate.speeches.filter(round=1):
+        transcript = debate_transcript(debate, before=speech)
+        assert [(entry.round, entry.speaker, entry.text) for entry in transcript] == [
+            (0, "Judge", "Both of you: quote the passage.")
+        ]
+
+
 def test_a_consultancy_from_prior_to_judgment():
     debate = DebateFactory(protocol=Protocol.CONSULTANCY, consultant_side="b", correct_side="a",
                            debater_b_config=None)  # fmt: skip

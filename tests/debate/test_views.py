@@ -35,9 +35,12 @@ def test_only_the_judge_posts_a_prior(users, annotator2, debate, enqueued):
     assert signed_in(users["researcher"]).post(url, data).status_code == 403
     assert signed_in(users["annotator"]).get(url).status_code == 405
     assert not JudgeTurn.objects.exists()
-    response = signed_in(users["annotator"]).post(url, data, headers={"HX-Request": "true"})
+    response = signed_in(users["annotator"]).post(
+        url, data | {"message": "Quote the passage, both of you."}, headers={"HX-Request": "true"}
+    )
     assert response.status_code == 200
-    assert JudgeTurn.objects.get().probability_a == 40
+    prior = JudgeTurn.objects.get()
+    assert (prior.probability_a, prior.message) == (40, "Quote the passage, both of you.")
 
 
 @pytest.mark.parametrize(
@@ -46,6 +49,8 @@ def test_only_the_judge_posts_a_prior(users, annotator2, debate, enqueued):
         ({"probability_a": "40", "probability_b": "50"}, "must sum to 100%"),
         ({"probability_a": "0", "probability_b": "100"}, "greater than or equal to 1"),
         ({"probability_a": "abc", "probability_b": "50"}, "Enter a whole number"),
+        ({"probability_a": "50", "probability_b": "50", "message": "x" * 1001}, "at most"),
+        ({"probability_a": "50", "probability_b": "50", "message": "a\x00b"}, "Null characters"),
     ],
 )
 def test_bad_probabilities_are_refused_and_change_nothing(annotator, debate, data, error):
