@@ -10,8 +10,10 @@ Each part prints a ratio against a baseline measured in the same run:
       against trl.RewardTrainer on the same base (bundled all-MiniLM-L6-v2), the same
       pre-truncated pairs (TRL would drop long ones and append an EOS MiniLM lacks, so it
       gets token ids), the same hyperparameters (AdamW, lr 5e-5, batch 16 pairs, one epoch,
-      linear decay, clip 1.0, seed 0); wall time ratio (target <= 1.0) and held-out accuracy
-      of each on the same held-out pairs (target: ours >= TRL's - 1 point);
+      linear decay, clip 1.0, seed 0) and the same precision where the CPU multiplies
+      bfloat16 natively: bfloat16 autocast (TRL's RewardConfig defaults to bf16=True; ours
+      follows LLM_DTYPE, as the worker does); wall time ratio (target <= 1.0) and held-out
+      accuracy of each on the same held-out pairs (target: ours >= TRL's - 1 point);
   (2) fast training on M labelled pairs with every text's features already cached: from
       the label_submit that crosses the threshold to the new version active (target <= 30 s),
       against the target;
@@ -110,8 +112,10 @@ def part_full(n: int) -> None:
     import datasets
     import torch
     import trl
+    from django.conf import settings
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from llm.backends.transformers_backend import compute_dtype
     from rewards import ml
     from rewards.schemas import Hyperparameters
 
@@ -137,6 +141,7 @@ def part_full(n: int) -> None:
         [r for _, _, r in train],
         hp,
         lambda *_: None,
+        compute=compute_dtype(settings.LLM_DTYPE),  # as the worker trains
     )
     ours_s = time.perf_counter() - start
     hp_prompts = [p for p, _, _ in heldout]

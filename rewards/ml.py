@@ -190,11 +190,16 @@ def full_train(
     rejected: Sequence[str],
     hp: Hyperparameters,
     on_step: OnStep,
+    *,
+    compute: torch.dtype = torch.float32,
 ) -> list[tuple[int, float]]:
     """Fine-tune encoder and head with the Bradley–Terry loss (AdamW, linear decay).
 
     Each step runs chosen and rejected of a batch through the model as one padded batch;
     batches are drawn from length-sorted buckets so they pad little, in shuffled order.
+    `compute=torch.bfloat16` runs the forward pass under bfloat16 autocast (mixed precision:
+    weights, gradients, optimiser state and the loss stay float32); on a CPU that multiplies
+    bfloat16 natively it halves the time of a step.
     """
     torch.manual_seed(hp.seed)
     rng = random.Random(hp.seed)
@@ -215,7 +220,8 @@ def full_train(
             ps = [prompts[i] for i in idx]
             responses = [chosen[i] for i in idx] + [rejected[i] for i in idx]
             batch = encode(tokenizer, ps + ps, responses, hp.max_length)
-            logits = model(**batch).logits[:, 0]
+            with torch.autocast("cpu", dtype=compute, enabled=compute != torch.float32):
+                logits = model(**batch).logits[:, 0].float()
             loss = bt_loss(logits[: len(idx)], logits[len(idx) :])
             optimiser.zero_grad()
             loss.backward()

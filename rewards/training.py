@@ -31,6 +31,7 @@ from safetensors import safe_open
 from annotations.kinds import item_kind
 from annotations.models import Item, Priority
 from annotations.services import item_scores_set
+from llm.backends.transformers_backend import compute_dtype
 from rewards import ml
 from rewards.data import Pair, TrainingData, training_data
 from rewards.models import Embedding, RewardModel, RewardVersion, Speed, Status
@@ -294,7 +295,8 @@ def _run(version: RewardVersion, started: float) -> None:
         trained = ml.Loaded(loaded.tokenizer, _with_head(loaded.model, weight, bias), loaded.lock)
     else:
         trained = ml.load(ml.base_path(base), cached=False)
-        curve = ml.full_train(trained, prompts, chosen, rejected, hp, progress)
+        curve = ml.full_train(trained, prompts, chosen, rejected, hp, progress,
+                              compute=compute_dtype(settings.LLM_DTYPE))  # fmt: skip
     metrics.loss_curve = curve
     metrics.truncated_sequences = ml.count_truncated(
         trained.tokenizer, prompts + prompts, chosen + rejected, hp.max_length
