@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from amplification.memo import TreeKey, memo_find, memo_source, memo_store
 from amplification.models import (
     MAX_ANSWER_CHARS,
     Author,
@@ -99,16 +100,6 @@ def node_version_add(node: Node, *, reason: str, author: str, person: Any = None
         node=node, number=node.version, question=node.question, answer=node.final_answer,
         resolution=node.resolution, reason=reason[:200], author=author, person=person,
     )  # fmt: skip
-
-
-def memo_store(tree: Tree, node: Node) -> MemoEntry:
-    """Remember a model-made final answer under the tree's answer config."""
-    entry, _ = MemoEntry.objects.update_or_create(
-        config_id=tree.answer_config_id,
-        key=question_key(node.question),
-        defaults={"question": node.question, "answer": node.final_answer, "node": node},
-    )
-    return entry
 
 
 @dataclass
@@ -231,6 +222,7 @@ def _plan(tree: Tree) -> Plan:
     answering: dict[str, Job] = {}
     room = tree.max_nodes - len(nodes)
     context = context_block(tree.context)
+    key = TreeKey.of(tree)
     busy_keys = {
         question_key(node.question): node.pk
         for node in sorted(nodes, key=lambda n: -n.pk)
@@ -251,10 +243,10 @@ def _plan(tree: Tree) -> Plan:
         if node.status in (NodeStatus.PENDING, NodeStatus.STALE) and (
             node.resolution == Resolution.NONE
         ):
-            key = question_key(node.question)
+            asked = question_key(node.question)
             reusable = node.parent_id is not None and not node.skip_memo
             if reusable:
-                entry = MemoEntry.objects.filter(config_id=tree.answer_config_id, key=key).first()
+                entry = memo_find(key, node.question)
                 if entry is not None:
                     _memo_apply(node, entry)
                     plan.memo_hits += 1
@@ -269,15 +261,15 @@ def _plan(tree: Tree) -> Plan:
             else:
                 reason = ""
             if reason:
-                if reusable and key in answering:
-                    answering[key].followers.append(node)
+                if reusable and asked in answering:
+                    answering[asked].followers.append(node)
                     followers.append(node)
                     continue
                 job = _answer_job(tree, node, context, reason)
-                answering.setdefault(key, job)
+                answering.setdefault(asked, job)
                 plan.jobs.append(job)
                 continue
-            twin = busy_keys.get(key)
+            twin = busy_keys.get(asked)
             if reusable and twin is not None and twin != node.pk and twin not in ancestors(node):
                 continue
             prompt = prompt_render(
@@ -317,7 +309,9 @@ def _answer_job(tree: Tree, node: Node, context: str, reason: str) -> Job:
 def _memo_apply(node: Node, entry: MemoEntry) -> None:
     node.resolution = Resolution.MEMO
     node.answer = entry.answer
+    node.memo_forget()
     node.memo_origin_id = entry.node_id
+    node.memo_source = memo_source(entry).model_dump(mode="json")
     node.status = NodeStatus.DONE
     node.answered_by = Author.MODEL
     node_version_add(node, reason="memo hit", author=Author.MODEL)
@@ -400,12 +394,12 @@ def _apply(tree: Tree, job: Job, result: Result) -> None:
         node.resolution = Resolution.ANSWERED
         node.answered_by = Author.MODEL
         node.direct_reason = job.reason if job.reason != "re-run" else node.direct_reason
-        node.memo_origin = None
+        node.memo_forget()
         node.skip_memo = False
         node.status = NodeStatus.DONE
         node_version_add(node, reason=f"answered directly ({job.reason})", author=Author.MODEL)
         node.save()
-        entry = memo_store(tree, node)
+        entry = memo_store(TreeKey.of(tree), node)
         for follower in followers:
             _memo_apply(follower, entry)
     else:
@@ -414,7 +408,7 @@ def _apply(tree: Tree, job: Job, result: Result) -> None:
         node.status = NodeStatus.DONE
         node_version_add(node, reason="composed from its children", author=Author.MODEL)
         node.save()
-        memo_store(tree, node)
+        memo_store(TreeKey.of(tree), node)
 
 
 def children_create(tree: Tree, node: Node, questions: list[str], *, held: bool) -> list[Node]:

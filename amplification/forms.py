@@ -19,14 +19,17 @@ from amplification.services import ASPECT_ANSWER, ASPECT_DECOMPOSITION
 from annotations.kinds import QueueKind, validation_message
 from annotations.models import Queue
 from core.roles import Role
+from core.text import text_problem
 from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
-def _no_nul(value: str) -> None:
-    if "\x00" in value:
-        raise forms.ValidationError("Text may not contain NUL characters.")
+def _storable(value: str) -> None:
+    """The project's one text check (core/text.py): text the database cannot store."""
+    problem = text_problem(value)
+    if problem:
+        raise forms.ValidationError(f"The text {problem}.")
 
 
 class TreeForm(forms.ModelForm):
@@ -76,8 +79,8 @@ class TreeForm(forms.ModelForm):
         for name in ("question", "context", "decompose_prompt", "answer_prompt",
                      "compose_prompt"):  # fmt: skip
             value = data.get(name)
-            if isinstance(value, str) and "\x00" in value:
-                self.add_error(name, "Text may not contain NUL characters.")
+            if isinstance(value, str) and (problem := text_problem(value)):
+                self.add_error(name, f"The text {problem}.")
         if isinstance(data.get("question"), str) and not data["question"].strip():
             self.add_error("question", "The question must not be empty.")
         for name, needed in REQUIRED.items():
@@ -106,21 +109,21 @@ class SearchForm(forms.Form):
 class QuestionForm(forms.Form):
     question = forms.CharField(
         max_length=MAX_QUESTION_CHARS, widget=forms.Textarea(attrs={"rows": 2}),
-        validators=[_no_nul],
+        validators=[_storable],
     )  # fmt: skip
 
 
 class AnswerForm(forms.Form):
     answer = forms.CharField(
         max_length=MAX_ANSWER_CHARS, widget=forms.Textarea(attrs={"rows": 4}),
-        validators=[_no_nul],
+        validators=[_storable],
     )  # fmt: skip
 
 
 class SubquestionsForm(forms.Form):
     subquestions = forms.CharField(
         max_length=MAX_ANSWER_CHARS, widget=forms.Textarea(attrs={"rows": 4}),
-        validators=[_no_nul], help_text="one sub-question a line",
+        validators=[_storable], help_text="one sub-question a line",
     )  # fmt: skip
 
 
@@ -128,7 +131,7 @@ class ToQueueForm(forms.Form):
     queue = forms.ModelChoiceField(queryset=Queue.objects.filter(kind=QueueKind.TREE_NODE_RATING))
     aspect = forms.ChoiceField(
         choices=[
-            (ASPECT_ANSWER, "Is this answer right, given its children?"),
+            (ASPECT_ANSWER, "Is this answer right? (given its children where it has them)"),
             (ASPECT_DECOMPOSITION, "Is this decomposition helpful?"),
         ]
     )

@@ -1,4 +1,5 @@
-"""The tree-node rating item kind: how good is a node's answer, given its children?"""
+"""The tree-node rating item kind: how good is a node's answer, given the tree's context and
+its children's answers (a leaf has none: it is judged against the context alone)?"""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ class SubAnswer(Payload):
 
 class TreeNodePayload(Payload):
     """One node of an amplification tree. `aspect` says what is rated: its answer, given its
-    children ("answer"), or whether its sub-questions help answer it ("decomposition")."""
+    children ("answer"), or whether its sub-questions help answer it ("decomposition").
+    `context` is the tree's context, the evidence the answer was meant to use."""
 
     question: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    context: str = Field(default="", max_length=MAX_TEXT_CHARS)
     answer: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     children: list[SubAnswer] = Field(default_factory=list, max_length=100)
     source_id: str = Field(default="", max_length=200)

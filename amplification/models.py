@@ -157,6 +157,11 @@ class Node(GenerationRecord):
     memo_origin = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="memo_reuses"
     )
+    # A memo hit's provenance: the entry, tree and node it came from and the key it was served
+    # under (schemas.MemoSource); kept when the origin is removed, and in exports.
+    memo_source = models.JSONField(null=True, blank=True)
+    # Why a memo hit's answer can no longer be trusted ("" when it can): its text is kept.
+    memo_invalid = models.CharField(max_length=200, blank=True)
     skip_memo = models.BooleanField(default=False, help_text="recompute even on a memo hit")
     calls = models.JSONField(default=list, blank=True)
     version = models.PositiveIntegerField(default=0)
@@ -178,6 +183,12 @@ class Node(GenerationRecord):
     @property
     def is_leaf_like(self) -> bool:
         return self.resolution != Resolution.DECOMPOSED
+
+    def memo_forget(self) -> None:
+        """The node's answer no longer comes from the memo (set before saving)."""
+        self.memo_origin = None
+        self.memo_source = None
+        self.memo_invalid = ""
 
 
 class NodeVersion(models.Model):
@@ -207,23 +218,39 @@ class NodeVersion(models.Model):
 
 
 class MemoEntry(models.Model):
-    """Model config + normalised question → the answer a model gave it, and where."""
+    """A model-made answer, under the key of everything it depends on (amplification/memo.py):
+    the tree's model configs as they generate, its prompts, the normalised question and the
+    context it was answered under. An entry with an `invalid_reason` is never served."""
 
+    # The answer config (a deleted config takes its entries along); its settings, and the
+    # decompose and compose configs' (a composed answer depends on all three), are configs_key.
     config = models.ForeignKey(ModelConfig, on_delete=models.CASCADE, related_name="+")
+    configs_key = models.CharField(max_length=64, blank=True)
+    prompt_version = models.CharField(max_length=40, blank=True)
+    context_key = models.CharField(max_length=64, blank=True)
     # sha256 of the normalised question: a short, indexable key for any question length.
-    key = models.CharField(max_length=64)
+    question_key = models.CharField(max_length=64)
     question = models.TextField()
     answer = models.TextField()
+    tree = models.ForeignKey(
+        Tree, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     node = models.ForeignKey(
         Node, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    invalid_reason = models.CharField(max_length=200, blank=True)
     hits = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-updated_at"]
-        constraints = [models.UniqueConstraint(fields=["config", "key"], name="one_memo_per_key")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["config", "configs_key", "prompt_version", "context_key", "question_key"],
+                name="one_memo_per_key",
+            )
+        ]
         verbose_name_plural = "memo entries"
 
     def __str__(self) -> str:

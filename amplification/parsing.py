@@ -7,6 +7,11 @@ import hashlib
 import re
 import unicodedata
 
+# The version of how prompts are built from a tree's templates (prompt_render, context_block,
+# subanswers_block, llm.generation.chat_messages): bump it when any of them changes what a
+# model is shown, so the memo stops reusing answers given to the old prompts.
+PROMPT_VERSION = 1
+
 PLACEHOLDERS = ("{question}", "{context}", "{max_children}", "{subanswers}")
 REQUIRED = {
     "decompose_prompt": ("{question}",),
@@ -105,4 +110,6 @@ def question_key(question: str) -> str:
 
 
 def answer_clean(raw: str, *, limit: int) -> str:
-    return raw.replace("\x00", "").strip()[:limit]
+    """A model's answer, trimmed to `limit`. Every backend has already made model output
+    storable (llm/backends/base.py's StopScanner applies core.text's one rule)."""
+    return raw.strip()[:limit]

@@ -57,6 +57,22 @@ class NodeCall(Strict):
     at: StoredText = Field(max_length=40)
 
 
+_Hash = Field(pattern="^[0-9a-f]{64}$")
+
+
+class MemoSource(Strict):
+    """Where a memo hit's answer came from (ids on the server that served it; None once
+    removed) and the key it was served under (amplification/memo.py)."""
+
+    entry: int | None = Field(ge=1, le=2**63 - 1)
+    tree: int | None = Field(ge=1, le=2**63 - 1)
+    node: int | None = Field(ge=1, le=2**63 - 1)
+    configs_key: str = _Hash
+    prompt_version: str = Field(pattern=r"^[0-9]+\.[0-9a-f]{16}$")
+    context_key: str = _Hash
+    question_key: str = _Hash
+
+
 class VersionExport(Strict):
     number: int = Field(ge=1, le=MAX_DB_INT)
     question: StoredText = Field(max_length=MAX_QUESTION_CHARS)
@@ -82,6 +98,8 @@ class NodeExport(Strict):
     answered_by: Author
     person: StoredText | None = Field(max_length=150)
     memo_origin: int | None = Field(ge=0, le=MAX_NODES)
+    memo: MemoSource | None = None
+    memo_invalid: StoredText = Field(default="", max_length=200)
     calls: list[NodeCall] = Field(max_length=50)
     prompt_tokens: int | None = Field(ge=0, le=MAX_DB_INT)
     completion_tokens: int | None = Field(ge=0, le=MAX_DB_INT)
@@ -112,7 +130,10 @@ class TreeExport(Strict):
 
 
 class DistillRow(Strict):
-    """TRL's prompt/completion format: one node's question and its final answer."""
+    """TRL's prompt/completion format: one node's question, preceded by the context its
+    answer was meant to use (as the tree's prompts show it), and its final answer; `context`
+    is that context alone ("" for none)."""
 
     prompt: StoredText
     completion: StoredText
+    context: StoredText

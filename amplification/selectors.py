@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from collections import defaultdict
 from collections.abc import Iterator
@@ -21,8 +22,10 @@ from amplification.models import (
     Tree,
     TreeStatus,
 )
+from amplification.parsing import context_block
 from amplification.schemas import (
     DistillRow,
+    MemoSource,
     NodeCall,
     NodeExport,
     TreeExport,
@@ -213,6 +216,8 @@ def tree_export(tree: Tree) -> TreeExport:
                 decomposed_by=Author(node.decomposed_by), answered_by=Author(node.answered_by),
                 person=node.person.username if node.person else None,
                 memo_origin=local.get(node.memo_origin_id) if node.memo_origin_id else None,
+                memo=MemoSource.model_validate(node.memo_source) if node.memo_source else None,
+                memo_invalid=node.memo_invalid,
                 calls=item.calls, prompt_tokens=node.prompt_tokens,
                 completion_tokens=node.completion_tokens, total_s=node.total_s,
                 versions=[
@@ -250,13 +255,21 @@ def node_ratings() -> dict[int, float]:
 
 def distillation_rows(*, tree_ids: list[int] | None, min_rating: float | None) -> Iterator[str]:
     """JSONL lines in TRL's prompt/completion format: every done node of every finished tree,
-    its question and final answer. With `min_rating`, a node that has ratings is kept only if
-    their mean reaches it (nodes nobody rated are kept)."""
+    its question (after the tree's context, as the tree's prompts show it) and final answer.
+    A pair already written is not written again: an imported copy of a tree, or a memo hit of
+    a node already in the set, adds nothing. With `min_rating`, a node that has ratings is
+    kept only if their mean reaches it (nodes nobody rated are kept)."""
     ratings = node_ratings() if min_rating is not None else {}
     trees = Tree.objects.filter(status="done")
     if tree_ids is not None:
         trees = trees.filter(pk__in=tree_ids)
-    nodes = Node.objects.filter(tree__in=trees, status=NodeStatus.DONE).order_by("tree", "pk")
+    nodes = (
+        Node.objects.filter(tree__in=trees, status=NodeStatus.DONE)
+        .select_related("tree")
+        .only("question", "answer", "composed_answer", "resolution", "tree__context")
+        .order_by("tree", "pk")
+    )
+    written: set[bytes] = set()  # digests of the rows so far: 32 bytes a row
     for node in nodes.iterator(chunk_size=500):
         answer = node.final_answer.strip()
         if not answer:
@@ -264,4 +277,12 @@ def distillation_rows(*, tree_ids: list[int] | None, min_rating: float | None) -
         rating = ratings.get(node.pk)
         if min_rating is not None and rating is not None and rating < min_rating:
             continue
-        yield DistillRow(prompt=node.question, completion=answer).model_dump_json() + "\n"
+        context = node.tree.context.strip()
+        row = DistillRow(
+            prompt=context_block(context) + node.question, completion=answer, context=context
+        ).model_dump_json()
+        digest = hashlib.sha256(row.encode()).digest()
+        if digest in written:
+            continue
+        written.add(digest)
+        yield row + "\n"

@@ -39,6 +39,7 @@ from annotations.kinds import QueueKind
 from annotations.models import Item, Queue
 from annotations.services import NewItem, queue_items_create
 from core.roles import Role, user_has_role
+from core.text import text_problem
 from llm.models import ModelConfig
 
 
@@ -47,7 +48,12 @@ def _locked(tree_id: int) -> Tree:
 
 
 def _clean_text(text: str, *, what: str, limit: int, required: bool = True) -> str:
-    text = text.replace("\x00", "").strip()
+    """A person's text: refused, naming it, where the database cannot store it (core/text.py,
+    the project's one check), empty when required, or over `limit`."""
+    problem = text_problem(text)
+    if problem:
+        raise ValidationError(f"The {what} {problem}.")
+    text = text.strip()
     if required and not text:
         raise ValidationError(f"The {what} must not be empty.")
     if len(text) > limit:
@@ -135,7 +141,7 @@ def _node_reset(node: Node) -> None:
     node.resolution = Resolution.NONE
     node.answer = node.composed_answer = node.error = ""
     node.decomposed_by = node.answered_by = Author.NONE
-    node.memo_origin = None
+    node.memo_forget()
     node.person = None
     node.status = NodeStatus.PENDING
 
@@ -173,7 +179,7 @@ def node_edit(
                 else:
                     node.answer = text
                     node.resolution = Resolution.HUMAN
-                    node.memo_origin = None
+                    node.memo_forget()
                 node.answered_by = Author.PERSON
                 node.person = user
                 node.status = NodeStatus.DONE
@@ -348,7 +354,7 @@ def node_answer_by_person(*, tree_id: int, node_id: int, user: User, answer: str
         node.resolution = Resolution.HUMAN
         node.answered_by = Author.PERSON
         node.person = user
-        node.memo_origin = None
+        node.memo_forget()
         node.status = NodeStatus.DONE
         node.held = False
         node.taken_by = None
@@ -459,6 +465,8 @@ def tree_import(*, data: TreeExport, created_by: User) -> Tree:
                 decomposed_by=item.decomposed_by, answered_by=item.answered_by,
                 person=users.get(item.person) if item.person else None,
                 calls=[call.model_dump(mode="json") for call in item.calls],
+                memo_source=item.memo.model_dump(mode="json") if item.memo else None,
+                memo_invalid=item.memo_invalid,
                 prompt_tokens=item.prompt_tokens, completion_tokens=item.completion_tokens,
                 total_s=item.total_s, version=len(item.versions),
             )  # fmt: skip
@@ -476,9 +484,7 @@ def tree_import(*, data: TreeExport, created_by: User) -> Tree:
 
 
 def _structure_check(data: TreeExport) -> None:
-    # PostgreSQL refuses NUL in text and JSON; SQLite would store it. Refuse it everywhere.
-    if "\\u0000" in data.model_dump_json():
-        raise ValidationError("The tree contains a NUL character, which cannot be stored.")
+    # Text the database cannot store was refused by the schema's StoredText (core/text.py).
     if len(data.nodes) > data.max_nodes:
         raise ValidationError(f"{len(data.nodes)} nodes, but max nodes is {data.max_nodes}.")
     seen: dict[int, int] = {}  # id -> depth
@@ -527,12 +533,15 @@ def node_external_id(node_id: int, aspect: str) -> str:
 
 def tree_nodes_to_queue(*, tree_id: int, queue: Queue, aspect: Aspect) -> int:
     """Add a tree's finished nodes to a tree-node rating queue, each node once per aspect:
-    "is this answer right, given its children?" (every done node) or "is this decomposition
-    helpful?" (decomposed nodes). Returns how many were added."""
+    "is this answer right?" (every done node: a decomposed one given its children's answers,
+    a leaf against the context alone) or "is this decomposition helpful?" (decomposed nodes).
+    Every item carries the tree's context, the evidence raters judge the answer against.
+    Returns how many were added."""
     if queue.kind != QueueKind.TREE_NODE_RATING:
         raise ValidationError("Choose a tree-node rating queue.")
     if aspect not in (ASPECT_ANSWER, ASPECT_DECOMPOSITION):
         raise ValidationError(f"Unknown aspect {aspect!r}.")
+    context = Tree.objects.values_list("context", flat=True).get(pk=tree_id).strip()
     nodes = Node.objects.filter(tree_id=tree_id, status=NodeStatus.DONE).order_by("depth", "pk")
     if aspect == ASPECT_DECOMPOSITION:
         nodes = nodes.filter(resolution=Resolution.DECOMPOSED)
@@ -548,7 +557,7 @@ def tree_nodes_to_queue(*, tree_id: int, queue: Queue, aspect: Aspect) -> int:
             continue
         kids = sorted(node.children.all(), key=lambda n: n.position)
         payload = TreeNodePayload(
-            question=node.question, answer=node.final_answer, aspect=aspect,
+            question=node.question, context=context, answer=node.final_answer, aspect=aspect,
             children=[SubAnswer(question=k.question, answer=k.final_answer) for k in kids],
             source_id=f"tree-node:{node.pk}",
         )  # fmt: skip

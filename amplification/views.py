@@ -245,6 +245,12 @@ def tree_to_queue(request: HttpRequest, pk: int) -> HttpResponse:
             messages.error(request, " ".join(error.messages))
         else:
             messages.success(request, f"Added {added} node(s) to {queue}.")
+            if added and not queue.memberships.exists():
+                messages.warning(
+                    request,
+                    f"{queue} has no members: nobody will rate these items until you add "
+                    "annotators to it on the queue's manage page.",
+                )
     else:
         messages.error(request, "Choose a tree-node rating queue and what to rate.")
     return redirect("amplification:detail", pk=tree.pk)

@@ -86,9 +86,10 @@ def make_tree(researcher: Any, config: Any, monkeypatch: pytest.MonkeyPatch) -> 
 
     def make(question: str = "Root?", *, expand: bool = True, **fields: Any) -> Tree:
         values: dict[str, Any] = {"max_depth": 2, "max_children": 3, "max_nodes": 13,
-                                  "mode": Mode.MACHINE, **fields}  # fmt: skip
-        tree = Tree(question=question, decompose_config=config, answer_config=config,
-                    compose_config=config, **values)  # fmt: skip
+                                  "mode": Mode.MACHINE, "decompose_config": config,
+                                  "answer_config": config, "compose_config": config,
+                                  **fields}  # fmt: skip
+        tree = Tree(question=question, **values)
         tree = tree_create(tree=tree, created_by=researcher)
         if expand:
             tree_expand(tree_id=tree.pk)

@@ -228,13 +228,66 @@ def test_nodes_go_to_a_rating_queue_once_and_ratings_filter_the_distillation_set
     path = tmp_path / "distill.jsonl"
     path.write_text("".join(distillation_rows(tree_ids=[tree.pk], min_rating=4)))
     rows = datasets.load_dataset("json", data_files=str(path), split="train")
-    assert rows.column_names == ["prompt", "completion"]
+    assert rows.column_names == ["prompt", "completion", "context"]
     assert sorted(rows["prompt"]) == ["B?", "Root?"]  # A? was rated 2 < 4
     unfiltered = list(distillation_rows(tree_ids=[tree.pk], min_rating=None))
     assert len(unfiltered) == 3
     with pytest.raises(ValidationError):
         tree_nodes_to_queue(tree_id=tree.pk, queue=Queue.objects.create(name="p", kind="pairwise"),
                             aspect="answer")  # fmt: skip
+
+
+def test_distillation_rows_carry_the_context_and_an_imported_copy_adds_no_pairs(
+    fake, make_tree, researcher
+):
+    context = "The seawall is planned on a nearby island."
+    fake.decompositions = {"Root?": "1. A?\n2. B?"}
+    tree = make_tree(max_depth=1, context=f"{context}\n")
+    rows = [json.loads(line) for line in distillation_rows(tree_ids=None, min_rating=None)]
+    assert len(rows) == 3
+    a = next(row for row in rows if row["completion"] == "answer to A?")
+    assert a == {"prompt": f"Context:\n{context}\n\nA?", "completion": "answer to A?",
+                 "context": context}  # fmt: skip
+    copy = tree_import(data=tree_export(tree), created_by=researcher)
+    assert copy.status == TreeStatus.DONE
+    again = list(distillation_rows(tree_ids=None, min_rating=None))
+    assert len(again) == 3
+    # The same question under another context is another pair.
+    make_tree(max_depth=1, context="Another passage.")
+    assert len(list(distillation_rows(tree_ids=None, min_rating=None))) == 6
+
+
+def test_rating_items_carry_the_context_and_leaves_are_judged_against_it(fake, make_tree):
+    from django.template.loader import render_to_string
+
+    from annotations.kinds import item_kind
+
+    fake.decompositions = {"Root?": "1. A?"}
+    tree = make_tree(max_depth=1, context="  Evidence: <b>the wall</b>.  ")
+    queue = Queue.objects.create(name="tree nodes", kind="tree_node_rating")
+    assert tree_nodes_to_queue(tree_id=tree.pk, queue=queue, aspect="answer") == 2
+    template = item_kind("tree_node_rating").template
+    leaf = Item.objects.get(external_id=f"tree-node-{tree.nodes.get(question='A?').pk}")
+    root = Item.objects.get(external_id=f"tree-node-{tree.nodes.get(question='Root?').pk}")
+    assert leaf.payload["context"] == root.payload["context"] == "Evidence: <b>the wall</b>."
+    html = render_to_string(template, {"payload": leaf.payload})
+    assert "Evidence: &lt;b&gt;the wall&lt;/b&gt;." in html
+    assert "How good is this answer, given the context?" in html and "sub-answers" not in html
+    html = render_to_string(template, {"payload": root.payload})
+    assert "given the sub-answers and the context?" in html
+
+
+@pytest.mark.parametrize("bad", ["A\x00B", "A\ud800B"])
+def test_a_persons_unstorable_text_is_refused_not_stripped(fake, make_tree, researcher, bad):
+    fake.decompositions = {"Root?": "1. A?"}
+    tree = make_tree(max_depth=1)
+    leaf = tree.nodes.get(question="A?")
+    with pytest.raises(ValidationError, match="cannot be stored|not valid text"):
+        node_edit(tree_id=tree.pk, node_id=leaf.pk, user=researcher, answer=bad)
+    with pytest.raises(ValidationError, match="cannot be stored|not valid text"):
+        node_child_add(tree_id=tree.pk, node_id=leaf.pk, user=researcher, question=bad)
+    leaf.refresh_from_db()
+    assert leaf.answer == "answer to A?" and tree.nodes.count() == 2
 
 
 def test_the_tree_node_kind_shows_each_aspect_escaped():
