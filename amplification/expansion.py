@@ -76,23 +76,6 @@ def tree_broadcast(tree_id: int) -> None:
     transaction.on_commit(lambda: stream_send(f"tree-{tree_id}", {"type": "tree.changed"}))
 
 
-def tree_enqueue(tree_id: int) -> None:
-    from amplification.tasks import tree_expand_task
-
-    transaction.on_commit(lambda: tree_expand_task.delay(tree_id))
-
-
-def tree_run_request(tree: Tree) -> None:
-    """In the caller's transaction, holding the tree's lock: make sure a run will look at the
-    tree again. A running worker plans again after each step, so it needs no new task."""
-    if tree.status in (TreeStatus.RUNNING, TreeStatus.QUEUED):
-        return
-    Tree.objects.filter(pk=tree.pk).update(status=TreeStatus.QUEUED, error="")
-    tree.status = TreeStatus.QUEUED
-    tree_enqueue(tree.pk)
-    tree_broadcast(tree.pk)
-
-
 def node_version_add(node: Node, *, reason: str, author: str, person: Any = None) -> None:
     """Record the node as it now is (call after setting its fields, before saving it)."""
     node.version += 1
@@ -478,19 +461,19 @@ def node_draft(*, node_id: int) -> None:
 
 
 # --- the sweeper ----------------------------------------------------------------------------
-def trees_requeue_stale(*, now: datetime | None = None) -> int:
-    """Queue again every running tree whose worker has been silent for TREE_STALE_AFTER
-    (killed mid-step, or its machine gone); returns how many. Each tree is locked and checked
-    again, so two sweeps at once requeue a tree once. Run by beat every minute."""
+def trees_requeue_stale(*, now: datetime | None = None) -> list[int]:
+    """Put back in the queue every running tree whose worker has been silent for
+    TREE_STALE_AFTER (killed mid-step, or its machine gone); returns their ids, committed, for
+    the caller to send (amplification.tasks: worker code sends no task). Each tree is locked
+    and checked again, so two sweeps at once requeue a tree once. Run by beat every minute."""
     cutoff = (now or timezone.now()) - TREE_STALE_AFTER
-    requeued = 0
+    requeued = []
     stale = Tree.objects.filter(status=TreeStatus.RUNNING, heartbeat_at__lt=cutoff)
     for tree_id in list(stale.values_list("pk", flat=True)):
         with transaction.atomic():
             tree = stale.select_for_update().filter(pk=tree_id).first()
             if tree is not None:
                 Tree.objects.filter(pk=tree_id).update(status=TreeStatus.QUEUED)
-                tree_enqueue(tree_id)
                 tree_broadcast(tree_id)
-                requeued += 1
+                requeued.append(tree_id)
     return requeued

@@ -1,5 +1,6 @@
 """Every write of a tree made by a person: create, edit, re-run, take and answer, import,
-send to a rating queue. The model's writes are in amplification/expansion.py.
+send to a rating queue. The model's writes are in amplification/expansion.py, which the
+tasks run; these services send the tasks (imports run services → tasks → expansion, never back).
 
 Each service locks the tree's row (`select_for_update`) for the whole change, the same lock
 every expansion step takes, so an edit and a worker's step never interleave. Edits that
@@ -15,12 +16,7 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from amplification.expansion import (
-    children_create,
-    node_version_add,
-    tree_broadcast,
-    tree_run_request,
-)
+from amplification.expansion import children_create, node_version_add, tree_broadcast
 from amplification.kinds import SubAnswer, TreeNodePayload
 from amplification.models import (
     MAX_ANSWER_CHARS,
@@ -35,6 +31,7 @@ from amplification.models import (
 )
 from amplification.parsing import REQUIRED, subquestions_from_lines
 from amplification.schemas import TreeExport
+from amplification.tasks import node_draft_task, tree_expand_task
 from annotations.kinds import QueueKind
 from annotations.models import Item, Queue
 from annotations.services import NewItem, queue_items_create
@@ -45,6 +42,19 @@ from llm.models import ModelConfig
 
 def _locked(tree_id: int) -> Tree:
     return Tree.objects.select_for_update().get(pk=tree_id)
+
+
+def tree_run_request(tree: Tree) -> None:
+    """In the caller's transaction, holding the tree's lock: make sure a run will look at the
+    tree again, sent once the transaction commits. A running worker plans again after each
+    step, so it needs no new task."""
+    if tree.status in (TreeStatus.RUNNING, TreeStatus.QUEUED):
+        return
+    Tree.objects.filter(pk=tree.pk).update(status=TreeStatus.QUEUED, error="")
+    tree.status = TreeStatus.QUEUED
+    tree_id = tree.pk
+    transaction.on_commit(lambda: tree_expand_task.delay(tree_id))
+    tree_broadcast(tree_id)
 
 
 def _clean_text(text: str, *, what: str, limit: int, required: bool = True) -> str:
@@ -315,8 +325,6 @@ def node_retry(*, tree_id: int, node_id: int, user: User) -> Node:
 # --- augmented mode: people at the nodes ------------------------------------------------------
 def node_take(*, tree_id: int, node_id: int, user: User) -> Node:
     """A person takes a pending node; the model drafts a suggestion for them meanwhile."""
-    from amplification.tasks import node_draft_task
-
     with transaction.atomic():
         tree = _locked(tree_id)
         if not tree_user_may_work(tree, user):

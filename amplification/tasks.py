@@ -1,3 +1,6 @@
+"""Celery tasks: each takes ids and runs the worker's side (amplification/expansion.py).
+The services that send them import this module; nothing here imports the services."""
+
 from celery import shared_task
 
 from amplification.expansion import node_draft, tree_expand, trees_requeue_stale
@@ -15,4 +18,7 @@ def node_draft_task(node_id: int) -> None:
 
 @shared_task
 def trees_requeue_stale_task() -> int:
-    return trees_requeue_stale()
+    requeued = trees_requeue_stale()
+    for tree_id in requeued:
+        tree_expand_task.delay(tree_id)
+    return len(requeued)

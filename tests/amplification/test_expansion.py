@@ -109,9 +109,9 @@ def test_a_killed_worker_leaves_the_tree_resumable_by_the_sweep(fake, make_tree)
     Tree.objects.filter(pk=tree.pk).update(status=TreeStatus.RUNNING, attempt=1,
                                            heartbeat_at=long_ago)  # fmt: skip
     Node.objects.filter(tree=tree).update(status=NodeStatus.RUNNING)
-    assert trees_requeue_stale(now=timezone.now() - timedelta(minutes=1)) == 0  # not yet
-    assert trees_requeue_stale() == 1
-    assert trees_requeue_stale() == 0  # requeued once
+    assert trees_requeue_stale(now=timezone.now() - timedelta(minutes=1)) == []  # not yet
+    assert trees_requeue_stale() == [tree.pk]
+    assert trees_requeue_stale() == []  # requeued once
     tree.refresh_from_db()
     assert tree.status == TreeStatus.QUEUED
     tree_expand(tree_id=tree.pk)
@@ -119,6 +119,19 @@ def test_a_killed_worker_leaves_the_tree_resumable_by_the_sweep(fake, make_tree)
     assert tree.status == TreeStatus.DONE
     assert tree.attempt == 2
     assert tree.nodes.count() == 3
+
+
+def test_the_sweep_task_sends_each_requeued_tree_to_a_worker(fake, make_tree, monkeypatch):
+    from amplification.tasks import trees_requeue_stale_task
+
+    sent = []
+    monkeypatch.setattr("amplification.tasks.tree_expand_task.delay", sent.append)
+    tree = make_tree(expand=False)
+    long_ago = timezone.now() - TREE_STALE_AFTER - timedelta(seconds=1)
+    Tree.objects.filter(pk=tree.pk).update(status=TreeStatus.RUNNING, heartbeat_at=long_ago)
+    assert trees_requeue_stale_task() == 1
+    assert sent == [tree.pk]
+    assert trees_requeue_stale_task() == 0 and sent == [tree.pk]
 
 
 def test_a_superseded_worker_cannot_write(fake, make_tree, monkeypatch):

@@ -12,6 +12,7 @@ from django.utils import timezone
 from amplification.expansion import TREE_STALE_AFTER, trees_requeue_stale
 from amplification.models import Node, NodeStatus, Tree, TreeStatus
 from amplification.services import tree_create
+from amplification.tasks import tree_expand_task
 from tests.factories import ModelConfigFactory
 from tests.helpers import PROJECT_DIR, child_environment, wait_for
 
@@ -73,9 +74,10 @@ def test_a_worker_killed_mid_expansion_is_resumed_by_the_sweep(
     tree.refresh_from_db()
     assert tree.status == TreeStatus.RUNNING  # what the dead worker left
     assert tree.nodes.get().status == NodeStatus.RUNNING
-    assert trees_requeue_stale() == 0  # it has not been silent long enough yet
+    assert trees_requeue_stale() == []  # it has not been silent long enough yet
     later = timezone.now() + TREE_STALE_AFTER + timedelta(seconds=1)
-    assert trees_requeue_stale(now=later) == 1
+    assert trees_requeue_stale(now=later) == [tree.pk]
+    tree_expand_task.delay(tree.pk)  # as the sweep's task sends it
     wait_for(lambda: Tree.objects.get(pk=tree.pk).status == TreeStatus.DONE, timeout=WAIT_S,
              what="resumption")  # fmt: skip
     tree.refresh_from_db()
