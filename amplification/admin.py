@@ -39,7 +39,7 @@ class NodeAdmin(admin.ModelAdmin):
 class MemoEntryAdmin(admin.ModelAdmin):
     list_display = ["id", "question", "config", "hits", "updated_at"]
     search_fields = ["question"]
-    raw_id_fields = ["node"]
+    raw_id_fields = ["node", "tree"]
 
 
 @admin.register(NodeVersion)

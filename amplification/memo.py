@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from amplification.models import MemoEntry, Node, Tree
 from amplification.parsing import PROMPT_VERSION, question_key
@@ -71,7 +72,7 @@ class TreeKey:
             context_key=context_key(tree.context),
         )
 
-    def lookup(self) -> dict[str, object]:
+    def lookup(self) -> dict[str, Any]:
         return {
             "config_id": self.config_id, "configs_key": self.configs_key,
             "prompt_version": self.prompt_version, "context_key": self.context_key,

@@ -95,7 +95,7 @@ def fill_memo_keys(apps: Apps, schema_editor: BaseDatabaseSchemaEditor) -> None:
         entry.context_key = key["context_key"]
         entry.tree_id = entry.node.tree_id
         entry.save(update_fields=["configs_key", "prompt_version", "context_key", "tree"])
-        entry_of[entry.node_id] = entry.pk
+        entry_of[entry.node.pk] = entry.pk
 
     hits = node_model.objects.filter(resolution="memo").select_related("memo_origin")
     for node in hits.order_by("pk"):

@@ -157,3 +157,46 @@ def test_the_demo_seed_has_one_small_finished_tree(researcher):
     tree = Tree.objects.get(is_demo=True)
     assert tree.status == "done" and tree.nodes.count() == 3
     assert "demo data" in signed_in(researcher).get(f"/trees/{tree.pk}/").content.decode()
+
+
+def test_sending_nodes_to_a_queue_with_no_members_warns_but_sends(
+    fake, make_tree, researcher, annotator
+):
+    from annotations.models import Queue, QueueMember
+
+    fake.decompositions = {"Root?": "1. A?"}
+    tree = make_tree(max_depth=1)
+    queue = Queue.objects.create(name="nobody's queue", kind="tree_node_rating")
+    client = signed_in(researcher)
+    send = {"queue": queue.pk, "aspect": "answer"}
+    page = client.post(f"/trees/{tree.pk}/to-queue/", send, follow=True).content.decode()
+    assert "Added 2 node(s) to nobody&#x27;s queue." in page
+    assert "has no members: nobody will rate these items" in page
+    assert queue.items.count() == 2
+
+    QueueMember.objects.create(queue=queue, user=annotator)
+    send["aspect"] = "decomposition"
+    page = client.post(f"/trees/{tree.pk}/to-queue/", send, follow=True).content.decode()
+    assert "Added 1 node(s)" in page and "has no members" not in page
+
+
+def test_the_inspector_marks_a_node_served_by_a_memo_entry_that_no_longer_qualifies(
+    fake, make_tree, researcher
+):
+    fake.decompositions = {"Root?": "1. A?", "Other?": "1. A?"}
+    make_tree(max_depth=1)
+    other = make_tree("Other?", max_depth=1)
+    hit = other.nodes.get(question="A?")
+    assert hit.resolution == "memo"
+    client = signed_in(researcher)
+    page = client.get(f"/trees/{other.pk}/?node={hit.pk}").content.decode()
+    assert "amp-memo-invalid" not in page
+    Node.objects.filter(pk=hit.pk).update(
+        memo_invalid="it was answered under another tree's context."
+    )
+    page = client.get(f"/trees/{other.pk}/?node={hit.pk}").content.decode()
+    assert (
+        "Served from a memo entry that no longer qualifies: it was answered under another "
+        "tree&#x27;s context." in page
+    )
+    assert "answer to A?" in page  # the text is kept
