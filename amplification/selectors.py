@@ -257,14 +257,15 @@ def distillation_rows(*, tree_ids: list[int] | None, min_rating: float | None) -
     """JSONL lines in TRL's prompt/completion format: every done node of every finished tree,
     its question (after the tree's context, as the tree's prompts show it) and final answer.
     A pair already written is not written again: an imported copy of a tree, or a memo hit of
-    a node already in the set, adds nothing. With `min_rating`, a node that has ratings is
-    kept only if their mean reaches it (nodes nobody rated are kept)."""
+    a node already in the set, adds nothing. A node served from a memo entry that no longer
+    qualifies (its answer was made under another context) is left out. With `min_rating`, a
+    node that has ratings is kept only if their mean reaches it (nodes nobody rated are kept)."""
     ratings = node_ratings() if min_rating is not None else {}
     trees = Tree.objects.filter(status="done")
     if tree_ids is not None:
         trees = trees.filter(pk__in=tree_ids)
     nodes = (
-        Node.objects.filter(tree__in=trees, status=NodeStatus.DONE)
+        Node.objects.filter(tree__in=trees, status=NodeStatus.DONE, memo_invalid="")
         .select_related("tree")
         .only("question", "answer", "composed_answer", "resolution", "tree__context")
         .order_by("tree", "pk")

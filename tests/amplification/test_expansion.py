@@ -64,7 +64,8 @@ def test_two_branches_with_the_same_sub_question_call_the_model_once_for_it(fake
     assert reused.memo_origin is not None and reused.memo_origin.tree_id == tree.pk
     assert reused.answer == reused.memo_origin.answer
 
-    # Across trees: the same sub-question under the same model config is reused too.
+    # Across trees: the same sub-question is reused too, under the same model configs,
+    # prompts and context (none here; tests/amplification/test_memo.py has the rest).
     fake.reset()
     fake.decompositions["Other root?"] = "1. Shared question?\n2. Z?"
     other = make_tree("Other root?")

@@ -255,6 +255,13 @@ def test_distillation_rows_carry_the_context_and_an_imported_copy_adds_no_pairs(
     # The same question under another context is another pair.
     make_tree(max_depth=1, context="Another passage.")
     assert len(list(distillation_rows(tree_ids=None, min_rating=None))) == 6
+    # A node served from a memo entry that no longer qualifies is no pair for its context.
+    Node.objects.filter(tree=copy, question="A?").update(memo_invalid="another context.")
+    Node.objects.filter(tree=tree, question="A?").update(memo_invalid="another context.")
+    rows = list(distillation_rows(tree_ids=None, min_rating=None))
+    prompts = [json.loads(row)["prompt"] for row in rows]
+    assert len(rows) == 5 and f"Context:\n{context}\n\nA?" not in prompts
+    assert "Context:\nAnother passage.\n\nA?" in prompts
 
 
 def test_rating_items_carry_the_context_and_leaves_are_judged_against_it(fake, make_tree):
