@@ -200,3 +200,7 @@ def test_the_inspector_marks_a_node_served_by_a_memo_entry_that_no_longer_qualif
         "tree&#x27;s context." in page
     )
     assert "answer to A?" in page  # the text is kept
+    # Recompute asks the model afresh, and the mark goes with the reused answer.
+    client.post(f"/trees/{other.pk}/nodes/{hit.pk}/recompute/")
+    hit.refresh_from_db()
+    assert (hit.memo_invalid, hit.memo_source, hit.memo_origin) == ("", None, None)
