@@ -1,18 +1,19 @@
 from django.contrib import admin
 
 from amplification.models import MemoEntry, Node, NodeVersion, Tree
+from core.admin import ServiceCreatedAdmin, ServiceCreatedInline, ServiceWrittenAdmin
 
 
-class NodeInline(admin.TabularInline):
+class NodeInline(ServiceCreatedInline):
     model = Node
-    extra = 0
     fields = ("depth", "position", "question", "resolution", "status", "completion_tokens")
     readonly_fields = fields
     show_change_link = True
 
 
+# A tree is created with its root and its expansion task (amplification.services.tree_create).
 @admin.register(Tree)
-class TreeAdmin(admin.ModelAdmin):
+class TreeAdmin(ServiceCreatedAdmin):
     list_display = ["id", "question", "mode", "status", "max_depth", "max_nodes", "created_at"]
     list_filter = ["status", "mode", "is_demo"]
     search_fields = ["question"]
@@ -20,14 +21,13 @@ class TreeAdmin(admin.ModelAdmin):
     inlines = [NodeInline]
 
 
-class NodeVersionInline(admin.TabularInline):
+class NodeVersionInline(ServiceCreatedInline):
     model = NodeVersion
-    extra = 0
     readonly_fields = ["number", "question", "answer", "resolution", "reason", "author", "person"]
 
 
 @admin.register(Node)
-class NodeAdmin(admin.ModelAdmin):
+class NodeAdmin(ServiceCreatedAdmin):
     list_display = ["id", "tree", "depth", "question", "resolution", "status", "answered_by"]
     list_filter = ["status", "resolution", "answered_by"]
     search_fields = ["question", "answer", "composed_answer"]
@@ -36,13 +36,13 @@ class NodeAdmin(admin.ModelAdmin):
 
 
 @admin.register(MemoEntry)
-class MemoEntryAdmin(admin.ModelAdmin):
+class MemoEntryAdmin(ServiceWrittenAdmin):
     list_display = ["id", "question", "config", "hits", "updated_at"]
     search_fields = ["question"]
     raw_id_fields = ["node", "tree"]
 
 
 @admin.register(NodeVersion)
-class NodeVersionAdmin(admin.ModelAdmin):
+class NodeVersionAdmin(ServiceWrittenAdmin):
     list_display = ["id", "node", "number", "reason", "author", "created_at"]
     raw_id_fields = ["node", "person"]

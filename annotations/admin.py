@@ -9,6 +9,7 @@ from annotations.models import (
     Queue,
     QueueMember,
 )
+from core.admin import ServiceCreatedAdmin, ServiceWrittenAdmin
 
 
 class QueueMemberInline(admin.TabularInline):
@@ -32,8 +33,9 @@ class QueueMemberAdmin(admin.ModelAdmin):
     list_filter = ["queue"]
 
 
+# Items come from imports and the item kinds (annotations.services.queue_items_create).
 @admin.register(Item)
-class ItemAdmin(admin.ModelAdmin):
+class ItemAdmin(ServiceCreatedAdmin):
     list_display = [
         "id",
         "queue",
@@ -50,27 +52,25 @@ class ItemAdmin(admin.ModelAdmin):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(ServiceWrittenAdmin):
     list_display = ["id", "queue", "item", "annotator", "outcome", "created_at", "expires_at"]
     list_filter = ["outcome", "queue"]
-    readonly_fields = [field.name for field in Assignment._meta.fields]
 
 
 @admin.register(Label)
-class LabelAdmin(admin.ModelAdmin):
+class LabelAdmin(ServiceWrittenAdmin):
     list_display = ["id", "queue", "item", "annotator", "value", "time_spent_ms", "created_at"]
     list_filter = ["queue", "is_gold"]
-    readonly_fields = [field.name for field in Label._meta.fields]
 
 
 @admin.register(ExportJob)
-class ExportJobAdmin(admin.ModelAdmin):
+class ExportJobAdmin(ServiceWrittenAdmin):
     list_display = ["id", "created_by", "status", "rows_done", "rows_total", "created_at"]
     list_filter = ["status"]
-    readonly_fields = [field.name for field in ExportJob._meta.fields]
 
 
+# A token exists only as the digest its service made (the secret is shown once, on its page).
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ServiceCreatedAdmin):
     list_display = ["name", "user", "created_at", "last_used_at"]
     readonly_fields = ["digest", "created_at", "last_used_at"]

@@ -7,6 +7,7 @@ the logins, and on Ctrl-C stops every process it started.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -127,6 +128,19 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _ready(url: str) -> bool:
+    """Green: the parts pass /healthz's own check run here, then the web answers /healthz 200.
+
+    The check runs here first so that the poll never asks the web while a worker is still
+    starting: the web logs each 503 it sends as an ERROR, and those must keep meaning that
+    something is down (a monitor polling /healthz), not that we are starting up."""
+    from core.health import health_check
+
+    if not asyncio.run(health_check()).ok:
+        return False
+    return _healthy(f"{url}/healthz")
+
+
 def _redacted(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
@@ -202,7 +216,7 @@ def main() -> None:
         url = f"http://{host}:{port}"
         say(f"starting web, workers and beat (logs in {log_dir})")
         deadline = time.monotonic() + HEALTH_WAIT_S
-        while not _healthy(f"{url}/healthz"):
+        while not _ready(url):
             dead = supervisor.exited()
             if dead:
                 fail(f"{dead} exited during start-up; last lines of its log:\n"

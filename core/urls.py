@@ -10,4 +10,6 @@ urlpatterns = [
     path("operations/health/", views.operations_health, name="operations_health"),
     path("operations/jobs/retry/", views.operations_job_retry, name="operations_job_retry"),
     path("healthz", views.healthz, name="healthz"),
+    # What browsers ask for on pages without a <link rel="icon"> (JSON, the API docs).
+    path("favicon.ico", views.favicon, name="favicon"),
 ]

@@ -3,8 +3,9 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
@@ -81,3 +82,8 @@ def operations_health(request: HttpRequest) -> HttpResponse:
 async def healthz(request: HttpRequest) -> JsonResponse:
     health = await health_check()
     return JsonResponse(health.as_dict(), status=200 if health.ok else 503)
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    return HttpResponsePermanentRedirect(static("favicon.svg"))

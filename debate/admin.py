@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from core.admin import ServiceWrittenAdmin
+from core.admin import ServiceCreatedAdmin, ServiceCreatedInline, ServiceWrittenAdmin
 from debate.models import (
     BankQuestion,
     Debate,
@@ -15,28 +15,26 @@ from debate.models import (
 )
 
 
-class SpeechInline(admin.TabularInline):
+class SpeechInline(ServiceCreatedInline):
     model = Speech
-    extra = 0
     fields = ("round", "side", "status", "text", "truncated", "completion_tokens", "total_s")
     readonly_fields = fields
 
 
-class JudgeTurnInline(admin.TabularInline):
+class JudgeTurnInline(ServiceCreatedInline):
     model = JudgeTurn
-    extra = 0
     readonly_fields = ["round", "probability_a", "message", "action", "created_at"]
 
 
-class VerdictInline(admin.TabularInline):
+class VerdictInline(ServiceCreatedInline):
     model = Verdict
-    extra = 0
     fields = ("kind", "judge_name", "judge_config", "probability_a", "judge_turns")
     readonly_fields = fields
 
 
+# A debate starts through debate_create (its speeches, its queue item); imports write the rest.
 @admin.register(Debate)
-class DebateAdmin(admin.ModelAdmin):
+class DebateAdmin(ServiceCreatedAdmin):
     list_display = ["id", "question", "protocol", "judge", "status", "current_round", "created_at"]
     list_filter = ["status", "protocol", "turn_order", "source", "human_debaters"]
     search_fields = ["question", "room_name"]
@@ -45,7 +43,7 @@ class DebateAdmin(admin.ModelAdmin):
 
 
 @admin.register(Speech)
-class SpeechAdmin(admin.ModelAdmin):
+class SpeechAdmin(ServiceWrittenAdmin):
     list_display = ["id", "debate", "round", "side", "status", "completion_tokens", "total_s"]
     list_filter = ["status"]
 
@@ -58,59 +56,53 @@ class SpeechCandidateAdmin(ServiceWrittenAdmin):
 
 
 @admin.register(JudgeTurn)
-class JudgeTurnAdmin(admin.ModelAdmin):
+class JudgeTurnAdmin(ServiceWrittenAdmin):
     list_display = ["id", "debate", "round", "probability_a", "action", "created_at"]
 
 
 @admin.register(Judgment)
-class JudgmentAdmin(admin.ModelAdmin):
+class JudgmentAdmin(ServiceWrittenAdmin):
     list_display = ["id", "debate", "judge", "probability_a", "judge_turns", "time_spent_s"]
-    readonly_fields = [
-        "debate",
-        "judge",
-        "probability_a",
-        "rationale",
-        "judge_turns",
-        "time_spent_s",
-    ]
 
 
+# One row per protocol, made by a data migration; edited here or on the prompts page.
 @admin.register(ProtocolPrompt)
-class ProtocolPromptAdmin(admin.ModelAdmin):
+class ProtocolPromptAdmin(ServiceCreatedAdmin):
     list_display = ["protocol", "updated_at"]
 
 
 @admin.register(Verdict)
-class VerdictAdmin(admin.ModelAdmin):
+class VerdictAdmin(ServiceWrittenAdmin):
     list_display = ["id", "debate", "kind", "judge_name", "probability_a", "judge_turns"]
     list_filter = ["kind"]
     search_fields = ["judge_name", "debate__room_name"]
     raw_id_fields = ["debate"]
 
 
-class BankQuestionInline(admin.TabularInline):
+class BankQuestionInline(ServiceCreatedInline):
     model = BankQuestion
-    extra = 0
     fields = ("line", "question", "gold_index", "distractor_index")
     show_change_link = True
 
 
+# Banks come from an upload, checked line by line (debate.research.imports).
 @admin.register(QuestionBank)
-class QuestionBankAdmin(admin.ModelAdmin):
+class QuestionBankAdmin(ServiceCreatedAdmin):
     list_display = ["id", "name", "created_by", "created_at"]
     search_fields = ["name"]
     inlines = [BankQuestionInline]
 
 
 @admin.register(BankQuestion)
-class BankQuestionAdmin(admin.ModelAdmin):
+class BankQuestionAdmin(ServiceCreatedAdmin):
     list_display = ["id", "bank", "line", "question", "gold_index"]
     list_filter = ["bank"]
     search_fields = ["question"]
 
 
+# A batch is created with its debates and its run (debate.research.batches.batch_create).
 @admin.register(DebateBatch)
-class DebateBatchAdmin(admin.ModelAdmin):
+class DebateBatchAdmin(ServiceCreatedAdmin):
     list_display = ["id", "name", "bank", "status", "steps_done", "steps_total", "created_at"]
     list_filter = ["status"]
     readonly_fields = ["status", "steps_done", "steps_total", "error", "started_at", "finished_at"]

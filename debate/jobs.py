@@ -9,12 +9,16 @@ from django.urls import reverse
 
 from core.jobs import Job, JobSource, job_rows_open, job_source_register
 from debate.models import Speech, SpeechStatus
-from debate.services import speech_retry
+from debate.services import speech_retry, speeches_stale
 
 
 def _open_speeches(since: datetime) -> Iterator[Job]:
     open_statuses = (SpeechStatus.QUEUED, SpeechStatus.STREAMING)
-    for speech in job_rows_open(Speech.objects.all(), since, open_statuses=open_statuses):
+    speeches = list(job_rows_open(Speech.objects.all(), since, open_statuses=open_statuses))
+    stale = set(
+        speeches_stale().filter(pk__in=[s.pk for s in speeches]).values_list("pk", flat=True)
+    )
+    for speech in speeches:
         yield Job(
             source="speeches",
             pk=speech.pk,
@@ -23,7 +27,8 @@ def _open_speeches(since: datetime) -> Iterator[Job]:
             created_at=speech.created_at,
             error=speech.error,
             url=reverse("debate:detail", kwargs={"pk": speech.debate_id}),
-            retryable=speech.status in (SpeechStatus.FAILED, SpeechStatus.STREAMING),
+            # A speech a worker still writes is not offered: a retry would generate it twice.
+            retryable=speech.status == SpeechStatus.FAILED or speech.pk in stale,
         )
 
 

@@ -233,28 +233,58 @@ def _speech_restart(speech: Speech) -> None:
     _broadcast_changed(speech.debate_id)
 
 
+def speeches_stale(*, now: datetime | None = None) -> QuerySet[Speech]:
+    """Streaming speeches whose worker has been silent for SPEECH_STALE_AFTER (killed
+    mid-speech, or its machine gone): the sweeper starts them again, and Retry may."""
+    cutoff = (now or timezone.now()) - SPEECH_STALE_AFTER
+    # A batch's speeches are its own run's to restart (debate.research.batches): its batched
+    # calls heartbeat per chunk, not per token.
+    return Speech.objects.filter(
+        status=SpeechStatus.STREAMING, heartbeat_at__lt=cutoff, debate__batch__isnull=True
+    )
+
+
 def speech_retry(*, speech_id: int) -> Speech:
-    """Start a failed (or stuck) speech again from nothing, so no text is duplicated."""
+    """Start a failed (or stale: see speeches_stale) speech again from nothing, so no text is
+    duplicated. A speech a worker is still writing is refused: a retry would start a second
+    generation of it. ValidationError says why."""
     with transaction.atomic():
         speech = Speech.objects.select_for_update().get(pk=speech_id)
-        if speech.status not in (SpeechStatus.FAILED, SpeechStatus.STREAMING):
-            raise ValidationError("Only a failed or stuck speech can be retried.")
+        if (
+            speech.status != SpeechStatus.FAILED
+            and not speeches_stale().filter(pk=speech.pk).exists()
+        ):
+            raise ValidationError(_speech_retry_refusal(speech))
         _speech_restart(speech)
     speech.refresh_from_db()
     return speech
 
 
-def speeches_requeue_stale(*, now: datetime | None = None) -> int:
-    """Start again every streaming speech whose worker has been silent for SPEECH_STALE_AFTER
-    (killed mid-speech, or its machine gone); returns how many. Each is locked and checked
-    again, so two runs at once restart a speech once. Run by beat every minute."""
-    cutoff = (now or timezone.now()) - SPEECH_STALE_AFTER
-    restarted = 0
-    # A batch's speeches are its own run's to restart (debate.research.batches): its batched
-    # calls heartbeat per chunk, not per token.
-    stale = Speech.objects.filter(
-        status=SpeechStatus.STREAMING, heartbeat_at__lt=cutoff, debate__batch__isnull=True
+def _speech_retry_refusal(speech: Speech) -> str:
+    minutes = int(SPEECH_STALE_AFTER.total_seconds() // 60)
+    rule = (
+        f"Only a failed speech, or one whose worker has been silent for {minutes} minutes, "
+        "can be retried"
     )
+    if speech.status == SpeechStatus.STREAMING:
+        if speech.debate.batch_id is not None:
+            return f"{rule}: this one belongs to a batch, whose run starts its speeches again."
+        beat = speech.heartbeat_at or speech.created_at
+        ago = max(0, int((timezone.now() - beat).total_seconds()))
+        return (
+            f"{rule}: a worker is writing this one now (it last wrote {ago} s ago), and a "
+            "retry would start a second generation of it."
+        )
+    if speech.status == SpeechStatus.QUEUED:
+        return f"{rule}: this one is queued, and a worker will start it."
+    return f"{rule}: this one is {speech.get_status_display().lower()}."
+
+
+def speeches_requeue_stale(*, now: datetime | None = None) -> int:
+    """Start again every stale speech (speeches_stale); returns how many. Each is locked and
+    checked again, so two runs at once restart a speech once. Run by beat every minute."""
+    restarted = 0
+    stale = speeches_stale(now=now)
     for speech_id in list(stale.values_list("pk", flat=True)):
         with transaction.atomic():
             speech = stale.select_for_update().filter(pk=speech_id).first()

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from core.admin import ServiceWrittenAdmin
 from llm.forms import ModelConfigForm
 from llm.models import ModelConfig, ModelTrial
 
@@ -14,7 +15,6 @@ class ModelConfigAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelTrial)
-class ModelTrialAdmin(admin.ModelAdmin):
+class ModelTrialAdmin(ServiceWrittenAdmin):
     list_display = ["id", "config", "user", "status", "completion_tokens", "total_s", "created_at"]
     list_filter = ["status", "config"]
-    readonly_fields = [field.name for field in ModelTrial._meta.fields]

@@ -1,15 +1,14 @@
 from django.contrib import admin
 
-from core.admin import ServiceWrittenAdmin
+from core.admin import ServiceCreatedInline, ServiceWrittenAdmin
 from rewards.models import DebateScore, Embedding, RewardModel, RewardVersion
 
 
-class VersionInline(admin.TabularInline):
+class VersionInline(ServiceCreatedInline):
     model = RewardVersion
     fields = ["number", "speed", "trigger", "status", "label_count", "wall_time_s", "created_at"]
     readonly_fields = ["number", "speed", "trigger", "status", "label_count", "wall_time_s",
                        "created_at"]  # fmt: skip
-    extra = 0
     can_delete = False
     show_change_link = True
 
@@ -31,10 +30,9 @@ class RewardVersionAdmin(ServiceWrittenAdmin):
 
 
 @admin.register(Embedding)
-class EmbeddingAdmin(admin.ModelAdmin):
+class EmbeddingAdmin(ServiceWrittenAdmin):
     list_display = ["key", "created_at"]
     search_fields = ["key"]
-    readonly_fields = ["key", "vector", "created_at"]
 
 
 @admin.register(DebateScore)

@@ -7,9 +7,14 @@ from dataclasses import dataclass
 
 from django.template.defaultfilters import pluralize
 
-from debate.research.analytics import GroupStats, Rating
+from debate.research.analytics import GroupStats, Rating, Share
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
+
+
+# A bin with fewer verdicts than this is drawn hollow and left off its series' line: one or
+# two verdicts put its accuracy at 0 % or 100 %, and a line through them draws spikes.
+LINE_MIN_N = 5
 
 
 @dataclass(frozen=True)
@@ -17,6 +22,9 @@ class Point:
     x: float
     y: float
     r: float
+    low: float  # the Wilson 95 % interval of its accuracy, as y
+    high: float
+    solid: bool  # n >= LINE_MIN_N
     label: str
 
 
@@ -46,38 +54,46 @@ class CalibrationPlot:
     x_ticks: list[Tick]
     y_ticks: list[Tick]
     diagonal: str
+    line_min_n: int = LINE_MIN_N
 
 
 def calibration_plot(
     groups: list[GroupStats], *, width: int = 420, height: int = 300
 ) -> CalibrationPlot:
-    left, top, right, bottom = 48, 12, width - 12, height - 40
+    """Each bin a dot at (mean confidence, accuracy), its area growing with n, with a whisker
+    for the Wilson 95 % interval of its accuracy; a series' line joins only its bins of at
+    least LINE_MIN_N verdicts. The right margin holds the last tick's label."""
+    left, top, right, bottom = 48, 12, width - 24, height - 40
 
     def x_of(confidence: float) -> float:
         return left + (confidence - 0.5) / 0.5 * (right - left)
 
     def y_of(accuracy: float) -> float:
-        return bottom - accuracy * (bottom - top)
+        return round(bottom - accuracy * (bottom - top), 1)
 
     series = []
     for index, group in enumerate(groups):
-        points = [
-            Point(
-                x=round(x_of(b.confidence), 1), y=round(y_of(b.accuracy), 1),
-                r=round(2.5 + min(6.0, b.n**0.5 / 2), 1),
+        points = []
+        for b in group.calibration:
+            if b.confidence is None or b.accuracy is None:
+                continue
+            share = Share(round(b.accuracy * b.n), b.n)
+            low, high = share.interval or (0.0, 1.0)
+            points.append(Point(
+                x=round(x_of(b.confidence), 1), y=y_of(b.accuracy),
+                r=round(2.5 + min(6.0, b.n**0.5 / 2), 1), low=y_of(low), high=y_of(high),
+                solid=b.n >= LINE_MIN_N,
                 label=f"{group.name}: {b.n} verdict{pluralize(b.n)}, {b.confidence:.0%} confident, "
-                f"{b.accuracy:.0%} correct",
-            )
-            for b in group.calibration
-            if b.confidence is not None and b.accuracy is not None
-        ]  # fmt: skip
-        path = " ".join(f"{'M' if i == 0 else 'L'}{p.x},{p.y}" for i, p in enumerate(points))
+                f"{b.accuracy:.0%} correct (95 % interval {low:.0%}–{high:.0%})",
+            ))  # fmt: skip
+        joined = [p for p in points if p.solid]
+        path = " ".join(f"{'M' if i == 0 else 'L'}{p.x},{p.y}" for i, p in enumerate(joined))
         series.append(Series(group.name, PALETTE[index % len(PALETTE)], points, path))
     return CalibrationPlot(
         width=width, height=height, left=left, top=top, right=right, bottom=bottom,
         series=series,
         x_ticks=[Tick(round(x_of(v), 1), f"{v:.0%}") for v in (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)],
-        y_ticks=[Tick(round(y_of(v), 1), f"{v:.0%}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
+        y_ticks=[Tick(y_of(v), f"{v:.0%}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)],
         diagonal=f"M{x_of(0.5)},{y_of(0.5)} L{x_of(1.0)},{y_of(1.0)}",
     )  # fmt: skip
 
@@ -105,8 +121,10 @@ class RatingPlot:
     axis_y: float
 
 
-def rating_plot(ratings: list[Rating], *, width: int = 760, row: int = 24) -> RatingPlot:
-    left, right = 180, width - 16
+def rating_plot(ratings: list[Rating], *, width: int = 560, row: int = 24) -> RatingPlot:
+    """Drawn 1:1 at its width (a narrow screen scrolls it sideways in its box, so its 11 px
+    labels never shrink)."""
+    left, right = 170, width - 20
     height = row * len(ratings) + 36
     if ratings:
         low = min(r.low for r in ratings) - 20

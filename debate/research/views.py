@@ -58,9 +58,12 @@ def debates_import(request: HttpRequest) -> HttpResponse:
 @require_GET
 @role_required(Role.RESEARCHER)
 def debates_export(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
-    form = ExportFilterForm(request.GET or None)
+    # No query means no filter: every debate (each field's default is "any").
+    form = ExportFilterForm(request.GET)
     if not form.is_valid():
-        return HttpResponse(" ".join(form.errors.as_text().split()), status=400)
+        # The export form lives on the import page: show it again, saying what was wrong.
+        context = {"form": DebateImportForm(), "export_form": form}
+        return render(request, "debate/import.html", context, status=400)
     debates = debates_for_research_export(
         source=form.cleaned_data["source"], protocol=form.cleaned_data["protocol"],
         batch=form.cleaned_data["batch"],

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+
+from config.run import _ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,3 +65,20 @@ def test_a_bad_setting_is_named(tmp_path: Path) -> None:
     result, _ = run_supervisor(tmp_path, WORKER_CONCURRENCY="many")
     assert result.returncode == 2
     assert "WORKER_CONCURRENCY" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_start_up_poll_makes_the_web_log_no_error_and_real_503s_still_do(
+    live_asgi_server, settings, caplog
+):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"  # a part that is not up yet
+    caplog.set_level(logging.INFO)
+    assert _ready(live_asgi_server.url) is False
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    # Anyone else asking /healthz while a part is down gets the 503, and the log says so.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{live_asgi_server.url}/healthz", timeout=10)
+    refused.value.close()
+    assert refused.value.code == 503
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == ["Service Unavailable: /healthz"]

@@ -82,3 +82,27 @@ def test_no_page_scrolls_sideways_on_a_phone(live_asgi_server, browser):
         context.close()
     assert visited >= 15, visited
     assert wide == [], "\n".join(wide)
+
+
+def test_an_admins_menu_is_one_line_at_1366_px_and_no_request_fails(live_asgi_server, browser):
+    call_command("seed_demo", password="demo-password-for-tests", verbosity=0)
+    base = live_asgi_server.url
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    failed: list[str] = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    page.goto(f"{base}/accounts/login/")
+    page.fill("input[name=username]", "admin")
+    page.fill("input[name=password]", "demo-password-for-tests")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/operations/")
+    tops = page.eval_on_selector_all("#main-menu nav a", "links => links.map(a => a.offsetTop)")
+    assert len(tops) == 12 and len(set(tops)) == 1, tops
+    icon = page.get_attribute("link[rel=icon]", "href")
+    assert page.request.get(f"{base}{icon}").status == 200
+    page.click("text=Django admin")
+    page.wait_for_url(f"{base}/admin/")
+    assert page.get_attribute("link[rel=icon]", "href") == icon
+    page.wait_for_load_state("networkidle")
+    assert failed == []  # no /favicon.ico 404 on our pages or the admin's
+    context.close()

@@ -1,6 +1,7 @@
 """The operations page's jobs list (core/jobs.py): every source's queued, running and failed
 jobs with age, error and a retry; only admins see it or retry."""
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -38,7 +39,8 @@ def jobs(researcher, admin_user, monkeypatch):
     debate = DebateFactory()
     debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
     speech = debate.speeches.first()
-    Speech.objects.filter(pk=speech.pk).update(status=SpeechStatus.STREAMING)
+    # A worker is writing it: it wrote a moment ago.
+    Speech.objects.filter(pk=speech.pk).update(status=SpeechStatus.STREAMING, heartbeat_at=now)
     return {"failed": export, "running": running, "done": done, "old": old, "trial": trial,
             "speech": speech}  # fmt: skip
 
@@ -56,7 +58,8 @@ def test_the_operations_page_lists_open_jobs_with_age_error_and_retry(jobs, admi
     assert f"Try {jobs['trial'].config.name}" in page
     assert f"debate {jobs['speech'].debate_id}" in page
     assert page.count('name="source" value="exports"') == 1  # running exports: no retry
-    assert 'name="source" value="trials"' in page and 'name="source" value="speeches"' in page
+    assert 'name="source" value="trials"' in page
+    assert 'name="source" value="speeches"' not in page  # running: no retry
     assert "minute" in page  # the age
 
 
@@ -116,3 +119,41 @@ def test_a_trial_whose_worker_fell_silent_is_failed_and_can_be_retried(
         model_trial_retry(trial_id=dead.pk)
     dead.refresh_from_db()
     assert (dead.status, dead.text, dead.error, len(callbacks)) == (TrialStatus.QUEUED, "", "", 1)
+
+
+def retry_offered(page: str, source: str, pk: int) -> bool:
+    return bool(
+        re.search(
+            rf'name="source" value="{source}">\s*<input type="hidden" name="pk" value="{pk}"', page
+        )
+    )
+
+
+def test_a_running_speech_offers_no_retry_and_refuses_one_until_its_worker_falls_silent(
+    jobs, admin_user, django_capture_on_commit_callbacks
+):
+    from debate.services import SPEECH_STALE_AFTER
+
+    speech = jobs["speech"]
+    client = signed_in(admin_user)
+    page = client.get(reverse("operations_home")).content.decode()
+    assert f"debate {speech.debate_id}" in page and "running" in page
+    assert not retry_offered(page, "speeches", speech.pk)
+    # Posted anyway (an old page, a script): refused with the reason, and nothing starts.
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = client.post(
+            reverse("operations_job_retry"), {"source": "speeches", "pk": speech.pk}, follow=True
+        )
+    body = response.content.decode()
+    assert "a worker is writing this one now" in body and "a second generation" in body
+    assert callbacks == []
+    before = Speech.objects.get(pk=speech.pk)
+    assert (before.status, before.attempt) == (SpeechStatus.STREAMING, 0)
+    # Silent for SPEECH_STALE_AFTER (what the sweeper restarts): offered, and it restarts.
+    silent = timezone.now() - SPEECH_STALE_AFTER - timedelta(seconds=1)
+    Speech.objects.filter(pk=speech.pk).update(heartbeat_at=silent)
+    page = client.get(reverse("operations_home")).content.decode()
+    assert retry_offered(page, "speeches", speech.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("operations_job_retry"), {"source": "speeches", "pk": speech.pk})
+    assert Speech.objects.get(pk=speech.pk).status == SpeechStatus.QUEUED

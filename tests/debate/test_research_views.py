@@ -124,8 +124,20 @@ def test_the_export_streams_jsonl_records(researcher):
     response = signed_in(researcher).get("/debates/export.jsonl", {"source": "nyu-2023"})
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert [json.loads(line)["name"] for line in lines] == [ROOMS[0].stem]
-    bad = signed_in(researcher).get("/debates/export.jsonl", {"source": "elsewhere"})
+    bad = signed_in(researcher).get("/debates/export.jsonl", {"source": "elsewhere", "batch": "x"})
     assert bad.status_code == 400
+    body = bad.content.decode()
+    assert "Not exported: Source: Select a valid choice. elsewhere is not one of" in body
+    assert "Batch: Select a valid choice." in body and 'id="import-form"' in body
+
+
+def test_the_export_without_a_query_is_every_debate(researcher):
+    debate_files_import(files=[(room.name, room.read_bytes()) for room in ROOMS[:2]])
+    response = signed_in(researcher).get("/debates/export.jsonl")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/x-ndjson; charset=utf-8"
+    lines = b"".join(response.streaming_content).decode().splitlines()
+    assert sorted(json.loads(line)["name"] for line in lines) == sorted(r.stem for r in ROOMS[:2])
 
 
 def test_a_metadata_only_room_says_so_in_the_viewer(researcher):

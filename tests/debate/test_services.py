@@ -8,6 +8,7 @@ from django.utils import timezone
 from debate import generation
 from debate.models import DebateStatus, JudgeAction, Protocol, Speech, SpeechStatus, TurnOrder
 from debate.services import (
+    SPEECH_STALE_AFTER,
     SpeechSuperseded,
     debate_create,
     debate_prior_submit,
@@ -164,8 +165,12 @@ def test_a_speech_cut_off_by_a_dead_worker_is_retried_without_duplicated_text():
     debate = DebateFactory()
     debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
     speech = debate.speeches.get(side="a")
-    # What a worker killed mid-speech leaves behind: streaming, with half a speech saved.
-    Speech.objects.filter(pk=speech.pk).update(status=SpeechStatus.STREAMING, text="HALF SPEECH ")
+    # What a worker killed mid-speech leaves behind: streaming, with half a speech saved, and
+    # a heartbeat that stopped more than SPEECH_STALE_AFTER ago.
+    silent = timezone.now() - SPEECH_STALE_AFTER - timedelta(seconds=1)
+    Speech.objects.filter(pk=speech.pk).update(
+        status=SpeechStatus.STREAMING, text="HALF SPEECH ", heartbeat_at=silent
+    )
     speech_generate(speech_id=speech.pk)  # a redelivered task finds nothing to claim
     speech.refresh_from_db()
     assert speech.text == "HALF SPEECH "
@@ -182,8 +187,34 @@ def test_a_finished_speech_cannot_be_retried():
     debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
     speech = debate.speeches.get(side="a")
     Speech.objects.filter(pk=speech.pk).update(status=SpeechStatus.DONE, text="done")
-    with pytest.raises(ValidationError, match="Only a failed or stuck speech"):
+    with pytest.raises(ValidationError, match="Only a failed speech, .* this one is done"):
         speech_retry(speech_id=speech.pk)
+
+
+def test_a_speech_a_worker_is_writing_is_not_retried(enqueued, django_capture_on_commit_callbacks):
+    debate = DebateFactory()
+    debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
+    speech = debate.speeches.get(side="a")
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(ValidationError, match="this one is queued, and a worker will start"):
+            speech_retry(speech_id=speech.pk)
+        beat = timezone.now() - timedelta(seconds=5)
+        Speech.objects.filter(pk=speech.pk).update(
+            status=SpeechStatus.STREAMING, text="so far ", heartbeat_at=beat
+        )
+        with pytest.raises(ValidationError) as refused:
+            speech_retry(speech_id=speech.pk)
+    assert "a worker is writing this one now (it last wrote 5 s ago)" in str(refused.value)
+    assert "a second generation" in str(refused.value)
+    speech.refresh_from_db()
+    assert (speech.status, speech.text, enqueued) == (SpeechStatus.STREAMING, "so far ", [])
+    # Silent for SPEECH_STALE_AFTER, as the sweeper sees it: now a retry starts it again.
+    stale = timezone.now() - SPEECH_STALE_AFTER - timedelta(seconds=1)
+    Speech.objects.filter(pk=speech.pk).update(heartbeat_at=stale)
+    with django_capture_on_commit_callbacks(execute=True):
+        speech_retry(speech_id=speech.pk)
+    speech.refresh_from_db()
+    assert (speech.status, speech.text, enqueued) == (SpeechStatus.QUEUED, "", [[speech.pk]])
 
 
 def test_the_judges_opening_message_reaches_both_debaters_before_round_one():
