@@ -156,15 +156,21 @@ def debate_scores_fill(*, limit: int = FILL_LIMIT) -> int:
         return 0
     done = 0
     known: dict[int, VersionLabels] = {}
+
+    def labels_of(version: RewardVersion) -> VersionLabels:
+        # Read once per fill and version, and only when something needs it (it reads every
+        # label the version read).
+        if version.pk not in known:
+            known[version.pk] = version_labels(version)
+        return known[version.pk]
+
     while done < limit:
         # Read again per chunk: a promotion meanwhile moves the rest to the new version.
         version = auto_judge_version()
         if version is None:
             break
-        if version.pk not in known:
-            known[version.pk] = version_labels(version)
-            _in_labels_fill(provider, version, known[version.pk])
-        in_labels = known[version.pk]
+        if DebateScore.objects.filter(version=version, in_labels="").exists():
+            _in_labels_fill(provider, version, labels_of(version))
         scored = DebateScore.objects.filter(version=version).values("debate_id")
         ids = list(
             provider.over()
@@ -177,6 +183,7 @@ def debate_scores_fill(*, limit: int = FILL_LIMIT) -> int:
         texts = provider.texts(ids)
         if not texts:
             break
+        in_labels = labels_of(version)
         pairs = [pair for debate in texts for pair in debate.pairs()]
         try:
             rewards = version_rewards(version=version, pairs=pairs)

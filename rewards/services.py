@@ -117,6 +117,9 @@ def reward_model_save(
                 if f.editable and f.name not in ("id", "active_version")
             ]
             reward_model.save(update_fields=settings_fields)
+            # Its queues may have changed: count the labels again.
+            reward_model.readiness = {}
+            RewardModel.objects.filter(pk=reward_model.pk).update(readiness={})
         reward_model.queues.set(list(queues))
     return reward_model
 
@@ -261,6 +264,10 @@ def reward_models_check(
         models = models.filter(queues__in=queue_ids).distinct()
     started = []
     for reward_model in models:
+        stored = reward_model.typed_readiness
+        if queue_ids is None and (stored is None or not stored.ready):
+            # Beat keeps a waiting reward model's count current, so its page reads it stored.
+            reward_model_readiness_refresh(reward_model=reward_model)
         if reward_model.versions.filter(status__in=RUNNING).exists():
             continue
         due: tuple[str, str] | None = None
