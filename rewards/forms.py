@@ -38,16 +38,21 @@ class RewardModelForm(forms.ModelForm):
         self.minimums = minimums_text(int(percent))
 
 
-def minimums_text(percent: int) -> str:
-    """The labels a reward model needs before its first run, stated on its form."""
-    first = labels_needed(
+def _first_run_labels(percent: int) -> int:
+    return labels_needed(
         train=0, heldout=0, groups=0, heldout_groups=0, percent=percent,
         min_train=settings.REWARD_MIN_TRAIN_PAIRS, min_heldout=settings.REWARD_MIN_HELDOUT_PAIRS,
     )  # fmt: skip
+
+
+def minimums_text(percent: int) -> str:
+    """The labels a reward model needs before its first run, stated on its form."""
+    others = ", ".join(f"{p} %: {_first_run_labels(p)}" for p in (10, 30, 50) if p != percent)
     return (
         f"A version needs at least {settings.REWARD_MIN_TRAIN_PAIRS} training pairs and "
         f"{settings.REWARD_MIN_HELDOUT_PAIRS} held-out pairs (one a/b label on a new item is "
-        f"one pair; ties give none): with {percent} % held out, at least {first} labels. "
+        f"one pair; ties give none): with {percent} % held out, at least "
+        f"{_first_run_labels(percent)} labels ({others}). "
         "Nothing trains before that. A first version goes live only if it beats chance: the "
         "lower bound of its held-out accuracy's Wilson 95 % interval above 50 %."
     )
