@@ -36,8 +36,11 @@ def debate_texts(ids: Sequence[int]) -> list[DebateTexts]:
             answer_b=debate.answer_b,
             speeches_a=tuple(speeches.get((debate.pk, Side.A), ())),
             speeches_b=tuple(speeches.get((debate.pk, Side.B), ())),
+            correct_side=debate.correct_side,
         )  # fmt: skip
-        for debate in Debate.objects.filter(pk__in=ids).only("question", "answer_a", "answer_b")
+        for debate in Debate.objects.filter(pk__in=ids).only(
+            "question", "answer_a", "answer_b", "correct_side"
+        )
     ]
 
 

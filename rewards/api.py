@@ -20,11 +20,49 @@ from core.roles import Role
 from core.text import StoredText
 from rewards.models import RewardModel, RewardVersion, Speed
 from rewards.selectors import reward_model_versions, reward_models
-from rewards.services import NoActiveVersion, RewardError, checkpoint_archive, reward_retrain_now
+from rewards.services import (
+    NoActiveVersion,
+    RewardError,
+    checkpoint_archive,
+    reward_model_readiness,
+    reward_retrain_now,
+)
+from rewards.stats import METHOD, Accuracy
 
 MAX_BATCH = 256
 
 reward_models_router = Router(tags=["reward models"])
+
+
+class AccuracyOut(Schema):
+    """k right of n held-out pairs, with its 95 % interval and the interval's method."""
+
+    k: int
+    n: int
+    value: float
+    low: float
+    high: float
+    method: str
+
+    @staticmethod
+    def of(accuracy: Accuracy | None) -> AccuracyOut | None:
+        if accuracy is None or accuracy.interval is None or accuracy.value is None:
+            return None
+        low, high = accuracy.interval
+        return AccuracyOut(k=accuracy.k, n=accuracy.n, value=accuracy.value, low=low,
+                           high=high, method=METHOD)  # fmt: skip
+
+
+class ReadinessOut(Schema):
+    """Whether the labels are enough to train and evaluate a version; if not, how many more
+    (one a/b label on a new item counted as one pair)."""
+
+    ready: bool
+    labels_needed: int
+    train_pairs: int
+    heldout_pairs: int
+    min_train_pairs: int
+    min_heldout_pairs: int
 
 
 class VersionOut(Schema):
@@ -37,7 +75,9 @@ class VersionOut(Schema):
     label_hash: str
     heldout_accuracy: float | None
     heldout_pairs: int
+    heldout: AccuracyOut | None
     baseline_accuracy: float | None
+    baseline: AccuracyOut | None
     wall_time_s: float | None
     created_at: datetime
     finished_at: datetime | None
@@ -49,7 +89,9 @@ class VersionOut(Schema):
             number=version.number, speed=version.speed, trigger=version.trigger,
             status=version.status, reason=version.reason, label_count=version.label_count,
             label_hash=version.label_hash, heldout_accuracy=metrics.heldout_accuracy,
-            heldout_pairs=metrics.heldout_pairs, baseline_accuracy=metrics.baseline_accuracy,
+            heldout_pairs=metrics.heldout_pairs, heldout=AccuracyOut.of(version.heldout),
+            baseline_accuracy=metrics.baseline_accuracy,
+            baseline=AccuracyOut.of(version.baseline),
             wall_time_s=version.wall_time_s, created_at=version.created_at,
             finished_at=version.finished_at,
         )  # fmt: skip
@@ -60,6 +102,7 @@ class RewardModelOut(Schema):
     name: str
     queue_ids: list[int]
     active_version: int | None
+    readiness: ReadinessOut
 
 
 class RewardModelDetail(RewardModelOut):
@@ -67,6 +110,7 @@ class RewardModelDetail(RewardModelOut):
 
 
 def _out(reward_model: RewardModel) -> dict[str, Any]:
+    ready = reward_model_readiness(reward_model=reward_model)
     return {
         "id": reward_model.pk,
         "name": reward_model.name,
@@ -74,7 +118,10 @@ def _out(reward_model: RewardModel) -> dict[str, Any]:
         "active_version": (
             reward_model.active_version.number if reward_model.active_version else None
         ),
-    }
+        "readiness": {"ready": ready.ready, **ready.model_dump(
+            include={"labels_needed", "train_pairs", "heldout_pairs", "min_train_pairs",
+                     "min_heldout_pairs"})},
+    }  # fmt: skip
 
 
 def _reward_model(request: HttpRequest, reward_model_id: int) -> RewardModel:
@@ -178,7 +225,8 @@ def checkpoint(request: HttpRequest, reward_model_id: Id) -> FileResponse:
     response={202: VersionOut} | errors(403, 404, 409),
 )
 def retrain(request: HttpRequest, reward_model_id: Id, body: RetrainIn) -> Status:
-    """Retrain now: queue a fast or full run; 409 if one is already queued or running."""
+    """Retrain now: queue a fast or full run; 409 if one is already queued or running, or
+    while the labels are not enough (the reward model's `readiness` says how many more)."""
     reward_model = _reward_model(request, reward_model_id)
     user = api_require(request, Role.RESEARCHER)
     try:

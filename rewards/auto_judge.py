@@ -16,21 +16,32 @@ through `debate_scores_forget`, and the next fill scores it again.
 Which reward model: among reward models that read at least one debate-judgment queue, the
 active version with the highest id — the version that passed the gate most recently (after a
 roll back, the version rolled back to counts by its own id). None: the block says so.
+
+In sample or not: a reward model trained on a debate's judgment (a pair with the same question
+and the same two answers — the texts a debate-judgment item pairs) has fit that debate, so its
+reading there is not a result. Each score records whether the version's labels held the debate
+on the training side, the held-out side, or not at all (`DebateScore.in_labels`), and the
+block reports the judge's accuracy only over debates outside its training labels, with n and a
+Wilson interval. Correct means P(correct side) > 0.5, as for human judges.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from annotations.kinds import QueueKind
-from rewards.models import DebateScore, RewardVersion, Status
+from annotations.models import Label
+from rewards.data import legacy_is_heldout, pairs_from_labels
+from rewards.models import DebateScore, InLabels, RewardVersion, SplitGroup, Status
 from rewards.scoring import preference, version_rewards
 from rewards.services import NoActiveVersion
+from rewards.stats import Accuracy
 
 # Debates a fill scores at most (two texts each): a task stays short, the next one goes on.
 FILL_LIMIT = 128
@@ -48,6 +59,7 @@ class DebateTexts:
     answer_b: str
     speeches_a: tuple[str, ...]
     speeches_b: tuple[str, ...]
+    correct_side: str = ""  # "a", "b", or "" when none is known
 
     def pairs(self) -> list[tuple[str, str]]:
         """The two (prompt, response) pairs scored: side A's, then side B's."""
@@ -90,6 +102,51 @@ def auto_judge_version() -> RewardVersion | None:
     )
 
 
+def _pair_key(prompt: str, one: str, other: str) -> str:
+    """A judgment's texts, either way round: what a debate and a pair are matched on."""
+    first, second = sorted((one, other))
+    return hashlib.sha256("\x1f".join((prompt, first, second)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class VersionLabels:
+    """The judgments a version read, by side of the split (pair keys)."""
+
+    train: frozenset[str]
+    heldout: frozenset[str]
+
+    def of(self, debate: DebateTexts) -> str:
+        key = _pair_key(debate.question, debate.answer_a, debate.answer_b)
+        if key in self.train:
+            return InLabels.TRAIN
+        return InLabels.HELDOUT if key in self.heldout else InLabels.NONE
+
+
+def version_labels(version: RewardVersion) -> VersionLabels:
+    """The pairs of the labels the version read (its `label_ids`), split as its run split
+    them: the stored sides (groups no run stored yet: the rule before sides were stored)."""
+    ids = RewardVersion.objects.filter(pk=version.pk).values_list("label_ids", flat=True).get()
+    labels = (
+        Label.objects.filter(pk__in=ids or [])
+        .select_related("item", "queue")
+        .only("id", "value", "queue__kind", "item__payload", "item_id", "queue_id")
+    )
+    pairs = pairs_from_labels(labels)
+    sides = dict(
+        SplitGroup.objects.filter(
+            reward_model_id=version.reward_model_id, group__in={p.group for p in pairs}
+        ).values_list("group", "heldout")
+    )
+    percent = version.reward_model.heldout_percent
+    train: set[str] = set()
+    heldout: set[str] = set()
+    for pair in pairs:
+        side = sides.get(pair.group)
+        held = legacy_is_heldout(pair.group, percent) if side is None else side
+        (heldout if held else train).add(_pair_key(pair.prompt, pair.chosen, pair.rejected))
+    return VersionLabels(frozenset(train), frozenset(heldout))
+
+
 def debate_scores_fill(*, limit: int = FILL_LIMIT) -> int:
     """Worker side (loads the checkpoint): score up to `limit` debates that have no score
     from the chosen version, newest first, in batches; returns how many were scored. Rows are
@@ -98,11 +155,22 @@ def debate_scores_fill(*, limit: int = FILL_LIMIT) -> int:
     if provider is None:
         return 0
     done = 0
+    known: dict[int, VersionLabels] = {}
+
+    def labels_of(version: RewardVersion) -> VersionLabels:
+        # Read once per fill and version, and only when something needs it (it reads every
+        # label the version read).
+        if version.pk not in known:
+            known[version.pk] = version_labels(version)
+        return known[version.pk]
+
     while done < limit:
         # Read again per chunk: a promotion meanwhile moves the rest to the new version.
         version = auto_judge_version()
         if version is None:
             break
+        if DebateScore.objects.filter(version=version, in_labels="").exists():
+            _in_labels_fill(provider, version, labels_of(version))
         scored = DebateScore.objects.filter(version=version).values("debate_id")
         ids = list(
             provider.over()
@@ -115,6 +183,7 @@ def debate_scores_fill(*, limit: int = FILL_LIMIT) -> int:
         texts = provider.texts(ids)
         if not texts:
             break
+        in_labels = labels_of(version)
         pairs = [pair for debate in texts for pair in debate.pairs()]
         try:
             rewards = version_rewards(version=version, pairs=pairs)
@@ -131,11 +200,28 @@ def debate_scores_fill(*, limit: int = FILL_LIMIT) -> int:
                     reward_a=reward_a,
                     reward_b=reward_b,
                     probability_a=preference(reward_a, reward_b),
+                    in_labels=in_labels.of(debate),
+                    correct_side=debate.correct_side,
                 )  # fmt: skip
             )
         DebateScore.objects.bulk_create(rows, ignore_conflicts=True)
         done += len(rows)
     return done
+
+
+def _in_labels_fill(
+    provider: DebateTextsProvider, version: RewardVersion, labels: VersionLabels
+) -> None:
+    """Scores stored before `in_labels` was kept: look it (and the correct side) up."""
+    missing = list(
+        DebateScore.objects.filter(version=version, in_labels="").values_list("debate_id", "pk")
+    )
+    rows = dict(missing)
+    for start in range(0, len(missing), 500):
+        for debate in provider.texts([d for d, _ in missing[start : start + 500]]):
+            DebateScore.objects.filter(pk=rows[debate.debate_id]).update(
+                in_labels=labels.of(debate), correct_side=debate.correct_side
+            )
 
 
 def debate_scores_forget(*, debate_id: int) -> int:
@@ -145,13 +231,29 @@ def debate_scores_forget(*, debate_id: int) -> int:
     return deleted
 
 
+def auto_judge_accuracy(version: RewardVersion) -> tuple[Accuracy, int]:
+    """The automatic judge's accuracy over the debates it scored that are outside its
+    training labels and have a known correct side (right: P(correct side) > 0.5), and how
+    many scored debates were left out for being in its training labels."""
+    known = DebateScore.objects.filter(version=version, correct_side__in=("a", "b"))
+    outside = known.exclude(in_labels__in=(InLabels.TRAIN, ""))
+    right = outside.filter(
+        Q(correct_side="a", probability_a__gt=0.5) | Q(correct_side="b", probability_a__lt=0.5)
+    )
+    left_out = known.filter(in_labels=InLabels.TRAIN).count()
+    return Accuracy(right.count(), outside.count()), left_out
+
+
 @dataclass(frozen=True)
 class AutoJudge:
-    """What the researcher's block shows: the chosen version (None: no reward model fits)
-    and its score of the debate (None: not scored yet)."""
+    """What the researcher's block shows: the chosen version (None: no reward model fits),
+    its score of the debate (None: not scored yet), and its accuracy outside its training
+    labels (with how many in-sample debates that leaves out)."""
 
     version: RewardVersion | None
     score: DebateScore | None
+    accuracy: Accuracy | None = None
+    in_sample_left_out: int = 0
 
     @property
     def percent_a(self) -> int | None:
@@ -179,4 +281,5 @@ def debate_auto_judge(*, debate_id: int) -> AutoJudge | None:
     if version is None:
         return AutoJudge(None, None)
     score = DebateScore.objects.filter(version=version, debate_id=debate_id).first()
-    return AutoJudge(version, score)
+    accuracy, left_out = auto_judge_accuracy(version)
+    return AutoJudge(version, score, accuracy, left_out)

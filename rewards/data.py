@@ -8,12 +8,14 @@ How labels become Bradley–Terry pairs (prompt, chosen, rejected):
     of the same prompt whose mean ratings differ, the higher-rated one is chosen. Items of a
     prompt rated alike give no pair. A debate judgment pairs the two answers to the question.
 
-Split: each pair belongs to a group — its item, or for rated items its prompt — and a group
-is held out when a hash of it falls under the reward model's held-out percent. The hash does
-not depend on what else exists, so no group is ever on both sides, a held-out group stays
-held out, and the held-out set only grows as labels arrive: every version of a reward model
-is evaluated on a superset of the pairs its predecessors saw, and the gate re-scores the
-active version on exactly the candidate's held-out pairs.
+Split: each pair belongs to a group — its item, or for rated items its prompt — and each group's
+side is stored (SplitGroup) the first time a training run reads it, and never changed: no group
+is ever on both sides, a held-out group stays held out, and the held-out set only grows, so
+every version of a reward model is evaluated on a superset of the pairs its predecessors saw,
+and the gate re-scores the active version on exactly the candidate's held-out pairs. New groups
+are held out, lowest hash first (a hash of the group, so deterministic by item, never by id
+order or chance), until ceil(percent × groups / 100) are: the share is reached on small queues
+too (a pure per-group hash test held out 3 of 60 items at 20 %).
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db.models import Max
 
 from annotations.kinds import item_kind
 from annotations.models import Label
+from rewards.models import RewardModel, SplitGroup, Status
+from rewards.schemas import Readiness
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,10 @@ class TrainingData:
     heldout: list[Pair]
     label_ids: list[int]  # every label read, pairs or not, ascending
     watermark: int  # the newest label id read (0: none)
+    # Sides decided now for groups no run had read (the run stores them: SplitGroup).
+    new_sides: dict[str, bool] = field(default_factory=dict)
+    groups: int = 0  # groups with pairs, on both sides
+    heldout_groups: int = 0
 
     @property
     def label_hash(self) -> str:
@@ -52,9 +63,44 @@ def labels_hash(label_ids: Sequence[int]) -> str:
     return hashlib.sha256(",".join(map(str, label_ids)).encode()).hexdigest()
 
 
-def is_heldout(group: str, percent: int) -> bool:
-    digest = hashlib.sha256(f"arbiter-heldout:{group}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") % 100 < percent
+def group_rank(group: str) -> bytes:
+    """A group's place in the hold-out order: a hash, so it depends on the group alone."""
+    return hashlib.sha256(f"arbiter-heldout:{group}".encode()).digest()
+
+
+def legacy_is_heldout(group: str, percent: int) -> bool:
+    """The split before sides were stored (a hash under the percent), for groups that a
+    version trained before then read: they keep the side they had."""
+    return int.from_bytes(group_rank(group)[:4], "big") % 100 < percent
+
+
+def heldout_target(groups: int, percent: int) -> int:
+    """How many of `groups` are held out: ceil(percent × groups / 100)."""
+    return -(-percent * groups // 100)
+
+
+def split_assign(*, sides: dict[str, bool], groups: Iterable[str], percent: int) -> dict[str, bool]:
+    """Sides for the groups not in `sides` (the stored ones): lowest `group_rank` first,
+    held out until the held-out groups reach `heldout_target` of all groups, the rest
+    trained on. Never moves a stored group. Returns the new groups' sides."""
+    new = sorted({g for g in groups if g not in sides}, key=group_rank)
+    held = sum(sides.values())
+    take = min(len(new), max(0, heldout_target(len(sides) + len(new), percent) - held))
+    return {group: i < take for i, group in enumerate(new)}
+
+
+def labels_needed(
+    *, train: int, heldout: int, groups: int, heldout_groups: int, percent: int,
+    min_train: int, min_heldout: int,
+) -> int:  # fmt: skip
+    """How many more labels until `min_train` training and `min_heldout` held-out pairs,
+    each new label an a/b label on a new item (one pair, one new group, split as
+    `split_assign` would). 0: enough now."""
+    for more in range(0, 1_000_000):
+        extra = min(more, max(0, heldout_target(groups + more, percent) - heldout_groups))
+        if heldout + extra >= min_heldout and train + more - extra >= min_train:
+            return more
+    raise ValueError("no number of labels reaches the minimums")  # unreachable for sane inputs
 
 
 def _pair_text(payload: dict, fields: tuple[str, str, str, str]) -> tuple[str, str, str]:
@@ -108,8 +154,31 @@ def pairs_from_labels(labels: Iterable[Label]) -> list[Pair]:
     return pairs
 
 
-def training_data(*, queue_ids: Sequence[int], heldout_percent: int) -> TrainingData:
-    """Every label of these queues as pairs, split into train and held out."""
+def _stored_sides(reward_model: RewardModel, pairs: Sequence[Pair]) -> dict[str, bool]:
+    sides = dict(
+        SplitGroup.objects.filter(reward_model=reward_model).values_list("group", "heldout")
+    )
+    if sides:
+        return sides
+    # Versions trained before sides were stored: the groups they read keep the old rule's side.
+    legacy = (
+        reward_model.versions.exclude(status=Status.FAILED)
+        .exclude(artifact_path="")
+        .aggregate(w=Max("label_watermark"))["w"]
+    )
+    if not legacy:
+        return {}
+    percent = reward_model.heldout_percent
+    return {
+        p.group: legacy_is_heldout(p.group, percent) for p in pairs if min(p.label_ids) <= legacy
+    }
+
+
+def training_data(*, reward_model: RewardModel) -> TrainingData:
+    """Every label of the reward model's queues as pairs, split into train and held out:
+    stored sides first, new groups by `split_assign` (returned in `new_sides`, not stored:
+    the training run stores them, rewards/services.py `split_groups_store`)."""
+    queue_ids = list(reward_model.queues.values_list("pk", flat=True))
     labels = list(
         Label.objects.filter(queue_id__in=queue_ids)
         .select_related("item", "queue")
@@ -117,7 +186,34 @@ def training_data(*, queue_ids: Sequence[int], heldout_percent: int) -> Training
         .order_by("id")
     )
     pairs = pairs_from_labels(labels)
-    train = [p for p in pairs if not is_heldout(p.group, heldout_percent)]
-    heldout = [p for p in pairs if is_heldout(p.group, heldout_percent)]
+    sides = _stored_sides(reward_model, pairs)
+    used = {p.group for p in pairs}
+    new_sides = split_assign(
+        sides={g: h for g, h in sides.items() if g in used}, groups=used,
+        percent=reward_model.heldout_percent,
+    )  # fmt: skip
+    sides = {**sides, **new_sides}
+    train = [p for p in pairs if not sides[p.group]]
+    heldout = [p for p in pairs if sides[p.group]]
     ids = [label.pk for label in labels]
-    return TrainingData(train, heldout, ids, ids[-1] if ids else 0)
+    return TrainingData(
+        train, heldout, ids, ids[-1] if ids else 0, new_sides=new_sides, groups=len(used),
+        heldout_groups=sum(sides[g] for g in used),
+    )  # fmt: skip
+
+
+def readiness(*, reward_model: RewardModel) -> Readiness:
+    """Whether the reward model's labels are enough for a run now (the split the next run
+    would make, nothing stored), and if not how many more labels are needed."""
+    data = training_data(reward_model=reward_model)
+    min_train, min_heldout = settings.REWARD_MIN_TRAIN_PAIRS, settings.REWARD_MIN_HELDOUT_PAIRS
+    needed = labels_needed(
+        train=len(data.train), heldout=len(data.heldout), groups=data.groups,
+        heldout_groups=data.heldout_groups, percent=reward_model.heldout_percent,
+        min_train=min_train, min_heldout=min_heldout,
+    )  # fmt: skip
+    return Readiness(
+        train_pairs=len(data.train), heldout_pairs=len(data.heldout), min_train_pairs=min_train,
+        min_heldout_pairs=min_heldout, labels_needed=needed,
+        heldout_percent=reward_model.heldout_percent, watermark=data.watermark,
+    )  # fmt: skip

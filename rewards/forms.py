@@ -3,8 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 
 from annotations.models import Queue
+from rewards.data import labels_needed
 from rewards.models import RewardModel, Speed
 
 
@@ -25,6 +27,35 @@ class RewardModelForm(forms.ModelForm):
         if self.instance.pk is not None:
             # The split depends on it: changing it would move pairs across the split.
             self.fields["heldout_percent"].disabled = True
+        self.fields["heldout_percent"].help_text = (
+            "share of items (rated items: prompts) held out to evaluate each version, fixed "
+            "once created; reached on small queues too"
+        )
+        percent = (
+            self.instance.heldout_percent
+            or RewardModel._meta.get_field("heldout_percent").get_default()
+        )
+        self.minimums = minimums_text(int(percent))
+
+
+def _first_run_labels(percent: int) -> int:
+    return labels_needed(
+        train=0, heldout=0, groups=0, heldout_groups=0, percent=percent,
+        min_train=settings.REWARD_MIN_TRAIN_PAIRS, min_heldout=settings.REWARD_MIN_HELDOUT_PAIRS,
+    )  # fmt: skip
+
+
+def minimums_text(percent: int) -> str:
+    """The labels a reward model needs before its first run, stated on its form."""
+    others = ", ".join(f"{p} %: {_first_run_labels(p)}" for p in (10, 30, 50) if p != percent)
+    return (
+        f"A version needs at least {settings.REWARD_MIN_TRAIN_PAIRS} training pairs and "
+        f"{settings.REWARD_MIN_HELDOUT_PAIRS} held-out pairs (one a/b label on a new item is "
+        f"one pair; ties give none): with {percent} % held out, at least "
+        f"{_first_run_labels(percent)} labels ({others}). "
+        "Nothing trains before that. A first version goes live only if it beats chance: the "
+        "lower bound of its held-out accuracy's Wilson 95 % interval above 50 %."
+    )
 
 
 class RetrainForm(forms.Form):

@@ -7,7 +7,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from rewards.schemas import Hyperparameters, Metrics
+from rewards.schemas import Hyperparameters, Metrics, Readiness
+from rewards.stats import Accuracy, accuracy_of
 
 
 class Speed(models.TextChoices):
@@ -68,10 +69,15 @@ class RewardModel(models.Model):
     max_length = models.PositiveSmallIntegerField(
         default=128, validators=[MinValueValidator(16), MaxValueValidator(512)]
     )
-    # Fixed at creation: a held-out group stays held out, so the held-out set only grows.
+    # Fixed at creation: the stored split (SplitGroup) keeps each group on its side, and
+    # later groups are held out to keep this share (rewards/data.py).
     heldout_percent = models.PositiveSmallIntegerField(
         default=20, validators=[MinValueValidator(5), MaxValueValidator(50)]
     )
+    # Whether its labels are enough to train and evaluate a version, and if not how many
+    # more are needed: kept by reward_model_readiness_refresh (rewards/services.py), read
+    # through `typed_readiness`. {} until first checked.
+    readiness = models.JSONField(default=dict, blank=True, editable=False)
     active_version = models.OneToOneField(
         "RewardVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -85,6 +91,32 @@ class RewardModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def typed_readiness(self) -> Readiness | None:
+        return Readiness.model_validate(self.readiness) if self.readiness else None
+
+
+class SplitGroup(models.Model):
+    """Which side of the train/held-out split one group (an item, or a rated prompt) of a
+    reward model is on, stored the first time a training run reads it and never changed:
+    a group held out stays held out, and one trained on is never evaluated on."""
+
+    reward_model = models.ForeignKey(
+        RewardModel, on_delete=models.CASCADE, related_name="split_groups"
+    )
+    group = models.CharField(max_length=80)
+    heldout = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["reward_model", "group"], name="split_group_once")
+        ]
+
+    def __str__(self) -> str:
+        side = "held out" if self.heldout else "train"
+        return f"{self.reward_model_id} {self.group}: {side}"
 
 
 class RewardVersion(models.Model):
@@ -159,6 +191,18 @@ class RewardVersion(models.Model):
         return Metrics.model_validate(self.metrics)
 
     @property
+    def heldout(self) -> Accuracy | None:
+        """Its held-out accuracy with n and the Wilson interval (None: not evaluated)."""
+        m = self.typed_metrics
+        return accuracy_of(m.heldout_accuracy, m.heldout_pairs, m.heldout_correct)
+
+    @property
+    def baseline(self) -> Accuracy | None:
+        """The active version's accuracy on the same held-out pairs, when it was compared."""
+        m = self.typed_metrics
+        return accuracy_of(m.baseline_accuracy, m.heldout_pairs, m.baseline_correct)
+
+    @property
     def running(self) -> bool:
         return self.status in RUNNING
 
@@ -185,6 +229,12 @@ class Embedding(models.Model):
         return f"embedding {self.key[:12]}"
 
 
+class InLabels(models.TextChoices):
+    TRAIN = "train", "in its training labels"
+    HELDOUT = "heldout", "in its held-out labels"
+    NONE = "none", "not in its labels"
+
+
 class DebateScore(models.Model):
     """The automatic judge's reading of one finished debate by one version:
     P(A correct) = σ(r_A − r_B), each side's reward scored on (question, that side's answer
@@ -202,6 +252,12 @@ class DebateScore(models.Model):
     reward_a = models.FloatField()
     reward_b = models.FloatField()
     probability_a = models.FloatField()
+    # Whether the version's labels held this debate (its item, or the same question and
+    # answers): trained on, held out, or neither. Blank: not looked up yet (the fill does).
+    in_labels = models.CharField(max_length=8, choices=InLabels.choices, blank=True)
+    # The debate's correct side when scored ("a", "b"; blank: none known): the automatic
+    # judge's accuracy counts debates with one.
+    correct_side = models.CharField(max_length=1, blank=True)
     scored_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -33,8 +33,10 @@ class Metrics(BaseModel):
     train_pairs: int = 0
     heldout_pairs: int = 0
     heldout_accuracy: float | None = None
+    heldout_correct: int | None = None  # pairs it got right (None: runs before it was kept)
     # The active version's accuracy on the very same held-out pairs, when there was one.
     baseline_accuracy: float | None = None
+    baseline_correct: int | None = None
     baseline_version: int | None = None
     # The paired comparison: pairs only the candidate got right, only the baseline did.
     wins: int = 0
@@ -45,3 +47,23 @@ class Metrics(BaseModel):
     ece: float | None = None
     truncated_sequences: int = 0
     embedded_texts: int = 0  # fast: texts embedded this run (the rest came from the cache)
+
+
+class Readiness(BaseModel):
+    """Are a reward model's labels enough to train and evaluate a version? Pairs as the
+    next run would split them; `labels_needed` counts one a/b label on a new item as one
+    pair (0: ready)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train_pairs: int
+    heldout_pairs: int
+    min_train_pairs: int
+    min_heldout_pairs: int
+    labels_needed: int
+    heldout_percent: int
+    watermark: int  # the newest label id counted
+
+    @property
+    def ready(self) -> bool:
+        return self.labels_needed == 0

@@ -38,8 +38,8 @@ def reward_model_charts(reward_model: RewardModel, versions: list[RewardVersion]
     evaluated = [v for v in reversed(versions) if v.typed_metrics.heldout_accuracy is not None]
     accuracy = line_chart(
         [(float(v.number), float(v.typed_metrics.heldout_accuracy or 0)) for v in evaluated],
-        y_range=(0.0, 1.0), x_label="version",
-        labels=[f"v{v.number}: {v.typed_metrics.heldout_accuracy:.0%} ({v.status})"
+        y_range=(0.0, 1.0), x_label="version", fmt="{:.0%}",
+        labels=[f"v{v.number}: {v.heldout.text if v.heldout else '–'} ({v.status})"
                 for v in evaluated],
     )  # fmt: skip
     shown = reward_model.active_version or (evaluated[-1] if evaluated else None)

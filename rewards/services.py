@@ -31,8 +31,17 @@ from django.utils import timezone
 
 from annotations.models import Label, Priority, Queue
 from core.streams import stream_send
-from rewards.models import GOOD, RUNNING, RewardModel, RewardVersion, Speed, Status, Trigger
-from rewards.schemas import Hyperparameters
+from rewards.models import (
+    GOOD,
+    RUNNING,
+    RewardModel,
+    RewardVersion,
+    Speed,
+    SplitGroup,
+    Status,
+    Trigger,
+)
+from rewards.schemas import Hyperparameters, Readiness
 
 MARKER = "arbiter.json"
 WEIGHTS = "model.safetensors"
@@ -108,6 +117,9 @@ def reward_model_save(
                 if f.editable and f.name not in ("id", "active_version")
             ]
             reward_model.save(update_fields=settings_fields)
+            # Its queues may have changed: count the labels again.
+            reward_model.readiness = {}
+            RewardModel.objects.filter(pk=reward_model.pk).update(readiness={})
         reward_model.queues.set(list(queues))
     return reward_model
 
@@ -146,7 +158,11 @@ def reward_training_start(
 
 
 def reward_retrain_now(*, reward_model: RewardModel, user: User, speed: str) -> RewardVersion:
-    """A researcher's "Retrain now"; RewardError if a run is already queued or running."""
+    """A researcher's "Retrain now"; RewardError if a run is already queued or running, or
+    while the labels are not enough to train and evaluate a version."""
+    ready = reward_model_readiness_refresh(reward_model=reward_model)
+    if not ready.ready:
+        raise RewardError(f"Not enough labels yet: {readiness_text(ready)}")
     version = reward_training_start(
         reward_model=reward_model, speed=speed, trigger=Trigger.MANUAL, user=user
     )
@@ -167,12 +183,80 @@ def _watermark(reward_model: RewardModel, *, speed: str | None = None) -> int:
     return versions.aggregate(w=Max("label_watermark"))["w"] or 0
 
 
+def readiness_text(readiness: Readiness) -> str:
+    """What is missing, for the page, the API and errors."""
+    return (
+        f"{readiness.labels_needed} more label{'s' if readiness.labels_needed != 1 else ''} "
+        f"needed ({readiness.train_pairs} training pairs of {readiness.min_train_pairs}, "
+        f"{readiness.heldout_pairs} held-out pairs of {readiness.min_heldout_pairs}; one a/b "
+        "label on a new item makes one pair)."
+    )
+
+
+def _label_watermark(reward_model: RewardModel) -> int:
+    queue_ids = list(reward_model.queues.values_list("pk", flat=True))
+    return Label.objects.filter(queue_id__in=queue_ids).aggregate(w=Max("pk"))["w"] or 0
+
+
+def _readiness_current(reward_model: RewardModel) -> Readiness | None:
+    """The stored readiness while it still holds: once ready it stays so (labels only add
+    pairs; a run that finds fewer forgets it), else until a label arrives or the minimums
+    or the share change."""
+    stored = reward_model.typed_readiness
+    if stored is None or (stored.min_train_pairs, stored.min_heldout_pairs,
+                          stored.heldout_percent) != (settings.REWARD_MIN_TRAIN_PAIRS,
+                                                      settings.REWARD_MIN_HELDOUT_PAIRS,
+                                                      reward_model.heldout_percent):  # fmt: skip
+        return None
+    if stored.ready or stored.watermark == _label_watermark(reward_model):
+        return stored
+    return None
+
+
+def reward_model_readiness(*, reward_model: RewardModel) -> Readiness:
+    """Read only: the stored readiness if it still holds, else counted now."""
+    from rewards.data import readiness
+
+    return _readiness_current(reward_model) or readiness(reward_model=reward_model)
+
+
+def reward_model_readiness_refresh(*, reward_model: RewardModel) -> Readiness:
+    """The readiness, counted again (and stored) when it no longer holds. Reads every label
+    of the reward model's queues then, so callers refresh only when a run would start."""
+    current = _readiness_current(reward_model)
+    if current is not None:
+        return current
+    from rewards.data import readiness
+
+    fresh = readiness(reward_model=reward_model)
+    reward_model.readiness = fresh.model_dump(mode="json")
+    RewardModel.objects.filter(pk=reward_model.pk).update(readiness=reward_model.readiness)
+    return fresh
+
+
+def reward_model_readiness_forget(*, reward_model_id: int) -> None:
+    """A run found too few pairs after all (labels went away): count again next time."""
+    RewardModel.objects.filter(pk=reward_model_id).update(readiness={})
+
+
+def split_groups_store(*, reward_model_id: int, sides: dict[str, bool]) -> None:
+    """Store the sides a run decided for groups no run had read (rewards/data.py). A side
+    once stored never changes: a racing insert of the same group keeps the first."""
+    SplitGroup.objects.bulk_create(
+        [SplitGroup(reward_model_id=reward_model_id, group=g, heldout=h) for g, h in sides.items()],
+        batch_size=1000, ignore_conflicts=True,
+    )  # fmt: skip
+
+
 def reward_models_check(
     *, queue_ids: Sequence[int] | None = None, now: datetime | None = None
 ) -> list[RewardVersion]:
     """Start the runs that are due: fast after `fast_every` labels newer than any version's,
-    full once `full_every_hours` have passed since the last full run if labels came since.
-    Cheap (a count per reward model); runs after label commits and every few seconds by beat.
+    full once `full_every_hours` have passed since the last full run if labels came since —
+    either only once the labels are enough to train and evaluate a version (readiness;
+    until then nothing starts and no version row is made). Cheap (a count per reward model,
+    the readiness counted only when a run is due and it is not known ready); runs after
+    label commits and every few seconds by beat.
     """
     now = now or timezone.now()
     models = RewardModel.objects.all()
@@ -180,22 +264,25 @@ def reward_models_check(
         models = models.filter(queues__in=queue_ids).distinct()
     started = []
     for reward_model in models:
+        stored = reward_model.typed_readiness
+        if queue_ids is None and (stored is None or not stored.ready):
+            # Beat keeps a waiting reward model's count current, so its page reads it stored.
+            reward_model_readiness_refresh(reward_model=reward_model)
         if reward_model.versions.filter(status__in=RUNNING).exists():
             continue
-        version = None
+        due: tuple[str, str] | None = None
         if _new_labels(reward_model, _watermark(reward_model)) >= reward_model.fast_every:
-            version = reward_training_start(
-                reward_model=reward_model, speed=Speed.FAST, trigger=Trigger.LABELS
-            )
+            due = (Speed.FAST, Trigger.LABELS)
         elif queue_ids is None and reward_model.full_every_hours:
             last_full = reward_model.versions.filter(speed=Speed.FULL).order_by("-number").first()
-            due = last_full is None or last_full.created_at <= now - timedelta(
+            scheduled = last_full is None or last_full.created_at <= now - timedelta(
                 hours=reward_model.full_every_hours
             )
-            if due and _new_labels(reward_model, _watermark(reward_model, speed=Speed.FULL)):
-                version = reward_training_start(
-                    reward_model=reward_model, speed=Speed.FULL, trigger=Trigger.SCHEDULE
-                )
+            if scheduled and _new_labels(reward_model, _watermark(reward_model, speed=Speed.FULL)):
+                due = (Speed.FULL, Trigger.SCHEDULE)
+        if due is None or not reward_model_readiness_refresh(reward_model=reward_model).ready:
+            continue
+        version = reward_training_start(reward_model=reward_model, speed=due[0], trigger=due[1])
         if version is not None:
             started.append(version)
     return started

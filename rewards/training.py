@@ -3,7 +3,8 @@
 Run by the worker only (rewards/tasks.py): it imports torch through rewards/ml.py.
 
   claim (QUEUED → TRAINING, conditional UPDATE) → read every label of the reward model's
-  queues as pairs → too few to train or to evaluate: REJECTED with the reason → train (fast:
+  queues as pairs, split (new groups' sides stored) → too few to train or to evaluate (only
+  if labels went away since the readiness check that started it): REJECTED → train (fast:
   cached features + a new head; full: fine-tune) with progress and lease renewal each step →
   EVALUATING: write the checkpoint (temp dir, checked, renamed) → score the held-out pairs
   with it and with the active version → the gate → ACTIVE (the old one RETIRED) or REJECTED.
@@ -39,11 +40,14 @@ from rewards.schemas import CalibrationBin, Metrics
 from rewards.services import (
     artifacts_dir,
     file_sha256,
+    reward_model_readiness_forget,
+    split_groups_store,
     version_finish,
     version_heartbeat,
     version_progress,
     version_promote,
 )
+from rewards.stats import Accuracy
 
 PROGRESS_EVERY_S = 0.5
 CALIBRATION_BINS = 10
@@ -171,22 +175,37 @@ def sign_test_p(wins: int, losses: int) -> float:
 def gate(
     candidate: np.ndarray, baseline: np.ndarray | None, margin: float
 ) -> tuple[bool, str, dict[str, float | int | None]]:
-    """The evaluation gate on paired per-pair correctness (P(chosen) > 0.5) over the same
-    held-out pairs: the candidate goes live if its accuracy is at least the baseline's minus
-    `margin`. Returns (promote, reason, metrics)."""
+    """The evaluation gate on per-pair correctness (P(chosen) > 0.5) over the held-out pairs.
+
+    A first version (nothing active) goes live only if it beats chance: the lower bound of
+    its accuracy's Wilson 95 % interval is above 50 %. A later one is compared, paired, with
+    the active version on the very same pairs: it goes live if its accuracy is at least the
+    baseline's minus `margin` (the exact sign test on the pairs where they differ is kept
+    beside it). Returns (promote, reason, metrics)."""
     Fields = dict[str, float | int | None]
     right = candidate > 0.5
-    accuracy = float(right.mean())
+    n = len(right)
+    own = Accuracy(int(right.sum()), n)
+    accuracy = float(right.mean()) if n else 0.0
     if baseline is None:
-        first: Fields = {"heldout_accuracy": accuracy}
-        return True, "", first
+        first: Fields = {"heldout_accuracy": accuracy, "heldout_correct": own.k}
+        if own.beats_chance:
+            return True, "", first
+        reason = (
+            f"Not better than chance on its {n} held-out pairs: {own.text}. A first version "
+            "goes live only when the interval's lower bound is above 50 %; more labels narrow it."
+        )
+        return False, reason, first
     base_right = baseline > 0.5
-    base_accuracy = float(base_right.mean())
+    base = Accuracy(int(base_right.sum()), n)
+    base_accuracy = float(base_right.mean()) if n else 0.0
     wins = int((right & ~base_right).sum())
     losses = int((~right & base_right).sum())
     fields: Fields = {
         "heldout_accuracy": accuracy,
+        "heldout_correct": own.k,
         "baseline_accuracy": base_accuracy,
+        "baseline_correct": base.k,
         "wins": wins,
         "losses": losses,
         "p_value": round(sign_test_p(wins, losses), 5),
@@ -194,9 +213,9 @@ def gate(
     if accuracy + margin + 1e-12 >= base_accuracy:
         return True, "", fields
     reason = (
-        f"Less accurate than the active version on the same {len(right)} held-out pairs: "
-        f"{accuracy:.1%} against {base_accuracy:.1%} (right where it was wrong on {wins}, "
-        f"wrong where it was right on {losses}; margin {margin:.1%})."
+        f"Less accurate than the active version on the same {n} held-out pairs: "
+        f"{own.text} against {base.text} (right where it was wrong on {wins}, "
+        f"wrong where it was right on {losses}; margin {100 * margin:.0f} points)."
     )
     return False, reason, fields
 
@@ -261,13 +280,14 @@ def reward_training_run(*, version_id: int) -> None:
 def _run(version: RewardVersion, started: float) -> None:
     reward_model = version.reward_model
     hp = version.typed_hyperparameters
-    queue_ids = list(reward_model.queues.values_list("pk", flat=True))
-    data = training_data(queue_ids=queue_ids, heldout_percent=reward_model.heldout_percent)
+    data = training_data(reward_model=reward_model)
     RewardVersion.objects.filter(pk=version.pk).update(
         label_ids=data.label_ids, label_count=len(data.label_ids),
         label_hash=data.label_hash, label_watermark=data.watermark,
     )  # fmt: skip
     metrics = Metrics(train_pairs=len(data.train), heldout_pairs=len(data.heldout))
+    # Runs start only once the labels are enough (reward_models_check, Retrain now); fewer
+    # here means labels went away meanwhile.
     if len(data.train) < settings.REWARD_MIN_TRAIN_PAIRS:
         _too_few(version, metrics, started, f"Not enough labels to train: {len(data.train)} "
                  f"training pairs, {settings.REWARD_MIN_TRAIN_PAIRS} needed.")  # fmt: skip
@@ -277,6 +297,8 @@ def _run(version: RewardVersion, started: float) -> None:
                  f"{len(data.heldout)} held-out pairs, {settings.REWARD_MIN_HELDOUT_PAIRS} "
                  "needed.")  # fmt: skip
         return
+    # From here the run trains on its training pairs: their sides are fixed for good.
+    split_groups_store(reward_model_id=reward_model.pk, sides=data.new_sides)
     progress = _Progress(version)
     progress(0, 1, float("nan"), force=True)
     base = reward_model.base_checkpoint
@@ -365,6 +387,7 @@ def _evaluate(
 
 
 def _too_few(version: RewardVersion, metrics: Metrics, started: float, reason: str) -> None:
+    reward_model_readiness_forget(reward_model_id=version.reward_model_id)
     version_finish(version_id=version.pk, status=Status.REJECTED, reason=reason,
                    metrics=metrics.model_dump(mode="json"),
                    wall_time_s=time.monotonic() - started)  # fmt: skip

@@ -19,6 +19,8 @@ from rewards.selectors import (
 from rewards.services import (
     RewardError,
     checkpoint_archive,
+    readiness_text,
+    reward_model_readiness,
     reward_model_save,
     reward_retrain_now,
     reward_version_rollback,
@@ -28,7 +30,11 @@ from rewards.services import (
 @require_GET
 @role_required(Role.RESEARCHER)
 def model_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "rewards/list.html", {"reward_models": reward_models()})
+    rows = [
+        (rm, None if rm.active_version else reward_model_readiness(reward_model=rm))
+        for rm in reward_models()
+    ]
+    return render(request, "rewards/list.html", {"rows": rows})
 
 
 @require_http_methods(["GET", "POST"])
@@ -64,8 +70,11 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
     reward_model = get_object_or_404(reward_models(), pk=pk)
     versions = list(reward_model_versions(reward_model))
     running = next((v for v in versions if v.running), None)
+    readiness = reward_model_readiness(reward_model=reward_model)
     context = {
         "reward_model": reward_model,
+        "readiness": readiness,
+        "readiness_text": readiness_text(readiness),
         "versions": [(v, can_roll_back(v)) for v in versions],
         "running": running,
         "charts": reward_model_charts(reward_model, versions),
@@ -91,10 +100,19 @@ def retrain(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("rewards:detail", pk=pk)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @role_required(Role.RESEARCHER)
 def rollback(request: HttpRequest, pk: int, number: int) -> HttpResponse:
-    version = get_object_or_404(RewardVersion, reward_model_id=pk, number=number)
+    """GET: the confirmation (what goes live, what retires); POST: roll back."""
+    version = get_object_or_404(
+        RewardVersion.objects.select_related("reward_model__active_version"),
+        reward_model_id=pk, number=number,
+    )  # fmt: skip
+    if request.method == "GET":
+        context = {"version": version, "reward_model": version.reward_model,
+                   "active": version.reward_model.active_version,
+                   "rollable": can_roll_back(version)}  # fmt: skip
+        return render(request, "rewards/rollback.html", context)
     try:
         reward_version_rollback(version=version, user=signed_in_user(request))
         messages.success(request, f"Version {number} is active again.")

@@ -109,9 +109,10 @@ def ambiguous_items(n: int, *, start: int = 1000) -> list[tuple[NewItem, str]]:
 
 
 def label_some(
-    queue: Queue, annotator: Any, answers: dict[str, str], *, take: Any, flip: bool = False
+    queue: Queue, annotator: Any, answers: dict[str, str], *, take: Any, flip: Any = False
 ) -> int:
-    """Label the items `take(item)` accepts (skipping the rest, for this annotator)."""
+    """Label the items `take(item)` accepts (skipping the rest, for this annotator); `flip`
+    (a bool, or a function of the item) picks the worse answer."""
     from annotations.services import assignment_skip
 
     done = 0
@@ -120,7 +121,7 @@ def label_some(
             assignment_skip(assignment_id=lease.pk, annotator=annotator)
             continue
         side = answers[lease.item.external_id]
-        if flip:
+        if flip(lease.item) if callable(flip) else flip:
             side = "b" if side == "a" else "a"
         label_submit(assignment_id=lease.pk, annotator=annotator, value={"choice": side},
                      time_spent_ms=1000, client_request_id=uuid.uuid4())  # fmt: skip

@@ -68,8 +68,16 @@ def test_scores_match_the_downloaded_checkpoint_loaded_by_transformers(
 def test_detail_lists_versions_with_metrics(trained, researcher):
     body = Api(researcher).get(f"/reward-models/{trained.pk}").json()
     assert body["active_version"] == 1
+    assert body["readiness"] == {"ready": True, "labels_needed": 0, "train_pairs": 42,
+                                 "heldout_pairs": 18, "min_train_pairs": 20,
+                                 "min_heldout_pairs": 8}  # fmt: skip
     [version] = body["versions"]
     assert version["status"] == "active" and version["heldout_accuracy"] > 0.8
+    heldout = version["heldout"]
+    assert heldout["n"] == version["heldout_pairs"] == 18  # 30 % of 60 items
+    assert heldout["k"] / heldout["n"] == pytest.approx(heldout["value"])
+    assert 0.5 < heldout["low"] <= heldout["value"] <= heldout["high"] <= 1
+    assert heldout["method"] == "Wilson 95 % interval" and version["baseline"] is None
     assert version["label_count"] == 60 and len(version["label_hash"]) == 64
     listed = Api(researcher).get("/reward-models/").json()
     assert [rm["id"] for rm in listed] == [trained.pk]
@@ -83,6 +91,32 @@ def test_no_active_version_is_409_and_unknown_is_404(db, researcher):
     assert api.get(f"/reward-models/{reward_model.pk}/checkpoint").status_code == 409
     assert api.post("/reward-models/999999/score", {"items": PAIRS[:1]}).status_code == 404
     assert api.get("/reward-models/999999").status_code == 404
+
+
+def test_not_enough_labels_is_the_reward_models_state_in_the_api(annotator, researcher):
+    from tests.rewards.factories import (
+        add_items,
+        label_all,
+        preference_items,
+        preference_queue,
+        reward_model_for,
+    )
+
+    queue = preference_queue(members=[annotator])
+    label_all(queue, annotator, add_items(queue, preference_items(10)))
+    reward_model = reward_model_for(queue, heldout_percent=20)
+    api = Api(researcher)
+    body = api.get(f"/reward-models/{reward_model.pk}").json()
+    assert body["readiness"] == {"ready": False, "labels_needed": 26, "train_pairs": 8,
+                                 "heldout_pairs": 2, "min_train_pairs": 20,
+                                 "min_heldout_pairs": 8}  # fmt: skip
+    assert body["versions"] == []
+    listed = api.get("/reward-models/").json()
+    assert listed[0]["readiness"]["labels_needed"] == 26
+    response = api.post(f"/reward-models/{reward_model.pk}/retrain", {"speed": "fast"})
+    assert response.status_code == 409
+    assert response.json()["detail"].startswith("Not enough labels yet: 26 more labels needed")
+    assert not reward_model.versions.exists()
 
 
 @pytest.mark.parametrize(
@@ -125,7 +159,9 @@ def test_roles_are_checked(db, users):
     assert Api().get("/reward-models/").status_code == 401
 
 
-def test_retrain_queues_once(db, researcher, django_capture_on_commit_callbacks):
+def test_retrain_queues_once(db, researcher, django_capture_on_commit_callbacks, settings):
+    # No minimums: this is about queueing (not enough labels: below).
+    settings.REWARD_MIN_TRAIN_PAIRS, settings.REWARD_MIN_HELDOUT_PAIRS = 0, 0
     reward_model = RewardModel.objects.create(name="rm")
     api = Api(researcher)
     with (

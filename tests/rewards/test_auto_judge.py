@@ -109,6 +109,54 @@ def test_the_probability_is_sigmoid_of_the_scoring_apis_rewards(trained, annotat
     assert MARK not in page(researcher, live)
 
 
+def test_the_block_says_when_a_debate_was_in_the_training_labels(trained, annotator, researcher):
+    from annotations.models import Item, Label
+    from rewards.models import InLabels, SplitGroup
+
+    version = trained.active_version
+    sides = dict(SplitGroup.objects.filter(reward_model=trained).values_list("group", "heldout"))
+    items = list(Item.objects.filter(queue__in=trained.queues.all()).order_by("pk"))
+    trained_on = next(item for item in items if sides[f"item:{item.pk}"] is False)
+    held_out = next(item for item in items if sides[f"item:{item.pk}"] is True)
+
+    def debate_of(item):
+        """A debate with the item's question and answers, its labelled side correct."""
+        choice = Label.objects.get(item=item).value["choice"]
+        p = item.payload
+        return over_debate(judge=annotator, question=p["question"], answer_a=p["answer_a"],
+                           answer_b=p["answer_b"], correct_side=choice)  # fmt: skip
+
+    in_sample, held, fresh = (
+        debate_of(trained_on),
+        debate_of(held_out),
+        over_debate(judge=annotator),
+    )
+    assert debate_scores_fill() == 3
+    scores = {s.debate_id: s for s in DebateScore.objects.filter(version=version)}
+    assert scores[in_sample.pk].in_labels == InLabels.TRAIN
+    assert scores[held.pk].in_labels == InLabels.HELDOUT
+    assert scores[fresh.pk].in_labels == InLabels.NONE
+
+    html = page(researcher, in_sample)
+    assert "<strong>In sample:</strong>" in html and "a fit to a label, not a result" in html
+    held_html = page(researcher, held)
+    assert "<strong>Out of sample:</strong> this debate is among v1's held-out" in held_html
+    assert "this debate is not among v1's labels" in page(researcher, fresh)
+    # Its accuracy counts only the two debates it was not trained on.
+    right = sum(
+        (scores[d.pk].probability_a > 0.5) == (d.correct_side == "a") for d in (held, fresh)
+    )
+    assert f"({right} of n = 2 debates with a known correct answer; 95 % CI " in html
+    assert "1 debate in its training labels left out" in html
+
+    # Scores kept before this was looked up get it with the next fill.
+    DebateScore.objects.filter(version=version).update(in_labels="", correct_side="")
+    assert "not looked up yet" in page(researcher, in_sample)
+    assert debate_scores_fill() == 0
+    assert DebateScore.objects.get(version=version, debate_id=in_sample.pk).in_labels == "train"
+    assert DebateScore.objects.get(version=version, debate_id=fresh.pk).correct_side == "a"
+
+
 def test_a_new_promotion_is_scored_again_and_shown(
     trained, annotator, researcher, django_capture_on_commit_callbacks
 ):

@@ -17,7 +17,7 @@ from tests.helpers import browser_login
 from tests.rewards.factories import active_version, over_debate
 
 pytestmark = [pytest.mark.browser]
-SHOTS = Path(os.environ.get("ARBITER_SHOTS_DIR", "/tmp/h4"))
+SHOTS = Path(os.environ.get("ARBITER_SHOTS_DIR", "/tmp/rewards"))
 
 
 def test_the_auto_judge_block_at_1366_and_390(live_asgi_server, page, researcher, annotator):
@@ -34,7 +34,13 @@ def test_the_auto_judge_block_at_1366_and_390(live_asgi_server, page, researcher
     )
     p_a = 1 / (1 + math.exp(-(0.734 + 0.281)))
     DebateScore.objects.create(version=version, debate_id=debate.pk, reward_a=0.734,
-                               reward_b=-0.281, probability_a=p_a)  # fmt: skip
+                               reward_b=-0.281, probability_a=p_a, in_labels="train",
+                               correct_side="a")  # fmt: skip
+    # Seven debates outside its training labels, five read right.
+    for n, p in enumerate([0.8, 0.7, 0.9, 0.6, 0.55, 0.3, 0.4]):
+        DebateScore.objects.create(version=version, debate_id=10_000 + n, reward_a=0,
+                                   reward_b=0, probability_a=p, in_labels="none",
+                                   correct_side="a")  # fmt: skip
     SHOTS.mkdir(parents=True, exist_ok=True)
     url = f"{live_asgi_server.url}/debates/{debate.pk}/"
 
@@ -46,6 +52,12 @@ def test_the_auto_judge_block_at_1366_and_390(live_asgi_server, page, researcher
         assert block.is_visible()
         assert "P(A correct) 73% · B 27%" in block.inner_text()
         assert "Leans to the correct answer (A)." in block.inner_text()
+        assert "In sample: this debate's question and answers are among the labels v3" in (
+            block.inner_text()
+        )
+        accuracy = page.inner_text("#auto-judge-accuracy")
+        assert "71 % (5 of n = 7 debates with a known correct answer; 95 % CI 36–92 %" in accuracy
+        assert "1 debate in its training labels left out" in accuracy
         box = block.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
         bar = page.evaluate(

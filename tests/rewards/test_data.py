@@ -7,10 +7,19 @@ import pytest
 
 from annotations.kinds import LikertPayload
 from annotations.services import NewItem
-from rewards.data import is_heldout, training_data
+from rewards.data import heldout_target, labels_needed, split_assign, training_data
+from rewards.models import RewardModel
+from rewards.services import reward_model_save
+from rewards.stats import Accuracy
 from rewards.training import calibration, gate, sign_test_p
 from tests.annotations.factories import make_queue
 from tests.rewards.factories import add_items, label_all, preference_items, preference_queue
+
+
+def _data(queue, percent=5):
+    rm = reward_model_save(reward_model=RewardModel(name=f"rm {queue.pk}", heldout_percent=percent),
+                           queues=[queue], user=None)  # fmt: skip
+    return training_data(reward_model=rm)
 
 
 def _choices_queue(annotator, choices):
@@ -37,7 +46,7 @@ def _choices_queue(annotator, choices):
 
 def test_pairwise_labels_become_pairs_and_ties_give_none(db, annotator):
     queue = _choices_queue(annotator, ["good", "bad", "tie", "both_bad", "good"])
-    data = training_data(queue_ids=[queue.pk], heldout_percent=5)
+    data = _data(queue)
     pairs = data.train + data.heldout
     assert len(data.label_ids) == 5  # every label read, pairs or not
     assert len(pairs) == 3
@@ -63,7 +72,7 @@ def test_likert_ratings_pair_within_a_prompt(db, annotator):
         label_submit(assignment_id=lease.pk, annotator=annotator,
                      value={"rating": ratings[lease.item.payload["text"]]},
                      time_spent_ms=5, client_request_id=uuid.uuid4())  # fmt: skip
-    data = training_data(queue_ids=[queue.pk], heldout_percent=5)
+    data = _data(queue)
     pairs = {(p.chosen, p.rejected) for p in data.train + data.heldout}
     # Within P1 only; the two 4s make no pair with each other; P2 alone makes none.
     assert pairs == {
@@ -74,14 +83,38 @@ def test_likert_ratings_pair_within_a_prompt(db, annotator):
     assert len(groups) == 1  # one prompt: one side of the split
 
 
-def test_the_split_is_by_group_deterministic_and_only_grows():
-    groups = [f"item:{i}" for i in range(2000)]
-    held = {g for g in groups if is_heldout(g, 20)}
-    assert 300 < len(held) < 500
-    assert held == {g for g in groups if is_heldout(g, 20)}
-    # More labels never move a held-out group into training.
-    more = [f"item:{i}" for i in range(4000)]
-    assert held <= {g for g in more if is_heldout(g, 20)}
+def test_the_split_reaches_its_share_on_small_queues_and_only_grows():
+    groups = [f"item:{i}" for i in range(60)]
+    first = split_assign(sides={}, groups=groups[:36], percent=20)
+    assert sum(first.values()) == heldout_target(36, 20) == 8  # ceil(7.2)
+    # Deterministic by group: the same groups in another order get the same sides.
+    assert split_assign(sides={}, groups=list(reversed(groups[:36])), percent=20) == first
+    more = split_assign(sides=first, groups=groups, percent=20)
+    assert set(more) == set(groups[36:])  # stored sides never move
+    assert sum(first.values()) + sum(more.values()) == 12  # 20 % of 60, not 3
+    # Small queues at every share reach it exactly.
+    for percent in (5, 20, 30, 50):
+        for n in (1, 7, 20, 59, 60):
+            sides = split_assign(sides={}, groups=groups[:n], percent=percent)
+            assert sum(sides.values()) == -(-percent * n // 100)
+    # One group at a time (a run per label) reaches the same share.
+    sides: dict[str, bool] = {}
+    for group in groups:
+        sides |= split_assign(sides=sides, groups=[*sides, group], percent=20)
+    assert sum(sides.values()) == 12
+
+
+def test_labels_needed_counts_one_pair_per_new_labelled_item():
+    def needed(train=0, heldout=0, groups=0, heldout_groups=0, percent=20):
+        return labels_needed(train=train, heldout=heldout, groups=groups,
+                             heldout_groups=heldout_groups, percent=percent,
+                             min_train=20, min_heldout=8)  # fmt: skip
+
+    assert needed() == 36  # ceil(20 % of 36) = 8 held out, 28 to train
+    assert needed(percent=50) == 40  # 20 to train, 20 held out
+    assert needed(train=28, heldout=8, groups=36, heldout_groups=8) == 0
+    # Held out already over its share (the old hash split): new items go to training.
+    assert needed(train=5, heldout=9, groups=14, heldout_groups=9) == 15
 
 
 def test_the_gate_compares_on_the_same_pairs_with_a_margin():
@@ -90,10 +123,29 @@ def test_the_gate_compares_on_the_same_pairs_with_a_margin():
     worse = np.array([0.9] * 6 + [0.2] * 4)
     assert gate(better, baseline, 0.0)[0]
     promote, reason, fields = gate(worse, baseline, 0.0)
-    assert not promote and "60.0% against 80.0%" in reason
+    assert not promote
+    assert "60 % (6/10; 95 % CI 31–83 %, Wilson) against 80 % (8/10; 95 % CI 49–94 %" in reason
     assert fields["losses"] == 2 and fields["wins"] == 0
+    assert (fields["heldout_correct"], fields["baseline_correct"]) == (6, 8)
     assert gate(worse, baseline, 0.2)[0]  # within a 20-point margin
-    assert gate(worse, None, 0.0)[0]  # nothing active yet: any version that evaluates
+
+
+def test_a_first_version_goes_live_only_if_it_beats_chance():
+    # Nothing active: the Wilson interval's lower bound must be above 50 %.
+    promote, reason, fields = gate(np.array([0.9] * 4 + [0.2] * 4), None, 0.0)  # chance
+    assert not promote and fields["heldout_correct"] == 4
+    assert reason.startswith("Not better than chance on its 8 held-out pairs: 50 % (4/8;")
+    assert not gate(np.array([0.9] * 6 + [0.2] * 2), None, 0.0)[0]  # 75 %: 41–93 %
+    assert gate(np.array([0.9] * 7 + [0.2]), None, 0.0)[0]  # 88 %: 53–98 %
+    assert not gate(np.array([0.9] * 3), None, 0.0)[0]  # 3/3: 44–100 %
+
+
+def test_accuracy_states_n_and_its_interval_to_the_precision_of_n():
+    assert Accuracy(9, 9).text == "100 % (9/9; 95 % CI 70–100 %, Wilson)"
+    assert Accuracy(1234, 2000).text == "61.7 % (1234/2000; 95 % CI 59.5–63.8 %, Wilson)"
+    low, high = Accuracy(7, 8).interval
+    assert low == pytest.approx(0.5291, abs=1e-4) and high == pytest.approx(0.9776, abs=1e-4)
+    assert Accuracy(0, 0).text == "– (n = 0)" and not Accuracy(0, 0).beats_chance
 
 
 def test_sign_test_and_calibration():

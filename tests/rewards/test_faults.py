@@ -91,13 +91,18 @@ def test_a_worker_killed_mid_training_leaves_the_active_version_and_a_retry_succ
     assert v2.status == Status.FAILED
 
 
-def test_too_few_labels_reject_with_a_clear_reason_and_promote_nothing(db, annotator):
+def test_a_run_that_finds_too_few_labels_rejects_and_counts_again(db, annotator):
+    # Runs start only when the labels are enough (tests/rewards/test_services.py); one
+    # started anyway (labels removed meanwhile) says why and forgets the stored readiness.
     reward_model = trained_model(annotator, n=12)
+    reward_model.readiness = {"stale": True}
+    reward_model.save(update_fields=["readiness"])
     version = run_now(reward_model)
     assert version.status == Status.REJECTED
     assert version.reason.startswith("Not enough labels to train")
     reward_model.refresh_from_db()
-    assert reward_model.active_version is None
+    assert reward_model.active_version is None and reward_model.readiness == {}
+    assert not reward_model.split_groups.exists()  # nothing trained: no side fixed
 
 
 def test_too_few_heldout_pairs_reject(db, annotator, settings):

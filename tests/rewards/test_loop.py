@@ -7,8 +7,8 @@ import pytest
 
 from annotations.models import Item, Priority
 from annotations.services import queue_item_claim
-from rewards.data import is_heldout
-from rewards.models import RewardVersion, Status, Trigger
+from rewards.data import split_assign
+from rewards.models import RewardModel, RewardVersion, SplitGroup, Status, Trigger
 from tests.helpers import wait_for
 from tests.rewards.factories import (
     add_items,
@@ -65,21 +65,35 @@ def test_labels_train_a_model_that_orders_the_queue_and_noise_is_rejected(
 
     assignment_skip(assignment_id=lease.pk, annotator=annotator2)
 
-    # A careless annotator picks the worse answer on 80 new training-side items.
+    # A careless annotator picks the worse answer on every new item that will be trained on;
+    # the held-out ones (as the stored split will assign them) get careful labels. Beat
+    # waits (fast_every raised) until all are in, so the run splits exactly these.
+    RewardModel.objects.filter(pk=reward_model.pk).update(fast_every=100_000)
     noisy = add_items(queue, preference_items(110, seed=3, start=200))
     answers |= noisy
-    labelled = label_some(
-        queue, annotator2, answers, flip=True,
-        take=lambda item: item.external_id in noisy
-        and not is_heldout(f"item:{item.pk}", reward_model.heldout_percent),
+    stored = dict(
+        SplitGroup.objects.filter(reward_model=reward_model).values_list("group", "heldout")
+    )
+    assert sum(stored.values()) == 18  # 30 % of 60
+    new_items = Item.objects.filter(queue=queue, external_id__in=list(noisy))
+    will_hold = split_assign(
+        sides=stored, groups=[*stored, *(f"item:{item.pk}" for item in new_items)],
+        percent=reward_model.heldout_percent,
     )  # fmt: skip
-    assert labelled >= 60
+    held_ids = {int(group.removeprefix("item:")) for group, held in will_hold.items() if held}
+    assert len(held_ids) == 51 - 18  # the share of all 170 groups
+    labelled = label_some(
+        queue, annotator2, answers, take=lambda item: item.external_id in noisy,
+        flip=lambda item: item.pk not in held_ids,
+    )  # fmt: skip
+    assert labelled == 110  # 77 flipped, 33 careful
+    RewardModel.objects.filter(pk=reward_model.pk).update(fast_every=60)
     v2 = wait_for(lambda: _finished(reward_model, 2), timeout=240, what="version 2")
     assert v2.trigger == Trigger.LABELS
     assert v2.status == Status.REJECTED, v2.reason
     m2 = v2.typed_metrics
-    assert m2.baseline_version == 1
-    assert m2.heldout_pairs == metrics.heldout_pairs  # the same held-out pairs
+    assert m2.baseline_version == 1  # compared on the same (grown) held-out pairs
+    assert (metrics.heldout_pairs, m2.heldout_pairs) == (18, 51)
     assert m2.heldout_accuracy < m2.baseline_accuracy
     assert "Less accurate than the active version" in v2.reason
     reward_model.refresh_from_db()

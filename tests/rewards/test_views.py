@@ -47,7 +47,11 @@ def test_create_a_reward_model(researcher, annotator):
     assert response.status_code == 302 and list(rm.queues.all()) == [queue]
 
 
-def test_retrain_now_queues_one_run(reward_model, researcher, django_capture_on_commit_callbacks):
+def test_retrain_now_queues_one_run(
+    reward_model, researcher, django_capture_on_commit_callbacks, settings
+):
+    # No minimums: this is about queueing (the minimums: test_services.py).
+    settings.REWARD_MIN_TRAIN_PAIRS, settings.REWARD_MIN_HELDOUT_PAIRS = 0, 0
     client = signed_in(researcher)
     with (
         mock.patch("rewards.tasks.reward_training_task.delay") as enqueue,
@@ -64,6 +68,54 @@ def test_retrain_now_queues_one_run(reward_model, researcher, django_capture_on_
     assert "v1 queued" in page
 
 
+def test_rollback_asks_for_confirmation_first(reward_model, researcher, annotator):
+    old = RewardVersion.objects.create(reward_model=reward_model, number=1, speed="fast",
+                                       trigger="manual", status=Status.RETIRED,
+                                       metrics={"heldout_pairs": 9, "heldout_accuracy": 1.0,
+                                                "heldout_correct": 9})  # fmt: skip
+    active = RewardVersion.objects.create(reward_model=reward_model, number=2, speed="full",
+                                          trigger="manual", status=Status.ACTIVE)  # fmt: skip
+    RewardModel.objects.filter(pk=reward_model.pk).update(active_version=active)
+    client = signed_in(researcher)
+    detail = client.get(f"/reward-models/{reward_model.pk}/").content.decode()
+    url = f"/reward-models/{reward_model.pk}/versions/1/rollback/"
+    # The table links to the confirmation; nothing in it posts a roll back.
+    assert f'href="{url}"' in detail and f'action="{url}"' not in detail
+    page = client.get(url).content.decode()
+    assert "Roll back to v1?" in page and f'action="{url}"' in page
+    assert "100 % (9/9; 95 % CI 70–100 %, Wilson)" in page and "the active v2" in page
+    reward_model.refresh_from_db()
+    assert reward_model.active_version_id == active.pk  # a GET changes nothing
+    old.refresh_from_db()
+    assert old.status == Status.RETIRED
+    assert signed_in(annotator).get(url).status_code == 403
+    assert client.get(f"/reward-models/{reward_model.pk}/versions/2/rollback/").status_code == 200
+    assert (
+        "already active"
+        in client.get(f"/reward-models/{reward_model.pk}/versions/2/rollback/").content.decode()
+    )
+    assert client.put(url).status_code == 405
+
+
+def test_the_pages_say_how_many_more_labels_are_needed(reward_model, researcher, annotator):
+    from tests.rewards.factories import add_items, label_all, preference_items
+
+    queue = reward_model.queues.get()
+    label_all(queue, annotator, add_items(queue, preference_items(12)))
+    client = signed_in(researcher)
+    detail = client.get(f"/reward-models/{reward_model.pk}/").content.decode()
+    assert "Not enough labels yet:</strong> 24 more labels needed (" in detail
+    assert "9 training pairs of 20, 3 held-out pairs of 8" in detail
+    assert "not enough labels: 24 more needed" in client.get("/reward-models/").content.decode()
+    form = client.get("/reward-models/new/").content.decode()
+    assert "at least 20 training pairs and 8 held-out pairs" in form
+    assert "with 20 % held out, at least 36 labels" in form
+    response = client.post(f"/reward-models/{reward_model.pk}/retrain/", {"speed": "fast"},
+                           follow=True)  # fmt: skip
+    assert "Not enough labels yet: 24 more labels needed" in response.content.decode()
+    assert not RewardVersion.objects.exists()
+
+
 def test_rollback_refuses_versions_that_never_passed(reward_model, researcher):
     RewardVersion.objects.create(reward_model=reward_model, number=1, speed="fast",
                                  trigger="manual", status=Status.REJECTED)  # fmt: skip
@@ -77,10 +129,11 @@ def test_rollback_refuses_versions_that_never_passed(reward_model, researcher):
 
 
 def test_labels_committed_hook_starts_a_fast_run_past_the_threshold(
-    reward_model, annotator, django_capture_on_commit_callbacks
+    reward_model, annotator, django_capture_on_commit_callbacks, settings
 ):
     from tests.rewards.factories import add_items, label_all, preference_items
 
+    settings.REWARD_MIN_TRAIN_PAIRS, settings.REWARD_MIN_HELDOUT_PAIRS = 3, 1
     queue = reward_model.queues.get()
     reward_model.fast_every = 5
     reward_model.save()
