@@ -255,12 +255,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "task": "rewards.tasks.debate_scores_fill_task",
         "schedule": 60.0,
     },
-    # An export whose worker died starts again (annotations.services.EXPORT_STALE_AFTER).
+    # An export whose worker died starts again (annotations.export_worker.EXPORT_STALE_AFTER).
     "exports-requeue-stale": {
         "task": "annotations.tasks.exports_requeue_stale_task",
         "schedule": 60.0,
     },
-    # A "Try it" trial whose worker died is failed (llm.services.TRIAL_STALE_AFTER).
+    # A "Try it" trial whose worker died is failed (llm.trial_worker.TRIAL_STALE_AFTER).
     "trials-fail-stale": {
         "task": "llm.tasks.model_trials_fail_stale_task",
         "schedule": 60.0,

@@ -9,7 +9,7 @@ from django.template.loader import render_to_string
 from core.streams import StreamCursor
 from llm.models import GenerationState
 from llm.selectors import trial_for_user
-from llm.services import trial_group_name
+from llm.trial_worker import trial_group_name
 
 
 class TrialConsumer(AsyncWebsocketConsumer):

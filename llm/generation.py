@@ -1,5 +1,5 @@
-"""Worker side: turn a ModelConfig into a live backend. Imported by tasks at call time only;
-the transformers backend (torch) is loaded lazily by the per-process model cache."""
+"""Worker side: turn a ModelConfig into a live backend. Importing it stays light (the web
+process may): the transformers backend (torch) is loaded lazily by the per-process model cache."""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
+"""Celery tasks: each takes ids and runs the worker's side (llm/trial_worker.py).
+The services that send them import this module; nothing here imports the services."""
+
 from celery import shared_task
 
-from llm.services import model_trial_run, model_trials_fail_stale
+from llm.trial_worker import model_trial_run, model_trials_fail_stale
 
 
 # No acks_late: a redelivered task would find its trial claimed and do nothing. A worker lost

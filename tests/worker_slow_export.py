@@ -4,7 +4,7 @@ so the test can kill the worker while a job is RUNNING."""
 
 import time
 
-from annotations.services import export_run
+from annotations.export_worker import export_run
 
 _write = export_run.__globals__["export_write"]
 

@@ -1,5 +1,6 @@
 """Every write of the annotations app, a module per concern: queues, items, claims (leases),
-labels, exports, tokens; the domain errors in errors.
+labels, exports, tokens; the domain errors in errors. The worker's writes to an export job
+(run, sweep, expire) are in annotations/export_worker.py.
 
 Invariants the services keep, under concurrency:
   * no item gets more than k labels (gold items excepted: every annotator may see those once);
@@ -34,20 +35,13 @@ from annotations.services.errors import (
     TokenNotFound,
 )
 from annotations.services.exports import (
-    EXPORT_ATTEMPTS,
-    EXPORT_HEARTBEAT_EVERY,
-    EXPORT_STALE_AFTER,
     ExportFile,
     ExportGone,
     ExportNotReady,
     export_expired,
     export_file,
-    export_path,
     export_retry,
-    export_run,
     export_start,
-    exports_expire,
-    exports_requeue_stale,
 )
 from annotations.services.items import (
     BULK_BATCH,
@@ -93,16 +87,9 @@ __all__ = [
     "queue_item_claim",
     "label_submit",
     "label_undo",
-    "EXPORT_ATTEMPTS",
-    "EXPORT_HEARTBEAT_EVERY",
-    "EXPORT_STALE_AFTER",
     "export_expired",
-    "export_path",
     "export_retry",
-    "export_run",
     "export_start",
-    "exports_expire",
-    "exports_requeue_stale",
     "api_token_create",
     "api_token_digest",
     "api_token_revoke",

@@ -5,8 +5,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
+from annotations.export_worker import export_run
 from annotations.models import ApiToken, ExportJob, Item, Label
-from annotations.services import api_token_create, export_run
+from annotations.services import api_token_create
 from tests.annotations.factories import labelled_queue, make_queue, pairwise, pairwise_gold
 from tests.helpers import Api
 

@@ -9,17 +9,18 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from annotations.exports import ExportSpec
-from annotations.models import ExportJob, JobStatus, Queue
-from annotations.services import (
+from annotations.export_worker import (
     EXPORT_ATTEMPTS,
     EXPORT_STALE_AFTER,
+    StaleExports,
     export_path,
-    export_retry,
     export_run,
-    export_start,
     exports_requeue_stale,
 )
+from annotations.exports import ExportSpec
+from annotations.models import ExportJob, JobStatus, Queue
+from annotations.services import export_retry, export_start
+from annotations.tasks import export_run_task, exports_requeue_stale_task
 from tests.annotations.factories import labelled_queue
 from tests.factories import UserFactory
 from tests.helpers import signed_in, worker_start
@@ -208,8 +209,6 @@ def test_an_export_runs_on_a_real_worker(
 def test_a_worker_killed_mid_export_leaves_the_job_re_run_not_running(
     transactional_db, celery_worker_process, django_db_serialized_rollback
 ):
-    from annotations.tasks import export_run_task
-
     researcher = UserFactory(username="exporter", role="researcher")
     queue, _ = labelled_queue()
     job = ExportJob.objects.create(
@@ -230,11 +229,13 @@ def test_a_worker_killed_mid_export_leaves_the_job_re_run_not_running(
     job.refresh_from_db()
     assert job.status == JobStatus.RUNNING  # what a dead worker leaves behind
 
-    # The beat's next sweep after EXPORT_STALE_AFTER of silence: the job goes back to the
-    # queue and the live worker runs it to the end.
-    assert exports_requeue_stale(now=timezone.now()) == 0  # not silent long enough yet
-    later = job.heartbeat_at + EXPORT_STALE_AFTER + timedelta(seconds=1)
-    assert exports_requeue_stale(now=later) == 1
+    # Beat's sweep (its task, as beat runs it): not silent long enough yet. Once the worker has
+    # been silent for EXPORT_STALE_AFTER, the job goes back to the queue and the task sends it
+    # to the live worker, which runs it to the end.
+    assert exports_requeue_stale_task() == 0
+    silent = timezone.now() - EXPORT_STALE_AFTER - timedelta(seconds=1)
+    ExportJob.objects.filter(pk=job.pk).update(heartbeat_at=silent)
+    assert exports_requeue_stale_task() == 1
     job.refresh_from_db()
     assert job.status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DONE)
     # Generous: the shared worker may still be busy with work earlier tests left it.
@@ -250,38 +251,34 @@ def test_a_silent_export_is_started_again_then_failed_after_its_attempts(
     researcher, queue, monkeypatch
 ):
     sent: list[int] = []
-    from annotations.tasks import export_run_task
-
     monkeypatch.setattr(export_run_task, "delay", sent.append)
     job = ExportJob.objects.create(created_by=researcher, spec={"queues": [queue.pk]})
-    now = timezone.now()
-    silent = now - EXPORT_STALE_AFTER - timedelta(seconds=1)
+    silent = timezone.now() - EXPORT_STALE_AFTER - timedelta(seconds=1)
     for attempt in range(1, EXPORT_ATTEMPTS + 1):
         ExportJob.objects.filter(pk=job.pk).update(
             status=JobStatus.RUNNING, attempt=attempt, heartbeat_at=silent
         )
-        assert exports_requeue_stale(now=now) == 1
-        assert exports_requeue_stale(now=now) == 0  # a second sweep finds nothing more
+        assert exports_requeue_stale_task() == 1
+        assert exports_requeue_stale_task() == 0  # a second sweep finds nothing more
         job.refresh_from_db()
         if attempt < EXPORT_ATTEMPTS:
             assert job.status == JobStatus.QUEUED and sent[-1] == job.pk
     assert job.status == JobStatus.FAILED and "stopped 3 times" in job.error
-    assert len(sent) == EXPORT_ATTEMPTS - 1
+    assert len(sent) == EXPORT_ATTEMPTS - 1  # the task sends what the sweep requeued, once
     # A beating worker is left alone.
+    now = timezone.now()
     ExportJob.objects.filter(pk=job.pk).update(status=JobStatus.RUNNING, heartbeat_at=now)
-    assert exports_requeue_stale(now=now) == 0
+    assert exports_requeue_stale(now=now) == StaleExports(requeued=(), failed=0)
 
 
 def test_a_worker_given_up_on_finishes_nothing_and_leaves_no_file(researcher, queue, monkeypatch):
-    from annotations.tasks import export_run_task
-
-    monkeypatch.setattr(export_run_task, "delay", lambda pk: None)
     job = ExportJob.objects.create(created_by=researcher, spec={"queues": [queue.pk]})
     write = export_run.__globals__["export_write"]
 
     def stalls_then_writes(plan, out, *, on_labels=None):
         # While this worker stalls, the sweep gives up on it and queues the job again.
-        assert exports_requeue_stale(now=timezone.now() + timedelta(hours=1)) == 1
+        swept = exports_requeue_stale(now=timezone.now() + timedelta(hours=1))
+        assert swept == StaleExports(requeued=(job.pk,), failed=0)
         return write(plan, out, on_labels=on_labels)
 
     monkeypatch.setitem(export_run.__globals__, "export_write", stalls_then_writes)

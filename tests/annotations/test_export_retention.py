@@ -8,9 +8,10 @@ from django.conf import settings as django_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from annotations.export_worker import export_path, export_run, exports_expire
 from annotations.exports import ExportSpec
 from annotations.models import ExportJob, JobStatus
-from annotations.services import export_path, export_run, export_start, exports_expire
+from annotations.services import export_start
 from annotations.tasks import exports_expire_task
 from tests.annotations.factories import make_queue, pairwise
 from tests.helpers import PROJECT_DIR, Api, child_environment, signed_in

@@ -9,9 +9,10 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import HttpCommunicator
 
+from annotations.export_worker import export_path
 from annotations.exports import ExportFormat, ExportSpec
 from annotations.models import ExportJob, JobStatus
-from annotations.services import api_token_create, export_path
+from annotations.services import api_token_create
 from config.asgi import application
 
 # The API runs in its own threads, so tests that touch the database need committed data.

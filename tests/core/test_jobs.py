@@ -100,7 +100,8 @@ def test_retry_refuses_other_roles_the_wrong_method_and_bad_input(jobs, users):
 def test_a_trial_whose_worker_fell_silent_is_failed_and_can_be_retried(
     researcher, django_capture_on_commit_callbacks
 ):
-    from llm.services import TRIAL_STALE_AFTER, model_trial_retry, model_trials_fail_stale
+    from llm.services import model_trial_retry
+    from llm.trial_worker import TRIAL_STALE_AFTER, model_trials_fail_stale
 
     now = timezone.now()
     dead = ModelTrialFactory(user=researcher)

@@ -4,7 +4,7 @@ from channels.layers import get_channel_layer
 from channels.testing.websocket import WebsocketCommunicator
 
 from config.asgi import application
-from llm.services import trial_group_name
+from llm.trial_worker import trial_group_name
 from tests.factories import PASSWORD, ModelTrialFactory
 from tests.helpers import ORIGIN, session_cookie
 

@@ -9,7 +9,7 @@ import pytest
 
 from llm.forms import ModelConfigForm
 from llm.models import BUNDLED_CONFIG_NAME, ModelConfig, TrialStatus
-from llm.services import model_trial_run
+from llm.trial_worker import model_trial_run
 from tests.factories import ModelTrialFactory
 from tests.helpers import PROJECT_DIR, child_environment
 

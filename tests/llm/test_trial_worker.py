@@ -5,7 +5,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
 from llm.models import TrialStatus
-from llm.services import model_trial_run, trial_group_name
+from llm.trial_worker import model_trial_run, trial_group_name
 from tests.factories import ModelConfigFactory, ModelTrialFactory
 
 
