@@ -67,7 +67,7 @@ def test_the_last_node_of_the_budget_goes_to_one_of_four_racing_adds(
 def test_two_people_taking_one_node_at_once_one_gets_it(
     fake, make_tree, researcher, annotator, monkeypatch
 ):
-    monkeypatch.setattr("amplification.tasks.node_draft_task.delay", lambda node_id: None)
+    monkeypatch.setattr("amplification.tasks.node_draft_task.delay", lambda *ids: None)
     monkeypatch.setattr("amplification.tasks.tree_expand_task.delay", lambda tree_id: None)
     tree = make_tree(mode=Mode.AUGMENTED)
     tree.assignees.add(annotator)
