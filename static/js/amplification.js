@@ -171,22 +171,20 @@
   // The socket replaced the outline (which the server renders without this page's collapsed
   // nodes, selection or search): restore them and keyboard focus in the same task as the swap
   // (so no key press lands on the page meanwhile), then refresh the open node if it changed
-  // (unless the person is typing in one of its forms). The out-of-band swap's own events fire
-  // on the element it replaced, already out of the page, so the message's event is used.
+  // (unless the person is typing in one of its forms). This waits for the message's own event:
+  // htmx settles a swap by putting back, on each element with an id, the attributes the
+  // server sent, which would undo anything restored at the swap itself.
   let shown = outline();
-  function restore() {
-    syncStatus();
-    if (outline() === shown) return;
-    shown = outline();
-    apply();
-    if (focusedId && (document.activeElement === document.body || !document.activeElement)) {
-      const li = byId(focusedId);
-      if (li) focus(li);
-    }
-  }
-  document.body.addEventListener("htmx:oobAfterSwap", restore);
   document.body.addEventListener("htmx:wsAfterMessage", () => {
-    restore();
+    syncStatus();
+    if (outline() !== shown) {
+      shown = outline();
+      apply();
+      if (focusedId && (document.activeElement === document.body || !document.activeElement)) {
+        const li = byId(focusedId);
+        if (li) focus(li);
+      }
+    }
     setTimeout(refreshPane, 0);
   });
   function refreshPane() {
