@@ -335,14 +335,15 @@ def test_closing_a_batched_stream_hangs_up_every_row(monkeypatch: pytest.MonkeyP
     rows_stopped_at: list[int] = []
 
     def slow_chat(self: OpenAIBackend, chat: Any, *, params: GenerationParams) -> Any:
-        step = 0
+        sent = 0
         try:
-            for step in range(100):  # 5 s a row
+            while sent < 100:  # 5 s a row
                 time.sleep(0.05)
                 yield StreamChunk(text="x", tokens=1)
+                sent += 1
             yield StreamChunk("", usage=Usage(1, 100, 0.0, 5.0), finish_reason="stop")
         finally:
-            rows_stopped_at.append(step)
+            rows_stopped_at.append(sent)
 
     monkeypatch.setattr(OpenAIBackend, "stream_chat", slow_chat)
     backend = OpenAIBackend("http://127.0.0.1:9/v1", model="m", api_key=None, config_name="r")
