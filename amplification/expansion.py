@@ -547,14 +547,17 @@ def node_draft(*, node_id: int, attempt: int) -> None:
     started = time.monotonic()
     results = _generate(jobs, wanted=lambda: _draft_wanted(node_id, attempt))
     spent = time.monotonic() - started
-    answer, decomposition = (
-        r.completion.text if r.completion and not r.stopped else "" for r in results
-    )
+    # Stopped: a call cut short, or (configs differ) the second call never made.
+    stopped = len(results) < len(jobs) or any(result.stopped for result in results)
+    answer, decomposition = ("", "")
+    if not stopped:
+        answer, decomposition = (r.completion.text if r.completion else "" for r in results)
     subquestions = decomposition_parse(
         decomposition, parent_question=node.question, limit=tree.max_children
     )
     with transaction.atomic():
-        Tree.objects.select_for_update().get(pk=tree.pk)
+        if Tree.objects.select_for_update().filter(pk=tree.pk).first() is None:
+            return  # deleted meanwhile, and its cost with it
         Tree.objects.filter(pk=tree.pk).update(wall_s=F("wall_s") + spent)
         current = Node.objects.filter(pk=node_id).first()
         if current is None:  # removed meanwhile: only the tree's wall time keeps the cost
@@ -563,7 +566,7 @@ def node_draft(*, node_id: int, attempt: int) -> None:
             if result.call is not None:
                 _record(current, result.call)
         fields = ["calls", "prompt_tokens", "completion_tokens", "total_s"]
-        if not any(r.stopped for r in results) and _draft_wanted(node_id, attempt):
+        if not stopped and _draft_wanted(node_id, attempt):
             current.draft_answer = (
                 answer_clean(answer, limit=MAX_ANSWER_CHARS) or "(the model gave none)"
             )

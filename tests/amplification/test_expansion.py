@@ -242,7 +242,7 @@ def test_a_draft_for_an_earlier_take_writes_nothing(fake, make_tree, annotator):
     assert node.draft_answer == "answer to Root?"
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_person_answering_stops_the_draft_being_generated(fake, make_tree, annotator):
     """The draft streams (a character every 0.1 s: about 6 s in all); the person answers
     after a few characters, and the generation stops within a check, writing no draft; what
@@ -284,3 +284,37 @@ def test_a_person_answering_stops_the_draft_being_generated(fake, make_tree, ann
     answer_call = node.calls[0]
     assert 0 < answer_call["completion_tokens"] < len(f"answer to {question}")
     assert f"answer to {question}".startswith(answer_call["raw_output"])
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_draft_stopped_in_its_first_call_never_makes_the_second(fake, make_tree, annotator):
+    """Decomposing and answering on different configs are two calls, one after the other:
+    the person answers during the first, and the second is never made."""
+    import threading
+
+    from django.db import connection
+
+    from amplification.expansion import node_draft
+    from amplification.services import node_answer_by_person
+    from tests.factories import ModelConfigFactory
+    from tests.helpers import wait_for
+
+    tree, node = _taken(make_tree, annotator, "Why is the sea salty but rivers are not?")
+    Tree.objects.filter(pk=tree.pk).update(decompose_config=ModelConfigFactory(name="other"))
+    fake.step_s = 0.1
+
+    def draft() -> None:
+        try:
+            node_draft(node_id=node.pk, attempt=node.draft_attempt)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=draft)
+    worker.start()
+    wait_for(lambda: fake.streamed >= 6, timeout=30, what="the draft to stream a while")
+    node_answer_by_person(tree_id=tree.pk, node_id=node.pk, user=annotator, answer="Mine.")
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    node.refresh_from_db()
+    assert [(c["step"], c["stopped"]) for c in node.calls] == [("draft-answer", True)]
+    assert fake.count("decompose") == 0 and node.draft_answer == ""
