@@ -85,11 +85,11 @@ def tree_read(request: HttpRequest, path: Path[TreePath]) -> Any:
 @trees.post("/", response={201: Created} | errors(403, 409))
 def tree_create_from_export(request: HttpRequest, body: TreeExport) -> Any:
     """Import a tree in the export format; all or nothing. A tree that fits the schema but not
-    this database (a model config it names is missing, a node's parent unknown) is a 409
-    naming the problem."""
+    this database (a model config it names is missing, a node's parent unknown), or one
+    imported before (the same content), is a 409 naming the problem (and the earlier tree)."""
     user = api_require(request, Role.RESEARCHER)
     try:
-        tree = tree_import(data=body, created_by=user)
+        tree = tree_import(data=body, created_by=user, source="the API")
     except ValidationError as error:
         raise HttpError(409, " ".join(error.messages)) from error
     return Status(201, Created(id=tree.pk))

@@ -17,8 +17,9 @@ nodes marked running with no result; the next run puts them back to pending.
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -307,6 +308,8 @@ class Result:
     completion: Completion | None
     call: NodeCall | None
     error: str = ""
+    # Cut short because it was no longer wanted (a draft whose node was answered first).
+    stopped: bool = False
 
 
 def _chat(config: ModelConfig, prompt: str) -> list[ChatMessage]:
@@ -315,8 +318,11 @@ def _chat(config: ModelConfig, prompt: str) -> list[ChatMessage]:
     return chat_messages(config, prompt)
 
 
-def _generate(jobs: Sequence[Job]) -> list[Result]:
-    """One generate_batch per model config for the whole step (no transaction held)."""
+def _generate(jobs: Sequence[Job], *, wanted: Callable[[], bool] | None = None) -> list[Result]:
+    """One batched call per model config for the whole step (no transaction held). With
+    `wanted`, the calls stream and stop as soon as `wanted()` turns false (asked every
+    DRAFT_CHECK_EVERY_S); what was generated until then is returned as stopped results, and
+    a later config's call is not made at all."""
     results: list[Result | None] = [None] * len(jobs)
     groups: dict[int, list[int]] = defaultdict(list)
     for index, job in enumerate(jobs):
@@ -324,28 +330,74 @@ def _generate(jobs: Sequence[Job]) -> list[Result]:
     for indexes in groups.values():
         config = jobs[indexes[0]].config
         params = config.generation_params()
+        chats = [_chat(config, jobs[i].prompt) for i in indexes]
         try:
-            completions = backend_for(config).generate_batch(
-                [_chat(config, jobs[i].prompt) for i in indexes], params=params
-            )
+            if wanted is None:
+                done = backend_for(config).generate_batch(chats, params=params)
+                outputs = [_Streamed(c.text, c.usage.completion_tokens, c) for c in done]
+            else:
+                outputs = _streamed(backend_for(config), chats, params, wanted)
         except (GenerationError, ValueError) as error:  # ValueError: params a config forbids
             for i in indexes:
                 results[i] = Result(None, None, error=str(error))
             continue
         at = timezone.now().isoformat()
-        for i, completion in zip(indexes, completions, strict=True):
+        for i, output in zip(indexes, outputs, strict=True):
+            usage = output.completion.usage if output.completion else None
             call = NodeCall(
                 step=jobs[i].step, config=config.name, model=config.model,
                 params={k: list(v) if isinstance(v, tuple) else v
                         for k, v in asdict(params).items()},
                 system_prompt=config.system_prompt, prompt=jobs[i].prompt,
-                raw_output=completion.text,
-                prompt_tokens=completion.usage.prompt_tokens,
-                completion_tokens=completion.usage.completion_tokens,
-                batch_size=len(indexes), latency_s=completion.usage.total_s, at=at,
+                raw_output=output.text,
+                prompt_tokens=usage.prompt_tokens if usage else 0,
+                completion_tokens=usage.completion_tokens if usage else output.tokens,
+                batch_size=len(indexes),
+                latency_s=usage.total_s if usage else output.elapsed_s,
+                at=at, stopped=output.completion is None,
             )  # fmt: skip
-            results[i] = Result(completion, call)
+            results[i] = Result(output.completion, call, stopped=output.completion is None)
+        if any(result is not None and result.stopped for result in results):
+            break
     return [result for result in results if result is not None]
+
+
+@dataclass
+class _Streamed:
+    """One row of a call: its text, tokens, and the completion once it finished (None when
+    the call was stopped first)."""
+
+    text: str = ""
+    tokens: int = 0
+    completion: Completion | None = None
+    elapsed_s: float = 0.0
+
+
+def _streamed(
+    backend: Backend, chats: list[list[ChatMessage]], params: Any, wanted: Callable[[], bool]
+) -> list[_Streamed]:
+    rows = [_Streamed() for _ in chats]
+    started = checked = time.monotonic()
+    stream = backend.stream_batch(chats, params=params)
+    try:
+        for row_chunk in stream:
+            row, chunk = rows[row_chunk.row], row_chunk.chunk
+            row.text += chunk.text
+            row.tokens += chunk.tokens
+            if chunk.usage is not None:
+                row.completion = Completion(row.text, chunk.usage, chunk.finish_reason or "stop")
+            now = time.monotonic()
+            if now - checked >= DRAFT_CHECK_EVERY_S:
+                checked = now
+                if not wanted():
+                    break
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # a generator: stops the model between two tokens
+    for row in rows:
+        row.elapsed_s = time.monotonic() - started
+    return rows
 
 
 def _record(node: Node, call: NodeCall) -> None:
@@ -427,37 +479,78 @@ def _decomposition_apply(tree: Tree, node: Node, raw: str) -> None:
 
 
 # --- drafts for people (augmented mode) -----------------------------------------------------
-def node_draft(*, node_id: int) -> None:
-    """The model's suggestion for a node a person took: an answer and a decomposition."""
+# How often a draft being generated asks whether it is still wanted.
+DRAFT_CHECK_EVERY_S = 0.5
+
+
+def _draft_wanted(node_id: int, attempt: int) -> bool:
+    """The take this draft was made for still stands: the node is taken, on this take's
+    number, and nobody has answered, decomposed or handed it on."""
+    return Node.objects.filter(
+        pk=node_id, draft_attempt=attempt, taken_by__isnull=False,
+        status__in=(NodeStatus.PENDING, NodeStatus.STALE),
+    ).exists()  # fmt: skip
+
+
+def node_draft(*, node_id: int, attempt: int) -> None:
+    """The model's suggestion for a node a person took: an answer and a decomposition.
+
+    Fenced by the take's number (`Node.draft_attempt`), as a speech by its attempt: a draft
+    whose node was answered, decomposed, handed to the model or taken again before it began
+    is dropped without a model call, and one being generated stops within
+    DRAFT_CHECK_EVERY_S of that, so an obsolete draft never holds the generation worker.
+    What the calls cost (finished or stopped) is recorded on the node and the tree's wall
+    time, like every other model call of the tree; the draft's text is written only if its
+    take still stands.
+    """
     node = (
         Node.objects.select_related("tree", "tree__decompose_config", "tree__answer_config")
         .filter(pk=node_id)
         .first()
     )
-    if node is None or node.taken_by_id is None:
+    if node is None or not _draft_wanted(node_id, attempt):
         return
     tree = node.tree
     context = context_block(tree.context)
+    answer_job = _answer_job(tree, node, context, "draft")
+    answer_job.step = "draft-answer"
     jobs = [
-        _answer_job(tree, node, context, "draft"),
-        Job(node, "decompose", tree.decompose_config, prompt_render(
+        answer_job,
+        Job(node, "draft-decompose", tree.decompose_config, prompt_render(
             tree.decompose_prompt, question=node.question, context=context,
             max_children=str(tree.max_children),
         )),
     ]  # fmt: skip
-    results = _generate(jobs)
-    answer, decomposition = (r.completion.text if r.completion else "" for r in results)
+    started = time.monotonic()
+    results = _generate(jobs, wanted=lambda: _draft_wanted(node_id, attempt))
+    spent = time.monotonic() - started
+    # Stopped: a call cut short, or (configs differ) the second call never made.
+    stopped = len(results) < len(jobs) or any(result.stopped for result in results)
+    answer, decomposition = ("", "")
+    if not stopped:
+        answer, decomposition = (r.completion.text if r.completion else "" for r in results)
     subquestions = decomposition_parse(
         decomposition, parent_question=node.question, limit=tree.max_children
     )
     with transaction.atomic():
-        Tree.objects.select_for_update().get(pk=tree.pk)
-        updated = Node.objects.filter(pk=node_id, taken_by__isnull=False).update(
-            draft_answer=answer_clean(answer, limit=MAX_ANSWER_CHARS) or "(the model gave none)",
-            draft_subquestions="\n".join(subquestions),
-        )
-        if updated:
-            tree_broadcast(tree.pk)
+        if Tree.objects.select_for_update().filter(pk=tree.pk).first() is None:
+            return  # deleted meanwhile, and its cost with it
+        Tree.objects.filter(pk=tree.pk).update(wall_s=F("wall_s") + spent)
+        current = Node.objects.filter(pk=node_id).first()
+        if current is None:  # removed meanwhile: only the tree's wall time keeps the cost
+            return
+        for result in results:
+            if result.call is not None:
+                _record(current, result.call)
+        fields = ["calls", "prompt_tokens", "completion_tokens", "total_s"]
+        if not stopped and _draft_wanted(node_id, attempt):
+            current.draft_answer = (
+                answer_clean(answer, limit=MAX_ANSWER_CHARS) or "(the model gave none)"
+            )
+            current.draft_subquestions = "\n".join(subquestions)
+            fields += ["draft_answer", "draft_subquestions"]
+        current.save(update_fields=[*fields, "updated_at"])
+        tree_broadcast(tree.pk)
 
 
 # --- the sweeper ----------------------------------------------------------------------------

@@ -145,12 +145,20 @@ class DistillForm(forms.Form):
 
 
 class ImportForm(forms.Form):
+    """An exported tree; `file_name` (once valid) is what the tree says it was imported from."""
+
+    file_name = ""
     file = forms.FileField(help_text="a tree exported from Arbiter as JSON")
+    again = forms.BooleanField(
+        required=False, label="Import another copy",
+        help_text="a tree imported before is refused unless you tick this",
+    )  # fmt: skip
 
     def clean_file(self) -> TreeExport:
         upload = self.cleaned_data["file"]
         if upload.size > MAX_IMPORT_BYTES:
             raise forms.ValidationError("The file is larger than 20 MB.")
+        self.file_name = str(upload.name or "a file")
         raw = upload.read()
         try:
             return TreeExport.model_validate_json(raw)

@@ -83,7 +83,17 @@ class Tree(models.Model):
     attempt = models.PositiveIntegerField(default=0, editable=False)
     heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
     run_started_at = models.DateTimeField(null=True, blank=True)
-    wall_s = models.FloatField(default=0.0, help_text="seconds spent expanding, over all runs")
+    wall_s = models.FloatField(
+        default=0.0, help_text="seconds the model spent on the tree (runs and drafts), over all"
+    )
+    # An imported tree: where it came from, and the sha256 of its content (the validated
+    # export, re-serialised), so importing the same tree again is noticed. The first import
+    # of a content is copy 1; a second copy, made on purpose, is 2, and so on.
+    imported_from = models.CharField(
+        max_length=255, blank=True, help_text="the file (or the API) an imported tree came from"
+    )
+    import_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    import_copy = models.PositiveSmallIntegerField(default=0, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
@@ -92,6 +102,14 @@ class Tree(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "heartbeat_at"])]
+        constraints = [
+            # Two imports of one content at once: one becomes copy 1, the other is refused.
+            models.UniqueConstraint(
+                fields=["import_sha256", "import_copy"],
+                condition=~models.Q(import_sha256=""),
+                name="one_tree_per_import_copy",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"tree {self.pk}: {self.question[:60]}"
@@ -152,6 +170,9 @@ class Node(GenerationRecord):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
         related_name="+",
     )  # fmt: skip
+    # Each take counts up; a draft writes only while the count is the one it was made for
+    # and the node is still taken and unanswered (amplification.expansion.node_draft).
+    draft_attempt = models.PositiveIntegerField(default=0, editable=False)
     draft_answer = models.TextField(blank=True)
     draft_subquestions = models.TextField(blank=True)
     memo_origin = models.ForeignKey(

@@ -55,6 +55,10 @@ class NodeCall(Strict):
     # Wall time of the batched call this prompt was part of (rows finish together).
     latency_s: float = Field(ge=0, allow_inf_nan=False)
     at: StoredText = Field(max_length=40)
+    # A draft stopped part-way because its node was answered (or handed on) first: the
+    # output and completion tokens so far, the seconds it ran; its prompt tokens, which the
+    # backend reports only at the end, are counted as 0.
+    stopped: bool = False
 
 
 _Hash = Field(pattern="^[0-9a-f]{64}$")

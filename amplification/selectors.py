@@ -119,6 +119,14 @@ def tree_outline(tree: Tree, *, query: str = "") -> tuple[OutlineNode, list[Outl
     return root, list(_preorder(root))
 
 
+def tree_import_copies(tree: Tree) -> list[Tree]:
+    """Other trees imported from the same content as this one, in the order they came."""
+    if not tree.import_sha256:
+        return []
+    found = Tree.objects.filter(import_sha256=tree.import_sha256).exclude(pk=tree.pk)
+    return list(found.order_by("import_copy", "pk"))
+
+
 def _preorder(item: OutlineNode) -> Iterator[OutlineNode]:
     yield item
     for child in item.children:
@@ -161,21 +169,32 @@ class VersionDiff:
     answer: list[Segment]
 
 
-_WORDS = re.compile(r"\s+|[^\s]+")
+# A word with the whitespace after it (and any whitespace the text starts with, alone).
+_WORDS = re.compile(r"^\s+|\S+\s*")
 
 
 def text_diff(before: str, after: str) -> list[Segment]:
-    """A word-level diff as plain-text segments; templates escape each one."""
+    """A word-level diff as plain-text segments; templates escape each one.
+
+    Words are compared without their whitespace, so a change reads as whole words: "A plant"
+    → "Sea levels" is one deletion ("A plant") and one insertion ("Sea levels"), never
+    "~~A~~Sea ~~plant~~levels" stitched together at the space they share. Unchanged runs are
+    shown as the new text has them."""
     a, b = _WORDS.findall(before), _WORDS.findall(after)
+    matcher = difflib.SequenceMatcher(
+        None, [w.strip() for w in a], [w.strip() for w in b], autojunk=False
+    )
     segments: list[Segment] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+    for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
-            segments.append(Segment("same", "".join(a[i1:i2])))
+            segments.append(Segment("same", "".join(b[j1:j2])))
             continue
-        if i2 > i1:
-            segments.append(Segment("del", "".join(a[i1:i2])))
-        if j2 > j1:
-            segments.append(Segment("ins", "".join(b[j1:j2])))
+        deleted, inserted = "".join(a[i1:i2]), "".join(b[j1:j2])
+        if deleted:
+            # Followed by its replacement: the space between them is the insertion's.
+            segments.append(Segment("del", deleted.rstrip() if inserted else deleted))
+        if inserted:
+            segments.append(Segment("ins", inserted))
     return segments
 
 

@@ -10,11 +10,14 @@ nodes is allowed at any time (the run skips them). Events reach browsers after c
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
 
 from amplification.expansion import children_create, node_version_add, tree_broadcast
 from amplification.kinds import SubAnswer, TreeNodePayload
@@ -97,12 +100,24 @@ def tree_create(*, tree: Tree, created_by: User, assignees: list[User] | None = 
     return tree
 
 
-def tree_run(*, tree_id: int) -> Tree:
-    """Resume (or re-check) a tree: a run picks up every node that can move."""
+def tree_run(*, tree_id: int) -> int:
+    """Resume (or re-check) a tree: a run picks up every node that can move. Returns how
+    many nodes wait for a person (held or taken), which a run leaves as they are. A finished
+    tree, or one already expanding, has nothing to resume: a ValidationError says so."""
     with transaction.atomic():
         tree = _locked(tree_id)
+        if tree.status == TreeStatus.DONE:
+            raise ValidationError(
+                "Every node of this tree is done: there is nothing to resume. Edit a node or "
+                "re-run a subtree to change it."
+            )
+        if tree.status in (TreeStatus.QUEUED, TreeStatus.RUNNING):
+            raise ValidationError("The tree is already expanding: there is nothing to resume.")
         tree_run_request(tree)
-    return tree
+        return Node.objects.filter(
+            Q(held=True) | Q(taken_by__isnull=False), tree=tree,
+            status__in=(NodeStatus.PENDING, NodeStatus.STALE),
+        ).count()  # fmt: skip
 
 
 def tree_user_may_work(tree: Tree, user: User) -> bool:
@@ -338,8 +353,11 @@ def node_take(*, tree_id: int, node_id: int, user: User) -> Node:
             raise ValidationError(f"{node.taken_by} has already taken this node.")
         node.taken_by = user
         node.draft_answer = node.draft_subquestions = ""
+        # A new take: a draft still running for an earlier one stops and writes no text.
+        node.draft_attempt += 1
         node.save()
-        transaction.on_commit(lambda: node_draft_task.delay(node.pk))
+        attempt = node.draft_attempt
+        transaction.on_commit(lambda: node_draft_task.delay(node.pk, attempt))
         tree_broadcast(tree.pk)
     return node
 
@@ -349,6 +367,13 @@ def _taken_by(tree: Tree, node_id: int, user: User) -> Node:
     if node.taken_by_id != user.pk:
         raise ValidationError("Take this node first.")
     return node
+
+
+def _untake(node: Node) -> None:
+    """The node is no longer taken: its draft, finished or not, is no longer wanted (a draft
+    being generated sees that and stops: amplification.expansion.node_draft)."""
+    node.taken_by = None
+    node.draft_answer = node.draft_subquestions = ""
 
 
 def node_answer_by_person(*, tree_id: int, node_id: int, user: User, answer: str) -> Node:
@@ -365,7 +390,7 @@ def node_answer_by_person(*, tree_id: int, node_id: int, user: User, answer: str
         node.memo_forget()
         node.status = NodeStatus.DONE
         node.held = False
-        node.taken_by = None
+        _untake(node)
         node_version_add(node, reason="answered by a person", author=Author.PERSON, person=user)
         node.save()
         _ancestors_stale(node)
@@ -395,7 +420,7 @@ def node_decompose_by_person(
         node.person = user
         node.status = NodeStatus.RUNNING
         node.held = False
-        node.taken_by = None
+        _untake(node)
         node.save()
         kids = children_create(tree, node, questions, held=tree.hold_new_nodes)
         tree_run_request(tree)
@@ -411,7 +436,7 @@ def node_release(*, tree_id: int, node_id: int, user: User) -> Node:
             raise ValidationError("Only researchers and the tree's annotators can do that.")
         node = _node(tree, node_id)
         node.held = False
-        node.taken_by = None
+        _untake(node)
         node.save()
         tree_run_request(tree)
         tree_broadcast(tree.pk)
@@ -434,8 +459,43 @@ def tree_release_all(*, tree_id: int, user: User) -> int:
 
 
 # --- import -----------------------------------------------------------------------------------
-def tree_import(*, data: TreeExport, created_by: User) -> Tree:
-    """Store a whole exported tree, all or nothing; a structural problem is a ValidationError."""
+def tree_import(
+    *, data: TreeExport, created_by: User, source: str = "a tree export", again: bool = False
+) -> Tree:
+    """Store a whole exported tree, all or nothing; a structural problem is a ValidationError.
+
+    `source` (a file name, or "the API") is kept as the tree's "imported from" mark. A tree
+    whose content (the validated export, re-serialised: formatting does not count) was
+    imported before is refused, naming the earlier tree, unless `again` asks for another copy
+    on purpose; copies are numbered. Two imports of one content at once: the unique
+    (content, copy) constraint lets one through and the other is refused the same way."""
+    digest = hashlib.sha256(data.model_dump_json().encode()).hexdigest()
+    earlier = Tree.objects.filter(import_sha256=digest).order_by("import_copy", "pk")
+    first = earlier.first()
+    if first is not None and not again:
+        raise _already_imported(first)
+    copy = (earlier.aggregate(top=Max("import_copy"))["top"] or 0) + 1
+    try:
+        return _tree_import(data=data, created_by=created_by, source=source[:255],
+                            digest=digest, copy=copy)  # fmt: skip
+    except IntegrityError:
+        first = earlier.first()
+        if first is None:
+            raise
+        raise _already_imported(first) from None
+
+
+def _already_imported(tree: Tree) -> ValidationError:
+    when = timezone.localtime(tree.created_at).strftime("%Y-%m-%d %H:%M")
+    return ValidationError(
+        f"This tree was already imported: tree {tree.pk}, from {tree.imported_from}, on "
+        f"{when}. Nothing was imported."
+    )
+
+
+def _tree_import(
+    *, data: TreeExport, created_by: User, source: str, digest: str, copy: int
+) -> Tree:
     configs = {}
     for field in ("decompose_config", "answer_config", "compose_config"):
         name = getattr(data, field)
@@ -457,6 +517,7 @@ def tree_import(*, data: TreeExport, created_by: User) -> Tree:
             max_children=data.max_children, max_nodes=data.max_nodes, mode=data.mode,
             hold_new_nodes=data.hold_new_nodes, status=status, error=data.error,
             is_demo=data.is_demo, wall_s=data.wall_s, created_by=created_by,
+            imported_from=source, import_sha256=digest, import_copy=copy,
         )  # fmt: skip
         tree.full_clean(exclude=["created_by"])
         tree_prompts_check(tree)

@@ -12,8 +12,8 @@ def tree_expand_task(tree_id: int) -> None:
 
 
 @shared_task
-def node_draft_task(node_id: int) -> None:
-    node_draft(node_id=node_id)
+def node_draft_task(node_id: int, attempt: int) -> None:
+    node_draft(node_id=node_id, attempt=attempt)
 
 
 @shared_task

@@ -36,6 +36,7 @@ from amplification.selectors import (
     node_versions,
     tree_export,
     tree_for_user,
+    tree_import_copies,
     tree_outline,
     tree_stats,
     trees_filtered,
@@ -87,7 +88,8 @@ def tree_new(request: HttpRequest) -> HttpResponse:
         except ValidationError as error:
             form.add_error(None, error)
         else:
-            messages.success(request, f"Tree {tree.pk} is expanding.")
+            # Not "expanding": a flash outlives the run, and the live status line says that.
+            messages.success(request, f"Created tree {tree.pk}.")
             return redirect("amplification:detail", pk=tree.pk)
     status = 400 if form.errors else 200
     return render(request, "amplification/tree_new.html", {"form": form}, status=status)
@@ -101,7 +103,9 @@ def inspector_context(tree: Tree, *, node_id: int | None, query: str = "") -> di
         "tree": tree, "root": root, "ordered": ordered,
         "stats": tree_stats(tree, [item.node for item in ordered]),
         "selected": selected, "query": query,
+        "match_count": sum(1 for item in ordered if item.match),
         "versions": node_versions(selected.node) if selected else [],
+        "import_copies": tree_import_copies(tree),
     }  # fmt: skip
 
 
@@ -213,7 +217,13 @@ node_decompose = _action(
 @login_required
 def tree_run(request: HttpRequest, pk: int) -> HttpResponse:
     tree = _researcher_tree_or_404(request, pk)
-    services.tree_run(tree_id=tree.pk)
+    try:
+        waiting = services.tree_run(tree_id=tree.pk)
+    except ValidationError as error:
+        messages.info(request, " ".join(error.messages))
+    else:
+        people = f" {waiting} node(s) wait for a person." if waiting else ""
+        messages.success(request, f"Tree {tree.pk} resumes.{people}")
     return redirect("amplification:detail", pk=tree.pk)
 
 
@@ -273,12 +283,14 @@ def tree_import(request: HttpRequest) -> HttpResponse:
     if form.is_valid():
         try:
             tree = services.tree_import(
-                data=form.cleaned_data["file"], created_by=signed_in_user(request)
-            )
+                data=form.cleaned_data["file"], created_by=signed_in_user(request),
+                source=form.file_name, again=form.cleaned_data["again"],
+            )  # fmt: skip
         except ValidationError as error:
             form.add_error("file", error)
         else:
-            messages.success(request, f"Imported tree {tree.pk}.")
+            copy = f" (copy {tree.import_copy} of this tree)" if tree.import_copy > 1 else ""
+            messages.success(request, f"Imported tree {tree.pk}{copy}.")
             return redirect("amplification:detail", pk=tree.pk)
     context = {"form": TreeFilterForm(), "trees": trees_filtered()[:200], "import_form": form,
                "distill_form": DistillForm(), "is_tree_researcher": True}  # fmt: skip

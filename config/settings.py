@@ -216,6 +216,7 @@ CELERY_TASK_ROUTES = {
     "debate.tasks.speeches_requeue_stale_task": {"queue": "default"},
     "debate.tasks.batches_requeue_stale_task": {"queue": "default"},
     "amplification.tasks.trees_requeue_stale_task": {"queue": "default"},
+    "llm.tasks.model_trials_fail_stale_task": {"queue": "default"},
     "debate.tasks.*": {"queue": "generation"},
     "amplification.tasks.*": {"queue": "generation"},
     "llm.tasks.*": {"queue": "generation"},
@@ -229,46 +230,59 @@ CELERY_RESULT_EXPIRES = 3600
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Every beat entry expires when its next one is due: a copy no worker took in time (the worker
+# busy or down) is dropped, not piled up behind the work (27 copies of one sweeper were once
+# found waiting behind one long expansion). Sweepers run on `default`, never behind a
+# generation (CELERY_TASK_ROUTES).
+_REWARD_CHECK_S = float(env_int("REWARD_CHECK_SECONDS", 10, minimum=1))
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "exports-expire": {
         "task": "annotations.tasks.exports_expire_task",
         "schedule": crontab(hour=3, minute=30),  # daily; UTC, as CELERY_TIMEZONE is unset
+        "options": {"expires": 3600.0},
     },
     # A speech whose worker died mid-way starts again (debate.services.SPEECH_STALE_AFTER).
     "speeches-requeue-stale": {
         "task": "debate.tasks.speeches_requeue_stale_task",
         "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
     # A batch of AI debates whose worker died resumes (debate.research.batches.BATCH_STALE_AFTER).
     "batches-requeue-stale": {
         "task": "debate.tasks.batches_requeue_stale_task",
         "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
     # Reward models: reap runs whose worker died, start the fast/full runs that are due.
     "reward-models-check": {
         "task": "rewards.tasks.reward_models_check_task",
-        "schedule": float(env_int("REWARD_CHECK_SECONDS", 10, minimum=1)),
+        "schedule": _REWARD_CHECK_S,
+        "options": {"expires": _REWARD_CHECK_S},
     },
     # The automatic judge scores finished debates that lack its version's score (on the
     # training queue, where the reward model is loaded; a bounded batch each time).
     "debate-scores-fill": {
         "task": "rewards.tasks.debate_scores_fill_task",
         "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
     # An export whose worker died starts again (annotations.export_worker.EXPORT_STALE_AFTER).
     "exports-requeue-stale": {
         "task": "annotations.tasks.exports_requeue_stale_task",
         "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
     # A "Try it" trial whose worker died is failed (llm.trial_worker.TRIAL_STALE_AFTER).
     "trials-fail-stale": {
         "task": "llm.tasks.model_trials_fail_stale_task",
         "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
     # A tree whose worker died mid-expansion resumes (amplification.expansion.TREE_STALE_AFTER).
     "trees-requeue-stale": {
         "task": "amplification.tasks.trees_requeue_stale_task",
         "schedule": 60.0,
+        "options": {"expires": 60.0},
     },
 }
 

@@ -12,6 +12,7 @@ import json
 import queue
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -114,25 +115,33 @@ class OpenAIBackend:
             return
         # Any error, not only GenerationError: a row that died silently would hang this loop.
         arrived: queue.Queue[RowChunk | Exception] = queue.Queue()
+        # The caller closed this generator (it no longer wants the rows): each row hangs up
+        # at its next chunk, so leaving the pool below does not wait for whole generations.
+        abandoned = threading.Event()
 
         def stream_row(row: int, chat: Sequence[ChatMessage]) -> None:
             try:
                 for chunk in self.stream_chat(chat, params=params):
+                    if abandoned.is_set():
+                        return
                     arrived.put(RowChunk(row, chunk))
             except Exception as error:
                 arrived.put(error)
 
         with ThreadPoolExecutor(max_workers=min(_BATCH_CONCURRENCY, len(chats))) as pool:
-            for row, chat in enumerate(chats):
-                pool.submit(stream_row, row, chat)
-            ended = 0
-            while ended < len(chats):
-                item = arrived.get()
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-                if item.chunk.usage is not None:
-                    ended += 1
+            try:
+                for row, chat in enumerate(chats):
+                    pool.submit(stream_row, row, chat)
+                ended = 0
+                while ended < len(chats):
+                    item = arrived.get()
+                    if isinstance(item, Exception):
+                        raise item
+                    yield item
+                    if item.chunk.usage is not None:
+                        ended += 1
+            finally:
+                abandoned.set()
 
     def _complete(self, chat: Sequence[ChatMessage], params: GenerationParams) -> Completion:
         chunks = list(self.stream_chat(chat, params=params))

@@ -4,7 +4,8 @@ real bundled model), and a helper that builds trees through the real service."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,15 @@ import pytest
 from amplification.expansion import tree_expand
 from amplification.models import Mode, Tree
 from amplification.services import tree_create
-from llm.backends.base import ChatMessage, Completion, GenerationError, GenerationParams, Usage
+from llm.backends.base import (
+    ChatMessage,
+    Completion,
+    GenerationError,
+    GenerationParams,
+    RowChunk,
+    StreamChunk,
+    Usage,
+)
 from tests.factories import ModelConfigFactory
 
 _QUESTION = re.compile(r"Question: (.+?)(?:\n|$)")
@@ -29,9 +38,29 @@ class FakeBackend:
     prompts: list[tuple[str, str]] = field(default_factory=list)  # (step, question)
     batches: list[int] = field(default_factory=list)
     fail_on: str = ""
+    # Streaming: one character a step, every row of the batch in each step, this long apart.
+    step_s: float = 0.0
+    streamed: int = 0  # characters streamed so far
+    cut_short: bool = False  # the last stream was closed before its end
 
     def stream_chat(self, messages: Any, *, params: GenerationParams) -> Any:
         raise NotImplementedError
+
+    def stream_batch(
+        self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
+    ) -> Iterator[RowChunk]:
+        """What generate_batch would write, a character a step, as a model streams it."""
+        completions = self.generate_batch(chats, params=params)
+        self.cut_short = True
+        for step in range(max(len(c.text) for c in completions) + 1):
+            time.sleep(self.step_s)
+            for row, completion in enumerate(completions):
+                if step < len(completion.text):
+                    self.streamed += 1
+                    yield RowChunk(row, StreamChunk(completion.text[step], tokens=1))
+                elif step == len(completion.text):
+                    yield RowChunk(row, StreamChunk("", completion.usage, "stop"))
+        self.cut_short = False
 
     def generate_batch(
         self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
@@ -82,7 +111,7 @@ def make_tree(researcher: Any, config: Any, monkeypatch: pytest.MonkeyPatch) -> 
     (transactional), nothing is sent to the broker: a real worker in the same session would
     otherwise claim the run first, with the real model."""
     monkeypatch.setattr("amplification.tasks.tree_expand_task.delay", lambda tree_id: None)
-    monkeypatch.setattr("amplification.tasks.node_draft_task.delay", lambda node_id: None)
+    monkeypatch.setattr("amplification.tasks.node_draft_task.delay", lambda *ids: None)
 
     def make(question: str = "Root?", *, expand: bool = True, **fields: Any) -> Tree:
         values: dict[str, Any] = {"max_depth": 2, "max_children": 3, "max_nodes": 13,

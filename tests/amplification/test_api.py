@@ -59,3 +59,17 @@ def test_annotators_are_refused(fake, make_tree, annotator):
     assert client.get("/api/trees/").status_code == 403
     assert client.get(f"/api/trees/{tree.pk}").status_code == 403
     assert Client().get("/api/trees/").status_code == 401
+
+
+def test_importing_the_same_tree_twice_is_a_409_naming_the_first(fake, make_tree, researcher):
+    fake.decompositions = {"Root?": "1. A?"}
+    tree = make_tree(max_depth=1)
+    client = api(researcher)
+    data = client.get(f"/api/trees/{tree.pk}").json()
+    first = client.post("/api/trees/", data, content_type="application/json")
+    assert first.status_code == 201
+    assert Tree.objects.get(pk=first.json()["id"]).imported_from == "the API"
+    again = client.post("/api/trees/", data, content_type="application/json")
+    assert again.status_code == 409
+    assert f"already imported: tree {first.json()['id']}" in again.json()["detail"]
+    assert Tree.objects.count() == 2

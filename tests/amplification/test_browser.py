@@ -220,3 +220,149 @@ def test_the_inspector_by_keyboard_and_at_phone_width(
                 SHOTS.mkdir(parents=True, exist_ok=True)
                 name = path.strip("/").replace("/", "-").replace("?", "-") or "home"
                 page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
+
+
+def _wait_frame(page, frames: list[str]) -> None:
+    """Until the socket has brought the live outline (Playwright delivers its events only
+    while it is called, so wait through it)."""
+    for _ in range(150):
+        if any("amp-outline" in frame for frame in frames):
+            return
+        page.wait_for_timeout(100)
+    raise AssertionError("no live outline arrived in 15 s")
+
+
+def _shot(page, name: str) -> None:
+    if SHOTS:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_tree_search_highlights_after_enter(
+    live_asgi_server, browser, fake, make_tree, researcher, width
+):
+    """`/` from anywhere on the page goes to the search; Enter marks the matches and keeps
+    them through the live outline's swaps; a reload of the searched address marks them too.
+    At phone width a chosen node's pane is scrolled into view."""
+    from tests.amplification.conftest import three_by_three
+
+    fake.decompositions = three_by_three()
+    tree = make_tree("Root?")
+    c2 = tree.nodes.get(question="C2?")
+    url = live_asgi_server.url
+    page = browser.new_context(viewport={"width": width, "height": 800}).new_page()
+    frames: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda p: frames.append(str(p))))
+    browser_login(page, url, "researcher")
+    page.goto(f"{url}/trees/{tree.pk}/")
+    page.wait_for_selector("#amp-stats[data-status=done]")
+    _wait_frame(page, frames)
+    # Focus is on the page, not in the tree: `/` still reaches the search box.
+    page.click("h1.question")
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "amp-q"
+    page.keyboard.type("c2")
+    page.keyboard.press("Enter")
+    page.wait_for_selector(f"#amp-node-{c2.pk}.amp-match")
+    assert page.locator(".amp-match").count() == 1
+    assert page.inner_text("#amp-search-count") == "1 node matches."
+    assert "q=c2" in page.url
+    _shot(page, f"search-{width}")
+    # The searched address, loaded afresh: marked by the server, and still after the socket
+    # has replaced the outline.
+    frames.clear()
+    page.goto(f"{url}/trees/{tree.pk}/?q=C2")
+    _wait_frame(page, frames)
+    page.wait_for_timeout(300)
+    assert page.locator(".amp-match").count() == 1
+    assert page.locator(f"#amp-node-{c2.pk}.amp-match").count() == 1
+    # Typing in a field is not a search: `/` stays in the field.
+    page.click("#amp-q")
+    page.keyboard.press("End")
+    page.keyboard.type("/")
+    assert page.input_value("#amp-q") == "C2/"
+    # Choosing a node (the root, at the top of the outline): its pane comes on screen.
+    root = tree.nodes.get(parent=None)
+    page.evaluate("window.scrollTo(0, 0)")
+    page.click(f"#amp-node-{root.pk} a")
+    page.wait_for_selector(f"#amp-pane[data-node='{root.pk}']")
+    page.wait_for_function(
+        "(() => { const t = document.getElementById('amp-pane').getBoundingClientRect().top;"
+        " return t >= 0 && t < window.innerHeight * 0.5; })()"
+    )
+    _shot(page, f"pane-{width}")
+    scroll = page.evaluate("document.scrollingElement.scrollWidth")
+    assert scroll <= width, f"horizontal scrolling at {width}px: {scroll}"
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_person_s_answer_cancels_the_draft(
+    live_asgi_server, browser, fake, make_tree, researcher, monkeypatch, width
+):
+    """A person takes a node and answers it while the model is still drafting for them: the
+    draft stops part-way (it would have streamed for about 20 s), writes no suggestion, and
+    what it cost so far is in the tree's calls and tokens."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from amplification.expansion import DRAFT_CHECK_EVERY_S, node_draft, tree_expand
+    from amplification.models import Mode
+
+    question = "Why do the leaves of some trees turn red in the autumn, and others yellow?"
+    tree = make_tree(question, mode=Mode.AUGMENTED)
+    root = tree.nodes.get()
+    fake.step_s = 0.2  # about 90 characters of draft: some 18 s
+    drafts: list[threading.Thread] = []
+
+    def draft_in_background(node_id: int, attempt: int) -> None:
+        # What the generation worker would run, here in this process with the scripted model.
+        def run() -> None:
+            try:
+                node_draft(node_id=node_id, attempt=attempt)
+            finally:
+                connection.close()
+
+        drafts.append(threading.Thread(target=run))
+        drafts[-1].start()
+
+    monkeypatch.setattr("amplification.tasks.node_draft_task.delay", draft_in_background)
+    url = live_asgi_server.url
+    page = browser.new_context(viewport={"width": width, "height": 800}).new_page()
+    browser_login(page, url, "researcher")
+    page.goto(f"{url}/trees/{tree.pk}/?node={root.pk}")
+    with page.expect_navigation():
+        page.click("text=Take this node")
+    page.wait_for_selector(".amp-drafting")
+    wait_for(lambda: fake.streamed >= 12, timeout=30, what="the draft to stream a while")
+    page.fill("#amp-pane textarea[name=answer]", "Anthocyanins, made in autumn, are red.")
+    with (
+        page.expect_navigation(),
+        page.expect_request(lambda r: r.method == "POST" and "/person-answer/" in r.url) as sent,
+    ):
+        page.click("text=Save my answer")
+    answered_at = time.monotonic()
+    assert "Anthocyanins" in (sent.value.post_data or "")
+    (draft,) = drafts
+    draft.join(timeout=30)
+    assert not draft.is_alive() and fake.cut_short
+    assert time.monotonic() - answered_at < DRAFT_CHECK_EVERY_S + 2.0
+    root.refresh_from_db()
+    assert root.answer == "Anthocyanins, made in autumn, are red." and root.draft_answer == ""
+    assert [c["stopped"] for c in root.calls if c["step"] == "draft-answer"] == [True]
+    tree_expand(tree_id=tree.pk)  # the run the answer asked for (no worker in this test)
+    page.wait_for_selector("#amp-stats[data-status=done]")
+    page.goto(f"{url}/trees/{tree.pk}/?node={root.pk}")
+    assert page.inner_text("#amp-final-answer") == "Anthocyanins, made in autumn, are red."
+    assert page.locator(".amp-drafting").count() == 0
+    assert page.locator("text=stopped early").count() == 1
+    calls = page.inner_text("#amp-stats dl div:has(dt:text('Model calls')) dd")
+    assert calls == "2"  # the draft's two calls, counted in the tree's
+    assert page.locator("form[action$='/run/']").is_hidden()  # done: nothing to resume
+    _shot(page, f"draft-cancelled-{width}")
+    scroll = page.evaluate("document.scrollingElement.scrollWidth")
+    assert scroll <= width, f"horizontal scrolling at {width}px: {scroll}"

@@ -67,7 +67,7 @@ def test_the_last_node_of_the_budget_goes_to_one_of_four_racing_adds(
 def test_two_people_taking_one_node_at_once_one_gets_it(
     fake, make_tree, researcher, annotator, monkeypatch
 ):
-    monkeypatch.setattr("amplification.tasks.node_draft_task.delay", lambda node_id: None)
+    monkeypatch.setattr("amplification.tasks.node_draft_task.delay", lambda *ids: None)
     monkeypatch.setattr("amplification.tasks.tree_expand_task.delay", lambda tree_id: None)
     tree = make_tree(mode=Mode.AUGMENTED)
     tree.assignees.add(annotator)
@@ -78,3 +78,22 @@ def test_two_people_taking_one_node_at_once_one_gets_it(
     ])  # fmt: skip
     assert results.count("ok") == 1
     assert any("has already taken this node" in r for r in results)
+
+
+def test_four_imports_of_one_tree_at_once_make_one_tree(fake, make_tree, researcher):
+    from amplification.models import Tree
+    from amplification.schemas import TreeExport
+    from amplification.selectors import tree_export
+    from amplification.services import tree_import
+
+    fake.decompositions = {"Root?": "1. A?"}
+    tree = make_tree(max_depth=1)
+    data = TreeExport.model_validate_json(tree_export(tree).model_dump_json())
+    results = race([
+        lambda n=n: tree_import(data=data, created_by=researcher, source=f"upload {n}.json")
+        for n in range(4)
+    ])  # fmt: skip
+    assert results.count("ok") == 1, results
+    first = Tree.objects.get(import_copy=1)
+    assert all(f"already imported: tree {first.pk}" in r for r in results if r != "ok"), results
+    assert Tree.objects.count() == 2

@@ -189,3 +189,146 @@ def test_a_bug_fails_the_tree_instead_of_crashing_forever(fake, make_tree, monke
         tree_expand(tree_id=tree.pk)
     tree.refresh_from_db()
     assert (tree.status, tree.error) == (TreeStatus.FAILED, "expansion stopped: RuntimeError")
+
+
+# --- drafts ---------------------------------------------------------------------------------
+def _taken(make_tree, annotator, question="Root?"):
+    from amplification.models import Mode
+    from amplification.services import node_take
+
+    tree = make_tree(question, mode=Mode.AUGMENTED)
+    tree.assignees.add(annotator)
+    node = tree.nodes.get()
+    node_take(tree_id=tree.pk, node_id=node.pk, user=annotator)
+    node.refresh_from_db()
+    return tree, node
+
+
+def test_a_draft_fills_the_form_and_counts_in_the_trees_cost(fake, make_tree, annotator):
+    from amplification.expansion import node_draft
+    from amplification.selectors import tree_stats
+
+    tree, node = _taken(make_tree, annotator)
+    before = tree_stats(tree)
+    wall = Tree.objects.get(pk=tree.pk).wall_s
+    fake.step_s = 0.01
+    node_draft(node_id=node.pk, attempt=node.draft_attempt)
+    node.refresh_from_db()
+    assert node.draft_answer == "answer to Root?"
+    assert [call["step"] for call in node.calls] == ["draft-answer", "draft-decompose"]
+    assert not any(call["stopped"] for call in node.calls)
+    after = tree_stats(Tree.objects.get(pk=tree.pk))
+    assert after.model_calls == before.model_calls + 2
+    assert after.prompt_tokens == before.prompt_tokens + 20  # the scripted 10 a call
+    assert after.completion_tokens == before.completion_tokens + 10
+    assert after.wall_s > wall
+
+
+def test_a_draft_whose_node_was_answered_first_is_dropped_without_a_call(
+    fake, make_tree, annotator
+):
+    from amplification.expansion import node_draft
+    from amplification.services import node_answer_by_person
+
+    tree, node = _taken(make_tree, annotator)
+    node_answer_by_person(tree_id=tree.pk, node_id=node.pk, user=annotator, answer="Mine.")
+    fake.reset()
+    node_draft(node_id=node.pk, attempt=node.draft_attempt)
+    node.refresh_from_db()
+    assert fake.count() == 0 and node.calls == []
+    assert (node.answer, node.draft_answer) == ("Mine.", "")
+
+
+def test_a_draft_for_an_earlier_take_writes_nothing(fake, make_tree, annotator):
+    from amplification.expansion import node_draft
+    from amplification.services import node_release, node_take
+
+    tree, node = _taken(make_tree, annotator)
+    first = node.draft_attempt
+    node_release(tree_id=tree.pk, node_id=node.pk, user=annotator)
+    node_take(tree_id=tree.pk, node_id=node.pk, user=annotator)
+    fake.reset()
+    node_draft(node_id=node.pk, attempt=first)
+    assert fake.count() == 0
+    node.refresh_from_db()
+    node_draft(node_id=node.pk, attempt=node.draft_attempt)
+    node.refresh_from_db()
+    assert node.draft_answer == "answer to Root?"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_person_answering_stops_the_draft_being_generated(fake, make_tree, annotator):
+    """The draft streams (a character every 0.1 s: about 6 s in all); the person answers
+    after a few characters, and the generation stops within a check, writing no draft; what
+    it cost so far is counted on the node."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    from amplification.expansion import DRAFT_CHECK_EVERY_S, node_draft
+    from amplification.services import node_answer_by_person
+    from tests.helpers import wait_for
+
+    question = "Why do the leaves of some trees turn red in the autumn?"
+    tree, node = _taken(make_tree, annotator, question)
+    fake.step_s = 0.1
+
+    def draft() -> None:
+        try:
+            node_draft(node_id=node.pk, attempt=node.draft_attempt)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=draft)
+    worker.start()
+    wait_for(lambda: fake.streamed >= 12, timeout=30, what="the draft to stream a while")
+    node_answer_by_person(tree_id=tree.pk, node_id=node.pk, user=annotator, answer="Mine.")
+    answered_at = time.monotonic()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert time.monotonic() - answered_at < DRAFT_CHECK_EVERY_S + 1.0
+    assert fake.cut_short
+    node.refresh_from_db()
+    assert (node.answer, node.draft_answer, node.draft_subquestions) == ("Mine.", "", "")
+    # The decomposition ("NONE") had ended; the answer was cut part-way.
+    assert [(c["step"], c["stopped"]) for c in node.calls] == [
+        ("draft-answer", True), ("draft-decompose", False)
+    ]  # fmt: skip
+    answer_call = node.calls[0]
+    assert 0 < answer_call["completion_tokens"] < len(f"answer to {question}")
+    assert f"answer to {question}".startswith(answer_call["raw_output"])
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_draft_stopped_in_its_first_call_never_makes_the_second(fake, make_tree, annotator):
+    """Decomposing and answering on different configs are two calls, one after the other:
+    the person answers during the first, and the second is never made."""
+    import threading
+
+    from django.db import connection
+
+    from amplification.expansion import node_draft
+    from amplification.services import node_answer_by_person
+    from tests.factories import ModelConfigFactory
+    from tests.helpers import wait_for
+
+    tree, node = _taken(make_tree, annotator, "Why is the sea salty but rivers are not?")
+    Tree.objects.filter(pk=tree.pk).update(decompose_config=ModelConfigFactory(name="other"))
+    fake.step_s = 0.1
+
+    def draft() -> None:
+        try:
+            node_draft(node_id=node.pk, attempt=node.draft_attempt)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=draft)
+    worker.start()
+    wait_for(lambda: fake.streamed >= 6, timeout=30, what="the draft to stream a while")
+    node_answer_by_person(tree_id=tree.pk, node_id=node.pk, user=annotator, answer="Mine.")
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    node.refresh_from_db()
+    assert [(c["step"], c["stopped"]) for c in node.calls] == [("draft-answer", True)]
+    assert fake.count("decompose") == 0 and node.draft_answer == ""

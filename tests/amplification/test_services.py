@@ -139,7 +139,8 @@ def test_augmented_mode_waits_for_people_and_records_who_did_what(
     tree.assignees.add(annotator)
     root = tree.nodes.get()
     node_take(tree_id=tree.pk, node_id=root.pk, user=annotator)
-    node_draft(node_id=root.pk)
+    root.refresh_from_db()
+    node_draft(node_id=root.pk, attempt=root.draft_attempt)
     root.refresh_from_db()
     assert root.draft_answer == "answer to Root?"
     assert root.draft_subquestions == "A?\nB?"
@@ -313,3 +314,47 @@ def test_the_tree_node_kind_shows_each_aspect_escaped():
     split = TreeNodePayload(question="Q?", answer="A.", children=children, aspect="decomposition")
     html = render_to_string(kind.template, {"payload": split})
     assert "Is this decomposition helpful" in html and "sub answer" not in html
+
+
+def test_importing_the_same_tree_twice_is_refused_unless_a_copy_is_asked_for(
+    fake, make_tree, researcher
+):
+    fake.decompositions = {"Root?": "1. A?"}
+    tree = make_tree(max_depth=1)
+    exported = tree_export(tree).model_dump_json()
+    first = tree_import(data=TreeExport.model_validate_json(exported), created_by=researcher,
+                        source="tree-1.json")  # fmt: skip
+    assert (first.imported_from, first.import_copy) == ("tree-1.json", 1)
+    # The same content, however it is formatted, is the same tree.
+    reformatted = json.dumps(json.loads(exported), indent=4)
+    counts = (Tree.objects.count(), Node.objects.count())
+    with pytest.raises(ValidationError, match=f"already imported: tree {first.pk}, from tree-1"):
+        tree_import(data=TreeExport.model_validate_json(reformatted), created_by=researcher,
+                    source="again.json")  # fmt: skip
+    assert (Tree.objects.count(), Node.objects.count()) == counts
+    second = tree_import(data=TreeExport.model_validate_json(reformatted),
+                         created_by=researcher, source="again.json", again=True)  # fmt: skip
+    assert (second.imported_from, second.import_copy) == ("again.json", 2)
+    assert tree_export(second) == tree_export(first)
+    # Another tree is no copy of it.
+    changed = json.loads(exported) | {"error": "something else"}
+    other = tree_import(data=TreeExport.model_validate(changed), created_by=researcher)
+    assert other.import_copy == 1 and other.import_sha256 != first.import_sha256
+
+
+def test_resume_says_why_a_finished_or_expanding_tree_has_nothing_to_resume(
+    fake, make_tree, researcher, annotator
+):
+    from amplification.services import tree_run
+
+    done = make_tree(max_depth=0)
+    with pytest.raises(ValidationError, match="nothing to resume"):
+        tree_run(tree_id=done.pk)
+    expanding = make_tree(expand=False)
+    with pytest.raises(ValidationError, match="already expanding"):
+        tree_run(tree_id=expanding.pk)
+    waiting = make_tree(mode=Mode.AUGMENTED)
+    assert waiting.status == TreeStatus.WAITING
+    assert tree_run(tree_id=waiting.pk) == 1  # the root still waits for a person
+    _run(waiting)
+    assert waiting.status == TreeStatus.WAITING

@@ -204,3 +204,86 @@ def test_the_inspector_marks_a_node_served_by_a_memo_entry_that_no_longer_qualif
     client.post(f"/trees/{other.pk}/nodes/{hit.pk}/recompute/")
     hit.refresh_from_db()
     assert (hit.memo_invalid, hit.memo_source, hit.memo_origin) == ("", None, None)
+
+
+def test_the_annotator_home_says_tree_nodes_wait_for_them(annotator):
+    body = signed_in(annotator).get("/annotate/").content.decode()
+    assert "Tree nodes" in body and 'href="/trees/"' in body
+    assert "new nodes wait for a person" in body
+
+
+def test_a_new_trees_message_stays_true_after_it_expands(researcher, config, monkeypatch):
+    monkeypatch.setattr("amplification.tasks.tree_expand_task.delay", lambda tree_id: None)
+    client = signed_in(researcher)
+    response = client.post("/trees/new/", _form(config), follow=True)
+    tree = Tree.objects.get()
+    body = response.content.decode()
+    assert f"Created tree {tree.pk}." in body and "is expanding" not in body
+
+
+def test_a_person_s_answer_has_one_tag(fake, make_tree, researcher):
+    from amplification.models import Mode
+    from amplification.services import node_answer_by_person, node_take
+
+    tree = make_tree(mode=Mode.AUGMENTED)
+    root = tree.nodes.get()
+    node_take(tree_id=tree.pk, node_id=root.pk, user=researcher)
+    node_answer_by_person(tree_id=tree.pk, node_id=root.pk, user=researcher, answer="Mine.")
+    body = signed_in(researcher).get(f"/trees/{tree.pk}/").content.decode()
+    item = body[body.index(f'id="amp-node-{root.pk}"') :]
+    item = item[: item.index("</li>")]
+    assert item.count("tag-person") == 1 and item.count("by a person") == 1
+    assert ">person<" not in item
+
+
+def test_a_finished_tree_offers_no_resume_and_says_why(fake, make_tree, researcher):
+    from amplification.models import Mode
+
+    tree = make_tree(mode=Mode.AUGMENTED)
+    client = signed_in(researcher)
+    waiting = client.get(f"/trees/{tree.pk}/").content.decode()
+    assert "data-until-done>" in waiting  # Resume and "Let the model do the rest", shown
+    # A person answers the root: the tree is done, and nothing is left to hand the model.
+    from amplification.expansion import tree_expand
+    from amplification.services import node_answer_by_person, node_take
+
+    root = tree.nodes.get()
+    node_take(tree_id=tree.pk, node_id=root.pk, user=researcher)
+    node_answer_by_person(tree_id=tree.pk, node_id=root.pk, user=researcher, answer="Mine.")
+    tree_expand(tree_id=tree.pk)
+    done = client.get(f"/trees/{tree.pk}/").content.decode()
+    assert done.count("data-until-done hidden>") == 2
+    response = client.post(f"/trees/{tree.pk}/run/", follow=True)
+    assert "there is nothing to resume" in response.content.decode()
+    tree.refresh_from_db()
+    assert tree.status == "done"
+
+
+def test_an_imported_tree_is_marked_and_a_second_import_is_refused(fake, make_tree, researcher):
+    fake.decompositions = {"Root?": "1. A?"}
+    tree = make_tree(max_depth=1)
+    client = signed_in(researcher)
+    exported = client.get(f"/trees/{tree.pk}/export.json").content
+
+    def upload(name, **data):
+        file = io.BytesIO(exported)
+        file.name = name
+        return client.post("/trees/import/", {"file": file, **data})
+
+    assert upload("tree-7.json").status_code == 302
+    first = Tree.objects.get(imported_from="tree-7.json")
+    page = client.get(f"/trees/{first.pk}/").content.decode()
+    assert "imported</span> from tree-7.json by researcher" in page
+    assert "imported</span>" in client.get("/trees/").content.decode()
+
+    refused = upload("tree-7 (1).json")
+    assert refused.status_code == 400
+    assert f"already imported: tree {first.pk}, from tree-7.json" in refused.content.decode()
+    assert Tree.objects.count() == 2
+
+    again = upload("tree-7 (1).json", again="on")
+    assert again.status_code == 302
+    copy = Tree.objects.get(imported_from="tree-7 (1).json")
+    page = client.get(f"/trees/{copy.pk}/", follow=True).content.decode()
+    assert "copy 2 of the same tree" in page and f'href="/trees/{first.pk}/"' in page
+    assert f"Imported tree {copy.pk} (copy 2 of this tree)." in page

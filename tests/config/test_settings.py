@@ -73,3 +73,23 @@ def test_the_old_channel_prefix_variable_is_refused_with_its_replacement():
     result = run_settings("import config.settings", CHANNELS_PREFIX="mine")
     assert result.returncode != 0
     assert "CHANNELS_PREFIX is gone: set REDIS_KEY_PREFIX" in result.stderr
+
+
+def test_beat_never_queues_behind_a_generation_nor_piles_up():
+    """Every beat entry goes to a queue other than `generation` (the sweepers to `default`:
+    they rescue generations, so they must not wait behind one), and expires once its next
+    copy is due, so copies nobody took in time are dropped instead of piling up."""
+    from celery.schedules import crontab
+    from django.conf import settings
+
+    from config.celery import app
+
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        queue = app.amqp.router.route({}, entry["task"])["queue"].name
+        assert queue != "generation", f"{name} runs on the generation queue"
+        if "stale" in entry["task"]:
+            assert queue == "default", f"the sweeper {name} runs on {queue}"
+        expires = entry["options"]["expires"]
+        schedule = entry["schedule"]
+        period = 86_400.0 if isinstance(schedule, crontab) else float(schedule)
+        assert 0 < expires <= period, f"{name} expires after {expires} s, every {period} s"

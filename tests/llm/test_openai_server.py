@@ -325,3 +325,31 @@ def test_a_batched_stream_through_the_server(remote: OpenAIBackend, local_greedy
         ends[row_chunk.row] += row_chunk.chunk.usage is not None
     assert texts[0] == local_greedy and "Paris" in texts[1]
     assert ends == [1, 1]  # each row ends once, with its usage
+
+
+def test_closing_a_batched_stream_hangs_up_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A caller that stops reading (a tree's draft whose node was answered) closes the
+    stream: every row stops at its next chunk instead of streaming to its end."""
+    from llm.backends.base import StreamChunk, Usage
+
+    rows_stopped_at: list[int] = []
+
+    def slow_chat(self: OpenAIBackend, chat: Any, *, params: GenerationParams) -> Any:
+        sent = 0
+        try:
+            while sent < 100:  # 5 s a row
+                time.sleep(0.05)
+                yield StreamChunk(text="x", tokens=1)
+                sent += 1
+            yield StreamChunk("", usage=Usage(1, 100, 0.0, 5.0), finish_reason="stop")
+        finally:
+            rows_stopped_at.append(sent)
+
+    monkeypatch.setattr(OpenAIBackend, "stream_chat", slow_chat)
+    backend = OpenAIBackend("http://127.0.0.1:9/v1", model="m", api_key=None, config_name="r")
+    stream = backend.stream_batch([STORY, STORY], params=GREEDY)
+    next(stream)
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < 1.0
+    assert len(rows_stopped_at) == 2 and max(rows_stopped_at) < 20
