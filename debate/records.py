@@ -7,10 +7,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from core.text import StoredText
-from core.types import DbId
+from core.types import DbId, iso_datetime_text
 
 FORMAT = "arbiter-debate/1"
 MAX_TEXT = 2_000_000
@@ -129,7 +137,7 @@ class DebateRecord(Record):
     status: Literal[
         "waiting_for_prior", "generating", "awaiting_judge", "judged", "finished", "incomplete"
     ]
-    created_at: AwareDatetime
+    created_at: Annotated[AwareDatetime, BeforeValidator(iso_datetime_text)]
     has_transcript: bool = True
     rounds_held: int = Field(default=0, ge=0, le=1000)
     speeches: list[RecordSpeech] = Field(default_factory=list, max_length=10_000)
