@@ -9,7 +9,8 @@ operation from that document.
 The contract, kept here for every operation so no router can drift from it:
 - Input is strict: what the document allows, the server accepts, and nothing else. Bodies are
   validated as JSON in pydantic's strict mode (`true` is not an id, `"5"` not a number, `0` not
-  a date, `1.0` not an integer), whatever model a router takes, its own apps' models included.
+  a date, `1.5` not an id), whatever model a router takes, its own apps' models included.
+  `1.0` is the integer 1: in the document's JSON Schema (OpenAPI 3.1, draft 2020-12) it is.
   Path and query values arrive as text: each is read as the type the document declares for it
   (`5` an integer, `true`/`false` a boolean, anything else stays text) and then validated
   exactly as strictly, so `?limit=5` passes and `?limit=5.0` or `?paper_only=yes` do not.
@@ -266,8 +267,22 @@ def _resolve_strictly(
                 problem = {"msg": "not a parameter of this operation", "type": "extra_forbidden"}
                 raise RequestInvalid([problem | {"loc": ("query", key)} for key in unknown])
         data = {key: _from_text(value, types.get(key, set())) for key, value in data.items()}
+    else:
+        data = _whole_floats_as_integers(data)
     data = cls._map_data_paths(data)
     return cls.model_validate_json(json.dumps(data), strict=True, context={"request": request})
+
+
+def _whole_floats_as_integers(value: Any) -> Any:
+    # In the document's JSON Schema (OpenAPI 3.1: draft 2020-12) `1.0` is the integer 1, so
+    # an integer field takes it (and strict pydantic would not); `1.5` stays a number.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_floats_as_integers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_integers(item) for item in value]
+    return value
 
 
 def _strict(model: type[ParamModel]) -> type[ParamModel]:
