@@ -42,6 +42,7 @@ import math
 import re
 from collections.abc import Iterable
 from datetime import timedelta
+from functools import partial
 from json import JSONDecodeError
 from typing import Any
 
@@ -312,7 +313,7 @@ class ArbiterAPI(NinjaAPI):
             for router in routers:
                 for view in router.path_operations.values():
                     methods = {method for op in view.operations for method in op.methods}
-                    view._not_allowed = lambda methods=methods: _not_allowed(methods)
+                    view._not_allowed = partial(_not_allowed, methods)  # type: ignore[method-assign]
                     for operation in view.operations:
                         operation.models = [_strict(model) for model in operation.models]
         return routers
