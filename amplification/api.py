@@ -16,11 +16,10 @@ from amplification.models import TreeStatus
 from amplification.schemas import TreeExport
 from amplification.selectors import tree_export, tree_for_user, trees_filtered
 from amplification.services import tree_import
-from config.api import Body, Id, api_require, errors, query_known
-from core.roles import Role
+from config.api import Body, Id, api_user, errors, researchers
 from core.text import StoredText
 
-trees = Router(tags=["amplification"])
+trees = Router(tags=["amplification"], auth=researchers)
 
 
 class TreeOut(Schema):
@@ -41,7 +40,7 @@ class TreeFilters(Body):
     q: StoredText = Field(default="", max_length=200)
 
 
-class TreePath(Schema):
+class TreePath(Body):
     tree_id: Id
 
 
@@ -52,8 +51,6 @@ class Created(Schema):
 @trees.get("/", response={200: list[TreeOut]} | errors(403))
 def tree_list(request: HttpRequest, filters: Query[TreeFilters]) -> Any:
     """Trees, newest first (at most 200), filtered by status and a search in their text."""
-    query_known(request, TreeFilters)
-    api_require(request, Role.RESEARCHER)
     found = trees_filtered(status=filters.status or "", query=filters.q)[:200]
     return [
         TreeOut(
@@ -75,7 +72,7 @@ def tree_list(request: HttpRequest, filters: Query[TreeFilters]) -> Any:
 @trees.get("/{tree_id}", response={200: TreeExport} | errors(403, 404))
 def tree_read(request: HttpRequest, path: Path[TreePath]) -> Any:
     """One whole tree: its settings and every node, with calls and versions."""
-    user = api_require(request, Role.RESEARCHER)
+    user = api_user(request)
     tree = tree_for_user(user, path.tree_id)
     if tree is None:
         raise HttpError(404, "No such tree.")
@@ -87,7 +84,7 @@ def tree_create_from_export(request: HttpRequest, body: TreeExport) -> Any:
     """Import a tree in the export format; all or nothing. A tree that fits the schema but not
     this database (a model config it names is missing, a node's parent unknown), or one
     imported before (the same content), is a 409 naming the problem (and the earlier tree)."""
-    user = api_require(request, Role.RESEARCHER)
+    user = api_user(request)
     try:
         tree = tree_import(data=body, created_by=user, source="the API")
     except ValidationError as error:

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, HttpRequest
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from ninja import File, Query, Router, Schema, Status
 from ninja.errors import HttpError
@@ -46,12 +45,21 @@ from annotations.services import (
     label_undo,
     queue_item_claim,
 )
-from config.api import Body, Detail, Id, api_require, api_user, errors, query_known
+from config.api import (
+    Body,
+    Id,
+    Refusal,
+    TokenAuth,
+    annotators,
+    api_user,
+    errors,
+    researchers,
+)
 from core.roles import Role, user_has_role
 
 
 def _member_queue(request: HttpRequest, queue_id: Id) -> tuple[User, Queue]:
-    user = api_require(request, Role.ANNOTATOR)
+    user = api_user(request)
     queue = queue_for_annotator(user, queue_id)
     if queue is None:
         raise HttpError(404, "No such queue among yours.")
@@ -97,7 +105,7 @@ class LabelIn(Body):
     client_request_id: uuid.UUID
 
 
-class NextQuery(Schema):
+class NextQuery(Body):
     revisit_skipped: bool = Field(
         default=False,
         description="once nothing else is left for you, give back the items you skipped, in"
@@ -117,11 +125,6 @@ class SkipIn(Body):
 
 class ImportOut(Schema):
     imported: int
-
-
-class ImportErrors(Schema):
-    detail: str
-    errors: list[str]
 
 
 class ExportOut(Schema):
@@ -172,15 +175,17 @@ def _export_out(request: HttpRequest, job: ExportJob) -> ExportOut:
 queues = Router(tags=["queues"])
 
 
-@queues.get("/", response={200: list[QueueOut]} | errors(403))
+@queues.get(
+    "/",
+    response={200: list[QueueOut]} | errors(403),
+    auth=TokenAuth(Role.ANNOTATOR, Role.RESEARCHER),
+)
 def queue_list(request: HttpRequest) -> list[Queue]:
     """Queues you label in (annotators), or every queue (researchers)."""
     user = api_user(request)
     if user_has_role(user, Role.RESEARCHER):
         return list(Queue.objects.all())
-    if user_has_role(user, Role.ANNOTATOR):
-        return list(queues_for_annotator(user))
-    raise HttpError(403, "This needs the annotator or researcher role.")
+    return list(queues_for_annotator(user))
 
 
 # Links (OpenAPI): what a client does next with a response; the fuzzer's stateful phase
@@ -212,12 +217,12 @@ _EXPORT_LINKS = {
     "/{queue_id}/next",
     response={200: LeaseOut, 204: None} | errors(403, 404),
     openapi_extra={"responses": {200: {"links": _LEASE_LINKS}}},
+    auth=annotators,
 )
 def queue_next(request: HttpRequest, queue_id: Id, query: Query[NextQuery]) -> Any:
     """Your current item in this queue, or the next one (204 when nothing is left for you).
     Items you skipped come back only with revisit_skipped, after every other item."""
-    query_known(request, NextQuery)
-    user = api_require(request, Role.ANNOTATOR)
+    user = api_user(request)
     found = queue_and_membership(user, queue_id)
     if found is None:
         raise HttpError(404, "No such queue among yours.")
@@ -233,11 +238,15 @@ def queue_next(request: HttpRequest, queue_id: Id, query: Query[NextQuery]) -> A
     return Status(200, _lease_out(lease, queue))
 
 
-@queues.post("/{queue_id}/labels", response={200: LabelOut, 201: LabelOut} | errors(403, 404, 409))
+@queues.post(
+    "/{queue_id}/labels",
+    response={200: LabelOut, 201: LabelOut} | errors(403, 404, 409),
+    auth=annotators,
+)
 def queue_label(request: HttpRequest, queue_id: Id, body: LabelIn) -> Any:
     """Label your leased item. Retrying with the same client_request_id returns the stored
     label (200) instead of storing a second one (201)."""
-    user = api_require(request, Role.ANNOTATOR)
+    user = api_user(request)
     # The lease's own query checks it is in this queue and the user still a member.
     try:
         label, created = label_submit(
@@ -254,7 +263,7 @@ def queue_label(request: HttpRequest, queue_id: Id, body: LabelIn) -> Any:
     return Status((201 if created else 200), _label_out(label))
 
 
-@queues.post("/{queue_id}/skip", response={204: None} | errors(403, 404, 409))
+@queues.post("/{queue_id}/skip", response={204: None} | errors(403, 404, 409), auth=annotators)
 def queue_skip(request: HttpRequest, queue_id: Id, body: SkipIn) -> Any:
     user, queue = _member_queue(request, queue_id)
     if not Assignment.objects.filter(pk=body.assignment_id, queue=queue).exists():
@@ -263,7 +272,7 @@ def queue_skip(request: HttpRequest, queue_id: Id, body: SkipIn) -> Any:
     return Status(204, None)
 
 
-@queues.post("/{queue_id}/undo", response={200: LeaseOut} | errors(403, 404, 409))
+@queues.post("/{queue_id}/undo", response={200: LeaseOut} | errors(403, 404, 409), auth=annotators)
 def queue_undo(request: HttpRequest, queue_id: Id) -> Any:
     """Take back your last label here if under 60 s old; its item is leased to you again."""
     user, queue = _member_queue(request, queue_id)
@@ -272,34 +281,50 @@ def queue_undo(request: HttpRequest, queue_id: Id) -> Any:
 
 
 # --- queues: researchers ----------------------------------------------------------------------
-@queues.post("/{queue_id}/items", response=errors(403, 404) | {201: ImportOut, 400: ImportErrors})
+@queues.post("/{queue_id}/items", response={201: ImportOut} | errors(403, 404), auth=researchers)
 def queue_import(
     request: HttpRequest,
     queue_id: Id,
     file: UploadedFile = File(...),  # noqa: B008  (ninja's declaration style)
     format: ImportFormat | None = None,
 ) -> Any:
-    """Import a JSONL or CSV file of items: all rows or none; bad rows named by line."""
-    api_require(request, Role.RESEARCHER)
-    queue = get_object_or_404(Queue, pk=queue_id)
+    """Import a JSONL or CSV file of items: all rows or none; bad rows named by line (400,
+    each under `errors` with the field `file` and its `line`)."""
+    queue = Queue.objects.filter(pk=queue_id).first()
+    if queue is None:
+        raise HttpError(404, "No such queue.")
     try:
         fmt = upload_format(size=file.size, name=file.name or "", fmt=format)
     except UploadRefused as refused:
-        return Status(400, ImportErrors(detail=refused.message, errors=[]))
+        problem = {"field": refused.field, "message": refused.message}
+        raise Refusal(400, refused.message, [problem]) from None
     try:
         count = items_import(queue=queue, data=file.read(), fmt=fmt)
     except ImportFailed as failure:
-        return Status(400, ImportErrors(detail="Nothing was imported.", errors=failure.messages))
+        raise Refusal(400, "Nothing was imported.", _row_problems(failure)) from None
     return Status(201, ImportOut(imported=count))
 
 
+def _row_problems(failure: ImportFailed) -> list[dict[str, Any]]:
+    """Each bad row: the field `file`, its line (none for the file as a whole), the message."""
+    problems: list[dict[str, Any]] = [
+        {"field": "file", "message": error.message} | ({"line": error.line} if error.line else {})
+        for error in failure.errors
+    ]
+    if failure.truncated:
+        problems.append({"field": "file", "message": failure.messages[-1]})
+    return problems
+
+
 # --- exports ----------------------------------------------------------------------------------
-exports = Router(tags=["exports"])
+exports = Router(tags=["exports"], auth=researchers)
 
 
 def _job(request: HttpRequest, job_id: Id) -> ExportJob:
-    user = api_require(request, Role.RESEARCHER)
-    return get_object_or_404(export_jobs_visible(user), pk=job_id)
+    job = export_jobs_visible(api_user(request)).filter(pk=job_id).first()
+    if job is None:
+        raise HttpError(404, "No such export among yours.")
+    return job
 
 
 @exports.post(
@@ -309,11 +334,10 @@ def _job(request: HttpRequest, job_id: Id) -> ExportJob:
 )
 def export_create(request: HttpRequest, spec: ExportSpec) -> Any:
     """Start an export job; poll it, then download the file."""
-    user = api_require(request, Role.RESEARCHER)
     try:
-        job = export_start(user=user, spec=spec)
+        job = export_start(user=api_user(request), spec=spec)
     except ExportInvalid as error:
-        return Status(error.status, Detail(detail=error.message))
+        raise HttpError(error.status, error.message) from None
     return Status(202, _export_out(request, job))
 
 
@@ -328,7 +352,7 @@ _FILE = {"schema": {"type": "string", "format": "binary"}}
 @exports.get(
     "/{job_id}/download",
     url_name="export_download",
-    response=errors(403, 404, 410),
+    response=errors(403, 404, 409, 410),
     openapi_extra={
         "responses": {
             200: {
@@ -339,6 +363,8 @@ _FILE = {"schema": {"type": "string", "format": "binary"}}
     },
 )
 def export_download(request: HttpRequest, job_id: Id) -> FileResponse:
+    """The finished export's file; 409 while the export has not finished ("export not
+    ready"), 410 once its file has expired."""
     found = export_file(_job(request, job_id))
     return FileResponse(
         found.path.open("rb"),

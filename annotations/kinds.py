@@ -15,6 +15,7 @@ from typing import Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from core.text import text_blank, text_problem
+from core.validation import problem_message
 
 # Model-written text can be long, but not unbounded: one field of a payload.
 MAX_TEXT_CHARS = 50_000
@@ -185,5 +186,5 @@ def validation_message(error: ValidationError) -> str:
     parts = []
     for problem in error.errors():
         where = ".".join(str(part) for part in problem["loc"]) or "value"
-        parts.append(f"{where}: {problem['msg']}")
+        parts.append(f"{where}: {problem_message(problem)}")
     return "; ".join(parts)

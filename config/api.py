@@ -1,43 +1,64 @@
-"""The one JSON API (django-ninja): bearer-token auth, JSON errors, and each app's Router.
+"""The one JSON API (django-ninja): bearer-token auth, strict input, one error shape, and each
+app's Router.
 
-Every error is a 4xx with a JSON body `{"detail": …}`. Apps contribute a `Router` in their
-own `api.py`; `_mount()` below mounts them, so the debate, amplification and reward-model APIs
-share one OpenAPI document (`/api/docs`), one authentication, and the fuzz test
-(tests/config/test_api_fuzz.py), which fuzzes every mounted operation from that document.
+Apps contribute a `Router` in their own `api.py`; `_mount()` below mounts them, so the debate,
+amplification and reward-model APIs share one OpenAPI document (`/api/docs`), one
+authentication, and the fuzz test (tests/config/test_api_fuzz.py), which fuzzes every mounted
+operation from that document.
 
-What a router should use from here, so its document matches what the server does:
-- `Body` as the base of request bodies (unknown fields refused), taken by a view parameter
-  named `body`; `StoredText` and `RequiredText` (core/text.py) for their text fields.
-- `Id` for every id in a path, query or body: 1 ≤ id < 2**63, as the database stores them
-  (an id past 64 bits would otherwise overflow in the driver: a 500).
-- `errors(…)`: the documented error responses to merge into an operation's `response=`:
-  400, 401, 413 and 422 always (a body that does not parse, a missing or bad token, a body
-  over MAX_REQUEST_BODY_BYTES — listed only for operations that take a body —, a request that
-  does not fit the schema), plus the statuses
-  named (403, 404, 409, …), each with the `Detail` body (422: `Invalid`, which names each
-  field).
+The contract, kept here for every operation so no router can drift from it:
+- Input is strict: what the document allows, the server accepts, and nothing else. Bodies are
+  validated as JSON in pydantic's strict mode (`true` is not an id, `"5"` not a number, `0` not
+  a date, `1.5` not an id), whatever model a router takes, its own apps' models included.
+  `1.0` is the integer 1: in the document's JSON Schema (OpenAPI 3.1, draft 2020-12) it is.
+  Path and query values arrive as text: each is read as the type the document declares for it
+  (`5` an integer, `true`/`false` a boolean, anything else stays text) and then validated
+  exactly as strictly, so `?limit=5` passes and `?limit=5.0` or `?paper_only=yes` do not.
+  A query key the operation does not declare is refused too (ninja would drop it unread).
+- Roles are checked before any input is read: a router (or an operation) takes `auth=` one of
+  `researchers`, `annotators`, `TokenAuth(...)`, so a caller without the role gets a 403 even
+  for a body that would not have parsed.
+- Every 4xx body has one shape, `Problem`: `{"detail": str, "errors": [{"field", "line"?,
+  "message"}]}`; `errors` names each problem by field (dotted path; `line` for a line of an
+  uploaded file), empty when the refusal is about no one field. Messages are ours or the
+  validators' own words, without pydantic's "Value error, " prefixes. Views refuse with
+  `HttpError(status, detail)` or `Refusal(status, detail, errors)`.
+- `errors(…)`: the documented error responses to merge into an operation's `response=`: 400,
+  401, 413 and 422 always (a body that does not parse, a missing or bad token, a body over
+  MAX_REQUEST_BODY_BYTES — listed only for operations that take a body —, a request that does
+  not fit the schema), plus the statuses named (403, 404, 409, …), each with the `Problem` body.
+- `Body` as the base of request bodies (unknown fields refused), taken by a view parameter named
+  `body`; `StoredText` and `RequiredText` (core/text.py) for text fields; `Id` for every id in a
+  path, query or body: 1 ≤ id < 2**63, as the database stores them.
 - Text the database cannot store (NUL, lone surrogates) in any JSON body or query string is
-  refused here before a view runs: a 422 naming the field (core/text.py). Malformed JSON is a
-  400 saying where it broke.
+  refused before a view runs: a 422 naming the field (core/text.py). Malformed JSON (NaN and
+  Infinity included: they are not JSON) is a 400 saying where it broke.
 """
 
 from __future__ import annotations
 
+import json
+import math
+import re
+from collections.abc import Iterable
 from datetime import timedelta
+from functools import partial
 from json import JSONDecodeError
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig, ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from ninja import NinjaAPI, Schema
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as RequestInvalid
+from ninja.params.models import ParamModel
 from ninja.parser import Parser
 from ninja.security import HttpBearer
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from annotations.models import ApiToken
 from annotations.services import AnnotationError, api_token_digest
@@ -45,6 +66,7 @@ from core import sql
 from core.roles import Role, role_columns, roles_remember, user_has_role
 from core.text import TextRefused, text_refuse
 from core.types import DbId
+from core.validation import problem_message
 
 # Writing last_used_at on every call would put an UPDATE on the hot path.
 TOKEN_TOUCH_EVERY = timedelta(minutes=5)
@@ -60,6 +82,13 @@ WHERE t.digest = %(digest)s AND u.is_active
 
 
 class TokenAuth(HttpBearer):
+    """A bearer token of an active user; with `roles`, a user holding none of them is refused
+    (403) here, before the operation reads its input."""
+
+    def __init__(self, *roles: Role) -> None:
+        super().__init__()
+        self.roles = roles
+
     def authenticate(self, request: HttpRequest, token: str) -> User | None:
         now = timezone.now()
         params = {"digest": api_token_digest(token), "stale": now - TOKEN_TOUCH_EVERY}
@@ -71,53 +100,62 @@ class TokenAuth(HttpBearer):
         if stale:
             ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
         request.user = user
+        if self.roles and not any(user_has_role(user, role) for role in self.roles):
+            raise HttpError(403, f"This needs the {' or '.join(self.roles)} role.")
         return user
 
 
-class Detail(Schema):
-    """Every error body."""
+# The routers' `auth=`: who may call an operation at all.
+researchers = TokenAuth(Role.RESEARCHER)
+annotators = TokenAuth(Role.ANNOTATOR)
+
+
+class FieldError(Schema):
+    field: str = Field(description="dotted path to the field, e.g. `queues.0`; `file` for a file")
+    line: int | SkipJsonSchema[None] = Field(
+        default=None, description="the line of the uploaded file the problem is on, if one"
+    )
+    message: str
+
+
+class Problem(Schema):
+    """Every 4xx body: what was refused, and each problem by field (empty when the refusal is
+    about no one field)."""
 
     detail: str
+    errors: list[FieldError]
 
 
-class Body(Schema):
-    """A request body: fields it does not name are refused (a 422), as the document says."""
+class Body(BaseModel):
+    """The base of every request schema, body, query or path: fields it does not name are
+    refused (a 422), as the document says. A plain pydantic model, not ninja's Schema: that
+    one reads its input through attribute access, which would validate a JSON body as Python
+    objects (and strictly, refuse `"2024-01-01"` as a date)."""
 
     model_config = ConfigDict(extra="forbid")
 
 
-class FieldProblem(Schema):
-    field: str = Field(description="dotted path to the field, e.g. `queues.0`")
-    message: str
+class Refusal(HttpError):
+    """A 4xx naming its problems: `errors` are `{"field", "line"?, "message"}` dicts."""
+
+    def __init__(self, status: int, detail: str, errors: Iterable[dict[str, Any]] = ()) -> None:
+        super().__init__(status, detail)
+        self.errors = list(errors)
 
 
-class Invalid(Detail):
-    """A request that does not fit the operation's schema (422): each problem by field."""
-
-    errors: list[FieldProblem]
+def problem_body(detail: str, errors: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
+    return {"detail": detail, "errors": list(errors)}
 
 
 # Ids as the database stores them (bigint): a bound in the document and on the server.
 Id = DbId
-
-_ERROR_TEXT = {
-    400: "Malformed request",
-    401: "No token, or not a valid one",
-    403: "Your role does not allow this",
-    404: "No such object among yours",
-    409: "Refused by the object's current state",
-    410: "Gone",
-    413: "Too large",
-}
 
 
 def errors(*statuses: int) -> dict[int, Any]:
     """Documented error responses for an operation's `response=`: 400, 401, 413 (a body over
     the server's limit) and 422 always, plus each of `statuses`; e.g.
     `response={200: QueueOut} | errors(403, 404)`."""
-    documented: dict[int, Any] = {400: Detail, 401: Detail, 413: Detail, 422: Invalid}
-    documented |= dict.fromkeys(statuses, Detail)
-    return dict(sorted(documented.items()))
+    return dict.fromkeys(sorted({400, 401, 413, 422, *statuses}), Problem)
 
 
 def api_user(request: HttpRequest) -> User:
@@ -127,27 +165,11 @@ def api_user(request: HttpRequest) -> User:
     return user
 
 
-def api_require(request: HttpRequest, *roles: Role) -> User:
-    """The token's user if they hold one of `roles`, else a 403."""
-    user = api_user(request)
-    if not any(user_has_role(user, role) for role in roles):
-        raise HttpError(403, f"This needs the {' or '.join(roles)} role.")
-    return user
-
-
-def query_known(request: HttpRequest, query: type[Schema]) -> None:
-    """A 422 naming each query key that `query` does not declare (ninja would drop it unread)."""
-    unknown = sorted(set(request.GET) - set(query.model_fields))
-    if unknown:
-        problem = {"msg": "Extra inputs are not permitted", "type": "extra_forbidden"}
-        raise RequestInvalid([problem | {"loc": ("query", key)} for key in unknown])
-
-
 class TextCheckingParser(Parser):
     """JSON bodies and query strings, with text the database cannot store refused."""
 
     def parse_body(self, request: HttpRequest) -> Any:
-        data = super().parse_body(request)
+        data = json.loads(request.body, parse_constant=_not_a_number)
         _refuse_text(data, "body")
         return data
 
@@ -158,6 +180,15 @@ class TextCheckingParser(Parser):
         return parsed
 
 
+class _NotJson(ValueError):
+    pass
+
+
+def _not_a_number(constant: str) -> Any:
+    # Python's json reads NaN and Infinity; JSON has no such numbers.
+    raise _NotJson(f"{constant} is not a JSON number")
+
+
 def _refuse_text(data: Any, where: str) -> None:
     try:
         text_refuse(data)
@@ -166,7 +197,127 @@ def _refuse_text(data: Any, where: str) -> None:
         raise RequestInvalid([problem | {"type": "unstorable_text"}]) from None
 
 
+# --- strict input: how every operation reads its path, query and body ------------------------
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+_NUMBER = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+def _json_types(node: dict[str, Any], defs: dict[str, Any]) -> set[str]:
+    """The JSON types a (sub)schema of the document allows."""
+    if "$ref" in node:
+        return _json_types(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+    declared = node.get("type")
+    found = {declared} if isinstance(declared, str) else set(declared or ())
+    for keyword in ("anyOf", "oneOf", "allOf"):
+        for branch in node.get(keyword, ()):
+            found |= _json_types(branch, defs)
+    values = [*node.get("enum", ()), *([node["const"]] if "const" in node else [])]
+    for value in values:
+        found.add({bool: "boolean", int: "integer", float: "number"}.get(type(value), "string"))
+    return found
+
+
+def _wire_types(model: type[ParamModel]) -> dict[str, set[str]]:
+    """Each path or query key of a ninja parameter model: the JSON types the document gives it."""
+    cached = model.__dict__.get("_arbiter_wire_types")
+    if cached is None:
+        schema = model.model_json_schema()
+        defs = schema.get("$defs", {})
+        cached = {}
+        for key, path in model.__ninja_flatten_map__.items():  # type: ignore[attr-defined]
+            node = schema
+            for part in path:
+                while "$ref" in node:
+                    node = defs[node["$ref"].rsplit("/", 1)[-1]]
+                node = node["properties"][part]
+            cached[key] = _json_types(node, defs)
+        model._arbiter_wire_types = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _from_text(text: Any, types: set[str]) -> Any:
+    """A path or query value read as the type the document declares for it, if it is written
+    as one (`5` for an integer, `true`/`false` for a boolean); otherwise the text, which the
+    strict validation then refuses unless the field takes text."""
+    if isinstance(text, list):
+        return [_from_text(item, types) for item in text]
+    if not isinstance(text, str):
+        return text
+    if "integer" in types and _INTEGER.fullmatch(text):
+        return int(text)
+    if "number" in types and _NUMBER.fullmatch(text) and math.isfinite(float(text)):
+        return float(text)
+    if "boolean" in types and text in ("true", "false"):
+        return text == "true"
+    return text
+
+
+def _resolve_strictly(
+    cls: type[ParamModel], request: HttpRequest, api: NinjaAPI, path_params: dict[str, Any]
+) -> ParamModel:
+    """ninja's ParamModel.resolve, validating as JSON in strict mode (see the module's doc)."""
+    data = cls.get_request_data(request, api, path_params)
+    if data is None:
+        return cls()
+    source = cls.__ninja_param_source__
+    if source in ("path", "query"):
+        types = _wire_types(cls)
+        if source == "query":
+            unknown = sorted(set(data) - set(types))
+            if unknown:
+                problem = {"msg": "not a parameter of this operation", "type": "extra_forbidden"}
+                raise RequestInvalid([problem | {"loc": ("query", key)} for key in unknown])
+        data = {key: _from_text(value, types.get(key, set())) for key, value in data.items()}
+    else:
+        data = _whole_floats_as_integers(data)
+    data = cls._map_data_paths(data)
+    return cls.model_validate_json(json.dumps(data), strict=True, context={"request": request})
+
+
+def _whole_floats_as_integers(value: Any) -> Any:
+    # In the document's JSON Schema (OpenAPI 3.1: draft 2020-12) `1.0` is the integer 1, so
+    # an integer field takes it (and strict pydantic would not); `1.5` stays a number.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_floats_as_integers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_integers(item) for item in value]
+    return value
+
+
+def _strict(model: type[ParamModel]) -> type[ParamModel]:
+    if model.__ninja_param_source__ not in ("path", "query", "body"):
+        return model  # a multipart upload: its file is read by the view
+    return type(model.__name__, (model,), {"resolve": classmethod(_resolve_strictly)})
+
+
+def _not_allowed(methods: set[str]) -> HttpResponse:
+    allowed = ", ".join(sorted(methods))
+    body = problem_body(f"This path takes {allowed}.")
+    return JsonResponse(body, status=405, headers={"Allow": allowed})
+
+
 class ArbiterAPI(NinjaAPI):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for error, handler in _HANDLERS.items():
+            self.add_exception_handler(error, handler)
+
+    def _get_bound_routers(self) -> Any:
+        """Every operation reads its input strictly; a method a path does not take is a 405
+        with a Problem body. Applied once, when the routers are bound to this API."""
+        binding = self._bound_routers_cache is None
+        routers = super()._get_bound_routers()
+        if binding:
+            for router in routers:
+                for view in router.path_operations.values():
+                    methods = {method for op in view.operations for method in op.methods}
+                    view._not_allowed = partial(_not_allowed, methods)  # type: ignore[method-assign]
+                    for operation in view.operations:
+                        operation.models = [_strict(model) for model in operation.models]
+        return routers
+
     def get_openapi_schema(self, **kwargs: Any) -> Any:
         """The document, with 413 listed only where it can happen: `errors()` adds it to every
         operation, but only one that reads a request body can get a body over the limit."""
@@ -178,16 +329,7 @@ class ArbiterAPI(NinjaAPI):
         return schema
 
 
-api = ArbiterAPI(
-    title="Arbiter API",
-    version="1",
-    description="Rating queues: claim, label, undo; import items; export labels.",
-    auth=TokenAuth(),
-    urls_namespace="api",
-    parser=TextCheckingParser(),
-)
-
-
+# --- errors: every one a Problem --------------------------------------------------------------
 def _field(loc: tuple[Any, ...]) -> str:
     # ninja's locations start with where the value came from, then (for a body) the view's
     # parameter name: neither is part of the field a client sent.
@@ -204,17 +346,19 @@ def _field(loc: tuple[Any, ...]) -> str:
 _BODY_PARAMS = {"body", "spec"}
 
 
-@api.exception_handler(RequestInvalid)
+def _respond(request: HttpRequest, status: int, body: dict[str, Any]) -> HttpResponse:
+    return JsonResponse(body, status=status)
+
+
 def _request_invalid(request: HttpRequest, error: RequestInvalid) -> HttpResponse:
     problems = [
-        {"field": _field(tuple(problem.get("loc", ()))), "message": str(problem.get("msg", ""))}
+        {"field": _field(tuple(problem.get("loc", ()))), "message": problem_message(problem)}
         for problem in error.errors
     ]
     detail = "; ".join(f"{problem['field']}: {problem['message']}" for problem in problems)
-    return api.create_response(request, {"detail": detail, "errors": problems}, status=422)
+    return _respond(request, 422, problem_body(detail, problems))
 
 
-@api.exception_handler(HttpError)
 def _http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
     # ninja wraps whatever the body parser raises in a 400 "Cannot parse request body"; the
     # cause says which: text refused (a 422 naming the field) or JSON that does not parse.
@@ -223,31 +367,57 @@ def _http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
         return _request_invalid(request, cause)
     if isinstance(cause, JSONDecodeError):
         detail = f"body: not valid JSON ({cause.msg} at line {cause.lineno} column {cause.colno})"
-        return api.create_response(request, {"detail": detail}, status=400)
+        return _respond(request, 400, problem_body(detail))
+    if isinstance(cause, _NotJson):
+        return _respond(request, 400, problem_body(f"body: not valid JSON ({cause})"))
     if isinstance(cause, UnicodeDecodeError):
-        return api.create_response(request, {"detail": "body: not UTF-8 text"}, status=400)
-    return api.create_response(request, {"detail": str(error)}, status=error.status_code)
+        return _respond(request, 400, problem_body("body: not UTF-8 text"))
+    return _respond(
+        request, error.status_code, problem_body(str(error), getattr(error, "errors", ()))
+    )
 
 
-@api.exception_handler(RequestDataTooBig)
+def _not_found(request: HttpRequest, error: Http404) -> HttpResponse:
+    return _respond(request, 404, problem_body("Not found."))
+
+
 def _body_too_big(request: HttpRequest, error: RequestDataTooBig) -> HttpResponse:
     limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
     detail = f"body: larger than this server's limit of {limit:,} bytes (MAX_REQUEST_BODY_BYTES)"
-    return api.create_response(request, {"detail": detail}, status=413)
+    return _respond(request, 413, problem_body(detail))
 
 
-@api.exception_handler(AnnotationError)
 def _annotation_error(request: HttpRequest, error: AnnotationError) -> HttpResponse:
-    return api.create_response(request, {"detail": error.message}, status=error.status)
+    return _respond(request, error.status, problem_body(error.message))
 
 
-@api.exception_handler(ValidationError)
 def _validation_error(request: HttpRequest, error: ValidationError) -> HttpResponse:
-    return api.create_response(request, {"detail": " ".join(error.messages)}, status=400)
+    return _respond(request, 400, problem_body(" ".join(error.messages)))
+
+
+_HANDLERS: dict[type[Exception], Any] = {
+    RequestInvalid: _request_invalid,
+    HttpError: _http_error,
+    Http404: _not_found,
+    RequestDataTooBig: _body_too_big,
+    AnnotationError: _annotation_error,
+    ValidationError: _validation_error,
+}
+
+
+api = ArbiterAPI(
+    title="Arbiter API",
+    version="1",
+    description="Rating queues: claim, label, undo; import items; export labels. Debates,"
+    " amplification trees and reward models. Every 4xx answers a Problem body.",
+    auth=TokenAuth(),
+    urls_namespace="api",
+    parser=TextCheckingParser(),
+)
 
 
 def _mount() -> None:
-    # Imported here: each app's api module imports Detail and api_require from this one.
+    # Imported here: each app's api module imports Problem and the auth objects from this one.
     from annotations.api import exports, queues
     from debate.api import router as debates
     from rewards.api import reward_models_router

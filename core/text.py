@@ -21,6 +21,7 @@ import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
+from typing_extensions import TypeAliasType
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
@@ -99,4 +100,15 @@ RequiredText = Annotated[
     AfterValidator(_storable),
     AfterValidator(_not_blank),
     Field(json_schema_extra={"pattern": "^[^\\x00]*[^\\x00\\s][^\\x00]*$"}),
+]
+
+# Any JSON value whose text (keys included) the database can store: what a record keeps as it
+# was published (an NYU room's rules). Stated in the document too, so a client can tell.
+StoredJson = TypeAliasType(
+    "StoredJson",
+    "StoredText | int | float | bool | None | list[StoredJson] | StoredObject",
+)
+# Keys must be storable too: the document says so (no key outside the storable pattern).
+StoredObject = Annotated[
+    dict[StoredText, StoredJson], Field(json_schema_extra={"additionalProperties": False})
 ]

@@ -18,7 +18,7 @@ from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import Field
 
-from config.api import Body, Id, api_require, errors, query_known
+from config.api import Body, Id, api_user, errors, researchers
 from core.roles import Role, user_has_role
 from core.text import StoredText
 from core.types import IsoDate
@@ -31,12 +31,9 @@ from debate.research.selectors import debates_for_research_export
 from debate.services import debate_create
 from llm.models import ModelConfig
 
-router = Router(tags=["debates"])
-batches = Router(tags=["debate batches"])
-
-
-def _researcher(request: HttpRequest) -> User:
-    return api_require(request, Role.RESEARCHER)
+# Researchers only (config/api.py checks the role before reading any input).
+router = Router(tags=["debates"], auth=researchers)
+batches = Router(tags=["debate batches"], auth=researchers)
 
 
 # --- schemas ----------------------------------------------------------------------------------
@@ -59,7 +56,7 @@ class DebatePage(Schema):
     results: list[DebateSummary]
 
 
-class DebateListQuery(Schema):
+class DebateListQuery(Body):
     source: Literal["", "arbiter", "nyu-2023"] = ""
     protocol: Literal["", "debate", "consultancy"] = ""
     batch: Id | None = None
@@ -152,7 +149,7 @@ class AnalyticsOut(Schema):
     ratings: list[RatingOut]
 
 
-class AnalyticsQuery(Schema):
+class AnalyticsQuery(Body):
     group_by: Literal["setting", "judge", "protocol", "model", "source"] = "setting"
     date_from: IsoDate | None = None
     date_to: IsoDate | None = None
@@ -177,8 +174,6 @@ def _summary(debate: Debate) -> DebateSummary:
 
 @router.get("/", response={200: DebatePage} | errors(403), summary="List debates")
 def debate_list(request: HttpRequest, filters: Query[DebateListQuery]) -> DebatePage:
-    query_known(request, DebateListQuery)
-    _researcher(request)
     rows = debates_for_research_export(
         source=filters.source, protocol=filters.protocol, batch=filters.batch
     ).order_by("-created_at", "-pk")
@@ -191,7 +186,6 @@ def debate_list(request: HttpRequest, filters: Query[DebateListQuery]) -> Debate
     summary="A debate in the export schema: transcript, quotes, judge turns, verdicts",
 )  # fmt: skip
 def debate_get(request: HttpRequest, debate_id: Id) -> DebateRecord:
-    _researcher(request)
     debate = debates_for_export(Debate.objects.filter(pk=debate_id)).first()
     if debate is None:
         raise HttpError(404, "No such debate.")
@@ -200,7 +194,7 @@ def debate_get(request: HttpRequest, debate_id: Id) -> DebateRecord:
 
 @router.post("/", response={201: DebateSummary} | errors(403, 404), summary="Create a live debate")
 def debate_post(request: HttpRequest, body: DebateIn) -> Status:
-    user = _researcher(request)
+    user = api_user(request)
     judge = User.objects.filter(username=body.judge_username, is_active=True).first()
     if judge is None or not user_has_role(judge, Role.ANNOTATOR):
         raise HttpError(404, "No such annotator to judge.")
@@ -229,7 +223,6 @@ def debate_post(request: HttpRequest, body: DebateIn) -> Status:
     summary="Import debates in the export schema (upserted by name), all or none",
 )  # fmt: skip
 def debate_import(request: HttpRequest, body: ImportIn) -> ImportOut:
-    _researcher(request)
     with transaction.atomic():
         imported = records_upsert(body.records)
     return ImportOut(names=[d.room_name or f"arbiter-{d.pk}" for d in imported])
@@ -237,8 +230,6 @@ def debate_import(request: HttpRequest, body: ImportIn) -> ImportOut:
 
 @router.get("/analytics/", response={200: AnalyticsOut} | errors(403), summary="Debate analytics")
 def debate_analytics(request: HttpRequest, query: Query[AnalyticsQuery]) -> AnalyticsOut:
-    query_known(request, AnalyticsQuery)
-    _researcher(request)
     assert query.group_by in GROUPINGS
     stats = analytics_compute(Filters(
         group_by=query.group_by, date_from=query.date_from, date_to=query.date_to,
@@ -276,14 +267,12 @@ def _batch_out(batch: DebateBatch) -> BatchOut:
     )  # fmt: skip
 
 
-class BatchListQuery(Schema):
+class BatchListQuery(Body):
     limit: int = Field(default=50, ge=1, le=200)
 
 
 @batches.get("/", response={200: list[BatchOut]} | errors(403), summary="List batches")
 def batch_list(request: HttpRequest, query: Query[BatchListQuery]) -> list[BatchOut]:
-    query_known(request, BatchListQuery)
-    _researcher(request)
     return [_batch_out(batch) for batch in DebateBatch.objects.order_by("-pk")[: query.limit]]
 
 
@@ -291,7 +280,7 @@ def batch_list(request: HttpRequest, query: Query[BatchListQuery]) -> list[Batch
     "/", response={201: BatchOut} | errors(403, 404), summary="Start a batch of AI debates"
 )
 def batch_post(request: HttpRequest, body: BatchIn) -> Status:
-    user = _researcher(request)
+    user = api_user(request)
     bank = QuestionBank.objects.filter(pk=body.bank_id).first()
     if bank is None:
         raise HttpError(404, "No such question bank.")
@@ -316,7 +305,6 @@ def batch_post(request: HttpRequest, body: BatchIn) -> Status:
     summary="A batch and its progress",
 )
 def batch_get(request: HttpRequest, batch_id: Id) -> BatchOut:
-    _researcher(request)
     batch = DebateBatch.objects.filter(pk=batch_id).first()
     if batch is None:
         raise HttpError(404, "No such batch.")

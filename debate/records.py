@@ -4,13 +4,20 @@ upserts the debate named `name`. Documented in docs/readme-issue-13.md."""
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
-from core.text import StoredText
-from core.types import DbId
+from core.text import StoredJson, StoredObject, StoredText
+from core.types import DbId, iso_datetime_text
 
 FORMAT = "arbiter-debate/1"
 MAX_TEXT = 2_000_000
@@ -54,7 +61,12 @@ def _distribution(values: list[float]) -> list[float]:
     return values
 
 
-Distribution = Annotated[list[float], AfterValidator(_distribution)]
+# Each probability's bounds and the pair's length are in the document; that they sum to 1 is a
+# rule across items no JSON Schema states.
+Probability = Annotated[float, Field(ge=0.01 - 1e-9, le=0.99 + 1e-9)]
+Distribution = Annotated[
+    list[Probability], Field(min_length=2, max_length=2), AfterValidator(_distribution)
+]
 
 
 def percent_a(distribution: list[float]) -> int:
@@ -94,14 +106,8 @@ class RecordRules(Record):
 class RoomExtras(Record):
     """Debate.extras: what an imported NYU room published beyond our columns, as it was."""
 
-    rules: dict[str, Any] = Field(default_factory=dict)
-    offline_judgments: list[Any] = Field(default_factory=list, max_length=1000)
-
-    @model_validator(mode="after")
-    def _no_nul_inside(self) -> RoomExtras:
-        if "\\u0000" in json.dumps(self.model_dump(mode="json")):
-            raise ValueError("text contains a NUL character")
-        return self
+    rules: StoredObject = Field(default_factory=dict)
+    offline_judgments: list[StoredJson] = Field(default_factory=list, max_length=1000)
 
 
 class RecordSetting(Record):
@@ -129,7 +135,7 @@ class DebateRecord(Record):
     status: Literal[
         "waiting_for_prior", "generating", "awaiting_judge", "judged", "finished", "incomplete"
     ]
-    created_at: AwareDatetime
+    created_at: Annotated[AwareDatetime, BeforeValidator(iso_datetime_text)]
     has_transcript: bool = True
     rounds_held: int = Field(default=0, ge=0, le=1000)
     speeches: list[RecordSpeech] = Field(default_factory=list, max_length=10_000)

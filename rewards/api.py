@@ -15,8 +15,7 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from annotations.kinds import MAX_TEXT_CHARS
-from config.api import Body, Id, api_require, errors
-from core.roles import Role
+from config.api import Body, Id, api_user, errors, researchers
 from core.text import StoredText
 from rewards.models import RewardModel, RewardVersion, Speed
 from rewards.selectors import reward_model_versions, reward_models
@@ -31,7 +30,7 @@ from rewards.stats import METHOD, Accuracy
 
 MAX_BATCH = 256
 
-reward_models_router = Router(tags=["reward models"])
+reward_models_router = Router(tags=["reward models"], auth=researchers)
 
 
 class AccuracyOut(Schema):
@@ -125,7 +124,6 @@ def _out(reward_model: RewardModel) -> dict[str, Any]:
 
 
 def _reward_model(request: HttpRequest, reward_model_id: int) -> RewardModel:
-    api_require(request, Role.RESEARCHER)
     reward_model = reward_models().filter(pk=reward_model_id).first()
     if reward_model is None:
         raise HttpError(404, "No such reward model.")
@@ -153,7 +151,6 @@ class RetrainIn(Body):
 
 @reward_models_router.get("/", response={200: list[RewardModelOut]} | errors(403))
 def list_reward_models(request: HttpRequest) -> list[dict[str, Any]]:
-    api_require(request, Role.RESEARCHER)
     return [_out(rm) for rm in reward_models()]
 
 
@@ -228,9 +225,10 @@ def retrain(request: HttpRequest, reward_model_id: Id, body: RetrainIn) -> Statu
     """Retrain now: queue a fast or full run; 409 if one is already queued or running, or
     while the labels are not enough (the reward model's `readiness` says how many more)."""
     reward_model = _reward_model(request, reward_model_id)
-    user = api_require(request, Role.RESEARCHER)
     try:
-        version = reward_retrain_now(reward_model=reward_model, user=user, speed=body.speed)
+        version = reward_retrain_now(
+            reward_model=reward_model, user=api_user(request), speed=body.speed
+        )
     except RewardError as error:
         raise HttpError(error.status, error.message) from None
     return Status(202, VersionOut.of(version))

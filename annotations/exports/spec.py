@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.types import DbId
+from core.types import DbId, IsoDateTime
 
 
 class ExportFormat(StrEnum):
@@ -59,8 +58,8 @@ class ExportSpec(BaseModel):
     queues: list[DbId] = Field(min_length=1, max_length=50)
     format: ExportFormat = ExportFormat.JSONL
     aggregation: Aggregation = Aggregation.PER_LABEL
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDateTime | None = None
+    until: IsoDateTime | None = None
     # Items whose most common label has less than this share of their labels are left out.
     min_agreement: float | None = Field(default=None, ge=0.0, le=1.0)
     # Annotators whose gold accuracy is below this are left out (those with no gold are kept).

@@ -48,7 +48,10 @@ class ExportFile:
 
 
 class ExportNotReady(AnnotationError):
-    status = 404
+    """The export exists but has no file to send yet (queued, running) or will have none
+    (failed): a state of the export, not a missing one."""
+
+    status = 409
 
 
 class ExportGone(AnnotationError):
@@ -62,7 +65,13 @@ def export_file(job: ExportJob) -> ExportFile:
         raise ExportGone(job.error or "This export's file has expired; start a new export.")
     path = export_path(job)
     if job.status != JobStatus.DONE or not path.is_file():
-        raise ExportNotReady("This export has no file (yet).")
+        if job.status == JobStatus.FAILED:
+            state = f"it failed ({job.error}); start a new export"
+        elif job.status == JobStatus.DONE:
+            state = "its file is missing; start a new export"
+        else:
+            state = f"it is {job.status}; poll it until its status is done"
+        raise ExportNotReady(f"export not ready: {state}")
     spec = ExportSpec.model_validate(job.spec)
     extension = EXTENSIONS[spec.format]
     return ExportFile(

@@ -34,7 +34,7 @@ def test_no_token_or_a_bad_one_is_401_json(queue, annotator):
     for api in (Api(), Api(token="arb_nope")):
         response = api.post(f"/queues/{queue.pk}/next")
         assert response.status_code == 401
-        assert response.json() == {"detail": "Unauthorized"}
+        assert response.json() == {"detail": "Unauthorized", "errors": []}
 
 
 def test_a_token_is_stored_only_as_a_digest(annotator):
@@ -57,7 +57,8 @@ def test_roles_are_checked(queue, users):
     outsider, researcher = Api(users["outsider"]), Api(users["researcher"])
     assert outsider.get("/queues/").status_code == 403
     assert outsider.post(f"/queues/{queue.pk}/next").json() == {
-        "detail": "This needs the annotator role."
+        "detail": "This needs the annotator role.",
+        "errors": [],
     }
     assert researcher.post(f"/queues/{queue.pk}/next").status_code == 403
     annotator = Api(users["annotator"])
@@ -228,7 +229,7 @@ def test_import_by_api(queue, researcher):
     assert response.status_code == 400
     assert response.json() == {
         "detail": "Nothing was imported.",
-        "errors": ["line 3: response_b: Field required"],
+        "errors": [{"field": "file", "line": 3, "message": "response_b: Field required"}],
     }
     unnamed = SimpleUploadedFile("x.txt", b"{}")
     assert (
@@ -259,7 +260,8 @@ def test_export_by_api(researcher, django_capture_on_commit_callbacks):
     assert status["status"] == "done" and status["percent"] == 100
     assert api.post("/exports/", {"queues": [queue.pk], "format": "xml"}).status_code == 422
     assert api.post("/exports/", {"queues": [999]}).json() == {
-        "detail": "Some of those queues do not exist."
+        "detail": "Some of those queues do not exist.",
+        "errors": [],
     }
     # Last: closing a streamed response ends the request, which closes the test's connection.
     download = api.client.get(status["download_url"], **api._headers())

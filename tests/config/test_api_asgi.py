@@ -47,7 +47,7 @@ def test_unknown_api_path_is_a_json_404() -> None:
     status, body, headers = call("/api/no-such-thing")
     assert status == 404
     assert headers["content-type"] == "application/json"
-    assert json.loads(body) == {"detail": "Not found."}
+    assert json.loads(body) == {"detail": "Not found.", "errors": []}
 
 
 def test_api_docs_render_without_the_page_middleware() -> None:

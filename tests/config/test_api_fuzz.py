@@ -12,15 +12,25 @@ in the session header: set it to replay a failure).
 
 from __future__ import annotations
 
+import json
+import re
+from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import pytest
 import schemathesis
+from django.urls import path
 from hypothesis import HealthCheck, Phase, assume, given, seed, settings
 from hypothesis import strategies as st
+from ninja import Router, Status
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
+from schemathesis.core.failures import AcceptedNegativeData, Failure, FailureGroup
 
+from annotations.exports import ExportSpec
+from config.api import ArbiterAPI, TextCheckingParser, errors
+from config.api_asgi import ApiHandler
 from config.asgi import application
 from tests.helpers import FUZZ_EXAMPLES, FUZZ_SEED, fuzz_world
 
@@ -31,19 +41,118 @@ SCHEMA = schemathesis.openapi.from_asgi("/api/openapi.json", application)
 OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations()]  # type: ignore[union-attr]
 
 
-# Bodies with rules across fields that JSON Schema cannot state: a debate record's consultancy
-# names its consultant, its distributions sum to 1, its quote spans fall inside its story; a
-# batch names at least one judge (an LLM judge or a human queue). The server refuses such a
-# body with a 4xx saying which rule; the fuzzer cannot know which schema-valid bodies break
-# them, so "schema-valid data is accepted" is not checked for these two.
-CROSS_FIELD_RULES = {"/api/debates/import", "/api/debates/batches/"}
+@dataclass(frozen=True)
+class Rule:
+    """A rule of the server's that no JSON Schema states, so a request the document allows may
+    still break it; the server then refuses it with a 4xx naming the rule. `field` and
+    `message` are patterns on the refusal's problems (config/api.py's Problem)."""
+
+    why: str
+    field: str
+    message: str
 
 
-def _excluded_checks(operation: Any) -> list[Any]:
-    # An uploaded file is `string/binary` in any schema: which bytes make a valid import, only
-    # parsing them can tell (a 400 naming the bad lines). That one check skips uploads.
-    uploads = any("multipart/form-data" in (body.media_type or "") for body in operation.body)
-    return [positive_data_acceptance] if uploads or operation.path in CROSS_FIELD_RULES else []
+# The only exclusions: "schema-valid data is accepted" lets a refusal of a schema-valid request
+# pass only if every problem in its body is one of these rules, on that operation. A refusal
+# because a row does not exist (404) or of a state (409) passes that check anyway.
+RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
+    "/api/debates/import": [
+        Rule(
+            why="cross-field: `consultant` is required when `setting.is_debate` is false",
+            field=r"records\.\d+",
+            message=r"a consultancy names its consultant",
+        ),
+        Rule(
+            why="across items: judge turns' `round` unique (uniqueItems compares whole items)",
+            field=r"records\.\d+",
+            message=r"two judge turns for one round",
+        ),
+        Rule(
+            why="across items: one speech per (`round`, `side`)",
+            field=r"records\.\d+",
+            message=r"two speeches by one side in one round",
+        ),
+        Rule(
+            why="across items: one verdict per (`kind`, `judge`)",
+            field=r"records\.\d+",
+            message=r"two verdicts by one judge",
+        ),
+        Rule(
+            why="within an array: a distribution's two probabilities sum to 1",
+            field=r"records\.\d+\.(judge_turns|verdicts)\.\d+\.distribution",
+            message=r"probabilities .* do not sum to 1",
+        ),
+    ],
+    "/api/debates/batches/": [
+        Rule(
+            why="cross-field: `llm_judge_config_id` or `spec.human_queue_id` names a judge",
+            field=r"",
+            message=r"Choose at least one judge",
+        ),
+        Rule(
+            why="data: the bank holds `spec.count` questions matching `spec.question_filter`",
+            field=r"",
+            message=r"Only \d+ questions of .* match; asked for \d+\.",
+        ),
+        Rule(
+            why="data: the debater model configs `spec` names exist",
+            field=r"",
+            message=r"No such debater model config\.",
+        ),
+        Rule(
+            why="data: the human queue `spec.human_queue_id` names exists",
+            field=r"",
+            message=r"No such queue\.",
+        ),
+        Rule(
+            why="a template's grammar: `judge_prompt` uses only the plain placeholders",
+            field=r"",
+            message=r"(The judge prompt has broken braces|Unknown placeholders .* judge prompt)",
+        ),
+    ],
+    "/api/queues/{queue_id}/items": [
+        Rule(
+            why="data: an upload is `string/binary`; which bytes make valid rows of this "
+            "queue's kind only parsing them can tell (each bad row named by its line)",
+            field=r"file|format",
+            message=r".+",
+        ),
+    ],
+}
+
+
+def breaks_only_named_rules(operation_path: str, body: Any) -> bool:
+    rules = RULES_NO_SCHEMA_STATES.get(operation_path, [])
+    problems = body.get("errors") or [{"field": "", "message": body.get("detail", "")}]
+    return bool(rules) and all(
+        any(
+            re.fullmatch(rule.field, problem["field"])
+            and re.search(rule.message, problem["message"])
+            for rule in rules
+        )
+        for problem in problems
+    )
+
+
+def schema_valid_data_is_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
+    """schemathesis's positive_data_acceptance, except for a refusal that names only rules of
+    RULES_NO_SCHEMA_STATES for this operation."""
+    try:
+        return positive_data_acceptance(ctx, response, case)
+    except Failure:
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and breaks_only_named_rules(case.operation.path, body):
+            return None
+        raise
+
+
+CHECKS: dict[str, Any] = {
+    "additional_checks": [schema_valid_data_is_accepted],
+    "excluded_checks": [positive_data_acceptance],
+}
 
 
 def test_every_mounted_operation_is_fuzzed() -> None:
@@ -69,8 +178,6 @@ def test_the_api_keeps_its_contract(operation: Any, role: str, users: Any) -> No
         *([operation.as_strategy(GenerationMode.POSITIVE, path_parameters=real)] if real else []),
     )
 
-    excluded = _excluded_checks(operation)
-
     @given(case=cases)
     @settings(
         max_examples=FUZZ_EXAMPLES,
@@ -86,7 +193,7 @@ def test_the_api_keeps_its_contract(operation: Any, role: str, users: Any) -> No
         # request, and the server rightly accepts it.
         unsent = any(value in ([], None) for value in (case.query or {}).values())
         assume(not (unsent and case.meta.generation.mode == GenerationMode.NEGATIVE))
-        case.call_and_validate(headers=headers, excluded_checks=excluded)
+        case.call_and_validate(headers=headers, **CHECKS)
 
     fuzz()
 
@@ -109,8 +216,8 @@ def test_linked_calls_keep_the_contract_in_sequence(role: str, users: Any) -> No
         ) -> None:
             case.validate_response(
                 response,
-                additional_checks=additional_checks,
-                excluded_checks=_excluded_checks(case.operation),
+                additional_checks=[*(additional_checks or []), *CHECKS["additional_checks"]],
+                excluded_checks=CHECKS["excluded_checks"],
                 transport_kwargs=kwargs or None,
                 recorder=self.recorder,
             )
@@ -128,3 +235,68 @@ def test_linked_calls_keep_the_contract_in_sequence(role: str, users: Any) -> No
             derandomize=False,
         )
     )
+
+
+# --- the fuzzing finds a schema made lax ------------------------------------------------------
+def _probe(*, lax: bool) -> Any:
+    """A copy of the API's machinery (ArbiterAPI: its parser, strict input and errors) with one
+    operation that takes a real input schema (ExportSpec, as POST /api/exports/ does) and
+    accepts whatever passes it, so only the schema decides. With `lax`, that operation's input
+    is validated as ninja does by default: strictness removed from that one schema."""
+    probe = ArbiterAPI(
+        title="probe", version="1", urls_namespace=f"probe-{'lax' if lax else 'strict'}",
+        parser=TextCheckingParser(),
+    )  # fmt: skip
+    router = Router()
+
+    @router.post("/exports/", response={204: None} | errors(), auth=None)
+    def export_probe(request: Any, spec: ExportSpec) -> Status:
+        return Status(204, None)
+
+    probe.add_router("/", router)
+    urlconf = ModuleType(f"probe_urls_{'lax' if lax else 'strict'}")
+    urlconf.urlpatterns = [path("api/", probe.urls)]  # type: ignore[attr-defined]
+    if lax:
+        for bound in probe._get_bound_routers():
+            for view in bound.path_operations.values():
+                for operation in view.operations:
+                    operation.models = operation.signature.models
+
+    class ProbeHandler(ApiHandler):
+        pass
+
+    ProbeHandler.urlconf = urlconf  # type: ignore[assignment]
+    handler = ProbeHandler()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await handler(scope, receive, send)
+            return
+        while (await receive())["type"] != "lifespan.shutdown":  # nothing to start
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+
+    return app
+
+
+def _fuzz_probe(*, lax: bool) -> None:
+    schema = schemathesis.openapi.from_asgi("/api/openapi.json", _probe(lax=lax))
+    (operation,) = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
+
+    @given(case=operation.as_strategy(GenerationMode.NEGATIVE))
+    @settings(
+        max_examples=100, deadline=None, database=None, derandomize=True,
+        phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
+    )  # fmt: skip
+    def fuzz(case: Any) -> None:
+        case.call_and_validate(**CHECKS)
+
+    fuzz()
+
+
+def test_the_fuzzing_fails_when_one_schema_is_not_strict() -> None:
+    # The same checks as above (CHECKS), on schema-invalid bodies, derandomised: fixed cases.
+    _fuzz_probe(lax=False)  # strict: every body the document refuses is refused
+    with pytest.raises(FailureGroup) as found:
+        _fuzz_probe(lax=True)  # one schema lax: the fuzzing finds a body it should have refused
+    assert {type(failure) for failure in found.value.exceptions} == {AcceptedNegativeData}
