@@ -16,14 +16,23 @@ from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from config.api import Body, Id, api_require, errors, query_known
 from core.roles import Role, user_has_role
 from core.text import StoredText
 from core.types import IsoDate
 from debate.models import Debate, DebateBatch, Protocol, QuestionBank, Side
-from debate.records import BatchSpec, DebateRecord, Name, Text
+from debate.records import (
+    Answer,
+    BatchSpec,
+    DebateRecord,
+    Name,
+    Passage,
+    Question,
+    Text,
+    answers_check,
+)
 from debate.research.analytics import GROUPINGS, Filters, analytics_compute
 from debate.research.batches import batch_create
 from debate.research.records import debate_record, debates_for_export, records_upsert
@@ -70,11 +79,11 @@ class DebateListQuery(Schema):
 class DebateIn(Body):
     """A live debate, as the New debate page makes it."""
 
-    question: StoredText = Field(min_length=1, max_length=10_000)
-    answer_a: StoredText = Field(min_length=1, max_length=10_000)
-    answer_b: StoredText = Field(min_length=1, max_length=10_000)
+    question: Question
+    answer_a: Answer
+    answer_b: Answer
     correct_side: Literal["", "a", "b"] = ""
-    passage: StoredText = Field(default="", max_length=1_000_000)
+    passage: Passage = ""
     protocol: Literal["debate", "consultancy"] = "debate"
     turn_order: Literal["simultaneous", "sequential"] = "simultaneous"
     rounds_mode: Literal["fixed", "judge_ends"] = "judge_ends"
@@ -84,6 +93,11 @@ class DebateIn(Body):
     debater_a_config_id: Id
     debater_b_config_id: Id | None = None
     judge_username: StoredText = Field(min_length=1, max_length=150)
+
+    @model_validator(mode="after")
+    def _answers_differ(self) -> DebateIn:
+        answers_check([self.answer_a, self.answer_b])
+        return self
 
 
 class ImportIn(Body):
