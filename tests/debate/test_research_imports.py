@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from debate.models import BankQuestion, Debate, JudgeTurn, Speech, Verdict
+from debate.models import BankQuestion, Debate, Speech
 from debate.records import MAX_PASSAGE_CHARS
 from debate.research.analytics import Filters, analytics_compute
 from debate.research.imports import debate_files_import, question_bank_import
-from debate.research.records import debates_export_lines
-from tests.debate.research_data import METADATA, ROOMS, nyu_files
-from tests.factories import DebateFactory
+from tests.debate.research_data import METADATA, ROOMS, arbiter_record, nyu_files
 from tests.helpers import signed_in
 
 pytestmark = pytest.mark.django_db
@@ -23,30 +21,12 @@ pytestmark = pytest.mark.django_db
 PAIL_OF_AIR = Path(__file__).parent / "data" / "a-pail-of-air-7.json"
 
 
-def _record(**changes):
-    """An Arbiter export record of a native debate (one speech quoting its passage)."""
-    debate = DebateFactory(status="judged", current_round=1, max_rounds=1)
-    JudgeTurn.objects.create(debate=debate, round=0, probability_a=50)
-    JudgeTurn.objects.create(debate=debate, round=1, probability_a=70, action="end")
-    Speech.objects.create(
-        debate=debate, round=1, side="a", status="done",
-        text="A says <quote>door green</quote>.",
-        quotes=[{"text": "door green", "verified": True, "over_limit": False}],
-    )  # fmt: skip
-    Verdict.objects.create(debate=debate, kind="human", judge_name="j", probability_a=70)
-    record = json.loads(next(debates_export_lines(Debate.objects.filter(pk=debate.pk))))
-    debate.delete()
-    for key, value in changes.items():
-        record[key] = value
-    return record
-
-
 def _jsonl(*records) -> bytes:
     return "\n".join(json.dumps(record) for record in records).encode()
 
 
 def test_a_fabricated_quote_imports_unverified_and_the_page_shows_it_so(researcher):
-    record = _record()
+    record = arbiter_record()
     fabricated = "the keeper confessed he hated green"
     record["speeches"][0]["text"] = f"A says <quote>{fabricated}</quote>."
     record["speeches"][0]["quotes"] = [
@@ -64,16 +44,18 @@ def test_a_fabricated_quote_imports_unverified_and_the_page_shows_it_so(research
 
 
 def test_a_quote_found_in_the_passage_is_verified_whatever_the_file_says():
-    record = _record()
+    record = arbiter_record()
     record["speeches"][0]["quotes"][0]["verified"] = False
     debate_files_import(files=[("export.jsonl", _jsonl(record))])
     assert Speech.objects.get().quotes[0]["verified"] is True
 
 
 def test_quotes_that_are_not_the_texts_tags_are_refused_with_the_line():
-    record = _record()
+    record = arbiter_record()
     record["speeches"][0]["quotes"][0]["text"] = "the salt wind"  # the tag says "door green"
-    report = debate_files_import(files=[("export.jsonl", _jsonl(_record(name="ok"), record))])
+    report = debate_files_import(
+        files=[("export.jsonl", _jsonl(arbiter_record(name="ok"), record))]
+    )
     assert [where for where, _ in report.errors] == ["export.jsonl:2"]
     assert "<quote> tags" in report.errors[0][1]
     assert list(Debate.objects.values_list("room_name", flat=True)) == ["ok"]
@@ -155,7 +137,7 @@ def _consultancy_of_two(record):
     ],
 )  # fmt: skip
 def test_imports_refuse_what_the_api_refuses_naming_the_line(change, reason):
-    good, bad = _record(name="good"), change(_record(name="bad"))
+    good, bad = arbiter_record(name="good"), change(arbiter_record(name="bad"))
     report = debate_files_import(files=[("export.jsonl", _jsonl(good, bad))])
     assert [where for where, _ in report.errors] == ["export.jsonl:2"]
     assert reason in report.errors[0][1]
@@ -166,7 +148,7 @@ def test_imports_refuse_what_the_api_refuses_naming_the_line(change, reason):
 def test_the_api_refuses_the_same_record(researcher):
     from tests.helpers import Api
 
-    bad = _record(question=" ")
+    bad = arbiter_record(question=" ")
     response = Api(researcher).post("/debates/import", {"records": [bad]})
     assert response.status_code == 422
     assert not Debate.objects.exists()
