@@ -42,6 +42,11 @@ class DebateImportForm(forms.Form):
         "(.jsonl). A room's name is its key: importing it again updates it."
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit = filesizeformat(settings.DEBATE_IMPORT_MAX_BYTES)
+        self.fields["uploads"].help_text += f" At most {limit} of files in one import."
+
     def clean_uploads(self) -> list[UploadedFile]:
         uploads: list[UploadedFile] = self.cleaned_data["uploads"]
         total, limit = sum(upload.size or 0 for upload in uploads), settings.DEBATE_IMPORT_MAX_BYTES
