@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from config.api import Body, Id, api_require, errors, query_known
 from core.roles import Role, user_has_role
@@ -31,7 +31,6 @@ from debate.records import (
     Passage,
     Question,
     Text,
-    answers_check,
 )
 from debate.research.analytics import GROUPINGS, Filters, analytics_compute
 from debate.research.batches import batch_create
@@ -93,11 +92,6 @@ class DebateIn(Body):
     debater_a_config_id: Id
     debater_b_config_id: Id | None = None
     judge_username: StoredText = Field(min_length=1, max_length=150)
-
-    @model_validator(mode="after")
-    def _answers_differ(self) -> DebateIn:
-        answers_check([self.answer_a, self.answer_b])
-        return self
 
 
 class ImportIn(Body):

@@ -12,6 +12,7 @@ from debate.records import MAX_PASSAGE_CHARS
 from debate.research.analytics import Filters, analytics_compute
 from debate.research.imports import debate_files_import, question_bank_import
 from tests.debate.research_data import METADATA, ROOMS, arbiter_record, nyu_files
+from tests.factories import DebateFactory
 from tests.helpers import signed_in
 
 pytestmark = pytest.mark.django_db
@@ -202,3 +203,29 @@ def test_a_question_bank_applies_the_same_rules(line, reason):
     assert report.errors == [("line 2", report.errors[0][1])]
     assert reason in report.errors[0][1] and "Value error" not in report.errors[0][1]
     assert list(BankQuestion.objects.values_list("line", flat=True)) == [1]
+
+
+def test_the_data_migration_verifies_quotes_imported_before_again():
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("debate.migrations.0009_fill_imported_quote_verification")
+    debate_files_import(files=[("export.jsonl", _jsonl(arbiter_record(name="old-import")))])
+    live = DebateFactory()  # a live debate: its flags are Arbiter's already, and left alone
+    live_quotes = [{"text": "kept as it is", "verified": True, "over_limit": False}]
+    Speech.objects.create(debate=live, round=1, side="a", status="done", text="x",
+                          quotes=live_quotes)  # fmt: skip
+    # What an import stored before: the file's own flag, for a quote the passage lacks.
+    imported = Speech.objects.get(debate__room_name="old-import")
+    imported.text = "A says <quote>the keeper hated green</quote>."
+    imported.quotes = [{"text": "the keeper hated green", "verified": True, "over_limit": False}]
+    imported.save()
+
+    migration.recheck(apps, None)
+    imported.refresh_from_db()
+    assert imported.quotes == [{
+        "text": "the keeper hated green", "verified": False, "over_limit": False, "span": None,
+        "span_clipped": False,
+    }]  # fmt: skip
+    assert Speech.objects.get(debate=live).quotes == live_quotes
