@@ -34,7 +34,12 @@ from debate.records import (
 )
 from debate.research.analytics import GROUPINGS, Filters, analytics_compute
 from debate.research.batches import batch_create
-from debate.research.records import debate_record, debates_for_export, records_upsert
+from debate.research.records import (
+    debate_record,
+    debates_for_export,
+    record_name,
+    records_upsert,
+)
 from debate.research.selectors import debates_for_research_export
 from debate.services import debate_create
 from llm.models import ModelConfig
@@ -99,7 +104,9 @@ class ImportIn(Body):
 
 
 class ImportOut(Schema):
-    names: list[str]
+    names: list[str]  # every record's debate, in order
+    created: list[str]  # the debates this import created, and those it updated
+    updated: list[str]
 
 
 class BatchIn(Body):
@@ -239,8 +246,11 @@ def debate_post(request: HttpRequest, body: DebateIn) -> Status:
 def debate_import(request: HttpRequest, body: ImportIn) -> ImportOut:
     _researcher(request)
     with transaction.atomic():
-        imported = records_upsert(body.records)
-    return ImportOut(names=[d.room_name or f"arbiter-{d.pk}" for d in imported])
+        imported = [(record_name(d), created) for d, created in records_upsert(body.records)]
+    names = [name for name, _ in imported]
+    created = list(dict.fromkeys(name for name, new in imported if new))
+    updated = [name for name in dict.fromkeys(names) if name not in created]
+    return ImportOut(names=names, created=created, updated=updated)
 
 
 @router.get("/analytics/", response={200: AnalyticsOut} | errors(403), summary="Debate analytics")

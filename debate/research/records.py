@@ -253,6 +253,7 @@ def debates_export_lines(debates: QuerySet[Debate], *, chunk: int = 200) -> Iter
             yield debate_record(debate).model_dump_json() + "\n"
 
 
-def records_upsert(records: Iterable[DebateRecord]) -> list[Debate]:
+def records_upsert(records: Iterable[DebateRecord]) -> list[tuple[Debate, bool]]:
+    """Each record upserted (debate_record_upsert): the debate, and whether it was created."""
     configs: dict[str, ModelConfig | None] = {}
-    return [debate_record_upsert(record=record, configs=configs)[0] for record in records]
+    return [debate_record_upsert(record=record, configs=configs) for record in records]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 
@@ -26,7 +26,7 @@ def nyu_files(rooms: int | None = None) -> list[tuple[str, bytes]]:
 def arbiter_record(**changes: Any) -> dict[str, Any]:
     """An Arbiter export record of a native debate, judged, with one speech quoting its
     passage; the debate itself deleted. `changes` replace top-level fields."""
-    debate = DebateFactory(status="judged", current_round=1, max_rounds=1)
+    debate = cast(Debate, DebateFactory(status="judged", current_round=1, max_rounds=1))
     JudgeTurn.objects.create(debate=debate, round=0, probability_a=50)
     JudgeTurn.objects.create(debate=debate, round=1, probability_a=70, action="end")
     Speech.objects.create(

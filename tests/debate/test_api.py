@@ -30,7 +30,8 @@ def test_a_researcher_lists_fetches_and_reimports_debates(researcher):
 
     record["created_at"] = exported_time = "2023-07-21T14:18:15.904000Z"
     again = api.post("/debates/import", {"records": [record]})
-    assert again.status_code == 200 and again.json() == {"names": [ROOMS[0].stem]}
+    assert again.status_code == 200
+    assert again.json() == {"names": [ROOMS[0].stem], "created": [], "updated": [ROOMS[0].stem]}
     assert Debate.objects.count() == 1
     assert Debate.objects.get().created_at == datetime.fromisoformat(exported_time)
 

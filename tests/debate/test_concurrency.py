@@ -38,6 +38,7 @@ def race(*, threads: int) -> None:
     clients = [Api(researcher) for _ in range(threads)]
     start = threading.Barrier(threads)
     statuses: list[int] = []
+    created: list[list[str]] = []
     failures: list[BaseException] = []
 
     def work(n: int) -> None:
@@ -45,6 +46,7 @@ def race(*, threads: int) -> None:
             start.wait()
             response = clients[n].post("/debates/import", {"records": [record]})
             statuses.append(response.status_code)
+            created.append(response.json().get("created"))
         except BaseException as error:  # pragma: no cover - reported below
             failures.append(error)
         finally:
@@ -58,6 +60,8 @@ def race(*, threads: int) -> None:
     assert not any(worker.is_alive() for worker in workers)
     assert failures == []
     assert statuses == [200] * threads
+    # One client created the room; every other one updated the row it committed.
+    assert sorted(created) == [[]] * (threads - 1) + [["one-new-room"]]
     assert Debate.objects.filter(room_name="one-new-room").count() == 1
     debate = Debate.objects.get(room_name="one-new-room")
     assert Speech.objects.filter(debate=debate).count() == 1
