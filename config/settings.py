@@ -292,6 +292,11 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # largest body the API's schemas allow in one field, a 1,000,000-character debate passage,
 # can take 6 MB as JSON (\uXXXX escapes); Django's default of 2.5 MB refused it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("MAX_REQUEST_BODY_BYTES", 16 * 1024 * 1024, minimum=1024)
+# The Import debates page: at most this many bytes of files in one upload (a form error names
+# the total), and at most this many files (Django's default of 100 would refuse the 631 NYU
+# rooms with a bare 400). Files are read one at a time; larger uploads wait on disk meanwhile.
+DEBATE_IMPORT_MAX_BYTES = env_int("DEBATE_IMPORT_MAX_BYTES", 100 * 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_NUMBER_FILES = 1000
 
 # --- auth ------------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -23,10 +23,23 @@ from core.roles import Role, user_has_role
 from core.text import StoredText
 from core.types import IsoDate
 from debate.models import Debate, DebateBatch, Protocol, QuestionBank, Side
-from debate.records import BatchSpec, DebateRecord, Name, Text
+from debate.records import (
+    Answer,
+    BatchSpec,
+    DebateRecord,
+    Name,
+    Passage,
+    Question,
+    Text,
+)
 from debate.research.analytics import GROUPINGS, Filters, analytics_compute
 from debate.research.batches import batch_create
-from debate.research.records import debate_record, debates_for_export, records_upsert
+from debate.research.records import (
+    debate_record,
+    debates_for_export,
+    record_name,
+    records_upsert,
+)
 from debate.research.selectors import debates_for_research_export
 from debate.services import debate_create
 from llm.models import ModelConfig
@@ -67,11 +80,11 @@ class DebateListQuery(Body):
 class DebateIn(Body):
     """A live debate, as the New debate page makes it."""
 
-    question: StoredText = Field(min_length=1, max_length=10_000)
-    answer_a: StoredText = Field(min_length=1, max_length=10_000)
-    answer_b: StoredText = Field(min_length=1, max_length=10_000)
+    question: Question
+    answer_a: Answer
+    answer_b: Answer
     correct_side: Literal["", "a", "b"] = ""
-    passage: StoredText = Field(default="", max_length=1_000_000)
+    passage: Passage = ""
     protocol: Literal["debate", "consultancy"] = "debate"
     turn_order: Literal["simultaneous", "sequential"] = "simultaneous"
     rounds_mode: Literal["fixed", "judge_ends"] = "judge_ends"
@@ -88,7 +101,9 @@ class ImportIn(Body):
 
 
 class ImportOut(Schema):
-    names: list[str]
+    names: list[str]  # every record's debate, in order
+    created: list[str]  # the debates this import created, and those it updated
+    updated: list[str]
 
 
 class BatchIn(Body):
@@ -224,8 +239,11 @@ def debate_post(request: HttpRequest, body: DebateIn) -> Status:
 )  # fmt: skip
 def debate_import(request: HttpRequest, body: ImportIn) -> ImportOut:
     with transaction.atomic():
-        imported = records_upsert(body.records)
-    return ImportOut(names=[d.room_name or f"arbiter-{d.pk}" for d in imported])
+        imported = [(record_name(d), created) for d, created in records_upsert(body.records)]
+    names = [name for name, _ in imported]
+    created = list(dict.fromkeys(name for name, new in imported if new))
+    updated = [name for name in dict.fromkeys(names) if name not in created]
+    return ImportOut(names=names, created=created, updated=updated)
 
 
 @router.get("/analytics/", response={200: AnalyticsOut} | errors(403), summary="Debate analytics")

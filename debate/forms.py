@@ -11,6 +11,12 @@ from annotations.models import Queue
 from core.roles import Role
 from debate.models import Debate, DebateStatus, JudgeAction, Protocol, ProtocolPrompt
 from debate.prompting import PLACEHOLDERS, template_fill
+from debate.records import (
+    MAX_ANSWER_CHARS,
+    MAX_PASSAGE_CHARS,
+    MAX_QUESTION_CHARS,
+    answers_check,
+)
 from debate.services import best_of_n_check
 
 MAX_JUDGE_MESSAGE_CHARS = 1000
@@ -18,6 +24,21 @@ MAX_RATIONALE_CHARS = 5000
 
 
 class DebateForm(forms.ModelForm):
+    # The field rules of debate.records, as the API and the imports apply them.
+    question = forms.CharField(
+        max_length=MAX_QUESTION_CHARS, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    answer_a = forms.CharField(
+        max_length=MAX_ANSWER_CHARS, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    answer_b = forms.CharField(
+        max_length=MAX_ANSWER_CHARS, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    passage = forms.CharField(
+        max_length=MAX_PASSAGE_CHARS, required=False, widget=forms.Textarea(attrs={"rows": 6}),
+        help_text=Debate._meta.get_field("passage").help_text,
+    )  # fmt: skip
+
     class Meta:
         model = Debate
         fields = [
@@ -25,12 +46,6 @@ class DebateForm(forms.ModelForm):
             "turn_order", "rounds_mode", "max_rounds", "speech_char_limit", "quote_char_limit",
             "debater_a_config", "debater_b_config", "best_of_n", "judge",
         ]  # fmt: skip
-        widgets = {
-            "question": forms.Textarea(attrs={"rows": 2}),
-            "answer_a": forms.Textarea(attrs={"rows": 2}),
-            "answer_b": forms.Textarea(attrs={"rows": 2}),
-            "passage": forms.Textarea(attrs={"rows": 6}),
-        }
         help_texts = {
             "debater_b_config": "leave empty for two instances of debater A's model; "
             "consultancy uses debater A's model only",
@@ -51,8 +66,11 @@ class DebateForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         data["best_of_n"] = data.get("best_of_n") or 1  # left out: no choice, as before
-        if data.get("answer_a") and data.get("answer_a") == data.get("answer_b"):
-            self.add_error("answer_b", "The two answers must differ.")
+        if data.get("answer_a") and data.get("answer_b"):
+            try:
+                answers_check([data["answer_a"], data["answer_b"]])
+            except ValueError as error:
+                self.add_error("answer_b", f"{str(error).capitalize()}.")
         limit, quotes = data.get("speech_char_limit"), data.get("quote_char_limit")
         if limit is not None and quotes is not None and quotes > limit:
             self.add_error("quote_char_limit", "The quote limit cannot exceed the speech limit.")

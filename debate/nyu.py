@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from debate.quotes import Quote, quotes_recheck
 from debate.records import (
     DebateRecord,
     RecordJudgeTurn,
@@ -19,6 +20,7 @@ from debate.records import (
     RecordSetting,
     RecordSpeech,
     RecordVerdict,
+    validation_reason,
 )
 
 # The NYU debaters' name for the AI debater.
@@ -99,21 +101,39 @@ def _text_of(content: list[Any], story: Story, *, where: str) -> tuple[str, list
             parts.append(str(_get(body, "text")))
         elif kind == "Quote":
             span = _get(body, "span")
+            tokens = len(story.starts)
             if (
                 not isinstance(span, list) or len(span) != 2
-                or not all(isinstance(n, int) for n in span)
-                or not 0 <= span[0] < span[1] <= len(story.starts)
+                or not all(isinstance(n, int) and not isinstance(n, bool) for n in span)
+                or not 0 <= span[0] < span[1]
+                or span[0] >= tokens
             ):  # fmt: skip
                 raise RecordError(
-                    f"{where}: quote span {span} does not fit the story's "
-                    f"{len(story.starts)} tokens"
+                    f"{where}: quote span {span} does not fit the story's {tokens} tokens"
                 )
-            quoted = story.span(span[0], span[1])
+            # NYU's app let a span run past the story's end (a-pail-of-air-7 quotes "the very
+            # end" as [6926, 6929] of 6927 tokens): cut at the end, and marked as cut.
+            clipped = span[1] > tokens
+            end = min(span[1], tokens)
+            quoted = story.span(span[0], end)
             parts.append(f"<quote>{quoted}</quote>")
-            quotes.append(RecordQuote(text=quoted, verified=True, span=(span[0], span[1])))
+            # Verified by Arbiter's check (_verified), not taken on trust.
+            quotes.append(RecordQuote(
+                text=quoted, verified=False, span=(span[0], end), span_clipped=clipped
+            ))  # fmt: skip
         else:
             raise RecordError(f"{where}: unknown content part {kind!r}")
     return "".join(parts), quotes
+
+
+def _verified(text: str, quotes: list[RecordQuote], story: Story) -> list[RecordQuote]:
+    """The quotes as Arbiter's check finds them in the story (the same check an import
+    applies again before writing)."""
+    checked = quotes_recheck(
+        text, passage=story.text, quote_char_limit=None,
+        given=[Quote(**quote.model_dump()) for quote in quotes],
+    )  # fmt: skip
+    return [RecordQuote.model_validate(quote.as_json()) for quote in checked]
 
 
 def _distribution(value: Any, where: str) -> list[float]:
@@ -150,9 +170,7 @@ def _record(fields: dict[str, Any], where: str) -> DebateRecord:
     try:
         return DebateRecord(**fields)
     except ValidationError as error:
-        first = error.errors()[0]
-        place = ".".join(str(part) for part in first["loc"])
-        raise RecordError(f"{where}: {place}: {first['msg']}") from None
+        raise RecordError(f"{where}: {validation_reason(error)}") from None
 
 
 def room_record(data: Any, *, name: str, setting: RecordSetting | None = None) -> DebateRecord:
@@ -201,6 +219,7 @@ def room_record(data: Any, *, name: str, setting: RecordSetting | None = None) -
                     raise RecordError(f"{where}: a speech by speaker {key!r}, not a debater")
                 side: Literal["a", "b"] = "a" if key == "0" else "b"
                 text, quotes = _text_of(_get(speech, "content"), story, where=where)
+                quotes = _verified(text, quotes, story)
                 speeches.append(RecordSpeech(
                     round=round_number, side=side, speaker=str(_get(speech, "speaker")),
                     text=text, quotes=quotes,

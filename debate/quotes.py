@@ -1,11 +1,16 @@
 """Quotes in speeches: parsed from <quote>…</quote>, verified against the hidden passage by
-normalised exact match, counted against the quote budget, rendered from escaped text."""
+normalised exact match, counted against the quote budget, rendered from escaped text.
+
+The one check: a live speech (quotes_verify) and an imported one (quotes_recheck) get their
+verified flags from `_found` here; an imported record's own flags are never trusted."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -22,6 +27,8 @@ class Quote:
     over_limit: bool = False
     # Imported NYU quotes: the token span of the story they came from.
     span: tuple[int, int] | None = None
+    # The published span ran past the story's end and was cut at it (NYU rooms).
+    span_clipped: bool = False
 
     def as_json(self) -> dict[str, object]:
         return asdict(self)
@@ -33,17 +40,49 @@ def normalise(text: str) -> str:
     return " ".join(_NOT_WORD.sub(" ", folded).split())
 
 
+@lru_cache(maxsize=4)
+def _normalised_passage(passage: str) -> str:
+    # A debate's speeches are checked one after another against one passage.
+    return normalise(passage)
+
+
+def _found(quoted: str, haystack: str) -> bool:
+    """`quoted` occurs in the passage (`haystack`: the passage normalised). A quote of only
+    punctuation or space verifies nothing."""
+    needle = normalise(quoted)
+    return bool(needle) and bool(haystack) and needle in haystack
+
+
 def quotes_verify(text: str, *, passage: str, quote_char_limit: int) -> list[Quote]:
-    haystack = normalise(passage)
+    """A live speech's quotes: found in the passage and within the quote budget."""
+    return quotes_recheck(text, passage=passage, quote_char_limit=quote_char_limit, given=())
+
+
+def quotes_recheck(
+    text: str, *, passage: str, quote_char_limit: int | None, given: Sequence[Quote]
+) -> list[Quote]:
+    """The quotes of `text`, verified by Arbiter against `passage`. `given` (an imported
+    file's quotes, one per <quote> tag, in order) keeps only its provenance (span, clipped)
+    and its over-limit marks: the file's verified flags are never read. With a budget
+    (`quote_char_limit`) it is counted as for a live speech; None (NYU rooms, whose app
+    enforced its budget on its own tokens) keeps the file's over-limit marks, which can only
+    unverify a quote."""
+    haystack = _normalised_passage(passage)
     quotes: list[Quote] = []
     used = 0
-    for match in QUOTE_PATTERN.finditer(text):
+    for index, match in enumerate(QUOTE_PATTERN.finditer(text)):
         quoted = match.group(1)
+        prior = given[index] if index < len(given) else None
         used += len(quoted)
-        needle = normalise(quoted)
-        over = used > quote_char_limit
-        found = bool(needle) and bool(haystack) and needle in haystack
-        quotes.append(Quote(text=quoted, verified=found and not over, over_limit=over))
+        if quote_char_limit is None:
+            over = prior is not None and prior.over_limit
+        else:
+            over = used > quote_char_limit
+        quotes.append(Quote(
+            text=quoted, verified=_found(quoted, haystack) and not over, over_limit=over,
+            span=prior.span if prior else None,
+            span_clipped=prior.span_clipped if prior else False,
+        ))  # fmt: skip
     return quotes
 
 
@@ -67,6 +106,8 @@ def speech_html(text: str, quotes: list[dict[str, object]], *, truncated: bool) 
             state, title = "verified", "verified against the passage"
         else:
             state, title = "unverified", "not found in the passage"
+        if quote.get("span_clipped"):
+            title += "; its published span ran past the story's end and was cut there"
         parts.append(
             format_html('<q class="quote {}" title="{}">{}</q>', state, title, match.group(1))
         )

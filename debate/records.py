@@ -4,6 +4,7 @@ upserts the debate named `name`. Documented in docs/readme-issue-13.md."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -13,20 +14,59 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
+    ValidationError,
     model_validator,
 )
 
-from core.text import StoredJson, StoredObject, StoredText
+from core.text import RequiredText, StoredJson, StoredObject, StoredText, text_blank
 from core.types import DbId, iso_datetime_text
+from debate.quotes import QUOTE_PATTERN
 
 FORMAT = "arbiter-debate/1"
 MAX_TEXT = 2_000_000
 
+# The field rules of a debate's question, answers and passage: one bound or check each, used
+# by the API (DebateIn, records), the forms (DebateForm) and the imports (records, question
+# banks), so none of them accepts what another refuses.
+MAX_QUESTION_CHARS = 10_000
+MAX_ANSWER_CHARS = 10_000
+MAX_PASSAGE_CHARS = 1_000_000
 
 # Text the database can store (no NUL, no lone surrogate: core/text.py), its bound documented.
 Text = Annotated[StoredText, Field(max_length=MAX_TEXT)]
 Name = Annotated[StoredText, Field(max_length=200)]
 Percent = Annotated[int, Field(ge=1, le=99)]
+Question = Annotated[RequiredText, Field(max_length=MAX_QUESTION_CHARS)]
+Answer = Annotated[RequiredText, Field(max_length=MAX_ANSWER_CHARS)]
+# A metadata-only record (no transcript) carries no answers: "" there (DebateRecord checks).
+AnswerOrNone = Annotated[StoredText, Field(max_length=MAX_ANSWER_CHARS)]
+Passage = Annotated[StoredText, Field(max_length=MAX_PASSAGE_CHARS)]
+# An index a client sends: a number, never a boolean (`true` is not option 1).
+Index = Annotated[int, Strict(), Field(ge=0)]
+
+
+def answers_check(answers: Sequence[str]) -> None:
+    """The answers (or a bank question's options) a judge chooses between: none empty or only
+    whitespace, no two the same. ValueError naming them (1-based)."""
+    seen: dict[str, int] = {}
+    for number, answer in enumerate(answers, start=1):
+        if text_blank(answer):
+            raise ValueError(f"answer {number} is empty")
+        if answer.strip() in seen:
+            raise ValueError(
+                f"answers {seen[answer.strip()]} and {number} are the same: the answers must differ"
+            )
+        seen[answer.strip()] = number
+
+
+def validation_reason(error: ValidationError) -> str:
+    """A file's first problem as one line: where (dotted path) and why, without pydantic's
+    "Value error, " prefix."""
+    first = error.errors()[0]
+    place = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{place}: {message}" if place else message
 
 
 class Record(BaseModel):
@@ -39,6 +79,8 @@ class RecordQuote(Record):
     over_limit: bool = False
     # NYU rooms: the token span [start, end) of the source material the quote came from.
     span: tuple[int, int] | None = None
+    # The published span ran past the story's end and was cut at its last token.
+    span_clipped: bool = False
 
 
 class RecordSpeech(Record):
@@ -49,6 +91,17 @@ class RecordSpeech(Record):
     text: Text
     quotes: list[RecordQuote] = Field(default_factory=list, max_length=1000)
     truncated: bool = False
+
+    @model_validator(mode="after")
+    def _quotes_are_the_tags(self) -> RecordSpeech:
+        # The page shows the tags' text with the flags of `quotes`: they must be the same.
+        tags = [match.group(1) for match in QUOTE_PATTERN.finditer(self.text)]
+        if tags != [quote.text for quote in self.quotes]:
+            raise ValueError(
+                f"the quotes list ({len(self.quotes)}) is not the text's "
+                f"{len(tags)} <quote> tags, in order"
+            )
+        return self
 
 
 def _distribution(values: list[float]) -> list[float]:
@@ -123,10 +176,10 @@ class DebateRecord(Record):
     # None: not known from this record (an update keeps what the database has).
     included_in_paper: bool | None = None
     story_title: Name = ""
-    question: Text
-    answers: list[Text] = Field(min_length=2, max_length=2)
-    correct_answer_index: Literal[0, 1] | None = None
-    source_material: Text = ""
+    question: Question
+    answers: list[AnswerOrNone] = Field(min_length=2, max_length=2)
+    correct_answer_index: Annotated[Index, Field(le=1)] | None = None
+    source_material: Passage = ""
     rules: RecordRules = Field(default_factory=RecordRules)
     # Who played each role ("Debater A", "Debater B", "Judge"): a person's name or a model's.
     roles: dict[Literal["Debater A", "Debater B", "Judge"], Name] = Field(default_factory=dict)
@@ -146,8 +199,17 @@ class DebateRecord(Record):
 
     @model_validator(mode="after")
     def _consistent(self) -> DebateRecord:
+        debaters = {"Debater A", "Debater B"}
+        if not self.setting.is_debate and (
+            debaters <= set(self.roles) or debaters <= set(self.models)
+        ):
+            raise ValueError("a consultancy has one debater, not two (roles or models)")
         if not self.setting.is_debate and self.consultant is None:
             raise ValueError("a consultancy names its consultant ('a' or 'b')")
+        if self.has_transcript:
+            answers_check(self.answers)
+        if self.status == "judged" and not self.verdicts:
+            raise ValueError("a judged debate has at least one verdict")
         rounds = [turn.round for turn in self.judge_turns]
         if len(rounds) != len(set(rounds)):
             raise ValueError("two judge turns for one round")

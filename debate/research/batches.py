@@ -25,6 +25,7 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from annotations.kinds import QueueKind
 from annotations.models import Queue
 from debate.generation import GENERATION_BATCH, speeches_generate
 from debate.models import (
@@ -54,6 +55,10 @@ from llm.models import ModelConfig
 logger = logging.getLogger(__name__)
 
 JUDGE_PLACEHOLDERS = ("question", "answer_a", "answer_b", "transcript", "protocol")
+HUMAN_QUEUE_KIND_ERROR = (
+    "The human queue must be a debate-judgment queue: a batch adds each judged debate to it as "
+    "a debate-judgment item, which a queue of another kind refuses."
+)
 DEFAULT_JUDGE_PROMPT = """You judge a {protocol} about a story you have not read. Quotes the \
 system checked against the story are marked <v_quote>; unchecked ones <u_quote>.
 
@@ -102,8 +107,13 @@ def batch_create(
         spec.debater_b_config_id and spec.debater_b_config_id not in configs
     ):
         raise ValidationError("No such debater model config.")
-    if spec.human_queue_id and not Queue.objects.filter(pk=spec.human_queue_id).exists():
-        raise ValidationError("No such queue.")
+    if spec.human_queue_id:
+        kind = Queue.objects.filter(pk=spec.human_queue_id).values_list("kind", flat=True).first()
+        if kind is None:
+            raise ValidationError("No such queue.")
+        if kind != QueueKind.DEBATE_JUDGMENT:
+            # Its items would be refused only after every debate was generated.
+            raise ValidationError(HUMAN_QUEUE_KIND_ERROR)
     if judge_prompt:
         judge_prompt_check(judge_prompt)
     debater_a = configs[spec.debater_a_config_id]

@@ -3,13 +3,16 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.template.defaultfilters import filesizeformat
 
 from annotations.kinds import QueueKind
 from annotations.models import Queue
 from debate.models import DebateBatch, Protocol, QuestionBank, Source, TurnOrder, VerdictKind
 from debate.records import BatchSpec
 from debate.research.analytics import GROUPINGS, Filters
-from debate.research.batches import DEFAULT_JUDGE_PROMPT
+from debate.research.batches import DEFAULT_JUDGE_PROMPT, HUMAN_QUEUE_KIND_ERROR
 from llm.models import ModelConfig
 
 MAX_UPLOAD_FILES = 1000
@@ -38,6 +41,21 @@ class DebateImportForm(forms.Form):
         help_text="NYU room files (<room>.json), debates-metadata.jsonl, or Arbiter exports "
         "(.jsonl). A room's name is its key: importing it again updates it."
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        limit = filesizeformat(settings.DEBATE_IMPORT_MAX_BYTES)
+        self.fields["uploads"].help_text += f" At most {limit} of files in one import."
+
+    def clean_uploads(self) -> list[UploadedFile]:
+        uploads: list[UploadedFile] = self.cleaned_data["uploads"]
+        total, limit = sum(upload.size or 0 for upload in uploads), settings.DEBATE_IMPORT_MAX_BYTES
+        if total > limit:
+            raise forms.ValidationError(
+                f"These {len(uploads)} files come to {filesizeformat(total)}; one import takes "
+                f"at most {filesizeformat(limit)}. Import them in parts."
+            )
+        return uploads
 
 
 class AnalyticsFilterForm(forms.Form):
@@ -111,6 +129,7 @@ class BatchForm(forms.Form):
     human_queue = forms.ModelChoiceField(
         Queue.objects.filter(kind=QueueKind.DEBATE_JUDGMENT), required=False,
         label="Human judges: debate-judgment queue",
+        error_messages={"invalid_choice": HUMAN_QUEUE_KIND_ERROR},
     )  # fmt: skip
 
     def spec(self) -> BatchSpec:

@@ -7,28 +7,66 @@ is reported by name (and line) with its reason, and the rest still import.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePath
-from typing import Any
+from pathlib import Path, PurePath
+from typing import IO, Annotated, Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from core.text import StoredText
 from debate.models import BankQuestion, Debate, Protocol, QuestionBank
 from debate.nyu import RecordError, metadata_record, room_record
-from debate.records import DebateRecord, RecordSetting
+from debate.records import (
+    Answer,
+    DebateRecord,
+    Index,
+    Passage,
+    Question,
+    RecordSetting,
+    answers_check,
+    validation_reason,
+)
 from debate.research.records import debate_record_upsert
 from llm.models import ModelConfig
 
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
+# An upload to import: its bytes, a path, or an open binary file (an upload the page received:
+# read one at a time, and a JSONL file line by line, so no import holds every file at once).
+Source = bytes | Path | IO[bytes]
+
 
 @dataclass
 class ImportReport:
-    imported: list[str] = field(default_factory=list)  # debate names, or question lines
+    """What a debate import did, counted by debate: a room whose metadata line and room file
+    both came is one debate (created, or updated if it existed before)."""
+
+    created: list[str] = field(default_factory=list)  # debate names, in import order
+    updated: list[str] = field(default_factory=list)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file or file:line, reason)
+
+    def add(self, name: str, *, created: bool) -> None:
+        if created:
+            self.created.append(name)
+        elif name not in self._seen:
+            self.updated.append(name)
+        self._seen.add(name)
+
+    @property
+    def imported(self) -> list[str]:
+        return self.created + self.updated
+
+    def __post_init__(self) -> None:
+        self._seen: set[str] = set(self.created) | set(self.updated)
+
+
+@dataclass
+class BankImportReport:
+    imported: list[str] = field(default_factory=list)  # "line N"
+    errors: list[tuple[str, str]] = field(default_factory=list)  # ("line N", reason)
 
 
 def _json(raw: bytes | str) -> Any:
@@ -54,10 +92,8 @@ def _parse(data: Any, *, name: str) -> DebateRecord:
         try:
             return DebateRecord.model_validate(data)
         except ValidationError as error:
-            first = error.errors()[0]
-            place = ".".join(str(part) for part in first["loc"])
             raise RecordError(
-                f"not an {data.get('format')!r} record: {place}: {first['msg']}"
+                f"not an {data.get('format')!r} record: {validation_reason(error)}"
             ) from None
     if isinstance(data, dict) and "roleAssignments" in data:
         return metadata_record(data)
@@ -71,24 +107,56 @@ def _parse(data: Any, *, name: str) -> DebateRecord:
     return room_record(data, name=name, setting=setting)
 
 
-def debate_files_import(*, files: Iterable[tuple[str, bytes]]) -> ImportReport:
+def _size(source: Source) -> int:
+    if isinstance(source, bytes):
+        return len(source)
+    if isinstance(source, Path):
+        return source.stat().st_size
+    size = getattr(source, "size", None)  # Django's UploadedFile knows it
+    if isinstance(size, int):
+        return size
+    position = source.seek(0, 2)
+    source.seek(0)
+    return position
+
+
+def _read(source: Source) -> bytes:
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, Path):
+        return source.read_bytes()
+    source.seek(0)
+    return source.read()
+
+
+def _lines(source: Source) -> Iterator[bytes]:
+    """A JSONL file's lines, read as they come (\n, \r\n or \r ends a line)."""
+    if isinstance(source, bytes):
+        yield from source.splitlines()
+    elif isinstance(source, Path):
+        with source.open("rb") as file:
+            for line in file:
+                yield from line.splitlines()
+    else:
+        source.seek(0)
+        for line in source:
+            yield from line.splitlines()
+
+
+def debate_files_import(*, files: Sequence[tuple[str, Source]]) -> ImportReport:
     """Import debate files: `.jsonl` (NYU metadata lines or Arbiter export lines, one debate
     a line) and `.json` (one NYU room, named by its file, or one Arbiter record). Metadata
-    files go first, so a room imported alongside its metadata line keeps its setting."""
+    files go first, so a room imported alongside its metadata line keeps its setting. Files
+    are read one at a time, JSONL line by line; each record is written in its own transaction."""
     report = ImportReport()
     configs: dict[str, ModelConfig | None] = {}
     ordered = sorted(files, key=lambda item: (not item[0].endswith(".jsonl"), item[0]))
-    for filename, raw in ordered:
-        if len(raw) > MAX_FILE_BYTES:
+    for filename, source in ordered:
+        if _size(source) > MAX_FILE_BYTES:
             report.errors.append((filename, f"larger than {MAX_FILE_BYTES // 2**20} MB"))
             continue
         if filename.endswith(".jsonl"):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                report.errors.append((filename, "not UTF-8 text"))
-                continue
-            for number, line in enumerate(text.splitlines(), start=1):
+            for number, line in enumerate(_lines(source), start=1):
                 if not line.strip():
                     continue
                 try:
@@ -96,39 +164,38 @@ def debate_files_import(*, files: Iterable[tuple[str, bytes]]) -> ImportReport:
                 except RecordError as error:
                     report.errors.append((f"{filename}:{number}", str(error)))
                     continue
-                debate_record_upsert(record=record, configs=configs)
-                report.imported.append(record.name)
+                _debate, created = debate_record_upsert(record=record, configs=configs)
+                report.add(record.name, created=created)
             continue
         name = PurePath(filename).stem
         try:
-            record = _record_of(_json(raw), name=name)
+            record = _record_of(_json(_read(source)), name=name)
         except RecordError as error:
             report.errors.append((filename, str(error)))
             continue
-        debate_record_upsert(record=record, configs=configs)
-        report.imported.append(record.name)
+        _debate, created = debate_record_upsert(record=record, configs=configs)
+        report.add(record.name, created=created)
     return report
 
 
 class BankLine(BaseModel):
-    """One question of a QuALITY-style JSONL bank. `gold_label` is QuALITY's 1-based gold."""
+    """One question of a QuALITY-style JSONL bank. `gold_label` is QuALITY's 1-based gold.
+    The question, options and passage follow the rules of a debate's (debate.records)."""
 
     model_config = ConfigDict(extra="ignore")
 
-    question: str = Field(min_length=1, max_length=10_000)
-    options: list[str] = Field(min_length=2, max_length=10)
-    passage: str = Field(default="", max_length=1_000_000)
-    article: str = Field(default="", max_length=1_000_000)
-    title: str = Field(default="", max_length=500)
-    gold_index: int | None = Field(default=None, ge=0)
-    gold_label: int | None = Field(default=None, ge=1)
-    distractor_index: int | None = Field(default=None, ge=0)
+    question: Question
+    options: list[Answer] = Field(min_length=2, max_length=10)
+    passage: Passage = ""
+    article: Passage = ""
+    title: Annotated[StoredText, Field(max_length=500)] = ""
+    gold_index: Index | None = None
+    gold_label: Annotated[Index, Field(ge=1)] | None = None
+    distractor_index: Index | None = None
 
     @model_validator(mode="after")
     def _check(self) -> BankLine:
-        for text in [self.question, self.passage, self.article, self.title, *self.options]:
-            if "\x00" in text:
-                raise ValueError("text contains a NUL character")
+        answers_check(self.options)
         if not (self.passage or self.article):
             raise ValueError("no passage (or article)")
         gold = self.gold
@@ -150,18 +217,14 @@ class BankLine(BaseModel):
 
 
 def question_bank_import(
-    *, name: str, raw: bytes, created_by: User | None, description: str = ""
-) -> tuple[QuestionBank | None, ImportReport]:
-    """Add (or replace, by line number) the questions of a JSONL bank. Lines are checked
-    first; good lines are written in one transaction, bad ones reported with their number."""
-    report = ImportReport()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        report.errors.append((name, "not UTF-8 text"))
-        return None, report
+    *, name: str, raw: Source, created_by: User | None, description: str = ""
+) -> tuple[QuestionBank | None, BankImportReport]:
+    """Add (or replace, by line number) the questions of a JSONL bank, read line by line.
+    Lines are checked first; good lines are written in one transaction, bad ones reported
+    with their number."""
+    report = BankImportReport()
     rows: list[tuple[int, BankLine]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(_lines(raw), start=1):
         if not line.strip():
             continue
         try:
@@ -169,10 +232,7 @@ def question_bank_import(
         except RecordError as error:
             report.errors.append((f"line {number}", str(error)))
         except ValidationError as error:
-            first = error.errors()[0]
-            place = ".".join(str(part) for part in first["loc"])
-            reason = f"{place}: {first['msg']}" if place else first["msg"]
-            report.errors.append((f"line {number}", reason.removeprefix("Value error, ")))
+            report.errors.append((f"line {number}", validation_reason(error)))
     if not rows:
         return None, report
     with transaction.atomic():

@@ -20,10 +20,12 @@ from debate.models import (
     JudgeTurn,
     Protocol,
     Side,
+    Source,
     Speech,
     SpeechStatus,
     Verdict,
 )
+from debate.quotes import Quote, quotes_recheck
 from debate.records import (
     DebateRecord,
     RecordJudgeTurn,
@@ -67,20 +69,29 @@ def _config(name: str | None, cache: dict[str, ModelConfig | None]) -> ModelConf
 
 def debate_record_upsert(
     *, record: DebateRecord, configs: dict[str, ModelConfig | None] | None = None
-) -> Debate:
+) -> tuple[Debate, bool]:
     """Create or update the debate named `record.name`, in one transaction (the debate row
-    locked). A record without a transcript (a metadata line) updates the setting, outcome
+    locked); True if it was created. Concurrent imports of one new name: the unique room name
+    decides, and the others update the row the first created (get-or-create under the
+    constraint). A record without a transcript (a metadata line) updates the setting, outcome
     and verdicts and keeps any transcript a full room brought before. A transcript that
-    changes what a side said drops the automatic judge's scores of it, to be scored again."""
+    changes what a side said drops the automatic judge's scores of it, to be scored again.
+    Every quote is verified again against the record's passage (debate.quotes)."""
     configs = {} if configs is None else configs
     with transaction.atomic():
         debate = _existing(record.name)
-        keep_transcript = debate is not None and debate.has_transcript and not record.has_transcript
-        # What the automatic judge scored; a transcript that changes is scored again.
-        texts_before = debate_texts([debate.pk]) if debate and not keep_transcript else None
+        created = False
         if debate is None:
             # A debate from another Arbiter keeps its name ("arbiter-<its id>") as room name.
-            debate = Debate(room_name=record.name)
+            # get_or_create inserts in a savepoint: a concurrent insert of the same name makes
+            # it wait, then read (and lock) the row that one committed.
+            debate, created = Debate.objects.select_for_update().get_or_create(
+                room_name=record.name,
+                defaults={"question": record.question, "has_transcript": record.has_transcript},
+            )
+        keep_transcript = not created and debate.has_transcript and not record.has_transcript
+        # What the automatic judge scored; a transcript that changes is scored again.
+        texts_before = debate_texts([debate.pk]) if not created and not keep_transcript else None
         correct = record.correct_answer_index
         debate.source = record.source
         debate.protocol = Protocol.DEBATE if record.setting.is_debate else Protocol.CONSULTANCY
@@ -114,7 +125,7 @@ def debate_record_upsert(
         if not keep_transcript:
             debate.speeches.all().delete()
             debate.judge_turns.all().delete()
-            Speech.objects.bulk_create(_speech_row(debate, speech) for speech in record.speeches)
+            Speech.objects.bulk_create(_speech_row(debate, record, s) for s in record.speeches)
             JudgeTurn.objects.bulk_create(_turn_row(debate, turn) for turn in record.judge_turns)
             if texts_before is not None and texts_before != debate_texts([debate.pk]):
                 debate_scores_forget(debate_id=debate.pk)
@@ -128,14 +139,20 @@ def debate_record_upsert(
             )
             for verdict in record.verdicts
         )  # fmt: skip
-    return debate
+    return debate, created
 
 
-def _speech_row(debate: Debate, speech: RecordSpeech) -> Speech:
+def _speech_row(debate: Debate, record: DebateRecord, speech: RecordSpeech) -> Speech:
+    # Arbiter's rules count the quote budget as live; NYU's app kept its own (quotes_recheck).
+    limit = record.rules.quote_char_limit if record.source == Source.ARBITER else None
+    quotes = quotes_recheck(
+        speech.text, passage=record.source_material, quote_char_limit=limit,
+        given=[Quote(**quote.model_dump()) for quote in speech.quotes],
+    )  # fmt: skip
     return Speech(
         debate=debate, round=speech.round, side=speech.side, status=SpeechStatus.DONE,
         text=speech.text, truncated=speech.truncated,
-        quotes=[quote.model_dump(mode="json") for quote in speech.quotes],
+        quotes=[quote.as_json() for quote in quotes],
     )  # fmt: skip
 
 
@@ -236,6 +253,7 @@ def debates_export_lines(debates: QuerySet[Debate], *, chunk: int = 200) -> Iter
             yield debate_record(debate).model_dump_json() + "\n"
 
 
-def records_upsert(records: Iterable[DebateRecord]) -> list[Debate]:
+def records_upsert(records: Iterable[DebateRecord]) -> list[tuple[Debate, bool]]:
+    """Each record upserted (debate_record_upsert): the debate, and whether it was created."""
     configs: dict[str, ModelConfig | None] = {}
     return [debate_record_upsert(record=record, configs=configs) for record in records]

@@ -50,7 +50,8 @@ def debates_import(request: HttpRequest) -> HttpResponse:
     form = DebateImportForm(request.POST or None, request.FILES or None)
     report = None
     if request.method == "POST" and form.is_valid():
-        files = [(f.name or "upload", f.read()) for f in form.cleaned_data["uploads"]]
+        # The uploads themselves: read one at a time by the import, not all held here.
+        files = [(f.name or "upload", f) for f in form.cleaned_data["uploads"]]
         report = debate_files_import(files=files)
     return render(request, "debate/import.html", {"form": form, "report": report})
 
@@ -83,7 +84,7 @@ def banks(request: HttpRequest) -> HttpResponse:
     report = None
     if request.method == "POST" and form.is_valid():
         bank, report = question_bank_import(
-            name=form.cleaned_data["name"], raw=form.cleaned_data["file"].read(),
+            name=form.cleaned_data["name"], raw=form.cleaned_data["file"],
             created_by=signed_in_user(request),
         )  # fmt: skip
         if bank is not None and not report.errors:

@@ -31,7 +31,7 @@ def test_a_researcher_lists_fetches_and_reimports_debates(researcher):
     record["created_at"] = exported_time = "2023-07-21T14:18:15.904000Z"
     again = api.post("/debates/import", {"records": [record]})
     assert again.status_code == 200, again.content[:600]
-    assert again.json() == {"names": [ROOMS[0].stem]}
+    assert again.json() == {"names": [ROOMS[0].stem], "created": [], "updated": [ROOMS[0].stem]}
     assert Debate.objects.count() == 1
     assert Debate.objects.get().created_at == datetime.fromisoformat(exported_time)
 
@@ -53,6 +53,12 @@ def test_a_researcher_creates_a_debate_and_a_batch(researcher, annotator, enqueu
     })  # fmt: skip
     assert created.status_code == 201, created.content
     assert Debate.objects.get(pk=created.json()["id"]).judge == annotator
+    for blank in ({"question": " \n"}, {"answer_b": "  "}):
+        refused = api.post("/debates/", {
+            "question": "Q?", "answer_a": "A", "answer_b": "B", "debater_a_config_id": config.pk,
+            "judge_username": annotator.username,
+        } | blank)  # fmt: skip
+        assert refused.status_code == 422, blank
     missing = api.post("/debates/", {
         "question": "Q?", "answer_a": "A", "answer_b": "B", "debater_a_config_id": 2**62,
         "judge_username": annotator.username,

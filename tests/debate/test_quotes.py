@@ -94,3 +94,24 @@ def test_the_passage_is_escaped_and_a_quote_it_lacks_marks_nothing():
     assert html.count("<mark") == 1
     assert '<mark class="quote verified side-b" title="quoted by B">Ünïcode ﬁne</mark>' in html
     assert passage_html("", [("a", "x")]) == ""
+
+
+def test_an_imported_speech_is_verified_by_arbiter_not_by_its_file():
+    from debate.quotes import Quote, quotes_recheck
+
+    passage = "The keeper painted his door green every spring."
+    text = "A: <quote>door green</quote> and <quote>the keeper hated green</quote>"
+    given = [
+        Quote(text="door green", verified=False, span=(4, 6), span_clipped=True),
+        Quote(text="the keeper hated green", verified=True, span=(9, 3)),
+    ]
+    nyu = quotes_recheck(text, passage=passage, quote_char_limit=None, given=given)
+    assert [(q.verified, q.span, q.span_clipped) for q in nyu] == [
+        (True, (4, 6), True), (False, (9, 3), False),
+    ]  # fmt: skip
+    # With a budget (an Arbiter record) it is counted as live: 10 characters fit, 22 more not.
+    arbiter = quotes_recheck(text, passage=passage, quote_char_limit=10, given=given)
+    assert [(q.verified, q.over_limit) for q in arbiter] == [(True, False), (False, True)]
+    # Without one, a file's over-limit mark can only unverify.
+    over = [Quote(text="door green", verified=True, over_limit=True)]
+    assert not quotes_recheck(text, passage=passage, quote_char_limit=None, given=over)[0].verified

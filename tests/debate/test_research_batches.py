@@ -257,3 +257,33 @@ def test_a_batch_for_human_judges_fills_their_queue_and_agreement_compares_the_j
     assert {g.name for g in stats.groups} == {"Human judge", "LLM judge: judge-llm"}
     assert analytics_compute(Filters(batch_id=batch.pk, source="nyu-2023")).verdicts == 0
     assert analytics_compute(Filters(batch_id=batch.pk, judge_kind="llm")).verdicts == 2
+
+
+def test_a_batch_whose_human_queue_is_not_a_debate_judgment_queue_is_refused_at_once(
+    researcher, batch_sent, client
+):
+    from annotations.kinds import QueueKind
+    from tests.annotations.factories import QueueFactory
+    from tests.helpers import Api, signed_in
+
+    pairwise_queue = QueueFactory(kind=QueueKind.PAIRWISE)
+    with pytest.raises(ValidationError, match="must be a debate-judgment queue"):
+        _batch(researcher, human_queue_id=pairwise_queue.pk)
+
+    bank = QuestionBankFactory()
+    BankQuestionFactory.create_batch(2, bank=bank)
+    config = ModelConfigFactory()
+    spec = {"debater_a_config_id": config.pk, "count": 2, "human_queue_id": pairwise_queue.pk}
+    body = {"name": "api batch", "bank_id": bank.pk, "spec": spec}
+    response = Api(researcher).post("/debates/batches/", body)
+    assert response.status_code == 400
+    assert "must be a debate-judgment queue" in response.json()["detail"]
+
+    form = {"name": "n", "bank": bank.pk, "count": 2, "protocol": "debate",
+            "turn_order": "simultaneous", "rounds": 1, "speech_char_limit": 300,
+            "quote_char_limit": 100, "max_new_tokens": 8, "debater_a_config": config.pk,
+            "judge_max_new_tokens": 8, "judge_prompt": "{question}",
+            "human_queue": pairwise_queue.pk}  # fmt: skip
+    page = signed_in(researcher).post("/debates/batches/new/", form).content.decode()
+    assert "The human queue must be a debate-judgment queue" in page
+    assert not DebateBatch.objects.exists() and batch_sent == []

@@ -133,3 +133,42 @@ def test_the_research_pages_fit_a_phone_and_a_laptop(live_asgi_server, page, res
     for name, path in pages:
         page.goto(f"{url}{path}")
         shoot(page, name)
+
+
+def test_the_import_page_uploads_counts_debates_and_refuses_too_much(
+    live_asgi_server, page, researcher, settings, tmp_path
+):
+    pail = Path(__file__).parent / "data" / "a-pail-of-air-7.json"
+    meta = [line for line in METADATA.read_text().splitlines() if '"a-pail-of-air-7"' in line]
+    metadata = tmp_path / "debates-metadata.jsonl"
+    metadata.write_text(meta[0] + "\n")
+    browser_login(page, live_asgi_server.url, "researcher")
+    page.goto(f"{live_asgi_server.url}/debates/import/")
+    page.set_input_files("input[name=uploads]", [str(metadata), str(pail)])
+    with page.expect_request(lambda r: r.method == "POST") as sent:
+        page.get_by_role("button", name="Import").click()
+    page.wait_for_selector("#import-report")
+    # Chromium does not hand multipart file bodies to Playwright; their length says both went.
+    headers = sent.value.all_headers()
+    assert headers["content-type"].startswith("multipart/form-data")
+    both = pail.stat().st_size + metadata.stat().st_size
+    assert both < int(headers["content-length"]) < both + 2_000
+    assert page.locator("#import-report h2").inner_text() == "Imported 1 debate"
+    assert "1 created, 0 updated" in page.locator("#import-counts").inner_text()
+    assert page.locator("#import-report .errors").count() == 0
+    shoot(page, "import-report")
+
+    debate = Debate.objects.get(room_name="a-pail-of-air-7")
+    page.goto(f"{live_asgi_server.url}/debates/{debate.pk}/")
+    clipped = page.locator("#transcript q.quote", has_text=".").last
+    assert "was cut there" in (clipped.get_attribute("title") or "")
+
+    settings.DEBATE_IMPORT_MAX_BYTES = 50_000  # the room alone is 58 kB
+    page.goto(f"{live_asgi_server.url}/debates/import/")
+    page.set_input_files("input[name=uploads]", [str(metadata), str(pail)])
+    page.get_by_role("button", name="Import").click()
+    error = page.locator("#import-form [role=alert]")
+    error.wait_for()
+    assert "Import them in parts." in error.inner_text()
+    assert page.locator("#import-report").count() == 0
+    shoot(page, "import-too-much")

@@ -31,7 +31,7 @@ def test_the_import_commands_report_bad_files(tmp_path, capsys):
     with pytest.raises(Exception, match="1 files or lines were not imported"):
         call_command("import_debates", str(tmp_path))
     out = capsys.readouterr()
-    assert "imported 1 debates; 1 failed" in out.out
+    assert "imported 1 debates (1 created, 0 updated); 1 failed" in out.out
     assert "bad.json: not the NYU schema" in out.err
 
     bank = tmp_path / "bank.jsonl"

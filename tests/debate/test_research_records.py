@@ -79,7 +79,7 @@ def _bad_span(data):
         for kind, body in entry.items():
             if "Speeches" in kind:
                 for speech in body["speeches"].values():
-                    speech["content"].append({"Quote": {"span": [10, 10_000_000]}})
+                    speech["content"].append({"Quote": {"span": [10_000_000, 10_000_001]}})
                     return
 
 

@@ -105,7 +105,7 @@ def test_a_debate_form_with_bad_input_changes_nothing(researcher, annotator2):
         },
     )  # fmt: skip
     html = response.content.decode()
-    assert "The two answers must differ." in html
+    assert "Answers 1 and 2 are the same: the answers must differ." in html
     assert "less than or equal to 10" in html
     assert "cannot exceed the speech limit" in html
     assert not Debate.objects.exists()

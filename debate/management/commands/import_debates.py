@@ -29,9 +29,12 @@ class Command(BaseCommand):
                 files.append(path)
             else:
                 raise CommandError(f"{path}: no such file or folder")
-        report = debate_files_import(files=[(str(p), p.read_bytes()) for p in files])
+        report = debate_files_import(files=[(str(p), p) for p in files])
         for where, reason in report.errors:
             self.stderr.write(f"{where}: {reason}")
-        self.stdout.write(f"imported {len(report.imported)} debates; {len(report.errors)} failed")
+        self.stdout.write(
+            f"imported {len(report.imported)} debates ({len(report.created)} created, "
+            f"{len(report.updated)} updated); {len(report.errors)} failed"
+        )
         if report.errors:
             raise CommandError(f"{len(report.errors)} files or lines were not imported")

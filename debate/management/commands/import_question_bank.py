@@ -20,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, name: str, file: Path, **options: Any) -> None:
         if not file.is_file():
             raise CommandError(f"{file}: no such file")
-        bank, report = question_bank_import(name=name, raw=file.read_bytes(), created_by=None)
+        bank, report = question_bank_import(name=name, raw=file, created_by=None)
         for where, reason in report.errors:
             self.stderr.write(f"{file}: {where}: {reason}")
         self.stdout.write(f"{bank or name}: imported {len(report.imported)} questions")
