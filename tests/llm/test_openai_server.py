@@ -7,9 +7,9 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -347,7 +347,8 @@ def test_closing_a_batched_stream_hangs_up_every_row(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(OpenAIBackend, "stream_chat", slow_chat)
     backend = OpenAIBackend("http://127.0.0.1:9/v1", model="m", api_key=None, config_name="r")
-    stream = backend.stream_batch([STORY, STORY], params=GREEDY)
+    # Every backend's stream_batch is a generator; close() is how a caller stops it.
+    stream = cast(Generator[Any, None, None], backend.stream_batch([STORY, STORY], params=GREEDY))
     next(stream)
     started = time.monotonic()
     stream.close()
