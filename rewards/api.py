@@ -16,6 +16,7 @@ from pydantic import Field
 
 from annotations.kinds import MAX_TEXT_CHARS
 from config.api import Body, Id, api_user, errors, researchers
+from core.stats import METHOD, Share
 from core.text import StoredText
 from rewards.models import RewardModel, RewardVersion, Speed
 from rewards.selectors import reward_model_versions, reward_models
@@ -26,7 +27,6 @@ from rewards.services import (
     reward_model_readiness,
     reward_retrain_now,
 )
-from rewards.stats import METHOD, Accuracy
 
 MAX_BATCH = 256
 
@@ -44,7 +44,7 @@ class AccuracyOut(Schema):
     method: str
 
     @staticmethod
-    def of(accuracy: Accuracy | None) -> AccuracyOut | None:
+    def of(accuracy: Share | None) -> AccuracyOut | None:
         if accuracy is None or accuracy.interval is None or accuracy.value is None:
             return None
         low, high = accuracy.interval

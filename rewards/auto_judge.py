@@ -37,11 +37,11 @@ from django.db.models import Q, QuerySet
 
 from annotations.kinds import QueueKind
 from annotations.models import Label
+from core.stats import Share
 from rewards.data import legacy_is_heldout, pairs_from_labels
 from rewards.models import DebateScore, InLabels, RewardVersion, SplitGroup, Status
 from rewards.scoring import preference, version_rewards
 from rewards.services import NoActiveVersion
-from rewards.stats import Accuracy
 
 # Debates a fill scores at most (two texts each): a task stays short, the next one goes on.
 FILL_LIMIT = 128
@@ -231,7 +231,7 @@ def debate_scores_forget(*, debate_id: int) -> int:
     return deleted
 
 
-def auto_judge_accuracy(version: RewardVersion) -> tuple[Accuracy, int]:
+def auto_judge_accuracy(version: RewardVersion) -> tuple[Share, int]:
     """The automatic judge's accuracy over the debates it scored that are outside its
     training labels and have a known correct side (right: P(correct side) > 0.5), and how
     many scored debates were left out for being in its training labels."""
@@ -241,7 +241,7 @@ def auto_judge_accuracy(version: RewardVersion) -> tuple[Accuracy, int]:
         Q(correct_side="a", probability_a__gt=0.5) | Q(correct_side="b", probability_a__lt=0.5)
     )
     left_out = known.filter(in_labels=InLabels.TRAIN).count()
-    return Accuracy(right.count(), outside.count()), left_out
+    return Share(right.count(), outside.count()), left_out
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ class AutoJudge:
 
     version: RewardVersion | None
     score: DebateScore | None
-    accuracy: Accuracy | None = None
+    accuracy: Share | None = None
     in_sample_left_out: int = 0
 
     @property

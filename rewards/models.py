@@ -7,8 +7,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from core.stats import Share, share_of
 from rewards.schemas import Hyperparameters, Metrics, Readiness
-from rewards.stats import Accuracy, accuracy_of
 
 
 class Speed(models.TextChoices):
@@ -191,16 +191,16 @@ class RewardVersion(models.Model):
         return Metrics.model_validate(self.metrics)
 
     @property
-    def heldout(self) -> Accuracy | None:
+    def heldout(self) -> Share | None:
         """Its held-out accuracy with n and the Wilson interval (None: not evaluated)."""
         m = self.typed_metrics
-        return accuracy_of(m.heldout_accuracy, m.heldout_pairs, m.heldout_correct)
+        return share_of(m.heldout_accuracy, m.heldout_pairs, m.heldout_correct)
 
     @property
-    def baseline(self) -> Accuracy | None:
+    def baseline(self) -> Share | None:
         """The active version's accuracy on the same held-out pairs, when it was compared."""
         m = self.typed_metrics
-        return accuracy_of(m.baseline_accuracy, m.heldout_pairs, m.baseline_correct)
+        return share_of(m.baseline_accuracy, m.heldout_pairs, m.baseline_correct)
 
     @property
     def running(self) -> bool:

@@ -32,6 +32,7 @@ from safetensors import safe_open
 from annotations.kinds import item_kind
 from annotations.models import Item, Priority
 from annotations.services import item_scores_set
+from core.stats import Share
 from llm.backends.transformers_backend import compute_dtype
 from rewards import ml
 from rewards.data import Pair, TrainingData, training_data
@@ -47,7 +48,6 @@ from rewards.services import (
     version_progress,
     version_promote,
 )
-from rewards.stats import Accuracy
 
 PROGRESS_EVERY_S = 0.5
 CALIBRATION_BINS = 10
@@ -185,7 +185,7 @@ def gate(
     Fields = dict[str, float | int | None]
     right = candidate > 0.5
     n = len(right)
-    own = Accuracy(int(right.sum()), n)
+    own = Share(int(right.sum()), n)
     accuracy = float(right.mean()) if n else 0.0
     if baseline is None:
         first: Fields = {"heldout_accuracy": accuracy, "heldout_correct": own.k}
@@ -197,7 +197,7 @@ def gate(
         )
         return False, reason, first
     base_right = baseline > 0.5
-    base = Accuracy(int(base_right.sum()), n)
+    base = Share(int(base_right.sum()), n)
     base_accuracy = float(base_right.mean()) if n else 0.0
     wins = int((right & ~base_right).sum())
     losses = int((~right & base_right).sum())

@@ -17,10 +17,10 @@ from datetime import date
 import numpy as np
 from django.db import connection
 
+from core.stats import Share
 from debate.models import JUDGE_TURN_PENALTY, Protocol, Verdict, VerdictKind
 from llm.models import ModelConfig
 
-Z95 = 1.959964
 # Calibration: the judge's confidence in the answer they chose, in five equal bins.
 CALIBRATION_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 CALIBRATION_BINNING = (
@@ -63,27 +63,6 @@ class Row:
     winner: str | None  # the debater the judge favoured (debates with two named sides)
     loser: str | None
     chose_a: bool | None
-
-
-@dataclass(frozen=True)
-class Share:
-    """A proportion with its Wilson 95 % interval."""
-
-    k: int
-    n: int
-
-    @property
-    def value(self) -> float | None:
-        return self.k / self.n if self.n else None
-
-    @property
-    def interval(self) -> tuple[float, float] | None:
-        if not self.n:
-            return None
-        p, n = self.k / self.n, self.n
-        centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-        half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
-        return max(0.0, centre - half), min(1.0, centre + half)
 
 
 @dataclass(frozen=True)

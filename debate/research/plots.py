@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from django.template.defaultfilters import pluralize
 
-from debate.research.analytics import GroupStats, Rating, Share
+from core.stats import Share
+from debate.research.analytics import GroupStats, Rating
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
 

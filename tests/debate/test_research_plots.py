@@ -4,7 +4,8 @@ spikes, every bin shows its interval, the last tick fits, and a phone can read b
 import pytest
 from django.core.management import call_command
 
-from debate.research.analytics import CalibrationBin, GroupStats, Rating, Share
+from core.stats import Share
+from debate.research.analytics import CalibrationBin, GroupStats, Rating
 from debate.research.plots import LINE_MIN_N, calibration_plot, rating_plot
 from tests.helpers import browser_login
 

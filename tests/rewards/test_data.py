@@ -10,7 +10,6 @@ from annotations.services import NewItem
 from rewards.data import heldout_target, labels_needed, split_assign, training_data
 from rewards.models import RewardModel
 from rewards.services import reward_model_save
-from rewards.stats import Accuracy
 from rewards.training import calibration, gate, sign_test_p
 from tests.annotations.factories import make_queue
 from tests.rewards.factories import add_items, label_all, preference_items, preference_queue
@@ -138,14 +137,6 @@ def test_a_first_version_goes_live_only_if_it_beats_chance():
     assert not gate(np.array([0.9] * 6 + [0.2] * 2), None, 0.0)[0]  # 75 %: 41–93 %
     assert gate(np.array([0.9] * 7 + [0.2]), None, 0.0)[0]  # 88 %: 53–98 %
     assert not gate(np.array([0.9] * 3), None, 0.0)[0]  # 3/3: 44–100 %
-
-
-def test_accuracy_states_n_and_its_interval_to_the_precision_of_n():
-    assert Accuracy(9, 9).text == "100 % (9/9; 95 % CI 70–100 %, Wilson)"
-    assert Accuracy(1234, 2000).text == "61.7 % (1234/2000; 95 % CI 59.5–63.8 %, Wilson)"
-    low, high = Accuracy(7, 8).interval
-    assert low == pytest.approx(0.5291, abs=1e-4) and high == pytest.approx(0.9776, abs=1e-4)
-    assert Accuracy(0, 0).text == "– (n = 0)" and not Accuracy(0, 0).beats_chance
 
 
 def test_sign_test_and_calibration():

@@ -1,5 +1,6 @@
-"""The figures the reward-model pages, the API and the gate cite: a share with its n and its
-interval, printed to the precision its n carries."""
+"""A share with its n and its interval, printed to the precision its n carries: the one
+proportion every page, API answer and gate cites (debate analytics, reward-model gates, the
+automatic judge)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ METHOD = "Wilson 95 % interval"
 
 
 @dataclass(frozen=True)
-class Accuracy:
+class Share:
     """k right out of n, with the Wilson score interval (scipy.stats.binomtest's
     `proportion_ci(method="wilson")`), which stays inside 0–1 and keeps its coverage at the
     small n a new reward model's held-out set has."""
@@ -68,8 +69,8 @@ class Accuracy:
         return f"{self.percent} ({self.k}/{self.n}; 95 % CI {self.interval_text}, Wilson)"
 
 
-def accuracy_of(value: float | None, n: int, k: int | None = None) -> Accuracy | None:
-    """The Accuracy of a stored figure; runs before k was kept give k = round(value × n)."""
+def share_of(value: float | None, n: int, k: int | None = None) -> Share | None:
+    """The Share of a stored figure; runs before k was kept give k = round(value × n)."""
     if value is None or not n:
         return None
-    return Accuracy(k if k is not None else round(value * n), n)
+    return Share(k if k is not None else round(value * n), n)
