@@ -63,6 +63,34 @@ RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
             message=r"a consultancy names its consultant",
         ),
         Rule(
+            why="cross-field: a consultancy (`setting.is_debate` false) names one debater in "
+            "`roles` and `models`, not both",
+            field=r"records\.\d+",
+            message=r"a consultancy has one debater, not two",
+        ),
+        Rule(
+            why="cross-field: `answers` may be blank only in a record without a transcript "
+            "(`has_transcript` false)",
+            field=r"records\.\d+",
+            message=r"answer \d is empty",
+        ),
+        Rule(
+            why="within an array: the two answers differ once surrounding whitespace is "
+            "trimmed (uniqueItems compares them exactly)",
+            field=r"records\.\d+",
+            message=r"answers \d and \d are the same",
+        ),
+        Rule(
+            why="cross-field: a speech's `quotes` are the `<quote>` tags of its `text`, in order",
+            field=r"records\.\d+\.speeches\.\d+",
+            message=r"the quotes list \(\d+\) is not the text's \d+ <quote> tags",
+        ),
+        Rule(
+            why="cross-field: a record whose `status` is judged has at least one verdict",
+            field=r"records\.\d+",
+            message=r"a judged debate has at least one verdict",
+        ),
+        Rule(
             why="across items: judge turns' `round` unique (uniqueItems compares whole items)",
             field=r"records\.\d+",
             message=r"two judge turns for one round",
@@ -98,6 +126,11 @@ RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
             why="data: the debater model configs `spec` names exist",
             field=r"",
             message=r"No such debater model config\.",
+        ),
+        Rule(
+            why="data: the human queue `spec.human_queue_id` names is a debate-judgment queue",
+            field=r"",
+            message=r"The human queue must be a debate-judgment queue",
         ),
         Rule(
             why="data: the human queue `spec.human_queue_id` names exists",
