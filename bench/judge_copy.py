@@ -2,7 +2,7 @@
 with a speech of its debate, for the shipped judge against a baseline measured in the same run
 on the same debates (the judge prompt as it was before, no copy check).
 
-Run: .venv/bin/python bench/judge_copy.py [--debates 10] [--tokens 64] [--judge-tokens 64]
+Run: .venv/bin/python bench/judge_copy.py [--debates 10] [--tokens 48] [--judge-tokens 64]
      (DATABASE_URL=postgres://… for PostgreSQL; default the SQLite database under var/)
 
 One batch of AI debates on the bundled SmolLM2-135M-Instruct through the real batch path
@@ -11,7 +11,8 @@ in turn, one simultaneous opening round, the bundled config as both debaters and
 judge. *After* is what that batch stores: the shipped judge prompt, and the copy check that
 cuts every copied run out of the rationale and marks it. *Before* asks the same judge about
 the same debates with the judge prompt as it was before (no "in your own words"), and keeps
-the reply as it comes, as the batch did then. Everything runs in one transaction that is
+the reply as it comes, as the batch did then. The A/B vote fallback is left out (its
+one-letter answers never reach a rationale). Everything runs in one transaction that is
 rolled back: the database is left as it was.
 
 Definitions (the README quotes them): a verdict *copies* when its reply (for *after*: the
@@ -67,7 +68,7 @@ def wilson(hits: int, n: int) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--debates", type=int, default=10)
-    parser.add_argument("--tokens", type=int, default=64, help="new tokens per speech")
+    parser.add_argument("--tokens", type=int, default=48, help="new tokens per speech")
     parser.add_argument("--judge-tokens", type=int, default=64, help="new tokens per verdict")
     args = parser.parse_args()
 
@@ -113,11 +114,15 @@ def main() -> None:
             batch = batches.batch_create(
                 name="bench", bank=bank, spec=spec, created_by=user, llm_judge_config=config
             )
+            # The A/B votes a reply with no probability falls back on are one-letter answers:
+            # they never reach a rationale, so the copy measure does not need them (and they
+            # cost 8 calls a verdict). Those verdicts are recorded as 50 % here.
+            batches.judge_votes = lambda config, debates: {}
             start = time.perf_counter()
             batches.batch_run(batch_id=batch.pk)
             batch.refresh_from_db()
             assert batch.status == "done", batch.error
-            print(f"batch (speeches, judge, votes): {time.perf_counter() - start:.0f} s")
+            print(f"batch (speeches, judge): {time.perf_counter() - start:.0f} s")
             debates = list(batch.debates.prefetch_related("speeches").order_by("pk"))
             speeches = {d.pk: [s.text for s in d.speeches.all()] for d in debates}
 
@@ -141,8 +146,8 @@ def main() -> None:
             ]
             after_copies = [REMOVED in verdicts[d.pk] for d in debates]
             failed = sum("(the judge failed" in verdicts[d.pk] for d in debates)
-            voted = sum("[no probability in the reply" in verdicts[d.pk] for d in debates)
-            print(f"after: {failed} judge calls failed, {voted} verdicts read from votes")
+            unread = sum("[no probability in the reply" in verdicts[d.pk] for d in debates)
+            print(f"after: {failed} judge calls failed, {unread} replies named no probability")
             stored_copies = [bool(batches.copied_runs(verdicts[d.pk], speeches[d.pk]))
                              for d in debates]  # fmt: skip
             for label, replies in (

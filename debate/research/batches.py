@@ -26,7 +26,12 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotations.models import Queue
-from debate.generation import GENERATION_BATCH, speeches_generate
+from debate.generation import (
+    GENERATION_BATCH,
+    debate_transcript,
+    speeches_generate,
+    speeches_reset,
+)
 from debate.models import (
     BankQuestion,
     BatchStatus,
@@ -47,7 +52,7 @@ from debate.models import (
 from debate.prompting import template_fill
 from debate.quotes import QUOTE_PATTERN
 from debate.records import BatchSpec
-from debate.services import debate_transcript, debates_to_queue, speeches_reset
+from debate.services import debates_to_queue
 from llm.backends.base import ChatMessage, Completion, GenerationError, GenerationParams
 from llm.models import ModelConfig
 
@@ -143,10 +148,15 @@ def judge_prompt_check(prompt: str) -> None:
         )
 
 
-def _enqueue_batch(batch_id: int) -> None:
-    from debate.tasks import debate_batch_run_task
+# Sent by its registered name, as debate.generation sends speeches: debate.tasks imports this
+# module, so this one does not import it back (debate.apps registers the tasks).
+BATCH_TASK = "debate.tasks.debate_batch_run_task"
 
-    debate_batch_run_task.delay(batch_id)
+
+def _enqueue_batch(batch_id: int) -> None:
+    from celery import current_app
+
+    current_app.tasks[BATCH_TASK].delay(batch_id)
 
 
 def _batch_debate(

@@ -10,9 +10,9 @@ from urllib.parse import parse_qs
 import pytest
 
 from core.streams import stream_send
+from debate.events import debate_group_name
 from debate.models import Debate, DebateStatus, SpeechStatus
 from debate.quotes import quotes_verify
-from debate.services import debate_group_name
 from tests.factories import DebateFactory
 from tests.helpers import browser_login
 

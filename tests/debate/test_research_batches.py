@@ -116,7 +116,7 @@ def test_a_batch_whose_worker_died_resumes_where_it_stopped(
 
     from django.utils import timezone
 
-    from debate.services import speeches_requeue_stale
+    from debate.generation import speeches_requeue_stale
 
     with django_capture_on_commit_callbacks(execute=True):
         batch = _batch(researcher)
@@ -279,8 +279,8 @@ def test_a_judge_that_copies_a_speech_has_the_copy_cut_out_and_no_probability_re
         ("I think the keeper painted the door green every spring, because boats", []),
         # 12: a copy, whatever the case, punctuation or quote markup.
         ("Yes: THE KEEPER painted the <v_quote>door green every spring</v_quote> because 90 "
-         "boats. Right.", ["THE KEEPER painted the <v_quote>door green every spring</v_quote> "
-                           "because 90 boats"]),
+         "boats could. Right.", ["THE KEEPER painted the <v_quote>door green every "
+                                 "spring</v_quote> because 90 boats could"]),
         ("", []),
     ],
 )  # fmt: skip
