@@ -313,7 +313,7 @@ def instrumented(probe: Probe) -> Iterator[None]:
 
     backend_for = llm.generation.backend_for
     stream_send = core.streams.stream_send
-    text_save = debate.generation._speech_text_save
+    text_save = debate.generation.speech_text_save
 
     def timed_backend_for(config: ModelConfig) -> Any:
         return TimedBackend(backend_for(config), probe)
@@ -331,7 +331,7 @@ def instrumented(probe: Probe) -> Iterator[None]:
     with (
         mock.patch.object(llm.generation, "backend_for", timed_backend_for),
         mock.patch.object(core.streams, "stream_send", timed_send),
-        mock.patch.object(debate.generation, "_speech_text_save", timed_save),
+        mock.patch.object(debate.generation, "speech_text_save", timed_save),
     ):
         yield
 
@@ -562,8 +562,9 @@ class RoundRun:
 
 def round_run(stack: Stack, clients: ClientLoop, fixture: Fixture) -> RoundRun:
     """From the judge's prior to the judge's socket showing both speeches done."""
+    from debate.generation import speech_prompt
     from debate.models import Debate, Protocol, Side, Speech
-    from debate.services import _speech_prompt, debate_prior_submit
+    from debate.services import debate_prior_submit
 
     debate = Debate.objects.create(
         question=QUESTION, answer_a=ANSWER_A, answer_b=ANSWER_B, correct_side=Side.A,
@@ -586,7 +587,7 @@ def round_run(stack: Stack, clients: ClientLoop, fixture: Fixture) -> RoundRun:
     if any(speech.status != "done" for speech in speeches):
         raise RuntimeError(f"round of debate {debate.pk} ended {[s.status for s in speeches]}")
     return RoundRun(end - start, [s.completion_tokens or 0 for s in speeches],
-                    [_speech_prompt(s) for s in speeches])  # fmt: skip
+                    [speech_prompt(s) for s in speeches])  # fmt: skip
 
 
 def bare_batch_s(backend: Backend, prompts: list[list[ChatMessage]], params: Any) -> float:

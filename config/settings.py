@@ -241,7 +241,7 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": crontab(hour=3, minute=30),  # daily; UTC, as CELERY_TIMEZONE is unset
         "options": {"expires": 3600.0},
     },
-    # A speech whose worker died mid-way starts again (debate.services.SPEECH_STALE_AFTER).
+    # A speech whose worker died mid-way starts again (debate.generation.SPEECH_STALE_AFTER).
     "speeches-requeue-stale": {
         "task": "debate.tasks.speeches_requeue_stale_task",
         "schedule": 60.0,

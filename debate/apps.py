@@ -5,7 +5,8 @@ class DebateConfig(AppConfig):
     name = "debate"
 
     def ready(self) -> None:
-        from debate import auto_judge, jobs
+        # tasks: registers the generation task, which debate.generation sends by name.
+        from debate import auto_judge, jobs, tasks  # noqa: F401
         from debate.kinds import register
 
         register()

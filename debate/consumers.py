@@ -8,9 +8,9 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from core.streams import StreamCursor
+from debate.events import debate_group_name
 from debate.forms import judge_forms
 from debate.selectors import DebateView, Viewer, debate_view, debate_viewer
-from debate.services import debate_group_name
 from llm.models import GenerationState
 
 

@@ -17,6 +17,7 @@ from debate.records import (
     MAX_QUESTION_CHARS,
     answers_check,
 )
+from debate.selectors import DEBATE_ORIGINS
 from debate.services import best_of_n_check
 
 MAX_JUDGE_MESSAGE_CHARS = 1000
@@ -141,9 +142,19 @@ class DebatesToQueueForm(forms.Form):
 
 
 class DebateFilterForm(forms.Form):
-    status = forms.ChoiceField(required=False, choices=[("", "any status"), *DebateStatus.choices])
-    protocol = forms.ChoiceField(required=False, choices=[("", "any protocol"), *Protocol.choices])
+    """The debate list's query string: filters and the page."""
+
+    status = forms.ChoiceField(
+        required=False, choices=[("", "any status"), *DebateStatus.choices], label="Status"
+    )
+    protocol = forms.ChoiceField(
+        required=False, choices=[("", "any protocol"), *Protocol.choices], label="Protocol"
+    )
+    source = forms.ChoiceField(
+        required=False, choices=[("", "any source"), *DEBATE_ORIGINS], label="Source"
+    )
     q = forms.CharField(required=False, max_length=200, label="Question contains")
+    page = forms.IntegerField(required=False, min_value=1)
 
 
 class ProtocolPromptForm(forms.ModelForm):

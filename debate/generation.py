@@ -1,11 +1,16 @@
-"""The worker's side of every speech, live or in a research batch: `speeches_generate`.
+"""A speech's life, live or in a research batch, in one place: queued (speeches_enqueue),
+claimed by a worker, prompted (speech_prompt, from what the debater may see:
+debate_transcript), written as it streams (speech_write, speech_text_save), finished, and the
+round advanced (round_advance); a speech whose worker died starts again
+(speeches_requeue_stale, speech_restart). Debate services create speeches and call this
+module; it calls no service back.
 
-Each speech is claimed with a conditional UPDATE (a second delivery finds nothing queued),
-then the claimed speeches are grouped by model config and each group is generated in one
-batched call of up to GENERATION_BATCH speeches (times their best-of-n candidates). Live
-debates stream every row token by token to its own speech card (`stream_batch`); research
-batches, which nobody watches, take one `generate_batch`. So both speeches of a simultaneous
-round are one generation, never two competing for the same cores.
+Generation (`speeches_generate`): each speech is claimed with a conditional UPDATE (a second
+delivery finds nothing queued), then the claimed speeches are grouped by model config and
+each group is generated in one batched call of up to GENERATION_BATCH speeches (times their
+best-of-n candidates). Live debates stream every row token by token to its own speech card
+(`stream_batch`); research batches, which nobody watches, take one `generate_batch`. So both
+speeches of a simultaneous round are one generation, never two competing for the same cores.
 
 What a card shows comes from here, stored on the row: queued (no worker has it), loading
 model (`started_at`: claimed, the model loads), generating (`generating_at`; tokens counted
@@ -13,7 +18,7 @@ as the text is saved, with tokens/s in the stream's progress), then done with th
 reason ("length": cut at the token cap).
 
 Every write is fenced by the claim's attempt number: a worker given up on
-(services.speeches_requeue_stale) writes nothing more for that speech, and the other rows of
+(speeches_requeue_stale) writes nothing more for that speech, and the other rows of
 its batch go on.
 
 Best-of-n (`Debate.best_of_n` > 1): the n candidates are rows of the same batch; they are not
@@ -30,24 +35,28 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from core.streams import TextStreamPublisher
-from debate.models import Debate, Speech, SpeechCandidate, SpeechStatus
-from debate.quotes import quotes_verify, speech_limit
-from debate.services import (
-    CHARS_PER_TOKEN,
-    SpeechSuperseded,
-    _broadcast_changed,
-    _round_advance,
-    _speech_prompt,
-    _speech_write,
-    debate_group_name,
+from debate.events import debate_changed, debate_group_name
+from debate.models import (
+    Debate,
+    DebateStatus,
+    Protocol,
+    ProtocolPrompt,
+    Side,
+    Speech,
+    SpeechCandidate,
+    SpeechStatus,
+    TurnOrder,
 )
+from debate.prompting import TranscriptEntry, debater_messages
+from debate.quotes import quotes_verify, speech_limit
 from llm.backends.base import Backend, ChatMessage, GenerationError, GenerationParams, Usage
 from llm.models import ModelConfig
 
@@ -55,6 +64,142 @@ logger = logging.getLogger(__name__)
 
 # Rows per batched call: ~4× the throughput of one at a time on the bundled model.
 GENERATION_BATCH = 8
+# Roughly 3 characters a token for English: enough tokens to reach the limit, not far past it.
+CHARS_PER_TOKEN = 3
+
+
+# The task that generates speeches, sent by its registered name: debate.tasks imports this
+# module, so this one does not import it back (debate.apps registers the task in every process).
+SPEECHES_TASK = "debate.tasks.speeches_generate_task"
+
+
+def speeches_enqueue(speech_ids: list[int]) -> None:
+    """Once the caller's transaction commits, one task generates these speeches together."""
+    from celery import current_app
+
+    transaction.on_commit(lambda: current_app.tasks[SPEECHES_TASK].delay(speech_ids))
+
+
+# A worker saves a streaming speech's text (and so its heartbeat) several times a second; one
+# that has said nothing for this long is taken to be dead: a model loads in well under it.
+SPEECH_STALE_AFTER = timedelta(minutes=2)
+
+
+class SpeechSuperseded(Exception):
+    """This worker's attempt at a speech was given up on and the speech started again."""
+
+
+def speeches_reset(speeches: QuerySet[Speech]) -> int:
+    """In the caller's transaction: back to the queue with no text, so none is duplicated."""
+    return speeches.update(
+        status=SpeechStatus.QUEUED, text="", quotes=[], error="", truncated=False,
+        finish_reason="", completion_tokens=None, started_at=None, generating_at=None,
+    )  # fmt: skip
+
+
+def speech_restart(speech: Speech) -> None:
+    """In the caller's transaction, holding the speech's lock: from nothing, queued again."""
+    speeches_reset(Speech.objects.filter(pk=speech.pk))
+    speeches_enqueue([speech.pk])
+    debate_changed(speech.debate_id)
+
+
+def speeches_stale(*, now: datetime | None = None) -> QuerySet[Speech]:
+    """Streaming speeches whose worker has been silent for SPEECH_STALE_AFTER (killed
+    mid-speech, or its machine gone): the sweeper starts them again, and Retry may."""
+    cutoff = (now or timezone.now()) - SPEECH_STALE_AFTER
+    # A batch's speeches are its own run's to restart (debate.research.batches): its batched
+    # calls heartbeat per chunk, not per token.
+    return Speech.objects.filter(
+        status=SpeechStatus.STREAMING, heartbeat_at__lt=cutoff, debate__batch__isnull=True
+    )
+
+
+def speeches_requeue_stale(*, now: datetime | None = None) -> int:
+    """Start again every stale speech (speeches_stale); returns how many. Each is locked and
+    checked again, so two runs at once restart a speech once. Run by beat every minute."""
+    restarted = 0
+    stale = speeches_stale(now=now)
+    for speech_id in list(stale.values_list("pk", flat=True)):
+        with transaction.atomic():
+            speech = stale.select_for_update().filter(pk=speech_id).first()
+            if speech is not None:
+                speech_restart(speech)
+                restarted += 1
+    return restarted
+
+
+def speech_write(speech_id: int, attempt: int, **fields: Any) -> None:
+    """Update a speech this worker still streams, with a heartbeat; else SpeechSuperseded."""
+    if not Speech.objects.filter(
+        pk=speech_id, attempt=attempt, status=SpeechStatus.STREAMING
+    ).update(heartbeat_at=timezone.now(), **fields):
+        raise SpeechSuperseded(f"speech {speech_id} is no longer on attempt {attempt}")
+
+
+def round_advance(debate_id: int) -> None:
+    """A speech finished: start the next speaker (sequential) or hand over to the judge. In
+    the caller's transaction; locks the debate's row."""
+    debate = Debate.objects.select_for_update().get(pk=debate_id)
+    speeches = list(debate.speeches.filter(round=debate.current_round))
+    if all(speech.status == SpeechStatus.DONE for speech in speeches):
+        debate.status = DebateStatus.AWAITING_JUDGE
+        debate.save(update_fields=["status"])
+        return
+    busy = any(speech.status == SpeechStatus.STREAMING for speech in speeches)
+    waiting = [speech for speech in speeches if speech.status == SpeechStatus.QUEUED]
+    if debate.turn_order == TurnOrder.SEQUENTIAL and waiting and not busy:
+        speeches_enqueue([waiting[0].pk])
+
+
+def speech_prompt(speech: Speech) -> list[Any]:
+    """The chat a debater's model receives for this speech: the protocol's prompts and what
+    the debater may see so far (debate_transcript)."""
+    debate = speech.debate
+    prompts = ProtocolPrompt.objects.get(protocol=debate.protocol)
+    other = Side.B if speech.side == Side.A else Side.A
+    values: dict[str, object] = {
+        "question": debate.question, "answer_a": debate.answer_a, "answer_b": debate.answer_b,
+        "my_answer": debate.answer(speech.side), "other_answer": debate.answer(other),
+        "passage": debate.passage or "(no passage)",
+        "speech_char_limit": debate.speech_char_limit,
+        "quote_char_limit": debate.quote_char_limit,
+        "round": speech.round, "max_rounds": debate.max_rounds,
+    }  # fmt: skip
+    return debater_messages(
+        system_template=prompts.debater_system,
+        turn_template=prompts.debater_turn,
+        values=values,
+        transcript=debate_transcript(debate, before=speech),
+    )
+
+
+def debate_transcript(debate: Debate, *, before: Speech | None) -> list[TranscriptEntry]:
+    """What a debater may see before its speech: earlier rounds, the judge's messages (round
+    0's came with the prior), and (sequential order only) the speeches already given this
+    round. `before=None`: the whole finished transcript."""
+    entries: list[TranscriptEntry] = []
+    messages = {turn.round: turn.message for turn in debate.judge_turns.all() if turn.message}
+    speeches = [s for s in debate.speeches.all() if s.status == SpeechStatus.DONE]
+    speeches.sort(key=lambda speech: (speech.round, speech.pk))
+    last_round = before.round if before else debate.current_round
+    for round_number in range(last_round + 1):
+        for speech in speeches:
+            if speech.round != round_number or (before and speech.pk == before.pk):
+                continue
+            same_round = before is not None and speech.round == before.round
+            if same_round and debate.turn_order == TurnOrder.SIMULTANEOUS:
+                continue
+            entries.append(TranscriptEntry(round_number, _speaker(debate, speech), speech.text))
+        if (before is None or round_number < before.round) and messages.get(round_number):
+            entries.append(TranscriptEntry(round_number, "Judge", messages[round_number]))
+    return entries
+
+
+def _speaker(debate: Debate, speech: Speech) -> str:
+    if debate.protocol == Protocol.CONSULTANCY:
+        return "Consultant"
+    return f"Debater {speech.side.upper()}"
 
 
 @dataclass(frozen=True)
@@ -81,7 +226,7 @@ def speeches_generate(
     sequential speaker, or the judge). `progress(n)` is told after every n speeches."""
     claimed = [item for item in map(_claim, speech_ids) if item is not None]
     for debate_id in {item.speech.debate_id for item in claimed}:
-        _broadcast_changed(debate_id)  # outside a transaction: sent at once
+        debate_changed(debate_id)  # outside a transaction: sent at once
     by_config: dict[int, list[_Claimed]] = defaultdict(list)
     for item in claimed:
         by_config[item.speech.debate.config_for(item.speech.side).pk].append(item)
@@ -120,7 +265,7 @@ def _speeches_chunk(
         max_new_tokens=min(config.max_new_tokens, budget, max_new_tokens or budget)
     )
     rows = [item for item in chunk for _ in range(item.speech.debate.best_of_n)]
-    prompts = {item.speech.pk: _speech_prompt(item.speech) for item in chunk}
+    prompts = {item.speech.pk: speech_prompt(item.speech) for item in chunk}
     chats = [prompts[item.speech.pk] for item in rows]
     live = chunk
     try:
@@ -153,13 +298,13 @@ def _generating(chunk: list[_Claimed], snapshot: dict[str, Any]) -> list[_Claime
     live = []
     for item in chunk:
         try:
-            _speech_write(item.speech.pk, item.attempt, generating_at=timezone.now(),
+            speech_write(item.speech.pk, item.attempt, generating_at=timezone.now(),
                           config_snapshot=snapshot)  # fmt: skip
         except SpeechSuperseded:
             logger.warning("%s: attempt %s was superseded", item.speech, item.attempt)
             continue
         live.append(item)
-        _broadcast_changed(item.speech.debate_id)
+        debate_changed(item.speech.debate_id)
     return live
 
 
@@ -204,11 +349,12 @@ def _streamed(
 
 
 def _saver(item: _Claimed) -> Callable[[str, int], None]:
-    return lambda text, tokens: _speech_text_save(item.speech.pk, item.attempt, text, tokens)
+    return lambda text, tokens: speech_text_save(item.speech.pk, item.attempt, text, tokens)
 
 
-def _speech_text_save(speech_id: int, attempt: int, text: str, tokens: int) -> None:
-    _speech_write(speech_id, attempt, text=text, completion_tokens=tokens)
+def speech_text_save(speech_id: int, attempt: int, text: str, tokens: int) -> None:
+    """A streaming speech's text so far (and its heartbeat): several times a second."""
+    speech_write(speech_id, attempt, text=text, completion_tokens=tokens)
 
 
 def _finished_text(debate: Debate, output: _Output) -> tuple[str, bool]:
@@ -271,14 +417,14 @@ def _speech_finish(
 ) -> None:  # fmt: skip
     try:
         with transaction.atomic():
-            _speech_write(item.speech.pk, item.attempt, finished_at=timezone.now(), **fields)
+            speech_write(item.speech.pk, item.attempt, finished_at=timezone.now(), **fields)
             if candidates:
                 SpeechCandidate.objects.filter(speech_id=item.speech.pk).delete()
                 for candidate in candidates:
                     candidate.speech_id = item.speech.pk
                 SpeechCandidate.objects.bulk_create(candidates)
             if advance_rounds and fields["status"] == SpeechStatus.DONE:
-                _round_advance(item.speech.debate_id)
-            _broadcast_changed(item.speech.debate_id)
+                round_advance(item.speech.debate_id)
+            debate_changed(item.speech.debate_id)
     except SpeechSuperseded:
         logger.warning("%s: attempt %s was superseded", item.speech, item.attempt)

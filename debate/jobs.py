@@ -8,8 +8,9 @@ from datetime import datetime
 from django.urls import reverse
 
 from core.jobs import Job, JobSource, job_rows_open, job_source_register
+from debate.generation import speeches_stale
 from debate.models import Speech, SpeechStatus
-from debate.services import speech_retry, speeches_stale
+from debate.services import speech_retry
 
 
 def _open_speeches(since: datetime) -> Iterator[Job]:

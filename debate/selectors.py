@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db.models import QuerySet
+from django.core.paginator import Page, Paginator
+from django.db.models import Q, QuerySet
 
 from core.roles import Role, user_has_role
 from debate.models import (
@@ -17,9 +18,11 @@ from debate.models import (
     JudgeTurn,
     Judgment,
     Protocol,
+    Source,
     Speech,
     SpeechCandidate,
     Verdict,
+    VerdictKind,
 )
 from rewards.models import RewardModel
 
@@ -51,6 +54,15 @@ class Belief:
 
 
 @dataclass(frozen=True)
+class QuoteGroup:
+    """One verified quote text of one side, and how many times that side quoted it."""
+
+    side: str
+    text: str
+    count: int
+
+
+@dataclass(frozen=True)
 class RoundView:
     number: int
     speeches: list[Speech]
@@ -78,6 +90,7 @@ class DebateView:
     prior: JudgeTurn | None
     rounds: list[RoundView]
     verified_quotes: list[tuple[str, str]] = field(default_factory=list)  # (side, text)
+    quote_groups: list[QuoteGroup] = field(default_factory=list)  # the same, repeats counted
     # Only for observers, or for the judge once judged.
     passage: str | None = None
     correct_side: str | None = None
@@ -138,6 +151,9 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
         for quote in speech.quotes
         if quote.get("verified")
     ]
+    counts: dict[tuple[str, str], int] = {}
+    for quote in quotes:  # in order of first appearance
+        counts[quote] = counts.get(quote, 0) + 1
     judged = debate.status == DebateStatus.JUDGED
     reveal = viewer == "observer" or judged
     candidates: dict[int, list[SpeechCandidate]] = {}
@@ -162,6 +178,7 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
         prior=turns.get(0),
         rounds=rounds,
         verified_quotes=quotes,
+        quote_groups=[QuoteGroup(side, text, n) for (side, text), n in counts.items()],
         passage=debate.passage if reveal else None,
         correct_side=(debate.correct_side or None) if reveal else None,
         judgment=getattr(debate, "judgment", None) if judged else None,
@@ -205,9 +222,32 @@ def debates_for_judge(user: User) -> QuerySet[Debate]:
     return Debate.objects.filter(judge=user).order_by("status", "-created_at")
 
 
+# Where a debate came from: judged live in Arbiter, spoken in a batch of AI debates, or imported
+# (a room file or metadata line, from NYU or an Arbiter export): the list's source filter.
+DEBATE_ORIGINS = [
+    ("live", "live (judged in Arbiter)"),
+    ("batch", "batch of AI debates"),
+    ("imported", "imported (any source)"),
+    *[(f"imported:{value}", f"imported: {label}") for value, label in Source.choices],
+]
+
+
+def _origin_filter(origin: str) -> Q:
+    if origin == "live":
+        return Q(room_name__isnull=True, batch__isnull=True)
+    if origin == "batch":
+        return Q(room_name__isnull=True, batch__isnull=False)
+    if origin == "imported":
+        return Q(room_name__isnull=False)
+    return Q(room_name__isnull=False, source=origin.removeprefix("imported:"))
+
+
 def debates_filtered(*, status: str = "", protocol: str = "", judge_id: int | None = None,
-                     query: str = "") -> QuerySet[Debate]:  # fmt: skip
-    debates = Debate.objects.select_related("judge", "judgment")
+                     query: str = "", origin: str = "") -> QuerySet[Debate]:  # fmt: skip
+    """Debates, newest first; `origin` one of DEBATE_ORIGINS' values."""
+    debates = Debate.objects.select_related("judge", "judgment").order_by("-created_at", "-pk")
+    if origin:
+        debates = debates.filter(_origin_filter(origin))
     if status:
         debates = debates.filter(status=status)
     if protocol:
@@ -217,3 +257,26 @@ def debates_filtered(*, status: str = "", protocol: str = "", judge_id: int | No
     if query:
         debates = debates.filter(question__icontains=query)
     return debates
+
+
+# The verdict a row of the debate list shows: the live or imported room's own judge first.
+_HEADLINE_KINDS: list[str] = [VerdictKind.HUMAN, VerdictKind.OFFLINE, VerdictKind.LLM]
+DEBATES_PER_PAGE = 50
+
+
+@dataclass(frozen=True)
+class DebateRow:
+    debate: Debate
+    verdict: Verdict | None  # the headline verdict: its correct/wrong and score are shown
+
+
+def debates_page(debates: QuerySet[Debate], page: int | None) -> Page[DebateRow]:
+    """One page of `debates` (DEBATES_PER_PAGE rows; an out-of-range page gives the last),
+    each with its headline verdict, so imported rooms, which have verdicts but no live
+    judgment, show a score too."""
+    paged = Paginator(debates.prefetch_related("verdicts"), DEBATES_PER_PAGE).get_page(page)
+    rows = []
+    for debate in paged.object_list:
+        verdicts = sorted(debate.verdicts.all(), key=lambda v: _HEADLINE_KINDS.index(v.kind))
+        rows.append(DebateRow(debate, verdicts[0] if verdicts else None))
+    return Page(rows, paged.number, paged.paginator)  # type: ignore[arg-type]

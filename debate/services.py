@@ -1,4 +1,6 @@
-"""Every write of a debate: setup, the judge's turns, speeches, the judgment.
+"""Every write of a debate: setup, the judge's turns, the judgment. A speech's own life
+(queued, generated, restarted) is debate.generation's; these services start rounds and
+retries through its public functions.
 
 Debate rows are locked (`select_for_update`) for every state transition, so a double-clicked
 button or two browser tabs cannot advance a debate twice. Events reach browsers after commit.
@@ -8,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import datetime, timedelta
-from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -19,7 +19,14 @@ from django.utils import timezone
 
 from annotations.models import Item, Queue
 from annotations.services import NewItem, queue_items_create
-from core.streams import stream_send
+from debate.events import debate_changed
+from debate.generation import (
+    SPEECH_STALE_AFTER,
+    debate_transcript,
+    speech_restart,
+    speeches_enqueue,
+    speeches_stale,
+)
 from debate.kinds import DebatePayload, DebateTurn
 from debate.models import (
     Debate,
@@ -37,23 +44,9 @@ from debate.models import (
     Verdict,
     VerdictKind,
 )
-from debate.prompting import TranscriptEntry, debater_messages
 from llm.models import ModelConfig
 
-# Roughly 3 characters a token for English: enough tokens to reach the limit, not far past it.
-CHARS_PER_TOKEN = 3
-
 logger = logging.getLogger(__name__)
-
-
-def debate_group_name(debate_id: int) -> str:
-    return f"debate-{debate_id}"
-
-
-def _broadcast_changed(debate_id: int) -> None:
-    transaction.on_commit(
-        lambda: stream_send(debate_group_name(debate_id), {"type": "debate.changed"})
-    )
 
 
 def _locked(debate_id: int) -> Debate:
@@ -173,7 +166,7 @@ def judgment_submit(*, debate: Debate, judge: User, probability_a: int, rational
     )  # fmt: skip
     debate.status = DebateStatus.JUDGED
     debate.save(update_fields=["status"])
-    _broadcast_changed(debate.pk)
+    debate_changed(debate.pk)
     return judgment
 
 
@@ -200,48 +193,8 @@ def _round_start(debate: Debate, round_number: int) -> None:
     # Simultaneous: every side speaks at once. Sequential: the next starts when one finishes.
     # Simultaneous speeches go as one task: one batched generation (debate.generation).
     starting = speeches if debate.turn_order == TurnOrder.SIMULTANEOUS else speeches[:1]
-    _enqueue([speech.pk for speech in starting])
-    _broadcast_changed(debate.pk)
-
-
-def _enqueue(speech_ids: list[int]) -> None:
-    from debate.tasks import speeches_generate_task
-
-    transaction.on_commit(lambda: speeches_generate_task.delay(speech_ids))
-
-
-# A worker saves a streaming speech's text (and so its heartbeat) several times a second; one
-# that has said nothing for this long is taken to be dead: a model loads in well under it.
-SPEECH_STALE_AFTER = timedelta(minutes=2)
-
-
-class SpeechSuperseded(Exception):
-    """This worker's attempt at a speech was given up on and the speech started again."""
-
-
-def speeches_reset(speeches: QuerySet[Speech]) -> int:
-    """In the caller's transaction: back to the queue with no text, so none is duplicated."""
-    return speeches.update(
-        status=SpeechStatus.QUEUED, text="", quotes=[], error="", truncated=False,
-        finish_reason="", completion_tokens=None, started_at=None, generating_at=None,
-    )  # fmt: skip
-
-
-def _speech_restart(speech: Speech) -> None:
-    speeches_reset(Speech.objects.filter(pk=speech.pk))
-    _enqueue([speech.pk])
-    _broadcast_changed(speech.debate_id)
-
-
-def speeches_stale(*, now: datetime | None = None) -> QuerySet[Speech]:
-    """Streaming speeches whose worker has been silent for SPEECH_STALE_AFTER (killed
-    mid-speech, or its machine gone): the sweeper starts them again, and Retry may."""
-    cutoff = (now or timezone.now()) - SPEECH_STALE_AFTER
-    # A batch's speeches are its own run's to restart (debate.research.batches): its batched
-    # calls heartbeat per chunk, not per token.
-    return Speech.objects.filter(
-        status=SpeechStatus.STREAMING, heartbeat_at__lt=cutoff, debate__batch__isnull=True
-    )
+    speeches_enqueue([speech.pk for speech in starting])
+    debate_changed(debate.pk)
 
 
 def speech_retry(*, speech_id: int) -> Speech:
@@ -255,7 +208,7 @@ def speech_retry(*, speech_id: int) -> Speech:
             and not speeches_stale().filter(pk=speech.pk).exists()
         ):
             raise ValidationError(_speech_retry_refusal(speech))
-        _speech_restart(speech)
+        speech_restart(speech)
     speech.refresh_from_db()
     return speech
 
@@ -278,90 +231,6 @@ def _speech_retry_refusal(speech: Speech) -> str:
     if speech.status == SpeechStatus.QUEUED:
         return f"{rule}: this one is queued, and a worker will start it."
     return f"{rule}: this one is {speech.get_status_display().lower()}."
-
-
-def speeches_requeue_stale(*, now: datetime | None = None) -> int:
-    """Start again every stale speech (speeches_stale); returns how many. Each is locked and
-    checked again, so two runs at once restart a speech once. Run by beat every minute."""
-    restarted = 0
-    stale = speeches_stale(now=now)
-    for speech_id in list(stale.values_list("pk", flat=True)):
-        with transaction.atomic():
-            speech = stale.select_for_update().filter(pk=speech_id).first()
-            if speech is not None:
-                _speech_restart(speech)
-                restarted += 1
-    return restarted
-
-
-def _speech_write(speech_id: int, attempt: int, **fields: Any) -> None:
-    """Update a speech this worker still streams, with a heartbeat; else SpeechSuperseded."""
-    if not Speech.objects.filter(
-        pk=speech_id, attempt=attempt, status=SpeechStatus.STREAMING
-    ).update(heartbeat_at=timezone.now(), **fields):
-        raise SpeechSuperseded(f"speech {speech_id} is no longer on attempt {attempt}")
-
-
-def _round_advance(debate_id: int) -> None:
-    """A speech finished: start the next speaker (sequential) or hand over to the judge."""
-    debate = _locked(debate_id)
-    speeches = list(debate.speeches.filter(round=debate.current_round))
-    if all(speech.status == SpeechStatus.DONE for speech in speeches):
-        debate.status = DebateStatus.AWAITING_JUDGE
-        debate.save(update_fields=["status"])
-        return
-    busy = any(speech.status == SpeechStatus.STREAMING for speech in speeches)
-    waiting = [speech for speech in speeches if speech.status == SpeechStatus.QUEUED]
-    if debate.turn_order == TurnOrder.SEQUENTIAL and waiting and not busy:
-        _enqueue([waiting[0].pk])
-
-
-def _speech_prompt(speech: Speech) -> list[Any]:
-    debate = speech.debate
-    prompts = ProtocolPrompt.objects.get(protocol=debate.protocol)
-    other = Side.B if speech.side == Side.A else Side.A
-    values: dict[str, object] = {
-        "question": debate.question, "answer_a": debate.answer_a, "answer_b": debate.answer_b,
-        "my_answer": debate.answer(speech.side), "other_answer": debate.answer(other),
-        "passage": debate.passage or "(no passage)",
-        "speech_char_limit": debate.speech_char_limit,
-        "quote_char_limit": debate.quote_char_limit,
-        "round": speech.round, "max_rounds": debate.max_rounds,
-    }  # fmt: skip
-    return debater_messages(
-        system_template=prompts.debater_system,
-        turn_template=prompts.debater_turn,
-        values=values,
-        transcript=debate_transcript(debate, before=speech),
-    )
-
-
-def debate_transcript(debate: Debate, *, before: Speech | None) -> list[TranscriptEntry]:
-    """What a debater may see before its speech: earlier rounds, the judge's messages (round
-    0's came with the prior), and (sequential order only) the speeches already given this
-    round. `before=None`: the whole finished transcript."""
-    entries: list[TranscriptEntry] = []
-    messages = {turn.round: turn.message for turn in debate.judge_turns.all() if turn.message}
-    speeches = [s for s in debate.speeches.all() if s.status == SpeechStatus.DONE]
-    speeches.sort(key=lambda speech: (speech.round, speech.pk))
-    last_round = before.round if before else debate.current_round
-    for round_number in range(last_round + 1):
-        for speech in speeches:
-            if speech.round != round_number or (before and speech.pk == before.pk):
-                continue
-            same_round = before is not None and speech.round == before.round
-            if same_round and debate.turn_order == TurnOrder.SIMULTANEOUS:
-                continue
-            entries.append(TranscriptEntry(round_number, _speaker(debate, speech), speech.text))
-        if (before is None or round_number < before.round) and messages.get(round_number):
-            entries.append(TranscriptEntry(round_number, "Judge", messages[round_number]))
-    return entries
-
-
-def _speaker(debate: Debate, speech: Speech) -> str:
-    if debate.protocol == Protocol.CONSULTANCY:
-        return "Consultant"
-    return f"Debater {speech.side.upper()}"
 
 
 def debates_to_queue(*, queue: Queue, debates: QuerySet[Debate] | None = None) -> int:

@@ -1,7 +1,6 @@
 from celery import shared_task
 
-from debate.generation import speeches_generate
-from debate.services import speeches_requeue_stale
+from debate.generation import speeches_generate, speeches_requeue_stale
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)

@@ -17,7 +17,14 @@ from debate.forms import (
     judge_forms,
 )
 from debate.models import Protocol, ProtocolPrompt, Speech
-from debate.selectors import Viewer, debate_view, debate_viewer, debates_filtered, debates_for_judge
+from debate.selectors import (
+    Viewer,
+    debate_view,
+    debate_viewer,
+    debates_filtered,
+    debates_for_judge,
+    debates_page,
+)
 from debate.services import (
     debate_create,
     debate_prior_submit,
@@ -55,9 +62,14 @@ def debate_list(request: HttpRequest) -> HttpResponse:
     debates = debates_filtered(
         status=filters.get("status", ""),
         protocol=filters.get("protocol", ""),
+        origin=filters.get("source", ""),
         query=filters.get("q", ""),
-    )[:200]
-    context = {"form": form, "debates": debates, "queue_form": DebatesToQueueForm()}
+    )
+    page = debates_page(debates, filters.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {"form": form, "page": page, "query": query.urlencode(),
+               "queue_form": DebatesToQueueForm()}  # fmt: skip
     return render(request, "debate/debate_list.html", context)
 
 

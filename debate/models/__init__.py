@@ -5,6 +5,7 @@ from debate.models.live import (
     MAX_BEST_OF_N,
     Debate,
     DebateStatus,
+    FinalProbabilities,
     JudgeAction,
     JudgeTurn,
     Judgment,
@@ -17,6 +18,8 @@ from debate.models.live import (
     SpeechCandidate,
     SpeechStatus,
     TurnOrder,
+    judge_score,
+    judge_was_correct,
 )
 from debate.models.research import (
     BankQuestion,
@@ -29,7 +32,7 @@ from debate.models.research import (
 
 __all__ = [
     "JUDGE_TURN_PENALTY", "MAX_BEST_OF_N", "BankQuestion", "BatchStatus", "Debate", "DebateBatch",
-    "DebateStatus", "JudgeAction", "JudgeTurn", "Judgment", "Protocol", "ProtocolPrompt",
-    "QuestionBank", "RoundsMode", "Side", "Source", "Speech", "SpeechCandidate", "SpeechStatus",
-    "TurnOrder", "Verdict", "VerdictKind",
+    "DebateStatus", "FinalProbabilities", "JudgeAction", "JudgeTurn", "Judgment", "Protocol",
+    "ProtocolPrompt", "QuestionBank", "RoundsMode", "Side", "Source", "Speech", "SpeechCandidate",
+    "SpeechStatus", "TurnOrder", "Verdict", "VerdictKind", "judge_score", "judge_was_correct",
 ]  # fmt: skip

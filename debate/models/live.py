@@ -17,6 +17,43 @@ MAX_BEST_OF_N = 8
 JUDGE_TURN_PENALTY = 0.05
 
 
+def judge_score(p_correct: float, judge_turns: int) -> float:
+    """NYU's judge score: log2(p_correct) − JUDGE_TURN_PENALTY × judge turns."""
+    return math.log2(p_correct) - JUDGE_TURN_PENALTY * judge_turns
+
+
+def judge_was_correct(p_correct: float) -> bool:
+    """A judge is correct when their final probability on the correct answer is above 50 %
+    (50 % is not a choice, so it counts as wrong, as in the analytics)."""
+    return p_correct > 0.5
+
+
+class FinalProbabilities:
+    """What a final answer (a live Judgment, any judge's Verdict) says once the debate's correct
+    side is known: p correct, right or wrong, the judge score. None where no side is correct."""
+
+    debate: Debate
+    probability_a: int
+    judge_turns: int
+
+    @property
+    def probability_correct(self) -> float | None:
+        side = self.debate.correct_side
+        if not side:
+            return None
+        return (self.probability_a if side == Side.A else 100 - self.probability_a) / 100
+
+    @property
+    def correct(self) -> bool | None:
+        p = self.probability_correct
+        return None if p is None else judge_was_correct(p)
+
+    @property
+    def score(self) -> float | None:
+        p = self.probability_correct
+        return None if p is None else judge_score(p, self.judge_turns)
+
+
 class Protocol(models.TextChoices):
     DEBATE = "debate", "Debate (two debaters)"
     CONSULTANCY = "consultancy", "Consultancy (one consultant)"
@@ -293,7 +330,7 @@ class JudgeTurn(models.Model):
         return 100 - self.probability_a
 
 
-class Judgment(models.Model):
+class Judgment(FinalProbabilities, models.Model):
     debate = models.OneToOneField(Debate, on_delete=models.CASCADE, related_name="judgment")
     judge = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
     probability_a = models.PositiveSmallIntegerField(
@@ -310,17 +347,3 @@ class Judgment(models.Model):
     @property
     def probability_b(self) -> int:
         return 100 - self.probability_a
-
-    @property
-    def probability_correct(self) -> float | None:
-        side = self.debate.correct_side
-        if not side:
-            return None
-        return (self.probability_a if side == Side.A else 100 - self.probability_a) / 100
-
-    @property
-    def score(self) -> float | None:
-        p = self.probability_correct
-        if p is None:
-            return None
-        return math.log2(p) - JUDGE_TURN_PENALTY * self.judge_turns

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from debate.models.live import Debate
+from debate.models.live import Debate, FinalProbabilities
 from llm.models import ModelConfig
 
 
@@ -116,7 +116,7 @@ class VerdictKind(models.TextChoices):
     LLM = "llm", "LLM judge"
 
 
-class Verdict(models.Model):
+class Verdict(FinalProbabilities, models.Model):
     """A judge's final probabilities on a debate."""
 
     debate = models.ForeignKey(Debate, on_delete=models.CASCADE, related_name="verdicts")

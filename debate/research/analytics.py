@@ -8,7 +8,6 @@ in Python. A judge is correct when their final probability on the correct answer
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ import numpy as np
 from django.db import connection
 
 from core.stats import Share
-from debate.models import JUDGE_TURN_PENALTY, Protocol, Verdict, VerdictKind
+from debate.models import Protocol, Verdict, VerdictKind, judge_score, judge_was_correct
 from llm.models import ModelConfig
 
 # Calibration: the judge's confidence in the answer they chose, in five equal bins.
@@ -204,8 +203,8 @@ def _turn_bucket(turns: int) -> str:
 
 def group_stats(name: str, rows: Sequence[Row]) -> GroupStats:
     n = len(rows)
-    correct = [row.p_correct > 0.5 for row in rows]
-    score = [math.log2(row.p_correct) - JUDGE_TURN_PENALTY * row.turns for row in rows]
+    correct = [judge_was_correct(row.p_correct) for row in rows]
+    score = [judge_score(row.p_correct, row.turns) for row in rows]
     bins: list[CalibrationBin] = []
     ece = 0.0
     confidence = [max(row.p_correct, 1 - row.p_correct) for row in rows]

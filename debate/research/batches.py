@@ -27,7 +27,12 @@ from django.utils import timezone
 
 from annotations.kinds import QueueKind
 from annotations.models import Queue
-from debate.generation import GENERATION_BATCH, speeches_generate
+from debate.generation import (
+    GENERATION_BATCH,
+    debate_transcript,
+    speeches_generate,
+    speeches_reset,
+)
 from debate.models import (
     BankQuestion,
     BatchStatus,
@@ -48,7 +53,7 @@ from debate.models import (
 from debate.prompting import template_fill
 from debate.quotes import QUOTE_PATTERN
 from debate.records import BatchSpec
-from debate.services import debate_transcript, debates_to_queue, speeches_reset
+from debate.services import debates_to_queue
 from llm.backends.base import ChatMessage, Completion, GenerationError, GenerationParams
 from llm.models import ModelConfig
 
@@ -70,12 +75,14 @@ Transcript:
 {transcript}
 
 How likely is answer A to be correct? Reply with a number from 1 to 99, as \
-"Probability A: <number>", then one sentence of reasons."""
+"Probability A: <number>", then one sentence of reasons in your own words: do not repeat \
+the transcript."""
 
 NO_PROBABILITY = "[no probability in the reply, and no A/B votes: 50 % recorded]"
 # When the reply names no probability (small models seldom write one), the judge is asked
 # JUDGE_VOTES times, sampling, for one letter; P(A) = (votes for A + 1) / (votes + 2), so a
-# split vote reads 50 % and a unanimous one stays short of certainty.
+# split vote reads 50 % and a unanimous one stays short of certainty. A reply that is not A or
+# B is no vote: the note says how many of the JUDGE_VOTES were usable.
 JUDGE_VOTES = 8
 JUDGE_VOTE_QUESTION = "Which answer is correct? Reply with one letter only: A or B."
 _VOTE = re.compile(r"\b([AB])\b")
@@ -151,10 +158,15 @@ def judge_prompt_check(prompt: str) -> None:
         )
 
 
-def _enqueue_batch(batch_id: int) -> None:
-    from debate.tasks import debate_batch_run_task
+# Sent by its registered name, as debate.generation sends speeches: debate.tasks imports this
+# module, so this one does not import it back (debate.apps registers the tasks).
+BATCH_TASK = "debate.tasks.debate_batch_run_task"
 
-    debate_batch_run_task.delay(batch_id)
+
+def _enqueue_batch(batch_id: int) -> None:
+    from celery import current_app
+
+    current_app.tasks[BATCH_TASK].delay(batch_id)
 
 
 def _batch_debate(
@@ -337,7 +349,7 @@ def judge_probability(reply: str) -> int | None:
 def judge_votes(config: ModelConfig, debates: list[Debate]) -> dict[int, tuple[int, int]]:
     """(votes for A, votes for B) per debate: JUDGE_VOTES sampled one-letter answers each, from
     the same question, answers and transcript (never the passage). Unreadable votes count for
-    neither side."""
+    neither side (so the two can add up to fewer than JUDGE_VOTES)."""
     prompt = DEFAULT_JUDGE_PROMPT.rsplit("\n\n", 1)[0] + "\n\n" + JUDGE_VOTE_QUESTION
     # No seed: with one, an OpenAI-compatible server answers the same prompt the same way.
     params = config.generation_params(max_new_tokens=3, temperature=1.0, top_p=1.0, seed=None)
@@ -365,9 +377,57 @@ def _from_votes(votes: tuple[int, int]) -> tuple[int, str]:
         return 50, f"\n{NO_PROBABILITY}"
     probability = min(99, max(1, round(100 * (for_a + 1) / (for_a + for_b + 2))))
     return probability, (
-        f"\n[no probability in the reply: {probability} % from {for_a + for_b} sampled A/B votes"
-        f" ({for_a} A, {for_b} B)]"
+        f"\n[no probability in the reply: {probability} % from {for_a + for_b} usable of "
+        f"{JUDGE_VOTES} sampled votes ({for_a} A, {for_b} B)]"
     )
+
+
+# A run of this many words shared with a speech is a copy, not the judge's own reasons.
+COPY_RUN_WORDS = 12
+# Words, case-insensitive, without punctuation; markup (<quote>, <v_quote>) is not a word, so
+# a speech and the judge's marked transcript of it read the same.
+_COPY_WORD = re.compile(r"<[^>]*>|([^\W_]+)")
+
+
+def _words(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group(1).lower(), m.start(), m.end())
+            for m in _COPY_WORD.finditer(text) if m.group(1)]  # fmt: skip
+
+
+def copied_runs(
+    text: str, sources: list[str], *, run: int = COPY_RUN_WORDS
+) -> list[tuple[int, int]]:
+    """The (start, end) character spans of `text` that share a run of `run` or more words with
+    one of `sources` (overlapping runs merged), in order; [] when it copies nothing."""
+    grams: set[tuple[str, ...]] = set()
+    for source in sources:
+        said = [word for word, _, _ in _words(source)]
+        grams.update(tuple(said[i : i + run]) for i in range(len(said) - run + 1))
+    words = _words(text)
+    spans: list[tuple[int, int]] = []
+    for i in range(len(words) - run + 1):
+        if tuple(word for word, _, _ in words[i : i + run]) not in grams:
+            continue
+        start, end = words[i][1], words[i + run - 1][2]
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def rationale_uncopied(reply: str, speeches: list[str]) -> tuple[str, str]:
+    """(the rationale to store, the judge's own words): the reply with every run it copied
+    from a speech cut out, marked in the first and gone from the second, so a verdict never
+    passes a debater's words off as the judge's reasons, nor reads a probability from them."""
+    spans = copied_runs(reply, speeches)
+    marked, own, last = [], [], 0
+    for start, end in spans:
+        words = len(_words(reply[start:end]))
+        marked += [reply[last:start], f"[{words} words copied from a speech removed]"]
+        own += [reply[last:start], " "]
+        last = end
+    return "".join(marked + [reply[last:]]), "".join(own + [reply[last:]])
 
 
 def llm_judge_run(*, batch: DebateBatch, spec: BatchSpec) -> int:
@@ -396,7 +456,12 @@ def llm_judge_run(*, batch: DebateBatch, spec: BatchSpec) -> int:
             replies = [completion.text for completion in _generate(config, prompts, params)]
         except GenerationError as error:
             replies = [f"(the judge failed: {error})"] * len(chunk)
-        probabilities = [judge_probability(reply) for reply in replies]
+        readings = [
+            rationale_uncopied(reply, [speech.text for speech in debate.speeches.all()])
+            for debate, reply in zip(chunk, replies, strict=True)
+        ]
+        replies = [marked for marked, _ in readings]
+        probabilities = [judge_probability(own) for _, own in readings]
         unread = [debate for debate, p in zip(chunk, probabilities, strict=True) if p is None]
         votes = judge_votes(config, unread) if unread else {}
         with transaction.atomic():

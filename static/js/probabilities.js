@@ -20,3 +20,16 @@ document.addEventListener("htmx:oobBeforeSwap", (event) => {
     event.preventDefault();
   }
 });
+
+// A judge's submit commits, and the socket's push for that commit usually arrives before the
+// POST's own answer and replaces the panel, form and all. The answer (the same step, for when
+// the socket is down) then has nothing left to swap into: drop it, rather than let htmx look
+// for its out-of-band targets under a form no longer on the page. htmx fires beforeSwap on the
+// old panel, which no longer bubbles to the document: listen on the panel itself.
+document.addEventListener("htmx:beforeRequest", (event) => {
+  const panel = event.detail.target;
+  if (!(panel instanceof HTMLElement) || panel.id !== "judge-panel") return;
+  panel.addEventListener("htmx:beforeSwap", (swap) => {
+    if (!panel.isConnected) swap.detail.shouldSwap = false;
+  });
+});

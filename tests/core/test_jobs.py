@@ -133,7 +133,7 @@ def retry_offered(page: str, source: str, pk: int) -> bool:
 def test_a_running_speech_offers_no_retry_and_refuses_one_until_its_worker_falls_silent(
     jobs, admin_user, django_capture_on_commit_callbacks
 ):
-    from debate.services import SPEECH_STALE_AFTER
+    from debate.generation import SPEECH_STALE_AFTER
 
     speech = jobs["speech"]
     client = signed_in(admin_user)

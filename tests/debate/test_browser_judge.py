@@ -2,6 +2,7 @@
 finished speeches and tells the page, as a worker would) and looks at what the judge sees and
 what the judge's forms send."""
 
+import os
 import time
 from pathlib import Path
 from urllib.parse import parse_qs
@@ -9,15 +10,15 @@ from urllib.parse import parse_qs
 import pytest
 
 from core.streams import stream_send
+from debate.events import debate_group_name
 from debate.models import Debate, DebateStatus, SpeechStatus
 from debate.quotes import quotes_verify
-from debate.services import debate_group_name
 from tests.factories import DebateFactory
 from tests.helpers import browser_login
 
 pytestmark = [pytest.mark.browser]
 
-SHOTS = Path("/tmp/h2")
+SHOTS = Path(os.environ.get("ARBITER_SCREENSHOTS", "/tmp/h2"))
 SECRET = "zanzibar-lighthouse-7731"
 PASSAGE = (
     "The keeper painted his door green every spring, because the salt wind peeled it by "
@@ -99,6 +100,9 @@ def test_a_judge_carries_beliefs_over_turns_and_sees_the_passage_only_after_judg
             else None
         ),
     )
+    console: list[str] = []
+    page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda error: console.append(str(error)))
     browser_login(page, url, "annotator1")
     page.goto(f"{url}/debates/{debate.pk}/")
     page.wait_for_selector("#judge-panel [name=probability_a]")
@@ -113,6 +117,8 @@ def test_a_judge_carries_beliefs_over_turns_and_sees_the_passage_only_after_judg
     shoot(page, "judge-prior")
     page.click("text=Start the debate")
     page.wait_for_selector("#transcript .judge-turn.prior")
+    page.wait_for_timeout(200)
+    assert console == [], "the prior's submit logged errors"
     prior = page.inner_text("#transcript .judge-turn.prior")
     assert "A 60% · B 40%" in prior and "Both of you: <b>quote</b> the passage." in prior
     assert sent[-1]["probability_a"] == ["60"] and sent[-1]["probability_b"] == ["40"]
@@ -160,10 +166,14 @@ def test_a_judge_carries_beliefs_over_turns_and_sees_the_passage_only_after_judg
     page.fill("#judge-panel [name=rationale]", "A quoted the door; B's quote was not found.")
     page.click("text=End and judge")
     page.wait_for_selector("#reveal .passage mark.quote.verified")
+    page.wait_for_timeout(200)
+    assert console == [], "the judgment's submit logged errors"
     assert sent[-1]["probability_a"] == ["75"] and sent[-1]["action"] == ["end"]
     marks = page.locator("#reveal .passage mark.quote.verified").all_inner_texts()
     assert marks == ["painted his door green every spring", "The boat shed beside it stayed red"]
     assert SECRET in page.inner_text("#reveal")
+    assert "The passage, now that you have judged" in page.inner_text("#reveal h2")
+    assert "Hidden until" not in page.inner_text("#reveal")
     assert "Correct answer: A" in page.inner_text("#judge-panel")
     assert page.locator("#transcript .judge-turn").count() == 3
     assert page.locator("#beliefs circle.side-a").count() == 3

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from debate.events import debate_changed
 from debate.models import DebateStatus, Speech, SpeechCandidate, SpeechStatus
-from debate.services import _broadcast_changed
 from tests.factories import DebateFactory
 from tests.helpers import browser_login
 
@@ -97,7 +97,7 @@ def test_each_speech_card_shows_the_state_its_worker_recorded(
     assert "Green <b>paint</b>." in observer.locator(".candidate-list").inner_text()  # escaped
     # A live refresh of the transcript leaves the list the researcher opened open (hx-preserve).
     with socket.value.expect_event("framereceived"):
-        _broadcast_changed(debate.pk)
+        debate_changed(debate.pk)
     observer.wait_for_timeout(300)
     assert observer.locator(".candidates").evaluate("details => details.open")
     if SHOTS:

@@ -4,8 +4,9 @@ from channels.layers import get_channel_layer
 from channels.testing.websocket import WebsocketCommunicator
 
 from config.asgi import application
+from debate.events import debate_group_name
 from debate.models import Debate, DebateStatus, SpeechStatus
-from debate.services import debate_group_name, debate_prior_submit, judge_turn_submit
+from debate.services import debate_prior_submit, judge_turn_submit
 from tests.factories import DebateFactory
 from tests.helpers import ORIGIN, session_cookie
 

@@ -116,7 +116,7 @@ def test_a_batch_whose_worker_died_resumes_where_it_stopped(
 
     from django.utils import timezone
 
-    from debate.services import speeches_requeue_stale
+    from debate.generation import speeches_requeue_stale
 
     with django_capture_on_commit_callbacks(execute=True):
         batch = _batch(researcher)
@@ -182,10 +182,15 @@ def test_a_batch_needs_enough_questions_and_a_judge(researcher, batch_sent):
 def test_a_judge_that_names_no_probability_is_read_from_sampled_votes(
     researcher, batch_sent, monkeypatch
 ):
-    """6 votes for A and 2 for B read as (6 + 1) / (8 + 2) = 70 %; the vote prompts hold the
+    """6 votes for A and 2 for B read as (6 + 1) / (8 + 2) = 70 %; replies that are not A or B
+    are no votes, and the note says how many of the 8 were usable; the vote prompts hold the
     transcript and never the passage; a judge that cannot even vote is recorded as 50 %."""
     calls: list[tuple[list, object]] = []
-    letters = iter(["A", " a.", "A", "B", "A because", "b", "A", "A"] + ["maybe"] * 8)
+    letters = iter(
+        ["A", " a.", "A", "B", "A because", "b", "A", "A"]
+        + ["A", "maybe", "A", "B", "?", "A", "", "nope"]
+        + ["maybe"] * 8
+    )
 
     def generate(config, prompts, params):
         calls.append((prompts, params))
@@ -197,17 +202,19 @@ def test_a_judge_that_names_no_probability_is_read_from_sampled_votes(
         return [Completion(text=text(), usage=usage, finish_reason="stop") for _ in prompts]
 
     monkeypatch.setattr(batches, "_generate", generate)
-    batch = _batch(researcher, count=2)
+    batch = _batch(researcher, count=3)
     batch_run(batch_id=batch.pk)
 
     votes = [(prompts, params) for prompts, params in calls if len(prompts) == batches.JUDGE_VOTES]
-    assert len(votes) == 2 and all(params.temperature == 1.0 for _, params in votes)
+    assert len(votes) == 3 and all(params.temperature == 1.0 for _, params in votes)
     for debate in batch.debates.all():
         assert debate.passage.split()[-1].rstrip(".") not in str(votes)
     verdicts = list(Verdict.objects.filter(kind="llm").order_by("debate_id"))
-    assert [v.probability_a for v in verdicts] == [70, 50]
-    assert "70 % from 8 sampled A/B votes (6 A, 2 B)" in verdicts[0].rationale
-    assert verdicts[1].rationale.endswith(batches.NO_PROBABILITY)
+    assert [v.probability_a for v in verdicts] == [70, 67, 50]
+    assert "70 % from 8 usable of 8 sampled votes (6 A, 2 B)" in verdicts[0].rationale
+    # (3 + 1) / (4 + 2): four replies were no vote.
+    assert "67 % from 4 usable of 8 sampled votes (3 A, 1 B)" in verdicts[1].rationale
+    assert verdicts[2].rationale.endswith(batches.NO_PROBABILITY)
 
 
 def test_the_bundled_model_casts_votes_a_judge_can_read():
@@ -225,6 +232,61 @@ def test_the_bundled_model_casts_votes_a_judge_can_read():
                           text="The door is red, like the shed beside it.")  # fmt: skip
     for_a, for_b = batches.judge_votes(debate.debater_a_config, [debate])[debate.pk]
     assert for_a + for_b >= 1
+
+
+COPIED = (
+    "The keeper painted the door green every spring, because 90 boats could then see it "
+    "through the fog of the channel."
+)
+
+
+def test_a_judge_that_copies_a_speech_has_the_copy_cut_out_and_no_probability_read_from_it(
+    researcher, batch_sent, monkeypatch
+):
+    """The bundled judge gave back a debater's speech as its rationale: the stored rationale
+    marks the copied run instead, and the 90 in the speech is not taken for the judge's
+    probability (the votes decide)."""
+
+    class Model:
+        def __init__(self, config):
+            pass
+
+        def generate_batch(self, prompts, *, params):
+            content = prompts[0][-1]["content"]
+            if batches.JUDGE_VOTE_QUESTION in content:
+                text = "B"
+            elif "Probability A" in content:
+                text = f"{COPIED.upper()} So A wins."
+            else:
+                text = f"<quote>{COPIED}</quote>"
+            usage = Usage(prompt_tokens=1, completion_tokens=1, time_to_first_token_s=None,
+                          total_s=0)  # fmt: skip
+            return [Completion(text=text, usage=usage, finish_reason="stop") for _ in prompts]
+
+    monkeypatch.setattr(llm.generation, "backend_for", Model)
+    batch = _batch(researcher, count=1)
+    batch_run(batch_id=batch.pk)
+    verdict = Verdict.objects.get(kind="llm", debate__batch=batch)
+    assert verdict.probability_a == 10  # (0 + 1) / (8 + 2): eight votes for B
+    assert verdict.rationale.startswith("[21 words copied from a speech removed]. So A wins.")
+    assert "KEEPER" not in verdict.rationale and "0 usable" not in verdict.rationale
+
+
+@pytest.mark.parametrize(
+    ("reply", "copied"),
+    [
+        # 11 words in a row of the speech: the judge's own sentence may use them.
+        ("I think the keeper painted the door green every spring, because boats", []),
+        # 12: a copy, whatever the case, punctuation or quote markup.
+        ("Yes: THE KEEPER painted the <v_quote>door green every spring</v_quote> because 90 "
+         "boats could. Right.", ["THE KEEPER painted the <v_quote>door green every "
+                                 "spring</v_quote> because 90 boats could"]),
+        ("", []),
+    ],
+)  # fmt: skip
+def test_a_copied_run_is_twelve_words_shared_with_a_speech(reply, copied):
+    spans = batches.copied_runs(reply, [f"<quote>{COPIED}</quote>", "Another speech."])
+    assert [reply[start:end] for start, end in spans] == copied
 
 
 @pytest.mark.parametrize(

@@ -6,17 +6,14 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from debate import generation
-from debate.models import DebateStatus, JudgeAction, Protocol, Speech, SpeechStatus, TurnOrder
-from debate.services import (
+from debate.generation import (
     SPEECH_STALE_AFTER,
     SpeechSuperseded,
-    debate_create,
-    debate_prior_submit,
     debate_transcript,
-    judge_turn_submit,
-    speech_retry,
     speeches_requeue_stale,
 )
+from debate.models import DebateStatus, JudgeAction, Protocol, Speech, SpeechStatus, TurnOrder
+from debate.services import debate_create, debate_prior_submit, judge_turn_submit, speech_retry
 from tests.factories import DebateFactory, ModelConfigFactory
 
 
@@ -50,7 +47,9 @@ def test_a_debate_from_prior_to_judgment(enqueued, django_capture_on_commit_call
     debate.refresh_from_db()
     round_one = list(debate.speeches.filter(round=1))
     assert [s.side for s in round_one] == ["a", "b"]
-    assert all(s.status == SpeechStatus.DONE and s.text for s in round_one)
+    assert all(s.status == SpeechStatus.DONE and s.text for s in round_one), [
+        (s.status, s.error) for s in round_one
+    ]
     assert all(s.completion_tokens and s.config_snapshot["params"] for s in round_one)
     assert debate.status == DebateStatus.AWAITING_JUDGE
 
@@ -287,7 +286,7 @@ def test_a_worker_given_up_on_writes_nothing_more_and_stops(enqueued, monkeypatc
     debate = DebateFactory()
     debate_prior_submit(debate_id=debate.pk, judge=debate.judge, probability_a=50)
     speech = debate.speeches.get(side="a")
-    save = generation._speech_text_save
+    save = generation.speech_text_save
     refused: list[str] = []
 
     def save_after_a_takeover(speech_id, attempt, text, tokens):
@@ -300,13 +299,13 @@ def test_a_worker_given_up_on_writes_nothing_more_and_stops(enqueued, monkeypatc
             refused.append(str(error))
             raise
 
-    monkeypatch.setattr(generation, "_speech_text_save", save_after_a_takeover)
+    monkeypatch.setattr(generation, "speech_text_save", save_after_a_takeover)
     speech_generate(speech_id=speech.pk)  # returns quietly: its attempt was superseded
     speech.refresh_from_db()
     assert refused == [f"speech {speech.pk} is no longer on attempt 1"]
     assert (speech.status, speech.text, speech.attempt) == (SpeechStatus.QUEUED, "", 1)
 
-    monkeypatch.setattr(generation, "_speech_text_save", save)
+    monkeypatch.setattr(generation, "speech_text_save", save)
     speech_generate(speech_id=speech.pk)
     speech.refresh_from_db()
     assert speech.status == SpeechStatus.DONE and speech.attempt == 2 and speech.text

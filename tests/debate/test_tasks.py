@@ -12,3 +12,16 @@ def test_stale_speeches_are_swept_every_minute_on_the_default_queue():
     assert app.amqp.router.route({}, "debate.tasks.speeches_generate_task")["queue"].name == (
         "generation"
     )
+
+
+def test_the_tasks_sent_by_name_are_the_registered_tasks():
+    """debate.generation and debate.research.batches send their tasks by name, so that
+    debate.tasks imports them and not the other way round: the names must stay true."""
+    from celery import current_app
+
+    from debate import tasks
+    from debate.generation import SPEECHES_TASK
+    from debate.research.batches import BATCH_TASK
+
+    assert current_app.tasks[SPEECHES_TASK] is tasks.speeches_generate_task._get_current_object()
+    assert current_app.tasks[BATCH_TASK] is tasks.debate_batch_run_task._get_current_object()

@@ -4,8 +4,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from debate.models import Debate, DebateStatus, JudgeTurn, SpeechStatus
+from debate.models import Debate, DebateBatch, DebateStatus, JudgeTurn, Speech, SpeechStatus
 from debate.services import debate_prior_submit, judge_turn_submit
+from tests.debate.research_factories import QuestionBankFactory, imported_rooms
 from tests.factories import DebateFactory, ModelConfigFactory
 from tests.helpers import signed_in
 
@@ -127,6 +128,78 @@ def test_the_list_filters(researcher, annotator):
     assert "about lighthouses" not in html.content.decode()
     bad = signed_in(researcher).get(reverse("debate:list"), {"status": "nonsense"})
     assert bad.status_code == 200  # an invalid filter shows everything, not an error page
+
+
+def test_the_list_pages_counts_and_filters_by_source(researcher, annotator):
+    imported_rooms(60)
+    bank = QuestionBankFactory()
+    batch = DebateBatch.objects.create(name="b", bank=bank, spec={}, created_by=researcher)
+    DebateFactory.create_batch(2, judge=annotator, batch=batch, question="a batch debate")
+    DebateFactory(judge=annotator, question="a live debate")
+    client = signed_in(researcher)
+
+    def rows(response) -> list[str]:
+        return re.findall(r"<tr><td>(\d+)</td>", response.content.decode())
+
+    first = client.get(reverse("debate:list"))
+    html = first.content.decode()
+    assert len(rows(first)) == 50
+    assert "<strong>63</strong> debates, 1–50 shown" in html and "page 1 of 2" in html
+    # Every filter box is labelled.
+    for label in ("Status", "Protocol", "Source", "Question contains"):
+        assert re.search(rf"<label>{label} <(select|input)", html), label
+    second = client.get(reverse("debate:list"), {"page": "2"})
+    assert len(rows(second)) == 13 and not set(rows(first)) & set(rows(second))
+    # Out of range: the last page, not an error.
+    assert rows(client.get(reverse("debate:list"), {"page": "99"})) == rows(second)
+
+    imported = client.get(reverse("debate:list"), {"source": "imported"})
+    assert "<strong>60</strong> debates" in imported.content.decode()
+    nyu = client.get(reverse("debate:list"), {"source": "imported:nyu-2023", "page": "2"})
+    assert len(rows(nyu)) == 10 and "source=imported%3Anyu-2023&amp;page=1" in nyu.content.decode()
+    by_source = {
+        source: client.get(reverse("debate:list"), {"source": source}).content.decode()
+        for source in ("batch", "live", "imported:arbiter")
+    }
+    assert (
+        by_source["batch"].count("a batch debate") == 2
+        and "a live debate" not in by_source["batch"]
+    )
+    assert "a live debate" in by_source["live"] and "a batch debate" not in by_source["live"]
+    assert "<strong>0</strong> debates" in by_source["imported:arbiter"]
+    bad = client.get(reverse("debate:list"), {"source": "nowhere"}).content.decode()
+    assert "<strong>63</strong> debates" in bad and "Source: Select a valid choice" in bad
+
+
+def test_imported_rooms_show_their_judge_score_and_whether_the_judge_was_right(researcher):
+    right, wrong = imported_rooms(2)  # 10 % on A with A correct; 11 % on A with B correct
+    client = signed_in(researcher)
+    listed = client.get(reverse("debate:list")).content.decode()
+    # log2(0.10) − 0.05 × 0 and log2(0.89) − 0.05 × 1
+    assert "-3.322" in listed and "-0.218" in listed
+    assert listed.count('verdict-result wrong">wrong') == 1
+    assert listed.count('verdict-result correct">correct') == 1
+    panel = client.get(reverse("debate:detail", args=[right.pk])).content.decode()
+    assert 'verdict-result wrong">wrong</strong> <span class="muted small">(10% on' in panel
+    assert "score <strong>-3.322</strong>" in panel
+    panel = client.get(reverse("debate:detail", args=[wrong.pk])).content.decode()
+    assert 'verdict-result correct">correct' in panel and "score <strong>-0.218</strong>" in panel
+
+
+def test_a_quote_given_six_times_is_listed_once_with_its_count(researcher, annotator):
+    debate = DebateFactory(judge=annotator, status=DebateStatus.AWAITING_JUDGE, current_round=1)
+    quote = {"text": "painted his door green", "verified": True}
+    Speech.objects.create(debate=debate, round=1, side="a", status=SpeechStatus.DONE,
+                          text="x", quotes=[quote] * 6)  # fmt: skip
+    unverified = {"text": "stayed red", "verified": False}
+    Speech.objects.create(debate=debate, round=1, side="b", status=SpeechStatus.DONE,
+                          text="y", quotes=[quote, unverified])  # fmt: skip
+    for user in (annotator, researcher):
+        html = signed_in(user).get(reverse("debate:detail", args=[debate.pk])).content.decode()
+        quotes = html[html.index('id="quotes"') :]
+        assert quotes.count("painted his door green") == 2  # once for A (× 6), once for B
+        assert '<span class="side-tag">A</span> painted his door green <span' in quotes
+        assert "× 6</span>" in quotes and "× 1" not in quotes and "stayed red" not in quotes
 
 
 def test_prompts_reject_broken_placeholders(researcher):
