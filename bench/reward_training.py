@@ -42,6 +42,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("REWARD_MIN_HELDOUT_PAIRS", "8")
 
+from core.stats import Share  # noqa: E402  (after the path and environment above)
+
 WORDS = [
     "tides",
     "rainbows",
@@ -103,9 +105,10 @@ def make_pairs(n: int, seed: int, *, noise: float, long: bool) -> list[tuple[str
     return out
 
 
-def accuracy(scores_chosen: list[float], scores_rejected: list[float]) -> float:
+def accuracy(scores_chosen: list[float], scores_rejected: list[float]) -> Share:
+    """Pairs where the chosen text scores higher, with n and the Wilson interval."""
     right = sum(c > r for c, r in zip(scores_chosen, scores_rejected, strict=True))
-    return right / len(scores_chosen)
+    return Share(right, len(scores_chosen))
 
 
 def part_full(n: int) -> None:
@@ -191,8 +194,8 @@ def part_full(n: int) -> None:
         " (target <= 1.0)"
     )
     print(
-        f"    held-out accuracy on {len(heldout)} pairs: ours {ours_acc:.3f}, TRL {trl_acc:.3f}"
-        f" ({(ours_acc - trl_acc) * 100:+.1f} points; target >= -1)"
+        f"    held-out accuracy: ours {ours_acc.text}, TRL {trl_acc.text}"
+        f" ({(ours_acc.k - trl_acc.k) * 100 / ours_acc.n:+.1f} points; target >= -1)"
     )
 
 
@@ -285,7 +288,7 @@ def part_fast(n: int) -> int:
     print(
         f"(2) fast training, {m.train_pairs + m.heldout_pairs} pairs, {m.embedded_texts} texts"
         f" embedded: label -> {version.status} in {took:.1f} s; ratio to the 30 s target"
-        f" {took / 30:.2f} (held-out accuracy {m.heldout_accuracy:.3f})"
+        f" {took / 30:.2f} (held-out accuracy {version.heldout.text if version.heldout else '-'})"
     )
     assert Assignment.objects.filter(queue=queue).exists()
     return reward_model.pk
