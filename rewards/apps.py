@@ -6,7 +6,9 @@ class RewardsConfig(AppConfig):
 
     def ready(self) -> None:
         from annotations.hooks import labels_committed_register
-        from rewards import jobs
+
+        # tasks: registers the tasks rewards.services sends by name.
+        from rewards import jobs, tasks  # noqa: F401
         from rewards.services import labels_committed
 
         jobs.register()

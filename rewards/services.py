@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from celery import Task, current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
@@ -124,6 +125,17 @@ def reward_model_save(
     return reward_model
 
 
+# The tasks these services send, by their registered names: rewards.tasks imports this module,
+# so this one does not import it back (rewards.apps registers the tasks in every process).
+TRAINING_TASK = "rewards.tasks.reward_training_task"
+SCORES_REFRESH_TASK = "rewards.tasks.reward_scores_refresh_task"
+DEBATE_SCORES_FILL_TASK = "rewards.tasks.debate_scores_fill_task"
+
+
+def _task(name: str) -> Task:
+    return current_app.tasks[name]
+
+
 # --- starting runs ------------------------------------------------------------------------
 def reward_training_start(
     *,
@@ -135,8 +147,6 @@ def reward_training_start(
 ) -> RewardVersion | None:
     """Queue a training run, enqueued on commit; None if one is already queued or running
     (the partial unique index decides, so racing triggers start one run)."""
-    from rewards.tasks import reward_training_task
-
     hp = default_hyperparameters(speed=speed, max_length=reward_model.max_length)
     try:
         with transaction.atomic():
@@ -150,10 +160,10 @@ def reward_training_start(
                 created_by=user,
                 attempt=attempt,
             )
-            transaction.on_commit(lambda: reward_training_task.delay(version.pk))
+            transaction.on_commit(lambda: _task(TRAINING_TASK).delay(version.pk))
     except IntegrityError:
         return None
-    _announce(reward_model.pk, version)
+    version_announce(reward_model.pk, version)
     return version
 
 
@@ -329,7 +339,7 @@ def reward_versions_reap(*, now: datetime | None = None) -> list[RewardVersion]:
         if not failed:
             continue
         version.status = Status.FAILED
-        _announce(version.reward_model_id, version)
+        version_announce(version.reward_model_id, version)
         retry = reward_training_start(
             reward_model=version.reward_model,
             speed=version.speed,
@@ -368,16 +378,14 @@ def reward_version_rollback(*, version: RewardVersion, user: User) -> RewardVers
         reward_model.save(update_fields=["active_version"])
         transaction.on_commit(lambda: _after_activation(reward_model.pk))
     version.refresh_from_db()
-    _announce(reward_model.pk, version)
+    version_announce(reward_model.pk, version)
     return version
 
 
 def _after_activation(reward_model_id: int) -> None:
-    from rewards.tasks import debate_scores_fill_task, reward_scores_refresh_task
-
-    reward_scores_refresh_task.delay(reward_model_id)
+    _task(SCORES_REFRESH_TASK).delay(reward_model_id)
     # The automatic judge may now pick this version: debates get its scores.
-    debate_scores_fill_task.delay()
+    _task(DEBATE_SCORES_FILL_TASK).delay()
 
 
 def version_promote(
@@ -451,7 +459,7 @@ def artifact_remove(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _announce(reward_model_id: int, version: RewardVersion) -> None:
+def version_announce(reward_model_id: int, version: RewardVersion) -> None:
     event = {"version": version.pk, "number": version.number, "step": version.progress_step,
              "total": version.progress_total, "loss": None, "status": version.status}  # fmt: skip
     transaction.on_commit(lambda: _send(reward_model_id, event))

@@ -1,6 +1,13 @@
+"""Celery tasks: each takes ids and calls the worker's side. The services send them by name
+(rewards.services), so nothing imports this module back; training is imported inside the
+tasks that train, since it loads torch and the web process never does."""
+
 from __future__ import annotations
 
 from celery import shared_task
+
+from rewards.auto_judge import debate_scores_fill
+from rewards.services import reward_models_check, reward_scores_due, reward_versions_reap
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -22,8 +29,6 @@ def reward_scores_refresh_task(reward_model_id: int, only_missing: bool = False)
 def reward_models_check_task() -> None:
     """Every few seconds (CELERY_BEAT_SCHEDULE, on the default queue, not behind a training):
     reap runs whose worker died, start the runs that are due, score new open items."""
-    from rewards.services import reward_models_check, reward_scores_due, reward_versions_reap
-
     reward_versions_reap()
     reward_models_check()
     # Items added since the active version went live get its scores too.
@@ -35,6 +40,4 @@ def reward_models_check_task() -> None:
 def debate_scores_fill_task() -> None:
     """Every minute (CELERY_BEAT_SCHEDULE) and after each promotion or roll back: the
     automatic judge scores debates that have no score from its version (a bounded batch)."""
-    from rewards.auto_judge import debate_scores_fill
-
     debate_scores_fill()

@@ -43,6 +43,7 @@ from rewards.services import (
     file_sha256,
     reward_model_readiness_forget,
     split_groups_store,
+    version_announce,
     version_finish,
     version_heartbeat,
     version_progress,
@@ -395,10 +396,9 @@ def _too_few(version: RewardVersion, metrics: Metrics, started: float, reason: s
 
 
 def _notify(version_id: int) -> None:
-    from rewards.services import _announce
 
     version = RewardVersion.objects.get(pk=version_id)
-    _announce(version.reward_model_id, version)
+    version_announce(version.reward_model_id, version)
 
 
 # --- using the active version -------------------------------------------------------------
