@@ -16,7 +16,7 @@ from amplification.models import TreeStatus
 from amplification.schemas import TreeExport
 from amplification.selectors import tree_export, tree_for_user, trees_filtered
 from amplification.services import tree_import
-from config.api import Body, Id, api_user, errors, researchers
+from config.api_contract import Body, Id, api_user, errors, researchers
 from core.text import StoredText
 
 trees = Router(tags=["amplification"], auth=researchers)

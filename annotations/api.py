@@ -45,7 +45,7 @@ from annotations.services import (
     label_undo,
     queue_item_claim,
 )
-from config.api import (
+from config.api_contract import (
     Body,
     Id,
     Refusal,

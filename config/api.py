@@ -1,7 +1,8 @@
 """The one JSON API (django-ninja): bearer-token auth, strict input, one error shape, and each
 app's Router.
 
-Apps contribute a `Router` in their own `api.py`; `_mount()` below mounts them, so the debate,
+Apps contribute a `Router` in their own `api.py`, built from config/api_contract.py (auth, the
+error shape, the body base); `_mount()` below mounts them, so the debate,
 amplification and reward-model APIs share one OpenAPI document (`/api/docs`), one
 authentication, and the fuzz test (tests/config/test_api_fuzz.py), which fuzzes every mounted
 operation from that document.
@@ -40,129 +41,26 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable
-from datetime import timedelta
 from functools import partial
 from json import JSONDecodeError
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.utils import timezone
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI
 from ninja.errors import HttpError
 from ninja.errors import ValidationError as RequestInvalid
 from ninja.params.models import ParamModel
 from ninja.parser import Parser
-from ninja.security import HttpBearer
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
 
-from annotations.models import ApiToken
-from annotations.services import AnnotationError, api_token_digest
-from core import sql
-from core.roles import Role, role_columns, roles_remember, user_has_role
+from annotations.services import AnnotationError
+from config.api_contract import (
+    TokenAuth,
+    problem_body,
+)
 from core.text import TextRefused, text_refuse
-from core.types import DbId
 from core.validation import problem_message
-
-# Writing last_used_at on every call would put an UPDATE on the hot path.
-TOKEN_TOUCH_EVERY = timedelta(minutes=5)
-
-
-# Every API call runs this: a prepared statement, not an ORM build (core/sql.py).
-_TOKEN_USER = f"""
-SELECT {sql.columns(User, "u")}, t.id,
-       (t.last_used_at IS NULL OR t.last_used_at < %(stale)s), {role_columns("u.id")}
-FROM annotations_apitoken t JOIN auth_user u ON u.id = t.user_id
-WHERE t.digest = %(digest)s AND u.is_active
-"""
-
-
-class TokenAuth(HttpBearer):
-    """A bearer token of an active user; with `roles`, a user holding none of them is refused
-    (403) here, before the operation reads its input."""
-
-    def __init__(self, *roles: Role) -> None:
-        super().__init__()
-        self.roles = roles
-
-    def authenticate(self, request: HttpRequest, token: str) -> User | None:
-        now = timezone.now()
-        params = {"digest": api_token_digest(token), "stale": now - TOKEN_TOUCH_EVERY}
-        found = sql.fetch_model(User, _TOKEN_USER, params)
-        if found is None:
-            return None
-        user, (token_id, stale, *roles) = found
-        roles_remember(user, roles)
-        if stale:
-            ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
-        request.user = user
-        if self.roles and not any(user_has_role(user, role) for role in self.roles):
-            raise HttpError(403, f"This needs the {' or '.join(self.roles)} role.")
-        return user
-
-
-# The routers' `auth=`: who may call an operation at all.
-researchers = TokenAuth(Role.RESEARCHER)
-annotators = TokenAuth(Role.ANNOTATOR)
-
-
-class FieldError(Schema):
-    field: str = Field(description="dotted path to the field, e.g. `queues.0`; `file` for a file")
-    line: int | SkipJsonSchema[None] = Field(
-        default=None, description="the line of the uploaded file the problem is on, if one"
-    )
-    message: str
-
-
-class Problem(Schema):
-    """Every 4xx body: what was refused, and each problem by field (empty when the refusal is
-    about no one field)."""
-
-    detail: str
-    errors: list[FieldError]
-
-
-class Body(BaseModel):
-    """The base of every request schema, body, query or path: fields it does not name are
-    refused (a 422), as the document says. A plain pydantic model, not ninja's Schema: that
-    one reads its input through attribute access, which would validate a JSON body as Python
-    objects (and strictly, refuse `"2024-01-01"` as a date)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-class Refusal(HttpError):
-    """A 4xx naming its problems: `errors` are `{"field", "line"?, "message"}` dicts."""
-
-    def __init__(self, status: int, detail: str, errors: Iterable[dict[str, Any]] = ()) -> None:
-        super().__init__(status, detail)
-        self.errors = list(errors)
-
-
-def problem_body(detail: str, errors: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
-    return {"detail": detail, "errors": list(errors)}
-
-
-# Ids as the database stores them (bigint): a bound in the document and on the server.
-Id = DbId
-
-
-def errors(*statuses: int) -> dict[int, Any]:
-    """Documented error responses for an operation's `response=`: 400, 401, 413 (a body over
-    the server's limit) and 422 always, plus each of `statuses`; e.g.
-    `response={200: QueueOut} | errors(403, 404)`."""
-    return dict.fromkeys(sorted({400, 401, 413, 422, *statuses}), Problem)
-
-
-def api_user(request: HttpRequest) -> User:
-    """The token's user (TokenAuth has run)."""
-    user = request.auth  # type: ignore[attr-defined]
-    assert isinstance(user, User)
-    return user
 
 
 class TextCheckingParser(Parser):

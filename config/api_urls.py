@@ -6,7 +6,8 @@ The pages' URLconf (config/urls.py) includes the same API, so pages can link to 
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
-from config.api import api, problem_body
+from config.api import api
+from config.api_contract import problem_body
 
 urlpatterns = [path("api/", api.urls)]
 

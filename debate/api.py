@@ -18,7 +18,7 @@ from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import Field
 
-from config.api import Body, Id, api_user, errors, researchers
+from config.api_contract import Body, Id, api_user, errors, researchers
 from core.roles import Role, user_has_role
 from core.text import StoredText
 from core.types import IsoDate

@@ -15,7 +15,7 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from annotations.kinds import MAX_TEXT_CHARS
-from config.api import Body, Id, api_user, errors, researchers
+from config.api_contract import Body, Id, api_user, errors, researchers
 from core.stats import METHOD, Share
 from core.text import StoredText
 from rewards.models import RewardModel, RewardVersion, Speed

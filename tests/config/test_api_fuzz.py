@@ -29,8 +29,9 @@ from schemathesis.checks import positive_data_acceptance
 from schemathesis.core.failures import AcceptedNegativeData, Failure, FailureGroup
 
 from annotations.exports import ExportSpec
-from config.api import ArbiterAPI, TextCheckingParser, errors
+from config.api import ArbiterAPI, TextCheckingParser
 from config.api_asgi import ApiHandler
+from config.api_contract import errors
 from config.asgi import application
 from tests.helpers import FUZZ_EXAMPLES, FUZZ_SEED, fuzz_world
 
