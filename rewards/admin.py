@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from core.admin import ServiceCreatedInline, ServiceWrittenAdmin
-from rewards.models import DebateScore, Embedding, RewardModel, RewardVersion
+from rewards.models import DebateScore, Embedding, RewardModel, RewardVersion, SplitGroup
 
 
 class VersionInline(ServiceCreatedInline):
@@ -40,3 +40,11 @@ class DebateScoreAdmin(ServiceWrittenAdmin):
     list_display = ["debate_id", "version", "probability_a", "reward_a", "reward_b", "scored_at"]
     search_fields = ["=debate_id"]
     # The automatic judge writes them (rewards/auto_judge.py).
+
+
+@admin.register(SplitGroup)
+class SplitGroupAdmin(ServiceWrittenAdmin):
+    list_display = ["reward_model", "group", "heldout", "created_at"]
+    list_filter = ["heldout"]
+    search_fields = ["group"]
+    # A side is stored once by a training run and never changed (rewards/data.py).
