@@ -222,3 +222,22 @@ def wait_for(
         time.sleep(interval)
     detail = f"; {log_tail(log)}" if log else ""
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+
+
+def sideways_overflow(page: Any) -> int:
+    """How far the page scrolls sideways, in px (0 when it fits its viewport)."""
+    return page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+
+
+def screenshots_at_both_widths(page: Any, folder: Path, name: str) -> None:
+    """Screenshots at 1366 and 390 px into `folder`; at each width the page does not scroll
+    sideways (a wide table scrolls inside its own box). Leaves the page at 1366 px."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for width in (1366, 390):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=str(folder / f"{name}-{width}.png"), full_page=True)
+        overflow = sideways_overflow(page)
+        assert overflow <= 0, f"{name} scrolls sideways at {width} px by {overflow} px"
+    page.set_viewport_size({"width": 1366, "height": 900})

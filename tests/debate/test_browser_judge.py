@@ -14,7 +14,7 @@ from debate.events import debate_group_name
 from debate.models import Debate, DebateStatus, SpeechStatus
 from debate.quotes import quotes_verify
 from tests.factories import DebateFactory
-from tests.helpers import browser_login
+from tests.helpers import browser_login, sideways_overflow
 
 pytestmark = [pytest.mark.browser]
 
@@ -53,12 +53,6 @@ def wait_for(page, condition, *, seconds: float = 20, what: str = "") -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         page.wait_for_timeout(50)
-
-
-def sideways_overflow(page) -> int:
-    return page.evaluate(
-        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
 
 
 def shoot(page, name: str) -> None:

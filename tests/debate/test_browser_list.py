@@ -9,7 +9,7 @@ import pytest
 from debate.models import DebateStatus, Judgment
 from tests.debate.research_factories import imported_rooms
 from tests.factories import DebateFactory
-from tests.helpers import browser_login
+from tests.helpers import browser_login, screenshots_at_both_widths
 
 pytestmark = [pytest.mark.browser]
 
@@ -17,17 +17,7 @@ SHOTS = Path(os.environ.get("ARBITER_SCREENSHOTS", "/tmp/debate-list-shots"))
 
 
 def shoot(page, name: str) -> None:
-    """Screenshots at 1366 and 390 px; at 390 px the page does not scroll sideways (a wide
-    table scrolls inside its own box)."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for width in (1366, 390):
-        page.set_viewport_size({"width": width, "height": 900})
-        page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
-        overflow = page.evaluate(
-            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-        )
-        assert overflow <= 0, f"{name} scrolls sideways at {width} px by {overflow} px"
-    page.set_viewport_size({"width": 1366, "height": 900})
+    screenshots_at_both_widths(page, SHOTS, name)
 
 
 def row_ids(page) -> list[int]:

@@ -9,7 +9,7 @@ from debate.research.imports import debate_files_import
 from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
 from tests.debate.research_data import METADATA, ROOMS
 from tests.debate.research_factories import BankQuestionFactory, QuestionBankFactory
-from tests.helpers import browser_login
+from tests.helpers import browser_login, screenshots_at_both_widths
 
 pytestmark = [pytest.mark.browser]
 
@@ -18,16 +18,7 @@ HOSTILE = '<img src=x onerror="window.pwned=1">'
 
 
 def shoot(page, name: str) -> None:
-    """Screenshots at 1366 px and 390 px; at 390 px nothing scrolls sideways."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for width in (1366, 390):
-        page.set_viewport_size({"width": width, "height": 900})
-        page.screenshot(path=str(SHOTS / f"{name}-{width}.png"), full_page=True)
-    overflow = page.evaluate(
-        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0, f"{name} scrolls sideways at 390 px by {overflow} px"
-    page.set_viewport_size({"width": 1366, "height": 900})
+    screenshots_at_both_widths(page, SHOTS, name)
 
 
 def test_a_full_sample_room_shows_in_the_viewer_with_its_quotes_highlighted(
