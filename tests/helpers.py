@@ -4,6 +4,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -241,3 +242,14 @@ def screenshots_at_both_widths(page: Any, folder: Path, name: str) -> None:
         overflow = sideways_overflow(page)
         assert overflow <= 0, f"{name} scrolls sideways at {width} px by {overflow} px"
     page.set_viewport_size({"width": 1366, "height": 900})
+
+
+def threads_run(work: Callable[[int], None], count: int, *, timeout: float = 120) -> None:
+    """Run work(0) … work(count - 1) each in its own thread and wait for all of them; a thread
+    still running after `timeout` fails the test (a lock never released, say)."""
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(count)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=timeout)
+    assert not any(worker.is_alive() for worker in workers)

@@ -20,6 +20,7 @@ from annotations.services import (
 )
 from tests.annotations.factories import make_queue, pairwise
 from tests.factories import UserFactory
+from tests.helpers import threads_run
 
 ON_POSTGRES = "postgresql" in settings.DATABASES["default"]["ENGINE"]
 
@@ -77,12 +78,7 @@ def race(*, threads: int, items: int) -> None:
         finally:
             connection.close()
 
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-    assert not any(worker.is_alive() for worker in workers)
+    threads_run(work, threads)
     assert failures == []
 
     per_item = Label.objects.values("item").annotate(n=Count("*"))

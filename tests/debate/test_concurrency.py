@@ -11,7 +11,7 @@ from django.db import connection
 from debate.models import Debate, Speech
 from tests.debate.research_data import arbiter_record
 from tests.factories import UserFactory
-from tests.helpers import Api
+from tests.helpers import Api, threads_run
 
 ON_POSTGRES = "postgresql" in settings.DATABASES["default"]["ENGINE"]
 
@@ -52,12 +52,7 @@ def race(*, threads: int) -> None:
         finally:
             connection.close()
 
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
-    assert not any(worker.is_alive() for worker in workers)
+    threads_run(work, threads)
     assert failures == []
     assert statuses == [200] * threads
     # One client created the room; every other one updated the row it committed.
