@@ -107,11 +107,14 @@ def test_stop_sequences_through_the_server(remote: OpenAIBackend, local_greedy: 
 def test_penalties_reach_the_server_and_mean_the_same(
     remote: OpenAIBackend, local: TransformersBackend
 ) -> None:
-    params = GenerationParams(temperature=0, max_new_tokens=16, frequency_penalty=1.5)
+    # Long enough for the greedy story to repeat a word ("...named Eira. Eira was..."): in
+    # the first 16 tokens nothing repeats strongly enough for a penalty to change a choice.
+    params = GenerationParams(temperature=0, max_new_tokens=24, frequency_penalty=1.5)
     here = "".join(c.text for c in local.stream_chat(STORY, params=params))
     there = "".join(c.text for c in remote.stream_chat(STORY, params=params))
     assert there == here
-    unpenalised = "".join(c.text for c in local.stream_chat(STORY, params=GREEDY))
+    unpenalised_params = GenerationParams(temperature=0, max_new_tokens=24)
+    unpenalised = "".join(c.text for c in local.stream_chat(STORY, params=unpenalised_params))
     assert here != unpenalised  # the penalty changed something, so the equality means something
 
 
