@@ -102,13 +102,21 @@ def pick_prepared_form(priority: Priority = Priority.FIFO) -> str:
 
 
 # Run after the pick has locked the item, as a new statement: on PostgreSQL a new snapshot,
-# which sees a lease another claim committed between the pick's snapshot and its lock.
+# which sees a lease another claim committed between the pick's snapshot and its lock. It
+# also refuses an item the annotator already holds or labelled: with a lease held ahead they
+# have two open leases, and a claim from their other tab may have leased this item (as
+# current or ahead), or labelled it, after the pick's snapshot.
 _ITEM_LABEL_COUNT = f"(SELECT label_count FROM {ITEM} WHERE id = %(item)s)"
 LEASE = f"""
 INSERT INTO {ASSIGNMENT}
     (queue_id, item_id, annotator_id, outcome, created_at, expires_at, ahead)
 SELECT %(queue)s, %(item)s, %(annotator)s, '{OPEN}', %(now)s, %(expires)s, %(ahead)s
-WHERE %(gold)s OR {room_under_k(_ITEM_LABEL_COUNT, "%(item)s")}
+WHERE (%(gold)s OR {room_under_k(_ITEM_LABEL_COUNT, "%(item)s")})
+  AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} mine
+                  WHERE mine.item_id = %(item)s AND mine.annotator_id = %(annotator)s
+                    AND mine.outcome = '{OPEN}')
+  AND NOT EXISTS (SELECT 1 FROM {LABEL} l
+                  WHERE l.item_id = %(item)s AND l.annotator_id = %(annotator)s)
 RETURNING id
 """
 # The lease held ahead becomes the current one once the current one has closed. Its time

@@ -52,6 +52,8 @@ from core import sql
 
 # A claim whose candidate was taken between its snapshot and its lock tries the next one.
 CLAIM_ATTEMPTS = 20
+# A claim that lost a race with another of the same annotator's (two tabs) looks again.
+CLAIM_LOOKS = 3
 
 
 def _membership_lock(queue: Queue, annotator: User) -> QueueMember:
@@ -80,6 +82,12 @@ def _pick(
     lock = "FOR UPDATE OF i" if wait else "FOR UPDATE OF i SKIP LOCKED"
     if not connection.features.has_select_for_update_skip_locked:
         lock = ""  # SQLite: the IMMEDIATE transaction already holds the only write lock
+    elif gold:
+        # Gold has no k to count under a lock, and every annotator's claim wants the same few
+        # gold rows: locked, they were skipped whenever another claim held them, and gold
+        # came below the queue's rate. Nobody twice is the lease's own check and the label's
+        # unique index.
+        lock = ""
     if skipped:
         query = hot_sql.PICK_SKIPPED.format(room=room, lock=lock)
     else:
@@ -137,6 +145,10 @@ def _new_lease(
     claimed ahead, for the item after that one: never that lease's own item."""
     held = [] if ahead_of is None else [ahead_of.item_id]
     ahead = ahead_of is not None
+    # A claim ahead never waits for an item's lock: its transaction already holds the lock of
+    # the current lease's item, and two such waits deadlock. "Nothing ahead yet" costs only
+    # a later look (the page asks again with its next submit).
+    wait = not ahead
     if _gold_due(queue, annotator, held=len(held)):
         gold = _pick(queue, annotator, now, gold=True, skip=held)
         if gold is not None:
@@ -144,13 +156,13 @@ def _new_lease(
     tried: list[int] = list(held)
     for _ in range(CLAIM_ATTEMPTS):
         item = _pick(queue, annotator, now, gold=False, skip=tried)
-        if item is None and connection.features.has_select_for_update_skip_locked:
+        if item is None and wait and connection.features.has_select_for_update_skip_locked:
             # SKIP LOCKED passes over an item a submit holds for a moment (its count): before
             # answering "nothing left", look once more, waiting for such locks. Only at the
             # end of a queue, so the hot path keeps its one statement.
             item = _pick(queue, annotator, now, gold=False, skip=tried, wait=True)
         if item is None and revisit_skipped:
-            item = _pick(queue, annotator, now, gold=False, skip=tried, wait=True, skipped=True)
+            item = _pick(queue, annotator, now, gold=False, skip=tried, wait=wait, skipped=True)
         if item is None:
             return None
         lease = _lease(queue, annotator, item, now, ahead=ahead)
@@ -242,12 +254,17 @@ def _claim(
 def _claim_or_look_again(
     queue: Queue, annotator: User, now: datetime, membership: Membership | None, **options: Any
 ) -> Held:
+    for _ in range(CLAIM_LOOKS - 1):
+        try:
+            return _claim(queue, annotator, now, membership, **options)
+        except (IntegrityError, _Raced):
+            # Another claim of this annotator's (another tab) leased, promoted or closed first
+            # (the open-lease index): theirs is the lease, and a second look returns it.
+            membership = None
     try:
-        return _claim(queue, annotator, now, membership, **options)
-    except (IntegrityError, _Raced):
-        # Another claim of this annotator's leased (or promoted) first (the one-open-lease
-        # index): theirs is the lease, and this second look returns it.
         return _claim(queue, annotator, now, None, **options)
+    except (IntegrityError, _Raced):
+        raise LeaseGone("Another tab of yours took this item at the same moment.") from None
 
 
 def queue_item_claim(
