@@ -285,7 +285,7 @@ def test_a_lost_lease_is_shown_and_the_page_keeps_its_place(live_asgi_server, pa
     # so, and stays on the next item, where the key had already taken the person.
     Assignment.objects.filter(pk=lease(False).pk).update(outcome=Outcome.EXPIRED)
     page.keyboard.press("2")
-    page.wait_for_selector("#label-status:has-text('Not stored: Your hold on that item ended')")
+    page.wait_for_selector("#label-status:has-text('was not stored: Your hold on that item ended')")
     holds_next_item(page)
     assert "prompt 2" in page.locator("#work > .held").inner_text()
     page.screenshot(path=f"/tmp/h1/lost-lease-{width}.png", full_page=True)

@@ -326,7 +326,7 @@ def test_a_refused_submit_says_not_stored_and_keeps_the_place(queue, annotator):
     current, ahead = lease_of(annotator), ahead_of(annotator)
     Assignment.objects.filter(pk=current.pk).update(outcome=Outcome.EXPIRED)  # the hold ended
     html = post_label(client, queue, current, **HTMX).content.decode()
-    assert "Not stored: Your hold on that item ended" in html and 'class="error refused"' in html
+    assert "not stored: Your hold on that item ended" in html and 'class="error refused"' in html
     assert f'data-lease="{ahead.pk}"' in html  # the item the page went on to is still theirs
     assert not Label.objects.exists()
 
