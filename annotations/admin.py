@@ -53,8 +53,10 @@ class ItemAdmin(ServiceCreatedAdmin):
 
 @admin.register(Assignment)
 class AssignmentAdmin(ServiceWrittenAdmin):
-    list_display = ["id", "queue", "item", "annotator", "outcome", "created_at", "expires_at"]
-    list_filter = ["outcome", "queue"]
+    list_display = [
+        "id", "queue", "item", "annotator", "outcome", "ahead", "created_at", "expires_at",
+    ]  # fmt: skip
+    list_filter = ["outcome", "ahead", "queue"]
 
 
 @admin.register(Label)

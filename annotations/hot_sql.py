@@ -102,14 +102,30 @@ def pick_prepared_form(priority: Priority = Priority.FIFO) -> str:
 
 
 # Run after the pick has locked the item, as a new statement: on PostgreSQL a new snapshot,
-# which sees a lease another claim committed between the pick's snapshot and its lock.
+# which sees a lease another claim committed between the pick's snapshot and its lock. It
+# also refuses an item the annotator already holds or labelled: with a lease held ahead they
+# have two open leases, and a claim from their other tab may have leased this item (as
+# current or ahead), or labelled it, after the pick's snapshot.
 _ITEM_LABEL_COUNT = f"(SELECT label_count FROM {ITEM} WHERE id = %(item)s)"
 LEASE = f"""
 INSERT INTO {ASSIGNMENT}
-    (queue_id, item_id, annotator_id, outcome, created_at, expires_at)
-SELECT %(queue)s, %(item)s, %(annotator)s, '{OPEN}', %(now)s, %(expires)s
-WHERE %(gold)s OR {room_under_k(_ITEM_LABEL_COUNT, "%(item)s")}
+    (queue_id, item_id, annotator_id, outcome, created_at, expires_at, ahead)
+SELECT %(queue)s, %(item)s, %(annotator)s, '{OPEN}', %(now)s, %(expires)s, %(ahead)s
+WHERE (%(gold)s OR {room_under_k(_ITEM_LABEL_COUNT, "%(item)s")})
+  AND NOT EXISTS (SELECT 1 FROM {ASSIGNMENT} mine
+                  WHERE mine.item_id = %(item)s AND mine.annotator_id = %(annotator)s
+                    AND mine.outcome = '{OPEN}')
+  AND NOT EXISTS (SELECT 1 FROM {LABEL} l
+                  WHERE l.item_id = %(item)s AND l.annotator_id = %(annotator)s)
 RETURNING id
+"""
+# The lease held ahead becomes the current one once the current one has closed. Its time
+# starts now: the annotator sees the item only from here. A lease ahead that has expired, or
+# that another request promoted or released meanwhile, is left alone (no row: the caller
+# looks again).
+PROMOTE = f"""
+UPDATE {ASSIGNMENT} SET ahead = FALSE, expires_at = %(expires)s
+WHERE id = %(lease)s AND outcome = '{OPEN}' AND ahead AND expires_at > %(now)s
 """
 
 # The submit: takes the item's row lock and refuses a full item (gold exempt, and never
@@ -154,11 +170,16 @@ SELECT
             AND l.created_at > %(undo_since)s)
 """
 
-# A member's queue, with their open lease there if any: a claim then needs no query for it.
+# A member's queue, with their open leases there if any (the current one, and the one held
+# ahead): a claim then needs no query for them.
 MEMBER_QUEUE = f"""
 SELECT {sql.columns(Queue, "q")},
        (SELECT a.id FROM {ASSIGNMENT} a
-        WHERE a.queue_id = q.id AND a.annotator_id = m.user_id AND a.outcome = '{OPEN}')
+        WHERE a.queue_id = q.id AND a.annotator_id = m.user_id AND a.outcome = '{OPEN}'
+          AND NOT a.ahead),
+       (SELECT a.id FROM {ASSIGNMENT} a
+        WHERE a.queue_id = q.id AND a.annotator_id = m.user_id AND a.outcome = '{OPEN}'
+          AND a.ahead)
 FROM {QUEUE} q
 JOIN {MEMBER} m ON m.queue_id = q.id
 WHERE q.id = %(queue)s AND m.user_id = %(user)s

@@ -137,7 +137,12 @@ class Outcome(models.TextChoices):
 
 
 class Assignment(models.Model):
-    """A lease: one annotator holds one item until they label it, skip it or it expires."""
+    """A lease: one annotator holds one item until they label it, skip it or it expires.
+
+    An annotator holds at most two open leases in a queue: the current one, and one claimed
+    `ahead` (the next item, which the labelling page already holds so a key swaps to it at
+    once). The lease ahead counts against k like any other; it becomes the current one when
+    the current one closes (claims.queue_item_claim)."""
 
     queue = models.ForeignKey(Queue, on_delete=models.CASCADE, related_name="assignments")
     item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="assignments")
@@ -148,6 +153,9 @@ class Assignment(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
     closed_at = models.DateTimeField(null=True, blank=True)
+    ahead = models.BooleanField(
+        default=False, help_text="claimed ahead: the next item, held while the current is open"
+    )
 
     class Meta:
         indexes = [
@@ -155,10 +163,11 @@ class Assignment(models.Model):
             models.Index(fields=["annotator", "item", "outcome"], name="assignment_mine"),
         ]
         constraints = [
+            # One current lease and at most one ahead: two tabs racing cannot hold more.
             models.UniqueConstraint(
-                fields=["queue", "annotator"],
+                fields=["queue", "annotator", "ahead"],
                 condition=Q(outcome="open"),
-                name="one_open_lease_per_annotator",
+                name="one_open_lease_and_one_ahead",
             ),
         ]
 

@@ -39,9 +39,11 @@ def queues_for_annotator(user: User) -> QuerySet[Queue]:
 
 @dataclass(frozen=True)
 class Membership:
-    """What a claim needs to know first: the annotator is a member, and their open lease."""
+    """What a claim needs to know first: the annotator is a member, and their open leases
+    (the current one, and the one held ahead for the labelling page)."""
 
     open_lease_id: int | None
+    ahead_lease_id: int | None = None
 
 
 def queue_for_annotator(user: AbstractBaseUser | AnonymousUser, queue_id: int) -> Queue | None:
@@ -67,8 +69,8 @@ def queue_membership(user_id: int, queue_id: int) -> tuple[Queue, Membership] | 
     found = sql.fetch_model(Queue, hot_sql.MEMBER_QUEUE, {"queue": queue_id, "user": user_id})
     if found is None:
         return None
-    queue, (open_lease_id,) = found
-    return queue, Membership(open_lease_id=open_lease_id)
+    queue, (open_lease_id, ahead_lease_id) = found
+    return queue, Membership(open_lease_id=open_lease_id, ahead_lease_id=ahead_lease_id)
 
 
 def queues_for_researcher() -> QuerySet[Queue]:

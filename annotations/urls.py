@@ -10,6 +10,7 @@ urlpatterns = [
     path("<id:pk>/label/submit/", labels.label_submit_view, name="submit"),
     path("<id:pk>/label/skip/", labels.skip, name="skip"),
     path("<id:pk>/label/undo/", labels.undo, name="undo"),
+    path("<id:pk>/label/release/", labels.release, name="release"),
     # researchers
     path("manage/", queues.queue_admin, name="queue_admin"),
     path("manage/new/", queues.queue_create, name="queue_create"),

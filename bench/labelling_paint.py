@@ -10,7 +10,8 @@ measures, with the browser's own clock:
 
   keypress to paint: from the key event's timestamp to the first frame after the next item is
       in the page (a requestAnimationFrame callback, then a task after that frame) — target
-      p95 <= 30 ms;
+      p95 <= 16.7 ms (one frame at 60 Hz: the page holds the next item, claimed ahead, and
+      swaps it in on the key);
   the submit's round trip: the POST's resource timing (request start to response end), the
       baseline: what the server and the network take, which the page cannot beat.
 
@@ -69,6 +70,15 @@ PROBE = """
 """
 
 
+# Settled: no submit of the page's in flight (the resource timing of each has come in) and
+# the next item held, if the page holds items ahead at all.
+HELD = """() => {
+  const held = document.querySelector("#work > template.ahead") !== null;
+  const prefetching = document.querySelector("#work[data-release]") !== null;
+  return !prefetching || held || document.querySelector("#work article.item") === null;
+}"""
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
@@ -120,8 +130,11 @@ def measure(base: str, queue_id: int, count: int) -> tuple[list[float], list[flo
         page.add_init_script(PROBE)
         page.goto(f"{base}/queues/{queue_id}/label/")
         for n in range(count):
-            # A person reads the item first: the key comes once the page has settled.
+            # A person reads the item first (seconds): the key comes once the page has settled,
+            # its last submit answered and the next item held (template.ahead), when it
+            # holds one (a page from before prefetching never does).
             page.wait_for_selector("#work[data-ready] article.item")
+            page.wait_for_function(HELD)
             page.wait_for_timeout(50)
             page.keyboard.press("1")
             page.wait_for_function(f"window.paints.length > {n}")
@@ -178,7 +191,7 @@ def main() -> None:
     print(f"{'submit round trip (baseline)':<38}  {r50:>5.1f} ms  {r95:>5.1f} ms  1.00x")
     print(
         f"{'keypress to next item painted':<38}  {p50:>5.1f} ms  {p95:>5.1f} ms  "
-        f"{p50 / r50:.2f}x / {p95 / r95:.2f}x baseline (target p95 <= 30 ms)"
+        f"{p50 / r50:.2f}x / {p95 / r95:.2f}x baseline (target p95 <= 16.7 ms)"
     )
 
 

@@ -7,8 +7,9 @@ Invariants the services keep, under concurrency:
   * no annotator labels an item twice;
   * a submit retried with the same client request id stores one label.
 
-Locking: an annotator's one open lease per queue is a partial unique index, so two claims of
-theirs racing (two tabs) cannot both lease; the loser finds the winner's lease. A claim takes
+Locking: an annotator's open leases per queue (one current, at most one claimed ahead for the
+labelling page) are a partial unique index, so two claims of theirs racing (two tabs) cannot
+both lease; the loser finds the winner's lease. A claim takes
 the first candidate item with `FOR UPDATE SKIP LOCKED` and recounts its labels and live leases
 in a fresh statement before leasing it. A submit increments the item's label count with a
 conditional UPDATE, which takes the item's row lock and refuses a full item in one statement.
@@ -21,8 +22,11 @@ the database counts, so they are written to make few.
 
 from annotations.services.claims import (
     CLAIM_ATTEMPTS,
+    Held,
+    assignment_release,
     assignment_skip,
     queue_item_claim,
+    queue_item_prefetch,
 )
 from annotations.services.errors import (
     AlreadyLabelled,
@@ -83,8 +87,11 @@ __all__ = [
     "item_scores_set",
     "queue_items_create",
     "CLAIM_ATTEMPTS",
+    "Held",
+    "assignment_release",
     "assignment_skip",
     "queue_item_claim",
+    "queue_item_prefetch",
     "label_submit",
     "label_undo",
     "export_expired",

@@ -131,10 +131,12 @@ def label_submit(
         retry = _retried(annotator, client_request_id, item.pk)
         if retry is not None:
             return retry, False
-        if isinstance(refused, _Refused):
-            raise refused.error from None
+        # Their own label, from another tab's submit of the same lease that committed while
+        # this one waited for the item's lock, is why: say that, not that others filled it.
         if Label.objects.filter(item=item, annotator=annotator).exists():
             raise AlreadyLabelled("You have already labelled that item.") from None
+        if isinstance(refused, _Refused):
+            raise refused.error from None
         raise
     labels_committed_notify(queue_ids=[queue.pk])
     return label, True

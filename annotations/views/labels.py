@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
@@ -14,15 +15,17 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from annotations.forms import LabelForm, LeaseForm, RevisitForm
+from annotations.kinds import ItemKind, Payload
 from annotations.markdown import markdown_html
 from annotations.models import Assignment, Queue
 from annotations.selectors import annotator_progress, queue_for_annotator, queues_for_annotator
 from annotations.services import (
     AnnotationError,
+    assignment_release,
     assignment_skip,
     label_submit,
     label_undo,
-    queue_item_claim,
+    queue_item_prefetch,
 )
 from core.roles import Role, role_required, signed_in_user
 
@@ -36,39 +39,62 @@ def _member_queue(request: HttpRequest, pk: int) -> Queue:
     return queue
 
 
+@dataclass(frozen=True)
+class HeldItem:
+    """A lease as the page shows it: its item's payload (never its gold flag or other labels)
+    and a request id for the one label it may carry."""
+
+    lease: Assignment
+    payload: Payload
+    request_id: uuid.UUID
+
+
+def _held_item(lease: Assignment | None, kind: ItemKind) -> HeldItem | None:
+    if lease is None:
+        return None
+    return HeldItem(lease=lease, payload=lease.item.typed_payload(kind), request_id=uuid.uuid4())
+
+
 def _work(
     request: HttpRequest,
     queue: Queue,
     *,
-    lease: Assignment | None = None,
     revisit: bool = False,
+    renew_ahead: bool = False,
     notice: str = "",
     error: str = "",
+    refused: str = "",
 ) -> dict[str, Any]:
-    """The work area: the annotator's lease (claimed here unless given) and their progress.
-    With `revisit`, their skipped items come back once nothing else is left."""
+    """The work area: the annotator's current item and the next one held ahead (claimed here,
+    see queue_item_prefetch), and their progress. With `revisit`, their skipped items come back
+    once nothing else is left. `refused`: why the label just sent was not stored."""
     user = signed_in_user(request)
-    if lease is None:
-        lease = queue_item_claim(queue=queue, annotator=user, revisit_skipped=revisit)
+    held = queue_item_prefetch(
+        queue=queue, annotator=user, revisit_skipped=revisit, renew_ahead=renew_ahead
+    )
     kind = queue.item_kind
     return {
         "queue": queue,
         "kind": kind,
-        "lease": lease,
+        "current": _held_item(held.current, kind),
+        "ahead": _held_item(held.ahead, kind),
         "revisit": revisit,
-        # Only the payload reaches the template: never the item's gold flag or other labels.
-        "payload": lease.item.typed_payload(kind) if lease is not None else None,
-        "request_id": uuid.uuid4(),
         "progress": annotator_progress(queue, user),
         "notice": notice,
         "error": error,
+        "refused": refused,
     }
 
 
 def _respond(request: HttpRequest, queue: Queue, context: dict[str, Any]) -> HttpResponse:
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, WORK, context)
-    for text, level in ((context["notice"], messages.INFO), (context["error"], messages.ERROR)):
+    shown = (
+        (context["notice"], messages.INFO),
+        (context["error"], messages.ERROR),
+        (f"Not stored: {context['refused']}" if context["refused"] else "", messages.ERROR),
+    )
+    for text, level in shown:
         if text:
             messages.add_message(request, level, text)
     page = reverse("annotations:label", args=[queue.pk])
@@ -92,8 +118,10 @@ def my_queues(request: HttpRequest) -> HttpResponse:
 @role_required(Role.ANNOTATOR)
 def label(request: HttpRequest, pk: int) -> HttpResponse:
     queue = _member_queue(request, pk)
-    context = _work(request, queue, revisit=_revisit(RevisitForm(request.GET)))
-    if request.htmx:  # type: ignore[attr-defined]
+    fresh_page = not request.htmx  # type: ignore[attr-defined]
+    revisit = _revisit(RevisitForm(request.GET))
+    context = _work(request, queue, revisit=revisit, renew_ahead=fresh_page)
+    if not fresh_page:
         return render(request, WORK, context)  # "Revisit skipped" swaps the work area only
     context["instructions"] = markdown_html(queue.instructions)
     return render(request, "annotations/label.html", context)
@@ -122,7 +150,7 @@ def label_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except AnnotationError as problem:
         return _respond(
-            request, queue, _work(request, queue, revisit=revisit, notice=problem.message)
+            request, queue, _work(request, queue, revisit=revisit, refused=problem.message)
         )
     except ValidationError as problem:
         error = " ".join(problem.messages)
@@ -156,10 +184,31 @@ def undo(request: HttpRequest, pk: int) -> HttpResponse:
     queue = _member_queue(request, pk)
     revisit = _revisit(RevisitForm(request.POST))
     try:
-        lease = label_undo(queue=queue, annotator=signed_in_user(request))
+        label_undo(queue=queue, annotator=signed_in_user(request))
     except AnnotationError as problem:
         return _respond(
             request, queue, _work(request, queue, revisit=revisit, notice=problem.message)
         )
-    context = _work(request, queue, lease=lease, revisit=revisit, notice="Label undone.")
-    return _respond(request, queue, context)
+    # The undone item is their current lease now; the one held ahead is claimed anew.
+    return _respond(request, queue, _work(request, queue, revisit=revisit, notice="Label undone."))
+
+
+@never_cache
+@require_POST
+@role_required(Role.ANNOTATOR)
+def release(request: HttpRequest, pk: int) -> HttpResponse:
+    """The labelling page goes away (navigator.sendBeacon on pagehide): give back the item it
+    held ahead, unseen. 204 when released; 409 when that lease is no longer held ahead."""
+    queue = _member_queue(request, pk)
+    form = LeaseForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("Which lease? " + form.errors.as_text(), status=400)
+    try:
+        assignment_release(
+            assignment_id=form.cleaned_data["assignment"],
+            annotator=signed_in_user(request),
+            queue_id=queue.pk,
+        )
+    except AnnotationError as problem:
+        return HttpResponse(problem.message, status=problem.status)
+    return HttpResponse(status=204)

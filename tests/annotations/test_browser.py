@@ -2,13 +2,15 @@ import uuid
 from urllib.parse import parse_qs
 
 import pytest
+from django.utils import timezone
 
 from annotations.exports import ExportSpec
-from annotations.models import Label
+from annotations.models import Assignment, Label, Outcome
 from annotations.services import export_start, label_submit, queue_item_claim
 from core.roles import Role
 from tests.annotations.factories import labelled_queue, make_queue, pairwise
 from tests.factories import PASSWORD, UserFactory
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -207,3 +209,120 @@ def test_the_exports_pages_read_as_words_and_fit_a_phone(live_asgi_server, page,
     page.wait_for_selector("form.stack [role=alert]")
     page.screenshot(path=f"/tmp/h1/export-refused-{width}.png", full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= width
+
+
+# --- the next item held ahead -----------------------------------------------------------------
+def holds_next_item(page):
+    page.wait_for_selector("#work[data-ready] > template.ahead", state="attached")
+
+
+def submits_sent(page):
+    """Every label POST the page sends, as parsed form bodies, in the order sent."""
+    sent = []
+    page.on(
+        "request",
+        lambda request: (
+            sent.append(parse_qs(request.post_data))
+            if request.method == "POST" and "/label/submit/" in request.url
+            else None
+        ),
+    )
+    return sent
+
+
+def test_keys_pressed_quickly_never_lose_a_label(live_asgi_server, page):
+    annotator = UserFactory(username="typist", role=Role.ANNOTATOR)
+    queue = make_queue(members=[annotator], items=pairwise(8), labels_per_item=1)
+    url = live_asgi_server.url
+    sign_in(page, url, "typist")
+    page.goto(f"{url}/queues/{queue.pk}/label/")
+    holds_next_item(page)
+    sent = submits_sent(page)
+    keys = ["1", "2", "t", "b", "1", "2"]
+    for key in keys:  # no wait between them: faster than any round trip
+        page.keyboard.press(key)
+    progress_reads(page, "2 left for you · 6 done")
+    page.wait_for_selector("text=prompt 6")
+    # What the server stored: one label per key, in order, on six different items.
+    labels = Label.objects.filter(annotator=annotator).order_by("item__id")
+    assert [label.value["choice"] for label in labels] == [VALUES[key] for key in keys]
+    assert [label.item.payload["prompt"] for label in labels] == [f"prompt {n}" for n in range(6)]
+    # What the page sent: each key once, each on its own lease with its own request id.
+    assert [body["key"][0] for body in sent] == keys
+    assert len({body["assignment"][0] for body in sent}) == 6
+    assert len({body["request_id"][0] for body in sent}) == 6
+    assert sorted(str(label.client_request_id) for label in labels) == sorted(
+        body["request_id"][0] for body in sent
+    )
+    assert page.locator("#key-queue").inner_text() == ""
+    assert page.locator("#label-status").is_hidden()
+
+
+@pytest.mark.parametrize("width", [1366, 390])
+def test_a_lost_lease_is_shown_and_the_page_keeps_its_place(live_asgi_server, page, width):
+    annotator = UserFactory(username="slowpoke", role=Role.ANNOTATOR)
+    queue = make_queue(members=[annotator], items=pairwise(4), labels_per_item=1)
+    page.set_viewport_size({"width": width, "height": 900})
+    url = live_asgi_server.url
+    sign_in(page, url, "slowpoke")
+    page.goto(f"{url}/queues/{queue.pk}/label/")
+    holds_next_item(page)
+    sent = submits_sent(page)
+
+    def lease(ahead):
+        return Assignment.objects.get(annotator=annotator, outcome=Outcome.OPEN, ahead=ahead)
+
+    # The lease on the item held ahead is lost (another tab of theirs reloaded): the server
+    # holds the same item again under a new lease, and the page takes that without a word.
+    Assignment.objects.filter(pk=lease(True).pk).update(outcome=Outcome.RELEASED)
+    page.keyboard.press("1")
+    progress_reads(page, "3 left for you · 1 done")
+    holds_next_item(page)
+    assert "prompt 1" in page.locator("#work > .held").inner_text()
+    assert page.locator("#label-status").is_hidden()
+
+    # The hold on the item on screen ends (it timed out): its label is refused, the page says
+    # so, and stays on the next item, where the key had already taken the person.
+    Assignment.objects.filter(pk=lease(False).pk).update(outcome=Outcome.EXPIRED)
+    page.keyboard.press("2")
+    page.wait_for_selector("#label-status:has-text('was not stored: Your hold on that item ended')")
+    holds_next_item(page)
+    assert "prompt 2" in page.locator("#work > .held").inner_text()
+    page.screenshot(path=f"/tmp/h1/lost-lease-{width}.png", full_page=True)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    press(page, "t")
+    progress_reads(page, "2 left for you · 2 done")
+    page.wait_for_selector("text=prompt 1")  # the lost item came back to them
+    labels = Label.objects.filter(annotator=annotator).order_by("item__id")
+    assert [(label.item.payload["prompt"], label.value["choice"]) for label in labels] == [
+        ("prompt 0", "a"),
+        ("prompt 2", "tie"),
+    ]
+    assert [body["key"][0] for body in sent] == ["1", "2", "t"]
+
+
+def test_a_page_closed_with_the_next_item_held_gives_it_back(live_asgi_server, page):
+    annotator = UserFactory(username="leaver", role=Role.ANNOTATOR)
+    other = UserFactory(username="stayer", role=Role.ANNOTATOR)
+    queue = make_queue(members=[annotator, other], items=pairwise(3), labels_per_item=1)
+    url = live_asgi_server.url
+    sign_in(page, url, "leaver")
+    page.goto(f"{url}/queues/{queue.pk}/label/")
+    holds_next_item(page)
+    page.keyboard.press("1")
+    progress_reads(page, "2 left for you · 1 done")
+    holds_next_item(page)
+    ahead = Assignment.objects.get(annotator=annotator, outcome=Outcome.OPEN, ahead=True)
+    page.goto(f"{url}/queues/")  # the page goes away (pagehide)
+    wait_for(
+        lambda: Assignment.objects.get(pk=ahead.pk).outcome == Outcome.RELEASED,
+        timeout=10,
+        what="the lease held ahead given back",
+    )
+    # At once another annotator gets that item; the one on screen stays the leaver's until
+    # its lease times out; nothing was labelled twice or lost.
+    theirs = queue_item_claim(queue=queue, annotator=other)
+    assert theirs.item_id == ahead.item_id
+    shown = Assignment.objects.get(annotator=annotator, outcome=Outcome.OPEN)
+    assert shown.expires_at <= timezone.now() + queue.lease_duration
+    assert [label.value["choice"] for label in Label.objects.all()] == ["a"]

@@ -1,7 +1,9 @@
 """Real concurrent transactions: 20 annotators claiming and submitting at once on PostgreSQL
 (row locks, SKIP LOCKED); a smaller race through SQLite's single-writer path."""
 
+import math
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -10,15 +12,19 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import Count, Max
 
-from annotations.models import Item, Label
+from annotations.models import Assignment, Item, Label, Outcome
 from annotations.services import (
+    AlreadyLabelled,
     AnnotationError,
+    LeaseGone,
     NewItem,
+    assignment_release,
     label_submit,
     queue_item_claim,
+    queue_item_prefetch,
     queue_items_create,
 )
-from tests.annotations.factories import make_queue, pairwise
+from tests.annotations.factories import make_queue, pairwise, pairwise_gold
 from tests.factories import UserFactory
 from tests.helpers import threads_run
 
@@ -92,6 +98,131 @@ def race(*, threads: int, items: int) -> None:
     assert len(told) == items * K
     for item in Item.objects.all():
         assert item.label_count == K and item.complete
+
+
+@pytest.mark.postgres
+def test_twenty_pages_holding_the_next_item_never_break_the_rules(
+    transactional_db, django_db_serialized_rollback
+):
+    prefetch_race(threads=THREADS, items=ITEMS)
+
+
+@pytest.mark.skipif(ON_POSTGRES, reason="the SQLite single-writer path")
+def test_pages_holding_the_next_item_on_sqlite_queue_behind_the_single_writer(
+    transactional_db, django_db_serialized_rollback
+):
+    prefetch_race(threads=5, items=10)
+
+
+GOLD_RATE = 0.2
+GOLD_ITEMS = 5
+# Annotators with two tabs open on the queue: their tabs race each other for the same leases.
+TWO_TABS = 2
+# A single-tab page closes (gives its lease ahead back) and opens again every this many items.
+REOPEN_EVERY = 4
+
+
+def prefetch_race(*, threads: int, items: int) -> None:
+    """What labelling pages do at once: each holds the next item ahead (queue_item_prefetch),
+    labels the current one, asks again (the server's answer to the submit), and now and then
+    closes (assignment_release, as the pagehide beacon) and opens again (renew_ahead). Some
+    annotators label in two tabs at once."""
+    people = threads - TWO_TABS
+    annotators: list[Any] = [UserFactory(username=f"page{n}") for n in range(people)]
+    tab_of = [annotators[n] if n < people else annotators[n - people] for n in range(threads)]
+    two_tabbed = {annotator.pk for annotator in annotators[:TWO_TABS]}
+    queue = make_queue(
+        members=annotators,
+        items=pairwise(items) + pairwise_gold(GOLD_ITEMS),
+        labels_per_item=K,
+        gold_rate=GOLD_RATE,
+    )
+    start = threading.Barrier(threads)
+    stored: list[list[int]] = [[] for _ in range(threads)]
+    out_of_step: list[str] = []
+    failures: list[str] = []
+
+    def nothing_left_for(annotator: Any) -> bool:
+        return not (
+            Item.objects.filter(queue=queue, is_gold=False, complete=False)
+            .exclude(labels__annotator=annotator)
+            .exists()
+        )
+
+    def work(n: int) -> None:
+        annotator = tab_of[n]
+        alone = annotator.pk not in two_tabbed
+        try:
+            start.wait()
+            held = queue_item_prefetch(queue=queue, annotator=annotator, renew_ahead=True)
+            done = 0
+            deadline = time.monotonic() + 90  # a page stuck on one lease fails, not hangs
+            while True:
+                assert time.monotonic() < deadline, f"{annotator} stuck on {held.current}"
+                if held.current is None:
+                    # Nothing for them right now: others hold the rest, or it is all done.
+                    if nothing_left_for(annotator):
+                        break
+                    connection.close()  # a page waiting holds no connection
+                    time.sleep(0.02)
+                    held = queue_item_prefetch(queue=queue, annotator=annotator)
+                    continue
+                try:
+                    label, created = label_submit(
+                        assignment_id=held.current.pk,
+                        annotator=annotator,
+                        value={"choice": "a"},
+                        time_spent_ms=10,
+                        client_request_id=uuid.uuid4(),
+                    )
+                    if created:
+                        stored[n].append(label.pk)
+                    done += 1
+                except (LeaseGone, AlreadyLabelled):
+                    if alone:  # only another tab of theirs may take their lease
+                        raise
+                if alone and done % REOPEN_EVERY == 0 and held.ahead is not None:
+                    # The page closes with the next item held, and opens again.
+                    assignment_release(assignment_id=held.ahead.pk, annotator=annotator)
+                    held = queue_item_prefetch(queue=queue, annotator=annotator, renew_ahead=True)
+                    continue
+                after = queue_item_prefetch(queue=queue, annotator=annotator)
+                # The page already shows the item it held: the server must agree.
+                shown = held.ahead
+                if (
+                    alone
+                    and shown is not None
+                    and (after.current is None or after.current != shown)
+                ):
+                    out_of_step.append(f"{annotator}: held {shown}, got {after.current}")
+                held = after
+        except (AnnotationError, AssertionError) as error:  # pragma: no cover - reported below
+            failures.append(f"{annotator} (alone: {alone}) on {held.current}: {error!r}")
+        finally:
+            connection.close()
+
+    threads_run(work, threads)
+    assert failures == []
+    assert out_of_step == []
+
+    regular = Label.objects.filter(is_gold=False)
+    per_item = regular.values("item").annotate(n=Count("*"))
+    assert per_item.aggregate(most=Max("n"))["most"] == K  # no item above k
+    assert per_item.count() == items  # ...and every item got its k labels
+    per_pair = Label.objects.values("item", "annotator").annotate(n=Count("*"))
+    assert per_pair.aggregate(most=Max("n"))["most"] == 1  # nobody twice on an item, gold too
+    told = sorted(pk for labels in stored for pk in labels)
+    assert told == sorted(Label.objects.values_list("pk", flat=True))  # none lost, none extra
+    for item in Item.objects.filter(is_gold=False):
+        assert item.label_count == K and item.complete
+    for item in Item.objects.filter(is_gold=True):
+        assert item.label_count == item.labels.count() and not item.complete
+    # Gold at exactly the queue's rate for each single-tab page, the lease ahead included.
+    for annotator in annotators[TWO_TABS:]:
+        mine = Label.objects.filter(annotator=annotator)
+        assert mine.filter(is_gold=True).count() == math.floor(mine.count() * GOLD_RATE)
+    # No lease left behind: every one held ahead was labelled, released or expired.
+    assert not Assignment.objects.filter(outcome=Outcome.OPEN).exists()
 
 
 @pytest.mark.postgres

@@ -1,3 +1,4 @@
+import re
 import uuid
 from datetime import timedelta
 
@@ -21,7 +22,8 @@ def queue(annotator, admin_user):
 
 
 def lease_of(user):
-    return Assignment.objects.get(annotator=user, outcome=Outcome.OPEN)
+    """The lease on the item the page shows (not the one it holds ahead)."""
+    return Assignment.objects.get(annotator=user, outcome=Outcome.OPEN, ahead=False)
 
 
 def post_label(client, queue, lease, key="1", request_id=None, **extra):
@@ -42,6 +44,7 @@ def urls(queue):
             reverse("annotations:submit", args=[queue.pk]),
             reverse("annotations:skip", args=[queue.pk]),
             reverse("annotations:undo", args=[queue.pk]),
+            reverse("annotations:release", args=[queue.pk]),
         ],
     }
 
@@ -284,8 +287,70 @@ def test_annotators_never_see_gold_flags_or_other_labels(annotator, annotator2):
     pages.append(client.get(reverse("annotations:label", args=[queue.pk])).content.decode())
     lease = lease_of(annotator)
     pages.append(post_label(client, queue, lease, **HTMX).content.decode())
-    assert Assignment.objects.get(annotator=annotator, outcome=Outcome.OPEN).item.is_gold
+    assert lease_of(annotator).item.is_gold
     for html in pages:
         assert "gold" not in html.lower()
         assert "annotator2" not in html
         assert "both_bad" not in html
+
+
+# --- the next item held ahead -----------------------------------------------------------------
+def ahead_of(user):
+    return Assignment.objects.get(annotator=user, outcome=Outcome.OPEN, ahead=True)
+
+
+def test_the_page_holds_the_next_item_in_a_template(queue, annotator):
+    html = signed_in(annotator).get(reverse("annotations:label", args=[queue.pk])).content.decode()
+    current, ahead = lease_of(annotator), ahead_of(annotator)
+    assert f'data-lease="{current.pk}"' in html and f'data-lease="{ahead.pk}"' in html
+    template = html[html.index('<template class="ahead">') :]
+    assert "prompt 1" in template and "prompt 0" not in template
+    assert f'name="assignment" value="{ahead.pk}"' in template
+    # Each held item carries its own request id.
+    assert len(set(re.findall(r'name="request_id" value="([^"]+)"', html))) == 2
+
+
+def test_the_submit_answers_with_the_held_item_current_and_the_next_ahead(queue, annotator):
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    current, ahead = lease_of(annotator), ahead_of(annotator)
+    html = post_label(client, queue, current, **HTMX).content.decode()
+    assert lease_of(annotator).pk == ahead.pk  # what the page swapped in is now current
+    assert '<div id="work" class="card work"' in html and f'data-lease="{ahead.pk}"' in html
+    assert "prompt 2" in html[html.index('<template class="ahead">') :]
+
+
+def test_a_refused_submit_says_not_stored_and_keeps_the_place(queue, annotator):
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    current, ahead = lease_of(annotator), ahead_of(annotator)
+    Assignment.objects.filter(pk=current.pk).update(outcome=Outcome.EXPIRED)  # the hold ended
+    html = post_label(client, queue, current, **HTMX).content.decode()
+    assert "not stored: Your hold on that item ended" in html and 'class="error refused"' in html
+    assert f'data-lease="{ahead.pk}"' in html  # the item the page went on to is still theirs
+    assert not Label.objects.exists()
+
+
+def test_release_gives_back_the_lease_ahead(queue, annotator, annotator2):
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    current, ahead = lease_of(annotator), ahead_of(annotator)
+    release = reverse("annotations:release", args=[queue.pk])
+    assert client.post(release, {"assignment": current.pk}).status_code == 409  # not ahead
+    assert client.post(release, {"assignment": "x"}).status_code == 400
+    queue.members.add(annotator2)
+    assert signed_in(annotator2).post(release, {"assignment": ahead.pk}).status_code == 409
+    assert client.post(release, {"assignment": ahead.pk}).status_code == 204
+    assert Assignment.objects.get(pk=ahead.pk).outcome == Outcome.RELEASED
+    assert Assignment.objects.get(pk=current.pk).outcome == Outcome.OPEN
+    assert client.post(release, {"assignment": ahead.pk}).status_code == 409  # once
+
+
+def test_a_reload_renews_the_lease_ahead(queue, annotator):
+    client = signed_in(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    current, ahead = lease_of(annotator), ahead_of(annotator)
+    client.get(reverse("annotations:label", args=[queue.pk]))
+    assert lease_of(annotator).pk == current.pk
+    assert ahead_of(annotator).pk != ahead.pk
+    assert Assignment.objects.get(pk=ahead.pk).outcome == Outcome.RELEASED

@@ -14,16 +14,19 @@ from annotations.models import Assignment, Item, Label, Outcome, Priority
 from annotations.selectors import Progress, annotator_progress
 from annotations.services import (
     AlreadyLabelled,
+    Held,
     ItemFull,
     LeaseGone,
     NewItem,
     NotAMember,
     NothingToUndo,
+    assignment_release,
     assignment_skip,
     item_scores_set,
     label_submit,
     label_undo,
     queue_item_claim,
+    queue_item_prefetch,
     queue_items_create,
     queue_members_set,
 )
@@ -105,6 +108,141 @@ def test_removing_a_member_releases_their_lease(annotator, annotator2):
     queue_members_set(queue=queue, users=[annotator2])
     assert Assignment.objects.get(pk=lease.pk).outcome == Outcome.RELEASED
     assert queue_item_claim(queue=queue, annotator=annotator2).item_id == lease.item_id
+
+
+# --- the next item held ahead (the labelling page) --------------------------------------------
+def test_prefetch_holds_the_next_item_and_asking_again_keeps_both(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(3))
+    held = queue_item_prefetch(queue=queue, annotator=annotator)
+    assert (held.current.item.external_id, held.ahead.item.external_id) == ("0", "1")
+    assert (held.current.ahead, held.ahead.ahead) == (False, True)
+    again = queue_item_prefetch(queue=queue, annotator=annotator)
+    assert (again.current.pk, again.ahead.pk) == (held.current.pk, held.ahead.pk)
+    assert Assignment.objects.filter(outcome=Outcome.OPEN).count() == 2
+    # The API's claim gives the current lease, never the one held ahead.
+    assert queue_item_claim(queue=queue, annotator=annotator).pk == held.current.pk
+
+
+def test_the_lease_ahead_becomes_current_with_its_time_starting_then(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(3))
+    start = timezone.now()
+    held = queue_item_prefetch(queue=queue, annotator=annotator, now=start)
+    submit(held.current, annotator, now=start + timedelta(minutes=3))
+    later = start + timedelta(minutes=3, seconds=1)
+    after = queue_item_prefetch(queue=queue, annotator=annotator, now=later)
+    assert after.current.pk == held.ahead.pk and not after.current.ahead
+    assert Assignment.objects.get(pk=held.ahead.pk).expires_at == later + timedelta(minutes=10)
+    assert after.ahead.item.external_id == "2"
+    # At the end: the last item current, nothing ahead; then nothing at all.
+    submit(after.current, annotator)
+    last = queue_item_prefetch(queue=queue, annotator=annotator)
+    assert (last.current.item.external_id, last.ahead) == ("2", None)
+    submit(last.current, annotator)
+    assert queue_item_prefetch(queue=queue, annotator=annotator) == Held(None, None)
+
+
+def test_a_lease_ahead_counts_against_k(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(3), labels_per_item=1)
+    queue_item_prefetch(queue=queue, annotator=annotator)  # holds items 0 and 1
+    theirs = queue_item_prefetch(queue=queue, annotator=annotator2)
+    assert (theirs.current.item.external_id, theirs.ahead) == ("2", None)
+
+
+def test_the_lease_ahead_is_never_the_current_items_nor_one_already_labelled(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(2), labels_per_item=3)
+    held = queue_item_prefetch(queue=queue, annotator=annotator)
+    assert held.ahead.item_id != held.current.item_id
+    submit(held.current, annotator)
+    after = queue_item_prefetch(queue=queue, annotator=annotator)
+    assert after.current.pk == held.ahead.pk and after.ahead is None  # item 0 is labelled
+
+
+def test_gold_comes_at_the_queues_rate_with_the_lease_ahead(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(8) + pairwise_gold(3), gold_rate=0.25)
+    seen = []
+    held = queue_item_prefetch(queue=queue, annotator=annotator)
+    while held.current is not None:
+        seen.append(held.current.item.is_gold)
+        submit(held.current, annotator)
+        held = queue_item_prefetch(queue=queue, annotator=annotator)
+    # The 4th, 8th and 12th labels are gold, as without prefetching (floor(n * 0.25) steps).
+    assert [n for n, gold in enumerate(seen, start=1) if gold] == [4, 8]
+    assert len(seen) == 10  # 8 regular items and 2 gold; the third gold was due at 12
+
+
+def test_a_fresh_page_renews_the_lease_ahead_and_the_old_pages_release_misses_it(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(3))
+    old = queue_item_prefetch(queue=queue, annotator=annotator)
+    fresh = queue_item_prefetch(queue=queue, annotator=annotator, renew_ahead=True)
+    assert fresh.current.pk == old.current.pk  # the item on screen stays theirs
+    assert fresh.ahead.item_id == old.ahead.item_id and fresh.ahead.pk != old.ahead.pk
+    # The old page's beacon arrives after the new page loaded: it names a lease gone already.
+    with pytest.raises(LeaseGone):
+        assignment_release(assignment_id=old.ahead.pk, annotator=annotator)
+    assert Assignment.objects.get(pk=fresh.ahead.pk).outcome == Outcome.OPEN
+
+
+def test_release_gives_back_only_a_lease_ahead_and_only_ones_own(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(3), labels_per_item=1)
+    held = queue_item_prefetch(queue=queue, annotator=annotator)
+    with pytest.raises(LeaseGone):
+        assignment_release(assignment_id=held.ahead.pk, annotator=annotator2)
+    with pytest.raises(LeaseGone):  # the item on screen is not given back by a closing page
+        assignment_release(assignment_id=held.current.pk, annotator=annotator)
+    with pytest.raises(LeaseGone):
+        assignment_release(assignment_id=held.ahead.pk, annotator=annotator, queue_id=0)
+    assignment_release(assignment_id=held.ahead.pk, annotator=annotator)
+    assert Assignment.objects.get(pk=held.ahead.pk).outcome == Outcome.RELEASED
+    # Released, its item is back in the queue at once.
+    assert queue_item_claim(queue=queue, annotator=annotator2).item_id == held.ahead.item_id
+
+
+def test_a_lease_ahead_nobody_gives_back_returns_when_it_times_out(annotator, annotator2):
+    # The page went away without a word (a crash, a phone killing the tab): the backstop.
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(2), labels_per_item=1)
+    start = timezone.now()
+    held = queue_item_prefetch(queue=queue, annotator=annotator, now=start)
+    assert queue_item_claim(queue=queue, annotator=annotator2, now=start) is None
+    later = start + timedelta(minutes=10, seconds=1)
+    theirs = queue_item_prefetch(queue=queue, annotator=annotator2, now=later)
+    assert {theirs.current.item_id, theirs.ahead.item_id} == {
+        held.current.item_id,
+        held.ahead.item_id,
+    }
+    # The first annotator comes back: both their leases are closed as expired, nothing left.
+    assert queue_item_prefetch(queue=queue, annotator=annotator, now=later) == Held(None, None)
+    assert set(
+        Assignment.objects.filter(annotator=annotator).values_list("outcome", flat=True)
+    ) == {Outcome.EXPIRED}
+    assert not Label.objects.exists()
+
+
+def test_skipping_the_current_item_makes_the_one_ahead_current(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(3))
+    held = queue_item_prefetch(queue=queue, annotator=annotator)
+    assignment_skip(assignment_id=held.current.pk, annotator=annotator)
+    after = queue_item_prefetch(queue=queue, annotator=annotator)
+    assert after.current.pk == held.ahead.pk and after.ahead.item.external_id == "2"
+
+
+def test_undo_releases_the_lease_ahead_too(annotator):
+    queue = make_queue(members=[annotator], items=pairwise(3))
+    held = queue_item_prefetch(queue=queue, annotator=annotator)
+    submit(held.current, annotator)
+    after = queue_item_prefetch(queue=queue, annotator=annotator)
+    back = label_undo(queue=queue, annotator=annotator)
+    assert back.item_id == held.current.item_id
+    assert Assignment.objects.get(pk=after.current.pk).outcome == Outcome.RELEASED
+    assert Assignment.objects.get(pk=after.ahead.pk).outcome == Outcome.RELEASED
+    again = queue_item_prefetch(queue=queue, annotator=annotator)
+    assert again.current.pk == back.pk and again.ahead.item_id == held.ahead.item_id
+
+
+def test_removing_a_member_releases_their_lease_ahead(annotator, annotator2):
+    queue = make_queue(members=[annotator, annotator2], items=pairwise(2), labels_per_item=1)
+    held = queue_item_prefetch(queue=queue, annotator=annotator)
+    queue_members_set(queue=queue, users=[annotator2])
+    assert Assignment.objects.get(pk=held.ahead.pk).outcome == Outcome.RELEASED
 
 
 def test_random_priority_follows_the_random_key(annotator):
