@@ -284,7 +284,23 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    # Webhook deliveries and label batches a worker lost go out again (core/webhooks.py).
+    "webhooks-sweep": {
+        "task": "core.tasks.webhook_deliveries_sweep_task",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
 }
+
+# --- webhooks (core/webhooks.py; the README documents what a receiver gets) -----------------
+# Label events are coalesced per endpoint: one request per this many milliseconds at most.
+WEBHOOK_BATCH_MS = env_int("WEBHOOK_BATCH_MS", 500, minimum=10)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+# Attempts per delivery; the wait doubles from WEBHOOK_RETRY_SECONDS after each failure.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_RETRY_SECONDS = env_int("WEBHOOK_RETRY_SECONDS", 10, minimum=0)
+# Deliveries failed in a row (every attempt used) after which an endpoint is disabled.
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 5, minimum=1)
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
