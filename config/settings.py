@@ -53,7 +53,8 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
-if env_bool("ARBITER_BEHIND_PROXY", False):
+ARBITER_BEHIND_PROXY = env_bool("ARBITER_BEHIND_PROXY", False)
+if ARBITER_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
@@ -100,6 +101,10 @@ API_MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 API_THREADS = env_int("API_THREADS", 8, minimum=1)
+# Each API token may make API_RATE_LIMIT calls per API_RATE_WINDOW_SECONDS (core/ratelimit.py);
+# more are answered 429 with Retry-After. 0 turns the limit off.
+API_RATE_LIMIT = env_int("API_RATE_LIMIT", 3000, minimum=0)
+API_RATE_WINDOW_SECONDS = env_int("API_RATE_WINDOW_SECONDS", 60, minimum=1)
 
 FORM_RENDERER = "core.forms.FormRenderer"
 ROOT_URLCONF = "config.urls"

@@ -28,7 +28,6 @@ import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 from uuid import uuid4
@@ -43,6 +42,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from core.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
+from core.redis_client import redis_client, redis_key
 
 log = logging.getLogger(__name__)
 
@@ -198,14 +198,12 @@ def webhook_emit(*, event: WebhookEvent, payload: Mapping[str, Any]) -> None:
     transaction.on_commit(send)
 
 
-@cache
 def _redis() -> redis.Redis:
-    # One connection pool per process; short timeouts so a Redis outage costs a label little.
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1)
+    return redis_client()
 
 
 def _key(name: str) -> str:
-    return f"{settings.REDIS_KEY_PREFIX}arbiter:webhooks:{name}"
+    return redis_key(f"webhooks:{name}")
 
 
 def _buffer_push(event: str, data: Any) -> None:
