@@ -343,6 +343,7 @@ def _mount() -> None:
     api.add_router("/debates", debates)
     api.add_router("/reward-models", reward_models_router)
     api.add_router("/trees", "amplification.api.trees")
+    api.add_router("/webhooks", "core.api.webhooks_router")
 
 
 _mount()
