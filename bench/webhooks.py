@@ -209,8 +209,8 @@ def main() -> None:
         width = max(len(row[0]) for row in rows)
         print(f"\nwebhooks bench: {ANNOTATORS} annotators, {args.seconds:.0f} s per phase,"
               f" {os.cpu_count()} cores")  # fmt: skip
-        for label, value, note in rows:
-            print(f"  {label:<{width}}  {value:>10}  {note}")
+        for row_label, row_value, row_note in rows:
+            print(f"  {row_label:<{width}}  {row_value:>10}  {row_note}")
     finally:
         for process in (server, worker):
             if process is not None:

@@ -242,7 +242,7 @@ def webhook_events_flush(*, event: str) -> int:
     if not lock.acquire():
         return 0
     buffer, in_flight = _key(f"buffer:{event}"), _key(f"in-flight:{event}")
-    taken = 0
+    taken, created = 0, []
     try:
         while True:
             items = client.lrange(in_flight, 0, -1) or client.eval(
@@ -250,12 +250,24 @@ def webhook_events_flush(*, event: str) -> int:
             )
             if not items:
                 break
-            ids = _deliveries_create(event, [json.loads(item) for item in items])
+            created += _deliveries_create(event, [json.loads(item) for item in items])
             client.delete(in_flight)
-            _deliveries_enqueue(ids)
             taken += len(items)
     finally:
         lock.release()
+    # The first attempt right here, not through another task: one broker hop less between a
+    # label and its receiver. A retry (or a send that raises) goes through the task.
+    for delivery_id in created:
+        try:
+            wait = webhook_delivery_attempt(delivery_id=delivery_id)
+        except Exception:
+            log.exception("webhook delivery %s: first attempt failed to run", delivery_id)
+            _deliveries_enqueue([delivery_id])
+            continue
+        if wait is not None:
+            from core.tasks import webhook_deliver_task
+
+            webhook_deliver_task.apply_async((delivery_id,), countdown=wait)
     return taken
 
 
