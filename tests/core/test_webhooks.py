@@ -346,3 +346,29 @@ def test_labels_arrive_batched_at_least_once_with_idempotency_keys(
     assert set(event) == {"id", "queue_id", "item_id", "annotator", "value", "created_at"}
     pending = WebhookDelivery.objects.exclude(status=DeliveryStatus.DELIVERED)
     wait_for(lambda: not pending.exists(), timeout=10, what="every delivery logged as delivered")
+
+
+def test_a_receiver_that_times_out_is_logged_and_retried_later(
+    db: None, settings: Any, researcher: User, receiver: Receiver,
+    django_capture_on_commit_callbacks: Any,
+) -> None:  # fmt: skip
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1
+    settings.WEBHOOK_RETRY_SECONDS = 7
+
+    def slow(key: str, seen: int) -> int:
+        time.sleep(2.5)
+        return 200
+
+    receiver.answer = slow
+    _endpoint(researcher, receiver.url)
+    with django_capture_on_commit_callbacks(execute=False):
+        [pk] = webhooks._deliveries_create(WebhookEvent.EXPORT_FINISHED, [{"export_id": 1}])
+    started = time.monotonic()
+    assert webhook_delivery_attempt(delivery_id=pk) == 7.0  # the next attempt, in seconds
+    assert time.monotonic() - started < 2.4  # given up at the timeout, not the answer
+    delivery = WebhookDelivery.objects.get()
+    assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 1
+    assert "timed out" in delivery.last_error
+    # Not due yet: a second copy of the task claims nothing.
+    assert webhook_delivery_attempt(delivery_id=pk) is None
+    assert WebhookDelivery.objects.get().attempts == 1
