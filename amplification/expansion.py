@@ -50,7 +50,9 @@ from amplification.parsing import (
     subanswers_block,
 )
 from amplification.schemas import NodeCall, Step
+from core.models import WebhookEvent
 from core.streams import stream_send
+from core.webhooks import webhook_emit
 from llm.backends.base import Backend, ChatMessage, Completion, GenerationError
 from llm.models import ModelConfig
 
@@ -182,6 +184,8 @@ def _finish(tree: Tree) -> None:
         status=status, error=error,
         wall_s=F("wall_s") + (timezone.now() - started).total_seconds(),
     )  # fmt: skip
+    if status == TreeStatus.DONE:
+        webhook_emit(event=WebhookEvent.TREE_DONE, payload={"tree_id": tree.pk})
 
 
 def _plan(tree: Tree) -> Plan:

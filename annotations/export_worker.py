@@ -26,6 +26,8 @@ from annotations.exports import (
     export_write,
 )
 from annotations.models import ExportJob, JobStatus
+from core.models import WebhookEvent
+from core.webhooks import webhook_emit
 
 
 def export_path(job: ExportJob) -> Path:
@@ -90,6 +92,11 @@ def export_run(*, job_id: int) -> None:
     )
     if not finished:  # given up on while it ran: another attempt owns the job now
         path.unlink(missing_ok=True)
+        return
+    webhook_emit(
+        event=WebhookEvent.EXPORT_FINISHED,
+        payload={"export_id": job.pk, "rows": done, "format": str(spec.format)},
+    )
 
 
 @dataclass(frozen=True)

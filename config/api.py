@@ -56,6 +56,7 @@ from ninja.parser import Parser
 
 from annotations.services import AnnotationError
 from config.api_contract import (
+    RateLimited,
     TokenAuth,
     problem_body,
 )
@@ -224,7 +225,17 @@ class ArbiterAPI(NinjaAPI):
             for operation in operations.values():
                 if "requestBody" not in operation:
                     operation["responses"].pop(413, None)
+                limited = operation["responses"].get(429)
+                if limited is not None:
+                    limited["headers"] = {"Retry-After": _RETRY_AFTER}
         return schema
+
+
+_RETRY_AFTER = {
+    "description": "seconds until the token's next rate-limit window (API_RATE_LIMIT calls per"
+    " API_RATE_WINDOW_SECONDS)",
+    "schema": {"type": "integer", "minimum": 1},
+}
 
 
 # --- errors: every one a Problem --------------------------------------------------------------
@@ -255,6 +266,12 @@ def _request_invalid(request: HttpRequest, error: RequestInvalid) -> HttpRespons
     ]
     detail = "; ".join(f"{problem['field']}: {problem['message']}" for problem in problems)
     return _respond(request, 422, problem_body(detail, problems))
+
+
+def _rate_limited(request: HttpRequest, error: RateLimited) -> HttpResponse:
+    response = _respond(request, 429, problem_body(str(error)))
+    response["Retry-After"] = str(error.retry_after)
+    return response
 
 
 def _http_error(request: HttpRequest, error: HttpError) -> HttpResponse:
@@ -294,6 +311,7 @@ def _validation_error(request: HttpRequest, error: ValidationError) -> HttpRespo
 
 
 _HANDLERS: dict[type[Exception], Any] = {
+    RateLimited: _rate_limited,
     RequestInvalid: _request_invalid,
     HttpError: _http_error,
     Http404: _not_found,
@@ -325,6 +343,7 @@ def _mount() -> None:
     api.add_router("/debates", debates)
     api.add_router("/reward-models", reward_models_router)
     api.add_router("/trees", "amplification.api.trees")
+    api.add_router("/webhooks", "core.api.webhooks_router")
 
 
 _mount()

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.http import HttpRequest
 from django.utils import timezone
@@ -23,6 +24,7 @@ from pydantic.json_schema import SkipJsonSchema
 from annotations.models import ApiToken
 from annotations.services import api_token_digest
 from core import sql
+from core.ratelimit import rate_limit_hit
 from core.roles import Role, role_columns, roles_remember, user_has_role
 from core.types import DbId
 
@@ -54,6 +56,13 @@ class TokenAuth(HttpBearer):
         if found is None:
             return None
         user, (token_id, stale, *roles) = found
+        if settings.API_RATE_LIMIT:
+            hit = rate_limit_hit(
+                scope="api-token", key=str(token_id), limit=settings.API_RATE_LIMIT,
+                window_s=settings.API_RATE_WINDOW_SECONDS,
+            )  # fmt: skip
+            if not hit.allowed:
+                raise RateLimited(hit.retry_after)
         roles_remember(user, roles)
         if stale:
             ApiToken.objects.filter(pk=token_id).update(last_used_at=now)
@@ -66,6 +75,20 @@ class TokenAuth(HttpBearer):
 # The routers' `auth=`: who may call an operation at all.
 researchers = TokenAuth(Role.RESEARCHER)
 annotators = TokenAuth(Role.ANNOTATOR)
+
+
+class RateLimited(HttpError):
+    """A 429: the token used its API_RATE_LIMIT calls in this window; `Retry-After` says when
+    the next window opens (config/api.py sets the header)."""
+
+    def __init__(self, retry_after: int) -> None:
+        window = settings.API_RATE_WINDOW_SECONDS
+        super().__init__(
+            429,
+            f"Too many requests: this token may make {settings.API_RATE_LIMIT} calls every"
+            f" {window} s (API_RATE_LIMIT); try again in {retry_after} s (Retry-After).",
+        )
+        self.retry_after = retry_after
 
 
 class FieldError(Schema):
@@ -111,9 +134,9 @@ Id = DbId
 
 def errors(*statuses: int) -> dict[int, Any]:
     """Documented error responses for an operation's `response=`: 400, 401, 413 (a body over
-    the server's limit) and 422 always, plus each of `statuses`; e.g.
-    `response={200: QueueOut} | errors(403, 404)`."""
-    return dict.fromkeys(sorted({400, 401, 413, 422, *statuses}), Problem)
+    the server's limit), 422 and 429 (the token's rate limit, with Retry-After) always, plus
+    each of `statuses`; e.g. `response={200: QueueOut} | errors(403, 404)`."""
+    return dict.fromkeys(sorted({400, 401, 413, 422, 429, *statuses}), Problem)
 
 
 def api_user(request: HttpRequest) -> User:

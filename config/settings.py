@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -53,9 +54,33 @@ CSRF_COOKIE_SECURE = HTTPS
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if HTTPS else 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
-if env_bool("ARBITER_BEHIND_PROXY", False):
+ARBITER_BEHIND_PROXY = env_bool("ARBITER_BEHIND_PROXY", False)
+if ARBITER_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Content-Security-Policy on every page (django-csp): scripts and style sheets only from this
+# origin, so no inline <script>, no on…= handler and no eval (htmx runs with allowEval off and
+# without its inline indicator <style>; see base.html). Inline style *attributes* stay allowed:
+# templates set progress-bar widths with them, and a style attribute cannot run script.
+# Websockets: 'self' covers ws(s):// to this host. CSP_REPORT_ONLY=1 reports without enforcing.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+if env_bool("CSP_REPORT_ONLY", False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = CONTENT_SECURITY_POLICY
+    CONTENT_SECURITY_POLICY = {}
 X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
@@ -70,6 +95,7 @@ INSTALLED_APPS = [
     "channels",
     "django_htmx",
     "template_partials",
+    "axes",  # sign-in throttling: AccessAttempt rows, unlocked in the admin
     "ninja",  # its bundled Swagger UI (static files), so the API docs need no CDN
     "core",
     "llm",
@@ -81,6 +107,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # ServeStatic: whitenoise's async-native fork; whitenoise itself makes Django buffer
     # every static file through a sync iterator under ASGI.
     "servestatic.middleware.ServeStaticMiddleware",
@@ -91,15 +118,22 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 # /api/ has its own handler (config/api_asgi.py): bearer tokens and JSON need none of the
 # page middleware above, and each sync middleware costs a thread hop under ASGI.
 API_MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",  # the Swagger page at /api/docs
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 API_THREADS = env_int("API_THREADS", 8, minimum=1)
+# Each API token may make API_RATE_LIMIT calls per API_RATE_WINDOW_SECONDS (core/ratelimit.py);
+# more are answered 429 with Retry-After. 0 turns the limit off.
+API_RATE_LIMIT = env_int("API_RATE_LIMIT", 3000, minimum=0)
+API_RATE_WINDOW_SECONDS = env_int("API_RATE_WINDOW_SECONDS", 60, minimum=1)
 
 FORM_RENDERER = "core.forms.FormRenderer"
 ROOT_URLCONF = "config.urls"
@@ -284,7 +318,23 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
+    # Webhook deliveries and label batches a worker lost go out again (core/webhooks.py).
+    "webhooks-sweep": {
+        "task": "core.tasks.webhook_deliveries_sweep_task",
+        "schedule": 30.0,
+        "options": {"expires": 30.0},
+    },
 }
+
+# --- webhooks (core/webhooks.py; the README documents what a receiver gets) -----------------
+# Label events are coalesced per endpoint: one request per this many milliseconds at most.
+WEBHOOK_BATCH_MS = env_int("WEBHOOK_BATCH_MS", 500, minimum=10)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+# Attempts per delivery; the wait doubles from WEBHOOK_RETRY_SECONDS after each failure.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_RETRY_SECONDS = env_int("WEBHOOK_RETRY_SECONDS", 10, minimum=0)
+# Deliveries failed in a row (every attempt used) after which an endpoint is disabled.
+WEBHOOK_DISABLE_AFTER = env_int("WEBHOOK_DISABLE_AFTER", 5, minimum=1)
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -305,6 +355,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "core.backends.SignInThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Sign-in throttling (django-axes): SIGNIN_FAILURE_LIMIT wrong passwords lock the account (from
+# any address) and, separately, the address (for any account) for SIGNIN_LOCKOUT_MINUTES, or
+# until an admin deletes the attempts (Admin → Axes → Access attempts). Failures are counted in
+# the database, so every replica sees them; the address is core.ratelimit.request_address.
+AXES_FAILURE_LIMIT = env_int("SIGNIN_FAILURE_LIMIT", 10, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGNIN_LOCKOUT_MINUTES", 30, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "core.ratelimit.request_address"
+AXES_LOCKOUT_TEMPLATE = "registration/locked.html"
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -19,6 +19,8 @@ from django.utils import timezone
 
 from annotations.models import Item, Queue
 from annotations.services import NewItem, queue_items_create
+from core.models import WebhookEvent
+from core.webhooks import webhook_emit
 from debate.events import debate_changed
 from debate.generation import (
     SPEECH_STALE_AFTER,
@@ -167,6 +169,11 @@ def judgment_submit(*, debate: Debate, judge: User, probability_a: int, rational
     debate.status = DebateStatus.JUDGED
     debate.save(update_fields=["status"])
     debate_changed(debate.pk)
+    webhook_emit(
+        event=WebhookEvent.DEBATE_JUDGED,
+        payload={"debate_id": debate.pk, "judge": judge.get_username(),
+                 "probability_a": probability_a, "judge_turns": judge_turns},
+    )  # fmt: skip
     return judgment
 
 

@@ -31,7 +31,9 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from annotations.models import Label, Priority, Queue
+from core.models import WebhookEvent
 from core.streams import stream_send
+from core.webhooks import webhook_emit
 from rewards.models import (
     GOOD,
     RUNNING,
@@ -400,7 +402,8 @@ def version_promote(
         running = RewardVersion.objects.filter(pk=version_id, status=Status.EVALUATING)
         if reward_model.active_version_id != baseline_id:
             reason = "The active version changed while this one was evaluated; retrain to compare."
-            running.update(status=Status.REJECTED, reason=reason, **fields)
+            if running.update(status=Status.REJECTED, reason=reason, **fields):
+                _version_announce_outside(version, WebhookEvent.REWARD_VERSION_REJECTED, reason)
             return False, reason
         # Retire first: the one-active-version index is checked statement by statement.
         RewardVersion.objects.filter(reward_model=reward_model, status=Status.ACTIVE).update(
@@ -412,7 +415,14 @@ def version_promote(
         reward_model.active_version_id = version_id
         reward_model.save(update_fields=["active_version"])
         transaction.on_commit(lambda: _after_activation(reward_model.pk))
+        _version_announce_outside(version, WebhookEvent.REWARD_VERSION_PROMOTED, "")
     return True, ""
+
+
+def _version_announce_outside(version: RewardVersion, event: WebhookEvent, reason: str) -> None:
+    payload = {"reward_model_id": version.reward_model_id, "version_id": version.pk,
+               "number": version.number, "reason": reason}  # fmt: skip
+    webhook_emit(event=event, payload=payload)
 
 
 def version_progress(
@@ -451,7 +461,11 @@ def version_finish(*, version_id: int, status: str, reason: str, **fields: Any) 
     running = RewardVersion.objects.filter(
         Q(status__in=(Status.TRAINING, Status.EVALUATING)), pk=version_id
     )
-    return bool(running.update(status=status, reason=reason, **fields))
+    finished = bool(running.update(status=status, reason=reason, **fields))
+    if finished and status == Status.REJECTED:
+        version = RewardVersion.objects.get(pk=version_id)
+        _version_announce_outside(version, WebhookEvent.REWARD_VERSION_REJECTED, reason)
+    return finished
 
 
 def artifact_remove(path: str) -> None:

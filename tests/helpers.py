@@ -116,12 +116,22 @@ def fuzz_world(users: dict[str, Any]) -> FuzzWorld:
     )
     Debate.objects.filter(pk=debate.pk).update(batch=batch)
     tokens = {role: api_token_create(user=user, name="fuzz") for role, user in users.items()}
+    # A webhook endpoint of the researcher's, with one logged delivery.
+    from core.models import WebhookDelivery, WebhookEndpoint
+
+    endpoint = WebhookEndpoint.objects.create(
+        owner=users["researcher"], name="fuzzed", url="https://receiver.example.org/hook",
+        events=["label.created"], secret="whsec_fuzzed",
+    )  # fmt: skip
+    delivery = WebhookDelivery.objects.create(endpoint=endpoint, event="label.created", body="{}")
     ids = {
         "queue_id": queue.pk,
         "job_id": job.pk,
         "reward_model_id": reward_model.pk,
         "debate_id": debate.pk,
         "batch_id": batch.pk,
+        "endpoint_id": endpoint.pk,
+        "delivery_id": delivery.pk,
     }
     return FuzzWorld(tokens=tokens, ids=ids)
 

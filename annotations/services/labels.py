@@ -34,6 +34,8 @@ from annotations.services.errors import (
     NothingToUndo,
 )
 from core import sql
+from core.models import WebhookEvent
+from core.webhooks import webhook_emit
 
 
 def _typed_value(kind: ItemKind, value: Mapping[str, Any] | LabelValue) -> LabelValue:
@@ -139,6 +141,12 @@ def label_submit(
             raise refused.error from None
         raise
     labels_committed_notify(queue_ids=[queue.pk])
+    webhook_emit(
+        event=WebhookEvent.LABEL_CREATED,
+        payload={"id": label.pk, "queue_id": queue.pk, "item_id": item.pk,
+                 "annotator": annotator.get_username(), "value": stored,
+                 "created_at": now},
+    )  # fmt: skip
     return label, True
 
 

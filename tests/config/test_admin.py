@@ -37,7 +37,8 @@ def test_every_admin_list_opens_and_searches(model, admin_user):
 
 # Tables an admin may fill in by hand (configuration); every other table of ours is written by
 # a service, which creates a row with what it needs, so its admin offers no "+ Add".
-ADDABLE = {"llm.ModelConfig", "annotations.Queue", "annotations.QueueMember", "rewards.RewardModel"}
+ADDABLE = {"llm.ModelConfig", "annotations.Queue", "annotations.QueueMember", "rewards.RewardModel",
+           "core.WebhookEndpoint"}  # fmt: skip
 
 
 def test_only_configuration_tables_offer_add(admin_user, rf):

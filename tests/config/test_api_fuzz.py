@@ -57,6 +57,14 @@ class Rule:
 # pass only if every problem in its body is one of these rules, on that operation. A refusal
 # because a row does not exist (404) or of a state (409) passes that check anyway.
 RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
+    "/api/webhooks/": [
+        Rule(
+            why="a webhook URL must name a host, carry no credentials, and not be this server "
+            "(a loop): beyond the `^https?://` pattern the document states",
+            field=r"url",
+            message=r"Not a URL|needs a host|no credentials|in a loop|Only http",
+        ),
+    ],
     "/api/debates/import": [
         Rule(
             why="cross-field: `consultant` is required when `setting.is_debate` is false",
