@@ -47,6 +47,7 @@ from annotations.services.items import (
     BULK_BATCH,
     NewItem,
     item_scores_set,
+    items_complete_mark,
     queue_items_create,
 )
 from annotations.services.labels import (
@@ -81,6 +82,7 @@ __all__ = [
     "BULK_BATCH",
     "NewItem",
     "item_scores_set",
+    "items_complete_mark",
     "queue_items_create",
     "CLAIM_ATTEMPTS",
     "assignment_skip",
