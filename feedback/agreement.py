@@ -211,7 +211,7 @@ def human_majority(queue: Queue) -> dict[int, Any]:
 def gold_values(queue: Queue) -> dict[int, Any]:
     kind = queue.item_kind
     rows = Item.objects.filter(queue=queue, is_gold=True).values_list("pk", "gold_value")
-    return {pk: kind.scalar(value) for pk, value in rows}
+    return {pk: kind.scalar(value) for pk, value in rows if value is not None}
 
 
 def _overall(comparison: bool, answers: list[Answer]) -> Answer:

@@ -1,3 +1,5 @@
+from collections.abc import Sequence
+
 from django.apps import AppConfig
 
 
@@ -9,9 +11,13 @@ class FeedbackConfig(AppConfig):
         from annotations.hooks import labels_committed_register
 
         # tasks: registers the tasks feedback.services sends by name.
-        from feedback import dashboard, jobs, tasks  # noqa: F401
+        from feedback import dashboard, exports, jobs, tasks  # noqa: F401
         from feedback.services import shortcuts_apply
 
         jobs.register()
         dashboard.register()
-        labels_committed_register(lambda queue_ids: shortcuts_apply(queue_ids=queue_ids))
+        exports.register()
+        def shortcuts_after_labels(queue_ids: Sequence[int]) -> None:
+            shortcuts_apply(queue_ids=queue_ids)
+
+        labels_committed_register(shortcuts_after_labels)
