@@ -18,7 +18,7 @@ Methods, stated beside every figure on the page:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 from annotations.kinds import ItemKind
 from annotations.models import Item, Label, Queue
 from core.stats import Share
-from feedback.models import AILabel, LabellingRun, Principle, RunStatus
+from feedback.models import AILabel, LabellingRun, Principle
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 20240521
@@ -235,14 +235,18 @@ def _own_probability(comparison: bool, answer: Answer) -> float:
     return p
 
 
-def run_answers(run: LabellingRun) -> dict[int | None, dict[int, Answer]]:
-    """Each principle's answers by item, and the overall answers under the key None."""
+def run_answers(
+    run: LabellingRun, *, items: Collection[int] | None = None
+) -> dict[int | None, dict[int, Answer]]:
+    """Each principle's answers by item (all items, or those given), and the overall
+    answers under the key None."""
     comparison = run.annotator.queue.item_kind.value_field == "choice"
     value_field = run.annotator.queue.item_kind.value_field
     by_principle: dict[int | None, dict[int, Answer]] = defaultdict(dict)
-    rows = AILabel.objects.filter(run=run).values_list(
-        "item_id", "principle_id", "value", "probability", "distribution"
-    )
+    labels = AILabel.objects.filter(run=run)
+    if items is not None:
+        labels = labels.filter(item_id__in=list(items))
+    rows = labels.values_list("item_id", "principle_id", "value", "probability", "distribution")
     by_item: dict[int, list[Answer]] = defaultdict(list)
     for item_id, principle_id, value, probability, distribution in rows.iterator(2000):
         answer = Answer(
@@ -352,16 +356,3 @@ def _strongest(
             )
         )
     return result
-
-
-def latest_done_runs(queue: Queue) -> list[LabellingRun]:
-    """Each model annotator's newest finished run on the queue."""
-    runs = (
-        LabellingRun.objects.filter(annotator__queue=queue, status=RunStatus.DONE)
-        .select_related("annotator__queue", "annotator__model_config", "version__constitution")
-        .order_by("annotator_id", "-finished_at", "-pk")
-    )
-    newest: dict[int, LabellingRun] = {}
-    for run in runs:
-        newest.setdefault(run.annotator_id, run)
-    return list(newest.values())

@@ -9,13 +9,14 @@ from typing import Any
 from annotations.dashboard import DashboardSection, dashboard_section_register
 from annotations.models import Queue
 from annotations.quality import AnnotatorStats
-from feedback.agreement import gold_values, latest_done_runs, run_agreement, run_answers
+from feedback.agreement import gold_values, run_agreement, run_answers
 from feedback.models import ModelAnnotator
 from feedback.routing import shortcut_report
+from feedback.selectors import newest_runs
 
 
 def _context(queue: Queue) -> dict[str, Any]:
-    runs = latest_done_runs(queue)
+    runs = newest_runs([queue.pk])
     return {
         "queue": queue,
         "has_annotators": ModelAnnotator.objects.filter(queue=queue).exists(),
@@ -27,7 +28,7 @@ def _context(queue: Queue) -> dict[str, Any]:
 def _annotators(queue: Queue) -> list[AnnotatorStats]:
     gold = gold_values(queue)
     rows = []
-    for run in latest_done_runs(queue):
+    for run in newest_runs([queue.pk]):
         overall = run_answers(run).get(None, {})
         named = {item: a.scalar for item, a in overall.items() if a.scalar is not None}
         on_gold = [item for item in named if item in gold]

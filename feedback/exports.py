@@ -9,23 +9,12 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 
 from annotations.exports.sources import LabelSource, SourcedLabel, label_source_register
-from feedback.models import AILabel, LabellingRun, RunStatus
-
-
-def _newest_runs(queue_ids: Sequence[int]) -> list[LabellingRun]:
-    runs = (
-        LabellingRun.objects.filter(annotator__queue_id__in=list(queue_ids), status=RunStatus.DONE)
-        .select_related("annotator__queue", "version__constitution")
-        .order_by("annotator_id", "-finished_at", "-pk")
-    )
-    newest: dict[int, LabellingRun] = {}
-    for run in runs:
-        newest.setdefault(run.annotator_id, run)
-    return list(newest.values())
+from feedback.models import AILabel
+from feedback.selectors import newest_runs
 
 
 def ai_labels_exported(queue_ids: Sequence[int], include_gold: bool) -> Iterator[SourcedLabel]:
-    for run in _newest_runs(queue_ids):
+    for run in newest_runs(queue_ids):
         kind = run.annotator.queue.item_kind
         labels = AILabel.objects.filter(run=run).select_related("principle", "item")
         if not include_gold:

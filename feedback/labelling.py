@@ -28,6 +28,7 @@ from feedback.prompts import (
     orders_for,
     rating_reading,
 )
+from feedback.services import shortcuts_apply
 from llm.backends.base import GenerationError, OptionChoice
 from llm.generation import chat_messages, choose
 
@@ -85,6 +86,8 @@ def labelling_run_execute(*, run_id: int) -> None:
         _finish(run, RunStatus.FAILED, f"{type(error).__name__}: {error}")
         raise
     _finish(run, RunStatus.DONE, "")
+    # Items that already have the fewer human labels a confident answer asks for finish now.
+    shortcuts_apply(queue_ids=[run.annotator.queue_id])
 
 
 def _finish(run: LabellingRun, status: str, error: str) -> None:

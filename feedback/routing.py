@@ -13,6 +13,7 @@ Routing score of an item, 0–1, highest first: the largest of
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,15 +75,15 @@ def routing_scores(run: LabellingRun) -> dict[int, float]:
     return scores
 
 
-def shortcut_items(run: LabellingRun) -> set[int]:
-    """Items (gold ones included) whose overall model answer has at least the annotator's
-    threshold probability; empty without a threshold."""
+def shortcut_items(run: LabellingRun, *, among: Collection[int] | None = None) -> set[int]:
+    """Items (gold ones included; or only those `among`) whose overall model answer has at
+    least the annotator's threshold probability; empty without a threshold."""
     threshold = run.annotator.shortcut_threshold
-    if threshold is None:
+    if threshold is None or (among is not None and not among):
         return set()
     comparison = run.annotator.queue.item_kind.value_field == "choice"
     chosen = set()
-    for item_id, answer in run_answers(run).get(None, {}).items():
+    for item_id, answer in run_answers(run, items=among).get(None, {}).items():
         own = own_probability(comparison, answer)
         if own is not None and own >= threshold:
             chosen.add(item_id)

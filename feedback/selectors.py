@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from django.db.models import QuerySet
 
-from feedback.models import Constitution, LabellingRun, ModelAnnotator
+from feedback.models import Constitution, LabellingRun, ModelAnnotator, RunStatus
 
 
 def constitutions() -> QuerySet[Constitution]:
@@ -17,3 +19,17 @@ def model_annotators() -> QuerySet[ModelAnnotator]:
 
 def runs_of(annotator: ModelAnnotator) -> QuerySet[LabellingRun]:
     return annotator.runs.select_related("version__constitution").order_by("-created_at")
+
+
+def newest_runs(queue_ids: Sequence[int]) -> list[LabellingRun]:
+    """Each model annotator's newest finished run on these queues: the run whose labels
+    the dashboard, exports, reward models and the shortcut read."""
+    runs = (
+        LabellingRun.objects.filter(annotator__queue_id__in=list(queue_ids), status=RunStatus.DONE)
+        .select_related("annotator__queue", "annotator__model_config", "version__constitution")
+        .order_by("annotator_id", "-finished_at", "-pk")
+    )
+    newest: dict[int, LabellingRun] = {}
+    for run in runs:
+        newest.setdefault(run.annotator_id, run)
+    return list(newest.values())

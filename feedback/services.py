@@ -32,6 +32,7 @@ from feedback.models import (
 )
 from feedback.prompts import PromptInvalid, kind_shape, template_check
 from feedback.routing import routing_scores, shortcut_items
+from feedback.selectors import newest_runs
 from llm.models import ModelConfig
 
 # Sent by name: feedback.tasks imports this module, never the other way round.
@@ -183,21 +184,20 @@ def shortcuts_apply(*, queue_ids: Sequence[int]) -> int:
     """Finish the items a model annotator labelled confidently once they have the fewer
     human labels it asks for (its newest finished run decides). Runs after labels commit
     (annotations.hooks) and after a run ends; cheap when no annotator has a threshold."""
+    queues = set(
+        ModelAnnotator.objects.filter(
+            queue_id__in=list(queue_ids), shortcut_threshold__isnull=False
+        ).values_list("queue_id", flat=True)
+    )
     marked = 0
-    annotators = ModelAnnotator.objects.filter(
-        queue_id__in=list(queue_ids), shortcut_threshold__isnull=False
-    ).select_related("queue")
-    for annotator in annotators:
-        run = (
-            LabellingRun.objects.filter(annotator=annotator, status=RunStatus.DONE)
-            .order_by("-finished_at", "-pk")
-            .first()
-        )
-        if run is None:
+    for run in newest_runs(sorted(queues)) if queues else []:
+        annotator = run.annotator
+        if annotator.shortcut_threshold is None:
             continue
-        chosen = shortcut_items(run)
-        ready = Item.objects.filter(
-            pk__in=chosen, label_count__gte=annotator.shortcut_labels, complete=False
-        ).values_list("pk", flat=True)
-        marked += items_complete_mark(queue_id=annotator.queue_id, item_ids=list(ready))
+        waiting = Item.objects.filter(
+            queue_id=annotator.queue_id, is_gold=False, complete=False,
+            label_count__gte=annotator.shortcut_labels,
+        ).values_list("pk", flat=True)  # fmt: skip
+        ready = shortcut_items(run, among=set(waiting))
+        marked += items_complete_mark(queue_id=annotator.queue_id, item_ids=sorted(ready))
     return marked

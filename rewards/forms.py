@@ -19,8 +19,8 @@ class RewardModelForm(forms.ModelForm):
 
     class Meta:
         model = RewardModel
-        fields = ["name", "base_checkpoint", "queues", "fast_every", "full_every_hours",
-                  "margin", "max_length", "heldout_percent"]  # fmt: skip
+        fields = ["name", "base_checkpoint", "queues", "label_source", "ai_weight", "fast_every",
+                  "full_every_hours", "margin", "max_length", "heldout_percent"]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
