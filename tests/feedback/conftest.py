@@ -41,3 +41,18 @@ def model_annotator(queue: Any, model_config: Any, constitution: Any, researcher
         ),
         user=researcher,
     )
+
+
+def humans_label(queue: Any, people: list[Any], answers: dict[str, str]) -> None:
+    """Each person labels every item they are given: `answers` by external id (gold items:
+    their gold answer)."""
+    import uuid
+
+    from annotations.services import label_submit, queue_item_claim
+
+    for person in people:
+        while (lease := queue_item_claim(queue=queue, annotator=person)) is not None:
+            item = lease.item
+            value = item.gold_value if item.is_gold else {"choice": answers[item.external_id]}
+            label_submit(assignment_id=lease.pk, annotator=person, value=value,
+                         time_spent_ms=800, client_request_id=uuid.uuid4())  # fmt: skip

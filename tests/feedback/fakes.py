@@ -36,22 +36,27 @@ class NamesNothing:
 
 
 class PicksByWord:
-    """Reads each comparison prompt and answers the response containing `word` (a model
-    with a fixed taste, e.g. for kind answers), 0.9 against 0.1; `flip` answers the other."""
+    """Reads each comparison prompt and answers the response containing one of `words` (a
+    model with a fixed taste), 0.9 against 0.1; `flip` answers the one without. When neither
+    response holds a word it answers "A", whichever stands first (position bias)."""
 
     def __init__(self, words: Sequence[str], *, flip: bool = False) -> None:
         self.words = tuple(words)
         self.flip = flip
 
-    def _first_is_chosen(self, text: str) -> bool:
-        first = text.split("Response A:", 1)[1].split("Response B:", 1)[0]
-        return any(word in first for word in self.words) != self.flip
+    def _picks_first(self, text: str) -> bool:
+        first, second = text.split("Response A:", 1)[1].split("Response B:", 1)
+        first_has = any(word in first for word in self.words)
+        second_has = any(word in second for word in self.words)
+        if first_has == second_has:
+            return True
+        return first_has != self.flip
 
     def choose_batch(
         self, chats: Sequence[Any], options: Sequence[str], *, params: Any
     ) -> list[OptionChoice]:
         out = []
         for chat in chats:
-            first = self._first_is_chosen(chat[-1]["content"])
+            first = self._picks_first(chat[-1]["content"])
             out.append(OptionChoice((0.9, 0.1) if first else (0.1, 0.9), "logprobs", 0.95, ()))
         return out
