@@ -212,6 +212,7 @@ class AILabel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = "AI label"
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["run", "item", "principle"], name="ai_label_once")
