@@ -15,7 +15,12 @@ PRINCIPLES_HELP = (
 
 
 class PrinciplesField(forms.CharField):
+    """One principle a line; none at all is refused by principles_clean, in its words."""
+
     widget = forms.Textarea(attrs={"rows": 6})
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, **kwargs)
 
     def clean(self, value: Any) -> list[str]:  # type: ignore[override]
         text = super().clean(value)

@@ -102,7 +102,7 @@ def test_the_dashboard_shows_agreement_and_marks_the_model(
                          time_spent_ms=500, client_request_id=uuid.uuid4())  # fmt: skip
     client = signed_in(researcher)
     before = client.get(f"/queues/{queue.pk}/dashboard/").content.decode()
-    assert "Add a model annotator" in before
+    assert "No labelling run has finished yet" in before
     client.post(f"/ai-feedback/annotators/{model_annotator.pk}/run/")
     run = LabellingRun.objects.get()
     labelling_run_execute(run_id=run.pk)
