@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from django.db.models import QuerySet
 
-from feedback.models import Constitution, LabellingRun, ModelAnnotator, RunStatus
+from feedback.models import AILabel, Constitution, LabellingRun, ModelAnnotator, RunStatus
 
 
 def constitutions() -> QuerySet[Constitution]:
@@ -33,3 +33,15 @@ def newest_runs(queue_ids: Sequence[int]) -> list[LabellingRun]:
     for run in runs:
         newest.setdefault(run.annotator_id, run)
     return list(newest.values())
+
+
+LABELS_SHOWN = 30
+
+
+def run_labels_sample(run: LabellingRun) -> list[AILabel]:
+    """The run's first labels, with what the model was asked and answered (its provenance)."""
+    return list(
+        AILabel.objects.filter(run=run).select_related("principle").order_by("item_id", "pk")[
+            :LABELS_SHOWN
+        ]
+    )

@@ -14,7 +14,7 @@ from feedback.forms import ConstitutionForm, ModelAnnotatorForm, ModelAnnotatorN
 from feedback.models import LabellingRun, ModelAnnotator, RunStatus
 from feedback.prompts import kind_shape
 from feedback.routing import shortcut_report
-from feedback.selectors import constitutions, model_annotators, runs_of
+from feedback.selectors import constitutions, model_annotators, run_labels_sample, runs_of
 from feedback.services import (
     FeedbackError,
     constitution_create,
@@ -158,6 +158,7 @@ def run_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "run": run,
         "agreement": run_agreement(run) if done else None,
         "shortcut": shortcut_report(run) if done else None,
+        "labels": run_labels_sample(run) if done else [],
     }
     if request.htmx and not done:  # type: ignore[attr-defined]
         return render(request, "feedback/run_detail.html#progress", context)

@@ -130,3 +130,17 @@ def test_route_people_by_a_run(model_annotator, queue, researcher, always_a):
     # p = 0.5 and torn orders everywhere: every regular item is first in line.
     scores = set(queue.items.filter(is_gold=False).values_list("uncertainty", flat=True))
     assert scores == {1.0}
+
+
+def test_the_run_page_shows_model_replies_as_text(model_annotator, researcher, monkeypatch):
+    from tests.feedback.fakes import NamesNothing
+
+    monkeypatch.setattr(llm.generation, "backend_for", lambda config: NamesNothing())
+    client = signed_in(researcher)
+    client.post(f"/ai-feedback/annotators/{model_annotator.pk}/run/")
+    run = LabellingRun.objects.get()
+    labelling_run_execute(run_id=run.pk)
+    page = client.get(f"/ai-feedback/runs/{run.pk}/").content.decode()
+    assert "&lt;script&gt;no&lt;/script&gt;" in page
+    assert "<script>no" not in page
+    assert "no option named" in page
