@@ -62,7 +62,10 @@ def test_write_a_constitution_run_it_and_open_a_disagreement(
         short: page.text_content(f'tr[data-principle="{short}"]') for short in ("All", "P1", "P2")
     }
     for text in rows.values():
-        assert "Wilson" in text and "n = " in text
+        # Each figure with its n and interval; the methods are stated above the table.
+        assert "n = " in text and "/6 ·" in text
+    method = page.text_content(f"#ai-agreement-{run.pk} p.muted")
+    assert "Wilson 95 %" in method and "percentile bootstrap over items" in method
     # The principle is shown escaped, as written.
     assert "<b>admits</b> doubt" in rows["P2"]
     screenshots_at_both_widths(page, SHOTS, "run")
