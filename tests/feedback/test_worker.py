@@ -19,7 +19,12 @@ WAIT_S = 400
 
 
 def test_a_run_on_the_bundled_model_finishes_and_the_dashboard_shows_agreement(
-    transactional_db, celery_worker_process, researcher, annotator, annotator2
+    transactional_db,
+    django_db_serialized_rollback,
+    celery_worker_process,
+    researcher,
+    annotator,
+    annotator2,
 ):
     queue = make_queue(name="demo prefs", members=[annotator, annotator2],
                        items=pairwise(4) + pairwise_gold(2), labels_per_item=2)  # fmt: skip
