@@ -39,7 +39,7 @@ def main() -> None:
     django.setup()
     from annotations.kinds import item_kind
     from feedback.prompts import kind_shape, orders_for
-    from llm.backends.base import GenerationParams
+    from llm.backends.base import ChatMessage, GenerationParams
     from llm.backends.bundled import BUNDLED_MODEL_ID, resolve_model_path
     from llm.backends.cache import process_model_cache
 
@@ -65,7 +65,7 @@ def main() -> None:
             "system": "",
         }
         for order in orders_for(kind, shape, shape.default, payload, "Prefer the helpful one."):
-            chats.append([{"role": "user", "content": order.text}])
+            chats.append([ChatMessage(role="user", content=order.text)])
     params = GenerationParams(temperature=0.0, max_new_tokens=1)
     backend.choose_batch(chats[:2], shape.options, params=params)  # warm-up
 

@@ -41,7 +41,7 @@ LABELS_SHOWN = 30
 def run_labels_sample(run: LabellingRun) -> list[AILabel]:
     """The run's first labels, with what the model was asked and answered (its provenance)."""
     return list(
-        AILabel.objects.filter(run=run).select_related("principle").order_by("item_id", "pk")[
-            :LABELS_SHOWN
-        ]
+        AILabel.objects.filter(run=run)
+        .select_related("principle")
+        .order_by("item_id", "pk")[:LABELS_SHOWN]
     )
