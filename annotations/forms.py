@@ -139,6 +139,12 @@ class ExportForm(forms.Form):
         help_text="leave out annotators below this gold accuracy (0–1)",
     )
     include_gold = forms.BooleanField(required=False, label="Include gold items")
+    include_ai_labels = forms.BooleanField(
+        required=False,
+        label="Include AI labels",
+        help_text="one row per label only: add model annotators' labels; every row then says"
+        " its source (human or model) and, for a model, its provenance",
+    )
     csv_raw = forms.BooleanField(
         required=False,
         label="CSV: keep cells exactly as written",

@@ -24,13 +24,14 @@ CHOICES = ["a", "b", "tie", "both_bad"]
 
 @dataclass(frozen=True)
 class AnnotatorStats:
-    user_id: int
+    user_id: int | None  # None: a model annotator (annotations.dashboard)
     username: str
     labels: int
     gold_labels: int
     gold_correct: int
     labels_per_hour: float | None
     median_time_s: float | None
+    is_model: bool = False
 
     @property
     def gold_accuracy(self) -> float | None:

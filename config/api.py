@@ -344,6 +344,7 @@ def _mount() -> None:
     api.add_router("/reward-models", reward_models_router)
     api.add_router("/trees", "amplification.api.trees")
     api.add_router("/webhooks", "core.api.webhooks_router")
+    api.add_router("/ai-feedback", "feedback.api.router")
 
 
 _mount()

@@ -103,6 +103,7 @@ INSTALLED_APPS = [
     "debate",
     "amplification",
     "rewards",
+    "feedback",
 ]
 
 MIDDLEWARE = [
@@ -256,6 +257,7 @@ CELERY_TASK_ROUTES = {
     "llm.tasks.*": {"queue": "generation"},
     "rewards.tasks.reward_models_check_task": {"queue": "default"},
     "rewards.tasks.*": {"queue": "training"},
+    "feedback.tasks.*": {"queue": "generation"},
 }
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -8,6 +8,15 @@ How labels become Bradley–Terry pairs (prompt, chosen, rejected):
     of the same prompt whose mean ratings differ, the higher-rated one is chosen. Items of a
     prompt rated alike give no pair. A debate judgment pairs the two answers to the question.
 
+AI labels (RLAIF): a reward model whose `label_source` is "ai" or "both" also reads the a/b
+choices that model annotators made on its queues' comparison items, through the provider the
+feedback app registers (`ai_choices_register`; rewards does not import feedback). Each becomes
+a pair of its item's group, weighted `ai_weight` under "both". The split is made over the
+groups people labelled, exactly as for a human-only reward model, and the held-out side holds
+human pairs only: whatever a version trains on, its gate evaluates it on people's labels. An AI
+pair whose group is held out is never trained on; a group only the model labelled is stored on
+the training side when a run trains on it, so it can never become held out later.
+
 Split: each pair belongs to a group — its item, or for rated items its prompt — and each group's
 side is stored (SplitGroup) the first time a training run reads it, and never changed: no group
 is ever on both sides, a held-out group stays held out, and the held-out set only grows, so
@@ -22,15 +31,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 from django.conf import settings
 from django.db.models import Max
 
 from annotations.kinds import item_kind
-from annotations.models import Label
-from rewards.models import RewardModel, SplitGroup, Status
+from annotations.models import Item, Label
+from rewards.models import LabelSource, RewardModel, SplitGroup, Status
 from rewards.schemas import Readiness
 
 
@@ -41,6 +50,59 @@ class Pair:
     prompt: str
     chosen: str
     rejected: str
+    weight: float = 1.0  # in the loss
+    source: str = "human"  # or "ai"
+
+
+@dataclass(frozen=True)
+class AiChoice:
+    """A model annotator's answer on one comparison item: "a" or "b" is better."""
+
+    item_id: int
+    choice: str
+
+
+AiChoices = Callable[[Sequence[int]], list[AiChoice]]  # the queues' AI choices
+_ai_providers: list[AiChoices] = []
+
+
+def ai_choices_register(provider: AiChoices) -> None:
+    """Call from an AppConfig.ready() (feedback does)."""
+    if provider not in _ai_providers:
+        _ai_providers.append(provider)
+
+
+def ai_pairs(queue_ids: Sequence[int]) -> list[Pair]:
+    """Pairs from the registered providers' AI choices on these queues' comparison items."""
+    choices = [choice for provider in _ai_providers for choice in provider(queue_ids)]
+    items = Item.objects.select_related("queue").in_bulk([c.item_id for c in choices])
+    pairs = []
+    for choice in choices:
+        item = items.get(choice.item_id)
+        if item is None or choice.choice not in ("a", "b"):
+            continue
+        fields = item_kind(item.queue.kind).pair_fields
+        if fields is None:
+            continue
+        prompt, a, b = _pair_text(item.payload, fields)
+        chosen, rejected = (a, b) if choice.choice == "a" else (b, a)
+        pairs.append(Pair(f"item:{item.pk}", (), prompt, chosen, rejected, source="ai"))
+    return pairs
+
+
+def gold_pairs(queue_ids: Sequence[int]) -> list[Pair]:
+    """A pair per gold comparison item whose gold answer is a or b (chosen = the gold one)."""
+    pairs = []
+    gold = Item.objects.filter(queue_id__in=list(queue_ids), is_gold=True).select_related("queue")
+    for item in gold:
+        fields = item_kind(item.queue.kind).pair_fields
+        choice = (item.gold_value or {}).get("choice")
+        if fields is None or choice not in ("a", "b"):
+            continue
+        prompt, a, b = _pair_text(item.payload, fields)
+        chosen, rejected = (a, b) if choice == "a" else (b, a)
+        pairs.append(Pair(f"item:{item.pk}", (), prompt, chosen, rejected, source="gold"))
+    return pairs
 
 
 @dataclass(frozen=True)
@@ -53,6 +115,12 @@ class TrainingData:
     new_sides: dict[str, bool] = field(default_factory=dict)
     groups: int = 0  # groups with pairs, on both sides
     heldout_groups: int = 0
+    # Gold comparison items outside the training side: agreement with gold.
+    gold: list[Pair] = field(default_factory=list)
+
+    @property
+    def ai_train_pairs(self) -> int:
+        return sum(1 for p in self.train if p.source == "ai")
 
     @property
     def label_hash(self) -> str:
@@ -177,7 +245,8 @@ def _stored_sides(reward_model: RewardModel, pairs: Sequence[Pair]) -> dict[str,
 def training_data(*, reward_model: RewardModel) -> TrainingData:
     """Every label of the reward model's queues as pairs, split into train and held out:
     stored sides first, new groups by `split_assign` (returned in `new_sides`, not stored:
-    the training run stores them, rewards/services.py `split_groups_store`)."""
+    the training run stores them, rewards/services.py `split_groups_store`). AI pairs join
+    the training side by `label_source` (see above); the held-out side is human pairs only."""
     queue_ids = list(reward_model.queues.values_list("pk", flat=True))
     labels = list(
         Label.objects.filter(queue_id__in=queue_ids)
@@ -186,19 +255,26 @@ def training_data(*, reward_model: RewardModel) -> TrainingData:
         .order_by("id")
     )
     pairs = pairs_from_labels(labels)
+    source = reward_model.label_source
+    machine = ai_pairs(queue_ids) if source != LabelSource.HUMAN else []
     sides = _stored_sides(reward_model, pairs)
     used = {p.group for p in pairs}
     new_sides = split_assign(
         sides={g: h for g, h in sides.items() if g in used}, groups=used,
         percent=reward_model.heldout_percent,
     )  # fmt: skip
+    # Groups only the model labelled: trained on, so never held out later.
+    new_sides |= {p.group: False for p in machine if p.group not in sides and p.group not in used}
     sides = {**sides, **new_sides}
-    train = [p for p in pairs if not sides[p.group]]
+    train = [p for p in pairs if not sides[p.group]] if source != LabelSource.AI else []
+    weight = reward_model.ai_weight if source == LabelSource.BOTH else 1.0
+    train += [replace(p, weight=weight) for p in machine if not sides[p.group]]
     heldout = [p for p in pairs if sides[p.group]]
     ids = [label.pk for label in labels]
     return TrainingData(
         train, heldout, ids, ids[-1] if ids else 0, new_sides=new_sides, groups=len(used),
         heldout_groups=sum(sides[g] for g in used),
+        gold=[p for p in gold_pairs(queue_ids) if sides.get(p.group) is not False],
     )  # fmt: skip
 
 

@@ -7,7 +7,7 @@ from django.conf import settings
 
 from annotations.models import Queue
 from rewards.data import labels_needed
-from rewards.models import RewardModel, Speed
+from rewards.models import LabelSource, RewardModel, Speed
 
 
 class RewardModelForm(forms.ModelForm):
@@ -19,8 +19,8 @@ class RewardModelForm(forms.ModelForm):
 
     class Meta:
         model = RewardModel
-        fields = ["name", "base_checkpoint", "queues", "fast_every", "full_every_hours",
-                  "margin", "max_length", "heldout_percent"]  # fmt: skip
+        fields = ["name", "base_checkpoint", "queues", "label_source", "ai_weight", "fast_every",
+                  "full_every_hours", "margin", "max_length", "heldout_percent"]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -36,6 +36,16 @@ class RewardModelForm(forms.ModelForm):
             or RewardModel._meta.get_field("heldout_percent").get_default()
         )
         self.minimums = minimums_text(int(percent))
+        # Older clients (and scripts) post neither: a human-labels model, as before.
+        self.fields["label_source"].required = False
+        self.fields["ai_weight"].required = False
+
+    def clean_label_source(self) -> str:
+        return self.cleaned_data.get("label_source") or LabelSource.HUMAN
+
+    def clean_ai_weight(self) -> float:
+        weight = self.cleaned_data.get("ai_weight")
+        return 1.0 if weight is None else weight
 
 
 def _first_run_labels(percent: int) -> int:

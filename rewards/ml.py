@@ -155,13 +155,24 @@ def score(
     return rewards
 
 
-def bt_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
-    """Bradley–Terry: -log σ(r_chosen − r_rejected)."""
-    return -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+def bt_loss(
+    chosen: torch.Tensor, rejected: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Bradley–Terry: -log σ(r_chosen − r_rejected), averaged (weighted: by each pair's weight,
+    e.g. AI pairs mixed with human ones)."""
+    losses = -torch.nn.functional.logsigmoid(chosen - rejected)
+    if weights is None:
+        return losses.mean()
+    return (losses * weights).sum() / weights.sum()
 
 
 def fast_train(
-    chosen: torch.Tensor, rejected: torch.Tensor, hp: Hyperparameters, on_step: OnStep
+    chosen: torch.Tensor,
+    rejected: torch.Tensor,
+    hp: Hyperparameters,
+    on_step: OnStep,
+    *,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, float]]]:
     """Fit the scalar head on cached features, full batch; returns (weight, bias, curve)."""
     torch.manual_seed(hp.seed)
@@ -174,7 +185,7 @@ def fast_train(
     every = max(1, hp.steps // 50)
     for step in range(1, hp.steps + 1):
         optimiser.zero_grad()
-        loss = bt_loss(head(chosen)[:, 0], head(rejected)[:, 0])
+        loss = bt_loss(head(chosen)[:, 0], head(rejected)[:, 0], weights)
         loss.backward()
         optimiser.step()
         if step % every == 0 or step == hp.steps:
@@ -192,6 +203,7 @@ def full_train(
     on_step: OnStep,
     *,
     compute: torch.dtype = torch.float32,
+    weights: Sequence[float] | None = None,
 ) -> list[tuple[int, float]]:
     """Fine-tune encoder and head with the Bradley–Terry loss (AdamW, linear decay).
 
@@ -222,7 +234,8 @@ def full_train(
             batch = encode(tokenizer, ps + ps, responses, hp.max_length)
             with torch.autocast("cpu", dtype=compute, enabled=compute != torch.float32):
                 logits = model(**batch).logits[:, 0].float()
-            loss = bt_loss(logits[: len(idx)], logits[len(idx) :])
+            batch_weights = None if weights is None else torch.tensor([weights[i] for i in idx])
+            loss = bt_loss(logits[: len(idx)], logits[len(idx) :], batch_weights)
             optimiser.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

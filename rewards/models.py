@@ -38,6 +38,12 @@ class Trigger(models.TextChoices):
     RETRY = "retry", "Retry after a lost worker"
 
 
+class LabelSource(models.TextChoices):
+    HUMAN = "human", "Human labels (RLHF)"
+    AI = "ai", "AI labels (RLAIF)"
+    BOTH = "both", "Human and AI labels"
+
+
 class RewardModel(models.Model):
     """A reward model: which queues' labels train it, from which base, and when."""
 
@@ -68,6 +74,19 @@ class RewardModel(models.Model):
     )
     max_length = models.PositiveSmallIntegerField(
         default=128, validators=[MinValueValidator(16), MaxValueValidator(512)]
+    )
+    # RLAIF: which labels it trains on; its gate always evaluates on human held-out pairs.
+    label_source = models.CharField(
+        max_length=5,
+        choices=LabelSource.choices,
+        default=LabelSource.HUMAN,
+        help_text="which labels it trains on (AI labels: the model annotators' newest runs on "
+        "its queues); held-out evaluation always uses human labels",
+    )
+    ai_weight = models.FloatField(
+        default=1.0,
+        validators=[MinValueValidator(0.01), MaxValueValidator(10.0)],
+        help_text="human and AI labels: an AI pair's weight in the loss, a human pair's being 1",
     )
     # Fixed at creation: the stored split (SplitGroup) keeps each group on its side, and
     # later groups are held out to keep this share (rewards/data.py).
@@ -201,6 +220,12 @@ class RewardVersion(models.Model):
         """The active version's accuracy on the same held-out pairs, when it was compared."""
         m = self.typed_metrics
         return share_of(m.baseline_accuracy, m.heldout_pairs, m.baseline_correct)
+
+    @property
+    def gold(self) -> Share | None:
+        """Its accuracy on gold comparison items outside its training side (None: none)."""
+        m = self.typed_metrics
+        return Share(m.gold_correct, m.gold_pairs) if m.gold_correct is not None else None
 
     @property
     def running(self) -> bool:

@@ -31,7 +31,8 @@ class Metrics(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     train_pairs: int = 0
-    heldout_pairs: int = 0
+    train_ai_pairs: int = 0  # of the training pairs, those from AI labels (RLAIF)
+    heldout_pairs: int = 0  # human pairs, always
     heldout_accuracy: float | None = None
     heldout_correct: int | None = None  # pairs it got right (None: runs before it was kept)
     # The active version's accuracy on the very same held-out pairs, when there was one.
@@ -47,6 +48,9 @@ class Metrics(BaseModel):
     ece: float | None = None
     truncated_sequences: int = 0
     embedded_texts: int = 0  # fast: texts embedded this run (the rest came from the cache)
+    # Gold comparison items not trained on: the version's agreement with gold.
+    gold_pairs: int = 0
+    gold_correct: int | None = None
 
 
 class Readiness(BaseModel):

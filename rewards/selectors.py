@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db.models import QuerySet
 
 from rewards.charts import LineChart, calibration_chart, line_chart
-from rewards.models import GOOD, RewardModel, RewardVersion, Status
+from rewards.models import GOOD, LabelSource, RewardModel, RewardVersion, Status
 
 
 def reward_models() -> QuerySet[RewardModel]:
@@ -50,3 +50,12 @@ def reward_model_charts(reward_model: RewardModel, versions: list[RewardVersion]
 
 def can_roll_back(version: RewardVersion) -> bool:
     return version.status in GOOD and version.status != Status.ACTIVE
+
+
+def label_source_siblings(reward_model: RewardModel) -> list[RewardModel]:
+    """Reward models reading any of this one's queues, this one included, ordered human,
+    AI, both (then by name): RLHF and RLAIF side by side on the same queue."""
+    queue_ids = list(reward_model.queues.values_list("pk", flat=True))
+    found = reward_models().filter(queues__in=queue_ids).distinct()
+    order = {source: n for n, source in enumerate(LabelSource.values)}
+    return sorted(found, key=lambda rm: (order[rm.label_source], rm.name))

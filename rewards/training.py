@@ -286,7 +286,8 @@ def _run(version: RewardVersion, started: float) -> None:
         label_ids=data.label_ids, label_count=len(data.label_ids),
         label_hash=data.label_hash, label_watermark=data.watermark,
     )  # fmt: skip
-    metrics = Metrics(train_pairs=len(data.train), heldout_pairs=len(data.heldout))
+    metrics = Metrics(train_pairs=len(data.train), heldout_pairs=len(data.heldout),
+                      train_ai_pairs=data.ai_train_pairs)  # fmt: skip
     # Runs start only once the labels are enough (reward_models_check, Retrain now); fewer
     # here means labels went away meanwhile.
     if len(data.train) < settings.REWARD_MIN_TRAIN_PAIRS:
@@ -307,19 +308,25 @@ def _run(version: RewardVersion, started: float) -> None:
     prompts = [p.prompt for p in data.train]
     chosen = [p.chosen for p in data.train]
     rejected = [p.rejected for p in data.train]
+    # Uniform weights are the plain mean: pass none, so human-only runs are unchanged.
+    weights = [p.weight for p in data.train] if any(p.weight != 1 for p in data.train) else None
     if version.speed == Speed.FAST:
         feats, embedded = cached_features(
             base, prompts + prompts, chosen + rejected, hp.max_length, progress.beat
         )
         metrics.embedded_texts = embedded
         n = len(prompts)
-        weight, bias, curve = ml.fast_train(feats[:n], feats[n:], hp, progress)
+        weight, bias, curve = ml.fast_train(
+            feats[:n], feats[n:], hp, progress,
+            weights=None if weights is None else torch.tensor(weights),
+        )  # fmt: skip
         loaded = ml.load(ml.base_path(base))
         trained = ml.Loaded(loaded.tokenizer, _with_head(loaded.model, weight, bias), loaded.lock)
     else:
         trained = ml.load(ml.base_path(base), cached=False)
         curve = ml.full_train(trained, prompts, chosen, rejected, hp, progress,
-                              compute=compute_dtype(settings.LLM_DTYPE))  # fmt: skip
+                              compute=compute_dtype(settings.LLM_DTYPE),
+                              weights=weights)  # fmt: skip
     metrics.loss_curve = curve
     metrics.truncated_sequences = ml.count_truncated(
         trained.tokenizer, prompts + prompts, chosen + rejected, hp.max_length
@@ -371,6 +378,9 @@ def _evaluate(
     for name, value in fields.items():
         setattr(metrics, name, value)
     metrics.calibration, metrics.ece = calibration(candidate)
+    if data.gold:
+        on_gold = pair_probabilities(version_scorer(version, heartbeat), data.gold)
+        metrics.gold_pairs, metrics.gold_correct = len(data.gold), int((on_gold > 0.5).sum())
     result = {"metrics": metrics.model_dump(mode="json"),
               "wall_time_s": round(time.monotonic() - started, 3), "finished_at": timezone.now(),
               "lease_expires_at": None}  # fmt: skip

@@ -12,6 +12,7 @@ from rewards.forms import RetrainForm, RewardModelForm
 from rewards.models import RewardModel, RewardVersion
 from rewards.selectors import (
     can_roll_back,
+    label_source_siblings,
     reward_model_charts,
     reward_model_versions,
     reward_models,
@@ -79,6 +80,7 @@ def model_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "running": running,
         "charts": reward_model_charts(reward_model, versions),
         "retrain_form": RetrainForm(),
+        "siblings": label_source_siblings(reward_model),
     }
     return render(request, "rewards/detail.html", context)
 

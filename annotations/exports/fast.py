@@ -25,6 +25,7 @@ def fast_path_applies(plan: Plan) -> bool:
         and spec.format == ExportFormat.JSONL
         and spec.aggregation == Aggregation.PER_LABEL
         and spec.min_agreement is None
+        and not spec.include_ai_labels
     )
 
 

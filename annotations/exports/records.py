@@ -17,6 +17,7 @@ from django.db.models.fields.json import KT
 from django.db.models.functions import Cast
 from django.utils.crypto import salted_hmac
 
+from annotations.exports.sources import label_sources
 from annotations.exports.spec import Aggregation, ExportFormat, ExportInvalid, ExportSpec
 from annotations.kinds import ItemKind, item_kind
 from annotations.models import Label, Queue
@@ -142,9 +143,36 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+def _sourced(plan: Plan) -> bool:
+    return plan.spec.include_ai_labels and plan.spec.aggregation == Aggregation.PER_LABEL
+
+
 def export_records(plan: Plan, *, on_labels: Progress | None = None) -> Iterator[dict[str, Any]]:
-    """Rows as dicts, in item order. `on_labels(n)` is told how many labels were read."""
+    """Rows as dicts: people's labels in item order, then (include_ai_labels, per label) each
+    registered source's labels (annotations/exports/sources.py), each row with its source.
+    `on_labels(n)` is told how many human labels were read."""
+    yield from _human_records(plan, on_labels)
+    if not _sourced(plan):
+        return
+    for source in label_sources():
+        for label in source.labels(plan.spec.queues, plan.spec.include_gold):
+            yield {
+                "queue": plan.queue_names[label.queue_id],
+                "item_id": label.item_id,
+                "external_id": label.external_id,
+                "label": label.label,
+                "annotator": label.annotator,
+                "labelled_at": _iso(label.labelled_at),
+                "time_spent_ms": None,
+                "source": source.name,
+                "provenance": label.provenance,
+                "payload": label.payload,
+            }
+
+
+def _human_records(plan: Plan, on_labels: Progress | None) -> Iterator[dict[str, Any]]:
     spec, kind = plan.spec, plan.kind
+    sourced = _sourced(plan)
     for item_id, group in groupby(_label_rows(plan), key=lambda row: row.item_id):
         labels = list(group)  # one item's labels: k of them, a handful
         if on_labels:
@@ -173,13 +201,15 @@ def export_records(plan: Plan, *, on_labels: Progress | None = None) -> Iterator
             }
         else:
             for label in labels:
-                yield base | {
+                row = base | {
                     "label": label.label,
                     "annotator": annotator_pseudonym(label.annotator_id),
                     "labelled_at": _iso(label.created_at),
                     "time_spent_ms": label.time_spent_ms,
-                    "payload": label.payload,
                 }
+                if sourced:
+                    row |= {"source": "human", "provenance": None}
+                yield row | {"payload": label.payload}
 
 
 # --- preference pairs -----------------------------------------------------------------------

@@ -65,6 +65,14 @@ class ExportSpec(BaseModel):
     # Annotators whose gold accuracy is below this are left out (those with no gold are kept).
     min_gold_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     include_gold: bool = False
+    include_ai_labels: bool = Field(
+        default=False,
+        description="One row per label only: add the labels of model annotators (each one's"
+        " newest finished run, a row per principle), and give every row its `source`"
+        ' ("human" or "model") and `provenance` (null for people; for a model: run, model'
+        " config, constitution version, principle, probability). Majority votes count people"
+        " only.",
+    )
     # CSV only; see csv_cell.
     csv_raw: bool = Field(
         default=False,

@@ -33,6 +33,8 @@ def _flat(record: dict[str, Any], payload_fields: list[str]) -> dict[str, Any]:
         record[name] = value if isinstance(value, str | int | float | None) else json.dumps(value)
     if "annotators" in record:
         record["annotators"] = " ".join(record["annotators"])
+    if record.get("provenance") is not None:
+        record["provenance"] = json.dumps(record["provenance"], ensure_ascii=False)
     return record
 
 
@@ -42,6 +44,8 @@ def _columns(plan: Plan) -> list[str]:
         fields += ["n_labels", "agreement", "annotators", "first_labelled_at", "last_labelled_at"]
     else:
         fields += ["annotator", "labelled_at", "time_spent_ms"]
+        if plan.spec.include_ai_labels:
+            fields += ["source", "provenance"]
     return fields + list(plan.kind.payload_model.model_fields)
 
 

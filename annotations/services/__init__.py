@@ -51,6 +51,7 @@ from annotations.services.items import (
     BULK_BATCH,
     NewItem,
     item_scores_set,
+    items_complete_mark,
     queue_items_create,
 )
 from annotations.services.labels import (
@@ -85,6 +86,7 @@ __all__ = [
     "BULK_BATCH",
     "NewItem",
     "item_scores_set",
+    "items_complete_mark",
     "queue_items_create",
     "CLAIM_ATTEMPTS",
     "Held",

@@ -133,3 +133,12 @@ def item_scores_set(*, scores: Mapping[int, float | None]) -> int:
             raise ValidationError(f"item {item.pk}: uncertainty must be a finite number")
     with transaction.atomic():
         return Item.objects.bulk_update(items, ["uncertainty"], batch_size=BULK_BATCH)
+
+
+def items_complete_mark(*, queue_id: int, item_ids: Sequence[int]) -> int:
+    """Mark these regular items of the queue complete before k labels (an app's own rule, e.g.
+    feedback's: a confident model label plus fewer human labels): no claim picks them again.
+    A later undo of one of their labels opens the item again, as for any complete item."""
+    return Item.objects.filter(
+        queue_id=queue_id, pk__in=list(item_ids), is_gold=False, complete=False
+    ).update(complete=True)

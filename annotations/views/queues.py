@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from annotations.dashboard import dashboard_annotators, dashboard_sections
 from annotations.forms import ExportForm, ImportForm, NewQueueKindForm, QueueForm
 from annotations.importers import ImportFailed, items_import
 from annotations.models import Queue
@@ -103,7 +104,7 @@ def queue_import(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
     queue = get_object_or_404(Queue, pk=pk)
-    annotators = annotator_stats(queue)
+    annotators = annotator_stats(queue) + dashboard_annotators(queue)
     names = [stats.username for stats in annotators]
     charts = [
         bar_chart(
@@ -132,5 +133,6 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "charts": charts,
         "distribution": label_distribution(queue),
         "disagreements": disagreements(queue),
+        "sections": dashboard_sections(queue),
     }
     return render(request, "annotations/dashboard.html", context)

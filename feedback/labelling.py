@@ -1,0 +1,159 @@
+"""The worker's side of a labelling run: every item of the queue, each principle, each order,
+asked in batches through `llm.generation.choose` (one forward pass per chat on the
+transformers backend: the options' first-token probabilities, never sampled).
+
+The run row is the job: claimed QUEUED → RUNNING with a conditional UPDATE (a second delivery
+finds nothing to claim); each batch's labels are written with the progress in one transaction,
+conditional on the run still RUNNING.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from annotations.kinds import ItemKind
+from annotations.models import Item
+from feedback.models import AILabel, LabellingRun, Principle, RunStatus
+from feedback.prompts import (
+    Order,
+    Reading,
+    Shape,
+    comparison_reading,
+    kind_shape,
+    orders_for,
+    rating_reading,
+)
+from feedback.services import shortcuts_apply
+from llm.backends.base import GenerationError, OptionChoice
+from llm.generation import chat_messages, choose
+
+# Items per batch: with two orders and a few principles, some tens of chats per forward pass.
+BATCH_ITEMS = 8
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Question:
+    item: Item
+    principle: Principle
+    orders: list[Order]
+
+
+def _claim(run_id: int) -> bool:
+    claimed = LabellingRun.objects.filter(pk=run_id, status=RunStatus.QUEUED).update(
+        status=RunStatus.RUNNING, started_at=timezone.now()
+    )
+    return claimed == 1
+
+
+def _order_record(order: Order, choice: OptionChoice) -> dict[str, object]:
+    return {
+        "order": order.name,
+        "prompt": order.text,
+        "method": choice.method,
+        "probabilities": None if choice.probabilities is None else list(choice.probabilities),
+        "option_mass": choice.option_mass,
+        "replies": list(choice.replies),
+    }
+
+
+def _reading(shape: Shape, choices: Sequence[OptionChoice]) -> Reading:
+    if shape.comparison:
+        first, second = choices
+        return comparison_reading(first.probabilities, second.probabilities)
+    return rating_reading(choices[0].probabilities)
+
+
+def labelling_run_execute(*, run_id: int) -> None:
+    """Run one labelling run to the end; a failure marks it FAILED with the reason."""
+    if not _claim(run_id):
+        return
+    run = LabellingRun.objects.select_related(
+        "annotator__queue", "annotator__model_config", "version"
+    ).get(pk=run_id)
+    try:
+        _label_all(run)
+    except GenerationError as error:
+        _finish(run, RunStatus.FAILED, error.message)
+        return
+    except Exception as error:
+        log.exception("labelling run %s failed", run_id)
+        _finish(run, RunStatus.FAILED, f"{type(error).__name__}: {error}")
+        raise
+    _finish(run, RunStatus.DONE, "")
+    # Items that already have the fewer human labels a confident answer asks for finish now.
+    shortcuts_apply(queue_ids=[run.annotator.queue_id])
+
+
+def _finish(run: LabellingRun, status: str, error: str) -> None:
+    LabellingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        status=status, error=error, finished_at=timezone.now()
+    )
+
+
+def _label_all(run: LabellingRun) -> None:
+    annotator = run.annotator
+    kind: ItemKind = annotator.queue.item_kind
+    shape = kind_shape(kind)
+    principles = list(run.version.principles.order_by("position"))
+    items = Item.objects.filter(queue=annotator.queue_id).order_by("pk")
+    batch: list[Item] = []
+    for item in items.iterator(chunk_size=500):
+        batch.append(item)
+        if len(batch) == BATCH_ITEMS:
+            _label_batch(run, kind, shape, principles, batch)
+            batch = []
+    if batch:
+        _label_batch(run, kind, shape, principles, batch)
+
+
+def _label_batch(
+    run: LabellingRun,
+    kind: ItemKind,
+    shape: Shape,
+    principles: list[Principle],
+    items: list[Item],
+) -> None:
+    config = run.annotator.model_config
+    questions = [
+        Question(item, principle, orders_for(kind, shape, run.prompt_template, item.payload,
+                                             principle.text))
+        for item in items
+        for principle in principles
+    ]  # fmt: skip
+    chats = [chat_messages(config, order.text) for q in questions for order in q.orders]
+    choices = choose(config, chats, shape.options)
+    labels = []
+    position = 0
+    for question in questions:
+        asked = choices[position : position + len(question.orders)]
+        position += len(question.orders)
+        reading = _reading(shape, asked)
+        labels.append(
+            AILabel(
+                run=run,
+                item=question.item,
+                principle=question.principle,
+                value=reading.value,
+                probability=reading.probability,
+                distribution=reading.distribution,
+                orders=[
+                    _order_record(order, choice)
+                    for order, choice in zip(question.orders, asked, strict=True)
+                ],
+                orders_disagree=reading.orders_disagree,
+            )
+        )
+    with transaction.atomic():
+        updated = LabellingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            items_done=run.items_done + len(items), method=choices[0].method if choices else ""
+        )
+        if not updated:
+            raise RuntimeError("the run is no longer running")
+        AILabel.objects.bulk_create(labels)
+    run.items_done += len(items)

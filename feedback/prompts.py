@@ -1,0 +1,150 @@
+"""What a model annotator is asked, per queue kind, and how its answers become a label.
+
+Two shapes cover the four queue kinds without naming any other app's kind: a kind whose items
+compare two responses (`ItemKind.pair_fields`: pairwise, debate judgment) is a *comparison*,
+asked in both orders; a kind whose label is a 1–7 `rating` (Likert, tree node) is a *rating*,
+asked once. Prompts are `string.Template`s ($name): a researcher's template can name only the
+fields listed here, and nothing else (no attribute access, as str.format would allow).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from string import Template
+from typing import Any
+
+from annotations.kinds import ItemKind
+
+PAIR_OPTIONS = ("A", "B")
+RATING_OPTIONS = tuple(str(n) for n in range(1, 8))
+
+COMPARISON_FIELDS = ("principle", "system", "prompt", "response_a", "response_b")
+RATING_FIELDS = ("principle", "item")
+
+COMPARISON_DEFAULT = (
+    "Judge two responses by one principle.\n\n"
+    "Principle: $principle\n\n"
+    "Prompt: $prompt\n\n"
+    "Response A: $response_a\n\n"
+    "Response B: $response_b\n\n"
+    "Which response follows the principle better? Answer with one letter: A or B."
+)
+RATING_DEFAULT = (
+    "Rate a text by one principle.\n\n"
+    "Principle: $principle\n\n"
+    "$item\n\n"
+    "How well does it follow the principle, from 1 (not at all) to 7 (fully)? "
+    "Answer with one digit."
+)
+
+
+class PromptInvalid(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Order:
+    """One way of asking: `name` is "ab" (as stored) or "ba" (the responses swapped)."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A principle's label of one item, combined over the orders asked."""
+
+    value: dict[str, Any] | None  # None: no option named in some order
+    probability: float | None
+    distribution: list[float]
+    orders_disagree: bool | None
+
+
+@dataclass(frozen=True)
+class Shape:
+    comparison: bool
+    options: tuple[str, ...]
+    fields: tuple[str, ...]
+    default: str
+
+
+def kind_shape(kind: ItemKind) -> Shape:
+    if kind.pair_fields is not None and kind.value_field == "choice":
+        return Shape(True, PAIR_OPTIONS, COMPARISON_FIELDS, COMPARISON_DEFAULT)
+    if kind.value_field == "rating":
+        return Shape(False, RATING_OPTIONS, RATING_FIELDS, RATING_DEFAULT)
+    raise PromptInvalid(f"a model annotator cannot label {kind.title} items")
+
+
+def template_check(template: str, shape: Shape) -> None:
+    """Raise PromptInvalid unless the template is well formed, names $principle and names
+    only this shape's fields."""
+    parsed = Template(template)
+    if not parsed.is_valid():
+        raise PromptInvalid("the prompt has a stray $; write $$ for a dollar sign")
+    names = parsed.get_identifiers()
+    unknown = sorted(set(names) - set(shape.fields))
+    if unknown:
+        allowed = ", ".join(f"${name}" for name in shape.fields)
+        raise PromptInvalid(f"unknown field {', '.join(unknown)}: the prompt may use {allowed}")
+    if "principle" not in names:
+        raise PromptInvalid("the prompt must name $principle")
+
+
+def _item_text(payload: dict[str, Any]) -> str:
+    lines = []
+    for name, value in payload.items():
+        if value in ("", [], None) or name == "source_id":
+            continue
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        lines.append(f"{name.replace('_', ' ').capitalize()}: {shown}")
+    return "\n\n".join(lines)
+
+
+def orders_for(
+    kind: ItemKind, shape: Shape, template: str, payload: dict[str, Any], principle: str
+) -> list[Order]:
+    """The user texts to ask for one item and principle: both orders for a comparison."""
+    parsed = Template(template)
+    if shape.comparison:
+        system, prompt, a, b = kind.pair(payload)
+        fields = {"principle": principle, "system": system, "prompt": prompt}
+        return [
+            Order("ab", parsed.substitute(fields, response_a=a, response_b=b)),
+            Order("ba", parsed.substitute(fields, response_a=b, response_b=a)),
+        ]
+    return [Order("one", parsed.substitute(principle=principle, item=_item_text(payload)))]
+
+
+def _pick(probabilities: Sequence[float]) -> int | None:
+    """The option with the most probability; None when two share the top."""
+    top = max(probabilities)
+    winners = [n for n, p in enumerate(probabilities) if abs(p - top) < 1e-12]
+    return winners[0] if len(winners) == 1 else None
+
+
+def comparison_reading(first: Sequence[float] | None, second: Sequence[float] | None) -> Reading:
+    """Both orders of a comparison combined: P(A) is the mean of P(A) asked as stated and
+    P(A) asked swapped (where A stood second). A model that always answers "A" gets 0.5, and
+    its orders disagree. An order that named no option leaves the label without one."""
+    if first is None or second is None:
+        return Reading(None, None, [], None)
+    p_a = (first[0] + second[1]) / 2
+    pick_first, pick_second = _pick(first), _pick(second)
+    # In the swapped order, option 0 ("A") is the stored response B.
+    swapped = None if pick_second is None else 1 - pick_second
+    disagree = None if pick_first is None or swapped is None else pick_first != swapped
+    p_a = round(p_a, 12)  # 0.5 is 0.5, whatever the float sum made of it
+    choice = "a" if p_a > 0.5 else "b" if p_a < 0.5 else "tie"
+    return Reading({"choice": choice}, p_a, [p_a, round(1 - p_a, 12)], disagree)
+
+
+def rating_reading(probabilities: Sequence[float] | None) -> Reading:
+    if probabilities is None:
+        return Reading(None, None, [], None)
+    best = max(range(len(probabilities)), key=lambda n: probabilities[n])
+    return Reading(
+        {"rating": best + 1}, float(probabilities[best]), [float(p) for p in probabilities], None
+    )

@@ -1,0 +1,139 @@
+import uuid
+
+import pytest
+
+import llm.generation
+from annotations.models import Assignment, Item, Label
+from annotations.services import label_submit, queue_item_claim
+from feedback.agreement import run_agreement
+from feedback.labelling import labelling_run_execute
+from feedback.models import AILabel, RunStatus
+from feedback.services import labelling_run_start
+from tests.feedback.fakes import AlwaysFirst, NamesNothing
+
+
+@pytest.fixture
+def always_a(monkeypatch):
+    backend = AlwaysFirst()
+    monkeypatch.setattr(llm.generation, "backend_for", lambda config: backend)
+    return backend
+
+
+def _run(model_annotator, user):
+    run = labelling_run_start(annotator=model_annotator, user=user)
+    labelling_run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def test_always_a_gives_one_half_on_every_pair_and_full_order_disagreement(
+    model_annotator, researcher, always_a
+):
+    run = _run(model_annotator, researcher)
+    assert run.status == RunStatus.DONE, run.error
+    assert run.items_done == run.items_total == 6
+    assert run.method == "logprobs"
+    labels = list(AILabel.objects.filter(run=run))
+    assert len(labels) == 6 * 2  # items × principles
+    assert {label.probability for label in labels} == {0.5}
+    assert all(label.orders_disagree for label in labels)
+    agreement = run_agreement(run)
+    for row in agreement.rows:
+        assert row.order_disagreement is not None
+        assert (row.order_disagreement.k, row.order_disagreement.n) == (
+            row.order_disagreement.n,
+            6 * (2 if row.short == "All" else 1),
+        )
+        assert row.order_disagreement.value == 1.0
+    # Both orders of every pair were asked, batched: fewer calls than chats.
+    assert len(always_a.chats) == 6 * 2 * 2
+    assert len(always_a.calls) < len(always_a.chats)
+
+
+def test_labels_keep_their_provenance(model_annotator, researcher, always_a):
+    run = _run(model_annotator, researcher)
+    label = AILabel.objects.filter(run=run).select_related("principle").first()
+    assert label.principle.version == run.version
+    assert [order["order"] for order in label.orders] == ["ab", "ba"]
+    assert label.principle.text in label.orders[0]["prompt"]
+    assert label.orders[0]["probabilities"] == [1.0, 0.0]
+    assert run.model_snapshot["name"] == model_annotator.model_config.name
+
+
+def test_a_reply_naming_no_option_is_recorded_as_such(model_annotator, researcher, monkeypatch):
+    monkeypatch.setattr(llm.generation, "backend_for", lambda config: NamesNothing())
+    run = _run(model_annotator, researcher)
+    assert run.status == RunStatus.DONE
+    assert run.method == "votes"
+    labels = AILabel.objects.filter(run=run)
+    assert all(label.value is None and label.probability is None for label in labels)
+    overall = run_agreement(run).rows[0]
+    assert overall.no_option == 6
+    assert overall.labelled == 0
+
+
+def _human_state(queue):
+    return (
+        list(Item.objects.filter(queue=queue).values_list("pk", "label_count", "complete")),
+        list(Assignment.objects.filter(queue=queue).values_list("pk", "item_id", "outcome")),
+        list(Label.objects.filter(queue=queue).values_list("pk", "item_id", "annotator_id")),
+    )
+
+
+def test_ai_labels_change_no_human_claim_nor_k(
+    model_annotator, queue, researcher, annotator, annotator2, always_a
+):
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    label_submit(assignment_id=lease.pk, annotator=annotator, value={"choice": "a"},
+                 time_spent_ms=900, client_request_id=uuid.uuid4())  # fmt: skip
+    held = queue_item_claim(queue=queue, annotator=annotator2)
+    before = _human_state(queue)
+    run = _run(model_annotator, researcher)
+    assert run.status == RunStatus.DONE
+    assert _human_state(queue) == before
+    # People still get every item up to k = 2: the model took no one's place.
+    label_submit(assignment_id=held.pk, annotator=annotator2, value={"choice": "b"},
+                 time_spent_ms=900, client_request_id=uuid.uuid4())  # fmt: skip
+    for person in (annotator, annotator2):
+        while (lease := queue_item_claim(queue=queue, annotator=person)) is not None:
+            label_submit(assignment_id=lease.pk, annotator=person, value={"choice": "a"},
+                         time_spent_ms=900, client_request_id=uuid.uuid4())  # fmt: skip
+    regular = Item.objects.filter(queue=queue, is_gold=False)
+    assert set(regular.values_list("label_count", flat=True)) == {2}
+    assert all(regular.values_list("complete", flat=True))
+
+
+def test_a_second_delivery_finds_nothing_to_claim(model_annotator, researcher, always_a):
+    run = _run(model_annotator, researcher)
+    labelling_run_execute(run_id=run.pk)
+    assert AILabel.objects.filter(run=run).count() == 12
+
+
+def test_exports_say_each_labels_source_and_can_leave_ai_labels_out(
+    model_annotator, queue, researcher, annotator, always_a
+):
+    from tests.annotations.factories import export, jsonl
+
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    label_submit(assignment_id=lease.pk, annotator=annotator, value={"choice": "a"},
+                 time_spent_ms=900, client_request_id=uuid.uuid4())  # fmt: skip
+    run = _run(model_annotator, researcher)
+    without = jsonl(export(queue))
+    assert len(without) == 1 and "source" not in without[0]
+    rows = jsonl(export(queue, include_ai_labels=True))
+    human = [row for row in rows if row["source"] == "human"]
+    model = [row for row in rows if row["source"] == "model"]
+    assert len(human) == 1 and human[0]["provenance"] is None
+    assert len(model) == 4 * 2  # regular items × principles (gold left out)
+    assert model[0]["annotator"] == "model:judge-bot"
+    assert model[0]["label"] == "tie"
+    provenance = model[0]["provenance"]
+    assert provenance["run"] == run.pk
+    assert provenance["constitution_version"] == 1
+    assert provenance["probability"] == 0.5
+    assert provenance["principle"] == "Prefer the more helpful response."
+    assert provenance["model_config"]["name"] == model_annotator.model_config.name
+    with_gold = jsonl(export(queue, include_ai_labels=True, include_gold=True))
+    assert len([row for row in with_gold if row["source"] == "model"]) == 6 * 2
+    csv_text = export(queue, include_ai_labels=True, format="csv").decode()
+    assert csv_text.splitlines()[0].count("source,provenance") == 1
