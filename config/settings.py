@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "debate",
     "amplification",
     "rewards",
+    "experiments",
 ]
 
 MIDDLEWARE = [
@@ -220,6 +221,7 @@ CELERY_TASK_ROUTES = {
     "debate.tasks.*": {"queue": "generation"},
     "amplification.tasks.*": {"queue": "generation"},
     "llm.tasks.*": {"queue": "generation"},
+    "experiments.tasks.*": {"queue": "generation"},
     "rewards.tasks.reward_models_check_task": {"queue": "default"},
     "rewards.tasks.*": {"queue": "training"},
 }

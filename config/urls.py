@@ -14,6 +14,7 @@ urlpatterns = [
     path("queues/", include("annotations.urls")),
     path("reward-models/", include("rewards.urls")),
     path("trees/", include("amplification.urls")),
+    path("", include("experiments.urls")),
     path("api/", api.urls),
     path(
         "accounts/login/",
