@@ -18,7 +18,7 @@ from experiments.models import (
 
 class ArmInline(ServiceCreatedInline):
     model = Arm
-    fields = ["position", "name", "assistance", "model_config", "time_limit_s"]
+    fields = ("position", "name", "assistance", "model_config", "time_limit_s")
     readonly_fields = fields
 
 

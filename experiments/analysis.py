@@ -70,12 +70,6 @@ class Analysis:
     methods: dict[str, str]
 
 
-def _counted(response: Response, late_excluded: bool) -> bool:
-    if response.timed_out or response.correct is None:
-        return False
-    return not (late_excluded and response.late)
-
-
 def experiment_analysis(experiment: Experiment) -> Analysis:
     """Per arm: accuracy on gold (Wilson), participants, labels, late and timed-out labels,
     time per item, model-alone accuracy and critique flag rates; per assisted arm against the
@@ -116,7 +110,7 @@ def experiment_analysis(experiment: Experiment) -> Analysis:
         if counted and experiment.late_excluded and is_late:
             counted = False
         if counted:
-            tally[0] += int(correct)
+            tally[0] += 1 if correct else 0
             tally[1] += 1
         rows.append(
             LabelRow(

@@ -35,7 +35,8 @@ def prompt_text(template: str, kind: ItemKind, payload: dict[str, Any]) -> str:
     return template.replace("{item}", item_text(kind, payload))
 
 
-_PAIR = re.compile(r"\b(?:answer\s+)?([AB])\b(?:\D{0,20}?(\d{2,3})\s*%?)?", re.IGNORECASE)
+# Capital letters only: a lower-case "a" is an article, not an answer.
+_PAIR = re.compile(r"\b(?:(?i:answer)\s+)?([AB])\b(?:\D{0,20}?(\d{2,3})\s*%?)?")
 _RATING = re.compile(r"\b([1-7])\b(?:\D{0,20}?(\d{2,3})\s*%?)?")
 
 

@@ -17,7 +17,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotations.forms import LabelForm, LeaseForm
 from annotations.markdown import markdown_html
@@ -95,14 +95,13 @@ def _next_page(participant: Participant) -> str:
 
 
 @never_cache
+@require_http_methods(["GET", "POST"])
 def consent(request: HttpRequest, slug: str) -> HttpResponse:
     participant = _participant(request, slug)
-    form = ConsentForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    form = ConsentForm(request.POST if request.method == "POST" else None)
+    if form.is_valid():
         participant_consent(participant=participant)
         return redirect("experiments:instructions", slug=slug)
-    if request.method not in ("GET", "POST"):
-        return HttpResponse(status=405)
     context = {"form": form, "text": markdown_html(participant.experiment.consent)}
     return render(request, "experiments/consent.html", context)
 
