@@ -8,7 +8,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from experiments.analysis import Analysis
 
-WIDTH, ROW, LEFT, RIGHT, TOP = 560, 36, 150, 20, 24
+WIDTH, ROW, LEFT, RIGHT, TOP = 440, 36, 120, 20, 24
 
 
 def accuracy_svg(analysis: Analysis) -> SafeString:
@@ -19,7 +19,7 @@ def accuracy_svg(analysis: Analysis) -> SafeString:
         return LEFT + share * span
 
     parts = [
-        f'<svg class="chart" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="chart arm-chart" viewBox="0 0 {WIDTH} {height}" role="img" '
         f'aria-label="Accuracy on gold per arm, with 95 % Wilson intervals" '
         f'preserveAspectRatio="xMinYMin meet">'
     ]
@@ -34,7 +34,7 @@ def accuracy_svg(analysis: Analysis) -> SafeString:
         y = TOP + ROW * row + ROW / 2 - 8
         parts.append(
             f'<text x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end" class="label">'
-            f"{escape(figures.arm.name[:22])}</text>"
+            f"{escape(figures.arm.name[:18])}</text>"
         )
         share = figures.accuracy
         if share.value is None or share.interval is None:
