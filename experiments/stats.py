@@ -112,16 +112,14 @@ def permutation_p(
     k = np.array([t[0] for t in everyone], dtype=float)
     n = np.array([t[1] for t in everyone], dtype=float)
     rng = np.random.default_rng(seed)
-    size = len(treated)
-    at_least = 0
-    for _ in range(permutations):
-        order = rng.permutation(len(everyone))
-        first, second = order[:size], order[size:]
-        if n[first].sum() == 0 or n[second].sum() == 0:
-            continue
-        diff = k[first].sum() / n[first].sum() - k[second].sum() / n[second].sum()
-        if abs(diff) >= observed - 1e-12:
-            at_least += 1
+    # One row per permutation: the first len(treated) places are the "treated" arm.
+    orders = rng.permuted(np.tile(np.arange(len(everyone)), (permutations, 1)), axis=1)
+    first, second = orders[:, : len(treated)], orders[:, len(treated) :]
+    counted_first, counted_second = n[first].sum(axis=1), n[second].sum(axis=1)
+    usable = (counted_first > 0) & (counted_second > 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = k[first].sum(axis=1) / counted_first - k[second].sum(axis=1) / counted_second
+    at_least = int(np.count_nonzero(usable & (np.abs(diff) >= observed - 1e-12)))
     return (at_least + 1) / (permutations + 1)
 
 
