@@ -4,6 +4,7 @@ read this module, so they cannot disagree."""
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -66,7 +67,6 @@ class Analysis:
     experiment: Experiment
     arms: list[ArmFigures]
     comparisons: list[Comparison]
-    rows: list[LabelRow]
     methods: dict[str, str]
 
 
@@ -77,16 +77,11 @@ def experiment_analysis(experiment: Experiment) -> Analysis:
     bootstrap interval, a permutation p-value and, where the gold is experts', the sandwich
     score."""
     arms = list(experiment.arms.order_by("position").select_related("model_config"))
-    responses = list(
-        Response.objects.filter(participant__experiment=experiment)
-        .select_related("participant", "label")
-        .values_list(
-            "participant_id", "participant__external_id", "participant__arm_id",
-            "arm_item__source_id", "label__value", "correct", "late", "timed_out", "time_ms",
-            "answered_at",
-        )
-        .order_by("id")
-    )  # fmt: skip
+    # Only the columns the figures need: no label JSON, no timestamps (exports read those,
+    # through experiment_label_rows).
+    responses = Response.objects.filter(participant__experiment=experiment).values_list(
+        "participant_id", "participant__arm_id", "correct", "late", "timed_out", "time_ms"
+    )
     participants_by_arm: dict[int, set[int]] = defaultdict(set)
     for arm_id, participant_id in experiment.participants.values_list("arm_id", "pk"):
         participants_by_arm[arm_id].add(participant_id)
@@ -95,36 +90,21 @@ def experiment_analysis(experiment: Experiment) -> Analysis:
     late: dict[int, int] = defaultdict(int)
     timed_out: dict[int, int] = defaultdict(int)
     labels: dict[int, int] = defaultdict(int)
-    rows = []
-    arm_names = {arm.pk: arm.name for arm in arms}
-    for (participant_id, external, arm_id, source, value, correct, is_late, is_timed_out,
-         time_ms, answered_at) in responses:  # fmt: skip
+    for participant_id, arm_id, correct, is_late, is_timed_out, time_ms in responses:
         tally = per_participant[arm_id].setdefault(participant_id, [0, 0])
-        if not is_timed_out:
-            labels[arm_id] += 1
-            if time_ms is not None:
-                times[arm_id].append(time_ms / 1000)
-        late[arm_id] += int(bool(is_late) and not is_timed_out)
-        timed_out[arm_id] += int(is_timed_out)
-        counted = not is_timed_out and correct is not None
-        if counted and experiment.late_excluded and is_late:
-            counted = False
-        if counted:
+        if is_timed_out:
+            timed_out[arm_id] += 1
+            continue
+        labels[arm_id] += 1
+        if time_ms is not None:
+            times[arm_id].append(time_ms / 1000)
+        if is_late:
+            late[arm_id] += 1
+            if experiment.late_excluded:
+                continue
+        if correct is not None:
             tally[0] += 1 if correct else 0
             tally[1] += 1
-        rows.append(
-            LabelRow(
-                participant=external,
-                arm=arm_names[arm_id],
-                item=source,
-                value="" if value is None else _json_text(value),
-                correct=correct,
-                late=bool(is_late),
-                timed_out=bool(is_timed_out),
-                time_ms=time_ms,
-                answered_at=answered_at.isoformat(),
-            )
-        )
     figures = []
     for arm in arms:
         tallies = [tuple(t) for t in per_participant[arm.pk].values()]
@@ -148,15 +128,44 @@ def experiment_analysis(experiment: Experiment) -> Analysis:
         experiment=experiment,
         arms=figures,
         comparisons=_comparisons(experiment, figures),
-        rows=rows,
         methods=_methods(experiment),
     )
 
 
-def _json_text(value: object) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
+def experiment_label_rows(experiment: Experiment) -> list[LabelRow]:
+    """Every response, one row each, for the CSV and Parquet exports."""
+    found = (
+        Response.objects.filter(participant__experiment=experiment)
+        .values_list(
+            "participant__external_id", "participant__arm__name", "arm_item__source_id",
+            "label__value", "correct", "late", "timed_out", "time_ms", "answered_at",
+        )
+        .order_by("id")
+    )  # fmt: skip
+    return [
+        LabelRow(
+            participant=external,
+            arm=arm,
+            item=source,
+            value="" if value is None else json.dumps(value, sort_keys=True),
+            correct=correct,
+            late=is_late,
+            timed_out=is_timed_out,
+            time_ms=time_ms,
+            answered_at=answered_at.isoformat(),
+        )  # fmt: skip
+        for (
+            external,
+            arm,
+            source,
+            value,
+            correct,
+            is_late,
+            is_timed_out,
+            time_ms,
+            answered_at,
+        ) in found  # fmt: skip
+    ]
 
 
 def _comparisons(experiment: Experiment, figures: list[ArmFigures]) -> list[Comparison]:

@@ -60,7 +60,7 @@ def seed() -> list[str]:
         items=[
             NewItem(
                 payload=PairwisePayload(prompt=question, response_a=a, response_b=b),
-                gold=ChoiceValue(choice=better),
+                gold=ChoiceValue.model_validate({"choice": better}),
                 external_id=f"demo-oversight-{number}",
             )
             for number, (question, a, b, better) in enumerate(ITEMS, start=1)

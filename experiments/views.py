@@ -23,7 +23,7 @@ from annotations.forms import LabelForm, LeaseForm
 from annotations.markdown import markdown_html
 from annotations.services import AnnotationError
 from core.roles import Role, role_required
-from experiments.analysis import experiment_analysis
+from experiments.analysis import experiment_analysis, experiment_label_rows
 from experiments.charts import accuracy_svg
 from experiments.errors import ExperimentError, LinkClosed, NotYours
 from experiments.forms import ConsentForm, FlagForm, JoinForm, LinkForm
@@ -319,7 +319,7 @@ def labels_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
     experiment = get_object_or_404(Experiment, pk=pk)
     if fmt not in ("csv", "parquet"):
         raise Http404("Labels export as csv or parquet.")
-    rows = experiment_analysis(experiment).rows
+    rows = experiment_label_rows(experiment)
     columns = ["participant", "arm", "item", "value", "correct", "late", "timed_out", "time_ms",
                "answered_at"]  # fmt: skip
     name = f"experiment-{experiment.pk}-labels.{fmt}"
