@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 
 from core.admin import ServiceCreatedInline, ServiceWrittenAdmin
@@ -28,11 +29,20 @@ class ExperimentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     link and the completion code may be corrected. The design (seed, question set) is fixed."""
 
     list_display = ["name", "slug", "question_set", "link_open", "frozen_at", "created_at"]
+    # Study sites' return URLs are https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     readonly_fields = ["seed", "question_set", "frozen_at", "labels_per_item", "created_by"]
     inlines = [ArmInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Experiment | None = None) -> list[str]:
+        fixed = list(self.readonly_fields)
+        if obj is not None and obj.frozen:
+            # Once people joined, the link and the lateness rule they were under stay put.
+            fixed += ["slug", "late_grace_s"]
+        return fixed
 
 
 @admin.register(Arm)
