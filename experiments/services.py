@@ -226,8 +226,15 @@ def arm_add(*, experiment: Experiment, spec: ArmSpec) -> Arm:
         return _arm_create(experiment, position, spec, _gold_items(experiment.question_set))
 
 
+class _Unchanged:
+    """The default of arm_change's time limit: leave it as it is (None removes it)."""
+
+
+UNCHANGED = _Unchanged()
+
+
 def arm_change(
-    *, arm: Arm, prompt: str | None = None, time_limit_s: int | None | bool = False
+    *, arm: Arm, prompt: str | None = None, time_limit_s: int | None | _Unchanged = UNCHANGED
 ) -> Arm:
     """Edit an arm's prompt or time limit (None removes it) before anyone joins."""
     with transaction.atomic():
@@ -237,7 +244,9 @@ def arm_change(
             name=arm.name,
             assistance=arm.assistance,
             model_config=arm.model_config,
-            time_limit_s=arm.time_limit_s if time_limit_s is False else time_limit_s,  # type: ignore[arg-type]
+            time_limit_s=(
+                arm.time_limit_s if isinstance(time_limit_s, _Unchanged) else time_limit_s
+            ),
         )
         problems = _arm_problems([spec], first_position=arm.position)
         if problems:

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -125,8 +126,6 @@ def instructions(request: HttpRequest, slug: str) -> HttpResponse:
 def _work(participant: Participant, *, notice: str = "", error: str = "") -> dict[str, Any]:
     """The task area: the participant's current item, their arm's assistance for it (only an
     assisted arm reads any), the seconds left on it by the server's clock."""
-    from django.utils import timezone
-
     lease = participant_lease(participant=participant)
     arm = participant.arm
     kind = arm.queue.item_kind
