@@ -75,7 +75,7 @@ def main() -> None:
             from django.db import connections
 
             connections.close_all()
-            _postgres(args.database_url, f'DROP DATABASE IF EXISTS "{scratch}"')
+            _postgres(args.database_url, f'DROP DATABASE IF EXISTS "{scratch}" WITH (FORCE)')
         shutil.rmtree(var_dir, ignore_errors=True)
 
 
