@@ -195,6 +195,7 @@ def bench_batch(args: argparse.Namespace) -> None:
     config = ModelConfig.objects.get(name=BUNDLED_CONFIG_NAME)
     config.max_new_tokens = args.tokens
     config.temperature = 0.0
+    config.timeout_s = 3600.0  # a busy shared machine must not fail the measurement
     config.save()
     experiment = experiment_create(
         name="bench batch", slug="bench-batch",
