@@ -336,12 +336,14 @@ def _mount() -> None:
     # Imported here: each app's api module imports Problem and the auth objects from this one.
     from annotations.api import exports, queues
     from debate.api import router as debates
+    from experiments.api import experiments_router
     from rewards.api import reward_models_router
 
     api.add_router("/queues", queues)
     api.add_router("/exports", exports)
     api.add_router("/debates", debates)
     api.add_router("/reward-models", reward_models_router)
+    api.add_router("/experiments", experiments_router)
     api.add_router("/trees", "amplification.api.trees")
     api.add_router("/webhooks", "core.api.webhooks_router")
     api.add_router("/ai-feedback", "feedback.api.router")

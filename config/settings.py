@@ -104,6 +104,7 @@ INSTALLED_APPS = [
     "amplification",
     "rewards",
     "feedback",
+    "experiments",
 ]
 
 MIDDLEWARE = [
@@ -255,6 +256,7 @@ CELERY_TASK_ROUTES = {
     "debate.tasks.*": {"queue": "generation"},
     "amplification.tasks.*": {"queue": "generation"},
     "llm.tasks.*": {"queue": "generation"},
+    "experiments.tasks.*": {"queue": "generation"},
     "rewards.tasks.reward_models_check_task": {"queue": "default"},
     "rewards.tasks.*": {"queue": "training"},
     "feedback.tasks.*": {"queue": "generation"},

@@ -15,6 +15,7 @@ urlpatterns = [
     path("reward-models/", include("rewards.urls")),
     path("trees/", include("amplification.urls")),
     path("ai-feedback/", include("feedback.urls")),
+    path("", include("experiments.urls")),
     path("api/", api.urls),
     path(
         "accounts/login/",

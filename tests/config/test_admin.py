@@ -9,7 +9,9 @@ from tests.helpers import signed_in
 
 pytestmark = pytest.mark.django_db
 
-OUR_APPS = {"core", "llm", "debate", "amplification", "annotations", "rewards", "feedback"}
+OUR_APPS = {
+    "core", "llm", "debate", "amplification", "annotations", "rewards", "feedback", "experiments",
+}  # fmt: skip
 OUR_MODELS = [m for m in apps.get_models() if m._meta.app_label in OUR_APPS]
 # "entrys", "speechs", "batchs", "classs", "boxs": a plural made by adding an s.
 NAIVE_PLURAL = re.compile(r"([^aeiou]ys|chs|shs|ss|xs)$")

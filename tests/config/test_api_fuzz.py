@@ -160,6 +160,36 @@ RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
             message=r".+",
         ),
     ],
+    "/api/experiments/": [
+        Rule(
+            why="cross-field: an arm whose `assistance` is not `none` names a `model_config_id`",
+            field=r"arms\.\d+\.model_config",
+            message=r"choose the model config",
+        ),
+        Rule(
+            why="within an array: arm names differ (case and surrounding spaces aside)",
+            field=r"arms",
+            message=r"Two arms have the same name",
+        ),
+        Rule(
+            why="state of another row: the question set must be a pairwise or Likert queue "
+            "with gold items",
+            field=r"question_set",
+            message=r"(no gold items|must be a pairwise or Likert queue)",
+        ),
+    ],
+    "/api/experiments/{experiment_id}/arms": [
+        Rule(
+            why="cross-field: an arm whose `assistance` is not `none` names a `model_config_id`",
+            field=r"arms\.\d+\.model_config",
+            message=r"choose the model config",
+        ),
+        Rule(
+            why="state: the new arm's name differs from the experiment's other arms'",
+            field=r"arms\.\d+\.name",
+            message=r"already has an arm named",
+        ),
+    ],
 }
 
 

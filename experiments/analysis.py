@@ -1,0 +1,250 @@
+"""The analysis of an experiment: one read of its responses, then the figures, each with its n,
+its interval and its method (experiments/stats.py). The page, the API and the exports all
+read this module, so they cannot disagree."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from core import sql
+from core.stats import METHOD as WILSON_METHOD
+from core.stats import Share
+from experiments import stats
+from experiments.assignment import METHOD as ASSIGNMENT_METHOD
+from experiments.models import (
+    Arm,
+    Assistance,
+    AssistanceFlag,
+    AssistanceText,
+    Experiment,
+    Flag,
+    Participant,
+    Response,
+)
+
+_RESPONSES = f"""
+SELECT r.participant_id, p.arm_id, r.correct, r.late, r.timed_out, r.time_ms
+FROM {Response._meta.db_table} r JOIN {Participant._meta.db_table} p ON p.id = r.participant_id
+WHERE p.experiment_id = %(experiment)s
+"""
+
+
+@dataclass(frozen=True)
+class LabelRow:
+    """One response, as the exports write it."""
+
+    participant: str  # external id
+    arm: str
+    item: int  # the question-set item
+    value: str  # the label as JSON text; "" when the item timed out
+    correct: bool | None
+    late: bool
+    timed_out: bool
+    time_ms: int | None
+    answered_at: str
+
+
+@dataclass
+class ArmFigures:
+    arm: Arm
+    accuracy: Share
+    participants: int
+    labels: int
+    late: int
+    timed_out: int
+    mean_time_s: float | None
+    tallies: list[tuple[int, int]] = field(default_factory=list)
+    model_alone: Share | None = None
+    helped: Share | None = None
+    wrong: Share | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    arm: Arm
+    control: Arm
+    difference: stats.Interval | None
+    p_value: float | None
+    sandwich: stats.Interval | None
+
+
+@dataclass
+class Analysis:
+    experiment: Experiment
+    arms: list[ArmFigures]
+    comparisons: list[Comparison]
+    methods: dict[str, str]
+
+
+def experiment_analysis(experiment: Experiment) -> Analysis:
+    """Per arm: accuracy on gold (Wilson), participants, labels, late and timed-out labels,
+    time per item, model-alone accuracy and critique flag rates; per assisted arm against the
+    first unassisted one (or the first arm): the difference with a participant-clustered
+    bootstrap interval, a permutation p-value and, where the gold is experts', the sandwich
+    score."""
+    arms = list(experiment.arms.order_by("position").select_related("model_config"))
+    # Only the columns the figures need (no label JSON, no timestamps: the exports read
+    # those, through experiment_label_rows), as plain SQL: at 5,000 labels the ORM's
+    # per-value converters cost more than the query (bench/experiments.py).
+    responses = sql.fetch_all(_RESPONSES, {"experiment": experiment.pk})
+    participants_by_arm: dict[int, set[int]] = defaultdict(set)
+    for arm_id, participant_id in experiment.participants.values_list("arm_id", "pk"):
+        participants_by_arm[arm_id].add(participant_id)
+    per_participant: dict[int, dict[int, list[int]]] = defaultdict(dict)
+    times: dict[int, list[float]] = defaultdict(list)
+    late: dict[int, int] = defaultdict(int)
+    timed_out: dict[int, int] = defaultdict(int)
+    labels: dict[int, int] = defaultdict(int)
+    for participant_id, arm_id, correct, is_late, is_timed_out, time_ms in responses:
+        tally = per_participant[arm_id].setdefault(participant_id, [0, 0])
+        if is_timed_out:
+            timed_out[arm_id] += 1
+            continue
+        labels[arm_id] += 1
+        if time_ms is not None:
+            times[arm_id].append(time_ms / 1000)
+        if is_late:
+            late[arm_id] += 1
+            if experiment.late_excluded:
+                continue
+        if correct is not None:
+            tally[0] += 1 if correct else 0
+            tally[1] += 1
+    figures = []
+    for arm in arms:
+        tallies = [tuple(t) for t in per_participant[arm.pk].values()]
+        k = sum(t[0] for t in tallies)
+        n = sum(t[1] for t in tallies)
+        figures.append(
+            ArmFigures(
+                arm=arm,
+                accuracy=Share(k, n),
+                participants=len(participants_by_arm[arm.pk]),
+                labels=labels[arm.pk],
+                late=late[arm.pk],
+                timed_out=timed_out[arm.pk],
+                mean_time_s=stats.mean_or_none(times[arm.pk]),
+                tallies=tallies,  # type: ignore[arg-type]
+                model_alone=_model_alone(arm),
+                **_flag_rates(arm),
+            )
+        )
+    return Analysis(
+        experiment=experiment,
+        arms=figures,
+        comparisons=_comparisons(experiment, figures),
+        methods=_methods(experiment),
+    )
+
+
+def experiment_label_rows(experiment: Experiment) -> list[LabelRow]:
+    """Every response, one row each, for the CSV and Parquet exports."""
+    found = (
+        Response.objects.filter(participant__experiment=experiment)
+        .values_list(
+            "participant__external_id", "participant__arm__name", "arm_item__source_id",
+            "label__value", "correct", "late", "timed_out", "time_ms", "answered_at",
+        )
+        .order_by("id")
+    )  # fmt: skip
+    return [
+        LabelRow(
+            participant=external,
+            arm=arm,
+            item=source,
+            value="" if value is None else json.dumps(value, sort_keys=True),
+            correct=correct,
+            late=is_late,
+            timed_out=is_timed_out,
+            time_ms=time_ms,
+            answered_at=answered_at.isoformat(),
+        )  # fmt: skip
+        for (
+            external,
+            arm,
+            source,
+            value,
+            correct,
+            is_late,
+            is_timed_out,
+            time_ms,
+            answered_at,
+        ) in found  # fmt: skip
+    ]
+
+
+def _comparisons(experiment: Experiment, figures: list[ArmFigures]) -> list[Comparison]:
+    if len(figures) < 2:
+        return []
+    control = next((f for f in figures if not f.arm.assisted), figures[0])
+    out = []
+    for treated in figures:
+        if treated is control:
+            continue
+        seed = experiment.seed
+        out.append(
+            Comparison(
+                arm=treated.arm,
+                control=control.arm,
+                difference=stats.difference_bootstrap(treated.tallies, control.tallies, seed=seed),
+                p_value=stats.permutation_p(treated.tallies, control.tallies, seed=seed),
+                sandwich=(
+                    stats.sandwich_bootstrap(treated.tallies, control.tallies, seed=seed)
+                    if experiment.expert_gold and treated.arm.assisted
+                    else None
+                ),
+            )
+        )
+    return out
+
+
+def _model_alone(arm: Arm) -> Share | None:
+    """The arm's suggestions scored on gold: an item whose suggestion names no answer counts
+    as wrong. Only suggestion arms name answers."""
+    if arm.assistance != Assistance.SUGGESTION:
+        return None
+    pairs = AssistanceText.objects.filter(
+        source__in=arm.arm_items.values("source"),
+        model_config=arm.model_config_id,
+        prompt_version=arm.prompt_version,
+        kind=arm.assistance,
+    ).values_list("suggested_value", "source__gold_value")
+    found = list(pairs)
+    return Share(sum(1 for value, gold in found if value is not None and value == gold), len(found))
+
+
+def _flag_rates(arm: Arm) -> dict[str, Share | None]:
+    """Of the responses in this arm (answered, with assistance shown), the share flagged
+    helped and the share flagged wrong."""
+    if not arm.assisted:
+        return {"helped": None, "wrong": None}
+    answered = Response.objects.filter(participant__arm=arm, timed_out=False).count()
+    flags = AssistanceFlag.objects.filter(participant__arm=arm)
+    return {
+        "helped": Share(flags.filter(flag=Flag.HELPED).count(), answered),
+        "wrong": Share(flags.filter(flag=Flag.WRONG).count(), answered),
+    }
+
+
+def _methods(experiment: Experiment) -> dict[str, str]:
+    late = "left out of the accuracy" if experiment.late_excluded else "counted in the accuracy"
+    return {
+        "assignment": ASSIGNMENT_METHOD + f" (seed {experiment.seed})",
+        "accuracy": "share of counted labels equal to the item's gold label; " + WILSON_METHOD,
+        "late": (
+            f"a label is late when it arrives more than the arm's time limit plus "
+            f"{experiment.late_grace_s} s of grace after the item was served (server clocks); "
+            f"late labels are {late}; items that timed out have no label and are not counted"
+        ),
+        "time": "mean seconds from serving an item to its label (server clocks)",
+        "difference": stats.BOOTSTRAP_METHOD,
+        "p_value": stats.PERMUTATION_METHOD,
+        "sandwich": stats.SANDWICH_METHOD,
+        "model_alone": (
+            "the suggestion arm's own answers scored on gold (a suggestion naming no answer "
+            "counts as wrong); " + WILSON_METHOD
+        ),
+        "flags": "flags per answered item in the arm; " + WILSON_METHOD,
+    }

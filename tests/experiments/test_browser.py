@@ -1,0 +1,121 @@
+"""Done when: four participants join through study links, two per arm; they label with and
+without critiques; one lets an item time out; all get completion codes; the analysis page
+shows per-arm accuracy and the difference with its interval, which this test computes again
+on its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.stats import Share
+from experiments.assistance import assistance_job_run
+from experiments.models import AssistanceFlag, AssistanceJob, Participant, Response
+from tests.experiments.conftest import GOLD, make_experiment
+from tests.factories import PASSWORD
+from tests.helpers import browser_login, screenshots_at_both_widths
+
+pytestmark = pytest.mark.browser
+
+SHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots" / "experiments"
+LIMIT_S = 10
+KEY_CHOICE = {"1": "a", "2": "b"}
+# Per arm position: the keys each of its two participants presses for items 0–3; None lets
+# the item time out.
+PLANS = {0: [[None, "2", "1", "2"], ["1", "1", "1", "1"]], 1: [["1", "2", "1", "2"],
+         ["2", "2", "1", "1"]]}  # fmt: skip
+
+
+def _expected(position):
+    right = counted = 0
+    for plan in PLANS[position]:
+        for key, gold in zip(plan, GOLD, strict=True):
+            if key is not None:
+                counted += 1
+                right += KEY_CHOICE[key] == gold
+    return Share(right, counted)
+
+
+def test_four_participants_two_per_arm_one_time_out_and_the_analysis(
+    live_asgi_server, browser, researcher, monkeypatch
+):
+    from tests.experiments.conftest import FakeBackend
+
+    monkeypatch.setattr("experiments.assistance.backend_for", lambda config: FakeBackend())
+    experiment = make_experiment(researcher=researcher, time_limit_s=LIMIT_S, seed=99)
+    helped_arm = experiment.arms.get(position=1)
+    job = AssistanceJob.objects.create(arm=helped_arm, items_total=4)
+    assistance_job_run(job_id=job.pk)
+    url = live_asgi_server.url
+    used = {0: 0, 1: 0}
+    for number in range(4):
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        posted: list[str] = []
+        page.on(
+            "request",
+            lambda r, posted=posted: (
+                posted.append(r.post_data or "") if r.method == "POST" else None
+            ),
+        )
+        page.goto(f"{url}/join/{experiment.slug}/?PROLIFIC_PID=pid{number}&STUDY_ID=st"
+                  f"&SESSION_ID=se{number}")  # fmt: skip
+        if number == 0:
+            screenshots_at_both_widths(page, SHOTS, "consent")
+        page.check("input[name=agree]")
+        page.click("button:has-text('Continue')")
+        page.click("text=Start")
+        person = Participant.objects.get(experiment=experiment, external_id=f"pid{number}")
+        position = person.arm.position
+        plan = PLANS[position][used[position]]
+        used[position] += 1
+        page.wait_for_selector("#work[data-ready]")
+        html = page.content()
+        assert "Control arm" not in html and "Helped arm" not in html
+        if position == 1:
+            # The critique beside the item, shown as text (escaped), at once.
+            assert page.locator(".assistance-text").inner_text().startswith("<script>")
+            if used[1] == 1:
+                screenshots_at_both_widths(page, SHOTS, "task-with-critique")
+                page.click("text=This helped")
+                page.wait_for_selector("text=Noted: helped")
+        else:
+            assert page.locator(".assistance").count() == 0
+            assert "assistant" not in html.lower()
+        for n, key in enumerate(plan):
+            page.wait_for_selector(f"#work[data-ready] >> text=Question {n}?")
+            if key is None:
+                page.wait_for_selector("text=Time is up", timeout=(LIMIT_S + 10) * 1000)
+                continue
+            page.keyboard.press(key)
+            if n < 3:
+                page.wait_for_selector(f"text=Question {n + 1}?")
+        page.wait_for_url(f"{url}/join/{experiment.slug}/done/")
+        assert page.locator("#completion-code").inner_text() == "C0DE42"
+        assert "cc=C0DE42" in page.locator("#completion-link").get_attribute("href")
+        if number == 3:
+            screenshots_at_both_widths(page, SHOTS, "done")
+        label_posts = [body for body in posted if "key=" in body]
+        assert len(label_posts) == sum(key is not None for key in plan)
+        assert all("assignment=" in body and "request_id=" in body for body in label_posts)
+        context.close()
+    assert used == {0: 2, 1: 2}
+    assert Response.objects.filter(timed_out=True).count() == 1
+    assert AssistanceFlag.objects.count() == 1
+
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    browser_login(page, url, researcher.username, PASSWORD)
+    page.goto(f"{url}/experiments/{experiment.pk}/")
+    control, helped = _expected(0), _expected(1)
+    assert (control.k, control.n, helped.k, helped.n) == (5, 7, 6, 8)
+    rows = page.locator("tr.arm-row td.accuracy")
+    assert rows.nth(0).inner_text() == control.text
+    assert rows.nth(1).inner_text() == helped.text
+    difference = page.locator(".comparison .difference").inner_text()
+    assert difference.startswith(f"{helped.value - control.value:.3f} (95 % CI ")
+    assert "participant-clustered bootstrap" in difference
+    screenshots_at_both_widths(page, SHOTS, "analysis")
+    context.close()
