@@ -136,6 +136,12 @@ API_THREADS = env_int("API_THREADS", 8, minimum=1)
 # more are answered 429 with Retry-After. 0 turns the limit off.
 API_RATE_LIMIT = env_int("API_RATE_LIMIT", 3000, minimum=0)
 API_RATE_WINDOW_SECONDS = env_int("API_RATE_WINDOW_SECONDS", 60, minimum=1)
+# Study-link joins a minute, per client address and per experiment (core.ratelimit): a burst
+# from one address is refused with 429; a study's whole panel may still arrive at once.
+STUDY_JOIN_RATE_LIMIT = env_int("STUDY_JOIN_RATE_LIMIT", 30, minimum=1)
+STUDY_JOIN_RATE_LIMIT_PER_EXPERIMENT = env_int(
+    "STUDY_JOIN_RATE_LIMIT_PER_EXPERIMENT", 600, minimum=1
+)
 
 FORM_RENDERER = "core.forms.FormRenderer"
 ROOT_URLCONF = "config.urls"

@@ -77,7 +77,11 @@ View = Callable[..., HttpResponse]
 
 
 def rate_limited(
-    *, scope: str, limit: int, window_s: int, key: Callable[..., str] | None = None
+    *,
+    scope: str,
+    limit: int | Callable[[], int],
+    window_s: int,
+    key: Callable[..., str] | None = None,
 ) -> Callable[[View], View]:
     """A view decorator: at most `limit` calls per `window_s` per client address, and, with
     `key(request, *args, **kwargs)`, also per that key (e.g. the experiment of a study link:
@@ -86,6 +90,8 @@ def rate_limited(
 
         @rate_limited(scope="join", limit=10, window_s=60, key=lambda r, slug: slug)
         def join(request, slug): ...
+
+    `limit` may be a function, read at each call (e.g. a setting's current value).
     """
 
     def decorator(view: View) -> View:
@@ -94,8 +100,9 @@ def rate_limited(
             checks = [(f"{scope}-address", request_address(request))]
             if key is not None:
                 checks.append((f"{scope}-key", key(request, *args, **kwargs)))
+            allowed = limit() if callable(limit) else limit
             for check_scope, value in checks:
-                hit = rate_limit_hit(scope=check_scope, key=value, limit=limit, window_s=window_s)
+                hit = rate_limit_hit(scope=check_scope, key=value, limit=allowed, window_s=window_s)
                 if not hit.allowed:
                     return too_many_requests(
                         hit.retry_after,

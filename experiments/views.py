@@ -11,6 +11,7 @@ import io
 import uuid
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import login
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -23,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from annotations.forms import LabelForm, LeaseForm
 from annotations.markdown import markdown_html
 from annotations.services import AnnotationError
+from core.ratelimit import rate_limited
 from core.roles import Role, role_required
 from experiments.analysis import experiment_analysis, experiment_label_rows
 from experiments.charts import accuracy_svg
@@ -63,6 +65,13 @@ def _participant(request: HttpRequest, slug: str) -> Participant:
 
 @never_cache
 @require_GET
+@rate_limited(scope="join", limit=lambda: settings.STUDY_JOIN_RATE_LIMIT, window_s=60)
+@rate_limited(
+    scope="join-experiment",
+    limit=lambda: settings.STUDY_JOIN_RATE_LIMIT_PER_EXPERIMENT,
+    window_s=60,
+    key=lambda request, slug: slug,
+)
 def join(request: HttpRequest, slug: str) -> HttpResponse:
     experiment = get_object_or_404(Experiment, slug=slug)
     form = JoinForm(request.GET)

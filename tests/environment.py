@@ -15,4 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # unacknowledged comes back to that run's queue, never to one of ours. Deleted at the end.
 os.environ.setdefault("REDIS_KEY_PREFIX", f"arbiter-test-{os.getpid()}:")
 # Share the converted bundled model with `make run`: converting it takes ~25 s.
+# Tests join studies from one address many times a minute; the join limit has its own test.
+os.environ.setdefault("STUDY_JOIN_RATE_LIMIT", "100000")
+os.environ.setdefault("STUDY_JOIN_RATE_LIMIT_PER_EXPERIMENT", "100000")
 os.environ.setdefault("LLM_MODELS_DIR", str(PROJECT_DIR / "var" / "models"))

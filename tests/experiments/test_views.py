@@ -91,6 +91,22 @@ def test_a_closed_link_is_refused(experiment):
     assert response.status_code == 410 and b"closed" in response.content
 
 
+def test_a_burst_of_joins_from_one_address_is_refused_with_429(experiment, settings):
+    settings.STUDY_JOIN_RATE_LIMIT = 3
+    address = f"203.0.113.{uuid.uuid4().int % 250}"
+    answers = [
+        Client(REMOTE_ADDR=address).get(f"/join/{experiment.slug}/?" + IDS.format(pid=f"B{n}"))
+        for n in range(5)
+    ]
+    assert [a.status_code for a in answers] == [302, 302, 302, 429, 429]
+    assert 1 <= int(answers[-1]["Retry-After"]) <= 60
+    assert Participant.objects.filter(experiment=experiment).count() == 3
+    other = Client(REMOTE_ADDR="198.51.100.9").get(
+        f"/join/{experiment.slug}/?" + IDS.format(pid="other")
+    )
+    assert other.status_code == 302
+
+
 def test_the_unassisted_arm_never_receives_assistance_gold_or_arm_names(experiment):
     (plain, plain_person), (helped, helped_person) = both_arms(experiment)
     slug = experiment.slug
