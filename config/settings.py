@@ -221,6 +221,7 @@ CELERY_TASK_ROUTES = {
     "amplification.tasks.*": {"queue": "generation"},
     "llm.tasks.*": {"queue": "generation"},
     "rewards.tasks.reward_models_check_task": {"queue": "default"},
+    "rewards.tasks.best_of_n_task": {"queue": "generation"},
     "rewards.tasks.*": {"queue": "training"},
 }
 CELERY_TASK_SERIALIZER = "json"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rewards.overoptimisation import Analysis
+
 
 class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -67,3 +69,15 @@ class Readiness(BaseModel):
     @property
     def ready(self) -> bool:
         return self.labels_needed == 0
+
+
+class AnalysisRecord(BaseModel):
+    """A best-of-n experiment's curves and fit for one proxy version (BestOfNExperiment.
+    analysis holds one per proxy); the numbers are rewards.overoptimisation.Analysis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    proxy_version_id: int
+    proxy_name: str  # e.g. "helpfulness v3"
+    proxy_labels: int  # the labels that version trained on
+    analysis: Analysis

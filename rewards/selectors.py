@@ -6,8 +6,16 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from rewards.charts import LineChart, calibration_chart, line_chart
-from rewards.models import GOOD, RewardModel, RewardVersion, Status
+from rewards.charts import (
+    BestOfNChart,
+    CurveInput,
+    LineChart,
+    best_of_n_chart,
+    calibration_chart,
+    line_chart,
+)
+from rewards.models import GOOD, BestOfNExperiment, RewardModel, RewardVersion, Status
+from rewards.schemas import AnalysisRecord
 
 
 def reward_models() -> QuerySet[RewardModel]:
@@ -50,3 +58,27 @@ def reward_model_charts(reward_model: RewardModel, versions: list[RewardVersion]
 
 def can_roll_back(version: RewardVersion) -> bool:
     return version.status in GOOD and version.status != Status.ACTIVE
+
+
+def best_of_n_chart_for(records: list[AnalysisRecord]) -> BestOfNChart:
+    """The over-optimisation plot of an experiment's analysis (one curve pair per proxy)."""
+    curves = []
+    for record in records:
+        a = record.analysis
+        fit = a.fit
+        curves.append(
+            CurveInput(
+                name=record.proxy_name,
+                proxy=[(p.n, p.d, p.proxy.value, p.proxy.low, p.proxy.high) for p in a.points],
+                gold=[(p.n, p.d, p.gold.value, p.gold.low, p.gold.high) for p in a.points],
+                alpha=fit.alpha.value, beta=fit.beta.value, alpha_proxy=fit.alpha_proxy.value,
+                peak_d=fit.peak_d.value if fit.peak_d else None,
+            )
+        )  # fmt: skip
+    return best_of_n_chart(curves)
+
+
+def best_of_n_experiments() -> QuerySet[BestOfNExperiment]:
+    return BestOfNExperiment.objects.select_related(
+        "policy", "gold__reward_model", "created_by"
+    ).defer("prompts")
