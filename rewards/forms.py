@@ -115,7 +115,7 @@ class BestOfNForm(forms.Form):
             if queue is not None:
                 data["prompts"] = queue_prompts(queue=queue)
                 data["prompt_source"] = f"queue {queue.name}"
-            else:
+            elif upload is not None:
                 data["prompts"] = jsonl_prompts(upload.read())
                 data["prompt_source"] = f"file {upload.name}"[:300]
         except ExperimentInvalid as error:

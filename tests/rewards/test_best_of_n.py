@@ -82,17 +82,21 @@ def _start(setup, researcher, **overrides):
     ],
 )
 def test_bad_input_is_refused_and_nothing_starts(setup, researcher, overrides, message):
-    with mock.patch("rewards.best_of_n._enqueue") as enqueue:
-        with pytest.raises(ExperimentInvalid, match=message):
-            _start(setup, researcher, **overrides)
+    with (
+        mock.patch("rewards.best_of_n._enqueue") as enqueue,
+        pytest.raises(ExperimentInvalid, match=message),
+    ):
+        _start(setup, researcher, **overrides)
     assert not enqueue.called
     assert not BestOfNExperiment.objects.exists()
 
 
 def test_a_gold_that_is_also_a_proxy_is_refused(setup, researcher):
-    with mock.patch("rewards.best_of_n._enqueue") as enqueue:
-        with pytest.raises(ExperimentInvalid, match="also a proxy"):
-            _start(setup, researcher, proxies=[setup["proxy"], setup["gold"]])
+    with (
+        mock.patch("rewards.best_of_n._enqueue") as enqueue,
+        pytest.raises(ExperimentInvalid, match="also a proxy"),
+    ):
+        _start(setup, researcher, proxies=[setup["proxy"], setup["gold"]])
     assert not enqueue.called and not BestOfNExperiment.objects.exists()
 
 
@@ -217,9 +221,11 @@ def test_the_form_starts_an_experiment_from_a_jsonl_file(
     data = {"name": "file run", "policy": setup["policy"].pk, "prompts_file": upload,
             "samples_per_prompt": 4, "temperature": 1, "seed": 0, "max_new_tokens": 8,
             "proxies": [setup["proxy"].pk], "gold": setup["gold"].pk}  # fmt: skip
-    with mock.patch("rewards.best_of_n._enqueue") as enqueue:
-        with django_capture_on_commit_callbacks(execute=True):
-            response = client.post(reverse("rewards:experiment_create"), data)
+    with (
+        mock.patch("rewards.best_of_n._enqueue") as enqueue,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = client.post(reverse("rewards:experiment_create"), data)
     experiment = BestOfNExperiment.objects.get()
     assert response.status_code == 302 and enqueue.called
     assert experiment.prompts == ["<b>Why?</b>"] and experiment.prompt_source == "file p.jsonl"
