@@ -20,6 +20,7 @@ from annotations.quality import (
     queue_agreement,
     time_histogram,
 )
+from annotations.rater_errors import rater_errors
 from annotations.selectors import queue_stats, queues_for_researcher
 from annotations.services import (
     queue_members_set,
@@ -132,5 +133,6 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "charts": charts,
         "distribution": label_distribution(queue),
         "disagreements": disagreements(queue),
+        "rater_errors": rater_errors(queue),
     }
     return render(request, "annotations/dashboard.html", context)
