@@ -190,7 +190,8 @@ def rater_errors(queue: Queue) -> RaterErrors:
     majority_wrong: list[MajorityWrong] = []
     for item_id, external_id, payload, is_gold, gold_value in items.iterator(chunk_size=500):
         votes = by_item[item_id]
-        reference = _reference(kind.scalar(gold_value) if is_gold else None, votes)
+        gold = kind.scalar(gold_value) if is_gold and gold_value is not None else None
+        reference = _reference(gold, votes)
         if reference is None:
             continue
         gold_items += is_gold

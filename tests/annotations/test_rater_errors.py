@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from typing import Literal
 
 import pytest
 from django.urls import reverse
@@ -16,11 +17,15 @@ from tests.annotations.factories import make_queue
 from tests.factories import UserFactory
 
 SHORT = "Yes: the moon pulls the sea."
-LONG = ("Well! Here is **everything**:\n- the moon pulls the sea\n- the sun pulls less\n"
-        "- water piles up on the near and far sides, which is why there are two tides a day.")  # fmt: skip
+LONG = (
+    "Well! Here is **everything**:\n- the moon pulls the sea\n- the sun pulls less\n"
+    "- water piles up on the near and far sides, which is why there are two tides a day."
+)
 WRONG_SHORT = "No: the wind does it."
-WRONG_LONG = ("Great question! It is **the wind**:\n- wind pushes water ashore\n- calm days "
-              "have no tides at all, as every sailor knows from long experience at sea.")  # fmt: skip
+WRONG_LONG = (
+    "Great question! It is **the wind**:\n- wind pushes water ashore\n- calm days "
+    "have no tides at all, as every sailor knows from long experience at sea."
+)
 
 
 def _items(n: int, *, seed: int, gold: bool) -> list[NewItem]:
@@ -31,7 +36,7 @@ def _items(n: int, *, seed: int, gold: bool) -> list[NewItem]:
         right_long = rng.random() < 0.5
         right = LONG if right_long else SHORT
         wrong = WRONG_SHORT if right_long else WRONG_LONG
-        side = rng.choice("ab")
+        side: Literal["a", "b"] = "a" if rng.random() < 0.5 else "b"
         a, b = (right, wrong) if side == "a" else (wrong, right)
         payload = PairwisePayload(prompt=f"Why tides? ({i})", response_a=a, response_b=b)
         ext = f"{'g' if gold else 'i'}{seed}-{i}"
@@ -54,8 +59,10 @@ PICKERS = {
 @pytest.fixture
 def labelled(db):
     users = {name: UserFactory(username=name) for name in PICKERS}
-    queue = make_queue(members=users.values(), kind="pairwise", labels_per_item=3, gold_rate=0.5,
-                       items=_items(40, seed=1, gold=False) + _items(40, seed=2, gold=True))  # fmt: skip
+    items = _items(40, seed=1, gold=False) + _items(40, seed=2, gold=True)
+    queue = make_queue(
+        members=users.values(), kind="pairwise", labels_per_item=3, gold_rate=0.5, items=items
+    )
     for name, pick in PICKERS.items():
         for _ in range(60):
             lease = queue_item_claim(queue=queue, annotator=users[name])
