@@ -203,6 +203,19 @@ class RewardVersion(models.Model):
         return share_of(m.baseline_accuracy, m.heldout_pairs, m.baseline_correct)
 
     @property
+    def length_bias(self) -> Share | None:
+        """Of the held-out pairs it got wrong (lengths differing), the share where it preferred
+        the longer response: above 50 % (the Wilson interval clear of it), it shares the
+        raters' length bias."""
+        m = self.typed_metrics
+        return Share(m.length_wrong_longer, m.length_wrong_pairs) if m.length_wrong_pairs else None
+
+    @property
+    def shares_length_bias(self) -> bool:
+        share = self.length_bias
+        return share is not None and share.low is not None and share.low > 0.5
+
+    @property
     def running(self) -> bool:
         return self.status in RUNNING
 

@@ -49,6 +49,13 @@ class Metrics(BaseModel):
     ece: float | None = None
     truncated_sequences: int = 0
     embedded_texts: int = 0  # fast: texts embedded this run (the rest came from the cache)
+    # The raters' length bias, in its scores (rewards/training.py length_bias): of the
+    # held-out pairs of unequal length it got wrong, those where it preferred the longer;
+    # Spearman's rho of (score longer − score shorter) against |log length ratio|.
+    length_wrong_pairs: int = 0
+    length_wrong_longer: int = 0
+    length_rho: float | None = None
+    length_rho_p: float | None = None
 
 
 class Readiness(BaseModel):
