@@ -38,7 +38,11 @@ def main() -> None:
                         help="checkpoint cache (default var/models)")  # fmt: skip
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()  # rewards.best_of_n (the experiment's batching) reads the models
 
     from llm.backends.base import ChatMessage, GenerationParams
     from llm.backends.bundled import bundled_checkpoint
@@ -51,8 +55,9 @@ def main() -> None:
     chats = [[ChatMessage(role="user", content=p)] for p in prompts]
 
     def params(seed: int) -> GenerationParams:
+        # No timeout to speak of: a shared machine may be slow, and the ratio is what counts.
         return GenerationParams(temperature=1.0, top_p=0.95, max_new_tokens=args.tokens,
-                                seed=seed)  # fmt: skip
+                                seed=seed, timeout_s=3600.0)  # fmt: skip
 
     backend.generate_batch(chats[:1], params=params(0))  # warm up
 

@@ -15,10 +15,12 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from annotations.models import Item, Queue
@@ -42,6 +44,9 @@ MAX_PROMPT_CHARS = 4000
 BATCH_ROWS = 64
 SCORE_CHUNK = 512
 MAX_CALL_TIMEOUT_S = 3600.0
+# A running experiment whose worker wrote nothing for this long is lost (one call's timeout
+# at most, plus scoring a chunk).
+STALE_AFTER = timedelta(seconds=MAX_CALL_TIMEOUT_S + 600)
 RUN_TASK = "rewards.tasks.best_of_n_task"
 
 
@@ -175,15 +180,32 @@ def _enqueue(experiment_id: int) -> None:
     current_app.tasks[RUN_TASK].delay(experiment_id)
 
 
+def experiment_stale(experiment: BestOfNExperiment) -> bool:
+    """Running, and its worker silent for STALE_AFTER: the worker is gone."""
+    beat = experiment.heartbeat_at or experiment.started_at
+    return (
+        experiment.status == ExperimentStatus.RUNNING
+        and beat is not None
+        and timezone.now() - beat > STALE_AFTER
+    )
+
+
 def best_of_n_retry(*, experiment_id: int) -> None:
-    """A failed experiment starts again from nothing (its samples are dropped)."""
+    """A failed experiment, or a running one whose worker is gone, starts again from nothing
+    (its samples are dropped); the conditional UPDATE lets one retry through."""
+    lost = Q(status=ExperimentStatus.RUNNING) & (
+        Q(heartbeat_at__lt=timezone.now() - STALE_AFTER)
+        | Q(heartbeat_at__isnull=True, started_at__lt=timezone.now() - STALE_AFTER)
+    )
     with transaction.atomic():
         claimed = BestOfNExperiment.objects.filter(
-            pk=experiment_id, status=ExperimentStatus.FAILED
+            Q(status=ExperimentStatus.FAILED) | lost, pk=experiment_id
         ).update(status=ExperimentStatus.QUEUED, error="", progress_step=0, analysis=[],
                  started_at=None, finished_at=None)  # fmt: skip
         if not claimed:
-            raise ExperimentInvalid("Only a failed experiment can be retried.")
+            raise ExperimentInvalid(
+                "Only a failed experiment, or one whose worker is gone, can be retried."
+            )
         BestOfNSample.objects.filter(experiment_id=experiment_id).delete()
         transaction.on_commit(lambda: _enqueue(experiment_id))
 
@@ -195,7 +217,7 @@ def best_of_n_run(*, experiment_id: int) -> None:
     with the status, in one UPDATE)."""
     claimed = BestOfNExperiment.objects.filter(
         pk=experiment_id, status=ExperimentStatus.QUEUED
-    ).update(status=ExperimentStatus.RUNNING, started_at=timezone.now())
+    ).update(status=ExperimentStatus.RUNNING, started_at=timezone.now(), heartbeat_at=None)
     if not claimed:
         return
     experiment = BestOfNExperiment.objects.select_related("policy", "gold__reward_model").get(
@@ -228,7 +250,9 @@ def prompt_batches(prompts: int, n: int, rows: int = BATCH_ROWS) -> list[list[in
 
 
 def _progress(experiment: BestOfNExperiment, step: int) -> None:
-    BestOfNExperiment.objects.filter(pk=experiment.pk).update(progress_step=step)
+    BestOfNExperiment.objects.filter(pk=experiment.pk).update(
+        progress_step=step, heartbeat_at=timezone.now()
+    )
 
 
 def _sample(experiment: BestOfNExperiment) -> None:

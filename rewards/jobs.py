@@ -46,6 +46,7 @@ def _retry(pk: int) -> None:
 
 
 def _open_experiments(since: datetime) -> Iterator[Job]:
+    from rewards.best_of_n import experiment_stale
     from rewards.models import BestOfNExperiment
 
     rows = BestOfNExperiment.objects.select_related("created_by").defer("prompts", "analysis")
@@ -56,7 +57,7 @@ def _open_experiments(since: datetime) -> Iterator[Job]:
             status=experiment.status, created_at=experiment.created_at, error=experiment.error,
             url=reverse("rewards:experiment", kwargs={"pk": experiment.pk}),
             owner=experiment.created_by.username if experiment.created_by else "",
-            retryable=experiment.status == "failed",
+            retryable=experiment.status == "failed" or experiment_stale(experiment),
         )  # fmt: skip
 
 

@@ -322,6 +322,9 @@ class BestOfNExperiment(models.Model):
     progress_step = models.PositiveIntegerField(default=0)
     progress_total = models.PositiveIntegerField(default=0)
     analysis = models.JSONField(default=list, blank=True)
+    # Written with every step of progress; a RUNNING experiment silent for long
+    # (best_of_n.STALE_AFTER) has lost its worker and may be retried.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     wall_time_s = models.FloatField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -281,3 +281,34 @@ def test_end_to_end_on_the_bundled_models_with_a_real_worker(
     assert rows[0][0] == "prompt_index" and len(rows) == 1 + 12 * 2
     assert {row[7] for row in rows[1:]} == {"proxy", "gold"}
     json.dumps(experiment.analysis)  # stored as plain JSON
+
+
+def test_a_lost_worker_leaves_a_retryable_experiment_and_a_live_one_is_not_retried(
+    setup, researcher, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from rewards.best_of_n import STALE_AFTER, best_of_n_retry
+
+    with mock.patch("rewards.best_of_n._enqueue"):
+        experiment = _start(setup, researcher)
+    now = timezone.now()
+    BestOfNExperiment.objects.filter(pk=experiment.pk).update(
+        status=ExperimentStatus.RUNNING, started_at=now, heartbeat_at=now
+    )
+    with pytest.raises(ExperimentInvalid, match="worker is gone"):
+        best_of_n_retry(experiment_id=experiment.pk)
+    BestOfNSample.objects.create(experiment=experiment, prompt_index=0, sample_index=0, text="x")
+    BestOfNExperiment.objects.filter(pk=experiment.pk).update(
+        heartbeat_at=now - STALE_AFTER - timedelta(seconds=1)
+    )
+    with (
+        mock.patch("rewards.best_of_n._enqueue") as enqueue,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        best_of_n_retry(experiment_id=experiment.pk)
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.QUEUED and enqueue.called
+    assert not BestOfNSample.objects.filter(experiment=experiment).exists()
