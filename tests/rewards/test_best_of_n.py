@@ -252,7 +252,7 @@ def test_end_to_end_on_the_bundled_models_with_a_real_worker(
 ):
     proxy = _trained(annotator, "proxy 40", 40, seed=1)
     gold = _trained(annotator, "gold 100", 100, seed=2)
-    policy = ModelConfigFactory()
+    policy = ModelConfigFactory(timeout_s=900)  # 2 cores shared with other test runs
     worker = start_worker(queues="generation")
     experiment = best_of_n_start(
         name="e2e", policy=policy, prompts=PROMPTS[:3], prompt_source="test",

@@ -41,13 +41,15 @@ def test_a_researcher_starts_an_experiment_and_reads_the_plot(
                        '{"prompt": "Explain <b>fog</b>."}\n')  # fmt: skip
     proxy, _ = _trained(annotator, "proxy 40", 40, seed=1)
     gold, _ = _trained(annotator, "gold 100", 100, seed=2)
-    policy = ModelConfigFactory(name="SmolLM2 (bundled)")
+    # A generous per-generation timeout: 2 cores shared with other test runs.
+    policy = ModelConfigFactory(name="SmolLM2 (bundled)", timeout_s=900)
     start_worker(queues="generation")
     posted: list[str] = []
     page.on("request", lambda r: posted.append(r.post_data or "")
             if r.method == "POST" and "experiments/new" in r.url else None)  # fmt: skip
 
     page.set_viewport_size({"width": 1366, "height": 900})
+    page.set_default_timeout(120_000)  # 2 cores shared with other test runs
     browser_login(page, live_asgi_server.url, researcher.username)
     page.goto(f"{live_asgi_server.url}/reward-models/experiments/")
     page.click("text=New experiment")
