@@ -62,7 +62,7 @@ def test_a_researcher_starts_an_experiment_and_reads_the_plot(
     page.fill("input[name=max_new_tokens]", "6")
     page.click("#bon-form button[type=submit]")
     # N above the cap: the form says so and nothing starts.
-    page.wait_for_selector(".errorlist")
+    page.wait_for_selector("#bon-form .error")
     assert "less than or equal to 64" in page.text_content("#bon-form")
     assert not BestOfNExperiment.objects.exists()
 
