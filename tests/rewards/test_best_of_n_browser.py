@@ -45,7 +45,9 @@ def test_a_researcher_starts_an_experiment_and_reads_the_plot(
     policy = ModelConfigFactory(name="SmolLM2 (bundled)", timeout_s=900)
     start_worker(queues="generation")
     posted: list[str] = []
-    page.on("request", lambda r: posted.append(r.post_data or "")
+    # Multipart with a file: the raw body (post_data is None for bytes it cannot decode).
+    page.on("request", lambda r: posted.append((r.post_data_buffer or b"").decode("utf-8",
+                                                                              "replace"))
             if r.method == "POST" and "experiments/new" in r.url else None)  # fmt: skip
 
     page.set_viewport_size({"width": 1366, "height": 900})
