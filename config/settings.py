@@ -264,6 +264,7 @@ CELERY_TASK_ROUTES = {
     "llm.tasks.*": {"queue": "generation"},
     "experiments.tasks.*": {"queue": "generation"},
     "rewards.tasks.reward_models_check_task": {"queue": "default"},
+    "rewards.tasks.best_of_n_task": {"queue": "generation"},
     "rewards.tasks.*": {"queue": "training"},
     "feedback.tasks.*": {"queue": "generation"},
 }

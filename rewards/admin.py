@@ -1,7 +1,16 @@
 from django.contrib import admin
 
 from core.admin import ServiceCreatedInline, ServiceWrittenAdmin
-from rewards.models import DebateScore, Embedding, RewardModel, RewardVersion, SplitGroup
+from rewards.models import (
+    BestOfNExperiment,
+    BestOfNSample,
+    BestOfNScore,
+    DebateScore,
+    Embedding,
+    RewardModel,
+    RewardVersion,
+    SplitGroup,
+)
 
 
 class VersionInline(ServiceCreatedInline):
@@ -48,3 +57,22 @@ class SplitGroupAdmin(ServiceWrittenAdmin):
     list_filter = ["heldout"]
     search_fields = ["group"]
     # A side is stored once by a training run and never changed (rewards/data.py).
+
+
+@admin.register(BestOfNExperiment)
+class BestOfNExperimentAdmin(ServiceWrittenAdmin):
+    list_display = ["name", "policy", "samples_per_prompt", "status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["name"]
+    # Started through best_of_n_start (checked there); a worker writes samples and scores.
+
+
+@admin.register(BestOfNSample)
+class BestOfNSampleAdmin(ServiceWrittenAdmin):
+    list_display = ["experiment", "prompt_index", "sample_index", "completion_tokens"]
+    search_fields = ["=experiment__id"]
+
+
+@admin.register(BestOfNScore)
+class BestOfNScoreAdmin(ServiceWrittenAdmin):
+    list_display = ["sample", "version", "score"]

@@ -69,3 +69,118 @@ def calibration_chart(bins: Sequence[tuple[float, float, int]]) -> LineChart:
         for p, o, n in bins
     ]
     return LineChart(points, " ".join(f"{p.x},{p.y}" for p in points), "1", "0", "predicted")
+
+
+# --- best-of-n over-optimisation (rewards/overoptimisation.py) ------------------------------
+BON_WIDTH, BON_HEIGHT, BON_LEFT, BON_BOTTOM, BON_TOP, BON_RIGHT = (
+    560.0,
+    300.0,
+    44.0,
+    34.0,
+    22.0,
+    12.0,
+)
+
+
+@dataclass(frozen=True)
+class ErrorPoint:
+    x: float
+    y: float
+    y_low: float
+    y_high: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Series:
+    name: str  # e.g. "gold, proxy helpfulness v3"
+    role: str  # "proxy" or "gold"
+    colour: int  # which of the page's series colours (one per proxy)
+    points: list[ErrorPoint]
+    fit: str  # the fitted curve as polyline points
+
+
+@dataclass(frozen=True)
+class Tick:
+    at: float
+    label: str
+
+
+@dataclass(frozen=True)
+class BestOfNChart:
+    series: list[Series]
+    peaks: list[ErrorPoint]  # the fitted gold peak of each proxy (on the fitted curve)
+    x_ticks: list[Tick]  # √KL along the bottom
+    n_ticks: list[Tick]  # n along the top
+    y_ticks: list[Tick]
+    zero_y: float
+    width: float = BON_WIDTH
+    height: float = BON_HEIGHT
+    left: float = BON_LEFT
+    right: float = BON_WIDTH - BON_RIGHT
+    top: float = BON_TOP
+    bottom: float = BON_HEIGHT - BON_BOTTOM
+
+
+@dataclass(frozen=True)
+class CurveInput:
+    """One proxy's curves for the chart: (n, d, value, low, high) rows and the fit."""
+
+    name: str
+    proxy: list[tuple[int, float, float, float, float]]
+    gold: list[tuple[int, float, float, float, float]]
+    alpha: float
+    beta: float
+    alpha_proxy: float
+    peak_d: float | None
+
+
+def best_of_n_chart(curves: Sequence[CurveInput], *, fit_steps: int = 40) -> BestOfNChart:
+    """Proxy (dashed) and gold (solid) score against √KL for each proxy, with the 95 %
+    bootstrap interval of every point, the fitted curves, and the gold peak."""
+    rows = [r for c in curves for r in (*c.proxy, *c.gold)]
+    if not rows:
+        return BestOfNChart([], [], [], [], [], 0.0)
+    d_max = max(r[1] for r in rows) or 1.0
+
+    def fit_values(c: CurveInput) -> list[tuple[float, float, float]]:
+        ds = [d_max * i / fit_steps for i in range(fit_steps + 1)]
+        return [(d, d * c.alpha_proxy, d * (c.alpha - c.beta * d)) for d in ds]
+
+    ys = [v for r in rows for v in r[2:]]
+    ys += [v for c in curves for _, p, g in fit_values(c) for v in (p, g)]
+    lo, hi = min(0.0, *ys), max(0.0, *ys)
+    if hi == lo:
+        hi = lo + 1.0
+    margin = (hi - lo) * 0.05
+    lo, hi = lo - margin, hi + margin
+    top, bottom = BON_TOP, BON_HEIGHT - BON_BOTTOM
+    left, right = BON_LEFT, BON_WIDTH - BON_RIGHT
+
+    def sx(d: float) -> float:
+        return _scale(d, 0.0, d_max, left, right)
+
+    def sy(v: float) -> float:
+        return _scale(v, lo, hi, bottom, top)
+
+    series: list[Series] = []
+    peaks: list[ErrorPoint] = []
+    for colour, c in enumerate(curves):
+        fits = fit_values(c)
+        for role, data, idx in (("proxy", c.proxy, 1), ("gold", c.gold, 2)):
+            points = [
+                ErrorPoint(sx(d), sy(v), sy(low), sy(high),
+                           f"{role} ({c.name}), n = {n}: {v:.3f} (95 % CI {low:.3f} to {high:.3f})")
+                for n, d, v, low, high in data
+            ]  # fmt: skip
+            fit = " ".join(f"{sx(f[0])},{sy(f[idx])}" for f in fits)
+            series.append(Series(f"{role}, {c.name}", role, colour, points, fit))
+        if c.peak_d is not None and 0 <= c.peak_d <= d_max:
+            value = c.peak_d * (c.alpha - c.beta * c.peak_d)
+            peaks.append(ErrorPoint(sx(c.peak_d), sy(value), sy(value), sy(value),
+                                    f"gold peak ({c.name}): √KL = {c.peak_d:.2f}"))  # fmt: skip
+    step = 0.5 if d_max <= 2.5 else 1.0
+    x_ticks = [Tick(sx(i * step), f"{i * step:g}") for i in range(int(d_max / step) + 1)]
+    n_ticks = [Tick(sx(d), str(n)) for n, d, *_ in (curves[0].gold if curves else [])]
+    y_ticks = [Tick(sy(v), f"{v:+.2f}" if v else "0") for v in (lo + margin, 0.0, hi - margin)]
+    return BestOfNChart(series, peaks, x_ticks, n_ticks, y_ticks, sy(0.0))

@@ -6,8 +6,10 @@ from django import forms
 from django.conf import settings
 
 from annotations.models import Queue
+from llm.models import ModelConfig
 from rewards.data import labels_needed
-from rewards.models import LabelSource, RewardModel, Speed
+from rewards.models import LabelSource, RewardModel, RewardVersion, Speed
+from rewards.overoptimisation import MAX_N
 
 
 class RewardModelForm(forms.ModelForm):
@@ -70,3 +72,74 @@ def minimums_text(percent: int) -> str:
 
 class RetrainForm(forms.Form):
     speed = forms.ChoiceField(choices=Speed.choices, initial=Speed.FULL)
+
+
+class BestOfNForm(forms.Form):
+    """A best-of-n over-optimisation experiment; the prompts come from exactly one of a
+    queue and a JSONL file, read here into `cleaned_data["prompts"]`."""
+
+    name = forms.CharField(max_length=200)
+    policy = forms.ModelChoiceField(
+        queryset=ModelConfig.objects.all(), help_text="the model whose samples are ranked"
+    )
+    queue = forms.ModelChoiceField(
+        queryset=Queue.objects.all(), required=False,
+        help_text="its items' prompts (comparison queues)",
+    )  # fmt: skip
+    prompts_file = forms.FileField(
+        required=False, label="or a JSONL file", help_text='one {"prompt": "…"} a line'
+    )
+    samples_per_prompt = forms.IntegerField(
+        label="N (samples per prompt)", min_value=2, max_value=MAX_N, initial=16,
+        help_text=f"best-of-n is read for n = 1, 2, 4 … N; at most {MAX_N}",
+    )  # fmt: skip
+    temperature = forms.FloatField(min_value=0.0, max_value=2.0, initial=1.0)
+    seed = forms.IntegerField(min_value=0, max_value=2**31 - 1, initial=0)
+    max_new_tokens = forms.IntegerField(min_value=1, max_value=1024, initial=48)
+    proxies = forms.ModelMultipleChoiceField(
+        queryset=RewardVersion.objects.none(), widget=forms.CheckboxSelectMultiple,
+        help_text="the reward-model versions best-of-n optimises; several share one plot",
+    )  # fmt: skip
+    gold = forms.ModelChoiceField(
+        queryset=RewardVersion.objects.none(),
+        help_text="the version that stands for the true reward (not one of the proxies)",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from rewards.best_of_n import scorable_versions
+
+        for name in ("proxies", "gold"):
+            field = self.fields[name]
+            field.queryset = scorable_versions()  # type: ignore[attr-defined]
+            field.label_from_instance = _version_label  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        from rewards.best_of_n import ExperimentInvalid, jsonl_prompts, queue_prompts
+
+        data = super().clean() or {}
+        queue, upload = data.get("queue"), data.get("prompts_file")
+        if (queue is None) == (upload is None):
+            raise forms.ValidationError("Choose a queue or upload a JSONL file of prompts (one).")
+        try:
+            if queue is not None:
+                data["prompts"] = queue_prompts(queue=queue)
+                data["prompt_source"] = f"queue {queue.name}"
+            elif upload is not None:
+                data["prompts"] = jsonl_prompts(upload.read())
+                data["prompt_source"] = f"file {upload.name}"[:300]
+        except ExperimentInvalid as error:
+            raise forms.ValidationError(error.message) from None
+        if not data["prompts"]:
+            raise forms.ValidationError("The prompt set has no prompts: nothing to sample.")
+        gold, proxies = data.get("gold"), data.get("proxies") or []
+        if gold is not None and gold in proxies:
+            self.add_error("gold", "The gold scorer must not be one of the proxies.")
+        return data
+
+
+def _version_label(version: RewardVersion) -> str:
+    return (
+        f"{version.reward_model.name} v{version.number} · {version.label_count} labels "
+        f"({version.status})"
+    )

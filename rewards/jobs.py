@@ -45,7 +45,40 @@ def _retry(pk: int) -> None:
         raise ValidationError("A training run of this reward model is already queued or running.")
 
 
+def _open_experiments(since: datetime) -> Iterator[Job]:
+    from rewards.best_of_n import experiment_stale
+    from rewards.models import BestOfNExperiment
+
+    rows = BestOfNExperiment.objects.select_related("created_by").defer("prompts", "analysis")
+    for experiment in job_rows_open(rows, since):
+        yield Job(
+            source="best-of-n", pk=experiment.pk,
+            title=f"best-of-{experiment.samples_per_prompt}: {experiment.name}",
+            status=experiment.status, created_at=experiment.created_at, error=experiment.error,
+            url=reverse("rewards:experiment", kwargs={"pk": experiment.pk}),
+            owner=experiment.created_by.username if experiment.created_by else "",
+            retryable=experiment.status == "failed" or experiment_stale(experiment),
+        )  # fmt: skip
+
+
+def _retry_experiment(pk: int) -> None:
+    from rewards.best_of_n import ExperimentInvalid, best_of_n_retry
+
+    try:
+        best_of_n_retry(experiment_id=pk)
+    except ExperimentInvalid as error:
+        raise ValidationError(error.message) from None
+
+
 def register() -> None:
+    job_source_register(
+        JobSource(
+            name="best-of-n",
+            title="best-of-n experiments",
+            open_jobs=_open_experiments,
+            retry=_retry_experiment,
+        )
+    )
     job_source_register(
         JobSource(
             name="reward-training",

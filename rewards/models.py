@@ -228,6 +228,19 @@ class RewardVersion(models.Model):
         return Share(m.gold_correct, m.gold_pairs) if m.gold_correct is not None else None
 
     @property
+    def length_bias(self) -> Share | None:
+        """Of the held-out pairs it got wrong (lengths differing), the share where it preferred
+        the longer response: above 50 % (the Wilson interval clear of it), it shares the
+        raters' length bias."""
+        m = self.typed_metrics
+        return Share(m.length_wrong_longer, m.length_wrong_pairs) if m.length_wrong_pairs else None
+
+    @property
+    def shares_length_bias(self) -> bool:
+        share = self.length_bias
+        return share is not None and share.low is not None and share.low > 0.5
+
+    @property
     def running(self) -> bool:
         return self.status in RUNNING
 
@@ -292,3 +305,110 @@ class DebateScore(models.Model):
 
     def __str__(self) -> str:
         return f"debate {self.debate_id}: P(A) {self.probability_a:.2f} by {self.version_id}"
+
+
+class ExperimentStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class BestOfNExperiment(models.Model):
+    """A best-of-n over-optimisation experiment (rewards/best_of_n.py): N samples per prompt
+    from a policy, each scored by one or more proxy versions and a gold version.
+
+    The row is the job: QUEUED → RUNNING → DONE / FAILED, claimed with a conditional UPDATE.
+    `prompts` is the prompt set as it was read when the experiment started (a queue's prompts
+    change; the experiment does not). `analysis` holds one AnalysisRecord per proxy
+    (rewards/schemas.py), written when sampling and scoring are done.
+    """
+
+    name = models.CharField(max_length=200)
+    policy = models.ForeignKey("llm.ModelConfig", on_delete=models.PROTECT, related_name="+")
+    prompt_source = models.CharField(max_length=300, help_text="where the prompts came from")
+    prompts = models.JSONField(default=list)
+    samples_per_prompt = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(2), MaxValueValidator(64)]
+    )
+    temperature = models.FloatField(validators=[MinValueValidator(0.0), MaxValueValidator(2.0)])
+    seed = models.PositiveIntegerField(default=0)
+    max_new_tokens = models.PositiveIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(1024)]
+    )
+    proxies: models.ManyToManyField[Any, Any] = models.ManyToManyField(
+        RewardVersion, related_name="+"
+    )
+    gold = models.ForeignKey(RewardVersion, on_delete=models.PROTECT, related_name="+")
+    status = models.CharField(
+        max_length=10, choices=ExperimentStatus.choices, default=ExperimentStatus.QUEUED
+    )
+    error = models.TextField(blank=True)
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    analysis = models.JSONField(default=list, blank=True)
+    # Written with every step of progress; a RUNNING experiment silent for long
+    # (best_of_n.STALE_AFTER) has lost its worker and may be retried.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    wall_time_s = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"best-of-{self.samples_per_prompt} {self.name} ({self.status})"
+
+    @property
+    def running(self) -> bool:
+        return self.status in (ExperimentStatus.QUEUED, ExperimentStatus.RUNNING)
+
+    @property
+    def percent(self) -> int:
+        if self.status == ExperimentStatus.DONE:
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(100, int(100 * self.progress_step / self.progress_total))
+
+
+class BestOfNSample(models.Model):
+    """One completion of one prompt of an experiment."""
+
+    experiment = models.ForeignKey(
+        BestOfNExperiment, on_delete=models.CASCADE, related_name="samples"
+    )
+    prompt_index = models.PositiveIntegerField()
+    sample_index = models.PositiveSmallIntegerField()
+    text = models.TextField()
+    completion_tokens = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["prompt_index", "sample_index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["experiment", "prompt_index", "sample_index"], name="bon_sample_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"sample {self.prompt_index}.{self.sample_index} of {self.experiment_id}"
+
+
+class BestOfNScore(models.Model):
+    """One version's reward of one sample (proxy or gold: the experiment says which)."""
+
+    sample = models.ForeignKey(BestOfNSample, on_delete=models.CASCADE, related_name="scores")
+    version = models.ForeignKey(RewardVersion, on_delete=models.PROTECT, related_name="+")
+    score = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["sample", "version"], name="bon_score_once")]
+
+    def __str__(self) -> str:
+        return f"{self.score:.3f} by {self.version_id} for {self.sample_id}"

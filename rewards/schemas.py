@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rewards.overoptimisation import Analysis
+
 
 class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -51,6 +53,13 @@ class Metrics(BaseModel):
     # Gold comparison items not trained on: the version's agreement with gold.
     gold_pairs: int = 0
     gold_correct: int | None = None
+    # The raters' length bias, in its scores (rewards/training.py length_bias): of the
+    # held-out pairs of unequal length it got wrong, those where it preferred the longer;
+    # Spearman's rho of (score longer − score shorter) against |log length ratio|.
+    length_wrong_pairs: int = 0
+    length_wrong_longer: int = 0
+    length_rho: float | None = None
+    length_rho_p: float | None = None
 
 
 class Readiness(BaseModel):
@@ -71,3 +80,15 @@ class Readiness(BaseModel):
     @property
     def ready(self) -> bool:
         return self.labels_needed == 0
+
+
+class AnalysisRecord(BaseModel):
+    """A best-of-n experiment's curves and fit for one proxy version (BestOfNExperiment.
+    analysis holds one per proxy); the numbers are rewards.overoptimisation.Analysis."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    proxy_version_id: int
+    proxy_name: str  # e.g. "helpfulness v3"
+    proxy_labels: int  # the labels that version trained on
+    analysis: Analysis

@@ -6,8 +6,16 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from rewards.charts import LineChart, calibration_chart, line_chart
-from rewards.models import GOOD, LabelSource, RewardModel, RewardVersion, Status
+from rewards.charts import (
+    BestOfNChart,
+    CurveInput,
+    LineChart,
+    best_of_n_chart,
+    calibration_chart,
+    line_chart,
+)
+from rewards.models import GOOD, BestOfNExperiment, LabelSource, RewardModel, RewardVersion, Status
+from rewards.schemas import AnalysisRecord
 
 
 def reward_models() -> QuerySet[RewardModel]:
@@ -59,3 +67,27 @@ def label_source_siblings(reward_model: RewardModel) -> list[RewardModel]:
     found = reward_models().filter(queues__in=queue_ids).distinct()
     order = {source: n for n, source in enumerate(LabelSource.values)}
     return sorted(found, key=lambda rm: (order[rm.label_source], rm.name))
+
+
+def best_of_n_chart_for(records: list[AnalysisRecord]) -> BestOfNChart:
+    """The over-optimisation plot of an experiment's analysis (one curve pair per proxy)."""
+    curves = []
+    for record in records:
+        a = record.analysis
+        fit = a.fit
+        curves.append(
+            CurveInput(
+                name=record.proxy_name,
+                proxy=[(p.n, p.d, p.proxy.value, p.proxy.low, p.proxy.high) for p in a.points],
+                gold=[(p.n, p.d, p.gold.value, p.gold.low, p.gold.high) for p in a.points],
+                alpha=fit.alpha.value, beta=fit.beta.value, alpha_proxy=fit.alpha_proxy.value,
+                peak_d=fit.peak_d.value if fit.peak_d else None,
+            )
+        )  # fmt: skip
+    return best_of_n_chart(curves)
+
+
+def best_of_n_experiments() -> QuerySet[BestOfNExperiment]:
+    return BestOfNExperiment.objects.select_related(
+        "policy", "gold__reward_model", "created_by"
+    ).defer("prompts")

@@ -41,3 +41,12 @@ def debate_scores_fill_task() -> None:
     """Every minute (CELERY_BEAT_SCHEDULE) and after each promotion or roll back: the
     automatic judge scores debates that have no score from its version (a bounded batch)."""
     debate_scores_fill()
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def best_of_n_task(experiment_id: int) -> None:
+    """The experiment row is the job: a redelivery finds nothing to claim. On `generation`
+    (CELERY_TASK_ROUTES): it is mostly sampling from the policy."""
+    from rewards.best_of_n import best_of_n_run
+
+    best_of_n_run(experiment_id=experiment_id)

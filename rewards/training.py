@@ -164,6 +164,35 @@ def calibration(p_chosen: np.ndarray) -> tuple[list[CalibrationBin], float]:
     return bins, round(ece, 4)
 
 
+def length_bias(pairs: Sequence[Pair], p_chosen: np.ndarray) -> dict[str, float | int | None]:
+    """Does the version share the raters' length bias? On held-out pairs whose responses
+    differ in length: of the pairs it gets wrong, how many it gets wrong by preferring the
+    longer (the raters' figure on the queue dashboard, annotations/rater_errors.py), and
+    Spearman's rho of its score difference (longer − shorter) against the log length ratio.
+    (Position it cannot share: it scores each response alone, never seeing its side.)"""
+    from scipy.stats import spearmanr
+
+    wrong = wrong_longer = 0
+    margins, ratios = [], []
+    for pair, p in zip(pairs, p_chosen, strict=True):
+        chosen, rejected = len(pair.chosen), len(pair.rejected)
+        if chosen == rejected:
+            continue
+        margin = float(np.log(p / (1 - p))) if 0 < p < 1 else (50.0 if p >= 1 else -50.0)
+        longer_is_chosen = chosen > rejected
+        margins.append(margin if longer_is_chosen else -margin)
+        ratios.append(abs(np.log((chosen + 1) / (rejected + 1))))
+        if p < 0.5:
+            wrong += 1
+            wrong_longer += not longer_is_chosen
+    rho = p_value = None
+    if len(margins) >= 3 and len(set(margins)) > 1 and len(set(ratios)) > 1:
+        result = spearmanr(ratios, margins)
+        rho, p_value = round(float(result.statistic), 4), round(float(result.pvalue), 4)
+    return {"length_wrong_pairs": wrong, "length_wrong_longer": wrong_longer,
+            "length_rho": rho, "length_rho_p": p_value}  # fmt: skip
+
+
 def sign_test_p(wins: int, losses: int) -> float:
     """One-sided exact sign test on the discordant pairs: P(losses ≥ observed | no
     difference). Small means the candidate is really worse."""
@@ -381,6 +410,8 @@ def _evaluate(
     if data.gold:
         on_gold = pair_probabilities(version_scorer(version, heartbeat), data.gold)
         metrics.gold_pairs, metrics.gold_correct = len(data.gold), int((on_gold > 0.5).sum())
+    for name, value in length_bias(data.heldout, candidate).items():
+        setattr(metrics, name, value)
     result = {"metrics": metrics.model_dump(mode="json"),
               "wall_time_s": round(time.monotonic() - started, 3), "finished_at": timezone.now(),
               "lease_expires_at": None}  # fmt: skip

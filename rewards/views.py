@@ -1,16 +1,27 @@
-"""Researcher pages: reward models, their versions, Retrain now, roll back, checkpoints."""
+"""Researcher pages: reward models, their versions, Retrain now, roll back, checkpoints;
+best-of-n over-optimisation experiments."""
 
 from __future__ import annotations
 
+import csv
+
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.roles import Role, role_required, signed_in_user
-from rewards.forms import RetrainForm, RewardModelForm
-from rewards.models import RewardModel, RewardVersion
+from rewards.best_of_n import (
+    ExperimentInvalid,
+    best_of_n_start,
+    experiment_analysis,
+    experiment_export_rows,
+)
+from rewards.forms import BestOfNForm, RetrainForm, RewardModelForm
+from rewards.models import BestOfNExperiment, RewardModel, RewardVersion
 from rewards.selectors import (
+    best_of_n_chart_for,
+    best_of_n_experiments,
     can_roll_back,
     label_source_siblings,
     reward_model_charts,
@@ -133,3 +144,70 @@ def checkpoint(request: HttpRequest, pk: int, number: int) -> FileResponse:
         raise Http404(error.message) from None
     name = f"reward-model-{pk}-v{number}.zip"
     return FileResponse(path.open("rb"), as_attachment=True, filename=name)
+
+
+# --- best-of-n over-optimisation experiments ------------------------------------------------
+@require_GET
+@role_required(Role.RESEARCHER)
+def experiment_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "rewards/experiments.html",
+                  {"experiments": best_of_n_experiments()[:100]})  # fmt: skip
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.RESEARCHER)
+def experiment_create(request: HttpRequest) -> HttpResponse:
+    form = BestOfNForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            experiment = best_of_n_start(
+                name=data["name"], policy=data["policy"], prompts=data["prompts"],
+                prompt_source=data["prompt_source"], samples_per_prompt=data["samples_per_prompt"],
+                temperature=data["temperature"], seed=data["seed"],
+                max_new_tokens=data["max_new_tokens"], proxies=list(data["proxies"]),
+                gold=data["gold"], user=signed_in_user(request),
+            )  # fmt: skip
+        except ExperimentInvalid as error:
+            form.add_error(None, error.message)
+        else:
+            return redirect("rewards:experiment", pk=experiment.pk)
+    status = 400 if form.is_bound else 200
+    return render(request, "rewards/experiment_form.html", {"form": form}, status=status)
+
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    experiment = get_object_or_404(best_of_n_experiments(), pk=pk)
+    records = experiment_analysis(experiment)
+    context = {
+        "experiment": experiment,
+        "proxies": experiment.proxies.select_related("reward_model"),
+        "records": records,
+        "chart": best_of_n_chart_for(records),
+    }
+    if request.htmx:  # type: ignore[attr-defined]
+        response = render(request, "rewards/experiment.html#progress", context)
+        if not experiment.running:
+            response["HX-Refresh"] = "true"  # finished: load the page with its plot
+        return response
+    return render(request, "rewards/experiment.html", context)
+
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def experiment_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    experiment = get_object_or_404(BestOfNExperiment, pk=pk)
+
+    class Echo:
+        def write(self, value: str) -> str:
+            return value
+
+    writer = csv.writer(Echo())
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in experiment_export_rows(experiment)),
+        content_type="text/csv; charset=utf-8",
+    )
+    response["Content-Disposition"] = f'attachment; filename="best-of-n-{pk}.csv"'
+    return response

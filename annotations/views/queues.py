@@ -21,6 +21,7 @@ from annotations.quality import (
     queue_agreement,
     time_histogram,
 )
+from annotations.rater_errors import rater_errors
 from annotations.selectors import queue_stats, queues_for_researcher
 from annotations.services import (
     queue_members_set,
@@ -134,5 +135,6 @@ def dashboard(request: HttpRequest, pk: int) -> HttpResponse:
         "distribution": label_distribution(queue),
         "disagreements": disagreements(queue),
         "sections": dashboard_sections(queue),
+        "rater_errors": rater_errors(queue),
     }
     return render(request, "annotations/dashboard.html", context)

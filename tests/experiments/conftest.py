@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -24,7 +24,7 @@ def question_set(name: str = "question set", gold: bool = True) -> Queue:
             payload=PairwisePayload(
                 prompt=f"Question {n}?", response_a=f"answer A{n}", response_b=f"answer B{n}"
             ),
-            gold=ChoiceValue(choice=choice) if gold else None,
+            gold=ChoiceValue(choice=cast(Any, choice)) if gold else None,
             external_id=f"q{n}",
         )
         for n, choice in enumerate(GOLD)
@@ -52,7 +52,7 @@ def make_experiment(
             ArmSpec(
                 name="Helped arm",
                 assistance=assistance,
-                model_config=config,
+                model_config=cast(Any, config),
                 time_limit_s=time_limit_s,
             ),
         ],  # fmt: skip

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -13,7 +13,7 @@ from tests.factories import ModelConfigFactory
 
 @pytest.fixture
 def model_config(db: None) -> ModelConfig:
-    return ModelConfigFactory(name="bundled judge")
+    return cast(ModelConfig, ModelConfigFactory(name="bundled judge"))
 
 
 @pytest.fixture
@@ -54,5 +54,5 @@ def humans_label(queue: Any, people: list[Any], answers: dict[str, str]) -> None
         while (lease := queue_item_claim(queue=queue, annotator=person)) is not None:
             item = lease.item
             value = item.gold_value if item.is_gold else {"choice": answers[item.external_id]}
-            label_submit(assignment_id=lease.pk, annotator=person, value=value,
+            label_submit(assignment_id=lease.pk, annotator=person, value=cast(Any, value),
                          time_spent_ms=800, client_request_id=uuid.uuid4())  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import pytest
 
 import llm.generation
@@ -39,8 +41,12 @@ def _ai_labels(queue, researcher, monkeypatch, *, flip: bool) -> None:
         name=f"kind {flip}", principles=["Prefer the kinder response."], user=researcher
     )
     annotator = model_annotator_save(
-        annotator=ModelAnnotator(queue=queue, name=f"bot {flip}", model_config=ModelConfigFactory(),
-                                 constitution=constitution),
+        annotator=ModelAnnotator(
+            queue=queue,
+            name=f"bot {flip}",
+            model_config=cast(Any, ModelConfigFactory()),
+            constitution=constitution,
+        ),
         user=researcher,
     )  # fmt: skip
     run = labelling_run_start(annotator=annotator, user=researcher)

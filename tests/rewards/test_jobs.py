@@ -92,3 +92,26 @@ def test_the_operations_page_lists_and_retries_them(
     response = client.post(retry, {"source": "trees", "pk": failed_tree.pk}, follow=True)
     assert "Only a failed tree can be retried." in response.content.decode()
     assert reward_model.versions.count() == 4
+
+
+def test_a_failed_best_of_n_experiment_is_listed_and_retried(db, annotator, tmp_path):
+    from core.jobs import job_retry, jobs_open
+    from rewards.models import BestOfNExperiment, ExperimentStatus
+
+    queue = preference_queue(members=[annotator])
+    gold = RewardVersion.objects.create(
+        reward_model=reward_model_save(reward_model=RewardModel(name="g"), queues=[queue],
+                                       user=None),
+        number=1, speed=Speed.FAST, trigger=Trigger.MANUAL, status=Status.ACTIVE,
+    )  # fmt: skip
+    experiment = BestOfNExperiment.objects.create(
+        name="lost", policy=ModelConfigFactory(), prompts=["Why?"], prompt_source="test",
+        samples_per_prompt=4, temperature=1.0, max_new_tokens=4, gold=gold,
+        status=ExperimentStatus.FAILED, error="boom", finished_at=timezone.now(),
+    )  # fmt: skip
+    (job,) = [j for j in jobs_open() if j.source == "best-of-n"]
+    assert job.pk == experiment.pk and job.retryable and job.error == "boom"
+    with mock.patch("rewards.best_of_n._enqueue"):
+        job_retry(source="best-of-n", pk=experiment.pk)
+    experiment.refresh_from_db()
+    assert experiment.status == ExperimentStatus.QUEUED and experiment.error == ""
