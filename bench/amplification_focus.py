@@ -1,0 +1,254 @@
+"""Do the bundled model's trees decompose the question they were given, and do composed
+answers use what the children found? The shipped method (amplification/prompts.py: worked
+examples from a bank, the copy guard and its one resample, short numbered sub-answers right
+before the answer slot) against a baseline measured in the same run: the first prompts of
+migration amplification 0001 (one fixed photosynthesis example; sub-answers as
+"n. question / Answer: …" pairs) with the parser alone, as main had them.
+
+Run: .venv/bin/python bench/amplification_focus.py [--questions 20] [--tokens 48]
+     [--only after]
+
+Each of the demo questions below grows one level, every step batched over all questions as
+tree_expand batches a level: one decompose call per question (plus, shipped method only, one
+resample call for those the guard left too few sub-questions), one answer call per kept
+sub-question, one compose call per decomposed question. Sampling is the bundled config's
+(temperature 0.7, top-p 0.95, frequency penalty 0.4, presence penalty 0.2), seed 0, at most
+--tokens new tokens a call, on the bundled SmolLM2-135M-Instruct.
+
+Definitions (the README quotes them):
+- content words: letters only, three or more, not a stop word (amplification.prompts).
+- A sub-question is *on the question* when it shares a content word with its parent and
+  copies no example sub-question: its words (case and punctuation aside) are not those of a
+  sub-question from the bank or from the 0001 template, nor the same content words.
+- A composed answer *uses a child* when it contains a content word of some child's answer;
+  *uses a child's news* when that word is also not in the question (stricter; reported too).
+- Shares carry n and a 95 % Wilson interval (core.stats.Share).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+# Twenty questions, none from the example bank, across domains; the first three are the
+# ones a new user met (issue 24).
+QUESTIONS = [
+    "Why should a town build a seawall?",
+    "Why do lithium batteries sometimes catch fire?",
+    "Why did the French Revolution begin?",
+    "How does a heat pump warm a house in winter?",
+    "Why do cities have traffic jams at rush hour?",
+    "How do earthquakes cause tsunamis?",
+    "Why do some people get allergies to pollen?",
+    "How does a refrigerator keep food cold?",
+    "Why did the printing press change Europe?",
+    "How do bees make honey?",
+    "Why is the sky blue during the day?",
+    "How does a bank decide to give someone a loan?",
+    "Why do rivers flood in spring?",
+    "How does a solar panel turn sunlight into electricity?",
+    "Why did the Titanic sink?",
+    "How do antibiotics kill bacteria?",
+    "Why do volcanoes erupt?",
+    "How does a jury reach a verdict?",
+    "Why do cats purr?",
+    "How does recycling plastic save energy?",
+]
+
+
+@dataclass
+class Grown:
+    question: str
+    subquestions: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    composed: str = ""
+    resampled: bool = False
+    raw: str = ""
+
+
+def first_templates() -> dict[str, str]:
+    """The tree's prompt templates as migration 0001 made them (main before issue 24)."""
+    module = importlib.import_module("amplification.migrations.0001_initial")
+    for operation in module.Migration.operations:
+        if getattr(operation, "name", "") == "Tree":
+            fields = dict(operation.fields)
+            return {name: fields[name].default for name in
+                    ("decompose_prompt", "answer_prompt", "compose_prompt")}  # fmt: skip
+    raise LookupError("no Tree in amplification 0001")
+
+
+def first_subanswers_block(pairs: list[tuple[str, str]]) -> str:
+    """How main wrote the children into a compose prompt (PROMPT_VERSION 1)."""
+    return "\n".join(
+        f"{number}. {question}\n   Answer: {answer}"
+        for number, (question, answer) in enumerate(pairs, start=1)
+    )
+
+
+def grow(backend, config, params, *, shipped: bool, questions: list[str]) -> list[Grown]:
+    from amplification.models import Tree
+    from amplification.parsing import context_block, decomposition_parse, prompt_render
+    from amplification.prompts import (
+        answer_prompt,
+        compose_prompt,
+        decompose_prompt,
+        decomposition_check,
+    )
+    from llm.generation import chat_messages
+
+    templates = {} if shipped else first_templates()
+    trees = [Tree(question=q, max_children=3, **templates) for q in questions]
+    grown = [Grown(q) for q in questions]
+
+    def batch(prompts: list[str]) -> list[str]:
+        if not prompts:
+            return []
+        done = backend.generate_batch([chat_messages(config, p) for p in prompts], params=params)
+        return [completion.text for completion in done]
+
+    built = [decompose_prompt(tree, tree.question) for tree in trees]
+    raws = batch([b.text for b in built])
+    if shipped:
+        checked = [
+            decomposition_check(raw, parent_question=t.question, examples=b.example_subquestions,
+                                limit=3)
+            for raw, t, b in zip(raws, trees, built, strict=True)
+        ]  # fmt: skip
+        again = [i for i, c in enumerate(checked) if c.needs_resample]
+        rebuilt = {i: decompose_prompt(trees[i], trees[i].question, attempt=1) for i in again}
+        for i, raw in zip(again, batch([rebuilt[i].text for i in again]), strict=True):
+            second = decomposition_check(
+                raw, parent_question=trees[i].question,
+                examples=rebuilt[i].example_subquestions, limit=3,
+            )  # fmt: skip
+            grown[i].resampled = True
+            checked[i] = second if not second.needs_resample else replace(second, kept=[])
+        for g, c, raw in zip(grown, checked, raws, strict=True):
+            g.subquestions, g.raw = c.kept, raw
+    else:
+        for g, raw in zip(grown, raws, strict=True):
+            g.subquestions = decomposition_parse(raw, parent_question=g.question, limit=3)
+            g.raw = raw
+    leaves = [(i, sub) for i, g in enumerate(grown) for sub in g.subquestions]
+    answers = batch([answer_prompt(trees[i], sub) for i, sub in leaves])
+    for (i, _), answer in zip(leaves, answers, strict=True):
+        grown[i].answers.append(answer.strip())
+    decomposed = [i for i, g in enumerate(grown) if g.subquestions]
+    prompts = []
+    for i in decomposed:
+        pairs = list(zip(grown[i].subquestions, grown[i].answers, strict=True))
+        if shipped:
+            prompts.append(compose_prompt(trees[i], trees[i].question, pairs))
+        else:
+            prompts.append(prompt_render(
+                trees[i].compose_prompt, question=trees[i].question,
+                context=context_block(""), subanswers=first_subanswers_block(pairs),
+            ))  # fmt: skip
+    for i, text in zip(decomposed, batch(prompts), strict=True):
+        grown[i].composed = text.strip()
+    return grown
+
+
+def example_keys() -> tuple[set[str], list[set[str]]]:
+    """Every example sub-question there is (bank and 0001 template): words and content words."""
+    from amplification.parsing import LIST_ITEM, words_key
+    from amplification.prompts import EXAMPLE_BANK, content_words
+
+    subs = [s for example in EXAMPLE_BANK for s in example.subquestions]
+    subs += [m.group("text") for line in first_templates()["decompose_prompt"].splitlines()
+             if (m := LIST_ITEM.match(line))]  # fmt: skip
+    return {words_key(s) for s in subs}, [content_words(s) for s in subs]
+
+
+def score(label: str, grown: list[Grown], seconds: float) -> dict[str, object]:
+    from amplification.parsing import words_key
+    from amplification.prompts import content_words
+    from core.stats import Share
+
+    keys, word_sets = example_keys()
+    on, subs = 0, 0
+    for g in grown:
+        parent = content_words(g.question)
+        for sub in g.subquestions:
+            subs += 1
+            words = content_words(sub)
+            copy = words_key(sub) in keys or (bool(words) and words in word_sets)
+            on += bool(words & parent) and not copy
+    uses = news = composed = 0
+    for g in grown:
+        if not g.composed:
+            continue
+        composed += 1
+        said = content_words(g.composed)
+        found = set().union(*(content_words(a) for a in g.answers))
+        uses += bool(said & found)
+        news += bool(said & (found - content_words(g.question)))
+    print(f"\n== {label}: {len(grown)} questions in {seconds:.0f} s")
+    for g in grown[:3]:
+        print(f"  Q: {g.question}")
+        for sub, answer in zip(g.subquestions, g.answers, strict=True):
+            print(f"    - {sub}  →  {answer[:90]!r}")
+        if not g.subquestions:
+            print(f"    (raw) {g.raw[:160]!r}")
+        print(f"    composed: {g.composed[:200]!r}")
+    return {
+        "sub-questions on the question": Share(on, subs),
+        "composed answers using a child": Share(uses, composed),
+        "… using a child's news": Share(news, composed),
+        "questions decomposed": Share(sum(1 for g in grown if g.subquestions), len(grown)),
+        "resampled": Share(sum(1 for g in grown if g.resampled), len(grown)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--questions", type=int, default=20)
+    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--only", choices=["before", "after"], default=None)
+    args = parser.parse_args()
+
+    import django
+
+    django.setup()
+    from llm.backends.base import GenerationParams
+    from llm.backends.bundled import bundled_checkpoint
+    from llm.backends.transformers_backend import TransformersBackend
+    from llm.models import ModelConfig
+
+    penalties = importlib.import_module("llm.migrations.0005_fill_bundled_penalties")
+    print(f"load average at the start: {os.getloadavg()}, {os.cpu_count()} CPUs")
+    backend = TransformersBackend(
+        str(bundled_checkpoint(ROOT / "var" / "models")), config_name="bench"
+    )
+    # The bundled config as its migrations make it (not saved: only its system prompt is read).
+    config = ModelConfig(name="bench", system_prompt=penalties.FIRST["system_prompt"])
+    params = GenerationParams(
+        temperature=0.7, top_p=0.95, max_new_tokens=args.tokens, seed=0, timeout_s=3600,
+        **penalties.PENALTIES,
+    )  # fmt: skip
+    questions = QUESTIONS[: args.questions]
+    results = {}
+    for label, shipped in (("before", False), ("after", True)):
+        if args.only and args.only != label:
+            continue
+        start = time.perf_counter()
+        grown = grow(backend, config, params, shipped=shipped, questions=questions)
+        results[label] = score(label, grown, time.perf_counter() - start)
+    print(f"\nload average at the end: {os.getloadavg()}")
+    print(f"\n{'share':<34}" + "".join(f"{label:>44}" for label in results))
+    for key in next(iter(results.values())):
+        print(f"{key:<34}" + "".join(f"{r[key].text:>44}" for r in results.values()))  # type: ignore[attr-defined]
+
+
+if __name__ == "__main__":
+    main()
