@@ -95,7 +95,34 @@ def first_subanswers_block(pairs: list[tuple[str, str]]) -> str:
     )
 
 
-def grow(backend, config, params, *, shipped: bool, questions: list[str]) -> list[Grown]:
+@dataclass(frozen=True)
+class Arm:
+    """One way of growing: `shipped` (bank examples, the guard, the new sub-answers block)
+    or main's, and the tree templates it uses ({} for the defaults)."""
+
+    label: str
+    shipped: bool
+    templates: dict[str, str] = field(default_factory=dict)
+
+
+# Variants tried while iterating (--arms): tree templates a researcher could set.
+VARIANTS: dict[str, dict[str, str]] = {
+    "facts last": {
+        "compose_prompt": "{context}Answer the question in one or two sentences, using the "
+        "facts.\n\nQuestion: {question}\nFacts:\n{subanswers}",
+    },
+    "name the subject": {
+        "decompose_prompt": "Split the last question into at most {max_children} simpler "
+        "sub-questions. Each sub-question names what the question is about.\n\n{examples}"
+        "{context}Question: {question}\nSub-questions:",
+    },
+}
+
+
+def grow(
+    backend, config, params, *, arms: list[Arm], questions: list[str]
+) -> dict[str, list[Grown]]:
+    """Every arm's trees, each step one batched call over all arms and questions."""
     from amplification.models import Tree
     from amplification.parsing import context_block, decomposition_parse, prompt_render
     from amplification.prompts import (
@@ -106,9 +133,8 @@ def grow(backend, config, params, *, shipped: bool, questions: list[str]) -> lis
     )
     from llm.generation import chat_messages
 
-    templates = {} if shipped else first_templates()
-    trees = [Tree(question=q, max_children=3, **templates) for q in questions]
-    grown = [Grown(q) for q in questions]
+    rows = [(arm, Tree(question=q, max_children=3, **arm.templates), Grown(q))
+            for arm in arms for q in questions]  # fmt: skip
 
     def batch(prompts: list[str]) -> list[str]:
         if not prompts:
@@ -116,47 +142,48 @@ def grow(backend, config, params, *, shipped: bool, questions: list[str]) -> lis
         done = backend.generate_batch([chat_messages(config, p) for p in prompts], params=params)
         return [completion.text for completion in done]
 
-    built = [decompose_prompt(tree, tree.question) for tree in trees]
+    built = [decompose_prompt(tree, tree.question) for _, tree, _ in rows]
     raws = batch([b.text for b in built])
-    if shipped:
-        checked = [
-            decomposition_check(raw, parent_question=t.question, examples=b.example_subquestions,
-                                limit=3)
-            for raw, t, b in zip(raws, trees, built, strict=True)
-        ]  # fmt: skip
-        again = [i for i, c in enumerate(checked) if c.needs_resample]
-        rebuilt = {i: decompose_prompt(trees[i], trees[i].question, attempt=1) for i in again}
-        for i, raw in zip(again, batch([rebuilt[i].text for i in again]), strict=True):
-            second = decomposition_check(
-                raw, parent_question=trees[i].question,
-                examples=rebuilt[i].example_subquestions, limit=3,
+    checked = {}
+    for i, ((arm, tree, grown), raw) in enumerate(zip(rows, raws, strict=True)):
+        grown.raw = raw
+        if arm.shipped:
+            checked[i] = decomposition_check(
+                raw, parent_question=tree.question, examples=built[i].example_subquestions,
+                limit=3,
             )  # fmt: skip
-            grown[i].resampled = True
-            checked[i] = second if not second.needs_resample else replace(second, kept=[])
-        for g, c, raw in zip(grown, checked, raws, strict=True):
-            g.subquestions, g.raw = c.kept, raw
-    else:
-        for g, raw in zip(grown, raws, strict=True):
-            g.subquestions = decomposition_parse(raw, parent_question=g.question, limit=3)
-            g.raw = raw
-    leaves = [(i, sub) for i, g in enumerate(grown) for sub in g.subquestions]
-    answers = batch([answer_prompt(trees[i], sub) for i, sub in leaves])
+        else:
+            grown.subquestions = decomposition_parse(raw, parent_question=tree.question, limit=3)
+    again = [i for i, c in checked.items() if c.needs_resample]
+    rebuilt = {i: decompose_prompt(rows[i][1], rows[i][1].question, attempt=1) for i in again}
+    for i, raw in zip(again, batch([rebuilt[i].text for i in again]), strict=True):
+        second = decomposition_check(
+            raw, parent_question=rows[i][1].question,
+            examples=rebuilt[i].example_subquestions, limit=3,
+        )  # fmt: skip
+        rows[i][2].resampled = True
+        checked[i] = second if not second.needs_resample else replace(second, kept=[])
+    for i, c in checked.items():
+        rows[i][2].subquestions = c.kept
+    leaves = [(i, sub) for i, (_, _, g) in enumerate(rows) for sub in g.subquestions]
+    answers = batch([answer_prompt(rows[i][1], sub) for i, sub in leaves])
     for (i, _), answer in zip(leaves, answers, strict=True):
-        grown[i].answers.append(answer.strip())
-    decomposed = [i for i, g in enumerate(grown) if g.subquestions]
+        rows[i][2].answers.append(answer.strip())
+    decomposed = [i for i, (_, _, g) in enumerate(rows) if g.subquestions]
     prompts = []
     for i in decomposed:
-        pairs = list(zip(grown[i].subquestions, grown[i].answers, strict=True))
-        if shipped:
-            prompts.append(compose_prompt(trees[i], trees[i].question, pairs))
+        arm, tree, grown = rows[i]
+        pairs = list(zip(grown.subquestions, grown.answers, strict=True))
+        if arm.shipped:
+            prompts.append(compose_prompt(tree, tree.question, pairs))
         else:
             prompts.append(prompt_render(
-                trees[i].compose_prompt, question=trees[i].question,
+                tree.compose_prompt, question=tree.question,
                 context=context_block(""), subanswers=first_subanswers_block(pairs),
             ))  # fmt: skip
     for i, text in zip(decomposed, batch(prompts), strict=True):
-        grown[i].composed = text.strip()
-    return grown
+        rows[i][2].composed = text.strip()
+    return {arm.label: [g for a, _, g in rows if a is arm] for arm in arms}
 
 
 def example_keys() -> tuple[set[str], list[set[str]]]:
@@ -193,7 +220,7 @@ def score(label: str, grown: list[Grown], seconds: float) -> dict[str, object]:
         found = set().union(*(content_words(a) for a in g.answers))
         uses += bool(said & found)
         news += bool(said & (found - content_words(g.question)))
-    print(f"\n== {label}: {len(grown)} questions in {seconds:.0f} s")
+    print(f"\n== {label}: {len(grown)} questions (all arms together: {seconds:.0f} s)")
     for g in grown[:3]:
         print(f"  Q: {g.question}")
         for sub, answer in zip(g.subquestions, g.answers, strict=True):
@@ -215,6 +242,13 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--only", choices=["before", "after"], default=None)
+    parser.add_argument(
+        "--arms",
+        nargs="*",
+        default=[],
+        choices=sorted(VARIANTS),
+        help="variants to grow beside (in the same batches)",
+    )
     args = parser.parse_args()
 
     import django
@@ -237,17 +271,18 @@ def main() -> None:
         **penalties.PENALTIES,
     )  # fmt: skip
     questions = QUESTIONS[: args.questions]
-    results = {}
-    for label, shipped in (("before", False), ("after", True)):
-        if args.only and args.only != label:
-            continue
-        start = time.perf_counter()
-        grown = grow(backend, config, params, shipped=shipped, questions=questions)
-        results[label] = score(label, grown, time.perf_counter() - start)
+    arms = [Arm("before", False, first_templates()), Arm("after", True)]
+    if args.only:
+        arms = [arm for arm in arms if arm.label == args.only]
+    arms += [Arm(name, True, VARIANTS[name]) for name in args.arms]
+    start = time.perf_counter()
+    grown = grow(backend, config, params, arms=arms, questions=questions)
+    seconds = time.perf_counter() - start
+    results = {label: score(label, trees, seconds) for label, trees in grown.items()}
     print(f"\nload average at the end: {os.getloadavg()}")
-    print(f"\n{'share':<34}" + "".join(f"{label:>44}" for label in results))
+    print(f"\n{'share':<34}" + "".join(f"{label:>46}" for label in results))
     for key in next(iter(results.values())):
-        print(f"{key:<34}" + "".join(f"{r[key].text:>44}" for r in results.values()))  # type: ignore[attr-defined]
+        print(f"{key:<34}" + "".join(f"{r[key].text:>46}" for r in results.values()))  # type: ignore[attr-defined]
 
 
 if __name__ == "__main__":

@@ -374,3 +374,35 @@ def test_the_reason_shows_on_the_node_in_the_inspector(fake, make_tree, research
     a = tree.nodes.get(question="A?")
     body = signed_in(researcher).get(f"/trees/{tree.pk}/?node={a.pk}").content.decode()
     assert "too few new sub-questions after one resample" in body
+
+
+def test_a_new_tree_on_the_bundled_model_gets_none_of_the_examples_sub_questions(
+    researcher, monkeypatch
+):
+    """The bundled model, greedy and seeded (no fake backend): what a new user met in issue
+    24 — "What is photosynthesis?" under a seawall question — does not happen again."""
+    from amplification.parsing import words_key
+    from amplification.prompts import decompose_prompt
+    from amplification.services import tree_create
+    from tests.factories import ModelConfigFactory
+
+    monkeypatch.setattr("amplification.tasks.tree_expand_task.delay", lambda tree_id: None)
+    config = ModelConfigFactory(max_new_tokens=32, seed=0, timeout_s=900)
+    tree = tree_create(
+        tree=Tree(question="Why should a town build a seawall?", decompose_config=config,
+                  answer_config=config, compose_config=config, max_depth=1, max_children=3,
+                  max_nodes=4),
+        created_by=researcher,
+    )  # fmt: skip
+    tree_expand(tree_id=tree.pk)
+    tree.refresh_from_db()
+    assert tree.status == TreeStatus.DONE
+    root = tree.nodes.get(parent=None)
+    prompts = [call["prompt"] for call in root.calls if call["step"] == "decompose"]
+    assert prompts and not any("photosynthesis" in prompt for prompt in prompts)
+    shown = {words_key(s) for s in decompose_prompt(tree, tree.question, attempt=1)
+             .example_subquestions}  # fmt: skip
+    shown |= {words_key("What is photosynthesis?"), words_key("Which part of the plant does it?")}
+    children = [child.question for child in root.children.all()]
+    assert not {words_key(child) for child in children} & shown, children
+    assert root.resolution == Resolution.DECOMPOSED or root.direct_reason, root.calls
