@@ -153,6 +153,8 @@ class DistillForm(forms.Form):
     rated_only = forms.BooleanField(required=False, label="Rated nodes only")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The tree list's filter form has a `mode` too: ids of their own, names unchanged.
+        kwargs.setdefault("auto_id", "distill_%s")
         super().__init__(*args, **kwargs)
         self.fields["trees"].queryset = Tree.objects.filter(  # type: ignore[attr-defined]
             status=TreeStatus.DONE

@@ -323,7 +323,7 @@ def distillation_set(
         nodes.select_related("tree")
         .only("question", "answer", "composed_answer", "resolution", "tree__context",
               "tree__answer_prompt")
-        .order_by("tree", "pk")
+        .order_by("tree_id", "pk")
     )  # fmt: skip
     written: set[bytes] = set()  # digests of the prompts so far: 32 bytes a row
     for node in nodes.iterator(chunk_size=500):

@@ -399,18 +399,19 @@ def test_the_distillation_form_previews_before_download_and_a_copying_node_says_
     page.wait_for_selector("#distill-preview strong")
     assert page.inner_text("#distill-preview strong") == "4"  # Root, A, B; Other
     assert "<b>B</b>?" in page.inner_text("#distill-preview")  # shown as text, not markup
-    page.select_option("select[name=trees]", [str(other.pk)])
+    page.select_option("form.distill select[name=trees]", [str(other.pk)])
     page.wait_for_function("document.querySelector('#distill-preview strong').textContent === '1'")
     assert any(f"trees={other.pk}" in address for address in asked)
-    page.select_option("select[name=mode]", "person")
+    page.select_option("form.distill select[name=mode]", "person")
     page.wait_for_function("document.querySelector('#distill-preview strong').textContent === '0'")
-    page.select_option("select[name=mode]", "")
-    page.select_option("select[name=trees]", [])
+    page.select_option("form.distill select[name=mode]", "")
+    page.select_option("form.distill select[name=trees]", [])
     page.wait_for_function("document.querySelector('#distill-preview strong').textContent === '4'")
     page.locator("#distill-preview").scroll_into_view_if_needed()
     screenshots_at_both_widths(page, folder, "distillation-form")
-    with page.expect_download() as download:
+    with page.expect_request(lambda request: "distillation.jsonl" in request.url) as sent:
         page.click("text=Download JSONL")
-    lines = Path(download.value.path()).read_text().splitlines()
+    assert "mode=&min_rating=" in sent.value.url  # the form's filters, as chosen
+    lines = page.request.get(sent.value.url).text().splitlines()
     assert len(lines) == 4
     assert json.loads(lines[0])["prompt"].endswith("Question: Root?")

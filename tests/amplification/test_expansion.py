@@ -387,11 +387,11 @@ def test_a_new_tree_on_the_bundled_model_gets_none_of_the_examples_sub_questions
     from tests.factories import ModelConfigFactory
 
     monkeypatch.setattr("amplification.tasks.tree_expand_task.delay", lambda tree_id: None)
-    config = ModelConfigFactory(max_new_tokens=32, seed=0, timeout_s=900)
+    config = ModelConfigFactory(max_new_tokens=24, seed=0, timeout_s=1800)
     tree = tree_create(
         tree=Tree(question="Why should a town build a seawall?", decompose_config=config,
-                  answer_config=config, compose_config=config, max_depth=1, max_children=3,
-                  max_nodes=4),
+                  answer_config=config, compose_config=config, max_depth=1, max_children=2,
+                  max_nodes=3),
         created_by=researcher,
     )  # fmt: skip
     tree_expand(tree_id=tree.pk)
