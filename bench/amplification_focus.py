@@ -11,9 +11,10 @@ Run: .venv/bin/python bench/amplification_focus.py [--questions 20] [--tokens 48
 Each of the demo questions below grows one level, every step batched over all questions as
 tree_expand batches a level: one decompose call per question (plus, shipped method only, one
 resample call for those the guard left too few sub-questions), one answer call per kept
-sub-question, one compose call per decomposed question. Sampling is the bundled config's
-(temperature 0.7, top-p 0.95, frequency penalty 0.4, presence penalty 0.2), seed 0, at most
---tokens new tokens a call, on the bundled SmolLM2-135M-Instruct.
+sub-question, one compose call per decomposed question; every arm (before, after and any
+--arms variant) rides in the same batches. Sampling is the bundled config's (temperature 0.7,
+top-p 0.95, frequency penalty 0.4, presence penalty 0.2), seed 0, at most --tokens new tokens
+a decomposition, 24 an answer and 32 a composed answer, on the bundled SmolLM2-135M-Instruct.
 
 Definitions (the README quotes them):
 - content words: letters only, three or more, not a stop word (amplification.prompts).
@@ -95,6 +96,12 @@ def first_subanswers_block(pairs: list[tuple[str, str]]) -> str:
     )
 
 
+# Leaves' and composed answers are one or two sentences: fewer tokens than a decomposition
+# (--tokens) on a shared CPU.
+ANSWER_TOKENS = 24
+COMPOSE_TOKENS = 32
+
+
 @dataclass(frozen=True)
 class Arm:
     """One way of growing: `shipped` (bank examples, the guard, the new sub-answers block)
@@ -136,14 +143,15 @@ def grow(
     rows = [(arm, Tree(question=q, max_children=3, **arm.templates), Grown(q))
             for arm in arms for q in questions]  # fmt: skip
 
-    def batch(prompts: list[str]) -> list[str]:
+    def batch(prompts: list[str], tokens: int) -> list[str]:
         if not prompts:
             return []
-        done = backend.generate_batch([chat_messages(config, p) for p in prompts], params=params)
+        chats = [chat_messages(config, p) for p in prompts]
+        done = backend.generate_batch(chats, params=replace(params, max_new_tokens=tokens))
         return [completion.text for completion in done]
 
     built = [decompose_prompt(tree, tree.question) for _, tree, _ in rows]
-    raws = batch([b.text for b in built])
+    raws = batch([b.text for b in built], params.max_new_tokens)
     checked = {}
     for i, ((arm, tree, grown), raw) in enumerate(zip(rows, raws, strict=True)):
         grown.raw = raw
@@ -156,7 +164,9 @@ def grow(
             grown.subquestions = decomposition_parse(raw, parent_question=tree.question, limit=3)
     again = [i for i, c in checked.items() if c.needs_resample]
     rebuilt = {i: decompose_prompt(rows[i][1], rows[i][1].question, attempt=1) for i in again}
-    for i, raw in zip(again, batch([rebuilt[i].text for i in again]), strict=True):
+    for i, raw in zip(
+        again, batch([rebuilt[i].text for i in again], params.max_new_tokens), strict=True
+    ):
         second = decomposition_check(
             raw, parent_question=rows[i][1].question,
             examples=rebuilt[i].example_subquestions, limit=3,
@@ -166,7 +176,7 @@ def grow(
     for i, c in checked.items():
         rows[i][2].subquestions = c.kept
     leaves = [(i, sub) for i, (_, _, g) in enumerate(rows) for sub in g.subquestions]
-    answers = batch([answer_prompt(rows[i][1], sub) for i, sub in leaves])
+    answers = batch([answer_prompt(rows[i][1], sub) for i, sub in leaves], ANSWER_TOKENS)
     for (i, _), answer in zip(leaves, answers, strict=True):
         rows[i][2].answers.append(answer.strip())
     decomposed = [i for i, (_, _, g) in enumerate(rows) if g.subquestions]
@@ -181,7 +191,7 @@ def grow(
                 tree.compose_prompt, question=tree.question,
                 context=context_block(""), subanswers=first_subanswers_block(pairs),
             ))  # fmt: skip
-    for i, text in zip(decomposed, batch(prompts), strict=True):
+    for i, text in zip(decomposed, batch(prompts, COMPOSE_TOKENS), strict=True):
         rows[i][2].composed = text.strip()
     return {arm.label: [g for a, _, g in rows if a is arm] for arm in arms}
 
