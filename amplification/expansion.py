@@ -41,13 +41,14 @@ from amplification.models import (
     Tree,
     TreeStatus,
 )
-from amplification.parsing import (
-    answer_clean,
-    context_block,
-    decomposition_parse,
-    prompt_render,
-    question_key,
-    subanswers_block,
+from amplification.parsing import answer_clean, question_key
+from amplification.prompts import (
+    Decomposition,
+    answer_prompt,
+    compose_prompt,
+    copy_reason,
+    decompose_prompt,
+    decomposition_check,
 )
 from amplification.schemas import NodeCall, Step
 from core.models import WebhookEvent
@@ -97,6 +98,11 @@ class Job:
     reason: str = ""
     # Nodes asking the same question in the same step: they reuse this call's answer.
     followers: list[Node] = field(default_factory=list)
+    # A decompose job: the sub-questions its prompt shows as examples (the copy guard drops
+    # copies of them), the attempt (1: the resample) and what the first attempt kept.
+    examples: tuple[str, ...] = ()
+    attempt: int = 0
+    first: Decomposition | None = None
 
 
 @dataclass
@@ -154,9 +160,19 @@ def tree_expand(*, tree_id: int) -> None:
                 results = _generate(plan.jobs)
                 with transaction.atomic():
                     tree = _locked_run(tree_id, attempt)
-                    for job, result in zip(plan.jobs, results, strict=True):
-                        _apply(tree, job, result)
+                    again = [
+                        resample for job, result in zip(plan.jobs, results, strict=True)
+                        if (resample := _apply(tree, job, result)) is not None
+                    ]  # fmt: skip
                     tree_broadcast(tree_id)
+                if again:
+                    # The copy guard's resamples: one more batched call for the whole step.
+                    results = _generate(again)
+                    with transaction.atomic():
+                        tree = _locked_run(tree_id, attempt)
+                        for job, result in zip(again, results, strict=True):
+                            _apply(tree, job, result)
+                        tree_broadcast(tree_id)
     except TreeSuperseded:
         logger.warning("tree %s: attempt %s was superseded; stopping", tree_id, attempt)
     except Exception as error:
@@ -209,7 +225,6 @@ def _plan(tree: Tree) -> Plan:
     followers: list[Node] = []
     answering: dict[str, Job] = {}
     room = tree.max_nodes - len(nodes)
-    context = context_block(tree.context)
     key = TreeKey.of(tree)
     busy_keys = {
         question_key(node.question): node.pk
@@ -253,23 +268,19 @@ def _plan(tree: Tree) -> Plan:
                     answering[asked].followers.append(node)
                     followers.append(node)
                     continue
-                job = _answer_job(tree, node, context, reason)
+                job = _answer_job(tree, node, reason)
                 answering.setdefault(asked, job)
                 plan.jobs.append(job)
                 continue
             twin = busy_keys.get(asked)
             if reusable and twin is not None and twin != node.pk and twin not in ancestors(node):
                 continue
-            prompt = prompt_render(
-                tree.decompose_prompt, question=node.question, context=context,
-                max_children=str(tree.max_children),
-            )  # fmt: skip
-            plan.jobs.append(Job(node, "decompose", tree.decompose_config, prompt))
+            plan.jobs.append(_decompose_job(tree, node))
             room -= 1
         elif node.status == NodeStatus.STALE and node.resolution in (
             Resolution.ANSWERED, Resolution.MEMO,
         ):  # fmt: skip
-            plan.jobs.append(_answer_job(tree, node, context, "re-run"))
+            plan.jobs.append(_answer_job(tree, node, "re-run"))
     for node in nodes:
         if node.resolution == Resolution.DECOMPOSED and node.status in (
             NodeStatus.RUNNING, NodeStatus.STALE,
@@ -277,10 +288,7 @@ def _plan(tree: Tree) -> Plan:
             kids = sorted(children[node.pk], key=lambda n: n.position)
             if kids and all(kid.status == NodeStatus.DONE for kid in kids):
                 pairs = [(kid.question, kid.final_answer) for kid in kids]
-                prompt = prompt_render(
-                    tree.compose_prompt, question=node.question, context=context,
-                    subanswers=subanswers_block(pairs),
-                )  # fmt: skip
+                prompt = compose_prompt(tree, node.question, pairs)
                 plan.jobs.append(Job(node, "compose", tree.compose_config, prompt))
     for running in [*(job.node for job in plan.jobs), *followers]:
         running.status = NodeStatus.RUNNING
@@ -289,9 +297,17 @@ def _plan(tree: Tree) -> Plan:
     return plan
 
 
-def _answer_job(tree: Tree, node: Node, context: str, reason: str) -> Job:
-    prompt = prompt_render(tree.answer_prompt, question=node.question, context=context)
+def _answer_job(tree: Tree, node: Node, reason: str) -> Job:
+    prompt = answer_prompt(tree, node.question)
     return Job(node, "answer", tree.answer_config, prompt, reason=reason)
+
+
+def _decompose_job(tree: Tree, node: Node, *, attempt: int = 0) -> Job:
+    built = decompose_prompt(tree, node.question, attempt=attempt)
+    return Job(
+        node, "decompose", tree.decompose_config, built.text,
+        examples=built.example_subquestions, attempt=attempt,
+    )  # fmt: skip
 
 
 def _memo_apply(node: Node, entry: MemoEntry) -> None:
@@ -411,24 +427,25 @@ def _record(node: Node, call: NodeCall) -> None:
     node.total_s = (node.total_s or 0.0) + call.latency_s
 
 
-def _apply(tree: Tree, job: Job, result: Result) -> None:
-    """Under the tree's lock: write one call's result onto its node."""
+def _apply(tree: Tree, job: Job, result: Result) -> Job | None:
+    """Under the tree's lock: write one call's result onto its node. Returns the resample
+    to make when the copy guard left a first decomposition too few sub-questions."""
     followers = Node.objects.filter(pk__in=[f.pk for f in job.followers], status=NodeStatus.RUNNING)
     node = Node.objects.filter(pk=job.node.pk, status=NodeStatus.RUNNING).first()
     if node is None:
         # Removed or reset by an edit while the call ran; its followers ask again next step.
         followers.update(status=NodeStatus.PENDING)
-        return
+        return None
     if result.call is None or result.completion is None:
         node.status, node.error = NodeStatus.FAILED, result.error
         node.save(update_fields=["status", "error", "updated_at"])
         followers.update(status=NodeStatus.FAILED, error=result.error)
-        return
+        return None
     _record(node, result.call)
     text = result.completion.text
     if job.step == "decompose":
-        _decomposition_apply(tree, node, text)
-    elif job.step == "answer":
+        return _decomposition_apply(tree, node, job, text)
+    if job.step == "answer":
         node.answer = answer_clean(text, limit=MAX_ANSWER_CHARS)
         node.resolution = Resolution.ANSWERED
         node.answered_by = Author.MODEL
@@ -448,6 +465,7 @@ def _apply(tree: Tree, job: Job, result: Result) -> None:
         node_version_add(node, reason="composed from its children", author=Author.MODEL)
         node.save()
         memo_store(TreeKey.of(tree), node)
+    return None
 
 
 def children_create(tree: Tree, node: Node, questions: list[str], *, held: bool) -> list[Node]:
@@ -462,24 +480,38 @@ def children_create(tree: Tree, node: Node, questions: list[str], *, held: bool)
     return kids
 
 
-def _decomposition_apply(tree: Tree, node: Node, raw: str) -> None:
+def _decomposition_apply(tree: Tree, node: Node, job: Job, raw: str) -> Job | None:
     room = tree.max_nodes - tree.nodes.count()
     limit = min(tree.max_children, room)
-    questions = decomposition_parse(raw, parent_question=node.question, limit=max(limit, 0))
+    checked = decomposition_check(
+        raw, parent_question=node.question, examples=job.examples, limit=max(limit, 0),
+        siblings=tuple(node.children.values_list("question", flat=True)),
+    )  # fmt: skip
+    if checked.needs_resample and job.attempt == 0 and limit > 0:
+        node.save(update_fields=["calls", "prompt_tokens", "completion_tokens", "total_s",
+                                 "updated_at"])  # fmt: skip
+        resample = _decompose_job(tree, node, attempt=1)
+        resample.first = checked
+        return resample
+    questions = checked.kept
+    if job.first is not None and checked.needs_resample:
+        node.direct_reason = copy_reason(job.first, checked)
+        questions = []
     if not questions:
         # Answered directly in the next step; the reason says why.
-        node.direct_reason = (
+        node.direct_reason = node.direct_reason or (
             "max nodes reached" if limit <= 0 else "no sub-questions could be parsed"
         )
         node.status = NodeStatus.PENDING
         node.save()
-        return
+        return None
     node.resolution = Resolution.DECOMPOSED
     node.decomposed_by = Author.MODEL
     node.status = NodeStatus.RUNNING  # waiting for its children
     node.save()
     held = tree.mode == Mode.AUGMENTED and tree.hold_new_nodes
     children_create(tree, node, questions, held=held)
+    return None
 
 
 # --- drafts for people (augmented mode) -----------------------------------------------------
@@ -515,16 +547,11 @@ def node_draft(*, node_id: int, attempt: int) -> None:
     if node is None or not _draft_wanted(node_id, attempt):
         return
     tree = node.tree
-    context = context_block(tree.context)
-    answer_job = _answer_job(tree, node, context, "draft")
+    answer_job = _answer_job(tree, node, "draft")
     answer_job.step = "draft-answer"
-    jobs = [
-        answer_job,
-        Job(node, "draft-decompose", tree.decompose_config, prompt_render(
-            tree.decompose_prompt, question=node.question, context=context,
-            max_children=str(tree.max_children),
-        )),
-    ]  # fmt: skip
+    decompose_job = _decompose_job(tree, node)
+    decompose_job.step = "draft-decompose"
+    jobs = [answer_job, decompose_job]
     started = time.monotonic()
     results = _generate(jobs, wanted=lambda: _draft_wanted(node_id, attempt))
     spent = time.monotonic() - started
@@ -533,9 +560,11 @@ def node_draft(*, node_id: int, attempt: int) -> None:
     answer, decomposition = ("", "")
     if not stopped:
         answer, decomposition = (r.completion.text if r.completion else "" for r in results)
-    subquestions = decomposition_parse(
-        decomposition, parent_question=node.question, limit=tree.max_children
-    )
+    # The copy guard as in a run, without the resample: a person reads the draft.
+    subquestions = decomposition_check(
+        decomposition, parent_question=node.question, examples=decompose_job.examples,
+        limit=tree.max_children,
+    ).kept  # fmt: skip
     with transaction.atomic():
         if Tree.objects.select_for_update().filter(pk=tree.pk).first() is None:
             return  # deleted meanwhile, and its cost with it

@@ -15,6 +15,7 @@ from amplification.models import (
 )
 from amplification.parsing import REQUIRED
 from amplification.schemas import TreeExport
+from amplification.selectors import DistillMode
 from amplification.services import ASPECT_ANSWER, ASPECT_DECOMPOSITION
 from annotations.kinds import QueueKind, validation_message
 from annotations.models import Queue
@@ -57,7 +58,8 @@ class TreeForm(forms.ModelForm):
             "max_depth": "levels below the root (0–4); nodes this deep are answered directly",
             "max_children": "sub-questions per node (1–8)",
             "max_nodes": "the whole tree, root included (1–200)",
-            "decompose_prompt": "placeholders: {question} {context} {max_children}",
+            "decompose_prompt": "placeholders: {question} {context} {max_children} {examples} "
+            "(worked examples from a bank, never the question's own)",
             "answer_prompt": "placeholders: {question} {context}",
             "compose_prompt": "placeholders: {question} {context} {subanswers}",
         }
@@ -138,10 +140,35 @@ class ToQueueForm(forms.Form):
 
 
 class DistillForm(forms.Form):
+    trees = forms.ModelMultipleChoiceField(
+        queryset=Tree.objects.none(), required=False,
+        widget=forms.SelectMultiple(attrs={"size": 4}),
+        help_text="none chosen: every finished tree",
+    )  # fmt: skip
+    mode = forms.ChoiceField(choices=DistillMode.choices, required=False, label="Nodes")
     min_rating = forms.FloatField(
         required=False, min_value=1, max_value=7,
         help_text="keep rated nodes whose mean rating reaches this (unrated nodes are kept)",
     )  # fmt: skip
+    rated_only = forms.BooleanField(required=False, label="Rated nodes only")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # The tree list's filter form has a `mode` too: ids of their own, names unchanged.
+        kwargs.setdefault("auto_id", "distill_%s")
+        super().__init__(*args, **kwargs)
+        self.fields["trees"].queryset = Tree.objects.filter(  # type: ignore[attr-defined]
+            status=TreeStatus.DONE
+        ).order_by("-created_at")
+
+    def filters(self) -> dict[str, Any]:
+        """The selector's keyword filters (call once valid)."""
+        data = self.cleaned_data
+        trees = data["trees"]
+        return {
+            "tree_ids": [tree.pk for tree in trees] if trees else None,
+            "mode": data["mode"] or DistillMode.ALL, "min_rating": data["min_rating"],
+            "rated_only": data["rated_only"],
+        }  # fmt: skip
 
 
 class ImportForm(forms.Form):

@@ -19,20 +19,19 @@ MAX_NODES = 200
 MAX_QUESTION_CHARS = 2_000
 MAX_ANSWER_CHARS = 20_000
 
-# One worked example: the bundled 135M model copies its shape (a numbered list) far more
-# reliably than it follows an instruction alone.
+# Worked examples come from a bank ({examples}: amplification/prompts.py), two from other
+# domains than the question's: the bundled 135M model copies a single fixed example into
+# every tree. The children's answers sit right before the answer slot, short and numbered.
 DEFAULT_DECOMPOSE_PROMPT = (
-    "Split a question into at most {max_children} simpler sub-questions.\n\n"
-    "Question: How do plants make food?\nSub-questions:\n1. What is photosynthesis?\n"
-    "2. What does a plant need for photosynthesis?\n3. Which part of the plant does it?\n\n"
-    "{context}Question: {question}\nSub-questions:"
+    "Split the last question into at most {max_children} simpler sub-questions about it.\n\n"
+    "{examples}{context}Question: {question}\nSub-questions:"
 )
 DEFAULT_ANSWER_PROMPT = (
     "{context}Answer the question in one or two sentences.\n\nQuestion: {question}"
 )
 DEFAULT_COMPOSE_PROMPT = (
-    "{context}Question: {question}\n\nAnswers to its sub-questions:\n{subanswers}\n\n"
-    "Using these answers, answer the question in one or two sentences."
+    "{context}Question: {question}\n\nFacts found so far:\n{subanswers}\n\n"
+    "Answer the question in one or two sentences, using the facts above."
 )
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import re
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum, TextChoices
 
 from amplification.models import (
     Author,
@@ -22,7 +23,8 @@ from amplification.models import (
     Tree,
     TreeStatus,
 )
-from amplification.parsing import context_block
+from amplification.parsing import words_key
+from amplification.prompts import answer_prompt
 from amplification.schemas import (
     DistillRow,
     MemoSource,
@@ -272,37 +274,100 @@ def node_ratings() -> dict[int, float]:
     return {node_id: sum(r) / len(r) for node_id, r in sums.items()}
 
 
-def distillation_rows(*, tree_ids: list[int] | None, min_rating: float | None) -> Iterator[str]:
-    """JSONL lines in TRL's prompt/completion format: every done node of every finished tree,
-    its question (after the tree's context, as the tree's prompts show it) and final answer.
-    A pair already written is not written again: an imported copy of a tree, or a memo hit of
-    a node already in the set, adds nothing. A node served from a memo entry that no longer
-    qualifies (its answer was made under another context) is left out. With `min_rating`, a
-    node that has ratings is kept only if their mean reaches it (nodes nobody rated are kept)."""
-    ratings = node_ratings() if min_rating is not None else {}
-    trees = Tree.objects.filter(status="done")
+class DistillMode(TextChoices):
+    """Which nodes a distillation set takes, by who did the work."""
+
+    ALL = "", "every node"
+    MACHINE = "machine", "machine trees' nodes"
+    AUGMENTED = "augmented", "augmented trees' nodes"
+    PERSON = "person", "person-answered nodes only"
+
+
+@dataclass(frozen=True)
+class DistillPreview:
+    count: int
+    rows: list[DistillRow]
+
+
+def distillation_set(
+    *, tree_ids: list[int] | None = None, mode: str = DistillMode.ALL,
+    min_rating: float | None = None, rated_only: bool = False,
+) -> Iterator[DistillRow]:  # fmt: skip
+    """The distillation set in TRL's prompt/completion shape: every done node of every
+    finished tree (or of `tree_ids`), as one row each.
+
+    A row's prompt is the tree's answer prompt for the node's question, context included,
+    built by amplification.prompts.answer_prompt — the function the expansion asks its
+    answerer with — so the distilled model is trained on exactly what it will be shown as a
+    tree's answerer; the completion is the node's final answer (a composed node's teaches it
+    to give the amplified answer directly).
+
+    Deduplicated: a prompt already written (its question's words, case and punctuation
+    aside, under the same answer template and context) is not written again, so an imported
+    copy of a tree, a memo hit or a sub-question asked again adds nothing; the first node in
+    (tree, node) order wins. A node served from a memo entry that no longer qualifies (made
+    under another context) is left out. Filters: `mode` (DistillMode), `min_rating` (a node
+    with ratings is kept only if their mean reaches it) and `rated_only` (nodes nobody rated
+    are left out; otherwise they are kept).
+    """
+    ratings = node_ratings() if min_rating is not None or rated_only else {}
+    trees = Tree.objects.filter(status=TreeStatus.DONE)
     if tree_ids is not None:
         trees = trees.filter(pk__in=tree_ids)
+    nodes = Node.objects.filter(tree__in=trees, status=NodeStatus.DONE, memo_invalid="")
+    if mode in (DistillMode.MACHINE, DistillMode.AUGMENTED):
+        nodes = nodes.filter(tree__mode=mode)
+    elif mode == DistillMode.PERSON:
+        nodes = nodes.filter(answered_by=Author.PERSON)
     nodes = (
-        Node.objects.filter(tree__in=trees, status=NodeStatus.DONE, memo_invalid="")
-        .select_related("tree")
-        .only("question", "answer", "composed_answer", "resolution", "tree__context")
-        .order_by("tree", "pk")
-    )
-    written: set[bytes] = set()  # digests of the rows so far: 32 bytes a row
+        nodes.select_related("tree")
+        .only("question", "answer", "composed_answer", "resolution", "tree__context",
+              "tree__answer_prompt")
+        .order_by("tree_id", "pk")
+    )  # fmt: skip
+    written: set[bytes] = set()  # digests of the prompts so far: 32 bytes a row
     for node in nodes.iterator(chunk_size=500):
         answer = node.final_answer.strip()
         if not answer:
             continue
         rating = ratings.get(node.pk)
+        if rating is None and rated_only:
+            continue
         if min_rating is not None and rating is not None and rating < min_rating:
             continue
-        context = node.tree.context.strip()
-        row = DistillRow(
-            prompt=context_block(context) + node.question, completion=answer, context=context
-        ).model_dump_json()
-        digest = hashlib.sha256(row.encode()).digest()
+        tree = node.tree
+        key = json.dumps([tree.answer_prompt, tree.context.strip(), words_key(node.question)])
+        digest = hashlib.sha256(key.encode()).digest()
         if digest in written:
             continue
         written.add(digest)
-        yield row + "\n"
+        yield DistillRow(
+            prompt=answer_prompt(tree, node.question), completion=answer,
+            context=tree.context.strip(),
+        )  # fmt: skip
+
+
+def distillation_rows(
+    *, tree_ids: list[int] | None, min_rating: float | None, mode: str = DistillMode.ALL,
+    rated_only: bool = False,
+) -> Iterator[str]:  # fmt: skip
+    """The distillation set (distillation_set) as JSONL lines, one row each."""
+    for row in distillation_set(
+        tree_ids=tree_ids, mode=mode, min_rating=min_rating, rated_only=rated_only
+    ):
+        yield row.model_dump_json() + "\n"
+
+
+def distillation_preview(
+    *, tree_ids: list[int] | None = None, mode: str = DistillMode.ALL,
+    min_rating: float | None = None, rated_only: bool = False, first: int = 3,
+) -> DistillPreview:  # fmt: skip
+    """How many rows the set has and its first `first`, as the download will write them."""
+    count, rows = 0, []
+    for row in distillation_set(
+        tree_ids=tree_ids, mode=mode, min_rating=min_rating, rated_only=rated_only
+    ):
+        if count < first:
+            rows.append(row)
+        count += 1
+    return DistillPreview(count, rows)

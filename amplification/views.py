@@ -32,6 +32,7 @@ from amplification.forms import (
 )
 from amplification.models import Node, Tree
 from amplification.selectors import (
+    distillation_preview,
     distillation_rows,
     node_versions,
     tree_export,
@@ -306,7 +307,23 @@ def distillation_export(request: HttpRequest) -> HttpResponse | StreamingHttpRes
             json.dumps({"detail": form.errors.as_text()}), status=400,
             content_type="application/json",
         )  # fmt: skip
-    rows = distillation_rows(tree_ids=None, min_rating=form.cleaned_data["min_rating"])
+    rows = distillation_rows(**form.filters())
     response = StreamingHttpResponse(rows, content_type="application/jsonl")
     response["Content-Disposition"] = 'attachment; filename="amplification-distill.jsonl"'
     return response
+
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def distillation_preview_page(request: HttpRequest) -> HttpResponse:
+    """The row count and the first rows of the set the form describes, before downloading
+    it: the form's htmx fragment, or the tree list with it (without JavaScript)."""
+    form = DistillForm(request.GET)
+    preview = distillation_preview(**form.filters()) if form.is_valid() else None
+    context = {"distill_form": form, "preview": preview}
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "amplification/tree_list.html#distill_preview", context,
+                      status=200 if preview else 400)  # fmt: skip
+    context |= {"form": TreeFilterForm(), "trees": trees_filtered()[:200],
+                "import_form": ImportForm(), "is_tree_researcher": True}  # fmt: skip
+    return render(request, "amplification/tree_list.html", context, status=200 if preview else 400)

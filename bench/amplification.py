@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> None:
 
     from amplification import expansion
     from amplification.models import MemoEntry, Node, Tree
-    from amplification.parsing import context_block, prompt_render
+    from amplification.prompts import answer_prompt
     from amplification.services import node_edit, tree_create
     from llm.generation import backend_for, chat_messages
     from llm.models import ModelConfig
@@ -126,10 +126,7 @@ def run(args: argparse.Namespace) -> None:
         nodes = list(Node.objects.filter(tree=tree))
         prompts = [call["prompt"] for node in nodes for call in node.calls]
         # A naive expansion has no memo: a reused leaf is asked its own answer prompt.
-        reused = [
-            prompt_render(tree.answer_prompt, question=n.question, context=context_block(""))
-            for n in nodes if n.resolution == "memo"
-        ]  # fmt: skip
+        reused = [answer_prompt(tree, n.question) for n in nodes if n.resolution == "memo"]
         made_s, _ = naive(prompts)
         tokens = sum(call["completion_tokens"] for node in nodes for call in node.calls)
         by_depth = [sum(1 for n in nodes if n.depth == d) for d in range(args.depth + 1)]

@@ -35,6 +35,8 @@ class FakeBackend:
     question. Records every prompt, and every batch's size."""
 
     decompositions: dict[str, str] = field(default_factory=dict)
+    # What the decomposer writes when asked a question again (the copy guard's resample).
+    decompositions_again: dict[str, str] = field(default_factory=dict)
     prompts: list[tuple[str, str]] = field(default_factory=list)  # (step, question)
     batches: list[int] = field(default_factory=list)
     fail_on: str = ""
@@ -74,7 +76,9 @@ class FakeBackend:
                 raise GenerationError("the scripted model failed", config_name="fake")
             if prompt.rstrip().endswith("Sub-questions:"):
                 step, text = "decompose", self.decompositions.get(question, "NONE")
-            elif "Answers to its sub-questions" in prompt:
+                if self.count("decompose", question) and question in self.decompositions_again:
+                    text = self.decompositions_again[question]
+            elif "Facts found so far" in prompt or "Answers to its sub-questions" in prompt:
                 step, text = "compose", f"composed: {question}"
             else:
                 step, text = "answer", f"answer to {question}"

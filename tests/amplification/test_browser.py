@@ -366,3 +366,51 @@ def test_a_person_s_answer_cancels_the_draft(
     _shot(page, f"draft-cancelled-{width}")
     scroll = page.evaluate("document.scrollingElement.scrollWidth")
     assert scroll <= width, f"horizontal scrolling at {width}px: {scroll}"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_distillation_form_previews_before_download_and_a_copying_node_says_why(
+    live_asgi_server, browser, fake, make_tree, researcher, tmp_path
+):
+    """Quick (scripted model): the form's preview follows its filters over htmx, and a node
+    whose decompositions copied their examples shows why it was answered directly; both pages
+    at 1366 and 390 px."""
+    from amplification.prompts import examples_chosen
+    from tests.helpers import screenshots_at_both_widths
+
+    shown = [s for example in examples_chosen("A?") for s in example.subquestions]
+    fake.decompositions = {"Root?": "1. A?\n2. <b>B</b>?", "A?": "\n".join(
+        f"{n}. {s}" for n, s in enumerate(shown, 1))}  # fmt: skip
+    tree = make_tree("Root?")
+    other = make_tree("Other?", max_depth=1)
+    url = live_asgi_server.url
+    page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+    browser_login(page, url, "researcher")
+    folder = SHOTS or tmp_path
+
+    a = tree.nodes.get(question="A?")
+    page.goto(f"{url}/trees/{tree.pk}/?node={a.pk}")
+    assert "too few new sub-questions after one resample" in page.inner_text("#amp-pane")
+    screenshots_at_both_widths(page, folder, "tree-copy-guard")
+
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if "/preview/" in r.url else None)
+    page.goto(f"{url}/trees/")
+    page.wait_for_selector("#distill-preview strong")
+    assert page.inner_text("#distill-preview strong") == "4"  # Root, A, B; Other
+    assert "<b>B</b>?" in page.inner_text("#distill-preview")  # shown as text, not markup
+    page.select_option("form.distill select[name=trees]", [str(other.pk)])
+    page.wait_for_function("document.querySelector('#distill-preview strong').textContent === '1'")
+    assert any(f"trees={other.pk}" in address for address in asked)
+    page.select_option("form.distill select[name=mode]", "person")
+    page.wait_for_function("document.querySelector('#distill-preview strong').textContent === '0'")
+    page.select_option("form.distill select[name=mode]", "")
+    page.select_option("form.distill select[name=trees]", [])
+    page.wait_for_function("document.querySelector('#distill-preview strong').textContent === '4'")
+    page.locator("#distill-preview").scroll_into_view_if_needed()
+    screenshots_at_both_widths(page, folder, "distillation-form")
+    with page.expect_request(lambda request: "distillation.jsonl" in request.url) as sent:
+        page.click("text=Download JSONL")
+    # The form's filters, as chosen (the body is tested in test_views: under the ASGI server
+    # Django buffers a sync streaming response with a warning, an error in this suite).
+    assert "mode=&min_rating=" in sent.value.url and "trees=" not in sent.value.url

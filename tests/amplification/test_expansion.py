@@ -44,9 +44,12 @@ def test_unparseable_decomposition_is_answered_directly_and_says_so(fake, make_t
     tree = make_tree()
     root = tree.nodes.get()
     assert root.resolution == Resolution.ANSWERED
-    assert root.direct_reason == "no sub-questions could be parsed"
+    assert root.direct_reason == "no sub-questions could be parsed, twice"
     assert root.answer == "answer to Root?"
-    assert fake.count() == 2
+    # Asked once more (with other examples) before it was answered directly.
+    assert fake.count("decompose") == 2 and fake.count("answer") == 1
+    first, again = (call["prompt"] for call in root.calls[:2])
+    assert first != again
 
 
 def test_two_branches_with_the_same_sub_question_call_the_model_once_for_it(fake, make_tree):
@@ -332,3 +335,74 @@ def test_a_draft_stopped_in_its_first_call_never_makes_the_second(fake, make_tre
     node.refresh_from_db()
     assert [(c["step"], c["stopped"]) for c in node.calls] == [("draft-answer", True)]
     assert fake.count("decompose") == 0 and node.draft_answer == ""
+
+
+def _copying(fake, question):
+    """A decomposer that writes back the examples `question` is first shown, every time."""
+    from amplification.prompts import examples_chosen
+
+    shown = [s for e in examples_chosen(question) for s in e.subquestions]
+    fake.decompositions[question] = "\n".join(f"{n}. {s}" for n, s in enumerate(shown, 1))
+
+
+def test_copied_examples_are_resampled_in_one_extra_batch_then_answered_directly(fake, make_tree):
+    fake.decompositions = {"Root?": "1. A?\n2. B?"}
+    _copying(fake, "A?")
+    _copying(fake, "B?")
+    copy = fake.decompositions["B?"].splitlines()[0]
+    fake.decompositions_again = {"B?": f"1. B one?\n2. B two?\n{copy}"}
+    tree = make_tree()
+    assert tree.status == TreeStatus.DONE
+    # Root; A and B; their resample together (one extra batched call); B's two leaves and
+    # A answered directly; B composed; root composed.
+    assert fake.batches == [1, 2, 2, 3, 1, 1]
+    a = tree.nodes.get(question="A?")
+    assert a.resolution == Resolution.ANSWERED and a.children.count() == 0
+    assert a.direct_reason.startswith("too few new sub-questions after one resample")
+    assert [c["step"] for c in a.calls] == ["decompose", "decompose", "answer"]
+    b = tree.nodes.get(question="B?")
+    assert b.resolution == Resolution.DECOMPOSED
+    assert [kid.question for kid in b.children.order_by("position")] == ["B one?", "B two?"]
+
+
+def test_the_reason_shows_on_the_node_in_the_inspector(fake, make_tree, researcher):
+    from tests.helpers import signed_in
+
+    fake.decompositions = {"Root?": "1. A?\n2. B?"}
+    _copying(fake, "A?")
+    tree = make_tree()
+    a = tree.nodes.get(question="A?")
+    body = signed_in(researcher).get(f"/trees/{tree.pk}/?node={a.pk}").content.decode()
+    assert "too few new sub-questions after one resample" in body
+
+
+def test_a_new_tree_on_the_bundled_model_gets_none_of_the_examples_sub_questions(
+    researcher, monkeypatch
+):
+    """The bundled model, greedy and seeded (no fake backend): what a new user met in issue
+    24 — "What is photosynthesis?" under a seawall question — does not happen again."""
+    from amplification.parsing import words_key
+    from amplification.prompts import decompose_prompt
+    from amplification.services import tree_create
+    from tests.factories import ModelConfigFactory
+
+    monkeypatch.setattr("amplification.tasks.tree_expand_task.delay", lambda tree_id: None)
+    config = ModelConfigFactory(max_new_tokens=24, seed=0, timeout_s=1800)
+    tree = tree_create(
+        tree=Tree(question="Why should a town build a seawall?", decompose_config=config,
+                  answer_config=config, compose_config=config, max_depth=1, max_children=2,
+                  max_nodes=3),
+        created_by=researcher,
+    )  # fmt: skip
+    tree_expand(tree_id=tree.pk)
+    tree.refresh_from_db()
+    assert tree.status == TreeStatus.DONE
+    root = tree.nodes.get(parent=None)
+    prompts = [call["prompt"] for call in root.calls if call["step"] == "decompose"]
+    assert prompts and not any("photosynthesis" in prompt for prompt in prompts)
+    shown = {words_key(s) for s in decompose_prompt(tree, tree.question, attempt=1)
+             .example_subquestions}  # fmt: skip
+    shown |= {words_key("What is photosynthesis?"), words_key("Which part of the plant does it?")}
+    children = [child.question for child in root.children.all()]
+    assert not {words_key(child) for child in children} & shown, children
+    assert root.resolution == Resolution.DECOMPOSED or root.direct_reason, root.calls

@@ -5,6 +5,7 @@ import pytest
 
 from amplification.memo import TreeKey
 from amplification.models import MemoEntry, Resolution, TreeStatus
+from amplification.parsing import PROMPT_VERSION
 from amplification.schemas import MemoSource
 from amplification.selectors import tree_export
 from tests.factories import ModelConfigFactory
@@ -87,7 +88,7 @@ def test_a_hit_keeps_its_provenance_and_the_export_carries_it(fake, make_tree, r
     assert (source.configs_key, source.prompt_version, source.context_key) == (
         key.configs_key, key.prompt_version, key.context_key,
     )  # fmt: skip
-    assert source.prompt_version.startswith("1.")
+    assert source.prompt_version.startswith(f"{PROMPT_VERSION}.")
     # Removing the origin leaves the provenance in place.
     from amplification.services import node_remove
 

@@ -63,7 +63,16 @@ def _before_0003(config):
     return seawall, origin, twin, french, served, orphan, entry, gone
 
 
-def test_old_entries_are_keyed_or_invalidated_and_cross_context_hits_marked(config):
+@pytest.fixture
+def prompt_version_1(monkeypatch):
+    """The code as it was when 0004 ran: entries it filled carry PROMPT_VERSION 1, which a
+    later version no longer serves (tested below)."""
+    monkeypatch.setattr("amplification.memo.PROMPT_VERSION", MIGRATION.PROMPT_VERSION)
+
+
+def test_old_entries_are_keyed_or_invalidated_and_cross_context_hits_marked(
+    config, prompt_version_1
+):
     seawall, origin, twin, french, served, orphan, entry, gone = _before_0003(config)
     MIGRATION.fill_memo_keys(apps, None)
     for row in (origin, twin, served, orphan, entry, gone):
@@ -87,7 +96,7 @@ def test_old_entries_are_keyed_or_invalidated_and_cross_context_hits_marked(conf
     assert "origin was removed" in orphan.memo_invalid and orphan.memo_source is None
 
 
-def test_a_filled_entry_is_served_by_the_new_key_and_the_fill_reverses(config):
+def test_a_filled_entry_is_served_by_the_new_key_and_the_fill_reverses(config, prompt_version_1):
     from amplification.memo import memo_find
 
     seawall, origin, twin, french, served, orphan, entry, gone = _before_0003(config)
@@ -109,3 +118,15 @@ def test_a_filled_entry_is_served_by_the_new_key_and_the_fill_reverses(config):
     }
     assert not Node.objects.exclude(memo_invalid="").exists()
     assert not Node.objects.filter(memo_source__isnull=False).exists()
+
+
+def test_entries_filled_under_prompt_version_1_miss_once_the_prompts_change(config, monkeypatch):
+    from amplification.memo import memo_find
+    from amplification.parsing import PROMPT_VERSION
+
+    assert PROMPT_VERSION > MIGRATION.PROMPT_VERSION
+    seawall, *_ = _before_0003(config)
+    MIGRATION.fill_memo_keys(apps, None)
+    assert memo_find(TreeKey.of(seawall), SHARED) is None
+    monkeypatch.setattr("amplification.memo.PROMPT_VERSION", MIGRATION.PROMPT_VERSION)
+    assert memo_find(TreeKey.of(seawall), SHARED) is not None

@@ -37,3 +37,23 @@ def test_question_keys_ignore_case_spacing_and_trailing_punctuation():
 
 def test_prompts_fill_only_known_placeholders():
     assert prompt_render("{question} {other}", question="Q?") == "Q? {other}"
+
+
+def test_a_line_repeated_with_other_case_spacing_or_punctuation_is_kept_once():
+    raw = "1. What is A?\n2. what  is a\n3. What is, A?\n4. WHAT IS A!\n5. What is B?"
+    assert decomposition_parse(raw, parent_question="Root", limit=5) == ["What is A?", "What is B?"]
+
+
+def test_the_model_inventing_the_next_worked_example_is_cut_off():
+    raw = (
+        "1. How high do storm waves reach?\n2. What does a seawall cost?\n\n"
+        "Question: How do plants make food?\nSub-questions:\n1. What is photosynthesis?"
+    )
+    assert decomposition_parse(raw, parent_question="Root", limit=3) == [
+        "How high do storm waves reach?", "What does a seawall cost?",
+    ]  # fmt: skip
+    # An echo of the slot before any item is no reason to stop.
+    echoed = "Sub-questions:\n1. How high do storm waves reach?"
+    assert decomposition_parse(echoed, parent_question="Root", limit=3) == [
+        "How high do storm waves reach?"
+    ]

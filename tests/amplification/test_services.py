@@ -230,7 +230,7 @@ def test_nodes_go_to_a_rating_queue_once_and_ratings_filter_the_distillation_set
     path.write_text("".join(distillation_rows(tree_ids=[tree.pk], min_rating=4)))
     rows = datasets.load_dataset("json", data_files=str(path), split="train")
     assert rows.column_names == ["prompt", "completion", "context"]
-    assert sorted(rows["prompt"]) == ["B?", "Root?"]  # A? was rated 2 < 4
+    assert sorted(rows["completion"]) == ["answer to B?", "composed: Root?"]  # A? was rated 2 < 4
     unfiltered = list(distillation_rows(tree_ids=[tree.pk], min_rating=None))
     assert len(unfiltered) == 3
     with pytest.raises(ValidationError):
@@ -247,8 +247,10 @@ def test_distillation_rows_carry_the_context_and_an_imported_copy_adds_no_pairs(
     rows = [json.loads(line) for line in distillation_rows(tree_ids=None, min_rating=None)]
     assert len(rows) == 3
     a = next(row for row in rows if row["completion"] == "answer to A?")
-    assert a == {"prompt": f"Context:\n{context}\n\nA?", "completion": "answer to A?",
-                 "context": context}  # fmt: skip
+    # The prompt the answerer saw, context included.
+    assert a == {"prompt": tree.nodes.get(question="A?").calls[0]["prompt"],
+                 "completion": "answer to A?", "context": context}  # fmt: skip
+    assert a["prompt"].startswith(f"Context:\n{context}\n\n") and a["prompt"].endswith("A?")
     copy = tree_import(data=tree_export(tree), created_by=researcher)
     assert copy.status == TreeStatus.DONE
     again = list(distillation_rows(tree_ids=None, min_rating=None))
@@ -260,9 +262,9 @@ def test_distillation_rows_carry_the_context_and_an_imported_copy_adds_no_pairs(
     Node.objects.filter(tree=copy, question="A?").update(memo_invalid="another context.")
     Node.objects.filter(tree=tree, question="A?").update(memo_invalid="another context.")
     rows = list(distillation_rows(tree_ids=None, min_rating=None))
-    prompts = [json.loads(row)["prompt"] for row in rows]
-    assert len(rows) == 5 and f"Context:\n{context}\n\nA?" not in prompts
-    assert "Context:\nAnother passage.\n\nA?" in prompts
+    found = {(json.loads(row)["context"], json.loads(row)["completion"]) for row in rows}
+    assert len(rows) == 5 and (context, "answer to A?") not in found
+    assert ("Another passage.", "answer to A?") in found
 
 
 def test_rating_items_carry_the_context_and_leaves_are_judged_against_it(fake, make_tree):

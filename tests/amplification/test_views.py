@@ -139,7 +139,9 @@ def test_distillation_download_and_its_bad_input(fake, make_tree, researcher):
     client = signed_in(researcher)
     response = client.get("/trees/distillation.jsonl")
     lines = b"".join(response.streaming_content).decode().splitlines()
-    assert [json.loads(line)["prompt"] for line in lines] == ["Root?", "A?"]
+    assert [json.loads(line)["prompt"].rsplit("Question: ", 1)[1] for line in lines] == [
+        "Root?", "A?",
+    ]  # fmt: skip
     assert client.get("/trees/distillation.jsonl?min_rating=9").status_code == 400
 
 
@@ -287,3 +289,39 @@ def test_an_imported_tree_is_marked_and_a_second_import_is_refused(fake, make_tr
     page = client.get(f"/trees/{copy.pk}/", follow=True).content.decode()
     assert "copy 2 of the same tree" in page and f'href="/trees/{first.pk}/"' in page
     assert f"Imported tree {copy.pk} (copy 2 of this tree)." in page
+
+
+def test_the_distillation_form_previews_the_count_and_first_rows_escaped(
+    fake, make_tree, researcher, annotator
+):
+    fake.decompositions = {"Root?": f"1. {XSS} why?\n2. B?"}
+    tree = make_tree(max_depth=1)
+    other = make_tree("Other?", max_depth=1)
+    client = signed_in(researcher)
+    listing = client.get("/trees/").content.decode()
+    assert 'hx-get="/trees/distillation/preview/"' in listing
+    fragment = client.get("/trees/distillation/preview/", headers={"HX-Request": "true"})
+    body = fragment.content.decode()
+    assert fragment.status_code == 200 and "<html" not in body
+    assert "<strong>4</strong> rows will be downloaded; the first 3:" in body
+    assert "&lt;script&gt;" in body and XSS not in body
+    # The tree filter narrows both the preview and the download alike.
+    only = {"trees": [other.pk]}
+    body = client.get("/trees/distillation/preview/", only, headers={"HX-Request": "true"})
+    assert "<strong>1</strong> row will be downloaded" in body.content.decode()
+    lines = b"".join(client.get("/trees/distillation.jsonl", only).streaming_content).splitlines()
+    assert [json.loads(line)["completion"] for line in lines] == ["answer to Other?"]
+    person = client.get("/trees/distillation/preview/", {"mode": "person"},
+                        headers={"HX-Request": "true"}).content.decode()  # fmt: skip
+    assert "<strong>0</strong> rows will be downloaded." in person
+    # Without JavaScript, the Preview button's page is the list with the preview in it.
+    page = client.get("/trees/distillation/preview/", {"trees": [tree.pk]}).content.decode()
+    assert "<html" in page and "<strong>3</strong> rows will be downloaded" in page
+    # Bad input: the form's error, nothing counted; the download refuses it too.
+    bad = client.get("/trees/distillation/preview/", {"trees": ["x"], "mode": "nobody"},
+                     headers={"HX-Request": "true"})  # fmt: skip
+    assert bad.status_code == 400 and "rows will be downloaded" not in bad.content.decode()
+    assert client.get("/trees/distillation.jsonl", {"mode": "nobody"}).status_code == 400
+    # Researchers only; and only GET.
+    assert signed_in(annotator).get("/trees/distillation/preview/").status_code in (302, 403)
+    assert client.post("/trees/distillation/preview/").status_code == 405
