@@ -228,14 +228,26 @@ class BatchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question_filter: Name = ""
-    protocol: Literal["debate", "consultancy"] = "debate"
+    protocol: Literal["debate", "consultancy", "market"] = "debate"
     turn_order: Literal["simultaneous", "sequential"] = "simultaneous"
     rounds: int = Field(default=1, ge=1, le=10)
     speech_char_limit: int = Field(default=750, ge=50, le=10_000)
     quote_char_limit: int = Field(default=250, ge=0, le=10_000)
     max_new_tokens: int = Field(default=64, ge=1, le=4096)
-    debater_a_config_id: DbId
+    # Debate and consultancy: the debaters; market: debater A is Adv. A tournament names its
+    # debaters in tournament_config_ids instead.
+    debater_a_config_id: DbId | None = None
     debater_b_config_id: DbId | None = None
     count: int = Field(ge=1, le=1000)
     human_queue_id: DbId | None = None
     judge_max_new_tokens: int = Field(default=16, ge=1, le=1024)
+    # Cross-play tournament (Khan et al. 2024): every ordered pair of these configs (self-play
+    # included) debates each of the `count` questions, the first config of the pair arguing
+    # the correct answer; None: not a tournament.
+    tournament_config_ids: list[DbId] | None = Field(default=None, min_length=2, max_length=6)
+    # Market (Hubinger 2020): M, the stopping rule, and Adv's candidates per step (`rounds` is
+    # the step limit).
+    market_predictor_config_id: DbId | None = None
+    market_epsilon: float = Field(default=0.05, gt=0, lt=0.5)
+    market_patience: int = Field(default=2, ge=1, le=10)
+    market_candidates: int = Field(default=4, ge=1, le=16)
