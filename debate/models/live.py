@@ -57,7 +57,7 @@ class FinalProbabilities:
 class Protocol(models.TextChoices):
     DEBATE = "debate", "Debate (two debaters)"
     CONSULTANCY = "consultancy", "Consultancy (one consultant)"
-    MARKET = "market", "Market (M predicts the judge, Adv moves M)"
+    MARKET = "market", "Market making (one arguer, M predicts the judge)"
 
 
 class TurnOrder(models.TextChoices):
