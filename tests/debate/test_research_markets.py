@@ -1,5 +1,6 @@
 """Markets in a batch, on fake backends (the real bundled model runs in test_research_worker…)."""
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -149,3 +150,37 @@ def test_a_market_stops_once_m_has_not_moved_more_than_epsilon_for_k_steps(
     )
     assert sides == ["b", "a"]
     assert batch.steps_done == batch.steps_total == 4 + 1
+
+
+def test_the_analytics_page_shows_the_market_row_and_its_metrics(
+    researcher, fake_market, client, django_capture_on_commit_callbacks
+):
+    from django.urls import reverse
+
+    from debate.research.analytics import Filters, analytics_compute
+
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=3)
+    batch_run(batch_id=batch.pk)
+    stats = analytics_compute(Filters())
+    assert [g.name for g in stats.groups] == ["AI market"]
+    market = stats.market
+    assert market is not None and market.markets == 3 and market.questions == 3
+    # p₀ = 0.5 on every market: never more than 50 % on the correct answer.
+    assert (market.initial_accuracy.k, market.initial_accuracy.n) == (0, 3)
+    assert market.initial_brier == pytest.approx(0.25)
+    assert [s.step for s in market.by_step] == [0, 1, 2, 3, 4]
+    # The judge says 70 % A: M's cross-entropy falls as its P(A) climbs 0.5 → 0.9 toward it.
+    entropies = [s.cross_entropy.mean for s in market.by_step]
+    assert entropies[0] == pytest.approx(-(0.7 * math.log(0.5) + 0.3 * math.log(0.5)))
+    assert entropies[1] < entropies[0]
+    assert all(s.move.mean == pytest.approx(0.1) for s in market.by_step[1:])
+    assert market.steps_to_stop.mean == 4 and market.converged.k == 0
+    assert [r.name for r in market.same_questions] == [
+        "Market: M's first guess p₀ (the deployed answer)",
+        "Market making: the judge's final answer",
+    ]
+    client.force_login(researcher)
+    page = client.get(reverse("debate:analytics")).content.decode()
+    assert 'id="market-protocols"' in page and "AI market" in page
+    assert "logprobs (3)" in page
