@@ -168,6 +168,44 @@ class RecordSetting(Record):
     is_debate: bool
 
 
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class RecordMarketCandidate(Record):
+    """One of Adv's candidate arguments at a step and M's P(A) after reading it."""
+
+    index: int = Field(ge=0, le=15)
+    argued_side: Literal["a", "b"]
+    text: Text
+    predicted_p_a: Unit
+    option_mass: Unit | None = None
+    kept: bool
+
+
+class RecordMarketStep(Record):
+    """Step `step`: M's P(A) before and after the kept argument (speech round `step`)."""
+
+    step: int = Field(ge=1, le=1000)
+    p_before: Unit
+    p_after: Unit
+    method: Literal["logprobs", "votes"]
+    candidates: list[RecordMarketCandidate] = Field(default_factory=list, max_length=16)
+
+
+class RecordMarket(Record):
+    """A market's setting, M's p_0 and every step (Hubinger 2020). The extension of the
+    schema for `protocol = market`: its kept arguments are the record's speeches (side "a")."""
+
+    predictor: Name = Field(min_length=1)  # M's model config
+    epsilon: float = Field(gt=0, lt=0.5)
+    patience: int = Field(ge=1, le=10)
+    candidates: int = Field(ge=1, le=16)
+    p_0: Unit | None = None
+    p_0_method: Literal["logprobs", "votes", ""] = ""
+    stop_reason: Literal["converged", "step_limit", ""] = ""
+    steps: list[RecordMarketStep] = Field(default_factory=list, max_length=1000)
+
+
 class DebateRecord(Record):
     format: Literal["arbiter-debate/1"] = "arbiter-debate/1"
     name: Name = Field(min_length=1)
@@ -196,6 +234,8 @@ class DebateRecord(Record):
     verdicts: list[RecordVerdict] = Field(default_factory=list, max_length=1000)
     # NYU rooms: the published rules and offline judgments, kept as they were.
     extras: RoomExtras = Field(default_factory=RoomExtras)
+    # Markets only (`setting.is_debate` false, no consultant): M's predictions and every step.
+    market: RecordMarket | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DebateRecord:
@@ -204,7 +244,9 @@ class DebateRecord(Record):
             debaters <= set(self.roles) or debaters <= set(self.models)
         ):
             raise ValueError("a consultancy has one debater, not two (roles or models)")
-        if not self.setting.is_debate and self.consultant is None:
+        if self.market is not None and (self.setting.is_debate or self.consultant):
+            raise ValueError("a market is neither a debate nor a consultancy (no consultant)")
+        if not self.setting.is_debate and self.consultant is None and self.market is None:
             raise ValueError("a consultancy names its consultant ('a' or 'b')")
         if self.has_transcript:
             answers_check(self.answers)

@@ -30,9 +30,12 @@ class Market(models.Model):
     """A market's setting and outcome. Adv is the debate's debater A model; M is `predictor`."""
 
     debate = models.OneToOneField(Debate, on_delete=models.CASCADE, related_name="market")
+    # Null only for an imported market whose M is not a config here; its name stays.
     predictor_config = models.ForeignKey(
-        ModelConfig, on_delete=models.PROTECT, related_name="+", verbose_name="M (predictor)"
-    )
+        ModelConfig, on_delete=models.PROTECT, related_name="+", null=True,
+        verbose_name="M (predictor)",
+    )  # fmt: skip
+    predictor_name = models.CharField(max_length=200)
     epsilon = models.FloatField(help_text="stop when |Δp| < ε for `patience` steps in a row")
     patience = models.PositiveSmallIntegerField(
         default=2, validators=[MinValueValidator(1), MaxValueValidator(10)]

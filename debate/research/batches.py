@@ -158,6 +158,7 @@ def batch_create(
             Market.objects.bulk_create(
                 Market(
                     debate=debate, predictor_config=configs[spec.market_predictor_config_id],
+                    predictor_name=configs[spec.market_predictor_config_id].name,
                     epsilon=spec.market_epsilon, patience=spec.market_patience,
                     candidates=spec.market_candidates,
                 )

@@ -97,10 +97,11 @@ def adversary_messages(debate: Debate, side: str, step: int) -> list[ChatMessage
 Prediction = tuple[float | None, str, float | None]  # P(A) or None, method, option mass
 
 
-def _predict(config: ModelConfig, chats: list[list[ChatMessage]]) -> list[Prediction]:
+def _predict(config: ModelConfig | None, chats: list[list[ChatMessage]]) -> list[Prediction]:
     """(P(A) or None, method, option mass) per chat, from M in batched calls."""
     from llm.generation import choose
 
+    assert config is not None  # a batch's markets always have M (only imports lack it)
     results: list[Prediction] = []
     for start in range(0, len(chats), MARKET_BATCH_ROWS):
         for choice in choose(config, chats[start : start + MARKET_BATCH_ROWS], list(OPTIONS)):
@@ -163,7 +164,7 @@ def _stop_reason(market: Market, spec: BatchSpec) -> str:
 
 
 def _initial_predictions(markets: list[Market]) -> None:
-    by_config: dict[int, list[Market]] = defaultdict(list)
+    by_config: dict[int | None, list[Market]] = defaultdict(list)
     for market in markets:
         by_config[market.predictor_config_id].append(market)
     for group in by_config.values():
@@ -184,7 +185,7 @@ def _candidate_side(index: int, step: int) -> str:
 def _markets_step(markets: list[Market], step: int, spec: BatchSpec) -> None:
     texts = _candidates(markets, step, spec)
     rows: list[tuple[Market, int]] = [(m, i) for m in markets for i in range(m.candidates)]
-    by_config: dict[int, list[int]] = defaultdict(list)
+    by_config: dict[int | None, list[int]] = defaultdict(list)
     for row, (market, _) in enumerate(rows):
         by_config[market.predictor_config_id].append(row)
     predictions: dict[int, Prediction] = {}

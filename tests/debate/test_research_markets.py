@@ -184,3 +184,35 @@ def test_the_analytics_page_shows_the_market_row_and_its_metrics(
     page = client.get(reverse("debate:analytics")).content.decode()
     assert 'id="market-protocols"' in page and "AI market" in page
     assert "logprobs (3)" in page
+
+
+def test_a_market_exports_in_the_debate_schema_with_its_steps_and_imports_back_the_same(
+    researcher, fake_market, django_capture_on_commit_callbacks
+):
+    import json
+
+    from debate.models import Debate
+    from debate.records import DebateRecord
+    from debate.research.records import debates_export_lines, records_upsert
+
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=1, rounds=2)
+    batch_run(batch_id=batch.pk)
+    [line] = list(debates_export_lines(Debate.objects.all()))
+    record = json.loads(line)
+    market = record["market"]
+    assert record["setting"] == {"is_human": False, "is_debate": False}
+    assert record["consultant"] is None and record["roles"]["Debater A"] == "adv"
+    assert (
+        market["predictor"] == "m" and market["p_0"] == 0.5 and market["p_0_method"] == "logprobs"
+    )
+    assert [s["step"] for s in market["steps"]] == [1, 2]
+    for step, speech in zip(market["steps"], record["speeches"], strict=True):
+        assert len(step["candidates"]) == 4
+        assert [c["text"] for c in step["candidates"] if c["kept"]] == [speech["text"]]
+
+    Debate.objects.all().delete()
+    records_upsert([DebateRecord.model_validate_json(line)])
+    [again] = list(debates_export_lines(Debate.objects.all()))
+    assert again == line
+    assert Debate.objects.get().protocol == "market"

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 
 import llm.generation
 from debate.models import Debate, DebateBatch, Verdict, VerdictKind
@@ -83,7 +84,7 @@ def judged_by_strength(monkeypatch):
 
 
 def test_a_tournament_debates_every_ordered_pair_on_every_question_and_rates_them(
-    researcher, judged_by_strength, django_capture_on_commit_callbacks
+    researcher, judged_by_strength, django_capture_on_commit_callbacks, client
 ):
     bank = QuestionBankFactory()
     BankQuestionFactory.create_batch(4, bank=bank)
@@ -119,6 +120,13 @@ def test_a_tournament_debates_every_ordered_pair_on_every_question_and_rates_the
         assert entry.low is not None and entry.low <= entry.rating <= entry.high
         # Self-play: a 50 % verdict counts as wrong; n is the config's 4 self-play debates.
         assert (entry.self_play.k, entry.self_play.n) == (0, 4)
+    assert result.trend is not None and result.trend.slope == pytest.approx(0, abs=1e-9)
+
+    # The batch page: the ratings table and Khan et al.'s plot, one point per config.
+    client.force_login(researcher)
+    page = client.get(reverse("debate:batch", args=[batch.pk])).content.decode()
+    assert page.count('class="config-point"') == 3 and 'class="trend"' in page
+    assert 'data-config="strong one"' in page and "bootstrap" in page
 
 
 def test_bad_tournaments_and_markets_are_refused_and_create_nothing(researcher):
