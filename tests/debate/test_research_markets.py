@@ -180,6 +180,12 @@ def test_the_analytics_page_shows_the_market_row_and_its_metrics(
         "Market: M's first guess p₀ (the deployed answer)",
         "Market making: the judge's final answer",
     ]
+    from tests.helpers import Api
+
+    body = Api(researcher).get("/debates/analytics/?protocol=market").json()
+    assert body["market"]["markets"] == 3 and body["market"]["initial_accuracy"]["n"] == 3
+    assert [s["step"] for s in body["market"]["by_step"]] == [0, 1, 2, 3, 4]
+    assert body["market"]["probability_methods"] == {"logprobs": 3}
     client.force_login(researcher)
     page = client.get(reverse("debate:analytics")).content.decode()
     assert 'id="market-protocols"' in page and "AI market" in page

@@ -13,6 +13,7 @@ from debate.research.tournaments import Game, soft_bradley_terry, tournament_com
 from llm.backends.base import Completion, Usage
 from tests.debate.research_factories import BankQuestionFactory, QuestionBankFactory
 from tests.factories import ModelConfigFactory
+from tests.helpers import Api
 
 pytestmark = pytest.mark.django_db
 
@@ -127,6 +128,45 @@ def test_a_tournament_debates_every_ordered_pair_on_every_question_and_rates_the
     page = client.get(reverse("debate:batch", args=[batch.pk])).content.decode()
     assert page.count('class="config-point"') == 3 and 'class="trend"' in page
     assert 'data-config="strong one"' in page and "bootstrap" in page
+
+    # The API: the same figures, and a batch that is not a tournament is a 404.
+    api = Api(researcher)
+    body = api.get(f"/debates/batches/{batch.pk}/tournament").json()
+    assert [e["name"] for e in body["entries"]] == ["strong one", "weak one", "mid"]
+    assert body["entries"][0]["rating"] == pytest.approx(by_name["strong one"].rating)
+    assert body["entries"][0]["self_play_accuracy"]["n"] == 4 and body["debates"] == 36
+    assert api.get("/debates/batches/999999/tournament").status_code == 404
+
+
+def test_a_tournament_and_bad_specs_through_the_api(researcher, django_capture_on_commit_callbacks):
+    bank = QuestionBankFactory()
+    BankQuestionFactory.create_batch(2, bank=bank)
+    a, b, judge = ModelConfigFactory(), ModelConfigFactory(), ModelConfigFactory()
+    api = Api(researcher)
+
+    def post(**spec):
+        body = {"name": "t", "bank_id": bank.pk, "llm_judge_config_id": judge.pk,
+                "spec": {"count": 2, **spec}}  # fmt: skip
+        with django_capture_on_commit_callbacks(execute=False):
+            return api.post("/debates/batches/", body)
+
+    for spec, status, message in [
+        ({"tournament_config_ids": [a.pk]}, 422, "at least 2"),
+        ({"tournament_config_ids": [a.pk, a.pk]}, 400, "each debater config once"),
+        ({"protocol": "market", "debater_a_config_id": a.pk}, 400, "A market needs M"),
+        ({"protocol": "market", "debater_a_config_id": a.pk, "market_predictor_config_id": b.pk,
+          "market_epsilon": 0.7}, 422, "less than 0.5"),
+        ({"protocol": "market", "debater_a_config_id": a.pk, "market_predictor_config_id": b.pk,
+          "market_candidates": 17}, 422, "less than or equal to 16"),
+    ]:  # fmt: skip
+        response = post(**spec)
+        assert response.status_code == status, (spec, response.content)
+        assert message in response.content.decode(), response.content
+    assert not DebateBatch.objects.exists()
+    response = post(tournament_config_ids=[a.pk, b.pk])
+    assert response.status_code == 201
+    assert len(response.json()["debate_ids"]) == 2 * 4
+    assert api.get(f"/debates/batches/{response.json()['id']}/tournament").status_code == 200
 
 
 def test_bad_tournaments_and_markets_are_refused_and_create_nothing(researcher):
