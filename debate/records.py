@@ -282,6 +282,9 @@ class BatchSpec(BaseModel):
     debater_b_config_id: DbId | None = None
     count: int = Field(ge=1, le=1000)
     human_queue_id: DbId | None = None
+    # A person (annotator) who judges every debate of the batch on the judging page once it
+    # is spoken: the final probabilities and a rationale, as a live debate's last turn.
+    human_judge_id: DbId | None = None
     judge_max_new_tokens: int = Field(default=16, ge=1, le=1024)
     # Cross-play tournament (Khan et al. 2024): every ordered pair of these configs (self-play
     # included) debates each of the `count` questions, the first config of the pair arguing

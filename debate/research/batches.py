@@ -22,11 +22,12 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from annotations.kinds import QueueKind
 from annotations.models import Queue
+from core.roles import Role, user_has_role
 from debate.generation import (
     GENERATION_BATCH,
     debate_transcript,
@@ -101,8 +102,10 @@ def batch_create(
     A tournament makes one debate per question and ordered pair of its configs; a market one
     debate (and its Market row) per question. ValidationError, and nothing created, for a
     spec that cannot run."""
-    if llm_judge_config is None and spec.human_queue_id is None:
-        raise ValidationError("Choose at least one judge: an LLM judge or a human queue.")
+    if llm_judge_config is None and spec.human_queue_id is None and spec.human_judge_id is None:
+        raise ValidationError(
+            "Choose at least one judge: an LLM judge, a human queue or a human judge."
+        )
     batch_spec_check(spec)
     questions = list(
         bank.questions.filter(question__icontains=spec.question_filter).order_by("line")[
@@ -125,6 +128,10 @@ def batch_create(
         if kind != QueueKind.DEBATE_JUDGMENT:
             # Its items would be refused only after every debate was generated.
             raise ValidationError(HUMAN_QUEUE_KIND_ERROR)
+    if spec.human_judge_id:
+        person = User.objects.filter(pk=spec.human_judge_id, is_active=True).first()
+        if person is None or not user_has_role(person, Role.ANNOTATOR):
+            raise ValidationError("No such annotator to judge the batch's debates.")
     if judge_prompt:
         judge_prompt_check(judge_prompt)
     if spec.tournament_config_ids:
@@ -279,6 +286,13 @@ def batch_run(*, batch_id: int) -> None:
         if spec.human_queue_id:
             queue = Queue.objects.get(pk=spec.human_queue_id)
             debates_to_queue(queue=queue, debates=debates)
+        if spec.human_judge_id:
+            # The judging page's last turn: the rounds held are all the rounds there are
+            # (a market that converged early held fewer than its step limit).
+            debates.update(
+                judge_id=spec.human_judge_id, status=DebateStatus.AWAITING_JUDGE,
+                max_rounds=Greatest(F("current_round"), 1), judge_started_at=timezone.now(),
+            )  # fmt: skip
     except BatchSuperseded:
         logger.warning("batch %s: attempt %s was superseded; stopping", batch_id, batch.attempt)
         return

@@ -4,11 +4,13 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
 
 from annotations.kinds import QueueKind
 from annotations.models import Queue
+from core.roles import Role
 from debate.models import DebateBatch, Protocol, QuestionBank, Source, TurnOrder, VerdictKind
 from debate.records import BatchSpec
 from debate.research.analytics import GROUPINGS, Filters
@@ -95,6 +97,9 @@ class QuestionFilterForm(forms.Form):
     q = forms.CharField(label="Question contains", max_length=200, required=False)
 
 
+MARKET_FIELDS = ("market_candidates", "market_epsilon", "market_patience")
+
+
 class BatchForm(forms.Form):
     name = forms.CharField(max_length=200)
     bank = forms.ModelChoiceField(QuestionBank.objects.all(), label="Question bank")
@@ -128,13 +133,25 @@ class BatchForm(forms.Form):
         help_text="market only: predicts the judge's final answer before and after each argument",
     )  # fmt: skip
     market_candidates = forms.IntegerField(
-        min_value=1, max_value=16, initial=4, label="Market: Adv's candidates a step (n)"
+        min_value=1,
+        max_value=16,
+        initial=4,
+        required=False,
+        label="Market: Adv's candidates a step (n)",
     )
     market_epsilon = forms.FloatField(
-        min_value=0.001, max_value=0.499, initial=0.05, label="Market: ε (stop when |Δp| < ε)"
+        min_value=0.001,
+        max_value=0.499,
+        initial=0.05,
+        required=False,
+        label="Market: ε (stop when |Δp| < ε)",
     )
     market_patience = forms.IntegerField(
-        min_value=1, max_value=10, initial=2, label="Market: for k steps in a row"
+        min_value=1,
+        max_value=10,
+        initial=2,
+        required=False,
+        label="Market: for k steps in a row",
     )
     llm_judge_config = forms.ModelChoiceField(
         ModelConfig.objects.all(), required=False, label="LLM judge model"
@@ -147,6 +164,11 @@ class BatchForm(forms.Form):
     judge_max_new_tokens = forms.IntegerField(
         min_value=1, max_value=1024, initial=32, label="Judge reply tokens (at most)"
     )
+    human_judge = forms.ModelChoiceField(
+        User.objects.filter(is_active=True, groups__name=Role.ANNOTATOR).distinct()
+        .order_by("username"),
+        required=False, label="Human judge: judges every debate on the judging page",
+    )  # fmt: skip
     human_queue = forms.ModelChoiceField(
         Queue.objects.filter(kind=QueueKind.DEBATE_JUDGMENT), required=False,
         label="Human judges: debate-judgment queue",
@@ -166,10 +188,11 @@ class BatchForm(forms.Form):
             human_queue_id=data["human_queue"].pk if data["human_queue"] else None,
             judge_max_new_tokens=data["judge_max_new_tokens"],
             tournament_config_ids=[c.pk for c in data["tournament_configs"]] or None,
+            human_judge_id=data["human_judge"].pk if data["human_judge"] else None,
             market_predictor_config_id=data["market_predictor_config"].pk
             if data["market_predictor_config"] else None,
-            market_candidates=data["market_candidates"], market_epsilon=data["market_epsilon"],
-            market_patience=data["market_patience"],
+            # Left empty: the spec's defaults.
+            **{name: data[name] for name in MARKET_FIELDS if data.get(name) is not None},
         )  # fmt: skip
 
     def clean_tournament_configs(self) -> Any:

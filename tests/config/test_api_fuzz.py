@@ -139,6 +139,11 @@ RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
             message=r"No such queue\.",
         ),
         Rule(
+            why="data: `spec.human_judge_id` names an active annotator",
+            field=r"",
+            message=r"No such annotator to judge",
+        ),
+        Rule(
             why="cross-field: a batch that is not a tournament names `spec.debater_a_config_id`",
             field=r"",
             message=r"Choose the model config of",
