@@ -4,12 +4,18 @@ process may): the transformers backend (torch) is loaded lazily by the per-proce
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from django.conf import settings
 
 from core.streams import TextStreamPublisher
-from llm.backends.base import Backend, ChatMessage, ModelUnavailableError, StreamChunk
+from llm.backends.base import (
+    Backend,
+    ChatMessage,
+    ModelUnavailableError,
+    OptionChoice,
+    StreamChunk,
+)
 from llm.backends.bundled import resolve_model_path
 from llm.backends.cache import process_model_cache
 from llm.backends.openai_backend import OpenAIBackend
@@ -33,6 +39,14 @@ def backend_for(config: ModelConfig) -> Backend:
     )
     cache = process_model_cache(max_models=settings.LLM_MODEL_CACHE_SIZE, dtype=settings.LLM_DTYPE)
     return cache.get(path, config_name=config.name)
+
+
+def choose(
+    config: ModelConfig, chats: Sequence[Sequence[ChatMessage]], options: Sequence[str]
+) -> list[OptionChoice]:
+    """Each chat's probability of answering with each option, under `config`: from
+    log-probabilities (transformers always; servers that give them) or sampled votes."""
+    return backend_for(config).choose_batch(chats, options, params=config.generation_params())
 
 
 def chat_messages(config: ModelConfig, user_text: str) -> list[ChatMessage]:

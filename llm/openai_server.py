@@ -6,7 +6,10 @@ command wraps `serve`. Implements the subset Arbiter uses:
 
 - `POST /v1/chat/completions`: `stream: true` answers server-sent `chat.completion.chunk`
   events ending in `data: [DONE]` (plus a usage chunk with `stream_options.include_usage`);
-  `stream: false` answers one `chat.completion` object.
+  `stream: false` answers one `chat.completion` object. `logprobs` with `top_logprobs`
+  is served for non-streamed one-token replies (what option scoring asks for) when the
+  backend can rank next tokens; otherwise it is refused with 400, as servers without
+  logprobs do.
 - `GET /v1/models`: the one model served.
 - Bad JSON or parameters: 400 with `{"error": {"message": ...}}`, like OpenAI.
 """
@@ -21,7 +24,7 @@ import uuid
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from llm.backends.base import (
     Backend,
@@ -51,6 +54,26 @@ class BadRequest(ValueError):
         self.param = param
 
 
+# OpenAI's cap on alternatives per token.
+_MAX_TOP_LOGPROBS = 20
+
+
+@runtime_checkable
+class RanksNextTokens(Protocol):
+    """A backend that can list a chat's most likely next tokens (the transformers one)."""
+
+    def first_token_top(self, messages: Any, *, k: int) -> list[tuple[str, float]]: ...
+
+
+class ChatRequest(NamedTuple):
+    messages: list[Any]
+    params: GenerationParams
+    stream: bool
+    include_usage: bool
+    # None: no logprobs asked for; else how many alternatives (0..20) beside the chosen token.
+    top_logprobs: int | None
+
+
 class OpenAIServer(ThreadingHTTPServer):
     daemon_threads = True
     # Connections are short-lived; rebinding a just-freed test port must not fail.
@@ -63,9 +86,11 @@ class OpenAIServer(ThreadingHTTPServer):
         backend: Backend,
         model_name: str,
         timeout_s: float = _DEFAULTS.timeout_s,
+        logprobs: bool = True,
     ) -> None:
         super().__init__(address, _Handler)
         self.backend = backend
+        self.logprobs = logprobs and isinstance(backend, RanksNextTokens)
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.created = int(time.time())
@@ -103,9 +128,14 @@ def make_server(
     host: str = "127.0.0.1",
     port: int = 0,
     timeout_s: float = _DEFAULTS.timeout_s,
+    logprobs: bool = True,
 ) -> OpenAIServer:
-    """Bind (port 0 picks a free one) without serving yet."""
-    return OpenAIServer((host, port), backend=backend, model_name=model_name, timeout_s=timeout_s)
+    """Bind (port 0 picks a free one) without serving yet. `logprobs=False` refuses
+    logprobs requests, as some inference servers do."""
+    return OpenAIServer(
+        (host, port), backend=backend, model_name=model_name, timeout_s=timeout_s,
+        logprobs=logprobs,
+    )  # fmt: skip
 
 
 def serve(
@@ -135,16 +165,18 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     timeout_s: float = _DEFAULTS.timeout_s,
+    logprobs: bool = True,
 ) -> OpenAIServer:
     """Start serving on a daemon thread; call `.stop()` when done. For tests and embedding."""
-    server = make_server(backend, model_name=model_name, host=host, port=port, timeout_s=timeout_s)
+    server = make_server(
+        backend, model_name=model_name, host=host, port=port, timeout_s=timeout_s,
+        logprobs=logprobs,
+    )  # fmt: skip
     return server.start_in_thread()
 
 
-def parse_chat_request(
-    body: bytes, *, model_name: str, timeout_s: float
-) -> tuple[list[Any], GenerationParams, bool, bool]:
-    """Validate a chat-completions body: (messages, params, stream, include_usage).
+def parse_chat_request(body: bytes, *, model_name: str, timeout_s: float) -> ChatRequest:
+    """Validate a chat-completions body.
 
     Raises BadRequest with an OpenAI-style message naming the offending parameter.
     """
@@ -207,7 +239,26 @@ def parse_chat_request(
     except ValueError as exc:
         # Speak the API's name for the field, not ours.
         raise BadRequest(str(exc).replace("max_new_tokens", "max_tokens")) from exc
-    return messages, params, stream, include_usage
+    return ChatRequest(messages, params, stream, include_usage, _top_logprobs(data))
+
+
+def _top_logprobs(data: dict[str, Any]) -> int | None:
+    logprobs = data.get("logprobs", False)
+    if not isinstance(logprobs, bool):
+        raise BadRequest("'logprobs' must be a boolean", param="logprobs")
+    top = data.get("top_logprobs")
+    if top is not None and (
+        not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= _MAX_TOP_LOGPROBS
+    ):
+        raise BadRequest(
+            f"'top_logprobs' must be an integer from 0 to {_MAX_TOP_LOGPROBS}",
+            param="top_logprobs",
+        )
+    if not logprobs:
+        if top:
+            raise BadRequest("'top_logprobs' needs 'logprobs': true", param="top_logprobs")
+        return None
+    return top or 0
 
 
 def _or_default(data: dict[str, Any], key: str, default: Any) -> Any:
@@ -256,17 +307,32 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             body = self._read_body()
-            messages, params, stream, include_usage = parse_chat_request(
+            request = parse_chat_request(
                 body, model_name=self.server.model_name, timeout_s=self.server.timeout_s
             )
+            if request.top_logprobs is not None:
+                self._check_logprobs(request)
         except BadRequest as exc:
             self._send_error(exc.status, str(exc), param=exc.param)
             return
         with self.server.generation_lock:
-            if stream:
-                self._stream_completion(messages, params, include_usage=include_usage)
+            if request.top_logprobs is not None:
+                self._first_token_completion(request.messages, request.top_logprobs)
+            elif request.stream:
+                self._stream_completion(
+                    request.messages, request.params, include_usage=request.include_usage
+                )
             else:
-                self._whole_completion(messages, params)
+                self._whole_completion(request.messages, request.params)
+
+    def _check_logprobs(self, request: ChatRequest) -> None:
+        if not self.server.logprobs:
+            raise BadRequest("this server does not give logprobs", param="logprobs")
+        if request.stream or request.params.max_new_tokens != 1:
+            raise BadRequest(
+                "this server gives logprobs only for a non-streamed reply of max_tokens 1",
+                param="logprobs",
+            )
 
     def _route(self) -> str:
         return self.path.split("?", 1)[0].rstrip("/")
@@ -287,6 +353,47 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length)
 
     # -- completions ---------------------------------------------------------------------
+
+    def _first_token_completion(self, messages: list[Any], top_logprobs: int) -> None:
+        """The greedy first token with its logprob and the `top_logprobs` alternatives."""
+        backend = self.server.backend
+        assert isinstance(backend, RanksNextTokens)  # _check_logprobs let only these through
+        start = time.perf_counter()
+        try:
+            ranked = backend.first_token_top(messages, k=max(top_logprobs, 1))
+        except GenerationError as exc:
+            self._send_error(_status_for(exc), exc.message, kind=type(exc).__name__)
+            return
+        token, logprob = ranked[0]
+        alternatives = [{"token": t, "logprob": lp} for t, lp in ranked[:top_logprobs]]
+        usage = Usage(
+            prompt_tokens=0,
+            completion_tokens=1,
+            time_to_first_token_s=None,
+            total_s=time.perf_counter() - start,
+        )
+        self._send_json(
+            HTTPStatus.OK,
+            {
+                "id": _completion_id(),
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": self.server.model_name,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": token},
+                        "logprobs": {
+                            "content": [
+                                {"token": token, "logprob": logprob, "top_logprobs": alternatives}
+                            ]
+                        },
+                        "finish_reason": "length",
+                    }
+                ],
+                "usage": _usage_json(usage),
+            },
+        )
 
     def _whole_completion(self, messages: list[Any], params: GenerationParams) -> None:
         parts: list[str] = []

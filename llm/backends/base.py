@@ -7,6 +7,7 @@ params, catch errors) and must never pay for, or risk, loading a model.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, TypedDict
@@ -118,6 +119,71 @@ class Completion:
     finish_reason: FinishReason
 
 
+ProbabilityMethod = Literal["logprobs", "votes"]
+
+# Replies sampled per chat when a server gives no log-probabilities (the votes fallback).
+CHOICE_VOTES = 8
+
+
+@dataclass(frozen=True, slots=True)
+class OptionChoice:
+    """How likely a model is to answer with each of a fixed set of options (e.g. "A", "B").
+
+    `probabilities` has one entry per option and sums to 1, or is None when no sampled reply
+    named an option: a reply that names none is recorded as such, never as an even split.
+    `option_mass` says how much of the model's answer the options cover: with logprobs, the
+    next-token probability that fell on them (low = the model wanted to say something
+    else); with votes, the share of replies that named one. `replies` keeps the sampled
+    replies (untrusted model text) for votes, and is empty for logprobs.
+    """
+
+    probabilities: tuple[float, ...] | None
+    method: ProbabilityMethod
+    option_mass: float | None
+    replies: tuple[str, ...] = ()
+
+
+def options_check(options: Sequence[str]) -> list[str]:
+    """The options stripped; at least two, distinct and non-empty, or ValueError."""
+    cleaned = [option.strip() for option in options]
+    if len(cleaned) < 2:
+        raise ValueError("a choice needs at least two options")
+    if any(not option for option in cleaned):
+        raise ValueError("options must not be empty")
+    if len({option.casefold() for option in cleaned}) != len(cleaned):
+        raise ValueError(f"options must differ from each other: {cleaned}")
+    return cleaned
+
+
+def option_named(reply: str, options: Sequence[str]) -> int | None:
+    """The index of the option a free-text reply names first, as a whole word, or None.
+
+    "B. Because..." names B; "Both are fine" names neither A nor B.
+    """
+    first: tuple[int, int] | None = None
+    for index, option in enumerate(options):
+        found = re.search(rf"(?<![\w]){re.escape(option)}(?![\w])", reply)
+        if found and (first is None or found.start() < first[0]):
+            first = (found.start(), index)
+    return None if first is None else first[1]
+
+
+def choice_from_votes(replies: Sequence[str], options: Sequence[str]) -> OptionChoice:
+    """Probabilities as the shares of replies naming each option."""
+    counts = [0] * len(options)
+    for reply in replies:
+        index = option_named(reply, options)
+        if index is not None:
+            counts[index] += 1
+    named = sum(counts)
+    return OptionChoice(
+        probabilities=tuple(count / named for count in counts) if named else None,
+        method="votes",
+        option_mass=named / len(replies) if replies else None,
+        replies=tuple(replies),
+    )
+
+
 class GenerationError(Exception):
     """A generation failed; `message` is safe to show a researcher, `config_name` says which."""
 
@@ -147,6 +213,14 @@ class Backend(Protocol):
     def stream_batch(
         self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
     ) -> Iterator[RowChunk]: ...
+
+    def choose_batch(
+        self,
+        chats: Sequence[Sequence[ChatMessage]],
+        options: Sequence[str],
+        *,
+        params: GenerationParams,
+    ) -> list[OptionChoice]: ...
 
 
 def validate_messages(messages: Iterable[object]) -> list[ChatMessage]:

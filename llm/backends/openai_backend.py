@@ -7,8 +7,10 @@ justify a dependency. Safe to import from the web process (no torch).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import http.client
 import json
+import math
 import queue
 import socket
 import ssl
@@ -20,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from llm.backends.base import (
+    CHOICE_VOTES,
     ChatMessage,
     Completion,
     FinishReason,
@@ -27,10 +30,13 @@ from llm.backends.base import (
     GenerationParams,
     GenerationTimeoutError,
     ModelUnavailableError,
+    OptionChoice,
     RowChunk,
     StopScanner,
     StreamChunk,
     Usage,
+    choice_from_votes,
+    options_check,
 )
 
 # Connecting is quick or never; don't spend the whole generation budget on a dead host.
@@ -38,6 +44,19 @@ _MAX_CONNECT_TIMEOUT_S = 10.0
 # A small pool: the server batches or queues; more client threads only add contention.
 _BATCH_CONCURRENCY = 4
 _MAX_ERROR_BODY = 64 * 1024
+_MAX_REPLY_BODY = 4 * 1024 * 1024
+# Alternatives asked for at the answer's first token (OpenAI's cap is 20).
+_TOP_LOGPROBS = 20
+# A vote only has to name an option; a long reply costs time and names nothing more.
+_VOTE_MAX_TOKENS = 16
+
+
+class ServerRefusedError(GenerationError):
+    """The server answered an HTTP error status (other than 404, an unknown model)."""
+
+    def __init__(self, message: str, *, config_name: str, status: int) -> None:
+        super().__init__(message, config_name=config_name)
+        self.status = status
 
 
 class OpenAIBackend:
@@ -143,6 +162,117 @@ class OpenAIBackend:
             finally:
                 abandoned.set()
 
+    def choose_batch(
+        self,
+        chats: Sequence[Sequence[ChatMessage]],
+        options: Sequence[str],
+        *,
+        params: GenerationParams,
+    ) -> list[OptionChoice]:
+        """Each chat's probability of each option: from the first answer token's
+        `top_logprobs` where the server gives them (one greedy token, never sampled), else
+        from CHOICE_VOTES sampled replies (method "votes", saying so)."""
+        params.validate()
+        cleaned = options_check(options)
+        if not chats:
+            return []
+        with ThreadPoolExecutor(max_workers=min(_BATCH_CONCURRENCY, len(chats))) as pool:
+            return list(pool.map(lambda chat: self._choose(chat, cleaned, params), chats))
+
+    def _choose(
+        self, chat: Sequence[ChatMessage], options: list[str], params: GenerationParams
+    ) -> OptionChoice:
+        top = self._first_token_logprobs(chat, params)
+        if top is None:
+            return self._choose_by_votes(chat, options, params)
+        per_option = [0.0] * len(options)
+        for token, logprob in top.items():
+            word = token.strip()
+            for index, option in enumerate(options):
+                if word and word == option:
+                    per_option[index] += math.exp(logprob)
+        mass = sum(per_option)
+        return OptionChoice(
+            probabilities=tuple(p / mass for p in per_option) if mass > 0 else None,
+            method="logprobs",
+            option_mass=mass,
+        )
+
+    def _first_token_logprobs(
+        self, chat: Sequence[ChatMessage], params: GenerationParams
+    ) -> dict[str, float] | None:
+        """token -> logprob for the reply's first token, or None when the server refuses
+        logprobs (4xx other than 404) or answers without them."""
+        body = {
+            "model": self.model,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in chat],
+            "stream": False,
+            "max_tokens": 1,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": _TOP_LOGPROBS,
+        }
+        try:
+            reply = self._post_json(json.dumps(body).encode(), params)
+        except ServerRefusedError as exc:
+            if exc.status < 500:  # the server does not take `logprobs`
+                return None
+            raise
+        try:
+            first = reply["choices"][0]["logprobs"]["content"][0]
+            return {str(alt["token"]): float(alt["logprob"]) for alt in first["top_logprobs"]}
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+
+    def _choose_by_votes(
+        self, chat: Sequence[ChatMessage], options: list[str], params: GenerationParams
+    ) -> OptionChoice:
+        short = dataclasses.replace(
+            params, max_new_tokens=min(params.max_new_tokens, _VOTE_MAX_TOKENS)
+        )
+        # One seed per vote keeps a seeded config reproducible without eight equal replies.
+        seeds = [None if short.seed is None else short.seed + vote for vote in range(CHOICE_VOTES)]
+        replies = [
+            self._complete(chat, dataclasses.replace(short, seed=seed)).text for seed in seeds
+        ]
+        return choice_from_votes(replies, options)
+
+    def _post_json(self, body: bytes, params: GenerationParams) -> dict[str, Any]:
+        """One non-streamed request; the parsed JSON reply."""
+        deadline = time.perf_counter() + params.timeout_s
+        conn = self._connect(params)
+        sock = conn.sock
+        response: http.client.HTTPResponse | None = None
+        try:
+            response = self._post(conn, body, params, deadline)
+            self._arm(sock, params, deadline)
+            try:
+                raw = response.read(_MAX_REPLY_BODY)
+            except TimeoutError as exc:
+                raise self._timeout_error(params) from exc
+            except (http.client.HTTPException, OSError) as exc:
+                raise GenerationError(
+                    f"the reply from {self.url} broke off: {_describe(exc)}",
+                    config_name=self.config_name,
+                ) from exc
+        finally:
+            if response is not None:
+                response.close()
+            conn.close()
+        try:
+            payload = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise GenerationError(
+                f"{self.url} answered with something that is not JSON: {raw[:200]!r}",
+                config_name=self.config_name,
+            ) from exc
+        if not isinstance(payload, dict):
+            raise GenerationError(
+                f"{self.url} answered with an unexpected reply: {raw[:200]!r}",
+                config_name=self.config_name,
+            )
+        return payload
+
     def _complete(self, chat: Sequence[ChatMessage], params: GenerationParams) -> Completion:
         chunks = list(self.stream_chat(chat, params=params))
         final = chunks[-1]
@@ -225,11 +355,10 @@ class OpenAIBackend:
             with contextlib.closing(response):
                 message = _error_message(response)
             # 404 is what vLLM/OpenAI answer for an unknown model (or a wrong base path).
-            error_cls = ModelUnavailableError if response.status == 404 else GenerationError
-            raise error_cls(
-                f"{self.url} answered HTTP {response.status}: {message}",
-                config_name=self.config_name,
-            )
+            text = f"{self.url} answered HTTP {response.status}: {message}"
+            if response.status == 404:
+                raise ModelUnavailableError(text, config_name=self.config_name)
+            raise ServerRefusedError(text, config_name=self.config_name, status=response.status)
         return response
 
     def _read_stream(

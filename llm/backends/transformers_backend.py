@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,12 +35,16 @@ from llm.backends.base import (
     GenerationParams,
     GenerationTimeoutError,
     ModelUnavailableError,
+    OptionChoice,
     RowChunk,
     StopScanner,
     StreamChunk,
     Usage,
+    options_check,
 )
 
+# Chats per forward pass when scoring options: bounds the padded batch's memory.
+_CHOICE_BATCH = 16
 # Prompt tokens kept as decode context so the first generated token detokenises with the
 # spacing it would have mid-text (some tokenizers drop a leading space at sequence start).
 _DECODE_CONTEXT_TOKENS = 4
@@ -278,6 +283,90 @@ class TransformersBackend:
         return completions
 
     # -- helpers -------------------------------------------------------------------------
+
+    # -- option probabilities --------------------------------------------------------------
+
+    def choose_batch(
+        self,
+        chats: Sequence[Sequence[ChatMessage]],
+        options: Sequence[str],
+        *,
+        params: GenerationParams,
+    ) -> list[OptionChoice]:
+        """Each chat's probability of answering with each option, from one forward pass per
+        chat (batched, never sampling): the next-token probability of each option's first
+        token, with and without a leading space, normalised over the options.
+
+        Raises ValueError when two options start with the same token (the model could not
+        tell them apart in one step), GenerationTimeoutError past `params.timeout_s`.
+        """
+        variants = self._option_tokens(options_check(options))
+        if not chats:
+            return []
+        deadline = time.perf_counter() + params.timeout_s
+        choices: list[OptionChoice] = []
+        for first in range(0, len(chats), _CHOICE_BATCH):
+            if time.perf_counter() > deadline:
+                raise self._timeout(params, 0)
+            part = chats[first : first + _CHOICE_BATCH]
+            probs = self._next_token_probabilities([self.encode_prompt(chat) for chat in part])
+            for row in probs:
+                per_option = [float(row[ids].sum()) for ids in variants]
+                mass = sum(per_option)
+                choices.append(
+                    OptionChoice(
+                        probabilities=tuple(p / mass for p in per_option) if mass > 0 else None,
+                        method="logprobs",
+                        option_mass=mass,
+                    )
+                )
+        return choices
+
+    def first_token_top(
+        self, messages: Sequence[ChatMessage], *, k: int
+    ) -> list[tuple[str, float]]:
+        """The k most likely first tokens of the reply, as (text, natural-log probability),
+        most likely first: what the OpenAI-compatible server answers for `top_logprobs`."""
+        probs = self._next_token_probabilities([self.encode_prompt(messages)])[0]
+        top = torch.topk(probs, k=min(k, probs.shape[0]))
+        return [
+            (self.tokenizer.decode([int(token)]), math.log(max(float(p), 1e-45)))
+            for p, token in zip(top.values, top.indices, strict=True)
+        ]
+
+    def _option_tokens(self, options: list[str]) -> list[list[int]]:
+        """Each option's possible first tokens: as the reply's start, and after a space."""
+        variants: list[list[int]] = []
+        for option in options:
+            ids = set()
+            for spelling in (option, " " + option):
+                tokens = self.tokenizer(spelling, add_special_tokens=False)["input_ids"]
+                if tokens:
+                    ids.add(int(tokens[0]))
+            variants.append(sorted(ids))
+        for i, mine in enumerate(variants):
+            for j in range(i):
+                if set(mine) & set(variants[j]):
+                    raise ValueError(
+                        f"options {options[j]!r} and {options[i]!r} begin with the same token; "
+                        "use options that differ in their first word"
+                    )
+        return variants
+
+    def _next_token_probabilities(self, prompts: list[list[int]]) -> torch.Tensor:
+        """Softmax over the vocabulary at each prompt's end: [len(prompts), vocab]."""
+        self._check_length(max(len(ids) for ids in prompts), GenerationParams(max_new_tokens=1))
+        pad_id = int(self.tokenizer.pad_token_id)
+        width = max(len(ids) for ids in prompts)
+        inputs = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompts])
+        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])
+        kwargs: dict[str, Any] = {"attention_mask": mask}
+        kwargs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        if self._pass_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        with torch.inference_mode():
+            logits = self.model(input_ids=inputs, **kwargs).logits[:, -1].float()
+        return torch.softmax(logits, dim=-1)
 
     def _check_length(self, prompt_tokens: int, params: GenerationParams) -> None:
         limit = self._max_positions

@@ -556,3 +556,91 @@ def test_model_output_the_database_cannot_store_is_replaced_and_saves(researcher
     ModelTrial.objects.filter(pk=trial.pk).update(text=text)
     trial.refresh_from_db()
     assert trial.text == text
+
+
+# -- option probabilities -------------------------------------------------------------------
+
+QUIZ: list[ChatMessage] = [
+    {
+        "role": "user",
+        "content": "Which is a colour? A: red. B: seven. Answer with the letter only.",
+    }
+]
+
+
+def test_choosing_an_option_is_one_forward_pass_matching_the_next_token_softmax(
+    backend: TransformersBackend,
+) -> None:
+    import torch
+
+    (choice,) = backend.choose_batch([QUIZ], ["A", "B"], params=GenerationParams())
+    assert choice.method == "logprobs" and choice.replies == ()
+    assert choice.probabilities is not None
+    assert sum(choice.probabilities) == pytest.approx(1.0)
+    # Independently: the softmax at the prompt's end, summed over each option's first
+    # tokens with and without a leading space.
+    ids = torch.tensor([backend.encode_prompt(QUIZ)])
+    with torch.inference_mode():
+        probs = torch.softmax(backend.model(input_ids=ids).logits[0, -1].float(), dim=-1)
+    first = {
+        option: {backend.tokenizer(s, add_special_tokens=False)["input_ids"][0]
+                 for s in (option, " " + option)}
+        for option in ("A", "B")
+    }  # fmt: skip
+    raw = {option: float(sum(probs[i] for i in tokens)) for option, tokens in first.items()}
+    assert choice.option_mass == pytest.approx(raw["A"] + raw["B"], rel=1e-4)
+    assert choice.probabilities[0] == pytest.approx(raw["A"] / (raw["A"] + raw["B"]), rel=1e-4)
+
+
+def test_a_batch_of_choices_gives_each_chat_what_it_gets_alone(
+    backend: TransformersBackend,
+) -> None:
+    other: list[ChatMessage] = [{"role": "user", "content": "Is fire cold? Answer Yes or No."}]
+    alone = [backend.choose_batch([chat], ["Yes", "No"], params=GenerationParams())[0]
+             for chat in (QUIZ, other)]  # fmt: skip
+    together = backend.choose_batch([QUIZ, other], ["Yes", "No"], params=GenerationParams())
+    for single, batched in zip(alone, together, strict=True):
+        assert single.probabilities is not None and batched.probabilities is not None
+        assert batched.probabilities == pytest.approx(single.probabilities, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [(["A"], "at least two"), (["A", " a"], "differ"), (["A", ""], "empty")],
+)
+def test_bad_options_are_refused_before_any_work(
+    backend: TransformersBackend, options: list[str], needle: str
+) -> None:
+    with pytest.raises(ValueError, match=needle):
+        backend.choose_batch([QUIZ], options, params=GenerationParams())
+
+
+def test_options_that_share_a_first_token_are_refused(backend: TransformersBackend) -> None:
+    with pytest.raises(ValueError, match="same token"):
+        backend.choose_batch([QUIZ], ["Yes indeed", "Yes not"], params=GenerationParams())
+
+
+@pytest.mark.parametrize(
+    ("reply", "named"),
+    [
+        ("B. Because seven is a number.", 1),
+        ("A", 0),
+        ("The answer is (A), not B", 0),
+        ("Both are fine", None),
+        ("", None),
+        ("ABBA", None),
+    ],
+)
+def test_option_named_reads_the_first_whole_word_option(reply: str, named: int | None) -> None:
+    from llm.backends.base import option_named
+
+    assert option_named(reply, ["A", "B"]) == named
+
+
+def test_votes_that_name_no_option_are_recorded_as_such_never_as_even() -> None:
+    from llm.backends.base import choice_from_votes
+
+    none = choice_from_votes(["Both", "neither", "hmm"], ["A", "B"])
+    assert none.probabilities is None and none.option_mass == 0.0 and none.method == "votes"
+    some = choice_from_votes(["A", "B: no", "A!", "unsure"], ["A", "B"])
+    assert some.probabilities == (2 / 3, 1 / 3) and some.option_mass == 0.75

@@ -354,3 +354,72 @@ def test_closing_a_batched_stream_hangs_up_every_row(monkeypatch: pytest.MonkeyP
     stream.close()
     assert time.monotonic() - started < 1.0
     assert len(rows_stopped_at) == 2 and max(rows_stopped_at) < 20
+
+
+# -- option probabilities through the server --------------------------------------------------
+
+QUIZ: list[ChatMessage] = [
+    {"role": "user", "content": "Which is a colour? A: red. B: seven. Answer with the letter."}
+]
+
+
+def test_choices_through_a_server_with_logprobs_match_the_local_model(
+    remote: OpenAIBackend, local: TransformersBackend
+) -> None:
+    (through,) = remote.choose_batch([QUIZ], ["A", "B"], params=GenerationParams())
+    (direct,) = local.choose_batch([QUIZ], ["A", "B"], params=GenerationParams())
+    assert through.method == "logprobs"
+    assert through.probabilities is not None and direct.probabilities is not None
+    # The server lists the top 20 tokens only, so its mass can fall short of the local one;
+    # the options' share between themselves is the same.
+    assert through.probabilities == pytest.approx(direct.probabilities, abs=0.02)
+
+
+def test_a_server_without_logprobs_falls_back_to_votes_saying_so(
+    local: TransformersBackend,
+) -> None:
+    plain = serve_in_thread(local, model_name=MODEL_NAME, logprobs=False)
+    try:
+        status, raw = _post(plain, {"messages": QUIZ, "max_tokens": 1, "logprobs": True})
+        assert status == 400 and "logprobs" in json.loads(raw)["error"]["message"]
+        client = OpenAIBackend(plain.url, model=MODEL_NAME, api_key=None, config_name="plain")
+        params = GenerationParams(temperature=1.0, max_new_tokens=4, seed=7)
+        (choice,) = client.choose_batch([QUIZ], ["A", "B"], params=params)
+    finally:
+        plain.stop()
+    assert choice.method == "votes" and len(choice.replies) == 8
+    named = [r for r in choice.replies if r.strip()[:1] in ("A", "B")]
+    assert choice.option_mass is not None and choice.option_mass >= len(named) / 8 - 1e-9
+    if choice.probabilities is not None:
+        assert sum(choice.probabilities) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"messages": QUIZ, "logprobs": "yes"}, "'logprobs' must be a boolean"),
+        ({"messages": QUIZ, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        ({"messages": QUIZ, "top_logprobs": 3}, "needs 'logprobs'"),
+        ({"messages": QUIZ, "logprobs": True, "max_tokens": 5}, "max_tokens 1"),
+        ({"messages": QUIZ, "logprobs": True, "max_tokens": 1, "stream": True}, "non-streamed"),
+    ],
+)
+def test_bad_logprobs_requests_get_a_400(
+    server: OpenAIServer, body: dict[str, Any], needle: str
+) -> None:
+    status, raw = _post(server, body)
+    assert status == 400
+    assert needle in json.loads(raw)["error"]["message"]
+
+
+def test_logprobs_reply_has_openai_shape(server: OpenAIServer) -> None:
+    status, raw = _post(
+        server, {"messages": QUIZ, "max_tokens": 1, "logprobs": True, "top_logprobs": 5}
+    )
+    assert status == 200
+    choice = json.loads(raw)["choices"][0]
+    first = choice["logprobs"]["content"][0]
+    assert choice["message"]["content"] == first["token"]
+    assert len(first["top_logprobs"]) == 5
+    logprobs = [alt["logprob"] for alt in first["top_logprobs"]]
+    assert logprobs == sorted(logprobs, reverse=True) and logprobs[0] == first["logprob"] <= 0
