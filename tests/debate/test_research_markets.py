@@ -222,3 +222,23 @@ def test_a_market_exports_in_the_debate_schema_with_its_steps_and_imports_back_t
     [again] = list(debates_export_lines(Debate.objects.all()))
     assert again == line
     assert Debate.objects.get().protocol == "market"
+
+
+def test_markets_open_read_only_in_the_django_admin(
+    researcher, admin_user, fake_market, django_capture_on_commit_callbacks
+):
+    from tests.helpers import signed_in
+
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=1, rounds=1)
+    batch_run(batch_id=batch.pk)
+    admin_user.is_staff = admin_user.is_superuser = True
+    admin_user.save()
+    client = signed_in(admin_user)
+    rows = {"market": Market.objects.get(), "marketstep": MarketStep.objects.get(),
+            "marketcandidate": MarketCandidate.objects.first()}  # fmt: skip
+    for name, row in rows.items():
+        assert client.get(f"/admin/debate/{name}/").status_code == 200, name
+        assert client.get(f"/admin/debate/{name}/{row.pk}/change/").status_code == 200, name
+        # The batch run writes them: no Add.
+        assert client.get(f"/admin/debate/{name}/add/").status_code == 403, name
