@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
                 choices=[
                     ("debate", "Debate (two debaters)"),
                     ("consultancy", "Consultancy (one consultant)"),
-                    ("market", "Market making (one arguer, M predicts the judge)"),
+                    ("market", "Market making"),
                 ],
                 default="debate",
                 max_length=20,
@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                 choices=[
                     ("debate", "Debate (two debaters)"),
                     ("consultancy", "Consultancy (one consultant)"),
-                    ("market", "Market making (one arguer, M predicts the judge)"),
+                    ("market", "Market making"),
                 ],
                 max_length=20,
                 unique=True,

@@ -57,7 +57,7 @@ class FinalProbabilities:
 class Protocol(models.TextChoices):
     DEBATE = "debate", "Debate (two debaters)"
     CONSULTANCY = "consultancy", "Consultancy (one consultant)"
-    MARKET = "market", "Market making (one arguer, M predicts the judge)"
+    MARKET = "market", "Market making"
 
 
 class TurnOrder(models.TextChoices):
