@@ -7,6 +7,9 @@ from debate.models import (
     DebateBatch,
     JudgeTurn,
     Judgment,
+    Market,
+    MarketCandidate,
+    MarketStep,
     ProtocolPrompt,
     QuestionBank,
     Speech,
@@ -106,3 +109,40 @@ class DebateBatchAdmin(ServiceCreatedAdmin):
     list_display = ["id", "name", "bank", "status", "steps_done", "steps_total", "created_at"]
     list_filter = ["status"]
     readonly_fields = ["status", "steps_done", "steps_total", "error", "started_at", "finished_at"]
+
+
+class MarketStepInline(ServiceCreatedInline):
+    model = MarketStep
+    fields = ("step", "probability_before", "probability_after", "method", "speech")
+    readonly_fields = fields
+    show_change_link = True
+
+
+# A batch's run writes markets, their steps and candidates (debate.research.markets).
+@admin.register(Market)
+class MarketAdmin(ServiceWrittenAdmin):
+    list_display = ["id", "debate", "predictor_config", "candidates", "epsilon",
+                    "initial_probability_a", "stop_reason"]  # fmt: skip
+    list_filter = ["stop_reason", "initial_method"]
+    raw_id_fields = ["debate"]
+    inlines = [MarketStepInline]
+
+
+class MarketCandidateInline(ServiceCreatedInline):
+    model = MarketCandidate
+    fields = ("index", "argued_side", "text", "predicted_probability_a", "option_mass", "kept")
+    readonly_fields = fields
+
+
+@admin.register(MarketStep)
+class MarketStepAdmin(ServiceWrittenAdmin):
+    list_display = ["id", "market", "step", "probability_before", "probability_after", "method"]
+    raw_id_fields = ["market", "speech"]
+    inlines = [MarketCandidateInline]
+
+
+@admin.register(MarketCandidate)
+class MarketCandidateAdmin(ServiceWrittenAdmin):
+    list_display = ["id", "step", "index", "argued_side", "predicted_probability_a", "kept"]
+    list_filter = ["kept"]
+    raw_id_fields = ["step"]

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from config.api_contract import Body, Id, api_user, errors, researchers
 from core.roles import Role, user_has_role
+from core.stats import Share
 from core.text import StoredText
 from core.types import IsoDate
 from debate.models import Debate, DebateBatch, Protocol, QuestionBank, Side
@@ -32,7 +33,13 @@ from debate.records import (
     Question,
     Text,
 )
-from debate.research.analytics import GROUPINGS, Filters, analytics_compute
+from debate.research.analytics import (
+    GROUPINGS,
+    Filters,
+    MarketStats,
+    MeanWithInterval,
+    analytics_compute,
+)
 from debate.research.batches import batch_create
 from debate.research.records import (
     debate_record,
@@ -41,6 +48,7 @@ from debate.research.records import (
     records_upsert,
 )
 from debate.research.selectors import debates_for_research_export
+from debate.research.tournaments import tournament_compute
 from debate.services import debate_create
 from llm.models import ModelConfig
 
@@ -71,7 +79,7 @@ class DebatePage(Schema):
 
 class DebateListQuery(Body):
     source: Literal["", "arbiter", "nyu-2023"] = ""
-    protocol: Literal["", "debate", "consultancy"] = ""
+    protocol: Literal["", "debate", "consultancy", "market"] = ""
     batch: Id | None = None
     limit: int = Field(default=50, ge=1, le=500)
     offset: int = Field(default=0, ge=0, le=10_000_000)
@@ -156,19 +164,52 @@ class RatingOut(Schema):
     games: int
 
 
+class MeanOut(Schema):
+    mean: float
+    low: float  # percentile-bootstrap 95 % interval over markets
+    high: float
+    n: int
+
+
+class MarketStepOut(Schema):
+    step: int  # 0: p_0, before any argument
+    cross_entropy: MeanOut | None
+    move: MeanOut | None
+
+
+class ProtocolRowOut(Schema):
+    name: str
+    accuracy: ShareOut
+    brier: float
+
+
+class MarketOut(Schema):
+    markets: int
+    questions: int
+    initial_accuracy: ShareOut
+    initial_brier: float
+    by_step: list[MarketStepOut]
+    steps_to_stop: MeanOut
+    converged: ShareOut
+    probability_methods: dict[str, int]
+    same_questions: list[ProtocolRowOut]
+    method: str
+
+
 class AnalyticsOut(Schema):
     verdicts: int
     calibration_binning: str
     groups: list[GroupOut]
     llm_human_agreement: ShareOut
     ratings: list[RatingOut]
+    market: MarketOut | None  # markets among the filtered verdicts (Hubinger 2020)
 
 
 class AnalyticsQuery(Body):
     group_by: Literal["setting", "judge", "protocol", "model", "source"] = "setting"
     date_from: IsoDate | None = None
     date_to: IsoDate | None = None
-    protocol: Literal["", "debate", "consultancy"] = ""
+    protocol: Literal["", "debate", "consultancy", "market"] = ""
     judge_kind: Literal["", "human", "offline", "llm"] = ""
     source: Literal["", "arbiter", "nyu-2023"] = ""
     batch: Id | None = None
@@ -255,11 +296,6 @@ def debate_analytics(request: HttpRequest, query: Query[AnalyticsQuery]) -> Anal
         batch_id=query.batch, paper_only=query.paper_only,
     ))  # fmt: skip
 
-    def share(value: object) -> ShareOut:
-        interval = getattr(value, "interval", None) or (None, None)
-        return ShareOut(k=value.k, n=value.n, value=value.value, low=interval[0],  # type: ignore[attr-defined]
-                        high=interval[1])  # fmt: skip
-
     return AnalyticsOut(
         verdicts=stats.verdicts, calibration_binning=stats.binning,
         groups=[GroupOut(
@@ -271,6 +307,34 @@ def debate_analytics(request: HttpRequest, query: Query[AnalyticsQuery]) -> Anal
         llm_human_agreement=share(stats.agreement.same_answer),
         ratings=[RatingOut(name=r.name, score=r.score, low=r.low, high=r.high, games=r.games)
                  for r in stats.ratings],
+        market=_market_out(stats.market) if stats.market else None,
+    )  # fmt: skip
+
+
+def share(value: Share) -> ShareOut:
+    interval = value.interval or (None, None)
+    return ShareOut(k=value.k, n=value.n, value=value.value, low=interval[0], high=interval[1])
+
+
+def _mean(value: MeanWithInterval | None) -> MeanOut | None:
+    if value is None:
+        return None
+    return MeanOut(mean=value.mean, low=value.low, high=value.high, n=value.n)
+
+
+def _market_out(market: MarketStats) -> MarketOut:
+    stop = _mean(market.steps_to_stop)
+    assert stop is not None
+    return MarketOut(
+        markets=market.markets, questions=market.questions,
+        initial_accuracy=share(market.initial_accuracy), initial_brier=market.initial_brier,
+        by_step=[MarketStepOut(step=s.step, cross_entropy=_mean(s.cross_entropy),
+                               move=_mean(s.move)) for s in market.by_step],
+        steps_to_stop=stop, converged=share(market.converged),
+        probability_methods=dict(market.methods),
+        same_questions=[ProtocolRowOut(name=r.name, accuracy=share(r.accuracy), brier=r.brier)
+                        for r in market.same_questions],
+        method=market.method,
     )  # fmt: skip
 
 
@@ -327,6 +391,59 @@ def batch_get(request: HttpRequest, batch_id: Id) -> BatchOut:
     if batch is None:
         raise HttpError(404, "No such batch.")
     return _batch_out(batch)
+
+
+class TournamentEntryOut(Schema):
+    config_id: int
+    name: str
+    rating: float | None
+    rating_low: float | None
+    rating_high: float | None
+    games: int
+    self_play_accuracy: ShareOut
+
+
+class TournamentOut(Schema):
+    batch_id: int
+    questions: int
+    debates: int
+    verdicts: int
+    entries: list[TournamentEntryOut]
+    trend_slope: float | None  # self-play judge accuracy per rating point
+    trend_intercept: float | None
+    rating_method: str
+    accuracy_method: str
+    trend_method: str
+
+
+@batches.get(
+    "/{int:batch_id}/tournament",
+    response={200: TournamentOut} | errors(403, 404),
+    summary="A cross-play tournament's ratings, self-play judge accuracy and trend",
+)
+def batch_tournament(request: HttpRequest, batch_id: Id) -> TournamentOut:
+    batch = DebateBatch.objects.filter(pk=batch_id).first()
+    if batch is None:
+        raise HttpError(404, "No such batch.")
+    result = tournament_compute(batch)
+    if result is None:
+        raise HttpError(404, "This batch is not a tournament.")
+    return TournamentOut(
+        batch_id=batch.pk, questions=result.questions, debates=result.debates,
+        verdicts=result.verdicts,
+        entries=[
+            TournamentEntryOut(
+                config_id=e.config_id, name=e.name, rating=e.rating, rating_low=e.low,
+                rating_high=e.high, games=e.games,
+                self_play_accuracy=share(e.self_play),
+            )
+            for e in result.entries
+        ],
+        trend_slope=result.trend.slope if result.trend else None,
+        trend_intercept=result.trend.intercept if result.trend else None,
+        rating_method=result.rating_method, accuracy_method=result.accuracy_method,
+        trend_method=result.trend_method,
+    )  # fmt: skip
 
 
 router.add_router("/batches", batches)

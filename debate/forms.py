@@ -57,6 +57,10 @@ class DebateForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["best_of_n"].required = False
+        # A market runs only in batches (debate.research.markets): a live one has no worker.
+        self.fields["protocol"].choices = [  # type: ignore[attr-defined]
+            choice for choice in Protocol.choices if choice[0] != Protocol.MARKET
+        ]
         # Judges are people with the annotator role.
         self.fields["judge"].queryset = (  # type: ignore[attr-defined]
             User.objects.filter(is_active=True, groups__name=Role.ANNOTATOR)

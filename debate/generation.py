@@ -199,6 +199,8 @@ def debate_transcript(debate: Debate, *, before: Speech | None) -> list[Transcri
 def _speaker(debate: Debate, speech: Speech) -> str:
     if debate.protocol == Protocol.CONSULTANCY:
         return "Consultant"
+    if debate.protocol == Protocol.MARKET:
+        return "Argument"
     return f"Debater {speech.side.upper()}"
 
 

@@ -168,6 +168,44 @@ class RecordSetting(Record):
     is_debate: bool
 
 
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class RecordMarketCandidate(Record):
+    """One of Adv's candidate arguments at a step and M's P(A) after reading it."""
+
+    index: int = Field(ge=0, le=15)
+    argued_side: Literal["a", "b"]
+    text: Text
+    predicted_p_a: Unit
+    option_mass: Unit | None = None
+    kept: bool
+
+
+class RecordMarketStep(Record):
+    """Step `step`: M's P(A) before and after the kept argument (speech round `step`)."""
+
+    step: int = Field(ge=1, le=1000)
+    p_before: Unit
+    p_after: Unit
+    method: Literal["logprobs", "votes"]
+    candidates: list[RecordMarketCandidate] = Field(default_factory=list, max_length=16)
+
+
+class RecordMarket(Record):
+    """A market's setting, M's p_0 and every step (Hubinger 2020). The extension of the
+    schema for `protocol = market`: its kept arguments are the record's speeches (side "a")."""
+
+    predictor: Name = Field(min_length=1)  # M's model config
+    epsilon: float = Field(gt=0, lt=0.5)
+    patience: int = Field(ge=1, le=10)
+    candidates: int = Field(ge=1, le=16)
+    p_0: Unit | None = None
+    p_0_method: Literal["logprobs", "votes", ""] = ""
+    stop_reason: Literal["converged", "step_limit", ""] = ""
+    steps: list[RecordMarketStep] = Field(default_factory=list, max_length=1000)
+
+
 class DebateRecord(Record):
     format: Literal["arbiter-debate/1"] = "arbiter-debate/1"
     name: Name = Field(min_length=1)
@@ -196,6 +234,8 @@ class DebateRecord(Record):
     verdicts: list[RecordVerdict] = Field(default_factory=list, max_length=1000)
     # NYU rooms: the published rules and offline judgments, kept as they were.
     extras: RoomExtras = Field(default_factory=RoomExtras)
+    # Markets only (`setting.is_debate` false, no consultant): M's predictions and every step.
+    market: RecordMarket | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> DebateRecord:
@@ -204,7 +244,9 @@ class DebateRecord(Record):
             debaters <= set(self.roles) or debaters <= set(self.models)
         ):
             raise ValueError("a consultancy has one debater, not two (roles or models)")
-        if not self.setting.is_debate and self.consultant is None:
+        if self.market is not None and (self.setting.is_debate or self.consultant):
+            raise ValueError("a market is neither a debate nor a consultancy (no consultant)")
+        if not self.setting.is_debate and self.consultant is None and self.market is None:
             raise ValueError("a consultancy names its consultant ('a' or 'b')")
         if self.has_transcript:
             answers_check(self.answers)
@@ -228,14 +270,29 @@ class BatchSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question_filter: Name = ""
-    protocol: Literal["debate", "consultancy"] = "debate"
+    protocol: Literal["debate", "consultancy", "market"] = "debate"
     turn_order: Literal["simultaneous", "sequential"] = "simultaneous"
     rounds: int = Field(default=1, ge=1, le=10)
     speech_char_limit: int = Field(default=750, ge=50, le=10_000)
     quote_char_limit: int = Field(default=250, ge=0, le=10_000)
     max_new_tokens: int = Field(default=64, ge=1, le=4096)
-    debater_a_config_id: DbId
+    # Debate and consultancy: the debaters; market: debater A is Adv. A tournament names its
+    # debaters in tournament_config_ids instead.
+    debater_a_config_id: DbId | None = None
     debater_b_config_id: DbId | None = None
     count: int = Field(ge=1, le=1000)
     human_queue_id: DbId | None = None
+    # A person (annotator) who judges every debate of the batch on the judging page once it
+    # is spoken: the final probabilities and a rationale, as a live debate's last turn.
+    human_judge_id: DbId | None = None
     judge_max_new_tokens: int = Field(default=16, ge=1, le=1024)
+    # Cross-play tournament (Khan et al. 2024): every ordered pair of these configs (self-play
+    # included) debates each of the `count` questions, the first config of the pair arguing
+    # the correct answer; None: not a tournament.
+    tournament_config_ids: list[DbId] | None = Field(default=None, min_length=2, max_length=6)
+    # Market (Hubinger 2020): M, the stopping rule, and Adv's candidates per step (`rounds` is
+    # the step limit).
+    market_predictor_config_id: DbId | None = None
+    market_epsilon: float = Field(default=0.05, gt=0, lt=0.5)
+    market_patience: int = Field(default=2, ge=1, le=10)
+    market_candidates: int = Field(default=4, ge=1, le=16)

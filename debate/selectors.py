@@ -112,6 +112,10 @@ class DebateView:
         return self.protocol == Protocol.CONSULTANCY
 
     @property
+    def is_market(self) -> bool:
+        return self.protocol == Protocol.MARKET
+
+    @property
     def last_round(self) -> bool:
         return self.current_round >= self.max_rounds
 

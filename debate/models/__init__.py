@@ -21,6 +21,14 @@ from debate.models.live import (
     judge_score,
     judge_was_correct,
 )
+from debate.models.market import (
+    MAX_MARKET_CANDIDATES,
+    Market,
+    MarketCandidate,
+    MarketStep,
+    MarketStop,
+    ProbabilityMethod,
+)
 from debate.models.research import (
     BankQuestion,
     BatchStatus,
@@ -31,8 +39,10 @@ from debate.models.research import (
 )
 
 __all__ = [
-    "JUDGE_TURN_PENALTY", "MAX_BEST_OF_N", "BankQuestion", "BatchStatus", "Debate", "DebateBatch",
-    "DebateStatus", "FinalProbabilities", "JudgeAction", "JudgeTurn", "Judgment", "Protocol",
-    "ProtocolPrompt", "QuestionBank", "RoundsMode", "Side", "Source", "Speech", "SpeechCandidate",
-    "SpeechStatus", "TurnOrder", "Verdict", "VerdictKind", "judge_score", "judge_was_correct",
+    "BankQuestion", "BatchStatus", "Debate", "DebateBatch", "DebateStatus", "FinalProbabilities",
+    "JUDGE_TURN_PENALTY", "JudgeAction", "JudgeTurn", "Judgment", "MAX_BEST_OF_N",
+    "MAX_MARKET_CANDIDATES", "Market", "MarketCandidate", "MarketStep", "MarketStop",
+    "ProbabilityMethod", "Protocol", "ProtocolPrompt", "QuestionBank", "RoundsMode", "Side",
+    "Source", "Speech", "SpeechCandidate", "SpeechStatus", "TurnOrder", "Verdict", "VerdictKind",
+    "judge_score", "judge_was_correct",
 ]  # fmt: skip

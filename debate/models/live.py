@@ -57,6 +57,7 @@ class FinalProbabilities:
 class Protocol(models.TextChoices):
     DEBATE = "debate", "Debate (two debaters)"
     CONSULTANCY = "consultancy", "Consultancy (one consultant)"
+    MARKET = "market", "Market making"
 
 
 class TurnOrder(models.TextChoices):
@@ -206,13 +207,15 @@ class Debate(models.Model):
     def sides(self) -> list[str]:
         if self.protocol == Protocol.CONSULTANCY:
             return [self.consultant_side]
+        if self.protocol == Protocol.MARKET:
+            return [Side.A]  # a market's kept arguments are stored as side A's speeches
         return [Side.A, Side.B]
 
     def answer(self, side: str) -> str:
         return self.answer_a if side == Side.A else self.answer_b
 
     def config_for(self, side: str) -> ModelConfig:
-        if self.protocol == Protocol.CONSULTANCY or side == Side.A:
+        if self.protocol != Protocol.DEBATE or side == Side.A:
             assert self.debater_a_config is not None
             return self.debater_a_config
         assert self.debater_b_config is not None

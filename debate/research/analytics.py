@@ -8,6 +8,7 @@ in Python. A judge is correct when their final probability on the correct answer
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,15 @@ import numpy as np
 from django.db import connection
 
 from core.stats import Share
-from debate.models import Protocol, Verdict, VerdictKind, judge_score, judge_was_correct
+from debate.models import (
+    Market,
+    MarketStep,
+    Protocol,
+    Verdict,
+    VerdictKind,
+    judge_score,
+    judge_was_correct,
+)
 from llm.models import ModelConfig
 
 # Calibration: the judge's confidence in the answer they chose, in five equal bins.
@@ -27,6 +36,13 @@ CALIBRATION_BINNING = (
 )
 TURN_BUCKETS = ("0", "1", "2", "3", "4", "5–9", "10+")
 BOOTSTRAP_SAMPLES = 200
+MARKET_METHOD = (
+    "Cross-entropy: −[y·ln p + (1 − y)·ln(1 − p)] of M's P(A) at a step against the judge's "
+    "final P(A) (y), one value per market and judge verdict; |Δp| per step and steps to the "
+    f"stop: means over markets. 95 % intervals: percentile bootstrap ({BOOTSTRAP_SAMPLES} "
+    "resamples of the markets); accuracies: Wilson. p₀ is right when it puts more than 50 % "
+    "on the correct answer; Brier = mean (1 − p(correct))²."
+)
 GROUPINGS = {
     "setting": "setting (debaters × protocol)",
     "judge": "judge (human, or LLM model)",
@@ -62,6 +78,8 @@ class Row:
     winner: str | None  # the debater the judge favoured (debates with two named sides)
     loser: str | None
     chose_a: bool | None
+    question: int | None = None  # the bank question (batch debates)
+    p_a: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -105,11 +123,52 @@ class Rating:
 
 
 @dataclass(frozen=True)
+class MeanWithInterval:
+    """A mean over independent units with a percentile-bootstrap 95 % interval."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+
+@dataclass(frozen=True)
+class MarketStepStats:
+    step: int  # 0: M's p_0, before any argument; t: after the t-th kept argument
+    cross_entropy: MeanWithInterval | None  # M's p_t against the judge's final P(A)
+    move: MeanWithInterval | None  # |p_t − p_(t−1)|; None at step 0
+
+
+@dataclass(frozen=True)
+class ProtocolRow:
+    """One line of the same-questions table: who answered, how often right."""
+
+    name: str
+    accuracy: Share
+    brier: float
+
+
+@dataclass(frozen=True)
+class MarketStats:
+    markets: int
+    questions: int
+    initial_accuracy: Share  # M's p_0 (the deployed answer) against the truth
+    initial_brier: float
+    by_step: list[MarketStepStats]
+    steps_to_stop: MeanWithInterval
+    converged: Share
+    methods: list[tuple[str, int]]  # how M's probabilities were read, and on how many markets
+    same_questions: list[ProtocolRow]
+    method: str = MARKET_METHOD
+
+
+@dataclass(frozen=True)
 class Analytics:
     groups: list[GroupStats]
     agreement: Agreement
     ratings: list[Rating]
     verdicts: int
+    market: MarketStats | None = None
     binning: str = CALIBRATION_BINNING
 
     @property
@@ -157,6 +216,7 @@ def verdict_rows(filters: Filters) -> list[Row]:
         "debate__consultant_side", "debate__turn_order", "debate__source",
         "debate__debater_a_name", "debate__debater_b_name",
         "debate__debater_a_config_id", "debate__debater_b_config_id",
+        "debate__bank_question_id",
     )  # fmt: skip
     # Config names from one small query, not two joins over every verdict.
     config_names = dict(ModelConfig.objects.values_list("pk", "name"))
@@ -169,7 +229,7 @@ def verdict_rows(filters: Filters) -> list[Row]:
     groups: dict[tuple[object, ...], str] = {}
     rows = []
     for (debate_id, kind, judge, p_a, turns, correct, protocol, human, consultant, turn_order,
-         source, a_name, b_name, a_config, b_config) in fetched:  # fmt: skip
+         source, a_name, b_name, a_config, b_config, question) in fetched:  # fmt: skip
         human = bool(human)
         a_model, b_model = config_names.get(a_config), config_names.get(b_config)
         key = (kind, judge, protocol, human, turn_order, a_model, b_model, source)
@@ -190,7 +250,7 @@ def verdict_rows(filters: Filters) -> list[Row]:
             group=groups[key],
             winner=(a if p_a > 50 else b) if two_sided else None,
             loser=(b if p_a > 50 else a) if two_sided else None,
-            chose_a=None if p_a == 50 else p_a > 50,
+            chose_a=None if p_a == 50 else p_a > 50, question=question, p_a=p_a / 100,
         ))  # fmt: skip
     return rows
 
@@ -310,6 +370,96 @@ def _bt_fit(wins: np.ndarray, *, prior: float = 0.5, iterations: int = 100) -> n
     return 1000 + 400 * np.log10(strength)
 
 
+def mean_interval(values: Sequence[float], *, samples: int = BOOTSTRAP_SAMPLES,
+                  seed: int = 0) -> MeanWithInterval | None:  # fmt: skip
+    """The mean, and the 2.5th and 97.5th percentiles of the means of `samples` resamples
+    with replacement (the values must be independent units); None for no values."""
+    if not values:
+        return None
+    data = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, len(data), size=(samples, len(data)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return MeanWithInterval(float(data.mean()), float(low), float(high), len(data))
+
+
+def _cross_entropy(p: float, y: float) -> float:
+    p = min(1 - 1e-6, max(1e-6, p))
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+def market_stats(rows: Sequence[Row]) -> MarketStats | None:
+    """The market metrics over the markets whose debates have verdicts among `rows` (the
+    analytics' own rows, so the same filters apply), and the same-questions table: every
+    protocol's judges and M's p₀, on the bank questions that had a market."""
+    finals: dict[int, list[float]] = defaultdict(list)
+    for row in rows:
+        if row.protocol == Protocol.MARKET:
+            finals[row.debate_id].append(row.p_a)
+    markets = list(
+        Market.objects.filter(debate_id__in=finals, initial_probability_a__isnull=False)
+        .select_related("debate")
+        .order_by("debate_id")
+    )
+    if not markets:
+        return None
+    steps: dict[int, list[MarketStep]] = defaultdict(list)
+    for step in MarketStep.objects.filter(market__in=markets).order_by("step"):
+        steps[step.market_id].append(step)
+    cross: dict[int, list[float]] = defaultdict(list)
+    moves: dict[int, list[float]] = defaultdict(list)
+    initial_right: list[bool] = []
+    initial_brier: list[float] = []
+    lengths: list[int] = []
+    methods: dict[str, int] = defaultdict(int)
+    for market in markets:
+        assert market.initial_probability_a is not None
+        path = [market.initial_probability_a] + [s.probability_after for s in steps[market.pk]]
+        for t, p in enumerate(path):
+            # One value per market: its judges' mean cross-entropy, so markets weigh alike.
+            cross[t].append(sum(_cross_entropy(p, y) for y in finals[market.debate_id])
+                            / len(finals[market.debate_id]))  # fmt: skip
+            if t:
+                moves[t].append(abs(p - path[t - 1]))
+        correct = market.debate.correct_side
+        p0 = market.initial_probability_a if correct == "a" else 1 - market.initial_probability_a
+        initial_right.append(judge_was_correct(p0))
+        initial_brier.append((1 - p0) ** 2)
+        lengths.append(len(steps[market.pk]))
+        methods[market.initial_method or "?"] += 1
+    by_step = [
+        MarketStepStats(step=t, cross_entropy=mean_interval(cross[t]),
+                        move=mean_interval(moves[t]) if t else None)
+        for t in sorted(cross)
+    ]  # fmt: skip
+    stepped = mean_interval([float(n) for n in lengths])
+    assert stepped is not None
+    questions = {m.debate.bank_question_id for m in markets if m.debate.bank_question_id}
+    same_questions = [
+        ProtocolRow(
+            name="Market: M's first guess p₀ (the deployed answer)",
+            accuracy=Share(sum(initial_right), len(initial_right)),
+            brier=sum(initial_brier) / len(initial_brier),
+        )
+    ]
+    for protocol, label in Protocol.choices:
+        judged = [row for row in rows if row.protocol == protocol and row.question in questions]
+        if judged:
+            right = [judge_was_correct(row.p_correct) for row in judged]
+            same_questions.append(ProtocolRow(
+                name=f"{label.split(' (')[0]}: the judge's final answer",
+                accuracy=Share(sum(right), len(right)),
+                brier=sum((1 - row.p_correct) ** 2 for row in judged) / len(judged),
+            ))  # fmt: skip
+    converged = sum(m.stop_reason == "converged" for m in markets)
+    return MarketStats(
+        markets=len(markets), questions=len(questions),
+        initial_accuracy=same_questions[0].accuracy, initial_brier=same_questions[0].brier,
+        by_step=by_step, steps_to_stop=stepped, converged=Share(converged, len(markets)),
+        methods=sorted(methods.items()), same_questions=same_questions,
+    )  # fmt: skip
+
+
 def analytics_compute(filters: Filters) -> Analytics:
     rows = verdict_rows(filters)
     groups: dict[str, list[Row]] = defaultdict(list)
@@ -321,4 +471,5 @@ def analytics_compute(filters: Filters) -> Analytics:
         agreement=agreement(rows),
         ratings=bradley_terry(matches),  # type: ignore[arg-type]
         verdicts=len(rows),
+        market=market_stats(rows),
     )

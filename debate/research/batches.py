@@ -22,11 +22,12 @@ from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from annotations.kinds import QueueKind
 from annotations.models import Queue
+from core.roles import Role, user_has_role
 from debate.generation import (
     GENERATION_BATCH,
     debate_transcript,
@@ -39,6 +40,7 @@ from debate.models import (
     Debate,
     DebateBatch,
     DebateStatus,
+    Market,
     Protocol,
     QuestionBank,
     RoundsMode,
@@ -53,6 +55,7 @@ from debate.models import (
 from debate.prompting import template_fill
 from debate.quotes import QUOTE_PATTERN
 from debate.records import BatchSpec
+from debate.research.markets import markets_run
 from debate.services import debates_to_queue
 from llm.backends.base import ChatMessage, Completion, GenerationError, GenerationParams
 from llm.models import ModelConfig
@@ -95,9 +98,15 @@ def batch_create(
     llm_judge_config: ModelConfig | None = None, judge_prompt: str = "",
 ) -> DebateBatch:  # fmt: skip
     """Create the batch and its debates (each with a random correct side, and a random
-    consultant side for consultancy) in one transaction; the worker starts on commit."""
-    if llm_judge_config is None and spec.human_queue_id is None:
-        raise ValidationError("Choose at least one judge: an LLM judge or a human queue.")
+    consultant side for consultancy) in one transaction; the worker starts on commit.
+    A tournament makes one debate per question and ordered pair of its configs; a market one
+    debate (and its Market row) per question. ValidationError, and nothing created, for a
+    spec that cannot run."""
+    if llm_judge_config is None and spec.human_queue_id is None and spec.human_judge_id is None:
+        raise ValidationError(
+            "Choose at least one judge: an LLM judge, a human queue or a human judge."
+        )
+    batch_spec_check(spec)
     questions = list(
         bank.questions.filter(question__icontains=spec.question_filter).order_by("line")[
             : spec.count
@@ -107,12 +116,10 @@ def batch_create(
         raise ValidationError(
             f"Only {len(questions)} questions of {bank} match; asked for {spec.count}."
         )
-    configs = ModelConfig.objects.in_bulk(
-        [spec.debater_a_config_id, spec.debater_b_config_id or spec.debater_a_config_id]
-    )
-    if spec.debater_a_config_id not in configs or (
-        spec.debater_b_config_id and spec.debater_b_config_id not in configs
-    ):
+    wanted = [spec.debater_a_config_id, spec.debater_b_config_id,
+              spec.market_predictor_config_id, *(spec.tournament_config_ids or [])]  # fmt: skip
+    configs = ModelConfig.objects.in_bulk([i for i in wanted if i])
+    if any(i and i not in configs for i in wanted):
         raise ValidationError("No such debater model config.")
     if spec.human_queue_id:
         kind = Queue.objects.filter(pk=spec.human_queue_id).values_list("kind", flat=True).first()
@@ -121,26 +128,72 @@ def batch_create(
         if kind != QueueKind.DEBATE_JUDGMENT:
             # Its items would be refused only after every debate was generated.
             raise ValidationError(HUMAN_QUEUE_KIND_ERROR)
+    if spec.human_judge_id:
+        person = User.objects.filter(pk=spec.human_judge_id, is_active=True).first()
+        if person is None or not user_has_role(person, Role.ANNOTATOR):
+            raise ValidationError("No such annotator to judge the batch's debates.")
     if judge_prompt:
         judge_prompt_check(judge_prompt)
-    debater_a = configs[spec.debater_a_config_id]
-    debater_b = configs[spec.debater_b_config_id or spec.debater_a_config_id]
-    consultancy = spec.protocol == Protocol.CONSULTANCY
-    sides = 1 if consultancy else 2
+    if spec.tournament_config_ids:
+        pairs = [(configs[a], configs[b]) for a in spec.tournament_config_ids
+                 for b in spec.tournament_config_ids]  # fmt: skip
+        debates = [_batch_debate(question, spec, first, second, first_correct=True)
+                   for question in questions for first, second in pairs]  # fmt: skip
+    else:
+        assert spec.debater_a_config_id is not None  # batch_spec_check
+        debater_a = configs[spec.debater_a_config_id]
+        debater_b = configs[spec.debater_b_config_id or spec.debater_a_config_id]
+        single = spec.protocol != Protocol.DEBATE
+        debates = [_batch_debate(question, spec, debater_a, None if single else debater_b)
+                   for question in questions]  # fmt: skip
+    # Speeches a debate gives per round: a market's one kept argument a step.
+    sides = 2 if spec.protocol == Protocol.DEBATE else 1
     with transaction.atomic():
         batch = DebateBatch.objects.create(
             name=name, bank=bank, spec=spec.model_dump(mode="json"),
             llm_judge_config=llm_judge_config,
             judge_prompt=judge_prompt or DEFAULT_JUDGE_PROMPT, created_by=created_by,
-            steps_total=spec.count * spec.rounds * sides
-            + (spec.count if llm_judge_config else 0),
+            steps_total=len(debates) * spec.rounds * sides
+            + (len(debates) if llm_judge_config else 0),
         )  # fmt: skip
-        Debate.objects.bulk_create(
-            _batch_debate(batch, question, spec, debater_a, None if consultancy else debater_b)
-            for question in questions
-        )
+        for debate in debates:
+            debate.batch = batch
+            debate.created_by = created_by
+        Debate.objects.bulk_create(debates)
+        if spec.protocol == Protocol.MARKET:
+            assert spec.market_predictor_config_id is not None  # batch_spec_check
+            Market.objects.bulk_create(
+                Market(
+                    debate=debate, predictor_config=configs[spec.market_predictor_config_id],
+                    predictor_name=configs[spec.market_predictor_config_id].name,
+                    epsilon=spec.market_epsilon, patience=spec.market_patience,
+                    candidates=spec.market_candidates,
+                )
+                for debate in debates
+            )  # fmt: skip
         transaction.on_commit(lambda: _enqueue_batch(batch.pk))
     return batch
+
+
+def batch_spec_check(spec: BatchSpec) -> None:
+    """The cross-field rules of a batch spec (each field's own bounds are the schema's)."""
+    if spec.tournament_config_ids:
+        if spec.protocol != Protocol.DEBATE:
+            raise ValidationError("A tournament is made of debates: choose the debate protocol.")
+        repeated = sorted({i for i in spec.tournament_config_ids
+                           if spec.tournament_config_ids.count(i) > 1})  # fmt: skip
+        if repeated:
+            raise ValidationError(
+                f"A tournament names each debater config once; {repeated} appear more than once."
+            )
+        return
+    if spec.debater_a_config_id is None:
+        what = "Adv (the market's arguer)" if spec.protocol == Protocol.MARKET else "debater A"
+        raise ValidationError(f"Choose the model config of {what}.")
+    if spec.protocol == Protocol.MARKET and spec.market_predictor_config_id is None:
+        raise ValidationError(
+            "A market needs M: choose the model config that predicts the judge's final answer."
+        )
 
 
 def judge_prompt_check(prompt: str) -> None:
@@ -170,12 +223,16 @@ def _enqueue_batch(batch_id: int) -> None:
 
 
 def _batch_debate(
-    batch: DebateBatch, question: BankQuestion, spec: BatchSpec, a: ModelConfig,
-    b: ModelConfig | None,
+    question: BankQuestion, spec: BatchSpec, a: ModelConfig, b: ModelConfig | None,
+    *, first_correct: bool = False,
 ) -> Debate:  # fmt: skip
+    """An unsaved batch debate. `first_correct` (tournaments): `a` argues the correct answer,
+    on a side drawn at random, and `b` the other."""
     correct = secrets.choice([Side.A, Side.B])
     gold, other = question.options[question.gold_index], question.options[question.distractor]
     answers = (gold, other) if correct == Side.A else (other, gold)
+    if first_correct and correct == Side.B and b is not None:
+        a, b = b, a
     return Debate(
         question=question.question, answer_a=answers[0], answer_b=answers[1],
         correct_side=correct, passage=question.passage, protocol=spec.protocol,
@@ -183,10 +240,10 @@ def _batch_debate(
         speech_char_limit=spec.speech_char_limit, quote_char_limit=spec.quote_char_limit,
         debater_a_config=a, debater_b_config=b, debater_a_name=a.name,
         debater_b_name=b.name if b else "",
-        consultant_side=secrets.choice([Side.A, Side.B]) if b is None else "",
-        status=DebateStatus.GENERATING, source=Source.ARBITER, batch=batch,
+        consultant_side=secrets.choice([Side.A, Side.B])
+        if spec.protocol == Protocol.CONSULTANCY else "",
+        status=DebateStatus.GENERATING, source=Source.ARBITER,
         bank_question=question, story_title=question.title[:500],
-        created_by=batch.created_by,
     )  # fmt: skip
 
 
@@ -213,9 +270,15 @@ def batch_run(*, batch_id: int) -> None:
     spec = BatchSpec.model_validate(batch.spec)
     try:
         debates = Debate.objects.filter(batch=batch)
-        for round_number in range(1, spec.rounds + 1):
-            _batch_alive(ours)
-            _batch_round(batch, debates, round_number, spec)
+        if spec.protocol == Protocol.MARKET:
+            markets_run(
+                batch_id=batch.pk, spec=spec, alive=partial(_batch_alive, ours),
+                progress=lambda done: _progress(batch.pk, done),
+            )  # fmt: skip
+        else:
+            for round_number in range(1, spec.rounds + 1):
+                _batch_alive(ours)
+                _batch_round(batch, debates, round_number, spec)
         _batch_alive(ours)
         debates.update(status=DebateStatus.FINISHED)
         if batch.llm_judge_config is not None:
@@ -223,6 +286,13 @@ def batch_run(*, batch_id: int) -> None:
         if spec.human_queue_id:
             queue = Queue.objects.get(pk=spec.human_queue_id)
             debates_to_queue(queue=queue, debates=debates)
+        if spec.human_judge_id:
+            # The judging page's last turn: the rounds held are all the rounds there are
+            # (a market that converged early held fewer than its step limit).
+            debates.update(
+                judge_id=spec.human_judge_id, status=DebateStatus.AWAITING_JUDGE,
+                max_rounds=Greatest(F("current_round"), 1), judge_started_at=timezone.now(),
+            )  # fmt: skip
     except BatchSuperseded:
         logger.warning("batch %s: attempt %s was superseded; stopping", batch_id, batch.attempt)
         return
@@ -308,6 +378,8 @@ def judge_transcript(debate: Debate) -> str:
         side = Side.A if entry.speaker.endswith("A") else Side.B
         if entry.speaker == "Consultant":
             side = Side(debate.consultant_side)
+        elif debate.protocol == Protocol.MARKET:
+            side = Side.A
         speech = speeches.get((entry.round, side))
         if speech is not None and speech.text == entry.text:
             text = _marked_quotes(speech.text, speech.quotes)

@@ -4,11 +4,13 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import filesizeformat
 
 from annotations.kinds import QueueKind
 from annotations.models import Queue
+from core.roles import Role
 from debate.models import DebateBatch, Protocol, QuestionBank, Source, TurnOrder, VerdictKind
 from debate.records import BatchSpec
 from debate.research.analytics import GROUPINGS, Filters
@@ -95,6 +97,9 @@ class QuestionFilterForm(forms.Form):
     q = forms.CharField(label="Question contains", max_length=200, required=False)
 
 
+MARKET_FIELDS = ("market_candidates", "market_epsilon", "market_patience")
+
+
 class BatchForm(forms.Form):
     name = forms.CharField(max_length=200)
     bank = forms.ModelChoiceField(QuestionBank.objects.all(), label="Question bank")
@@ -110,11 +115,44 @@ class BatchForm(forms.Form):
     max_new_tokens = forms.IntegerField(
         min_value=1, max_value=4096, initial=200, label="Tokens per speech (at most)"
     )
-    debater_a_config = forms.ModelChoiceField(ModelConfig.objects.all(), label="Debater A model")
+    debater_a_config = forms.ModelChoiceField(
+        ModelConfig.objects.all(), required=False, label="Debater A model",
+        help_text="a market: Adv, the model that writes the arguments; a tournament: leave empty",
+    )  # fmt: skip
     debater_b_config = forms.ModelChoiceField(
         ModelConfig.objects.all(), required=False, label="Debater B model",
         help_text="debate only; empty: the same model as A",
     )  # fmt: skip
+    tournament_configs = forms.ModelMultipleChoiceField(
+        ModelConfig.objects.all(), required=False, label="Tournament: debater models",
+        help_text="2–6 models: every ordered pair debates every question, the first arguing "
+        "the correct answer, self-play included (Khan et al. 2024); empty: not a tournament",
+    )  # fmt: skip
+    market_predictor_config = forms.ModelChoiceField(
+        ModelConfig.objects.all(), required=False, label="Market: M (the predictor)",
+        help_text="market only: predicts the judge's final answer before and after each argument",
+    )  # fmt: skip
+    market_candidates = forms.IntegerField(
+        min_value=1,
+        max_value=16,
+        initial=4,
+        required=False,
+        label="Market: Adv's candidates a step (n)",
+    )
+    market_epsilon = forms.FloatField(
+        min_value=0.001,
+        max_value=0.499,
+        initial=0.05,
+        required=False,
+        label="Market: ε (stop when |Δp| < ε)",
+    )
+    market_patience = forms.IntegerField(
+        min_value=1,
+        max_value=10,
+        initial=2,
+        required=False,
+        label="Market: for k steps in a row",
+    )
     llm_judge_config = forms.ModelChoiceField(
         ModelConfig.objects.all(), required=False, label="LLM judge model"
     )
@@ -126,6 +164,11 @@ class BatchForm(forms.Form):
     judge_max_new_tokens = forms.IntegerField(
         min_value=1, max_value=1024, initial=32, label="Judge reply tokens (at most)"
     )
+    human_judge = forms.ModelChoiceField(
+        User.objects.filter(is_active=True, groups__name=Role.ANNOTATOR).distinct()
+        .order_by("username"),
+        required=False, label="Human judge: judges every debate on the judging page",
+    )  # fmt: skip
     human_queue = forms.ModelChoiceField(
         Queue.objects.filter(kind=QueueKind.DEBATE_JUDGMENT), required=False,
         label="Human judges: debate-judgment queue",
@@ -139,12 +182,26 @@ class BatchForm(forms.Form):
             turn_order=data["turn_order"], rounds=data["rounds"],
             speech_char_limit=data["speech_char_limit"],
             quote_char_limit=data["quote_char_limit"], max_new_tokens=data["max_new_tokens"],
-            debater_a_config_id=data["debater_a_config"].pk,
+            debater_a_config_id=data["debater_a_config"].pk if data["debater_a_config"] else None,
             debater_b_config_id=data["debater_b_config"].pk if data["debater_b_config"] else None,
             count=data["count"],
             human_queue_id=data["human_queue"].pk if data["human_queue"] else None,
             judge_max_new_tokens=data["judge_max_new_tokens"],
+            tournament_config_ids=[c.pk for c in data["tournament_configs"]] or None,
+            human_judge_id=data["human_judge"].pk if data["human_judge"] else None,
+            market_predictor_config_id=data["market_predictor_config"].pk
+            if data["market_predictor_config"] else None,
+            # Left empty: the spec's defaults.
+            **{name: data[name] for name in MARKET_FIELDS if data.get(name) is not None},
         )  # fmt: skip
+
+    def clean_tournament_configs(self) -> Any:
+        configs = self.cleaned_data["tournament_configs"]
+        if len(configs) == 1:
+            raise forms.ValidationError("A tournament needs at least two debater models.")
+        if len(configs) > 6:
+            raise forms.ValidationError("A tournament takes at most six debater models.")
+        return configs
 
 
 class BatchStartForm(forms.Form):

@@ -9,6 +9,7 @@ from django.template.defaultfilters import pluralize
 
 from core.stats import Share
 from debate.research.analytics import GroupStats, Rating
+from debate.research.tournaments import Tournament
 
 PALETTE = ("#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
 
@@ -148,3 +149,84 @@ def rating_plot(ratings: list[Rating], *, width: int = 560, row: int = 24) -> Ra
     start = int(low // step + 1) * step
     ticks = [Tick(x_of(v), f"{v:.0f}") for v in range(start, int(high), step)]
     return RatingPlot(width, height, left, right, bars, ticks, axis_y=row * len(ratings) + 8)
+
+
+@dataclass(frozen=True)
+class TournamentPoint:
+    name: str
+    colour: str
+    x: float
+    y: float
+    x_low: float
+    x_high: float
+    y_low: float
+    y_high: float
+    label: str
+
+
+@dataclass(frozen=True)
+class TournamentPlot:
+    width: int
+    height: int
+    left: int
+    top: int
+    right: int
+    bottom: int
+    points: list[TournamentPoint]
+    x_ticks: list[Tick]
+    y_ticks: list[Tick]
+    trend: str  # the fitted line's path, "" without one
+
+
+def tournament_plot(
+    tournament: Tournament, *, width: int = 480, height: int = 320
+) -> TournamentPlot | None:
+    """Khan et al. 2024, Figure 1: each debater config at (aggregate rating, judge accuracy on
+    its self-play debates), a horizontal whisker for the rating's bootstrap interval and a
+    vertical one for the accuracy's Wilson interval, and the least-squares trend. None until a
+    config has both a rating and self-play verdicts."""
+    entries = [e for e in tournament.entries
+               if e.rating is not None and e.self_play.value is not None]  # fmt: skip
+    if not entries:
+        return None
+    left, top, right, bottom = 52, 12, width - 24, height - 40
+    lows = [e.low if e.low is not None else e.rating for e in entries]
+    highs = [e.high if e.high is not None else e.rating for e in entries]
+    low = min(x for x in lows if x is not None) - 20
+    high = max(x for x in highs if x is not None) + 20
+
+    def x_of(rating: float) -> float:
+        return round(left + (rating - low) / (high - low) * (right - left), 1)
+
+    def y_of(accuracy: float) -> float:
+        return round(bottom - accuracy * (bottom - top), 1)
+
+    points = []
+    for index, entry in enumerate(entries):
+        assert entry.rating is not None and entry.self_play.value is not None
+        interval = entry.self_play.interval or (0.0, 1.0)
+        rating_low = entry.low if entry.low is not None else entry.rating
+        rating_high = entry.high if entry.high is not None else entry.rating
+        points.append(TournamentPoint(
+            name=entry.name, colour=PALETTE[index % len(PALETTE)],
+            x=x_of(entry.rating), y=y_of(entry.self_play.value),
+            x_low=x_of(rating_low), x_high=x_of(rating_high),
+            y_low=y_of(interval[0]), y_high=y_of(interval[1]),
+            label=f"{entry.name}: rating {entry.rating:.0f} ({rating_low:.0f}–{rating_high:.0f}), "
+            f"self-play judge accuracy {entry.self_play.text}",
+        ))  # fmt: skip
+    trend = ""
+    if tournament.trend is not None:
+        ends = [(x, tournament.trend.intercept + tournament.trend.slope * x) for x in (low, high)]
+        trend = " ".join(
+            f"{'M' if i == 0 else 'L'}{x_of(x)},{y_of(min(1.0, max(0.0, y)))}"
+            for i, (x, y) in enumerate(ends)
+        )
+    step = max(25, round((high - low) / 4 / 25) * 25)
+    start = int(low // step + 1) * step
+    return TournamentPlot(
+        width=width, height=height, left=left, top=top, right=right, bottom=bottom,
+        points=points,
+        x_ticks=[Tick(x_of(v), f"{v:.0f}") for v in range(start, int(high), step)],
+        y_ticks=[Tick(y_of(v), f"{v:.0%}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)], trend=trend,
+    )  # fmt: skip

@@ -18,6 +18,9 @@ from debate.models import (
     Debate,
     JudgeAction,
     JudgeTurn,
+    Market,
+    MarketCandidate,
+    MarketStep,
     Protocol,
     Side,
     Source,
@@ -29,6 +32,9 @@ from debate.quotes import Quote, quotes_recheck
 from debate.records import (
     DebateRecord,
     RecordJudgeTurn,
+    RecordMarket,
+    RecordMarketCandidate,
+    RecordMarketStep,
     RecordQuote,
     RecordRules,
     RecordSetting,
@@ -94,7 +100,10 @@ def debate_record_upsert(
         texts_before = debate_texts([debate.pk]) if not created and not keep_transcript else None
         correct = record.correct_answer_index
         debate.source = record.source
-        debate.protocol = Protocol.DEBATE if record.setting.is_debate else Protocol.CONSULTANCY
+        debate.protocol = (
+            Protocol.MARKET if record.market is not None
+            else Protocol.DEBATE if record.setting.is_debate else Protocol.CONSULTANCY
+        )  # fmt: skip
         debate.human_debaters = record.setting.is_human
         if record.included_in_paper is not None:
             debate.included_in_paper = record.included_in_paper
@@ -129,6 +138,9 @@ def debate_record_upsert(
             JudgeTurn.objects.bulk_create(_turn_row(debate, turn) for turn in record.judge_turns)
             if texts_before is not None and texts_before != debate_texts([debate.pk]):
                 debate_scores_forget(debate_id=debate.pk)
+            Market.objects.filter(debate=debate).delete()
+            if record.market is not None:
+                _market_rows(debate, record.market, configs)
         debate.verdicts.all().delete()
         Verdict.objects.bulk_create(
             Verdict(
@@ -156,6 +168,60 @@ def _speech_row(debate: Debate, record: DebateRecord, speech: RecordSpeech) -> S
     )  # fmt: skip
 
 
+def _market_rows(
+    debate: Debate, record: RecordMarket, configs: dict[str, ModelConfig | None]
+) -> None:
+    """The market's rows from its record, each step tied to its kept argument (the speech of
+    round `step`). M's config by name, none if no config here has that name."""
+    market = Market.objects.create(
+        debate=debate, predictor_config=_config(record.predictor, configs),
+        predictor_name=record.predictor, epsilon=record.epsilon,
+        patience=record.patience, candidates=record.candidates,
+        initial_probability_a=record.p_0, initial_method=record.p_0_method,
+        stop_reason=record.stop_reason,
+    )  # fmt: skip
+    speeches = {speech.round: speech for speech in debate.speeches.filter(side=Side.A)}
+    for step in record.steps:
+        row = MarketStep.objects.create(
+            market=market, step=step.step, probability_before=step.p_before,
+            probability_after=step.p_after, method=step.method, speech=speeches.get(step.step),
+        )  # fmt: skip
+        MarketCandidate.objects.bulk_create(
+            MarketCandidate(
+                step=row, index=c.index, argued_side=c.argued_side, text=c.text,
+                predicted_probability_a=c.predicted_p_a, option_mass=c.option_mass, kept=c.kept,
+            )
+            for c in step.candidates
+        )  # fmt: skip
+
+
+def _market_record(debate: Debate) -> RecordMarket | None:
+    market = getattr(debate, "market", None) if debate.protocol == Protocol.MARKET else None
+    if market is None:
+        return None
+    return RecordMarket(
+        predictor=market.predictor_name, epsilon=market.epsilon,
+        patience=market.patience, candidates=market.candidates,
+        p_0=market.initial_probability_a, p_0_method=market.initial_method,  # type: ignore[arg-type]
+        stop_reason=market.stop_reason,  # type: ignore[arg-type]
+        steps=[
+            RecordMarketStep(
+                step=step.step, p_before=step.probability_before,
+                p_after=step.probability_after, method=step.method,  # type: ignore[arg-type]
+                candidates=[
+                    RecordMarketCandidate(
+                        index=c.index, argued_side=c.argued_side,  # type: ignore[arg-type]
+                        text=c.text, predicted_p_a=c.predicted_probability_a,
+                        option_mass=c.option_mass, kept=c.kept,
+                    )
+                    for c in step.candidates.all()
+                ],
+            )
+            for step in market.steps.all()
+        ],
+    )  # fmt: skip
+
+
 def _turn_row(debate: Debate, turn: RecordJudgeTurn) -> JudgeTurn:
     return JudgeTurn(
         debate=debate, round=turn.round, probability_a=percent_a(turn.distribution),
@@ -172,6 +238,9 @@ def debates_for_export(debates: QuerySet[Debate]) -> QuerySet[Debate]:
             "verdicts",
             queryset=Verdict.objects.select_related("judge_config").order_by("kind", "judge_name"),
         ),
+        "market__predictor_config",
+        Prefetch("market__steps", queryset=MarketStep.objects.order_by("step")),
+        Prefetch("market__steps__candidates", queryset=MarketCandidate.objects.order_by("index")),
     )
 
 
@@ -183,7 +252,7 @@ def debate_record(debate: Debate) -> DebateRecord:
     b_name = debate.debater_b_name or (
         debate.debater_b_config.name if debate.debater_b_config else ""
     )
-    consultancy = debate.protocol == Protocol.CONSULTANCY
+    consultancy = debate.protocol != Protocol.DEBATE  # a market has one arguer, too
     roles: dict[str, str] = {}
     if a_name and not (consultancy and debate.consultant_side == Side.B):
         roles["Debater A"] = a_name
@@ -240,7 +309,7 @@ def debate_record(debate: Debate) -> DebateRecord:
         status=debate.status, created_at=debate.created_at,  # type: ignore[arg-type]
         has_transcript=debate.has_transcript, rounds_held=debate.current_round,
         speeches=speeches, judge_turns=turns, verdicts=verdicts,
-        extras=RoomExtras.model_validate(debate.extras),
+        extras=RoomExtras.model_validate(debate.extras), market=_market_record(debate),
     )  # fmt: skip
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
 
-from debate.models import Debate, DebateBatch, Verdict, VerdictKind
+from debate.models import Debate, DebateBatch, Market, Verdict, VerdictKind
 
 
 def debates_for_research_export(
@@ -42,3 +42,13 @@ def batch_debates(batch: DebateBatch) -> list[BatchDebateRow]:
         BatchDebateRow(debate=d, llm=verdicts.get(d.pk), speeches_done=d.done)  # type: ignore[attr-defined]
         for d in debates
     ]
+
+
+def batch_markets(batch: DebateBatch) -> list[Market]:
+    """A market batch's markets with their steps (researchers only: M's predictions)."""
+    return list(
+        Market.objects.filter(debate__batch=batch)
+        .select_related("predictor_config")
+        .prefetch_related("steps")
+        .order_by("debate_id")
+    )

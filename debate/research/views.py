@@ -25,9 +25,14 @@ from debate.research.forms import (
     QuestionFilterForm,
 )
 from debate.research.imports import debate_files_import, question_bank_import
-from debate.research.plots import calibration_plot, rating_plot
+from debate.research.plots import calibration_plot, rating_plot, tournament_plot
 from debate.research.records import debates_export_lines
-from debate.research.selectors import batch_debates, debates_for_research_export
+from debate.research.selectors import (
+    batch_debates,
+    batch_markets,
+    debates_for_research_export,
+)
+from debate.research.tournaments import tournament_compute
 
 
 @require_GET
@@ -140,6 +145,11 @@ def batch_new(request: HttpRequest) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 def batch_detail(request: HttpRequest, pk: int) -> HttpResponse:
     batch = get_object_or_404(DebateBatch.objects.select_related("bank", "llm_judge_config"), pk=pk)
-    context = {"batch": batch, "debates": batch_debates(batch)}
+    tournament = tournament_compute(batch) if batch.finished else None
+    context = {
+        "batch": batch, "debates": batch_debates(batch), "tournament": tournament,
+        "plot": tournament_plot(tournament) if tournament else None,
+        "markets": batch_markets(batch),
+    }  # fmt: skip
     template = "debate/batch.html#progress" if request.htmx else "debate/batch.html"  # type: ignore[attr-defined]
     return render(request, template, context)

@@ -147,6 +147,31 @@ RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
             message=r"No such queue\.",
         ),
         Rule(
+            why="data: `spec.human_judge_id` names an active annotator",
+            field=r"",
+            message=r"No such annotator to judge",
+        ),
+        Rule(
+            why="cross-field: a batch that is not a tournament names `spec.debater_a_config_id`",
+            field=r"",
+            message=r"Choose the model config of",
+        ),
+        Rule(
+            why="cross-field: `spec.protocol` market names `spec.market_predictor_config_id`",
+            field=r"",
+            message=r"A market needs M",
+        ),
+        Rule(
+            why="within an array: `spec.tournament_config_ids` has no repeats",
+            field=r"",
+            message=r"A tournament names each debater config once",
+        ),
+        Rule(
+            why="cross-field: `spec.tournament_config_ids` goes with `spec.protocol` debate",
+            field=r"",
+            message=r"A tournament is made of debates",
+        ),
+        Rule(
             why="a template's grammar: `judge_prompt` uses only the plain placeholders",
             field=r"",
             message=r"(The judge prompt has broken braces|Unknown placeholders .* judge prompt)",

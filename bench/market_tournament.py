@@ -1,0 +1,175 @@
+"""Market and tournament benchmark on the bundled model, each figure against a baseline from
+the same run.
+
+Run: .venv/bin/python bench/market_tournament.py [--questions 8] [--tokens 8] [--skip-market]
+     (DATABASE_URL=postgres://… for PostgreSQL; default the SQLite database under var/)
+
+Everything runs inside one transaction that is rolled back at the end.
+  (a) a tournament of 3 configs × N questions × every ordered pair (both sides, self-play
+      included: 9 debates a question), one round, through the batch path (sibling speeches in
+      batched calls) vs the same debates' speeches one after another (target <= 0.5x);
+  (b) one market step with n = 4 candidates (one batched generation, then M's predictions
+      in one batched `choose` pass) vs one debate speech of the same length (target <= 1.3x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Rollback(Exception):
+    pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--questions", type=int, default=8)
+    parser.add_argument("--tokens", type=int, default=8, help="new tokens per speech")
+    parser.add_argument("--skip-market", action="store_true")
+    parser.add_argument("--skip-tournament", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    call_command("migrate", verbosity=0)
+    rows: list[tuple[str, str, str]] = []
+    try:
+        with transaction.atomic():
+            configs, bank, user = _setup(args.questions, args.tokens)
+            if not args.skip_tournament:
+                bench_tournament(rows, configs, bank, user, args.questions, args.tokens)
+            if not args.skip_market:
+                bench_market_step(rows, configs[0], bank, user, args.tokens)
+            raise Rollback
+    except Rollback:
+        pass
+    print(f"\ndatabase: {connection.vendor}; {os.cpu_count()} cores")
+    width = max(len(r[0]) for r in rows)
+    for name, figure, ratio in rows:
+        print(f"{name:<{width}}  {figure:>10}  {ratio}")
+
+
+def _setup(questions: int, tokens: int):  # type: ignore[no-untyped-def]
+    from django.contrib.auth.models import User
+
+    from debate.models import BankQuestion, QuestionBank
+    from llm.generation import backend_for
+    from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
+
+    bundled = ModelConfig.objects.get(name=BUNDLED_CONFIG_NAME)
+    configs = []
+    for i, temperature in enumerate((0.0, 0.7, 1.0)):
+        config = ModelConfig.objects.create(
+            name=f"bench debater {i}", backend=bundled.backend, model=bundled.model,
+            temperature=temperature, max_new_tokens=tokens, seed=0,
+        )  # fmt: skip
+        configs.append(config)
+    backend_for(configs[0])  # load the model once, outside the timings
+    user, _ = User.objects.get_or_create(username="bench-market")
+    bank = QuestionBank.objects.create(name="bench market bank")
+    BankQuestion.objects.bulk_create(
+        BankQuestion(
+            bank=bank, line=i + 1, title="Ledger",
+            passage=f"The clerk took the ledger on day {i}. The captain was at sea.",
+            question=f"Who took the ledger on day {i}?",
+            options=["the clerk", "the captain"], gold_index=0,
+        )
+        for i in range(questions)
+    )  # fmt: skip
+    return configs, bank, user
+
+
+def bench_tournament(rows, configs, bank, user, questions: int, tokens: int) -> None:  # type: ignore[no-untyped-def]
+    from debate.generation import speeches_generate
+    from debate.models import Debate, Speech
+    from debate.records import BatchSpec
+    from debate.research.batches import _batch_round, batch_create
+
+    def tournament():  # type: ignore[no-untyped-def]
+        spec = BatchSpec(
+            tournament_config_ids=[c.pk for c in configs], count=questions, rounds=1,
+            max_new_tokens=tokens, speech_char_limit=200, human_judge_id=None,
+        )  # fmt: skip
+        batch = batch_create(name="bench", bank=bank, spec=spec, created_by=user,
+                             llm_judge_config=configs[0])  # fmt: skip
+        return batch, spec
+
+    batch, spec = tournament()
+    debates = Debate.objects.filter(batch=batch)
+    start = time.perf_counter()
+    _batch_round(batch, debates, 1, spec)
+    concurrent = time.perf_counter() - start
+    speeches = Speech.objects.filter(debate__batch=batch, status="done").count()
+
+    batch, spec = tournament()
+    Speech.objects.bulk_create(
+        Speech(debate=d, round=1, side=side) for d in Debate.objects.filter(batch=batch)
+        for side in ("a", "b")
+    )  # fmt: skip
+    start = time.perf_counter()
+    for speech_id in Speech.objects.filter(debate__batch=batch).values_list("pk", flat=True):
+        speeches_generate(speech_ids=[speech_id], stream=False, advance_rounds=False,
+                          max_new_tokens=tokens)  # fmt: skip
+    sequential = time.perf_counter() - start
+    count = debates.count()
+    rows.append((f"(a) tournament: 3 configs × {questions} questions, {count} debates, "
+                 f"{speeches} speeches of {tokens} tokens", f"{concurrent:.1f} s",
+                 f"{concurrent / sequential:.2f}x one after another ({sequential:.1f} s); "
+                 "target <= 0.5x"))  # fmt: skip
+
+
+def bench_market_step(rows, config, bank, user, tokens: int) -> None:  # type: ignore[no-untyped-def]
+    from debate.generation import speeches_generate
+    from debate.models import Debate, DebateStatus, Market, Speech
+    from debate.records import BatchSpec
+    from debate.research.batches import batch_create
+    from debate.research.markets import _markets, _markets_step
+
+    spec = BatchSpec(
+        protocol="market",
+        debater_a_config_id=config.pk,
+        market_predictor_config_id=config.pk,
+        count=1,
+        rounds=1,
+        market_candidates=4,
+        max_new_tokens=tokens,
+        speech_char_limit=200,
+    )
+    batch = batch_create(name="bench market", bank=bank, spec=spec, created_by=user,
+                         llm_judge_config=config)  # fmt: skip
+    Market.objects.filter(debate__batch=batch).update(initial_probability_a=0.5,
+                                                      initial_method="logprobs")  # fmt: skip
+    markets = _markets(batch.pk)
+    start = time.perf_counter()
+    _markets_step(markets, 1, spec)
+    step = time.perf_counter() - start
+    debate = Debate.objects.create(
+        question="Who took the ledger?", answer_a="the clerk", answer_b="the captain",
+        correct_side="a", passage="The clerk took the ledger.", debater_a_config=config,
+        debater_b_config=config, status=DebateStatus.GENERATING, current_round=1,
+        speech_char_limit=200,
+    )  # fmt: skip
+    speech = Speech.objects.create(debate=debate, round=1, side="a")
+    start = time.perf_counter()
+    speeches_generate(speech_ids=[speech.pk], stream=False, advance_rounds=False,
+                      max_new_tokens=tokens)  # fmt: skip
+    one = time.perf_counter() - start
+    rows.append((f"(b) market step, n = 4 candidates of {tokens} tokens + M's 4 predictions",
+                 f"{step:.1f} s", f"{step / one:.2f}x one debate speech ({one:.1f} s); "
+                 "target <= 1.3x"))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Markets in a batch, on fake backends (the real bundled model runs in test_research_worker…)."""
+
+import math
+import re
+from dataclasses import dataclass
+
+import pytest
+
+import llm.generation
+from debate.models import Market, MarketCandidate, MarketStep, Speech, Verdict
+from debate.records import BatchSpec
+from debate.research import batches
+from debate.research.batches import batch_create, batch_run
+from llm.backends.base import Completion, Usage
+from tests.debate.research_factories import BankQuestionFactory, QuestionBankFactory
+from tests.factories import ModelConfigFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@dataclass(frozen=True)
+class FakeChoice:
+    probabilities: tuple[float, ...] | None
+    method: str
+    option_mass: float | None
+    replies: tuple[str, ...] = ()
+
+
+@pytest.fixture
+def fake_market(monkeypatch):
+    """Adv writes "The answer is <answer> because reason-<n>" (n counts up, so every
+    candidate is distinct); M's P(A) is 0.5 + 0.1 per argument for A's answer − 0.05 per
+    argument for B's (A's arguments move it most), from the prompt it is sent; the judge
+    says 70."""
+    calls = {"generate": [], "choose": []}
+    counter = iter(range(10_000))
+
+    class Fake:
+        def __init__(self, config):
+            self.config = config
+
+        def generate_batch(self, prompts, *, params):
+            calls["generate"].append((self.config.name, list(prompts)))
+            replies = []
+            for prompt in prompts:
+                content = prompt[-1]["content"]
+                if "Probability A" in content or "one letter only" in content:
+                    replies.append("Probability A: 70")
+                    continue
+                answer = re.search(r"Argue that the answer is: (.*)", prompt[0]["content"])[1]
+                replies.append(f"The answer is {answer} because reason-{next(counter):05d}")
+            usage = Usage(prompt_tokens=1, completion_tokens=1, time_to_first_token_s=None,
+                          total_s=0.01)  # fmt: skip
+            return [Completion(text=t, usage=usage, finish_reason="stop") for t in replies]
+
+    def choose(config, chats, options):
+        assert list(options) == ["A", "B"]
+        calls["choose"].append((config.name, [list(chat) for chat in chats]))
+        out = []
+        for chat in chats:
+            content = chat[-1]["content"]
+            a = re.search(r"Answer A: (.*)", content)[1]
+            b = re.search(r"Answer B: (.*)", content)[1]
+            said = content.split("Arguments the judge has read:")[1]
+            p = 0.5 + 0.1 * said.count(f"answer is {a}") - 0.05 * said.count(f"answer is {b}")
+            p = min(0.99, max(0.01, p))
+            out.append(FakeChoice((p, 1 - p), "logprobs", 0.9))
+        return out
+
+    monkeypatch.setattr(llm.generation, "backend_for", Fake)
+    monkeypatch.setattr(llm.generation, "choose", choose, raising=False)
+    return calls
+
+
+def _market_batch(researcher, *, count=2, **spec):
+    bank = QuestionBankFactory()
+    BankQuestionFactory.create_batch(count, bank=bank)
+    adv, m, judge = (
+        ModelConfigFactory(name="adv"),
+        ModelConfigFactory(name="m"),
+        ModelConfigFactory(name="judge"),
+    )
+    values = {"rounds": 4, "market_candidates": 4, "market_epsilon": 0.05, "market_patience": 2}
+    values |= spec
+    return batch_create(
+        name="market", bank=bank, created_by=researcher, llm_judge_config=judge,
+        spec=BatchSpec(protocol="market", debater_a_config_id=adv.pk,
+                       market_predictor_config_id=m.pk, count=count, **values),
+    )  # fmt: skip
+
+
+def test_a_market_keeps_the_most_moving_candidate_and_the_judge_reads_only_kept_arguments(
+    researcher, fake_market, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher)
+    batch_run(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert batch.status == "done", batch.error
+    assert batch.steps_done == batch.steps_total == 2 * 4 + 2
+
+    # Each step: the 2 markets' 4 candidates in one generation, M's 8 predictions in one pass.
+    adv_calls = [len(p) for name, p in fake_market["generate"] if name == "adv"]
+    assert adv_calls == [8, 8, 8, 8]
+    assert [len(c) for _, c in fake_market["choose"]] == [2, 8, 8, 8, 8]
+
+    for market in Market.objects.all():
+        assert market.initial_probability_a == pytest.approx(0.5)
+        assert market.initial_method == "logprobs"
+        steps = list(market.steps.order_by("step"))
+        assert [s.step for s in steps] == [1, 2, 3, 4] and market.stop_reason == "step_limit"
+        for step in steps:
+            candidates = list(step.candidates.order_by("index"))
+            assert len(candidates) == 4 and sum(c.kept for c in candidates) == 1
+            kept = next(c for c in candidates if c.kept)
+            # Candidates arguing A move M by +0.1, B's by −0.05: an A argument is kept.
+            assert kept.argued_side == "a"
+            assert step.probability_after == pytest.approx(kept.predicted_probability_a)
+            assert step.probability_after - step.probability_before == pytest.approx(0.1)
+            assert step.speech.text == kept.text and step.speech.round == step.step
+
+    # The LLM judge's bytes: every kept argument, no discarded candidate, no prediction.
+    judge_bytes = str([p for name, p in fake_market["generate"] if name == "judge"])
+    for candidate in MarketCandidate.objects.all():
+        assert (candidate.text in judge_bytes) == candidate.kept
+    for p in MarketStep.objects.values_list("probability_before", "probability_after"):
+        for value in p:
+            assert (
+                f"{value:.2f}" not in judge_bytes and f"{round(100 * value)} %" not in judge_bytes
+            )
+    assert "Argument" in judge_bytes and Speech.objects.count() == 8
+    assert Verdict.objects.filter(kind="llm", debate__batch=batch).count() == 2
+    for debate in batch.debates.all():
+        assert batches.judge_transcript(debate).count("[Round") == 4
+
+
+def test_a_market_stops_once_m_has_not_moved_more_than_epsilon_for_k_steps(
+    researcher, fake_market, django_capture_on_commit_callbacks
+):
+    # ε = 0.2 > every move (0.1 or 0.05), patience 2: two steps, then it stops, converged.
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=1, market_epsilon=0.2, market_candidates=1)
+    batch_run(batch_id=batch.pk)
+    batch.refresh_from_db()
+    market = Market.objects.get()
+    assert market.stop_reason == "converged" and market.steps.count() == 2
+    # One candidate a step, arguing A on odd steps and B on even ones (it alternates).
+    sides = list(
+        MarketCandidate.objects.order_by("step__step").values_list("argued_side", flat=True)
+    )
+    assert sides == ["b", "a"]
+    assert batch.steps_done == batch.steps_total == 4 + 1
+
+
+def test_the_analytics_page_shows_the_market_row_and_its_metrics(
+    researcher, fake_market, client, django_capture_on_commit_callbacks
+):
+    from django.urls import reverse
+
+    from debate.research.analytics import Filters, analytics_compute
+
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=3)
+    batch_run(batch_id=batch.pk)
+    stats = analytics_compute(Filters())
+    assert [g.name for g in stats.groups] == ["AI market"]
+    market = stats.market
+    assert market is not None and market.markets == 3 and market.questions == 3
+    # p₀ = 0.5 on every market: never more than 50 % on the correct answer.
+    assert (market.initial_accuracy.k, market.initial_accuracy.n) == (0, 3)
+    assert market.initial_brier == pytest.approx(0.25)
+    assert [s.step for s in market.by_step] == [0, 1, 2, 3, 4]
+    # The judge says 70 % A: M's cross-entropy falls as its P(A) climbs 0.5 → 0.9 toward it.
+    entropies = [s.cross_entropy.mean for s in market.by_step]
+    assert entropies[0] == pytest.approx(-(0.7 * math.log(0.5) + 0.3 * math.log(0.5)))
+    assert entropies[1] < entropies[0]
+    assert all(s.move.mean == pytest.approx(0.1) for s in market.by_step[1:])
+    assert market.steps_to_stop.mean == 4 and market.converged.k == 0
+    assert [r.name for r in market.same_questions] == [
+        "Market: M's first guess p₀ (the deployed answer)",
+        "Market making: the judge's final answer",
+    ]
+    from tests.helpers import Api
+
+    body = Api(researcher).get("/debates/analytics/?protocol=market").json()
+    assert body["market"]["markets"] == 3 and body["market"]["initial_accuracy"]["n"] == 3
+    assert [s["step"] for s in body["market"]["by_step"]] == [0, 1, 2, 3, 4]
+    assert body["market"]["probability_methods"] == {"logprobs": 3}
+    client.force_login(researcher)
+    page = client.get(reverse("debate:analytics")).content.decode()
+    assert 'id="market-protocols"' in page and "AI market" in page
+    assert "logprobs (3)" in page
+
+
+def test_a_market_exports_in_the_debate_schema_with_its_steps_and_imports_back_the_same(
+    researcher, fake_market, django_capture_on_commit_callbacks
+):
+    import json
+
+    from debate.models import Debate
+    from debate.records import DebateRecord
+    from debate.research.records import debates_export_lines, records_upsert
+
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=1, rounds=2)
+    batch_run(batch_id=batch.pk)
+    [line] = list(debates_export_lines(Debate.objects.all()))
+    record = json.loads(line)
+    market = record["market"]
+    assert record["setting"] == {"is_human": False, "is_debate": False}
+    assert record["consultant"] is None and record["roles"]["Debater A"] == "adv"
+    assert (
+        market["predictor"] == "m" and market["p_0"] == 0.5 and market["p_0_method"] == "logprobs"
+    )
+    assert [s["step"] for s in market["steps"]] == [1, 2]
+    for step, speech in zip(market["steps"], record["speeches"], strict=True):
+        assert len(step["candidates"]) == 4
+        assert [c["text"] for c in step["candidates"] if c["kept"]] == [speech["text"]]
+
+    Debate.objects.all().delete()
+    records_upsert([DebateRecord.model_validate_json(line)])
+    [again] = list(debates_export_lines(Debate.objects.all()))
+    assert again == line
+    assert Debate.objects.get().protocol == "market"
+
+
+def test_markets_open_read_only_in_the_django_admin(
+    researcher, admin_user, fake_market, django_capture_on_commit_callbacks
+):
+    from tests.helpers import signed_in
+
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=1, rounds=1)
+    batch_run(batch_id=batch.pk)
+    admin_user.is_staff = admin_user.is_superuser = True
+    admin_user.save()
+    client = signed_in(admin_user)
+    rows = {"market": Market.objects.get(), "marketstep": MarketStep.objects.get(),
+            "marketcandidate": MarketCandidate.objects.first()}  # fmt: skip
+    for name, row in rows.items():
+        assert client.get(f"/admin/debate/{name}/").status_code == 200, name
+        assert client.get(f"/admin/debate/{name}/{row.pk}/change/").status_code == 200, name
+        # The batch run writes them: no Add.
+        assert client.get(f"/admin/debate/{name}/add/").status_code == 403, name
