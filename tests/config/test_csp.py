@@ -132,8 +132,12 @@ def test_htmx_swaps_and_posts_under_the_policy(
     browser_login(page, base, users["annotator"].username, PASSWORD)
     page.goto(f"{base}/queues/{world.ids['queue_id']}/label/")
     before = Label.objects.count()
-    page.locator("#work form[hx-post] button[type=submit]").first.click()
-    wait_for(lambda: Label.objects.count() == before + 1, timeout=15, what="the htmx submit")
+    # The label goes by queue.js's fetch (connect-src 'self'), then the undo by an htmx POST.
+    page.locator("#work form[data-held] button[type=submit]").first.click()
+    wait_for(lambda: Label.objects.count() == before + 1, timeout=15, what="the label's fetch")
+    page.goto(f"{base}/queues/{world.ids['queue_id']}/label/")
+    page.locator("#work form.undo[hx-post] button[type=submit]").click()
+    wait_for(lambda: Label.objects.count() == before, timeout=15, what="the htmx undo")
     page.wait_for_selector("#work")
     assert not violations, violations
 
