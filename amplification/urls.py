@@ -8,6 +8,7 @@ urlpatterns = [
     path("new/", views.tree_new, name="new"),
     path("import/", views.tree_import, name="import"),
     path("distillation.jsonl", views.distillation_export, name="distill"),
+    path("distil/", views.distil, name="distil"),
     path("<int:pk>/", views.tree_detail, name="detail"),
     path("<int:pk>/export.json", views.tree_export_json, name="export"),
     path("<int:pk>/run/", views.tree_run, name="run"),

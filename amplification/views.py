@@ -310,3 +310,35 @@ def distillation_export(request: HttpRequest) -> HttpResponse | StreamingHttpRes
     response = StreamingHttpResponse(rows, content_type="application/jsonl")
     response["Content-Disposition"] = 'attachment; filename="amplification-distill.jsonl"'
     return response
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.RESEARCHER)
+def distil(request: HttpRequest) -> HttpResponse:
+    """ "Distil into a new model": the distillation set's filters, the base and the
+    hyperparameters; POST starts the run (amplification.distil) and shows its page."""
+    from django.conf import settings
+
+    from amplification.distil import distil_rows, distil_start
+    from llm.forms import TrainingStartForm
+
+    data = request.POST if request.method == "POST" else None
+    filters = DistillForm(data or request.GET or None, prefix="rows")
+    training = TrainingStartForm(data)
+    if request.method == "POST" and filters.is_valid() and training.is_valid():
+        try:
+            run = distil_start(
+                base=training.cleaned_data["base"], name=training.cleaned_data["name"],
+                hyperparameters=training.hyperparameters(), user=signed_in_user(request),
+                tree_ids=None, min_rating=filters.cleaned_data["min_rating"],
+            )  # fmt: skip
+        except ValidationError as error:
+            training.add_error(None, error)
+        else:
+            messages.success(request, f"Training {run.name} from {run.parent.name}.")
+            return redirect("llm:training_run_detail", pk=run.pk)
+    status = 400 if request.method == "POST" else 200
+    min_rating = filters.cleaned_data["min_rating"] if filters.is_valid() else None
+    context = {"filters": filters, "training": training, "minimum": settings.LLM_TRAINING_MIN_ROWS,
+               "row_count": len(distil_rows(tree_ids=None, min_rating=min_rating))}  # fmt: skip
+    return render(request, "amplification/distil.html", context, status=status)

@@ -318,6 +318,7 @@ def _mount() -> None:
     # Imported here: each app's api module imports Problem and the auth objects from this one.
     from annotations.api import exports, queues
     from debate.api import router as debates
+    from llm.api import training_runs_router
     from rewards.api import reward_models_router
 
     api.add_router("/queues", queues)
@@ -325,6 +326,7 @@ def _mount() -> None:
     api.add_router("/debates", debates)
     api.add_router("/reward-models", reward_models_router)
     api.add_router("/trees", "amplification.api.trees")
+    api.add_router("/training-runs", training_runs_router)
 
 
 _mount()

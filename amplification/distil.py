@@ -1,0 +1,50 @@
+"""Distil: fine-tune a new model on a distillation set, the second half of iterated
+amplification. The rows are the distillation set's (amplification.selectors.distillation_rows,
+the same rows the JSONL download gives); training, its job and the new config's lineage are
+llm's (llm.services.training_run_start). This module only joins the two."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import User
+
+from amplification.schemas import DistillRow
+from amplification.selectors import distillation_rows
+from llm.models import ModelConfig, TrainingKind, TrainingRun
+from llm.schemas import SFTHyperparameters, TrainingRow
+from llm.services import training_run_start
+
+
+def distil_rows(*, tree_ids: list[int] | None, min_rating: float | None) -> list[TrainingRow]:
+    """The distillation set's rows as training rows: each node's prompt exactly as the
+    answerer saw it (its tree's context included) and its final answer."""
+    rows = []
+    for line in distillation_rows(tree_ids=tree_ids, min_rating=min_rating):
+        row = DistillRow.model_validate_json(line)
+        rows.append(TrainingRow(prompt=row.prompt, completion=row.completion))
+    return rows
+
+
+def distil_source(*, tree_ids: list[int] | None, min_rating: float | None) -> str:
+    trees = "every finished tree" if tree_ids is None else f"trees {', '.join(map(str, tree_ids))}"
+    rating = "" if min_rating is None else f", rated nodes with a mean of at least {min_rating:g}"
+    return f"amplification distillation set: {trees}{rating}"
+
+
+def distil_start(
+    *,
+    base: ModelConfig,
+    name: str,
+    hyperparameters: SFTHyperparameters,
+    user: User | None,
+    tree_ids: list[int] | None = None,
+    min_rating: float | None = None,
+) -> TrainingRun:
+    """Start "Distil into a new model": build the distillation set with these filters and
+    queue an SFT run of `base` on it. ValidationError (nothing started) for the rules of
+    llm.services.training_run_start: too few rows, a base that is not local, a taken name."""
+    return training_run_start(
+        kind=TrainingKind.SFT_DISTIL, parent=base, name=name,
+        rows=distil_rows(tree_ids=tree_ids, min_rating=min_rating),
+        hyperparameters=hyperparameters, user=user,
+        source=distil_source(tree_ids=tree_ids, min_rating=min_rating),
+    )  # fmt: skip

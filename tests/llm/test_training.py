@@ -1,0 +1,111 @@
+"""Training runs on a real Celery worker: a distillation run on 40 rows lowers eval loss and
+makes a config that generates; a worker killed mid-training leaves no config and the run
+ends failed with its reason."""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from llm.backends.base import ChatMessage
+from llm.generation import backend_for
+from llm.models import ModelConfig, TrainingKind, TrainingRun, TrainingStatus
+from llm.services import training_run_start, training_runs_fail_stale
+from llm.tasks import training_run_task
+from llm.training import machine_settings
+from tests.helpers import wait_for, worker_log
+from tests.llm.training_data import bundled_config, learnable_rows, tiny_hyperparameters
+
+# A worker's start, the model's load and a few steps: minutes on a shared 2-core machine.
+RUN_TIMEOUT = 900
+
+
+@pytest.mark.worker
+def test_a_distillation_run_lowers_eval_loss_and_its_config_generates(
+    transactional_db, django_db_serialized_rollback, researcher, start_training_worker,
+    trained_models_dir,
+):  # fmt: skip
+    parent = bundled_config()
+    worker = start_training_worker()
+    run = training_run_start(
+        kind=TrainingKind.SFT_DISTIL, parent=parent, name="distilled", rows=learnable_rows(40),
+        hyperparameters=tiny_hyperparameters(max_steps=4), user=researcher, source="a test",
+    )  # fmt: skip
+    run = wait_for(
+        lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["done", "failed"]).first(),
+        timeout=RUN_TIMEOUT, what="the run to finish", log=worker_log(worker.log_name),
+    )  # fmt: skip
+    assert run.status == TrainingStatus.DONE, run.reason
+    assert run.eval_loss_after < run.eval_loss_before
+    curves = run.typed_curves
+    assert [p.step for p in curves.eval] == [0, 4] and len(curves.train) == 4
+    assert run.progress_step == run.progress_total == 4
+    machine = run.typed_machine
+    assert machine is not None and not machine.lora and not machine.activation_checkpointing
+    assert machine.trainable_parameters == machine.parameters  # a full fine-tune
+
+    config = run.result
+    assert config is not None and config.name == "distilled"
+    assert Path(config.model).parent == trained_models_dir
+    assert Path(config.model, "arbiter-training.json").is_file()
+    assert not list(trained_models_dir.glob(".run-*"))  # no temp dir left
+    # Usable wherever a config is: the generation path loads it and it generates.
+    completion = backend_for(config).generate_batch(
+        [[ChatMessage(role="user", content="Question 99: what do you know about tides?")]],
+        params=config.generation_params(max_new_tokens=4),
+    )[0]
+    assert completion.usage.completion_tokens and completion.text.strip()
+
+
+@pytest.mark.worker
+def test_a_worker_killed_mid_training_leaves_no_config_and_the_run_fails_with_a_reason(
+    transactional_db, django_db_serialized_rollback, start_training_worker, trained_models_dir
+):
+    parent = bundled_config()
+    configs = ModelConfig.objects.count()
+    with mock.patch("llm.tasks.training_run_task.delay"):
+        run = training_run_start(
+            kind=TrainingKind.SFT_DISTIL, parent=parent, name="doomed", rows=learnable_rows(40),
+            hyperparameters=tiny_hyperparameters(max_steps=500),
+        )  # fmt: skip
+    private = f"kill-{run.pk}"
+    doomed = start_training_worker(queues=private)
+    training_run_task.apply_async((run.pk,), queue=private)
+    wait_for(
+        lambda: TrainingRun.objects.filter(pk=run.pk, progress_step__gte=1).exists(),
+        timeout=RUN_TIMEOUT, what="the run to take a step", log=worker_log(doomed.log_name),
+    )  # fmt: skip
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+
+    run.refresh_from_db()
+    assert run.status == TrainingStatus.RUNNING  # nobody knows yet
+    assert ModelConfig.objects.count() == configs
+    assert not list(trained_models_dir.glob("run-*"))  # nothing renamed into place
+
+    # A redelivery of the task (acks_late) finds nothing to claim.
+    worker = start_training_worker()
+    training_run_task.delay(run.pk)
+    assert training_runs_fail_stale() == []  # its lease has not run out yet
+    [failed] = training_runs_fail_stale(now=run.lease_expires_at + timedelta(seconds=1))
+    assert failed == run.pk
+    run.refresh_from_db()
+    assert run.status == TrainingStatus.FAILED and "lease expired" in run.reason
+    assert run.result is None and ModelConfig.objects.count() == configs
+    assert not list(trained_models_dir.iterdir())  # the half-written temp dir is gone
+    assert worker.poll() is None
+
+
+def test_settings_follow_the_machine(settings):
+    settings.LLM_LORA_ABOVE_PARAMS = 500_000_000
+    settings.LLM_DTYPE = "float32"
+    cpu = machine_settings(parameters=135_000_000, on_gpu=False)
+    assert cpu == {"dtype": "float32", "bf16_autocast": False,
+                   "activation_checkpointing": False, "lora": False}  # fmt: skip
+    settings.LLM_DTYPE = "bfloat16"
+    assert machine_settings(parameters=135_000_000, on_gpu=False)["bf16_autocast"] is True
+    assert machine_settings(parameters=1_700_000_000, on_gpu=False)["lora"] is True
