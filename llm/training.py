@@ -175,8 +175,11 @@ def _callback(recorder: _Recorder) -> Any:
 
 def _sft(run: TrainingRun, started: float) -> None:
     from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
+
+    disable_progress_bar()  # per-row bars would flood the worker's log
 
     hp: SFTHyperparameters = run.typed_hyperparameters
     threads = settings.LLM_TRAINING_TORCH_THREADS
