@@ -60,3 +60,14 @@ def test_only_researchers_and_only_get(db, annotator, researcher):
     assert signed_in(researcher).post(url).status_code == 405
     missing = reverse("llm:training_run_detail", kwargs={"pk": run.pk + 1})
     assert signed_in(researcher).get(missing).status_code == 404
+
+
+def test_the_admin_shows_a_run_read_only_without_its_rows(db, admin_user):
+    admin_user.is_superuser = True
+    admin_user.save()
+    run = finished_run(bundled_config())
+    TrainingRun.objects.filter(pk=run.pk).update(rows=[{"prompt": "secret row", "completion": "c"}])
+    page = signed_in(admin_user).get(reverse("admin:llm_trainingrun_change", args=[run.pk]))
+    assert page.status_code == 200
+    assert b"ababab" in page.content and b"secret row" not in page.content
+    assert b'name="name"' not in page.content  # read-only
