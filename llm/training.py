@@ -116,7 +116,7 @@ def conversational(parent: ModelConfig, rows: list[TrainingRow], tokenizer: Any)
     return out
 
 
-def checkpointing_argument(config_class: type, on: bool) -> dict[str, bool]:
+def checkpointing_argument(config_class: type, on: bool) -> dict[str, Any]:
     """transformers 5.25 renamed `gradient_checkpointing` to `activation_checkpointing` and
     warns on the old name; older versions know only the old one."""
     names = {field.name for field in dataclasses.fields(config_class)}

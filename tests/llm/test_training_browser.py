@@ -29,7 +29,7 @@ def patient_page(page):
 
 
 def test_a_researcher_watches_a_run_finish_and_finds_its_lineage(
-    live_asgi_server, page, researcher
+    live_asgi_server, patient_page, researcher
 ):
     page = patient_page
     parent = bundled_config()
