@@ -166,7 +166,8 @@ def _callback(recorder: _Recorder) -> Any:
             if logs and "loss" in logs and math.isfinite(logs["loss"]):
                 point = CurvePoint(step=state.global_step, loss=round(float(logs["loss"]), 5))
                 recorder.curves.train.append(point)
-            if logs and "eval_loss" in logs:
+            eval_steps = [p.step for p in recorder.curves.eval]
+            if logs and "eval_loss" in logs and state.global_step not in eval_steps:
                 recorder.step = state.global_step
                 recorder.eval_loss(float(logs["eval_loss"]))
 
@@ -231,14 +232,12 @@ def _sft(run: TrainingRun, started: float) -> None:
     trainable = sum(int(p.numel()) for p in wrapped.parameters() if p.requires_grad)
     machine = MachineSettings(**chosen, parameters=parameters, trainable_parameters=trainable,
                               torch_threads=torch.get_num_threads())  # fmt: skip
+    # Each evaluate() logs its eval_loss, which the callback puts on the eval curve.
     before = float(trainer.evaluate()["eval_loss"])
-    recorder.curves.eval.append(CurvePoint(step=0, loss=round(before, 5)))
     recorder.write(force=True, eval_loss_before=before, machine=machine.model_dump(mode="json"))
     trainer.train()
     recorder.step = trainer.state.global_step
     after = float(trainer.evaluate()["eval_loss"])
-    if not recorder.curves.eval or recorder.curves.eval[-1].step != recorder.step:
-        recorder.curves.eval.append(CurvePoint(step=recorder.step, loss=round(after, 5)))
     recorder.total = recorder.step
     recorder.write(force=True, eval_loss_after=after)
 

@@ -77,9 +77,10 @@ def test_a_worker_killed_mid_training_leaves_no_config_and_the_run_fails_with_a_
     private = f"kill-{run.pk}"
     doomed = start_training_worker(queues=private)
     training_run_task.apply_async((run.pk,), queue=private)
+    # Killed once training has begun: the eval loss before it is recorded, then trainer.train().
     wait_for(
-        lambda: TrainingRun.objects.filter(pk=run.pk, progress_step__gte=1).exists(),
-        timeout=RUN_TIMEOUT, what="the run to take a step", log=worker_log(doomed.log_name),
+        lambda: TrainingRun.objects.filter(pk=run.pk, eval_loss_before__isnull=False).exists(),
+        timeout=RUN_TIMEOUT, what="the run to start training", log=worker_log(doomed.log_name),
     )  # fmt: skip
     doomed.send_signal(signal.SIGKILL)
     doomed.wait(timeout=30)
@@ -111,3 +112,33 @@ def test_settings_follow_the_machine(settings):
     settings.LLM_DTYPE = "bfloat16"
     assert machine_settings(parameters=135_000_000, on_gpu=False)["bf16_autocast"] is True
     assert machine_settings(parameters=1_700_000_000, on_gpu=False)["lora"] is True
+
+
+def test_the_recorder_keeps_one_eval_point_a_step_and_stops_once_the_run_is_lost(db):
+    from types import SimpleNamespace
+
+    from llm.training import RunLost, _callback, _Recorder
+
+    with mock.patch("llm.tasks.training_run_task.delay"):
+        run = training_run_start(
+            kind=TrainingKind.SFT_DISTIL, parent=bundled_config(), name="r",
+            rows=learnable_rows(), hyperparameters=tiny_hyperparameters(),
+        )  # fmt: skip
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingStatus.RUNNING)
+    recorder = _Recorder(run.pk, total=2)
+    callback = _callback(recorder)
+    state = SimpleNamespace(global_step=0)
+    callback.on_log(None, state, None, logs={"eval_loss": 3.0})
+    callback.on_log(None, state, None, logs={"eval_loss": 3.0})  # evaluate() logs it once more
+    state.global_step = 1
+    callback.on_log(None, state, None, logs={"loss": 2.5})
+    recorder.last = 0.0  # past the write throttle (PROGRESS_EVERY_S)
+    callback.on_step_end(None, state, None)
+    run.refresh_from_db()
+    assert [p.step for p in run.typed_curves.eval] == [0] and run.progress_step == 1
+    assert [p.loss for p in recorder.curves.train] == [2.5]
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingStatus.FAILED)
+    state.global_step = 2
+    recorder.last = 0.0
+    with pytest.raises(RunLost):
+        callback.on_step_end(None, state, None)
