@@ -59,7 +59,7 @@ def test_a_researcher_watches_a_run_finish_and_finds_its_lineage(
     assert page.locator("#run-loss circle").count() == 2
     screenshots_at_both_widths(page, SHOTS, "training-run-done")
 
-    page.click("text=child <b>")
+    page.goto(f"{live_asgi_server.url}/models/{run.result_id}/")
     assert "came from" in page.locator("#lineage").inner_text()
     page.goto(f"{live_asgi_server.url}/models/")
     assert "on 40 rows" in page.locator("table").inner_text()
