@@ -9,6 +9,7 @@ urlpatterns = [
     path("import/", views.tree_import, name="import"),
     path("distillation.jsonl", views.distillation_export, name="distill"),
     path("distillation/preview/", views.distillation_preview_page, name="distill_preview"),
+    path("distil/", views.distil, name="distil"),
     path("<int:pk>/", views.tree_detail, name="detail"),
     path("<int:pk>/export.json", views.tree_export_json, name="export"),
     path("<int:pk>/run/", views.tree_run, name="run"),

@@ -320,10 +320,42 @@ def distillation_preview_page(request: HttpRequest) -> HttpResponse:
     it: the form's htmx fragment, or the tree list with it (without JavaScript)."""
     form = DistillForm(request.GET)
     preview = distillation_preview(**form.filters()) if form.is_valid() else None
-    context = {"distill_form": form, "preview": preview}
+    context: dict[str, Any] = {"distill_form": form, "preview": preview}
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "amplification/tree_list.html#distill_preview", context,
                       status=200 if preview else 400)  # fmt: skip
     context |= {"form": TreeFilterForm(), "trees": trees_filtered()[:200],
                 "import_form": ImportForm(), "is_tree_researcher": True}  # fmt: skip
     return render(request, "amplification/tree_list.html", context, status=200 if preview else 400)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.RESEARCHER)
+def distil(request: HttpRequest) -> HttpResponse:
+    """ "Distil into a new model": the distillation set's filters, the base and the
+    hyperparameters; POST starts the run (amplification.distil) and shows its page."""
+    from django.conf import settings
+
+    from amplification.distil import distil_rows, distil_start
+    from llm.forms import TrainingStartForm
+
+    data = request.POST if request.method == "POST" else None
+    filters = DistillForm(data or request.GET or None, prefix="rows")
+    training = TrainingStartForm(data)
+    if request.method == "POST" and filters.is_valid() and training.is_valid():
+        try:
+            run = distil_start(
+                base=training.cleaned_data["base"], name=training.cleaned_data["name"],
+                hyperparameters=training.hyperparameters(), user=signed_in_user(request),
+                **filters.filters(),
+            )  # fmt: skip
+        except ValidationError as error:
+            training.add_error(None, error)
+        else:
+            messages.success(request, f"Training {run.name} from {run.parent.name}.")
+            return redirect("llm:training_run_detail", pk=run.pk)
+    status = 400 if request.method == "POST" else 200
+    chosen = filters.filters() if filters.is_valid() else {"tree_ids": None, "min_rating": None}
+    context = {"filters": filters, "training": training, "minimum": settings.LLM_TRAINING_MIN_ROWS,
+               "row_count": len(distil_rows(**chosen))}  # fmt: skip
+    return render(request, "amplification/distil.html", context, status=status)

@@ -337,6 +337,7 @@ def _mount() -> None:
     from annotations.api import exports, queues
     from debate.api import router as debates
     from experiments.api import experiments_router
+    from llm.api import training_runs_router
     from rewards.api import reward_models_router
 
     api.add_router("/queues", queues)
@@ -347,6 +348,7 @@ def _mount() -> None:
     api.add_router("/trees", "amplification.api.trees")
     api.add_router("/webhooks", "core.api.webhooks_router")
     api.add_router("/ai-feedback", "feedback.api.router")
+    api.add_router("/training-runs", training_runs_router)
 
 
 _mount()

@@ -259,6 +259,8 @@ CELERY_TASK_ROUTES = {
     "debate.tasks.batches_requeue_stale_task": {"queue": "default"},
     "amplification.tasks.trees_requeue_stale_task": {"queue": "default"},
     "llm.tasks.model_trials_fail_stale_task": {"queue": "default"},
+    "llm.tasks.training_runs_fail_stale_task": {"queue": "default"},
+    "llm.tasks.training_run_task": {"queue": "training"},
     "debate.tasks.*": {"queue": "generation"},
     "amplification.tasks.*": {"queue": "generation"},
     "llm.tasks.*": {"queue": "generation"},
@@ -320,6 +322,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # A "Try it" trial whose worker died is failed (llm.trial_worker.TRIAL_STALE_AFTER).
     "trials-fail-stale": {
         "task": "llm.tasks.model_trials_fail_stale_task",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+    # A training run whose worker died is failed (llm.services.training_runs_fail_stale).
+    "training-runs-fail-stale": {
+        "task": "llm.tasks.training_runs_fail_stale_task",
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },
@@ -410,6 +418,15 @@ LLM_MODEL_CACHE_SIZE = env_int("LLM_MODEL_CACHE_SIZE", 2, minimum=1)
 # natively (AVX512-BF16 or AMX; on the 2-core target a decode step costs ~0.6x of float32 and
 # a batch of 9 rows ~1.5x of one, against ~2x for float32), else float32.
 LLM_DTYPE = env_choice("LLM_DTYPE", "auto", choices={"auto", "float32", "bfloat16"})
+
+# Fine-tuned local models (llm/training.py): where their checkpoints go, the lease of a run
+# (renewed every step; a run silent longer lost its worker), the fewest rows a run takes, the
+# parameter count above which a base is trained through LoRA instead of fully, torch threads.
+LLM_TRAINED_MODELS_DIR = Path(env_str("LLM_TRAINED_MODELS_DIR", str(VAR_DIR / "trained-models")))
+LLM_TRAINING_LEASE_SECONDS = env_int("LLM_TRAINING_LEASE_SECONDS", 300, minimum=5)
+LLM_TRAINING_MIN_ROWS = env_int("LLM_TRAINING_MIN_ROWS", 20, minimum=2)
+LLM_LORA_ABOVE_PARAMS = env_int("LLM_LORA_ABOVE_PARAMS", 500_000_000, minimum=1)
+LLM_TRAINING_TORCH_THREADS = env_int("LLM_TRAINING_TORCH_THREADS", 2, minimum=0)
 
 # Reward models (rewards/): checkpoints, the lease of a training run, the smallest data.
 REWARD_MODELS_DIR = Path(env_str("REWARD_MODELS_DIR", str(VAR_DIR / "reward-models")))

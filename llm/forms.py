@@ -10,6 +10,7 @@ from llm.backends.base import GenerationError
 from llm.backends.bundled import BUNDLED_MODEL_ID, bundled_gguf_path, resolve_model_path
 from llm.models import Backend, ModelConfig
 from llm.probe import openai_server_probe
+from llm.schemas import SFTHyperparameters
 
 MAX_STOP_SEQUENCES = 4
 MAX_TRIAL_PROMPT_CHARS = 4000
@@ -114,3 +115,32 @@ class TrialForm(forms.Form):
         if not prompt.strip():
             raise forms.ValidationError("Write a prompt first.")
         return prompt
+
+
+class TrainingStartForm(forms.Form):
+    """What a researcher chooses when starting a fine-tune: the base, the new config's name
+    and the main hyperparameters (the rest keep llm.schemas.SFTHyperparameters' defaults)."""
+
+    base = forms.ModelChoiceField(
+        queryset=ModelConfig.objects.filter(backend=Backend.TRANSFORMERS),
+        help_text="a local transformers model; the new config copies its sampling settings",
+    )
+    name = forms.CharField(max_length=100, help_text="what the new model config will be called")
+    learning_rate = forms.FloatField(initial=5e-5, min_value=1e-7, max_value=1e-2)
+    epochs = forms.IntegerField(initial=1, min_value=1, max_value=20)
+    max_steps = forms.IntegerField(
+        initial=0, min_value=0, max_value=100_000, required=False,
+        help_text="stop after this many steps (0 or empty: all epochs)",
+    )  # fmt: skip
+    batch_size = forms.IntegerField(initial=8, min_value=1, max_value=128)
+    max_length = forms.IntegerField(
+        initial=256, min_value=16, max_value=4096, help_text="tokens a row is cut to"
+    )
+
+    def hyperparameters(self) -> SFTHyperparameters:
+        data = self.cleaned_data
+        return SFTHyperparameters(
+            learning_rate=data["learning_rate"], epochs=data["epochs"],
+            max_steps=data.get("max_steps") or 0, batch_size=data["batch_size"],
+            max_length=data["max_length"],
+        )  # fmt: skip

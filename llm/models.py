@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from llm.backends.base import GenerationParams, Usage
+from llm.schemas import Curves, MachineSettings, SFTHyperparameters, TrainingRow
 
 BUNDLED_CONFIG_NAME = "SmolLM2-135M-Instruct (bundled)"
 
@@ -233,3 +234,103 @@ class ModelTrial(LiveGeneration):
         return self.phase_state(
             queued=self.status == TrialStatus.QUEUED, element_id=f"trial-{self.pk}-state"
         )
+
+
+# --- training runs: new model configs with lineage ------------------------------------------
+class TrainingKind(models.TextChoices):
+    SFT_DISTIL = "sft-distil", "SFT on a distillation set"
+    # Not started by any service yet; the run, lineage and worker machinery take them as they
+    # are (llm/training.py dispatches on kind).
+    DPO = "dpo", "DPO on preference pairs"
+    REJECTION_SAMPLING = "rejection-sampling", "rejection-sampling SFT"
+
+
+class TrainingStatus(models.TextChoices):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class TrainingRun(models.Model):
+    """One fine-tune of a local model config, and the config it produced: the lineage record.
+
+    A row is the job: QUEUED → RUNNING → DONE / FAILED, claimed with a conditional UPDATE
+    (llm/training.py). The worker renews `lease_expires_at` as it steps; a RUNNING run whose
+    lease expired has lost its worker and is failed by training_runs_fail_stale. The result
+    config is created only after the checkpoint was saved whole and renamed into place, in
+    the same transaction that marks the run DONE: a killed run leaves no config.
+    """
+
+    kind = models.CharField(max_length=20, choices=TrainingKind.choices)
+    # What the new config will be called.
+    name = models.CharField(max_length=100)
+    parent = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="training_runs")
+    status = models.CharField(
+        max_length=10, choices=TrainingStatus.choices, default=TrainingStatus.QUEUED
+    )
+    reason = models.TextField(blank=True, help_text="why it failed")
+    # Where the rows came from, in words (e.g. "amplification distillation set, min rating 5").
+    source = models.CharField(max_length=300, blank=True)
+    # The rows (llm.schemas.TrainingRow), their count and SHA-256 of their canonical JSON.
+    rows = models.JSONField(default=list, blank=True, editable=False)
+    row_count = models.PositiveIntegerField(default=0)
+    dataset_hash = models.CharField(max_length=64)
+    train_rows = models.PositiveIntegerField(default=0)
+    eval_rows = models.PositiveIntegerField(default=0)
+    hyperparameters = models.JSONField(default=dict, blank=True)
+    # What the worker chose for its machine (llm.schemas.MachineSettings); {} until it ran.
+    machine = models.JSONField(default=dict, blank=True)
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    curves = models.JSONField(default=dict, blank=True)  # llm.schemas.Curves
+    eval_loss_before = models.FloatField(null=True, blank=True)
+    eval_loss_after = models.FloatField(null=True, blank=True)
+    checkpoint_path = models.CharField(max_length=500, blank=True)
+    result = models.OneToOneField(
+        ModelConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="trained_by"
+    )
+    attempt = models.PositiveSmallIntegerField(default=1)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    wall_time_s = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "lease_expires_at"], name="training_run_lease")]
+
+    def __str__(self) -> str:
+        return f"training run {self.pk}: {self.name} ({self.status})"
+
+    @property
+    def running(self) -> bool:
+        return self.status in (TrainingStatus.QUEUED, TrainingStatus.RUNNING)
+
+    @property
+    def percent(self) -> int:
+        if self.status == TrainingStatus.DONE:
+            return 100
+        if not self.progress_total:
+            return 0
+        return min(100, int(100 * self.progress_step / self.progress_total))
+
+    @property
+    def typed_curves(self) -> Curves:
+        return Curves.model_validate(self.curves or {})
+
+    @property
+    def typed_hyperparameters(self) -> SFTHyperparameters:
+        return SFTHyperparameters.model_validate(self.hyperparameters)
+
+    @property
+    def typed_machine(self) -> MachineSettings | None:
+        return MachineSettings.model_validate(self.machine) if self.machine else None
+
+    @property
+    def typed_rows(self) -> list[TrainingRow]:
+        return [TrainingRow.model_validate(row) for row in self.rows]

@@ -5,9 +5,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import reswap, retarget
 
 from core.roles import Role, role_required, signed_in_user
+from llm.charts import loss_chart
 from llm.forms import ModelConfigForm, TrialForm
 from llm.models import ModelConfig, ModelTrial
-from llm.selectors import model_configs
+from llm.selectors import lineage, model_configs, training_runs
 from llm.services import model_config_save, model_trial_start
 
 RECENT_TRIALS = 5
@@ -16,7 +17,8 @@ RECENT_TRIALS = 5
 @require_GET
 @role_required(Role.RESEARCHER)
 def config_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "llm/config_list.html", {"configs": model_configs()})
+    configs = model_configs().select_related("trained_by__parent")
+    return render(request, "llm/config_list.html", {"configs": configs})
 
 
 @require_http_methods(["GET", "POST"])
@@ -40,7 +42,9 @@ def config_detail(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, f"Saved {config.name}.")
         return redirect("llm:config_detail", pk=config.pk)
     trials = ModelTrial.objects.filter(config=config, user=signed_in_user(request))[:RECENT_TRIALS]
-    context = {"form": form, "config": config, "trial_form": TrialForm(), "trials": trials}
+    context = {"form": form, "config": config, "trial_form": TrialForm(), "trials": trials,
+               "lineage": lineage(config),
+               "children": training_runs().filter(parent=config)[:RECENT_TRIALS]}  # fmt: skip
     return render(request, "llm/config_form.html", context)
 
 
@@ -62,3 +66,23 @@ def config_try(request: HttpRequest, pk: int) -> HttpResponse:
     if request.htmx:  # type: ignore[attr-defined]
         return render(request, "llm/_trial.html", {"trial": trial})
     return redirect("llm:config_detail", pk=config.pk)
+
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def training_run_list(request: HttpRequest) -> HttpResponse:
+    return render(request, "llm/training_run_list.html", {"runs": training_runs()[:200]})
+
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def training_run_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    """The run's page; htmx polls its `live` fragment while the run is queued or running."""
+    run = get_object_or_404(training_runs(), pk=pk)
+    curves = run.typed_curves
+    chart = loss_chart([(p.step, p.loss) for p in curves.train],
+                       [(p.step, p.loss) for p in curves.eval])  # fmt: skip
+    context = {"run": run, "chart": chart, "lineage": lineage(run.result) if run.result else [run]}
+    if request.htmx:  # type: ignore[attr-defined]
+        return render(request, "llm/training_run.html#live", context)
+    return render(request, "llm/training_run.html", context)

@@ -4,20 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('amplification', '0005_tree_import_source_node_draft_attempt'),
+        ("amplification", "0005_tree_import_source_node_draft_attempt"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='tree',
-            name='compose_prompt',
-            field=models.TextField(default='{context}Question: {question}\n\nFacts found so far:\n{subanswers}\n\nAnswer the question in one or two sentences, using the facts above.'),
+            model_name="tree",
+            name="compose_prompt",
+            field=models.TextField(
+                default="{context}Question: {question}\n\nFacts found so far:\n{subanswers}\n\nAnswer the question in one or two sentences, using the facts above."
+            ),
         ),
         migrations.AlterField(
-            model_name='tree',
-            name='decompose_prompt',
-            field=models.TextField(default='Split the last question into at most {max_children} simpler sub-questions about it.\n\n{examples}{context}Question: {question}\nSub-questions:'),
+            model_name="tree",
+            name="decompose_prompt",
+            field=models.TextField(
+                default="Split the last question into at most {max_children} simpler sub-questions about it.\n\n{examples}{context}Question: {question}\nSub-questions:"
+            ),
         ),
     ]

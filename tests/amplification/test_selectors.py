@@ -55,7 +55,9 @@ def test_each_rows_prompt_is_what_the_answerer_saw_context_included(fake, make_t
     rows = {row.completion: row for row in distillation_set()}
     leaf = tree.nodes.get(question="A?")
     assert rows["answer to A?"].prompt == leaf.calls[0]["prompt"] == answer_prompt(tree, "A?")
-    assert rows["answer to A?"].prompt == "Context:\nA storm report.\n\nSay it briefly.\nQuestion: A?"
+    assert (
+        rows["answer to A?"].prompt == "Context:\nA storm report.\n\nSay it briefly.\nQuestion: A?"
+    )
     # The root was composed: its row asks the answerer's question, and teaches the amplified
     # answer as the direct one.
     assert rows["composed: Root?"].prompt == answer_prompt(tree, "Root?")

@@ -177,6 +177,30 @@ RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
             message=r"(The judge prompt has broken braces|Unknown placeholders .* judge prompt)",
         ),
     ],
+    "/api/training-runs/": [
+        Rule(
+            why="data: `rows` holds at least the server's minimum (LLM_TRAINING_MIN_ROWS)",
+            field=r"",
+            message=r"a training run needs at least \d+",
+        ),
+        Rule(
+            why="across items: `eval_rows` share no prompt with `rows`, and `rows` holds at "
+            "least two distinct prompts when no `eval_rows` are given",
+            field=r"",
+            message=r"(shares? \d+ questions? with the training rows|at least two distinct)",
+        ),
+        Rule(
+            why="data: `parent_config` is a local transformers model available on the server",
+            field=r"",
+            message=r"(training needs a local transformers model|is not available here)",
+        ),
+        Rule(
+            why="data: `name` is not taken by a model config or an unfinished run",
+            field=r"",
+            message=r"is already called",
+        ),
+        Rule(why="data: `name` is not blank once trimmed", field=r"", message=r"Name the new"),
+    ],
     "/api/queues/{queue_id}/items": [
         Rule(
             why="data: an upload is `string/binary`; which bytes make valid rows of this "

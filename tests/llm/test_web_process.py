@@ -21,7 +21,8 @@ visit(get_resolver().url_patterns)
 from config.celery import app
 app.loader.import_default_modules()  # every tasks module, as when the web enqueues a task
 from config.routing import websocket_urlpatterns
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "transformers", "accelerate"})
+training = {"torch", "transformers", "accelerate", "trl", "peft", "datasets"}
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in training)
 print(json.dumps({"views": len(get_resolver().reverse_dict), "heavy": heavy}))
 """
 

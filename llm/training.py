@@ -1,0 +1,281 @@
+"""A training run from claim to its new model config. Run by the worker only (llm/tasks.py):
+it imports torch, transformers, TRL and peft.
+
+  claim (QUEUED → RUNNING, conditional UPDATE, lease) → load the parent's local checkpoint
+  → choose settings for this machine (dtype rule, LoRA above LLM_LORA_ABOVE_PARAMS) → eval
+  loss before → TRL's SFTTrainer, progress and losses recorded (and the lease renewed) as
+  it steps → eval loss after → save into a temp dir beside the final one, fsync, rename →
+  one transaction: the new config and the run DONE (llm.services.training_run_finish).
+  Any error: FAILED with the error and nothing kept. A killed worker: the lease runs out,
+  training_runs_fail_stale fails the run; the temp dir never became a config.
+
+Machine settings, following the project's dtype rule (settings.LLM_DTYPE through
+compute_dtype): bfloat16 autocast only where the CPU (or GPU) multiplies bfloat16 natively;
+activation (gradient) checkpointing only on a GPU. TRL 1.16's defaults turn both on, which
+on a CPU without native bfloat16 made an SFT step about 13x slower (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import secrets
+import shutil
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+from django.conf import settings
+from django.utils import timezone
+
+from llm.backends.bundled import resolve_model_path
+from llm.backends.transformers_backend import compute_dtype
+from llm.generation import chat_messages
+from llm.models import ModelConfig, TrainingKind, TrainingRun, TrainingStatus
+from llm.schemas import CurvePoint, Curves, MachineSettings, SFTHyperparameters, TrainingRow
+from llm.services import (
+    TRAINED_MARKER,
+    training_run_checkpoints_remove,
+    training_run_fail,
+    training_run_finish,
+    training_run_progress,
+)
+
+# Progress is written at most this often (and always at the first and last step).
+PROGRESS_EVERY_S = 1.0
+
+
+class RunLost(Exception):
+    """The run is no longer this worker's (failed as lost): stop writing."""
+
+
+def training_run_execute(*, run_id: int) -> None:
+    """Run one queued training run to its end. Claimed with a conditional UPDATE, so a
+    second delivery of the task finds nothing to claim and returns."""
+    now = timezone.now()
+    claimed = TrainingRun.objects.filter(pk=run_id, status=TrainingStatus.QUEUED).update(
+        status=TrainingStatus.RUNNING, started_at=now,
+        lease_expires_at=now + timedelta(seconds=settings.LLM_TRAINING_LEASE_SECONDS),
+    )  # fmt: skip
+    if not claimed:
+        return
+    run = TrainingRun.objects.select_related("parent").get(pk=run_id)
+    started = time.monotonic()
+    try:
+        if run.kind != TrainingKind.SFT_DISTIL:
+            # The hook for DPO and rejection-sampling SFT: same claim, lineage and finish.
+            raise ValueError(f"no trainer for training runs of kind {run.kind!r} yet")
+        _sft(run, started)
+    except RunLost:
+        return
+    except Exception as error:
+        training_run_fail(run_id=run_id, reason=f"{type(error).__name__}: {error}",
+                          wall_time_s=time.monotonic() - started)  # fmt: skip
+        training_run_checkpoints_remove(run_id)
+        raise
+
+
+def base_checkpoint(parent: ModelConfig) -> str:
+    """The parent's local checkpoint (the bundled model converted on first use)."""
+    return resolve_model_path(parent.model, models_dir=settings.LLM_MODELS_DIR,
+                              config_name=parent.name)  # fmt: skip
+
+
+def machine_settings(*, parameters: int, on_gpu: bool) -> dict[str, Any]:
+    """bf16 autocast where bfloat16 is native, checkpointing only on a GPU, LoRA above
+    LLM_LORA_ABOVE_PARAMS parameters."""
+    if on_gpu:
+        native_bf16 = torch.cuda.is_bf16_supported()
+    else:
+        native_bf16 = compute_dtype(settings.LLM_DTYPE) == torch.bfloat16
+    return {
+        "dtype": "bfloat16" if native_bf16 else "float32",
+        "bf16_autocast": native_bf16,
+        "activation_checkpointing": on_gpu,
+        "lora": parameters > settings.LLM_LORA_ABOVE_PARAMS,
+    }
+
+
+def conversational(parent: ModelConfig, rows: list[TrainingRow], tokenizer: Any) -> list[dict]:
+    """Rows as the model will see them when used: the parent's chat messages (its system
+    prompt, the row's prompt as the user turn) through the chat template, the completion as
+    the assistant's turn. A tokenizer with no template gets the backend's plain transcript."""
+    if getattr(tokenizer, "chat_template", None):
+        return [{"prompt": [dict(m) for m in chat_messages(parent, row.prompt)],
+                 "completion": [{"role": "assistant", "content": row.completion}]}
+                for row in rows]  # fmt: skip
+    out = []
+    for row in rows:
+        lines = [f"{m['role']}: {m['content']}" for m in chat_messages(parent, row.prompt)]
+        out.append({"prompt": "\n".join([*lines, "assistant:"]),
+                    "completion": f" {row.completion}{tokenizer.eos_token or ''}"})  # fmt: skip
+    return out
+
+
+def checkpointing_argument(config_class: type, on: bool) -> dict[str, Any]:
+    """transformers 5.25 renamed `gradient_checkpointing` to `activation_checkpointing` and
+    warns on the old name; older versions know only the old one."""
+    names = {field.name for field in dataclasses.fields(config_class)}
+    key = (
+        "activation_checkpointing"
+        if "activation_checkpointing" in names
+        else "gradient_checkpointing"
+    )
+    return {key: on}
+
+
+class _Recorder:
+    """Records steps and losses on the run row (renewing its lease) as the trainer goes."""
+
+    def __init__(self, run_id: int, total: int) -> None:
+        self.run_id = run_id
+        self.total = total
+        self.curves = Curves()
+        self.step = 0
+        self.last = 0.0
+
+    def write(self, *, force: bool = False, **fields: Any) -> None:
+        now = time.monotonic()
+        if not force and self.step < self.total and now - self.last < PROGRESS_EVERY_S:
+            return
+        self.last = now
+        if not training_run_progress(
+            run_id=self.run_id, progress_step=self.step, progress_total=self.total,
+            curves=self.curves.model_dump(mode="json"), **fields,
+        ):  # fmt: skip
+            raise RunLost()
+
+    def eval_loss(self, loss: float) -> None:
+        self.curves.eval.append(CurvePoint(step=self.step, loss=round(loss, 5)))
+        self.write(force=True)
+
+
+def _callback(recorder: _Recorder) -> Any:
+    from transformers import TrainerCallback
+
+    class Recording(TrainerCallback):  # type: ignore[misc]
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            recorder.step = state.global_step
+            recorder.write()
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
+            if logs and "loss" in logs and math.isfinite(logs["loss"]):
+                point = CurvePoint(step=state.global_step, loss=round(float(logs["loss"]), 5))
+                recorder.curves.train.append(point)
+            eval_steps = [p.step for p in recorder.curves.eval]
+            if logs and "eval_loss" in logs and state.global_step not in eval_steps:
+                recorder.step = state.global_step
+                recorder.eval_loss(float(logs["eval_loss"]))
+
+    return Recording()
+
+
+def _sft(run: TrainingRun, started: float) -> None:
+    from datasets import Dataset
+    from datasets.utils.logging import disable_progress_bar
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    disable_progress_bar()  # per-row bars would flood the worker's log
+
+    hp: SFTHyperparameters = run.typed_hyperparameters
+    threads = settings.LLM_TRAINING_TORCH_THREADS
+    if threads > 0 and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    rows = run.typed_rows
+    # Rows were stored train first, then held out (llm.services.training_run_start).
+    train_rows, eval_rows = rows[: run.train_rows], rows[run.train_rows :]
+    path = base_checkpoint(run.parent)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Master weights in float32 whatever the machine: bfloat16 only as autocast.
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    on_gpu = torch.cuda.is_available()
+    parameters = sum(p.numel() for p in model.parameters())
+    chosen = machine_settings(parameters=parameters, on_gpu=on_gpu)
+    peft_config = None
+    if chosen["lora"]:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=hp.lora_rank, lora_alpha=2 * hp.lora_rank, lora_dropout=0.0,
+                                 target_modules="all-linear", task_type="CAUSAL_LM")  # fmt: skip
+    steps_per_epoch = math.ceil(len(train_rows) / hp.batch_size)
+    total = hp.max_steps or steps_per_epoch * hp.epochs
+    output = Path(settings.LLM_TRAINED_MODELS_DIR)
+    output.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(4)
+    temp = output / f".run-{run.pk}-{token}.tmp"
+    config = SFTConfig(
+        output_dir=str(temp / "trainer"), per_device_train_batch_size=hp.batch_size,
+        per_device_eval_batch_size=hp.batch_size, learning_rate=hp.learning_rate,
+        num_train_epochs=hp.epochs, max_steps=hp.max_steps or -1, max_length=hp.max_length,
+        bf16=chosen["bf16_autocast"], use_cpu=not on_gpu,
+        **checkpointing_argument(SFTConfig, chosen["activation_checkpointing"]),
+        eval_strategy="steps" if hp.eval_every_steps else "no",
+        eval_steps=hp.eval_every_steps or None, logging_steps=1, save_strategy="no",
+        report_to=[], disable_tqdm=True, seed=hp.seed, data_seed=hp.seed,
+        dataloader_num_workers=0, optim="adamw_torch", lr_scheduler_type="linear",
+    )  # fmt: skip
+    recorder = _Recorder(run.pk, total)
+    trainer = SFTTrainer(
+        model=model, args=config, processing_class=tokenizer, peft_config=peft_config,
+        train_dataset=Dataset.from_list(conversational(run.parent, train_rows, tokenizer)),
+        eval_dataset=Dataset.from_list(conversational(run.parent, eval_rows, tokenizer)),
+        callbacks=[_callback(recorder)],
+    )  # fmt: skip
+    wrapped: Any = trainer.model  # the model, or its peft wrapper under LoRA
+    trainable = sum(int(p.numel()) for p in wrapped.parameters() if p.requires_grad)
+    machine = MachineSettings(**chosen, parameters=parameters, trainable_parameters=trainable,
+                              torch_threads=torch.get_num_threads())  # fmt: skip
+    # Each evaluate() logs its eval_loss, which the callback puts on the eval curve.
+    before = float(trainer.evaluate()["eval_loss"])
+    recorder.write(force=True, eval_loss_before=before, machine=machine.model_dump(mode="json"))
+    trainer.train()
+    recorder.step = trainer.state.global_step
+    after = float(trainer.evaluate()["eval_loss"])
+    recorder.total = recorder.step
+    recorder.write(force=True, eval_loss_after=after)
+
+    trained: Any = trainer.model
+    if peft_config is not None:
+        trained = trained.merge_and_unload()  # a plain checkpoint any backend loads
+    lineage = {
+        "run": run.pk, "kind": run.kind, "parent": run.parent.name,
+        "parent_model": run.parent.model, "dataset_hash": run.dataset_hash,
+        "rows": run.row_count, "hyperparameters": hp.model_dump(mode="json"),
+        "machine": machine.model_dump(mode="json"), "eval_loss_before": before,
+        "eval_loss_after": after,
+    }  # fmt: skip
+    final = _save(trained, tokenizer, temp, output / f"run-{run.pk}-{token}", lineage)
+    config_made = training_run_finish(run_id=run.pk, checkpoint=final,
+                                      wall_time_s=round(time.monotonic() - started, 3))  # fmt: skip
+    if config_made is None:  # failed as lost while it saved: keep nothing
+        shutil.rmtree(final, ignore_errors=True)
+        raise RunLost()
+
+
+def _save(model: Any, tokenizer: Any, temp: Path, final: Path, lineage: dict[str, Any]) -> Path:
+    """Write the checkpoint whole in `temp`, fsync it, and rename it to `final`: a reader
+    (or a config) never sees a half-written checkpoint."""
+    shutil.rmtree(temp / "trainer", ignore_errors=True)
+    temp.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(str(temp))
+    tokenizer.save_pretrained(str(temp))
+    (temp / TRAINED_MARKER).write_text(json.dumps(lineage, indent=2))
+    for path in temp.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    temp.chmod(0o755)
+    os.rename(temp, final)
+    directory = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return final

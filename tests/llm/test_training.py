@@ -1,0 +1,144 @@
+"""Training runs on a real Celery worker: a distillation run on 40 rows lowers eval loss and
+makes a config that generates; a worker killed mid-training leaves no config and the run
+ends failed with its reason."""
+
+from __future__ import annotations
+
+import signal
+from datetime import timedelta
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from llm.backends.base import ChatMessage
+from llm.generation import backend_for
+from llm.models import ModelConfig, TrainingKind, TrainingRun, TrainingStatus
+from llm.services import training_run_start, training_runs_fail_stale
+from llm.tasks import training_run_task
+from llm.training import machine_settings
+from tests.helpers import wait_for, worker_log
+from tests.llm.training_data import bundled_config, learnable_rows, tiny_hyperparameters
+
+# A worker's start, the model's load and a few steps: seconds alone, but a 2-core machine
+# shared by several test runs once took 4 minutes a step.
+RUN_TIMEOUT = 2400
+
+
+@pytest.mark.worker
+def test_a_distillation_run_lowers_eval_loss_and_its_config_generates(
+    transactional_db, django_db_serialized_rollback, researcher, start_training_worker,
+    trained_models_dir,
+):  # fmt: skip
+    parent = bundled_config()
+    worker = start_training_worker()
+    run = training_run_start(
+        kind=TrainingKind.SFT_DISTIL, parent=parent, name="distilled", rows=learnable_rows(40),
+        hyperparameters=tiny_hyperparameters(max_steps=2, learning_rate=5e-4), user=researcher,
+        source="a test",
+    )  # fmt: skip
+    run = wait_for(
+        lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["done", "failed"]).first(),
+        timeout=RUN_TIMEOUT, what="the run to finish", log=worker_log(worker.log_name),
+    )  # fmt: skip
+    assert run.status == TrainingStatus.DONE, run.reason
+    assert run.eval_loss_after < run.eval_loss_before
+    curves = run.typed_curves
+    assert [p.step for p in curves.eval] == [0, 2] and len(curves.train) == 2
+    assert run.progress_step == run.progress_total == 2
+    machine = run.typed_machine
+    assert machine is not None and not machine.lora and not machine.activation_checkpointing
+    assert machine.trainable_parameters == machine.parameters  # a full fine-tune
+
+    config = run.result
+    assert config is not None and config.name == "distilled"
+    assert Path(config.model).parent == trained_models_dir
+    assert Path(config.model, "arbiter-training.json").is_file()
+    assert not list(trained_models_dir.glob(".run-*"))  # no temp dir left
+    # Usable wherever a config is: the generation path loads it and it generates.
+    completion = backend_for(config).generate_batch(
+        [[ChatMessage(role="user", content="Question 99: what do you know about tides?")]],
+        params=config.generation_params(max_new_tokens=4),
+    )[0]
+    assert completion.usage.completion_tokens and completion.text.strip()
+
+
+@pytest.mark.worker
+def test_a_worker_killed_mid_training_leaves_no_config_and_the_run_fails_with_a_reason(
+    transactional_db, django_db_serialized_rollback, start_training_worker, trained_models_dir
+):
+    parent = bundled_config()
+    configs = ModelConfig.objects.count()
+    with mock.patch("llm.tasks.training_run_task.delay"):
+        run = training_run_start(
+            kind=TrainingKind.SFT_DISTIL, parent=parent, name="doomed", rows=learnable_rows(40),
+            hyperparameters=tiny_hyperparameters(max_steps=500),
+        )  # fmt: skip
+    private = f"kill-{run.pk}"
+    doomed = start_training_worker(queues=private)
+    training_run_task.apply_async((run.pk,), queue=private)
+    # Killed once training has begun: the eval loss before it is recorded, then trainer.train().
+    wait_for(
+        lambda: TrainingRun.objects.filter(pk=run.pk, eval_loss_before__isnull=False).exists(),
+        timeout=RUN_TIMEOUT, what="the run to start training", log=worker_log(doomed.log_name),
+    )  # fmt: skip
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait(timeout=30)
+
+    run.refresh_from_db()
+    assert run.status == TrainingStatus.RUNNING  # nobody knows yet
+    assert ModelConfig.objects.count() == configs
+    assert not list(trained_models_dir.glob("run-*"))  # nothing renamed into place
+
+    # A redelivery of the task (acks_late) finds nothing to claim.
+    worker = start_training_worker()
+    training_run_task.delay(run.pk)
+    assert training_runs_fail_stale() == []  # its lease has not run out yet
+    [failed] = training_runs_fail_stale(now=run.lease_expires_at + timedelta(seconds=1))
+    assert failed == run.pk
+    run.refresh_from_db()
+    assert run.status == TrainingStatus.FAILED and "lease expired" in run.reason
+    assert run.result is None and ModelConfig.objects.count() == configs
+    assert not list(trained_models_dir.iterdir())  # the half-written temp dir is gone
+    assert worker.poll() is None
+
+
+def test_settings_follow_the_machine(settings):
+    settings.LLM_LORA_ABOVE_PARAMS = 500_000_000
+    settings.LLM_DTYPE = "float32"
+    cpu = machine_settings(parameters=135_000_000, on_gpu=False)
+    assert cpu == {"dtype": "float32", "bf16_autocast": False,
+                   "activation_checkpointing": False, "lora": False}  # fmt: skip
+    settings.LLM_DTYPE = "bfloat16"
+    assert machine_settings(parameters=135_000_000, on_gpu=False)["bf16_autocast"] is True
+    assert machine_settings(parameters=1_700_000_000, on_gpu=False)["lora"] is True
+
+
+def test_the_recorder_keeps_one_eval_point_a_step_and_stops_once_the_run_is_lost(db):
+    from types import SimpleNamespace
+
+    from llm.training import RunLost, _callback, _Recorder
+
+    with mock.patch("llm.tasks.training_run_task.delay"):
+        run = training_run_start(
+            kind=TrainingKind.SFT_DISTIL, parent=bundled_config(), name="r",
+            rows=learnable_rows(), hyperparameters=tiny_hyperparameters(),
+        )  # fmt: skip
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingStatus.RUNNING)
+    recorder = _Recorder(run.pk, total=2)
+    callback = _callback(recorder)
+    state = SimpleNamespace(global_step=0)
+    callback.on_log(None, state, None, logs={"eval_loss": 3.0})
+    callback.on_log(None, state, None, logs={"eval_loss": 3.0})  # evaluate() logs it once more
+    state.global_step = 1
+    callback.on_log(None, state, None, logs={"loss": 2.5})
+    recorder.last = 0.0  # past the write throttle (PROGRESS_EVERY_S)
+    callback.on_step_end(None, state, None)
+    run.refresh_from_db()
+    assert [p.step for p in run.typed_curves.eval] == [0] and run.progress_step == 1
+    assert [p.loss for p in recorder.curves.train] == [2.5]
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingStatus.FAILED)
+    state.global_step = 2
+    recorder.last = 0.0
+    with pytest.raises(RunLost):
+        callback.on_step_end(None, state, None)
