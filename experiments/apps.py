@@ -6,6 +6,9 @@ class ExperimentsConfig(AppConfig):
     verbose_name = "Oversight experiments"
 
     def ready(self) -> None:
+        # tasks: registers the assistance task, which experiments.services sends by name
+        # (the demo seed sends it from `make run`, a process that imports no tasks itself).
+        from experiments import tasks  # noqa: F401
         from experiments.jobs import register
 
         register()
