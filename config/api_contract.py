@@ -26,6 +26,7 @@ from annotations.services import api_token_digest
 from core import sql
 from core.ratelimit import rate_limit_hit
 from core.roles import Role, role_columns, roles_remember, user_has_role
+from core.stats import METHOD, Share
 from core.types import DbId
 
 # Writing last_used_at on every call would put an UPDATE on the hot path.
@@ -97,6 +98,23 @@ class FieldError(Schema):
         default=None, description="the line of the uploaded file the problem is on, if one"
     )
     message: str
+
+
+class ShareOut(Schema):
+    """k of n with its Wilson 95 % interval (core.stats.Share; low and high are null when
+    n = 0). One schema for every app: OpenAPI components are shared by name."""
+
+    k: int
+    n: int
+    value: float | None
+    low: float | None
+    high: float | None
+    method: str
+
+    @staticmethod
+    def of(share: Share) -> ShareOut:
+        return ShareOut(k=share.k, n=share.n, value=share.value, low=share.low,
+                        high=share.high, method=METHOD)  # fmt: skip
 
 
 class Problem(Schema):

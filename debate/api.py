@@ -18,7 +18,7 @@ from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
 from pydantic import Field
 
-from config.api_contract import Body, Id, api_user, errors, researchers
+from config.api_contract import Body, Id, ShareOut, api_user, errors, researchers
 from core.roles import Role, user_has_role
 from core.stats import Share
 from core.text import StoredText
@@ -108,7 +108,7 @@ class ImportIn(Body):
     records: list[DebateRecord] = Field(min_length=1, max_length=200)
 
 
-class ImportOut(Schema):
+class DebateImportOut(Schema):
     names: list[str]  # every record's debate, in order
     created: list[str]  # the debates this import created, and those it updated
     updated: list[str]
@@ -135,14 +135,6 @@ class BatchOut(Schema):
     debate_ids: list[int]
     created_at: datetime
     finished_at: datetime | None
-
-
-class ShareOut(Schema):
-    k: int
-    n: int
-    value: float | None
-    low: float | None
-    high: float | None
 
 
 class GroupOut(Schema):
@@ -275,16 +267,16 @@ def debate_post(request: HttpRequest, body: DebateIn) -> Status:
 
 
 @router.post(
-    "/import", response={200: ImportOut} | errors(403),
+    "/import", response={200: DebateImportOut} | errors(403),
     summary="Import debates in the export schema (upserted by name), all or none",
 )  # fmt: skip
-def debate_import(request: HttpRequest, body: ImportIn) -> ImportOut:
+def debate_import(request: HttpRequest, body: ImportIn) -> DebateImportOut:
     with transaction.atomic():
         imported = [(record_name(d), created) for d, created in records_upsert(body.records)]
     names = [name for name, _ in imported]
     created = list(dict.fromkeys(name for name, new in imported if new))
     updated = [name for name in dict.fromkeys(names) if name not in created]
-    return ImportOut(names=names, created=created, updated=updated)
+    return DebateImportOut(names=names, created=created, updated=updated)
 
 
 @router.get("/analytics/", response={200: AnalyticsOut} | errors(403), summary="Debate analytics")
@@ -312,8 +304,7 @@ def debate_analytics(request: HttpRequest, query: Query[AnalyticsQuery]) -> Anal
 
 
 def share(value: Share) -> ShareOut:
-    interval = value.interval or (None, None)
-    return ShareOut(k=value.k, n=value.n, value=value.value, low=interval[0], high=interval[1])
+    return ShareOut.of(value)
 
 
 def _mean(value: MeanWithInterval | None) -> MeanOut | None:

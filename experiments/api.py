@@ -15,8 +15,8 @@ from ninja import Router, Schema, Status
 from pydantic import Field
 
 from annotations.models import Queue
-from config.api_contract import Body, Id, Refusal, api_user, errors, researchers
-from core.stats import METHOD, Share
+from config.api_contract import Body, Id, Refusal, ShareOut, api_user, errors, researchers
+from core.stats import Share
 from core.text import RequiredText, StoredText
 from experiments.analysis import experiment_analysis
 from experiments.errors import ExperimentError
@@ -75,15 +75,6 @@ class ExperimentOut(Schema):
     arms: list[ArmOut]
 
 
-class ShareOut(Schema):
-    k: int
-    n: int
-    value: float | None
-    low: float | None
-    high: float | None
-    method: str
-
-
 class IntervalOut(Schema):
     value: float
     low: float
@@ -124,8 +115,7 @@ class AnalysisOut(Schema):
 def _share(share: Share | None) -> ShareOut | None:
     if share is None:
         return None
-    return ShareOut(k=share.k, n=share.n, value=share.value, low=share.low, high=share.high,
-                    method=METHOD)  # fmt: skip
+    return ShareOut.of(share)
 
 
 def _experiment_out(experiment: Experiment) -> ExperimentOut:

@@ -12,30 +12,13 @@ from django.http import HttpRequest
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from config.api_contract import Body, Id, api_user, errors, researchers
-from core.stats import METHOD, Share
+from config.api_contract import Body, Id, ShareOut, api_user, errors, researchers
 from feedback.agreement import Figure, run_agreement
 from feedback.models import LabellingRun, RunStatus
 from feedback.selectors import model_annotators
 from feedback.services import FeedbackError, labelling_run_start
 
 router = Router(tags=["AI feedback"], auth=researchers)
-
-
-class ShareOut(Schema):
-    """k of n, with its Wilson 95 % interval (low, high: null when n = 0)."""
-
-    k: int
-    n: int
-    value: float | None
-    low: float | None
-    high: float | None
-    method: str
-
-    @staticmethod
-    def of(share: Share) -> ShareOut:
-        return ShareOut(k=share.k, n=share.n, value=share.value, low=share.low,
-                        high=share.high, method=METHOD)  # fmt: skip
 
 
 class FigureOut(Schema):

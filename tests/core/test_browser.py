@@ -97,7 +97,7 @@ def test_an_admins_menu_is_one_line_at_1366_px_and_no_request_fails(live_asgi_se
     page.click("button[type=submit]")
     page.wait_for_url(f"{base}/operations/")
     tops = page.eval_on_selector_all("#main-menu nav a", "links => links.map(a => a.offsetTop)")
-    assert len(tops) == 12 and len(set(tops)) == 1, tops
+    assert len(tops) == 14 and len(set(tops)) == 1, tops
     icon = page.get_attribute("link[rel=icon]", "href")
     assert page.request.get(f"{base}{icon}").status == 200
     page.click("text=Django admin")
