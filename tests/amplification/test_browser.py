@@ -405,13 +405,13 @@ def test_the_distillation_form_previews_before_download_and_a_copying_node_says_
     assert page.inner_text("#distill-preview strong") == "4"  # Root, A, B; Other
     assert "<b>B</b>?" in page.inner_text("#distill-preview")  # shown as text, not markup
     page.select_option("form.distill select[name=trees]", [str(other.pk)])
-    page.wait_for_function("document.querySelector('#distill-preview strong').textContent === '1'")
+    wait_for(lambda: page.text_content("#distill-preview strong") == "1", timeout=60, what="1 rows")
     assert any(f"trees={other.pk}" in address for address in asked)
     page.select_option("form.distill select[name=mode]", "person")
-    page.wait_for_function("document.querySelector('#distill-preview strong').textContent === '0'")
+    wait_for(lambda: page.text_content("#distill-preview strong") == "0", timeout=60, what="0 rows")
     page.select_option("form.distill select[name=mode]", "")
     page.select_option("form.distill select[name=trees]", [])
-    page.wait_for_function("document.querySelector('#distill-preview strong').textContent === '4'")
+    wait_for(lambda: page.text_content("#distill-preview strong") == "4", timeout=60, what="4 rows")
     page.locator("#distill-preview").scroll_into_view_if_needed()
     screenshots_at_both_widths(page, folder, "distillation-form")
     with page.expect_request(lambda request: "distillation.jsonl" in request.url) as sent:

@@ -3,6 +3,7 @@ page's filters; too few rows or a server model start nothing."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from unittest import mock
 
@@ -38,7 +39,14 @@ def finished_tree(fake: Any, make_tree: Any) -> Any:
 def test_the_rows_are_the_distillation_sets(finished_tree):
     rows = distil_rows(tree_ids=None, min_rating=None)
     assert len(rows) == len(list(distillation_rows(tree_ids=None, min_rating=None))) == 13
-    assert {row.prompt for row in rows} >= {"Root?", "A?", "C3?"}
+    # Each prompt is the answerer's whole prompt (amplification.prompts.answer_prompt).
+    expected = {
+        json.loads(line)["prompt"] for line in distillation_rows(tree_ids=None, min_rating=None)
+    }
+    assert {row.prompt for row in rows} == expected
+    assert all(
+        any(row.prompt.endswith(f"Question: {q}") for row in rows) for q in ("Root?", "A?", "C3?")
+    )
 
 
 def test_distil_starts_an_sft_run_of_the_base_on_them(finished_tree, researcher, settings):

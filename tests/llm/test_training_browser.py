@@ -12,7 +12,7 @@ import pytest
 
 from llm.models import TrainingRun, TrainingStatus
 from llm.schemas import CurvePoint, Curves
-from tests.helpers import browser_login, screenshots_at_both_widths
+from tests.helpers import browser_login, screenshots_at_both_widths, wait_for
 from tests.llm.test_training_views import finished_run
 from tests.llm.training_data import bundled_config
 
@@ -53,8 +53,8 @@ def test_a_researcher_watches_a_run_finish_and_finds_its_lineage(
         status=TrainingStatus.DONE, progress_step=2, eval_loss_after=1.6,
         curves=finished.model_dump(),
     )  # fmt: skip
-    page.wait_for_function("document.querySelector('#run-status').textContent === 'done'",
-                           timeout=90_000)  # fmt: skip
+    # Polled from Python: a string predicate is eval'd in the page, which the CSP refuses.
+    wait_for(lambda: page.text_content("#run-status") == "done", timeout=90, what="done")
     assert page.locator("#run-eval-after").inner_text() == "1.6000"
     assert page.locator("#run-loss circle").count() == 2
     screenshots_at_both_widths(page, SHOTS, "training-run-done")

@@ -128,7 +128,7 @@ def test_not_enough_labels_the_gate_and_roll_back_at_1366_and_390(
         assert "v1 on them: 100 % (12/12;" in row
         assert "1.000" not in page.text_content("#rm-active")
         # The whole "Roll back to v1" shows, inside the screen.
-        link = page.locator("#version-1 a:visible", has_text="Roll back to v1")
+        link = page.locator("#version-1 a:visible", has_text="Roll back to v1").first
         box = link.bounding_box()
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
         assert link.inner_text() == "Roll back to v1"
