@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rewards.models import RewardModel, RewardVersion, Status
-from tests.helpers import browser_login
+from tests.helpers import browser_login, wait_for
 from tests.rewards.factories import run_now, trained_model
 
 pytestmark = [pytest.mark.browser]
@@ -43,9 +43,11 @@ def test_retrain_now_shows_progress_promotes_and_rolls_back(
     page.click("#retrain-form button[type=submit]")
     assert "speed=full" in posted[0]
     # The bar moves and the loss curve grows, live, while the worker trains.
-    page.wait_for_function(
-        "Number(document.getElementById('rm-loss').dataset.livePoints || 0) >= 2",
-        timeout=240_000,
+    # Polled from Python: a string predicate is eval'd in the page, which the CSP refuses.
+    wait_for(
+        lambda: int(page.get_attribute("#rm-loss", "data-live-points") or 0) >= 2,
+        timeout=240,
+        what="two live loss points",
     )
     assert "v2 training" in page.text_content("#rm-live-status")
     points = page.get_attribute("#rm-loss polyline", "points")
