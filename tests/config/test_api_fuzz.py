@@ -72,6 +72,12 @@ RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
             message=r"a consultancy names its consultant",
         ),
         Rule(
+            why="cross-field: a record with a `market` is neither a debate nor a consultancy: "
+            "`setting.is_debate` false and no `consultant`",
+            field=r"records\.\d+",
+            message=r"a market is neither a debate nor a consultancy",
+        ),
+        Rule(
             why="cross-field: a consultancy (`setting.is_debate` false) names one debater in "
             "`roles` and `models`, not both",
             field=r"records\.\d+",
