@@ -412,7 +412,7 @@ def _fuzz_probe(*, lax: bool) -> None:
 
     @given(case=operation.as_strategy(GenerationMode.NEGATIVE))
     @settings(
-        max_examples=100, deadline=None, database=None, derandomize=True,
+        max_examples=300, deadline=None, database=None, derandomize=True,
         phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
     )  # fmt: skip
     def fuzz(case: Any) -> None:
