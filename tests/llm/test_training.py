@@ -31,12 +31,17 @@ def test_a_distillation_run_lowers_eval_loss_and_its_config_generates(
     trained_models_dir,
 ):  # fmt: skip
     parent = bundled_config()
-    worker = start_training_worker()
-    run = training_run_start(
-        kind=TrainingKind.SFT_DISTIL, parent=parent, name="distilled", rows=learnable_rows(40),
-        hyperparameters=tiny_hyperparameters(max_steps=2, learning_rate=5e-4), user=researcher,
-        source="a test",
-    )  # fmt: skip
+    with mock.patch("llm.tasks.training_run_task.delay"):
+        run = training_run_start(
+            kind=TrainingKind.SFT_DISTIL, parent=parent, name="distilled",
+            rows=learnable_rows(40), user=researcher, source="a test",
+            hyperparameters=tiny_hyperparameters(max_steps=2, learning_rate=5e-4),
+        )  # fmt: skip
+    # Its own queue: the session's worker (started by other tests) also consumes `training`
+    # and would write the checkpoint outside this test's folder.
+    private = f"distil-{run.pk}"
+    worker = start_training_worker(queues=private)
+    training_run_task.apply_async((run.pk,), queue=private)
     run = wait_for(
         lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["done", "failed"]).first(),
         timeout=RUN_TIMEOUT, what="the run to finish", log=worker_log(worker.log_name),
