@@ -8,11 +8,15 @@ by bearer token and returns JSON), so here a request makes exactly one hop, into
 thread that runs Django's ordinary sync handler, the way a threaded WSGI server would.
 Streamed responses (export downloads) are read chunk by chunk in the same pool, never into
 memory whole.
+
+Pages keep Django's handler (`PageHandler`), which only makes sure the request body file is
+closed however the request ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
@@ -28,6 +32,31 @@ from django.urls import set_script_prefix
 from django.utils.module_loading import import_string
 
 Scope = dict[str, Any]
+
+
+# The request body file of the request this task is handling (asyncio gives each its own).
+_body_file: contextvars.ContextVar[Any] = contextvars.ContextVar("body_file", default=None)
+
+
+class PageHandler(ASGIHandler):
+    """Django's own handler for pages, but the request body file is closed on every path.
+
+    Django closes it where its handler finishes; a request cancelled in flight (a server
+    stopping, a worker restarted under load) leaves it to the garbage collector, which warns.
+    """
+
+    async def read_body(self, receive: Any) -> Any:
+        body_file = await super().read_body(receive)
+        _body_file.set(body_file)
+        return body_file
+
+    async def handle(self, scope: Scope, receive: Any, send: Any) -> None:
+        try:
+            await super().handle(scope, receive, send)
+        finally:
+            body_file = _body_file.get()
+            if body_file is not None:
+                body_file.close()
 
 
 class ApiHandler(ASGIHandler):

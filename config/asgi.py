@@ -7,19 +7,20 @@ authenticates the socket exactly as it does a page.
 import os
 from typing import Any
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # as get_asgi_application() does
 
 # Imported after Django is set up: routing pulls in consumers, which import models.
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from config.api_asgi import ApiHandler  # noqa: E402
+from config.api_asgi import ApiHandler, PageHandler  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
 
+django_asgi_app = PageHandler()
 api_app = ApiHandler()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
+from unittest import mock
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -13,7 +15,7 @@ from annotations.export_worker import export_path
 from annotations.exports import ExportFormat, ExportSpec
 from annotations.models import ExportJob, JobStatus
 from annotations.services import api_token_create
-from config.asgi import application
+from config.asgi import application, django_asgi_app
 
 # The API runs in its own threads, so tests that touch the database need committed data.
 committed = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -94,3 +96,46 @@ def test_pages_still_get_the_page_middleware() -> None:
     assert status == 200
     assert "csrftoken" in headers.get("set-cookie", "")
     assert headers["x-frame-options"] == "DENY"
+
+
+def test_a_page_request_cancelled_in_flight_closes_its_body_file() -> None:
+    """A server stopping with a request in flight cancels it; Django's own handler then
+    leaves the request body file to the garbage collector (a ResourceWarning)."""
+    opened: list[Any] = []
+
+    async def run() -> None:
+        http = application.application_mapping["http"]
+        read_body = django_asgi_app.read_body
+
+        async def recording_read_body(receive: Any) -> Any:
+            body_file = await read_body(receive)
+            opened.append(body_file)
+            return body_file
+
+        messages = [{"type": "http.request", "body": b"", "more_body": False}]
+        never = asyncio.Event()
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop()
+            await never.wait()  # the client neither sends nor leaves
+            return {}
+
+        async def send(message: dict) -> None:
+            await never.wait()  # the response is never taken
+
+        scope = {"type": "http", "method": "GET", "path": "/no-such-page", "headers": [],
+                 "query_string": b"", "root_path": "", "server": ("127.0.0.1", 80)}  # fmt: skip
+        with mock.patch.object(django_asgi_app, "read_body", recording_read_body):
+            task = asyncio.ensure_future(http(scope, receive, send))
+            while not opened:
+                await asyncio.sleep(0)
+            for _ in range(100):  # let it reach the response
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    async_to_sync(run)()
+    [body_file] = opened
+    assert body_file.closed
