@@ -1,13 +1,13 @@
 """The loss chart of a training run as SVG coordinates: numbers in, coordinates out, drawn by
-templates/llm/_loss_chart.html. The geometry is the reward pages' (rewards/charts.py), which
-llm may not import; the two series share one scale so train and eval loss compare."""
+templates/llm/_loss_chart.html, in the geometry every plot shares (core/charts.py); the two
+series share one scale so train and eval loss compare."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-WIDTH, HEIGHT, PAD = 320.0, 160.0, 28.0
+from core.charts import HEIGHT, PAD, WIDTH, scale
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,6 @@ class LossChart:
     pad: float = PAD
 
 
-def _scale(value: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float:
-    if hi == lo:
-        return round((out_lo + out_hi) / 2, 1)
-    return round(out_lo + (value - lo) / (hi - lo) * (out_hi - out_lo), 1)
-
-
 def loss_chart(
     train: Sequence[tuple[int, float]], evaluation: Sequence[tuple[int, float]]
 ) -> LossChart:
@@ -47,7 +41,7 @@ def loss_chart(
     y_hi = max(loss for _, loss in values) or 1.0
 
     def series(points: Sequence[tuple[int, float]], what: str) -> Series:
-        scaled = [(_scale(step, 0, x_hi, PAD, WIDTH - 8), _scale(loss, 0, y_hi, HEIGHT - PAD, 8),
+        scaled = [(scale(step, 0, x_hi, PAD, WIDTH - 8), scale(loss, 0, y_hi, HEIGHT - PAD, 8),
                    f"{what} loss {loss:.3f} at step {step}") for step, loss in points]  # fmt: skip
         return Series(" ".join(f"{x},{y}" for x, y, _ in scaled), scaled)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-WIDTH, HEIGHT, PAD = 320.0, 160.0, 28.0
+from core.charts import HEIGHT, PAD, WIDTH, scale
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,6 @@ class LineChart:
     pad: float = PAD
 
 
-def _scale(value: float, lo: float, hi: float, out_lo: float, out_hi: float) -> float:
-    if hi == lo:
-        return (out_lo + out_hi) / 2
-    return round(out_lo + (value - lo) / (hi - lo) * (out_hi - out_lo), 1)
-
-
 def line_chart(
     values: Sequence[tuple[float, float]],
     *,
@@ -52,8 +46,8 @@ def line_chart(
     lo, hi = y_range if y_range is not None else (min(0.0, min(ys)), max(ys) or 1.0)
     points = [
         Point(
-            _scale(x, min(xs), max(xs), PAD, WIDTH - 8),
-            _scale(y, lo, hi, HEIGHT - PAD, 8),
+            scale(x, min(xs), max(xs), PAD, WIDTH - 8),
+            scale(y, lo, hi, HEIGHT - PAD, 8),
             labels[i] if i < len(labels) else "",
         )
         for i, (x, y) in enumerate(values)
@@ -65,7 +59,7 @@ def line_chart(
 def calibration_chart(bins: Sequence[tuple[float, float, int]]) -> LineChart:
     """Reliability diagram: observed share against predicted P(chosen), both 0–1."""
     points = [
-        Point(_scale(p, 0, 1, PAD, WIDTH - 8), _scale(o, 0, 1, HEIGHT - PAD, 8), f"{n} pairs")
+        Point(scale(p, 0, 1, PAD, WIDTH - 8), scale(o, 0, 1, HEIGHT - PAD, 8), f"{n} pairs")
         for p, o, n in bins
     ]
     return LineChart(points, " ".join(f"{p.x},{p.y}" for p in points), "1", "0", "predicted")
@@ -158,10 +152,10 @@ def best_of_n_chart(curves: Sequence[CurveInput], *, fit_steps: int = 40) -> Bes
     left, right = BON_LEFT, BON_WIDTH - BON_RIGHT
 
     def sx(d: float) -> float:
-        return _scale(d, 0.0, d_max, left, right)
+        return scale(d, 0.0, d_max, left, right)
 
     def sy(v: float) -> float:
-        return _scale(v, lo, hi, bottom, top)
+        return scale(v, lo, hi, bottom, top)
 
     series: list[Series] = []
     peaks: list[ErrorPoint] = []
