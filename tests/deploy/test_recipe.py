@@ -3,11 +3,16 @@ with the processes config/run.py knows how to start."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -113,3 +118,33 @@ def test_nginx_accepts_the_rendered_site(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+def test_config_run_web_becomes_the_replica_that_serves(tmp_path: Path) -> None:
+    """What the units and compose run: the process execs uvicorn (same pid) and serves."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["ARBITER_VAR_DIR"] = str(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "config.run", "web", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        status = None
+        while status is None and time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    status = r.status
+            except urllib.error.HTTPError as error:
+                status = error.code  # 503: no worker here, but the replica answers
+            except OSError:
+                time.sleep(0.2)
+        assert status in (200, 503)
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"uvicorn" in cmdline and b"config.asgi:application" in cmdline
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
