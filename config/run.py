@@ -3,10 +3,18 @@
 Checks the configured database and Redis (or starts the embedded Redis), migrates, seeds the
 demo, starts the ASGI server, a Celery worker and beat, waits for /healthz, prints the URL and
 the logins, and on Ctrl-C stops every process it started.
+
+A deployment runs the same processes one at a time (deploy/: systemd units, compose):
+    python -m config.run web [--host H] [--port P]     one ASGI replica
+    python -m config.run worker QUEUES                 a Celery worker for QUEUES (comma-separated)
+    python -m config.run beat                          the one beat
+Each replaces itself with the command `make run` starts (web_command, worker_command,
+beat_command), so a process manager signals uvicorn or Celery directly.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -30,6 +38,38 @@ GENERATION_QUEUES = "generation"
 WORKER_QUEUES = "training,default"
 HEALTH_WAIT_S = 180
 STOP_GRACE_S = 5.0
+
+
+def web_command(*, host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "config.asgi:application",
+        "--host", host, "--port", str(port), "--lifespan", "off", "--no-access-log",
+    ]  # fmt: skip
+
+
+def worker_concurrency(queues: str) -> int:
+    """Processes of a worker for `queues`: one for `generation` (see GENERATION_QUEUES), else
+    WORKER_CONCURRENCY."""
+    if queues == GENERATION_QUEUES:
+        return 1
+    return env_int("WORKER_CONCURRENCY", 2, minimum=1)
+
+
+def worker_command(*, queues: str, hostname: str) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "config", "worker", "--queues", queues,
+        "--concurrency", str(worker_concurrency(queues)), "--hostname", hostname,
+        "--loglevel", "INFO",
+    ]  # fmt: skip
+
+
+def beat_command() -> list[str]:
+    from django.conf import settings
+
+    return [
+        sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
+        "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME),
+    ]  # fmt: skip
 
 
 def fail(message: str) -> None:
@@ -167,7 +207,7 @@ def main() -> None:
     try:
         host = env_str("HOST", "127.0.0.1")
         port = env_int("PORT", 8000, minimum=1)
-        concurrency = env_int("WORKER_CONCURRENCY", 2, minimum=1)
+        worker_concurrency(WORKER_QUEUES)  # a bad WORKER_CONCURRENCY stops us before anything runs
     except ImproperlyConfigured as error:
         fail(f"bad configuration: {error}")
     var_dir: Path = settings.VAR_DIR
@@ -193,25 +233,14 @@ def main() -> None:
         call_command("migrate", interactive=False, verbosity=0)
         call_command("seed_demo", verbosity=0)
 
-        python = sys.executable
-        supervisor.start("web", [
-            python, "-m", "uvicorn", "config.asgi:application",
-            "--host", host, "--port", str(port), "--lifespan", "off", "--no-access-log",
-        ])  # fmt: skip
-        supervisor.start("generation", [
-            python, "-m", "celery", "-A", "config", "worker", "--queues", GENERATION_QUEUES,
-            "--concurrency", "1", "--hostname", f"arbiter-generation-{port}@%h",
-            "--loglevel", "INFO",
-        ])  # fmt: skip
-        supervisor.start("worker", [
-            python, "-m", "celery", "-A", "config", "worker", "--queues", WORKER_QUEUES,
-            "--concurrency", str(concurrency),
-            "--hostname", f"arbiter-{port}@%h", "--loglevel", "INFO",
-        ])  # fmt: skip
-        supervisor.start("beat", [
-            python, "-m", "celery", "-A", "config", "beat", "--loglevel", "INFO",
-            "--schedule", str(settings.CELERY_BEAT_SCHEDULE_FILENAME),
-        ])  # fmt: skip
+        supervisor.start("web", web_command(host=host, port=port))
+        supervisor.start("generation", worker_command(
+            queues=GENERATION_QUEUES, hostname=f"arbiter-generation-{port}@%h"
+        ))  # fmt: skip
+        supervisor.start(
+            "worker", worker_command(queues=WORKER_QUEUES, hostname=f"arbiter-{port}@%h")
+        )
+        supervisor.start("beat", beat_command())
 
         url = f"http://{host}:{port}"
         say(f"starting web, workers and beat (logs in {log_dir})")
@@ -240,5 +269,51 @@ def main() -> None:
         supervisor.stop()
 
 
+def process_parser() -> argparse.ArgumentParser:
+    """`python -m config.run web|worker QUEUES|beat`: the processes deploy/ runs."""
+    parser = argparse.ArgumentParser(prog="python -m config.run", description=__doc__)
+    which = parser.add_subparsers(dest="process", required=True)
+    web = which.add_parser("web", help="one ASGI replica (HTTP and websockets)")
+    web.add_argument("--host", default=None, help="default: HOST, else 127.0.0.1")
+    web.add_argument("--port", type=int, default=None, help="default: PORT, else 8000")
+    worker = which.add_parser("worker", help="a Celery worker")
+    worker.add_argument("queues", help="comma-separated: generation, training, default")
+    worker.add_argument("--hostname", default=None, help="default: arbiter-QUEUES@%%h")
+    which.add_parser("beat", help="the one Celery beat of a deployment")
+    return parser
+
+
+def process_main(argv: list[str]) -> None:
+    """One process of a deployment, by name: replaces this one with its command."""
+    args = process_parser().parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        if args.process == "web":
+            host = args.host or env_str("HOST", "127.0.0.1")
+            port = args.port or env_int("PORT", 8000, minimum=1)
+            command = web_command(host=host, port=port)
+        elif args.process == "worker":
+            from django.conf import settings
+
+            routes = settings.CELERY_TASK_ROUTES.values()
+            known = {route["queue"] for route in routes} | {settings.CELERY_TASK_DEFAULT_QUEUE}
+            unknown = sorted(set(args.queues.split(",")) - known)
+            if unknown:
+                fail(f"no task goes to the queue {', '.join(unknown)}; "
+                     f"the queues are {', '.join(sorted(known))}")  # fmt: skip
+            hostname = args.hostname or f"arbiter-{args.queues.replace(',', '-')}@%h"
+            command = worker_command(queues=args.queues, hostname=hostname)
+        else:
+            command = beat_command()
+    except ImproperlyConfigured as error:
+        fail(f"bad configuration: {error}")
+    os.execv(command[0], command)
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1:
+        process_main(sys.argv[1:])
+    else:
+        main()
