@@ -253,3 +253,18 @@ def test_a_line_is_started_from_the_form(trees, researcher):
     line = IterationLine.objects.get()
     assert response.status_code == 302 and response["Location"].endswith(f"/{line.pk}/")
     assert line.max_children == 2 and line.held_out == HELD_OUT
+
+
+def test_held_out_answers_never_enter_a_distillation_set(fake, line, researcher, settings):
+    from amplification.selectors import distillation_set
+
+    first = line.iterations.get()
+    distilled(first, researcher, settings)
+    iteration_evaluate(iteration_id=first.pk, user=researcher)
+    grow_all()
+    held = list(first.trees.exclude(iteration_role="train").values_list("pk", flat=True))
+    assert len(held) == 6
+    for tree_ids in (None, held):
+        rows = distillation_set(tree_ids=tree_ids)
+        asked = {row.prompt.rsplit("Question: ", 1)[1] for row in rows}
+        assert not asked & set(HELD_OUT), tree_ids
