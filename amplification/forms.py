@@ -8,6 +8,9 @@ from pydantic import ValidationError as PydanticError
 
 from amplification.models import (
     MAX_ANSWER_CHARS,
+    MAX_CHILDREN,
+    MAX_DEPTH,
+    MAX_NODES,
     MAX_QUESTION_CHARS,
     Mode,
     Tree,
@@ -21,7 +24,8 @@ from annotations.kinds import QueueKind, validation_message
 from annotations.models import Queue
 from core.roles import Role
 from core.text import text_problem
-from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
+from llm.forms import TrainingStartForm
+from llm.models import BUNDLED_CONFIG_NAME, Backend, ModelConfig
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
@@ -193,3 +197,50 @@ class ImportForm(forms.Form):
             raise forms.ValidationError(
                 f"Not a valid tree export: {validation_message(error)[:1000]}"
             ) from error
+
+
+class IterationLineForm(forms.Form):
+    """A new line of iterations: its name, base, iteration 1's finished trees and the
+    held-out questions every iteration answers three ways."""
+
+    name = forms.CharField(max_length=80, validators=[_storable])
+    base = forms.ModelChoiceField(
+        queryset=ModelConfig.objects.filter(backend=Backend.TRANSFORMERS),
+        help_text="iteration 1's helper: a local model (it is fine-tuned)",
+    )
+    trees = forms.ModelMultipleChoiceField(
+        queryset=Tree.objects.none(), widget=forms.SelectMultiple(attrs={"size": 6}),
+        help_text="iteration 1: finished trees in no other line",
+    )  # fmt: skip
+    held_out = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}), max_length=MAX_ANSWER_CHARS,
+        validators=[_storable], label="Held-out questions",
+        help_text="one a line; never trained on, each answered three ways every iteration",
+    )  # fmt: skip
+    max_depth = forms.IntegerField(initial=1, min_value=1, max_value=MAX_DEPTH,
+                                   help_text="of the trees each iteration grows")  # fmt: skip
+    max_children = forms.IntegerField(initial=3, min_value=1, max_value=MAX_CHILDREN)
+    max_nodes = forms.IntegerField(initial=7, min_value=1, max_value=MAX_NODES)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["trees"].queryset = Tree.objects.filter(  # type: ignore[attr-defined]
+            status=TreeStatus.DONE, iteration__isnull=True
+        ).order_by("-created_at")
+        bundled = ModelConfig.objects.filter(name=BUNDLED_CONFIG_NAME).first()
+        if bundled is not None:
+            self.fields["base"].initial = bundled.pk
+
+
+class IterationDistilForm(TrainingStartForm):
+    """The hyperparameters of an iteration's distillation (base and name are the iteration's)."""
+
+    base = None  # type: ignore[assignment]
+    name = None  # type: ignore[assignment]
+
+
+class PairwiseQueueForm(forms.Form):
+    queue = forms.ModelChoiceField(
+        queryset=Queue.objects.filter(kind=QueueKind.PAIRWISE),
+        help_text="a pairwise queue (A / B / tie / both bad)",
+    )

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from llm.models import GenerationRecord, ModelConfig
+from llm.models import GenerationRecord, ModelConfig, TrainingRun
 
 MAX_DEPTH = 4
 MAX_CHILDREN = 8
@@ -38,6 +38,13 @@ DEFAULT_COMPOSE_PROMPT = (
 class Mode(models.TextChoices):
     MACHINE = "machine", "Machine: the model expands every node"
     AUGMENTED = "augmented", "Augmented: new nodes wait for a person or for the model"
+
+
+class IterationRole(models.TextChoices):
+    TRAIN = "train", "grown for distillation"
+    DIRECT = "direct", "held out: the helper directly"
+    AMPLIFIED = "amplified", "held out: the helper amplified by a tree"
+    DISTILLED = "distilled", "held out: the distilled model directly"
 
 
 class TreeStatus(models.TextChoices):
@@ -93,6 +100,11 @@ class Tree(models.Model):
     )
     import_sha256 = models.CharField(max_length=64, blank=True, editable=False)
     import_copy = models.PositiveSmallIntegerField(default=0, editable=False)
+    # Iterated amplification: the iteration a tree belongs to and what it is there for.
+    iteration = models.ForeignKey(
+        "Iteration", on_delete=models.SET_NULL, null=True, blank=True, related_name="trees"
+    )
+    iteration_role = models.CharField(max_length=10, blank=True, choices=IterationRole.choices)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
     )
@@ -275,3 +287,78 @@ class MemoEntry(models.Model):
 
     def __str__(self) -> str:
         return f"memo {self.question[:60]}"
+
+
+# --- iterated amplification: a line of iterations ----------------------------------------
+class IterationLine(models.Model):
+    """A line of iterations of amplify → distil: iteration 1's helper is `base`; iteration
+    k+1's is iteration k's distilled model. Held-out questions are never trained on: each
+    iteration answers them three ways (amplification/iterations.py)."""
+
+    name = models.CharField(max_length=80, unique=True)
+    base = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="+")
+    held_out = models.JSONField(default=list, help_text="the held-out questions (strings)")
+    # The trees each iteration grows (training trees of k > 1, amplified held-out answers).
+    max_depth = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_DEPTH)]
+    )
+    max_children = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(MAX_CHILDREN)]
+    )
+    max_nodes = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(MAX_NODES)]
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Iteration(models.Model):
+    line = models.ForeignKey(IterationLine, on_delete=models.CASCADE, related_name="iterations")
+    number = models.PositiveSmallIntegerField()
+    helper = models.ForeignKey(ModelConfig, on_delete=models.PROTECT, related_name="+")
+    training_run = models.ForeignKey(
+        TrainingRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["line", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["line", "number"], name="one_iteration_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.line} iteration {self.number}"
+
+
+class Comparison(models.TextChoices):
+    """A blind pair of held-out answers: the first role against the second."""
+
+    AMPLIFIED_DIRECT = "amplified-direct", "amplified vs the helper directly"
+    DISTILLED_AMPLIFIED = "distilled-amplified", "distilled vs its amplified teacher"
+    DISTILLED_DIRECT = "distilled-direct", "distilled vs the helper directly"
+
+
+class IterationPair(models.Model):
+    """One pairwise-queue item comparing two held-out answers of an iteration; which role
+    sits on side A (drawn at random) is kept here, never in the item people see."""
+
+    iteration = models.ForeignKey(Iteration, on_delete=models.CASCADE, related_name="pairs")
+    question = models.TextField()
+    comparison = models.CharField(max_length=24, choices=Comparison.choices)
+    a_role = models.CharField(max_length=10, choices=IterationRole.choices)
+    item = models.OneToOneField("annotations.Item", on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        ordering = ["iteration", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.comparison} pair of {self.iteration}"

@@ -35,11 +35,21 @@ MIN_QUESTION_CHARS = 2
 _EMPHASIS = re.compile(r"^\s*(?:\*\*|__|#+\s+)")
 
 
+def newlines_normalise(text: str) -> str:
+    """Every line ending as "\n". A browser submits a textarea's lines ending in "\r\n":
+    a template edited in the tree form (or merely submitted with it) would otherwise show
+    the model other tokens than the same template typed here, and the bundled 135M model
+    then writes other text (it copied the worked examples under CRLF where it decomposed
+    the question under LF)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def prompt_render(template: str, **values: str) -> str:
-    """Fill the known placeholders only: a brace a researcher typed stays as written."""
-    text = template
+    """Fill the known placeholders only: a brace a researcher typed stays as written. Line
+    endings are normalised, so a template stored with "\r\n" renders as it would with "\n"."""
+    text = newlines_normalise(template)
     for name, value in values.items():
-        text = text.replace("{" + name + "}", value)
+        text = text.replace("{" + name + "}", newlines_normalise(value))
     return text
 
 

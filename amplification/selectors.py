@@ -308,10 +308,12 @@ def distillation_set(
     (tree, node) order wins. A node served from a memo entry that no longer qualifies (made
     under another context) is left out. Filters: `mode` (DistillMode), `min_rating` (a node
     with ratings is kept only if their mean reaches it) and `rated_only` (nodes nobody rated
-    are left out; otherwise they are kept).
+    are left out; otherwise they are kept). The trees an iteration grew on its held-out
+    questions are never in the set.
     """
     ratings = node_ratings() if min_rating is not None or rated_only else {}
-    trees = Tree.objects.filter(status=TreeStatus.DONE)
+    # An iteration's held-out answers are never trained on (amplification/iterations.py).
+    trees = Tree.objects.filter(status=TreeStatus.DONE, iteration_role__in=["", "train"])
     if tree_ids is not None:
         trees = trees.filter(pk__in=tree_ids)
     nodes = Node.objects.filter(tree__in=trees, status=NodeStatus.DONE, memo_invalid="")

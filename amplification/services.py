@@ -32,7 +32,7 @@ from amplification.models import (
     Tree,
     TreeStatus,
 )
-from amplification.parsing import REQUIRED, subquestions_from_lines
+from amplification.parsing import REQUIRED, newlines_normalise, subquestions_from_lines
 from amplification.schemas import TreeExport
 from amplification.tasks import node_draft_task, tree_expand_task
 from annotations.kinds import QueueKind
@@ -86,6 +86,9 @@ def tree_prompts_check(tree: Tree) -> None:
 def tree_create(*, tree: Tree, created_by: User, assignees: list[User] | None = None) -> Tree:
     """Save a tree a TreeForm validated, with its root node, and start expanding it."""
     tree.question = _clean_text(tree.question, what="question", limit=MAX_QUESTION_CHARS)
+    # Stored as they render (a browser's textarea sends "\r\n"): one template, one memo key.
+    for name in ("decompose_prompt", "answer_prompt", "compose_prompt", "context"):
+        setattr(tree, name, newlines_normalise(getattr(tree, name)))
     tree.full_clean(exclude=["created_by"])
     tree_prompts_check(tree)
     with transaction.atomic():

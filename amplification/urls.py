@@ -10,6 +10,22 @@ urlpatterns = [
     path("distillation.jsonl", views.distillation_export, name="distill"),
     path("distillation/preview/", views.distillation_preview_page, name="distill_preview"),
     path("distil/", views.distil, name="distil"),
+    path("iterations/", views.iteration_lines, name="iterations"),
+    path("iterations/<int:pk>/", views.iteration_line, name="iteration_line"),
+    path(
+        "iterations/<int:pk>/<int:number>/distil/", views.iteration_distil, name="iteration_distil"
+    ),
+    path(
+        "iterations/<int:pk>/<int:number>/evaluate/",
+        views.iteration_evaluate,
+        name="iteration_evaluate",
+    ),
+    path("iterations/<int:pk>/<int:number>/next/", views.iteration_next, name="iteration_next"),
+    path(
+        "iterations/<int:pk>/<int:number>/to-queue/",
+        views.iteration_to_queue,
+        name="iteration_to_queue",
+    ),
     path("<int:pk>/", views.tree_detail, name="detail"),
     path("<int:pk>/export.json", views.tree_export_json, name="export"),
     path("<int:pk>/run/", views.tree_run, name="run"),

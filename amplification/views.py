@@ -23,6 +23,9 @@ from amplification.forms import (
     AnswerForm,
     DistillForm,
     ImportForm,
+    IterationDistilForm,
+    IterationLineForm,
+    PairwiseQueueForm,
     QuestionForm,
     SearchForm,
     SubquestionsForm,
@@ -30,7 +33,7 @@ from amplification.forms import (
     TreeFilterForm,
     TreeForm,
 )
-from amplification.models import Node, Tree
+from amplification.models import IterationLine, Node, Tree
 from amplification.selectors import (
     distillation_preview,
     distillation_rows,
@@ -359,3 +362,141 @@ def distil(request: HttpRequest) -> HttpResponse:
     context = {"filters": filters, "training": training, "minimum": settings.LLM_TRAINING_MIN_ROWS,
                "row_count": len(distil_rows(**chosen))}  # fmt: skip
     return render(request, "amplification/distil.html", context, status=status)
+
+
+# --- iterated amplification: lines of iterations ------------------------------------------
+def _line_or_404(pk: int) -> IterationLine:
+    line = IterationLine.objects.select_related("base").filter(pk=pk).first()
+    if line is None:
+        raise Http404("No such line of iterations.")
+    return line
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.RESEARCHER)
+def iteration_lines(request: HttpRequest) -> HttpResponse:
+    """The lines of iterations, and a form to start one from finished trees."""
+    from amplification.iterations import iteration_line_create
+
+    form = IterationLineForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            line = iteration_line_create(
+                name=data["name"], base=data["base"], trees=list(data["trees"]),
+                held_out=data["held_out"].splitlines(), user=signed_in_user(request),
+                max_depth=data["max_depth"], max_children=data["max_children"],
+                max_nodes=data["max_nodes"],
+            )  # fmt: skip
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Started {line.name} with iteration 1.")
+            return redirect("amplification:iteration_line", pk=line.pk)
+    lines = IterationLine.objects.select_related("base").prefetch_related("iterations")
+    status = 400 if form.errors else 200
+    return render(request, "amplification/iterations.html", {"form": form, "lines": lines},
+                  status=status)  # fmt: skip
+
+
+def _line_page(
+    request: HttpRequest, line: IterationLine, *, status: int = 200, **forms: object
+) -> HttpResponse:
+    from amplification.iterations import WIN_METHOD, iteration_line_overview
+
+    iterations = iteration_line_overview(line)
+    context = {
+        "line": line, "iterations": iterations, "win_method": WIN_METHOD,
+        "busy": any(view.busy for view in iterations),
+        "distil_form": IterationDistilForm(initial={"max_steps": 0}),
+        "queue_form": PairwiseQueueForm(), "form_for": None, **forms,
+    }  # fmt: skip
+    return render(request, "amplification/iteration_line.html", context, status=status)
+
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def iteration_line(request: HttpRequest, pk: int) -> HttpResponse:
+    """A line's page: each iteration's trees, distilled model, held-out answers side by side
+    and win rates, first to last."""
+    return _line_page(request, _line_or_404(pk))
+
+
+def _iteration_action(
+    request: HttpRequest, pk: int, number: int, call: Callable[..., str],
+    form_class: type[Any] | None = None, form_name: str = "",
+) -> HttpResponse:  # fmt: skip
+    line = _line_or_404(pk)
+    iteration = line.iterations.filter(number=number).first()
+    if iteration is None:
+        raise Http404("No such iteration.")
+    form = form_class(request.POST) if form_class else None
+    if form is None or form.is_valid():
+        try:
+            done = call(iteration, form, signed_in_user(request))
+        except ValidationError as error:
+            if form is None:
+                messages.error(request, " ".join(error.messages))
+                return redirect("amplification:iteration_line", pk=line.pk)
+            form.add_error(None, error)
+        else:
+            messages.success(request, done)
+            return redirect("amplification:iteration_line", pk=line.pk)
+    assert form is not None
+    errors = [str(e) for e in form.non_field_errors()] or [
+        f"{form.fields[name].label or name}: {' '.join(messages_)}"
+        for name, messages_ in form.errors.items()
+    ]
+    return _line_page(request, line, status=400, form_for=number, form_errors=errors,
+                      **{form_name: form})  # fmt: skip
+
+
+@require_POST
+@role_required(Role.RESEARCHER)
+def iteration_distil(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    from amplification.iterations import iteration_distil as distil_iteration
+
+    def call(iteration: Any, form: Any, user: Any) -> str:
+        run = distil_iteration(iteration_id=iteration.pk, user=user,
+                               hyperparameters=form.hyperparameters())  # fmt: skip
+        return f"Distilling iteration {iteration.number} into {run.name}."
+
+    return _iteration_action(request, pk, number, call, IterationDistilForm, "distil_form")
+
+
+@require_POST
+@role_required(Role.RESEARCHER)
+def iteration_evaluate(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    from amplification.iterations import iteration_evaluate as evaluate
+
+    def call(iteration: Any, form: Any, user: Any) -> str:
+        started = evaluate(iteration_id=iteration.pk, user=user)
+        return f"Growing {started} held-out answers of iteration {iteration.number}."
+
+    return _iteration_action(request, pk, number, call)
+
+
+@require_POST
+@role_required(Role.RESEARCHER)
+def iteration_next(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    from amplification.iterations import iteration_next as start_next
+
+    def call(iteration: Any, form: Any, user: Any) -> str:
+        following = start_next(iteration_id=iteration.pk, user=user)
+        return (f"Iteration {following.number} grows its trees with {following.helper.name} "
+                "as the helper.")  # fmt: skip
+
+    return _iteration_action(request, pk, number, call)
+
+
+@require_POST
+@role_required(Role.RESEARCHER)
+def iteration_to_queue(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    from amplification.iterations import iteration_to_queue as to_queue
+
+    def call(iteration: Any, form: Any, user: Any) -> str:
+        queue = form.cleaned_data["queue"]
+        added = to_queue(iteration_id=iteration.pk, queue=queue)
+        return f"Added {added} blind pair(s) to {queue}."
+
+    return _iteration_action(request, pk, number, call, PairwiseQueueForm, "queue_form")

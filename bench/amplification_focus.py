@@ -252,6 +252,9 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--only", choices=["before", "after"], default=None)
+    # One batched call over every arm and question: on a loaded 2-core machine, 80 rows of
+    # 40 tokens took over an hour (the run with --arms of 7 December 2026 timed out).
+    parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds a call may take")
     parser.add_argument(
         "--arms",
         nargs="*",
@@ -277,7 +280,7 @@ def main() -> None:
     # The bundled config as its migrations make it (not saved: only its system prompt is read).
     config = ModelConfig(name="bench", system_prompt=penalties.FIRST["system_prompt"])
     params = GenerationParams(
-        temperature=0.7, top_p=0.95, max_new_tokens=args.tokens, seed=0, timeout_s=3600,
+        temperature=0.7, top_p=0.95, max_new_tokens=args.tokens, seed=0, timeout_s=args.timeout,
         **penalties.PENALTIES,
     )  # fmt: skip
     questions = QUESTIONS[: args.questions]

@@ -28,11 +28,6 @@ def wait_done_on_page(page) -> None:
     page.wait_for_selector("#amp-stats[data-status=done]", timeout=WAIT_MS)
 
 
-@pytest.mark.skip(
-    reason="since the copy guard (issue 24), the worker's greedy SmolLM2 answers this root "
-    "directly (its sub-questions copy the worked examples), so the walk-through has no children "
-    "to open; it needs a decomposition the test can rely on (open work on issue 24)"
-)
 def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
     live_asgi_server, celery_worker_process, browser, researcher, tmp_path
 ):
@@ -63,6 +58,9 @@ def test_a_researcher_grows_edits_reruns_and_exports_a_tree(
     page.wait_for_url(f"{url}/trees/*/")
     tree = Tree.objects.get()
     assert tree.mode == "augmented" and tree.max_depth == 2 and tree.max_children == 3
+    # The browser sent the prompt textareas with "\r\n" line endings; the model must see the
+    # prompts as typed (with "\r\n" the greedy model copied the worked examples instead).
+    assert "\r" not in tree.decompose_prompt + tree.answer_prompt + tree.compose_prompt
 
     # The root waits for a person; hand it to the model and watch its children arrive live.
     page.click("#amp-outline [role=treeitem] >> nth=0")

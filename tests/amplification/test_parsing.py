@@ -39,6 +39,14 @@ def test_prompts_fill_only_known_placeholders():
     assert prompt_render("{question} {other}", question="Q?") == "Q? {other}"
 
 
+def test_a_prompt_renders_with_one_kind_of_line_ending():
+    """A browser submits a textarea's lines ending in CRLF; the model is shown LF whatever
+    the template was stored with (the bundled model wrote other text under CRLF)."""
+    stored = "Split it.\r\n\r\n{context}Question: {question}\rSub-questions:"
+    rendered = prompt_render(stored, question="Why?", context="Context:\r\nA seawall.\r\n\r\n")
+    assert rendered == "Split it.\n\nContext:\nA seawall.\n\nQuestion: Why?\nSub-questions:"
+
+
 def test_a_line_repeated_with_other_case_spacing_or_punctuation_is_kept_once():
     raw = "1. What is A?\n2. what  is a\n3. What is, A?\n4. WHAT IS A!\n5. What is B?"
     assert decomposition_parse(raw, parent_question="Root", limit=5) == ["What is A?", "What is B?"]

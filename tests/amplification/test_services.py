@@ -360,3 +360,16 @@ def test_resume_says_why_a_finished_or_expanding_tree_has_nothing_to_resume(
     assert tree_run(tree_id=waiting.pk) == 1  # the root still waits for a person
     _run(waiting)
     assert waiting.status == TreeStatus.WAITING
+
+
+def test_a_tree_keeps_its_prompts_and_context_with_one_kind_of_line_ending(fake, make_tree):
+    """What a browser's textareas send ("\r\n") is stored as the same template typed with
+    "\n": one template, one memo key, and the prompt the model is shown."""
+    from amplification.models import DEFAULT_DECOMPOSE_PROMPT
+
+    tree = make_tree(decompose_prompt=DEFAULT_DECOMPOSE_PROMPT.replace("\n", "\r\n"),
+                     context="A town by the sea.\r\nIts wall is old.")  # fmt: skip
+    assert tree.decompose_prompt == DEFAULT_DECOMPOSE_PROMPT
+    assert tree.context == "A town by the sea.\nIts wall is old."
+    root = tree.nodes.get(parent=None)
+    assert root.calls and all("\r" not in call["prompt"] for call in root.calls)
