@@ -66,8 +66,8 @@ def probability_problem(config: ModelConfig) -> str | None:
         return None
     return (
         f"{config.name} is served by an OpenAI-compatible server, which may give no "
-        f"log-probabilities; then probabilities come from {problem}. Set its temperature "
-        "above 0, or use a transformers model."
+        f"log-probabilities; then probabilities come from sampled votes, and {problem}. Set "
+        "its temperature above 0, or use a transformers model."
     )
 
 

@@ -98,6 +98,7 @@ def test_a_greedy_server_is_refused_and_a_likert_run_reports_its_order_disagreem
     from tests.feedback.fakes import AlwaysFirst
 
     monkeypatch.setattr(llm.generation, "backend_for", lambda config: AlwaysFirst())
+    page.set_default_timeout(120_000)  # a shared machine: pages can take long to load
     queue = make_queue(name="ratings", kind="likert", members=[annotator],
                        items=likert(3) + likert_gold(1, 5))  # fmt: skip
     constitution = constitution_create(name="Plain", principles=PRINCIPLES, user=researcher)
