@@ -8,6 +8,7 @@ amplification/kinds.py), so this app never imports them nor branches on their ki
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Literal, Union
@@ -92,7 +93,9 @@ class ItemKind:
     `template` renders the item body (escaped, always); `value_field` names the one field of
     the value model that imports and exports carry as a plain scalar. `pair_fields`, on kinds
     whose items compare two responses, names the payload's (system, prompt, A, B) fields
-    (system may be "" for none); TRL's preference export needs it.
+    (system may be "" for none); TRL's preference export needs it. `pair_context`, on such
+    kinds, writes what a reader needs beside the pair as plain text (a debate's transcript),
+    with A and B swapped when asked `swapped` (a model asked in both orders reads it so).
     """
 
     name: str
@@ -103,6 +106,7 @@ class ItemKind:
     template: str
     keys: tuple[LabelKey, ...] = field(default_factory=tuple)
     pair_fields: tuple[str, str, str, str] | None = None
+    pair_context: Callable[[dict[str, Any], bool], str] | None = None
 
     def payload(self, data: Any) -> Payload:
         """Validate raw JSON into this kind's payload; raises pydantic's ValidationError."""

@@ -2,6 +2,9 @@
 time, in the same run.
 
 Run: .venv/bin/python bench/ai_labels.py [--items 1000] [--baseline-items 100] [--batch 32]
+     [--threads N]
+
+On a busy machine make --items smaller: each phase prints its figure as it ends.
 
 Pairwise items of the demo's shape, each asked in both orders under one principle with the
 default comparison prompt (feedback.prompts), exactly the chats a labelling run sends.
@@ -32,7 +35,12 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--baseline-items", type=int, default=100)
     parser.add_argument("--batch", type=int, default=32, help="chats per choose_batch call")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     import django
 
@@ -88,9 +96,13 @@ def main() -> None:
     base_rows = chats[: 2 * args.baseline_items]
     # ABBA on the baseline's items: drift (other work on the machine) cancels out.
     a1 = single(base_rows)
+    print(f"one at a time (A1): {a1:.1f} s", flush=True)
     b1 = batched(base_rows)
+    print(f"batched (B1): {b1:.1f} s", flush=True)
     b2 = batched(base_rows)
+    print(f"batched (B2): {b2:.1f} s", flush=True)
     a2 = single(base_rows)
+    print(f"one at a time (A2): {a2:.1f} s", flush=True)
     one_rate = 2 * args.baseline_items / (a1 + a2)
     same_rate = 2 * args.baseline_items / (b1 + b2)
     full = batched(chats)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from annotations.kinds import (
@@ -30,6 +32,23 @@ class DebatePayload(Payload):
     source_id: str = Field(default="", max_length=200)
 
 
+# The swapped order shows answer B as A: its debater is renamed with it.
+_SWAPPED_SPEAKERS = {"Debater A": "Debater B", "Debater B": "Debater A"}
+
+
+def transcript_text(payload: dict[str, Any], swapped: bool) -> str:
+    """The debate's speeches as a judge reads them, one per paragraph ("Speaker: text"),
+    with Debater A and B renamed when the answers are shown swapped. Speeches that name a
+    debater in their own words keep the name they wrote."""
+    lines = []
+    for turn in payload.get("turns", []):
+        speaker = str(turn["speaker"])
+        if swapped:
+            speaker = _SWAPPED_SPEAKERS.get(speaker, speaker)
+        lines.append(f"{speaker}: {turn['text']}")
+    return "Debate transcript:\n\n" + "\n\n".join(lines) if lines else ""
+
+
 def register() -> None:
     item_kind_register(
         ItemKind(
@@ -41,5 +60,6 @@ def register() -> None:
             template="debate/kinds/debate.html",
             keys=PAIRWISE_KEYS,
             pair_fields=("", "question", "answer_a", "answer_b"),
+            pair_context=transcript_text,
         )
     )

@@ -36,7 +36,8 @@ class ModelAnnotatorAdmin(ServiceCreatedAdmin):
     annotator's page, not here."""
 
     readonly_fields = ("queue", "prompt")
-    list_display = ("name", "queue", "model_config", "constitution", "shortcut_threshold")
+    list_display = ("name", "queue", "model_config", "constitution", "shortcut_threshold",
+                    "counts_toward_k")  # fmt: skip
     list_select_related = ("queue", "model_config", "constitution")
     search_fields = ("name",)
 

@@ -1,7 +1,8 @@
 """How a model annotator's labels agree with people: per principle and overall, Cohen's kappa
 and raw agreement against the human majority and against gold, with intervals; a confusion
-table; the items of strongest disagreement; the share of comparisons whose two orders chose
-differently (position bias).
+table; the items of strongest disagreement; the share of items whose two orders chose
+differently (position bias: the responses swapped on a comparison, the scale reversed on a
+rating).
 
 Methods, stated beside every figure on the page:
 - raw agreement: a share of items, with the Wilson 95 % interval (core.stats.Share);
@@ -164,7 +165,7 @@ class PrincipleAgreement:
     short: str  # "All", "P1", …
     labelled: int  # items the model answered
     no_option: int  # items where it named no option
-    order_disagreement: Share | None  # comparisons: share of items whose orders chose apart
+    order_disagreement: Share | None  # share of items whose two orders chose apart
     vs_majority: Figure
     vs_gold: Figure
 
@@ -277,12 +278,8 @@ def run_agreement(run: LabellingRun) -> RunAgreement:
         key = None if principle is None else principle.pk
         mine = answers.get(key, {})
         named = {item: a for item, a in mine.items() if a.scalar is not None}
-        order_share = None
-        if comparison:
-            scoped = (
-                disagree_rows if principle is None else disagree_rows.filter(principle=principle)
-            )
-            order_share = Share(scoped.filter(orders_disagree=True).count(), scoped.count())
+        scoped = disagree_rows if principle is None else disagree_rows.filter(principle=principle)
+        order_share = Share(scoped.filter(orders_disagree=True).count(), scoped.count())
         rows.append(
             PrincipleAgreement(
                 title="Overall (all principles)" if principle is None else principle.text,

@@ -108,7 +108,8 @@ def _run(run_id: int) -> LabellingRun:
 )
 def run_start(request: HttpRequest, annotator_id: Id, body: RunIn) -> Status:
     """Queue a labelling run over every item of the annotator's queue; 409 while one is
-    queued or running, or when the queue has no items."""
+    queued or running, or when the queue has no items; 422 when the annotator's model config
+    cannot give probabilities (nothing is started)."""
     annotator = model_annotators().filter(pk=annotator_id).first()
     if annotator is None:
         raise HttpError(404, "No such model annotator.")

@@ -46,7 +46,7 @@ class ModelAnnotatorForm(forms.ModelForm):
     class Meta:
         model = ModelAnnotator
         fields = ["queue", "name", "model_config", "constitution", "prompt",
-                  "shortcut_threshold", "shortcut_labels"]  # fmt: skip
+                  "shortcut_threshold", "shortcut_labels", "counts_toward_k"]  # fmt: skip
         widgets = {"prompt": forms.Textarea(attrs={"rows": 8})}
         labels = {"model_config": "Model"}
 

@@ -63,10 +63,9 @@ def _order_record(order: Order, choice: OptionChoice) -> dict[str, object]:
 
 
 def _reading(shape: Shape, choices: Sequence[OptionChoice]) -> Reading:
-    if shape.comparison:
-        first, second = choices
-        return comparison_reading(first.probabilities, second.probabilities)
-    return rating_reading(choices[0].probabilities)
+    first, second = choices
+    read = comparison_reading if shape.comparison else rating_reading
+    return read(first.probabilities, second.probabilities)
 
 
 def labelling_run_execute(*, run_id: int) -> None:

@@ -1,10 +1,13 @@
 """AI feedback: constitutions (versioned principles), model annotators on rating queues, their
 labelling runs, and the labels they wrote.
 
-AI labels live here, never in annotations.Label: they count toward no item's k, hold no lease
-and take no human's place in a queue. Each carries its provenance: the run (model config as it
-was when the run started, the constitution version, the prompt template), the principle, the
-exact prompt of each order, what the model answered, and the probability read from it.
+AI labels live here, never in annotations.Label: by default they count toward no item's k,
+hold no lease and take no human's place in a queue. A researcher may choose otherwise per model
+annotator (`counts_toward_k`): its label then stands for one of the k, so an item it labelled
+finishes with k − 1 human labels and no further person is given it. Each AI label carries its
+provenance: the run (model config as it was when the run started, the constitution version,
+the prompt template), the principle, the exact prompt of each order, what the model answered,
+and the probability read from it.
 """
 
 from __future__ import annotations
@@ -115,6 +118,13 @@ class ModelAnnotator(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(50)],
         help_text="human labels such an item needs",
     )
+    counts_toward_k = models.BooleanField(
+        default=False,
+        verbose_name="counts as one of the k labels",
+        help_text="the model's label stands for one of the queue's k labels: an item it labelled "
+        "(naming an option) finishes with one human label fewer, and no further person is "
+        "given it (off: AI labels change no human's claims and no item's k)",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -207,7 +217,8 @@ class AILabel(models.Model):
     probability = models.FloatField(null=True, blank=True)
     distribution = models.JSONField(default=list, blank=True)
     orders = models.JSONField(default=list)
-    # Comparisons only: the two orders chose different responses (position bias at work).
+    # The two orders chose apart (position bias at work): the swapped responses of a
+    # comparison, the reversed scale of a rating. NULL when an order named no option.
     orders_disagree = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -2,9 +2,12 @@
 
 Two shapes cover the four queue kinds without naming any other app's kind: a kind whose items
 compare two responses (`ItemKind.pair_fields`: pairwise, debate judgment) is a *comparison*,
-asked in both orders; a kind whose label is a 1–7 `rating` (Likert, tree node) is a *rating*,
-asked once. Prompts are `string.Template`s ($name): a researcher's template can name only the
-fields listed here, and nothing else (no attribute access, as str.format would allow).
+asked in both orders (A and B swapped; what the kind writes beside the pair, a debate's
+transcript, comes as $context); a kind whose label is a 1–7 `rating` (Likert, tree node) is a
+*rating*, asked on the scale both ways up ($scale: 1 = not at all … 7 = fully, then reversed),
+so a model's preference for a digit shows as its two orders disagreeing. Prompts are
+`string.Template`s ($name): a researcher's template can name only the fields listed here, and
+nothing else (no attribute access, as str.format would allow).
 """
 
 from __future__ import annotations
@@ -20,14 +23,16 @@ from annotations.kinds import ItemKind
 PAIR_OPTIONS = ("A", "B")
 RATING_OPTIONS = tuple(str(n) for n in range(1, 8))
 
-COMPARISON_FIELDS = ("principle", "system", "prompt", "response_a", "response_b")
-RATING_FIELDS = ("principle", "item")
+COMPARISON_FIELDS = ("principle", "system", "prompt", "context", "response_a", "response_b")
+RATING_FIELDS = ("principle", "item", "scale")
+SCALE_UP = "from 1 (not at all) to 7 (fully)"
+SCALE_DOWN = "from 1 (fully) to 7 (not at all)"
 
 COMPARISON_DEFAULT = (
     "Judge two responses by one principle.\n\n"
     "Principle: $principle\n\n"
     "Prompt: $prompt\n\n"
-    "Response A: $response_a\n\n"
+    "${context}Response A: $response_a\n\n"
     "Response B: $response_b\n\n"
     "Which response follows the principle better? Answer with one letter: A or B."
 )
@@ -35,7 +40,7 @@ RATING_DEFAULT = (
     "Rate a text by one principle.\n\n"
     "Principle: $principle\n\n"
     "$item\n\n"
-    "How well does it follow the principle, from 1 (not at all) to 7 (fully)? "
+    "How well does it follow the principle, $scale? "
     "Answer with one digit."
 )
 
@@ -46,7 +51,8 @@ class PromptInvalid(ValueError):
 
 @dataclass(frozen=True)
 class Order:
-    """One way of asking: `name` is "ab" (as stored) or "ba" (the responses swapped)."""
+    """One way of asking: `name` is "ab" (as stored) or "ba" (the responses swapped) on a
+    comparison, "up" (1 = not at all) or "down" (the scale reversed) on a rating."""
 
     name: str
     text: str
@@ -68,18 +74,20 @@ class Shape:
     options: tuple[str, ...]
     fields: tuple[str, ...]
     default: str
+    required: tuple[str, ...]  # the fields a template must name
 
 
 def kind_shape(kind: ItemKind) -> Shape:
     if kind.pair_fields is not None and kind.value_field == "choice":
-        return Shape(True, PAIR_OPTIONS, COMPARISON_FIELDS, COMPARISON_DEFAULT)
+        return Shape(True, PAIR_OPTIONS, COMPARISON_FIELDS, COMPARISON_DEFAULT, ("principle",))
     if kind.value_field == "rating":
-        return Shape(False, RATING_OPTIONS, RATING_FIELDS, RATING_DEFAULT)
+        return Shape(False, RATING_OPTIONS, RATING_FIELDS, RATING_DEFAULT, ("principle", "scale"))
     raise PromptInvalid(f"a model annotator cannot label {kind.title} items")
 
 
 def template_check(template: str, shape: Shape) -> None:
-    """Raise PromptInvalid unless the template is well formed, names $principle and names
+    """Raise PromptInvalid unless the template is well formed, names the shape's required
+    fields ($principle; $scale on ratings, which is how the scale is turned round) and names
     only this shape's fields."""
     parsed = Template(template)
     if not parsed.is_valid():
@@ -89,8 +97,9 @@ def template_check(template: str, shape: Shape) -> None:
     if unknown:
         allowed = ", ".join(f"${name}" for name in shape.fields)
         raise PromptInvalid(f"unknown field {', '.join(unknown)}: the prompt may use {allowed}")
-    if "principle" not in names:
-        raise PromptInvalid("the prompt must name $principle")
+    for needed in shape.required:
+        if needed not in names:
+            raise PromptInvalid(f"the prompt must name ${needed}")
 
 
 def _item_text(payload: dict[str, Any]) -> str:
@@ -106,16 +115,28 @@ def _item_text(payload: dict[str, Any]) -> str:
 def orders_for(
     kind: ItemKind, shape: Shape, template: str, payload: dict[str, Any], principle: str
 ) -> list[Order]:
-    """The user texts to ask for one item and principle: both orders for a comparison."""
+    """The user texts to ask for one item and principle: both orders, the responses swapped
+    on a comparison, the scale reversed on a rating."""
     parsed = Template(template)
     if shape.comparison:
         system, prompt, a, b = kind.pair(payload)
         fields = {"principle": principle, "system": system, "prompt": prompt}
+
+        def context(swapped: bool) -> str:
+            text = kind.pair_context(payload, swapped) if kind.pair_context else ""
+            return f"{text}\n\n" if text else ""
+
         return [
-            Order("ab", parsed.substitute(fields, response_a=a, response_b=b)),
-            Order("ba", parsed.substitute(fields, response_a=b, response_b=a)),
-        ]
-    return [Order("one", parsed.substitute(principle=principle, item=_item_text(payload)))]
+            Order("ab", parsed.substitute(fields, context=context(False), response_a=a,
+                                          response_b=b)),
+            Order("ba", parsed.substitute(fields, context=context(True), response_a=b,
+                                          response_b=a)),
+        ]  # fmt: skip
+    item = _item_text(payload)
+    return [
+        Order("up", parsed.substitute(principle=principle, item=item, scale=SCALE_UP)),
+        Order("down", parsed.substitute(principle=principle, item=item, scale=SCALE_DOWN)),
+    ]
 
 
 def _pick(probabilities: Sequence[float]) -> int | None:
@@ -141,10 +162,16 @@ def comparison_reading(first: Sequence[float] | None, second: Sequence[float] | 
     return Reading({"choice": choice}, p_a, [p_a, round(1 - p_a, 12)], disagree)
 
 
-def rating_reading(probabilities: Sequence[float] | None) -> Reading:
-    if probabilities is None:
+def rating_reading(up: Sequence[float] | None, down: Sequence[float] | None) -> Reading:
+    """Both ways up of a rating combined: P(rating r) is the mean of P(r) asked 1 = not at
+    all and P(8 − r) asked with the scale reversed. A model that always answers "1" gets an
+    even 1-or-7 split and its orders disagree. An order that named no option leaves the label
+    without one."""
+    if up is None or down is None:
         return Reading(None, None, [], None)
-    best = max(range(len(probabilities)), key=lambda n: probabilities[n])
-    return Reading(
-        {"rating": best + 1}, float(probabilities[best]), [float(p) for p in probabilities], None
-    )
+    last = len(up) - 1
+    combined = [round((up[r] + down[last - r]) / 2, 12) for r in range(len(up))]
+    pick_up, pick_down = _pick(up), _pick(down)
+    disagree = None if pick_up is None or pick_down is None else pick_up != last - pick_down
+    best = max(range(len(combined)), key=lambda n: combined[n])
+    return Reading({"rating": best + 1}, combined[best], combined, disagree)

@@ -90,6 +90,16 @@ def shortcut_items(run: LabellingRun, *, among: Collection[int] | None = None) -
     return chosen
 
 
+def counted_items(run: LabellingRun, *, among: Collection[int] | None = None) -> set[int]:
+    """Items (or only those `among`) where the run's overall answer stands for one of the k
+    labels: its annotator counts toward k, and the model named an option (a reply that names
+    none is no label). Empty when the annotator does not count toward k."""
+    if not run.annotator.counts_toward_k or (among is not None and not among):
+        return set()
+    answers = run_answers(run, items=among).get(None, {})
+    return {item_id for item_id, answer in answers.items() if answer.scalar is not None}
+
+
 @dataclass(frozen=True)
 class ShortcutReport:
     run: LabellingRun

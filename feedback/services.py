@@ -15,7 +15,7 @@ from celery import Task, current_app
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 
 from annotations.models import Item, Priority, Queue
 from annotations.services import item_scores_set, items_complete_mark
@@ -31,8 +31,9 @@ from feedback.models import (
     RunStatus,
 )
 from feedback.prompts import PromptInvalid, kind_shape, template_check
-from feedback.routing import routing_scores, shortcut_items
+from feedback.routing import counted_items, routing_scores, shortcut_items
 from feedback.selectors import newest_runs
+from llm.generation import probability_problem
 from llm.models import ModelConfig
 
 # Sent by name: feedback.tasks imports this module, never the other way round.
@@ -44,9 +45,17 @@ class FeedbackError(Exception):
 
     status = 409
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
+        if status is not None:
+            self.status = status
+
+
+class ProbabilitiesUnavailable(FeedbackError):
+    """The model config cannot give the probabilities a labelling run records."""
+
+    status = 422
 
 
 def _task(name: str) -> Task:
@@ -109,13 +118,17 @@ def _version_add(
 
 def model_annotator_save(*, annotator: ModelAnnotator, user: User | None) -> ModelAnnotator:
     """Create or update a model annotator; ValidationError for a prompt its queue's kind
-    cannot fill, or a queue kind a model cannot label."""
+    cannot fill, a queue kind a model cannot label, or a model config that cannot give
+    probabilities (`llm.generation.probability_problem`)."""
     try:
         shape = kind_shape(annotator.queue.item_kind)
         if annotator.prompt.strip():
             template_check(annotator.prompt, shape)
     except PromptInvalid as problem:
         raise ValidationError({"prompt": str(problem)}) from problem
+    unavailable = probability_problem(annotator.model_config)
+    if unavailable is not None:
+        raise ValidationError({"model_config": unavailable})
     if annotator.pk is None:
         annotator.created_by = user
     annotator.full_clean()
@@ -144,7 +157,18 @@ def _snapshot(config: ModelConfig) -> dict[str, object]:
 def labelling_run_start(*, annotator: ModelAnnotator, user: User | None) -> LabellingRun:
     """Queue a run of the annotator's constitution, latest version, over every item of its
     queue (gold items too: agreement with gold needs them); enqueued on commit.
-    FeedbackError when its queue has no items, or a run is already queued or running."""
+    ProbabilitiesUnavailable when its model config cannot give probabilities (the config may
+    have changed since the annotator was saved); FeedbackError when its queue has no items,
+    or a run is already queued or running. Either way nothing is started."""
+    unavailable = probability_problem(annotator.model_config)
+    if unavailable is not None:
+        raise ProbabilitiesUnavailable(unavailable)
+    try:
+        template = prompt_template(annotator)
+        template_check(template, kind_shape(annotator.queue.item_kind))
+    except PromptInvalid as problem:
+        # Saved before the rule it now breaks (e.g. a rating prompt without $scale).
+        raise FeedbackError(f"The model annotator's prompt: {problem}.", status=422) from None
     version = annotator.constitution.latest_version
     if version is None or not version.principles.exists():
         raise FeedbackError("The constitution has no principles.")
@@ -157,7 +181,7 @@ def labelling_run_start(*, annotator: ModelAnnotator, user: User | None) -> Labe
                 annotator=annotator,
                 version=version,
                 model_snapshot=_snapshot(annotator.model_config),
-                prompt_template=prompt_template(annotator),
+                prompt_template=template,
                 items_total=items,
                 created_by=user,
             )
@@ -181,23 +205,29 @@ def routing_apply(*, run: LabellingRun) -> int:
 
 
 def shortcuts_apply(*, queue_ids: Sequence[int]) -> int:
-    """Finish the items a model annotator labelled confidently once they have the fewer
-    human labels it asks for (its newest finished run decides). Runs after labels commit
-    (annotations.hooks) and after a run ends; cheap when no annotator has a threshold."""
+    """Finish the items a model annotator lets finish before k human labels, once they have
+    the human labels it leaves them needing (its newest finished run decides): with
+    `counts_toward_k`, an item it labelled needs k − 1; with a shortcut threshold, an item it
+    labelled confidently needs `shortcut_labels`. Runs after labels commit (annotations.hooks)
+    and after a run ends; cheap when no annotator of these queues does either."""
     queues = set(
-        ModelAnnotator.objects.filter(
-            queue_id__in=list(queue_ids), shortcut_threshold__isnull=False
-        ).values_list("queue_id", flat=True)
+        ModelAnnotator.objects.filter(queue_id__in=list(queue_ids))
+        .filter(Q(shortcut_threshold__isnull=False) | Q(counts_toward_k=True))
+        .values_list("queue_id", flat=True)
     )
     marked = 0
     for run in newest_runs(sorted(queues)) if queues else []:
         annotator = run.annotator
-        if annotator.shortcut_threshold is None:
-            continue
-        waiting = Item.objects.filter(
-            queue_id=annotator.queue_id, is_gold=False, complete=False,
-            label_count__gte=annotator.shortcut_labels,
-        ).values_list("pk", flat=True)  # fmt: skip
-        ready = shortcut_items(run, among=set(waiting))
-        marked += items_complete_mark(queue_id=annotator.queue_id, item_ids=sorted(ready))
+        rules = []
+        if annotator.counts_toward_k:
+            rules.append((annotator.queue.labels_per_item - 1, counted_items))
+        if annotator.shortcut_threshold is not None:
+            rules.append((annotator.shortcut_labels, shortcut_items))
+        for needed, pick in rules:
+            waiting = Item.objects.filter(
+                queue_id=annotator.queue_id, is_gold=False, complete=False,
+                label_count__gte=needed,
+            ).values_list("pk", flat=True)  # fmt: skip
+            ready = pick(run, among=set(waiting))
+            marked += items_complete_mark(queue_id=annotator.queue_id, item_ids=sorted(ready))
     return marked

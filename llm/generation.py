@@ -15,6 +15,7 @@ from llm.backends.base import (
     ModelUnavailableError,
     OptionChoice,
     StreamChunk,
+    votes_problem,
 )
 from llm.backends.bundled import resolve_model_path
 from llm.backends.cache import process_model_cache
@@ -47,6 +48,27 @@ def choose(
     """Each chat's probability of answering with each option, under `config`: from
     log-probabilities (transformers always; servers that give them) or sampled votes."""
     return backend_for(config).choose_batch(chats, options, params=config.generation_params())
+
+
+def probability_problem(config: ModelConfig) -> str | None:
+    """Why `choose` cannot give probabilities under `config`, or None when it can: the one
+    rule a caller that needs probabilities asks before it starts anything.
+
+    transformers: never a problem (the options' log-probabilities from one forward pass).
+    An OpenAI-compatible server may or may not give `logprobs`, which only a request shows;
+    where it does not, `choose` falls back to sampled votes, so the config must be one whose
+    votes are a probability (`votes_problem`).
+    """
+    if config.backend != BackendKind.OPENAI:
+        return None
+    problem = votes_problem(config.generation_params())
+    if problem is None:
+        return None
+    return (
+        f"{config.name} is served by an OpenAI-compatible server, which may give no "
+        f"log-probabilities; then probabilities come from sampled votes, and {problem}. Set "
+        "its temperature above 0, or use a transformers model."
+    )
 
 
 def chat_messages(config: ModelConfig, user_text: str) -> list[ChatMessage]:

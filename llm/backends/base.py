@@ -125,6 +125,19 @@ ProbabilityMethod = Literal["logprobs", "votes"]
 CHOICE_VOTES = 8
 
 
+def votes_problem(params: GenerationParams) -> str | None:
+    """Why sampled votes under `params` would not be a probability, or None when they are.
+
+    At temperature 0 every vote is the same greedy reply: a 0 or a 1, not a probability.
+    """
+    if params.temperature == 0:
+        return (
+            f"sampled votes need a temperature above 0: at 0 all {CHOICE_VOTES} replies are "
+            "the same greedy reply, a 0 or a 1 rather than a probability"
+        )
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class OptionChoice:
     """How likely a model is to answer with each of a fixed set of options (e.g. "A", "B").

@@ -37,6 +37,7 @@ from llm.backends.base import (
     Usage,
     choice_from_votes,
     options_check,
+    votes_problem,
 )
 
 # Connecting is quick or never; don't spend the whole generation budget on a dead host.
@@ -227,6 +228,12 @@ class OpenAIBackend:
     def _choose_by_votes(
         self, chat: Sequence[ChatMessage], options: list[str], params: GenerationParams
     ) -> OptionChoice:
+        problem = votes_problem(params)
+        if problem is not None:
+            raise GenerationError(
+                f"{self.url} gave no log-probabilities, and {problem}",
+                config_name=self.config_name,
+            )
         short = dataclasses.replace(
             params, max_new_tokens=min(params.max_new_tokens, _VOTE_MAX_TOKENS)
         )

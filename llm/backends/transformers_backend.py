@@ -304,23 +304,25 @@ class TransformersBackend:
         if not chats:
             return []
         deadline = time.perf_counter() + params.timeout_s
-        choices: list[OptionChoice] = []
-        for first in range(0, len(chats), _CHOICE_BATCH):
+        prompts = [self.encode_prompt(chat) for chat in chats]
+        # Batched by length (then put back in order): a batch pads to its longest prompt, so
+        # neighbours of similar length waste the least compute on padding.
+        by_length = sorted(range(len(prompts)), key=lambda n: len(prompts[n]))
+        choices: list[OptionChoice | None] = [None] * len(chats)
+        for first in range(0, len(by_length), _CHOICE_BATCH):
             if time.perf_counter() > deadline:
                 raise self._timeout(params, 0)
-            part = chats[first : first + _CHOICE_BATCH]
-            probs = self._next_token_probabilities([self.encode_prompt(chat) for chat in part])
-            for row in probs:
+            part = by_length[first : first + _CHOICE_BATCH]
+            probs = self._next_token_probabilities([prompts[n] for n in part])
+            for n, row in zip(part, probs, strict=True):
                 per_option = [float(row[ids].sum()) for ids in variants]
                 mass = sum(per_option)
-                choices.append(
-                    OptionChoice(
-                        probabilities=tuple(p / mass for p in per_option) if mass > 0 else None,
-                        method="logprobs",
-                        option_mass=mass,
-                    )
+                choices[n] = OptionChoice(
+                    probabilities=tuple(p / mass for p in per_option) if mass > 0 else None,
+                    method="logprobs",
+                    option_mass=mass,
                 )
-        return choices
+        return [choice for choice in choices if choice is not None]
 
     def first_token_top(
         self, messages: Sequence[ChatMessage], *, k: int

@@ -8,6 +8,7 @@ from sklearn.metrics import cohen_kappa_score
 import llm.generation
 from feedback.labelling import labelling_run_execute
 from feedback.models import LabellingRun
+from llm.models import Backend, ModelConfig
 from tests.feedback.conftest import humans_label
 from tests.feedback.fakes import PicksByWord
 from tests.helpers import Api
@@ -80,3 +81,19 @@ def test_the_api_is_for_researchers_and_refuses_what_it_does_not_know(
     assert not LabellingRun.objects.exists()
     assert api.get("/ai-feedback/runs/999999").status_code == 404
     assert api.get("/ai-feedback/runs/999999/agreement").status_code == 404
+
+
+def test_a_config_that_cannot_give_probabilities_is_a_422_and_starts_nothing(
+    model_annotator, researcher
+):
+    ModelConfig.objects.filter(pk=model_annotator.model_config_id).update(
+        backend=Backend.OPENAI, base_url="http://127.0.0.1:9/v1", temperature=0.0
+    )
+    api = Api(researcher)
+    refused = api.post(f"/ai-feedback/model-annotators/{model_annotator.pk}/runs", {})
+    assert refused.status_code == 422
+    assert "temperature above 0" in refused.json()["detail"]
+    assert not LabellingRun.objects.exists()
+    documented = api.get("/openapi.json").json()
+    operation = documented["paths"]["/api/ai-feedback/model-annotators/{annotator_id}/runs"]
+    assert "422" in operation["post"]["responses"]

@@ -83,3 +83,56 @@ def test_write_a_constitution_run_it_and_open_a_disagreement(
     assert queue.items.filter(pk=item_id, is_gold=False).exists()
     assert "answer A" in page.text_content("main")
     screenshots_at_both_widths(page, SHOTS, "preview")
+
+
+def test_a_greedy_server_is_refused_and_a_likert_run_reports_its_order_disagreement(
+    live_asgi_server, page, researcher, annotator, monkeypatch
+):
+    # No worker: the run is executed here, on a fake model that always answers "1".
+    import llm.generation
+    from feedback.labelling import labelling_run_execute
+    from feedback.models import ModelAnnotator
+    from feedback.services import constitution_create, labelling_run_start
+    from llm.models import Backend
+    from tests.annotations.factories import likert, likert_gold
+    from tests.feedback.fakes import AlwaysFirst
+
+    monkeypatch.setattr(llm.generation, "backend_for", lambda config: AlwaysFirst())
+    page.set_default_timeout(120_000)  # a shared machine: pages can take long to load
+    queue = make_queue(name="ratings", kind="likert", members=[annotator],
+                       items=likert(3) + likert_gold(1, 5))  # fmt: skip
+    constitution = constitution_create(name="Plain", principles=PRINCIPLES, user=researcher)
+    greedy = ModelConfigFactory(name="greedy server", backend=Backend.OPENAI, model="m",
+                                base_url="http://127.0.0.1:9/v1", temperature=0.0)  # fmt: skip
+    local = ModelConfigFactory(name="local model")
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.post_data or "") if r.method == "POST" else None)
+    base = live_asgi_server.url
+    browser_login(page, base, researcher.username)
+
+    page.goto(f"{base}/ai-feedback/annotators/new/?queue={queue.pk}")
+    page.fill("input[name=name]", "rater")
+    page.select_option("select[name=model_config]", str(greedy.pk))
+    page.select_option("select[name=constitution]", str(constitution.pk))
+    page.check("input[name=counts_toward_k]")
+    page.click("#annotator-form button[type=submit]")
+    page.wait_for_selector("#annotator-form .error")
+    sent = parse_qs(posted[-1])
+    assert sent["model_config"] == [str(greedy.pk)] and sent["counts_toward_k"] == ["on"]
+    assert "greedy server is served by an OpenAI-compatible server" in page.text_content("main")
+    assert not ModelAnnotator.objects.exists()
+    screenshots_at_both_widths(page, SHOTS, "annotator-refused")
+
+    page.select_option("select[name=model_config]", str(local.pk))
+    page.click("#annotator-form button[type=submit]")
+    page.wait_for_url("**/ai-feedback/annotators/*/")
+    rater = ModelAnnotator.objects.get()
+    assert rater.counts_toward_k and rater.model_config == local
+
+    run = labelling_run_start(annotator=rater, user=researcher)
+    labelling_run_execute(run_id=run.pk)
+    page.goto(f"{base}/ai-feedback/runs/{run.pk}/")
+    row = page.text_content(f'#ai-agreement-{run.pk} tr[data-principle="All"]')
+    # Items, no option, then the orders' disagreement: every item, both principles.
+    assert re.search(r"100 % 8/8 · \d+–100 %", row), row
+    screenshots_at_both_widths(page, SHOTS, "likert-run")

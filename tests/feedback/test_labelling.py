@@ -8,7 +8,7 @@ from annotations.services import label_submit, queue_item_claim
 from feedback.agreement import run_agreement
 from feedback.labelling import labelling_run_execute
 from feedback.models import AILabel, RunStatus
-from feedback.services import labelling_run_start
+from feedback.services import labelling_run_start, model_annotator_save
 from tests.feedback.fakes import AlwaysFirst, NamesNothing
 
 
@@ -48,6 +48,33 @@ def test_always_a_gives_one_half_on_every_pair_and_full_order_disagreement(
     # Both orders of every pair were asked, batched: fewer calls than chats.
     assert len(always_a.chats) == 6 * 2 * 2
     assert len(always_a.calls) < len(always_a.chats)
+
+
+def test_likert_items_are_asked_both_ways_up_and_their_order_disagreement_reported(
+    model_config, constitution, researcher, annotator, always_a
+):
+    from feedback.models import ModelAnnotator
+    from tests.annotations.factories import likert, likert_gold, make_queue
+
+    queue = make_queue(name="ratings", kind="likert", members=[annotator],
+                       items=likert(3) + likert_gold(1, 5))  # fmt: skip
+    rater = model_annotator_save(
+        annotator=ModelAnnotator(queue=queue, name="rater", model_config=model_config,
+                                 constitution=constitution),
+        user=researcher,
+    )  # fmt: skip
+    run = _run(rater, researcher)
+    assert run.status == RunStatus.DONE, run.error
+    labels = list(AILabel.objects.filter(run=run))
+    assert len(labels) == 4 * 2
+    # Always "1": 1 on the scale as written, 7 on the reversed one.
+    assert all(label.orders_disagree for label in labels)
+    assert [order["order"] for order in labels[0].orders] == ["up", "down"]
+    assert {tuple(label.distribution) for label in labels} == {(0.5, 0, 0, 0, 0, 0, 0.5)}
+    assert len(always_a.chats) == 4 * 2 * 2
+    overall = run_agreement(run).rows[0]
+    assert overall.order_disagreement is not None
+    assert (overall.order_disagreement.k, overall.order_disagreement.n) == (8, 8)
 
 
 def test_labels_keep_their_provenance(model_annotator, researcher, always_a):
@@ -101,6 +128,55 @@ def test_ai_labels_change_no_human_claim_nor_k(
     regular = Item.objects.filter(queue=queue, is_gold=False)
     assert set(regular.values_list("label_count", flat=True)) == {2}
     assert all(regular.values_list("complete", flat=True))
+
+
+def test_with_the_option_the_models_label_is_one_of_k(
+    model_annotator,
+    queue,
+    researcher,
+    annotator,
+    annotator2,
+    always_a,
+    django_capture_on_commit_callbacks,
+):
+    model_annotator.counts_toward_k = True
+    model_annotator_save(annotator=model_annotator, user=researcher)
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    first = lease.item_id
+    label_submit(assignment_id=lease.pk, annotator=annotator, value={"choice": "a"},
+                 time_spent_ms=900, client_request_id=uuid.uuid4())  # fmt: skip
+    run = _run(model_annotator, researcher)
+    assert run.status == RunStatus.DONE
+    # The item one person labelled is finished: the model's label was the second of k = 2,
+    # so the second person (who would have been given it first) never is.
+    assert Item.objects.get(pk=first).complete
+    assert Item.objects.get(pk=first).label_count == 1
+    for person in (annotator, annotator2):
+        while (lease := queue_item_claim(queue=queue, annotator=person)) is not None:
+            assert lease.item_id != first
+            with django_capture_on_commit_callbacks(execute=True):
+                label_submit(assignment_id=lease.pk, annotator=person,
+                             value=lease.item.gold_value or {"choice": "a"},
+                             time_spent_ms=900, client_request_id=uuid.uuid4())  # fmt: skip
+    regular = Item.objects.filter(queue=queue, is_gold=False)
+    # Every regular item took one human label, not two; gold is never finished.
+    assert set(regular.values_list("label_count", flat=True)) == {1}
+    assert all(regular.values_list("complete", flat=True))
+    assert not Item.objects.filter(queue=queue, is_gold=True, complete=True).exists()
+
+
+def test_a_reply_naming_no_option_counts_toward_no_k(
+    model_annotator, queue, researcher, annotator, monkeypatch
+):
+    monkeypatch.setattr(llm.generation, "backend_for", lambda config: NamesNothing())
+    model_annotator.counts_toward_k = True
+    model_annotator_save(annotator=model_annotator, user=researcher)
+    lease = queue_item_claim(queue=queue, annotator=annotator)
+    label_submit(assignment_id=lease.pk, annotator=annotator, value={"choice": "a"},
+                 time_spent_ms=900, client_request_id=uuid.uuid4())  # fmt: skip
+    before = _human_state(queue)
+    _run(model_annotator, researcher)
+    assert _human_state(queue) == before
 
 
 def test_a_second_delivery_finds_nothing_to_claim(model_annotator, researcher, always_a):

@@ -33,11 +33,24 @@ def test_an_order_that_named_no_option_is_recorded_as_such_never_as_one_half():
     assert reading.probability is None
 
 
-def test_rating_reading_takes_the_most_probable_rating():
-    reading = rating_reading((0.0, 0.1, 0.0, 0.6, 0.3, 0.0, 0.0))
+def test_a_rating_combines_the_scale_both_ways_up():
+    up = (0.0, 0.1, 0.0, 0.6, 0.3, 0.0, 0.0)
+    # Reversed scale: 5 there is 3 here, 4 is 4, 3 is 5.
+    down = (0.0, 0.0, 0.2, 0.6, 0.2, 0.0, 0.0)
+    reading = rating_reading(up, down)
     assert reading.value == {"rating": 4}
     assert reading.probability == pytest.approx(0.6)
-    assert rating_reading(None).value is None
+    assert reading.distribution == pytest.approx([0.0, 0.05, 0.1, 0.6, 0.25, 0.0, 0.0])
+    assert reading.orders_disagree is False
+    assert rating_reading(None, down).value is None and rating_reading(up, None).value is None
+
+
+def test_a_model_that_always_answers_1_splits_1_and_7_and_its_orders_disagree():
+    always_one = (1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    reading = rating_reading(always_one, always_one)
+    assert reading.distribution == [0.5, 0.0, 0.0, 0.0, 0.0, 0.0, 0.5]
+    assert reading.probability == 0.5
+    assert reading.orders_disagree is True
 
 
 def test_both_orders_swap_the_responses():
@@ -63,8 +76,39 @@ def test_a_template_naming_anything_else_is_refused(template, message):
         template_check(template, kind_shape(item_kind("pairwise")))
 
 
-def test_a_likert_item_is_asked_once_with_its_fields():
+def test_a_likert_item_is_asked_on_the_scale_both_ways_up():
     kind = item_kind("likert")
-    (order,) = orders_for(kind, kind_shape(kind), kind_shape(kind).default,
+    up, down = orders_for(kind, kind_shape(kind), kind_shape(kind).default,
                           {"text": "<b>hi</b>", "prompt": ""}, "Short")  # fmt: skip
-    assert "Text: <b>hi</b>" in order.text
+    assert (up.name, down.name) == ("up", "down")
+    assert "Text: <b>hi</b>" in up.text and "Text: <b>hi</b>" in down.text
+    assert "from 1 (not at all) to 7 (fully)" in up.text
+    assert "from 1 (fully) to 7 (not at all)" in down.text
+
+
+def test_a_rating_prompt_must_name_its_scale():
+    with pytest.raises(PromptInvalid, match=r"must name \$scale"):
+        template_check("Rate $item by $principle, 1 to 7.", kind_shape(item_kind("likert")))
+
+
+def test_a_debate_is_judged_with_its_transcript_the_debaters_renamed_when_swapped():
+    kind = item_kind("debate_judgment")
+    payload = {
+        "question": "Who wrote it?", "answer_a": "Ann", "answer_b": "Bob",
+        "turns": [{"speaker": "Debater A", "text": "Ann, says page 3."},
+                  {"speaker": "Debater B", "text": "Bob, says page 9."},
+                  {"speaker": "Judge", "text": "Quote it."}],
+    }  # fmt: skip
+    first, second = orders_for(kind, kind_shape(kind), COMPARISON_DEFAULT, payload, "Honest")
+    assert "Debate transcript:" in first.text
+    assert "Debater A: Ann, says page 3." in first.text
+    assert "Debater B: Bob, says page 9." in first.text
+    assert "Debater A: Bob, says page 9." in second.text
+    assert "Debater B: Ann, says page 3." in second.text
+    assert "Judge: Quote it." in second.text
+    assert second.text.index("Response A: Bob") < second.text.index("Response B: Ann")
+    # A plain pair has no transcript and no empty heading.
+    pairwise = item_kind("pairwise")
+    plain = {"prompt": "Q", "response_a": "x", "response_b": "y", "system": ""}
+    (ab, _) = orders_for(pairwise, kind_shape(pairwise), COMPARISON_DEFAULT, plain, "Honest")
+    assert "transcript" not in ab.text and "Prompt: Q\n\nResponse A: x" in ab.text

@@ -11,6 +11,8 @@ from annotations.models import Priority
 from annotations.services import label_submit, queue_item_claim
 from feedback.labelling import labelling_run_execute
 from feedback.models import Constitution, LabellingRun, ModelAnnotator
+from llm.models import Backend
+from tests.factories import ModelConfigFactory
 from tests.feedback.fakes import AlwaysFirst
 from tests.helpers import signed_in
 
@@ -144,3 +146,15 @@ def test_the_run_page_shows_model_replies_as_text(model_annotator, researcher, m
     assert "&lt;script&gt;no&lt;/script&gt;" in page
     assert "<script>no" not in page
     assert "no option named" in page
+
+
+def test_the_form_refuses_a_model_that_cannot_give_probabilities(queue, constitution, researcher):
+    greedy = ModelConfigFactory(name="greedy server", backend=Backend.OPENAI, model="m",
+                                base_url="http://127.0.0.1:9/v1", temperature=0.0)  # fmt: skip
+    response = signed_in(researcher).post("/ai-feedback/annotators/new/", {
+        "queue": queue.pk, "name": "bot", "model_config": greedy.pk,
+        "constitution": constitution.pk, "prompt": "", "shortcut_labels": 1,
+    })  # fmt: skip
+    assert response.status_code == 400
+    assert "greedy server is served by an OpenAI-compatible server" in response.content.decode()
+    assert not ModelAnnotator.objects.exists()

@@ -397,6 +397,18 @@ def test_a_server_without_logprobs_falls_back_to_votes_saying_so(
         assert sum(choice.probabilities) == pytest.approx(1.0)
 
 
+def test_votes_at_temperature_0_are_refused_not_faked(local: TransformersBackend) -> None:
+    # Eight greedy replies are one reply eight times: a 0 or a 1, not a probability.
+    plain = serve_in_thread(local, model_name=MODEL_NAME, logprobs=False)
+    try:
+        client = OpenAIBackend(plain.url, model=MODEL_NAME, api_key=None, config_name="plain")
+        params = GenerationParams(temperature=0.0, max_new_tokens=4)
+        with pytest.raises(GenerationError, match="gave no log-probabilities.*temperature above 0"):
+            client.choose_batch([QUIZ], ["A", "B"], params=params)
+    finally:
+        plain.stop()
+
+
 @pytest.mark.parametrize(
     ("body", "needle"),
     [
