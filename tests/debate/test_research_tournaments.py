@@ -291,3 +291,40 @@ def test_best_of_n_variants_enter_as_their_own_entrants_and_keep_the_reward_mode
     assert 'data-config="sampler (best of 3)"' in page
     body = Api(researcher).get(f"/debates/batches/{batch.pk}/tournament").json()
     assert [e["best_of_n"] for e in body["entries"]] == [1, 3]
+
+
+def test_the_batch_form_reads_best_of_n_variants_and_refuses_bad_ones(researcher):
+    from html import unescape
+
+    from tests.helpers import signed_in
+
+    bank = QuestionBankFactory()
+    BankQuestionFactory.create_batch(2, bank=bank)
+    a, b, c = (ModelConfigFactory(temperature=0.9) for _ in range(3))
+    judge = ModelConfigFactory()
+    form = {"name": "n", "bank": bank.pk, "count": 2, "protocol": "debate",
+            "turn_order": "simultaneous", "rounds": 1, "speech_char_limit": 300,
+            "quote_char_limit": 100, "max_new_tokens": 8, "llm_judge_config": judge.pk,
+            "judge_max_new_tokens": 8, "judge_prompt": "{question}",
+            "tournament_configs": [a.pk, b.pk]}  # fmt: skip
+    client = signed_in(researcher)
+    for variants, message in [
+        ("x", "Give whole numbers separated by commas"),
+        ("1", "Each best-of-n is from 2 to 16"),
+        ("17", "Each best-of-n is from 2 to 16"),
+        ("4,8,16", "2 models × 4 variants make 8 entrants"),
+        # Well formed, but no debate reward model is active to choose the best speech.
+        ("4", "needs an active reward model"),
+    ]:
+        page = unescape(
+            client.post(
+                "/debates/batches/new/", {**form, "tournament_best_of_n": variants}
+            ).content.decode()
+        )
+        assert message in page, variants
+    page = unescape(client.post("/debates/batches/new/",
+                                {**form, "tournament_configs": [a.pk, b.pk, c.pk],
+                                 "tournament_best_of_n": "4"}).content.decode())  # fmt: skip
+    assert "3 models × 2 variants make 6 entrants" not in page  # six is allowed
+    assert "needs an active reward model" in page
+    assert not DebateBatch.objects.exists() and not Debate.objects.exists()
