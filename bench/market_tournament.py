@@ -44,18 +44,22 @@ def main() -> None:
     from django.db import connection, transaction
 
     call_command("migrate", verbosity=0)
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
     rows: list[tuple[str, str, str]] = []
     try:
         with transaction.atomic():
             configs, bank, user = _setup(args.questions, args.tokens)
-            if not args.skip_tournament:
-                bench_tournament(rows, configs, bank, user, args.questions, args.tokens)
             if not args.skip_market:
                 bench_market_step(rows, configs[0], bank, user, args.tokens)
+                print(*rows[-1], sep="  ", flush=True)  # as it comes: a slow run still tells
+            if not args.skip_tournament:
+                bench_tournament(rows, configs, bank, user, args.questions, args.tokens)
+                print(*rows[-1], sep="  ", flush=True)
             raise Rollback
     except Rollback:
         pass
-    print(f"\ndatabase: {connection.vendor}; {os.cpu_count()} cores")
+    print(f"\ndatabase: {connection.vendor}; {os.cpu_count()} cores; "
+          f"load average at the end: {os.getloadavg()[0]:.1f}")  # fmt: skip
     width = max(len(r[0]) for r in rows)
     for name, figure, ratio in rows:
         print(f"{name:<{width}}  {figure:>10}  {ratio}")
@@ -74,6 +78,7 @@ def _setup(questions: int, tokens: int):  # type: ignore[no-untyped-def]
         config = ModelConfig.objects.create(
             name=f"bench debater {i}", backend=bundled.backend, model=bundled.model,
             temperature=temperature, max_new_tokens=tokens, seed=0,
+            timeout_s=3600,  # a loaded machine must not turn a slow batch into failed speeches
         )  # fmt: skip
         configs.append(config)
     backend_for(configs[0])  # load the model once, outside the timings
@@ -112,6 +117,8 @@ def bench_tournament(rows, configs, bank, user, questions: int, tokens: int) -> 
     _batch_round(batch, debates, 1, spec)
     concurrent = time.perf_counter() - start
     speeches = Speech.objects.filter(debate__batch=batch, status="done").count()
+    if speeches != 2 * Debate.objects.filter(batch=batch).count():
+        raise SystemExit(f"only {speeches} speeches of the batch path finished: no figure")
 
     batch, spec = tournament()
     Speech.objects.bulk_create(
@@ -151,9 +158,9 @@ def bench_market_step(rows, config, bank, user, tokens: int) -> None:  # type: i
                          llm_judge_config=config)  # fmt: skip
     Market.objects.filter(debate__batch=batch).update(initial_probability_a=0.5,
                                                       initial_method="logprobs")  # fmt: skip
-    markets = _markets(batch.pk)
+    markets = _markets(Market.objects.filter(debate__batch=batch))
     start = time.perf_counter()
-    _markets_step(markets, 1, spec)
+    _markets_step(markets, 1, max_new_tokens=tokens)
     step = time.perf_counter() - start
     debate = Debate.objects.create(
         question="Who took the ledger?", answer_a="the clerk", answer_b="the captain",

@@ -386,6 +386,7 @@ def batch_get(request: HttpRequest, batch_id: Id) -> BatchOut:
 
 class TournamentEntryOut(Schema):
     config_id: int
+    best_of_n: int  # candidates a speech, the debate reward model keeping one (1: no choice)
     name: str
     rating: float | None
     rating_low: float | None
@@ -424,7 +425,8 @@ def batch_tournament(request: HttpRequest, batch_id: Id) -> TournamentOut:
         verdicts=result.verdicts,
         entries=[
             TournamentEntryOut(
-                config_id=e.config_id, name=e.name, rating=e.rating, rating_low=e.low,
+                config_id=e.config_id, best_of_n=e.best_of_n, name=e.name, rating=e.rating,
+                rating_low=e.low,
                 rating_high=e.high, games=e.games,
                 self_play_accuracy=share(e.self_play),
             )

@@ -17,6 +17,7 @@ from debate.records import (
     MAX_QUESTION_CHARS,
     answers_check,
 )
+from debate.research.forms import BatchForm
 from debate.selectors import DEBATE_ORIGINS
 from debate.services import best_of_n_check
 
@@ -40,6 +41,13 @@ class DebateForm(forms.ModelForm):
         help_text=Debate._meta.get_field("passage").help_text,
     )  # fmt: skip
 
+    # A market (Hubinger 2020): debater A's model is Adv, max rounds the step limit; these
+    # are the batch form's fields, so the two forms cannot drift.
+    market_predictor_config = BatchForm.base_fields["market_predictor_config"]
+    market_candidates = BatchForm.base_fields["market_candidates"]
+    market_epsilon = BatchForm.base_fields["market_epsilon"]
+    market_patience = BatchForm.base_fields["market_patience"]
+
     class Meta:
         model = Debate
         fields = [
@@ -48,6 +56,8 @@ class DebateForm(forms.ModelForm):
             "debater_a_config", "debater_b_config", "best_of_n", "judge",
         ]  # fmt: skip
         help_texts = {
+            "debater_a_config": "a market: Adv, the model that writes the arguments",
+            "max_rounds": "a market: the step limit (it may stop sooner, by the ε rule below)",
             "debater_b_config": "leave empty for two instances of debater A's model; "
             "consultancy uses debater A's model only",
             "speech_char_limit": "NYU 2023: 750 for debate; consultancy doubles it",
@@ -57,10 +67,6 @@ class DebateForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["best_of_n"].required = False
-        # A market runs only in batches (debate.research.markets): a live one has no worker.
-        self.fields["protocol"].choices = [  # type: ignore[attr-defined]
-            choice for choice in Protocol.choices if choice[0] != Protocol.MARKET
-        ]
         # Judges are people with the annotator role.
         self.fields["judge"].queryset = (  # type: ignore[attr-defined]
             User.objects.filter(is_active=True, groups__name=Role.ANNOTATOR)
@@ -81,6 +87,8 @@ class DebateForm(forms.ModelForm):
             self.add_error("quote_char_limit", "The quote limit cannot exceed the speech limit.")
         if data.get("protocol") == Protocol.CONSULTANCY and data.get("debater_b_config"):
             self.add_error("debater_b_config", "Consultancy has one consultant: leave this empty.")
+        if data.get("protocol") == Protocol.MARKET:
+            self._market_clean(data)
         configs = [data.get("debater_a_config"), data.get("debater_b_config")]
         try:
             best_of_n_check(best_of_n=data.get("best_of_n") or 1,
@@ -88,6 +96,25 @@ class DebateForm(forms.ModelForm):
         except ValidationError as error:
             self.add_error("best_of_n", error)
         return data
+
+    def _market_clean(self, data: dict[str, Any]) -> None:
+        if not data.get("market_predictor_config"):
+            self.add_error("market_predictor_config", "A market needs M: choose its model.")
+        if data.get("debater_b_config"):
+            self.add_error("debater_b_config", "A market has one arguer, Adv: leave this empty.")
+        if (data.get("best_of_n") or 1) > 1:
+            self.add_error("best_of_n", "A market has its own candidates: set n below instead.")
+        for name in ("market_candidates", "market_epsilon", "market_patience"):
+            if data.get(name) is None:
+                data[name] = self.fields[name].initial
+
+    def market_settings(self) -> dict[str, Any]:
+        """market_create's arguments beside the debate."""
+        data = self.cleaned_data
+        return {
+            "predictor": data["market_predictor_config"], "epsilon": data["market_epsilon"],
+            "patience": data["market_patience"], "candidates": data["market_candidates"],
+        }  # fmt: skip
 
 
 class ProbabilityForm(forms.Form):

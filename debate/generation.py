@@ -21,7 +21,8 @@ Every write is fenced by the claim's attempt number: a worker given up on
 (speeches_requeue_stale) writes nothing more for that speech, and the other rows of
 its batch go on.
 
-Best-of-n (`Debate.best_of_n` > 1): the n candidates are rows of the same batch; they are not
+Best-of-n (`Debate.best_of_n_for(side)` > 1; a tournament may give its two sides different
+n): the n candidates are rows of the same batch; they are not
 streamed (the judge must only ever see the chosen one), the card shows progress only. The
 active version of the best-of-n reward model (debate.selectors.best_of_n_reward_model) scores
 (question, candidate) pairs and the highest becomes the speech; all are kept as
@@ -266,7 +267,8 @@ def _speeches_chunk(
     params = config.generation_params(
         max_new_tokens=min(config.max_new_tokens, budget, max_new_tokens or budget)
     )
-    rows = [item for item in chunk for _ in range(item.speech.debate.best_of_n)]
+    rows = [item for item in chunk
+            for _ in range(item.speech.debate.best_of_n_for(item.speech.side))]  # fmt: skip
     prompts = {item.speech.pk: speech_prompt(item.speech) for item in chunk}
     chats = [prompts[item.speech.pk] for item in rows]
     live = chunk
@@ -325,7 +327,8 @@ def _streamed(
         )
         for item in live
     }
-    shown = {item.speech.pk for item in live if item.speech.debate.best_of_n == 1}
+    shown = {item.speech.pk for item in live
+             if item.speech.debate.best_of_n_for(item.speech.side) == 1}  # fmt: skip
     for row_chunk in backend.stream_batch(chats, params=params):
         item, chunk = rows[row_chunk.row], row_chunk.chunk
         output = outputs[row_chunk.row]

@@ -21,6 +21,7 @@ from pydantic import (
 
 from core.text import RequiredText, StoredJson, StoredObject, StoredText, text_blank
 from core.types import DbId, iso_datetime_text
+from debate.models.live import MAX_BEST_OF_N
 from debate.quotes import QUOTE_PATTERN
 
 FORMAT = "arbiter-debate/1"
@@ -264,6 +265,14 @@ class DebateRecord(Record):
         return self
 
 
+Entrant = tuple[int, int]  # a tournament entrant: (model config id, best of n)
+
+
+def entrant_name(name: str, best_of_n: int) -> str:
+    """A tournament entrant's name: its config's, with its best-of-n when it has one."""
+    return name if best_of_n == 1 else f"{name} (best of {best_of_n})"
+
+
 class BatchSpec(BaseModel):
     """What a DebateBatch runs (DebateBatch.spec)."""
 
@@ -290,9 +299,20 @@ class BatchSpec(BaseModel):
     # included) debates each of the `count` questions, the first config of the pair arguing
     # the correct answer; None: not a tournament.
     tournament_config_ids: list[DbId] | None = Field(default=None, min_length=2, max_length=6)
+    # Best-of-n variants: entrant i is config tournament_config_ids[i] keeping the best of
+    # tournament_best_of_n[i] candidates a speech (the active debate reward model chooses, as
+    # in live debates); None: every entrant speaks once. One config may enter with several n.
+    tournament_best_of_n: list[Annotated[int, Field(ge=1, le=MAX_BEST_OF_N)]] | None = Field(
+        default=None, min_length=2, max_length=6
+    )
     # Market (Hubinger 2020): M, the stopping rule, and Adv's candidates per step (`rounds` is
     # the step limit).
     market_predictor_config_id: DbId | None = None
     market_epsilon: float = Field(default=0.05, gt=0, lt=0.5)
     market_patience: int = Field(default=2, ge=1, le=10)
     market_candidates: int = Field(default=4, ge=1, le=16)
+
+    def tournament_entrants(self) -> list[Entrant]:
+        """A tournament's entrants, (config id, best of n), in the spec's order."""
+        ids = self.tournament_config_ids or []
+        return list(zip(ids, self.tournament_best_of_n or [1] * len(ids), strict=False))

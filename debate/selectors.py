@@ -161,7 +161,7 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
     judged = debate.status == DebateStatus.JUDGED
     reveal = viewer == "observer" or judged
     candidates: dict[int, list[SpeechCandidate]] = {}
-    if viewer == "observer" and debate.best_of_n > 1:
+    if viewer == "observer" and debate.best_of_n_max > 1:
         for candidate in SpeechCandidate.objects.filter(speech__debate=debate):
             candidates.setdefault(candidate.speech_id, []).append(candidate)
     return DebateView(
@@ -192,7 +192,7 @@ def debate_view(debate_id: int, viewer: Viewer) -> DebateView:
         room_name=debate.room_name or "",
         has_transcript=debate.has_transcript,
         next_debate_id=next_debate_for_judge(debate) if judged and viewer == "judge" else None,
-        best_of_n=debate.best_of_n if viewer == "observer" else 1,
+        best_of_n=debate.best_of_n_max if viewer == "observer" else 1,
         candidates=candidates,
     )
 

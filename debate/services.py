@@ -46,6 +46,7 @@ from debate.models import (
     Verdict,
     VerdictKind,
 )
+from debate.research.markets import market_start
 from llm.models import ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,10 @@ def debate_prior_submit(
             action=JudgeAction.CONTINUE,
         )  # fmt: skip
         debate.judge_started_at = timezone.now()
-        _round_start(debate, 1)
+        if debate.protocol == Protocol.MARKET:
+            market_start(debate)  # a market's steps run on a worker, not round by round
+        else:
+            _round_start(debate, 1)
     return debate
 
 

@@ -26,3 +26,11 @@ def batches_requeue_stale_task() -> int:
     from debate.research.batches import batches_requeue_stale
 
     return batches_requeue_stale()
+
+
+@shared_task
+def market_run_task(debate_id: int) -> None:
+    """A market launched on its own (debate.research.markets.market_run)."""
+    from debate.research.markets import market_run
+
+    market_run(debate_id=debate_id)

@@ -17,6 +17,7 @@ from debate.forms import (
     judge_forms,
 )
 from debate.models import Protocol, ProtocolPrompt, Speech
+from debate.research.markets import market_create
 from debate.selectors import (
     Viewer,
     debate_view,
@@ -95,9 +96,18 @@ def debates_to_queue_view(request: HttpRequest) -> HttpResponse:
 def debate_new(request: HttpRequest) -> HttpResponse:
     form = DebateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        debate = debate_create(debate=form.instance, created_by=signed_in_user(request))
-        messages.success(request, f"Debate {debate.pk} is waiting for {debate.judge}.")
-        return redirect("debate:detail", pk=debate.pk)
+        user = signed_in_user(request)
+        try:
+            if form.cleaned_data["protocol"] == Protocol.MARKET:
+                debate = market_create(debate=form.instance, created_by=user,
+                                       **form.market_settings())  # fmt: skip
+            else:
+                debate = debate_create(debate=form.instance, created_by=user)
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"Debate {debate.pk} is waiting for {debate.judge}.")
+            return redirect("debate:detail", pk=debate.pk)
     return render(request, "debate/debate_new.html", {"form": form})
 
 

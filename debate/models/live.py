@@ -10,7 +10,7 @@ from django.utils import timezone
 from llm.models import GenerationState, LiveGeneration, ModelConfig
 
 # Candidates a best-of-n speech may have: each is a row of the batched generation.
-MAX_BEST_OF_N = 8
+MAX_BEST_OF_N = 16
 
 # Judge score: log2(p_correct) minus this much per judge turn that continued the debate
 # (Michael et al. 2023).
@@ -192,6 +192,15 @@ class Debate(models.Model):
         help_text="each speech: generate this many candidates and keep the one the active "
         "debate reward model scores highest (1: no choice)",
     )
+    # A tournament's best-of-n entrants meet plain ones: debater B's n, when it is not A's.
+    best_of_n_b = models.PositiveSmallIntegerField(
+        "debater B's best of n",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_BEST_OF_N)],
+        help_text="debate only: debater B's candidates a speech when they differ from A's "
+        "(a tournament's best-of-n entrants); empty: the same as A",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -220,6 +229,16 @@ class Debate(models.Model):
             return self.debater_a_config
         assert self.debater_b_config is not None
         return self.debater_b_config
+
+    def best_of_n_for(self, side: str) -> int:
+        """Candidates a speech of this side has (best-of-n; 1: no choice)."""
+        if self.protocol == Protocol.DEBATE and side == Side.B and self.best_of_n_b is not None:
+            return self.best_of_n_b
+        return self.best_of_n
+
+    @property
+    def best_of_n_max(self) -> int:
+        return max(self.best_of_n, self.best_of_n_b or 1)
 
     @property
     def last_round(self) -> bool:

@@ -47,6 +47,9 @@ class Market(models.Model):
     initial_probability_a = models.FloatField(null=True, blank=True)
     initial_method = models.CharField(max_length=10, choices=ProbabilityMethod.choices, blank=True)
     stop_reason = models.CharField(max_length=12, choices=MarketStop.choices, blank=True)
+    # A market launched on its own (not in a batch): when a worker claimed its run
+    # (debate.research.markets.market_run); a second delivery finds it set and stops.
+    claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return f"market of debate {self.debate_id}"

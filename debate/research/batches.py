@@ -54,9 +54,9 @@ from debate.models import (
 )
 from debate.prompting import template_fill
 from debate.quotes import QUOTE_PATTERN
-from debate.records import BatchSpec
+from debate.records import BatchSpec, entrant_name
 from debate.research.markets import markets_run
-from debate.services import debates_to_queue
+from debate.services import best_of_n_check, debates_to_queue
 from llm.backends.base import ChatMessage, Completion, GenerationError, GenerationParams
 from llm.models import ModelConfig
 
@@ -135,10 +135,13 @@ def batch_create(
     if judge_prompt:
         judge_prompt_check(judge_prompt)
     if spec.tournament_config_ids:
-        pairs = [(configs[a], configs[b]) for a in spec.tournament_config_ids
-                 for b in spec.tournament_config_ids]  # fmt: skip
-        debates = [_batch_debate(question, spec, first, second, first_correct=True)
-                   for question in questions for first, second in pairs]  # fmt: skip
+        entrants = [(configs[i], n) for i, n in spec.tournament_entrants()]
+        for config, n in entrants:
+            best_of_n_check(best_of_n=n, configs=[config])
+        debates = [_batch_debate(question, spec, first, second, first_correct=True,
+                                 best_of_n=(first_n, second_n))
+                   for question in questions
+                   for first, first_n in entrants for second, second_n in entrants]  # fmt: skip
     else:
         assert spec.debater_a_config_id is not None  # batch_spec_check
         debater_a = configs[spec.debater_a_config_id]
@@ -180,13 +183,25 @@ def batch_spec_check(spec: BatchSpec) -> None:
     if spec.tournament_config_ids:
         if spec.protocol != Protocol.DEBATE:
             raise ValidationError("A tournament is made of debates: choose the debate protocol.")
-        repeated = sorted({i for i in spec.tournament_config_ids
-                           if spec.tournament_config_ids.count(i) > 1})  # fmt: skip
-        if repeated:
+        if spec.tournament_best_of_n is not None and len(spec.tournament_best_of_n) != len(
+            spec.tournament_config_ids
+        ):
             raise ValidationError(
-                f"A tournament names each debater config once; {repeated} appear more than once."
+                f"A tournament gives one best-of-n per debater config: "
+                f"{len(spec.tournament_config_ids)} configs, "
+                f"{len(spec.tournament_best_of_n)} best-of-n values."
+            )
+        entrants = spec.tournament_entrants()
+        repeated = sorted({e for e in entrants if entrants.count(e) > 1})
+        if repeated:
+            named = ", ".join(f"config {i} best of {n}" for i, n in repeated)
+            raise ValidationError(
+                "A tournament names each debater config once (once per best-of-n variant); "
+                f"{named} appear more than once."
             )
         return
+    if spec.tournament_best_of_n is not None:
+        raise ValidationError("Best-of-n variants are tournament entrants: name their configs.")
     if spec.debater_a_config_id is None:
         what = "Adv (the market's arguer)" if spec.protocol == Protocol.MARKET else "debater A"
         raise ValidationError(f"Choose the model config of {what}.")
@@ -224,22 +239,25 @@ def _enqueue_batch(batch_id: int) -> None:
 
 def _batch_debate(
     question: BankQuestion, spec: BatchSpec, a: ModelConfig, b: ModelConfig | None,
-    *, first_correct: bool = False,
+    *, first_correct: bool = False, best_of_n: tuple[int, int] = (1, 1),
 ) -> Debate:  # fmt: skip
     """An unsaved batch debate. `first_correct` (tournaments): `a` argues the correct answer,
-    on a side drawn at random, and `b` the other."""
+    on a side drawn at random, and `b` the other. `best_of_n`: a's and b's candidates a
+    speech."""
     correct = secrets.choice([Side.A, Side.B])
     gold, other = question.options[question.gold_index], question.options[question.distractor]
     answers = (gold, other) if correct == Side.A else (other, gold)
     if first_correct and correct == Side.B and b is not None:
         a, b = b, a
+        best_of_n = (best_of_n[1], best_of_n[0])
     return Debate(
         question=question.question, answer_a=answers[0], answer_b=answers[1],
         correct_side=correct, passage=question.passage, protocol=spec.protocol,
         turn_order=spec.turn_order, rounds_mode=RoundsMode.FIXED, max_rounds=spec.rounds,
         speech_char_limit=spec.speech_char_limit, quote_char_limit=spec.quote_char_limit,
-        debater_a_config=a, debater_b_config=b, debater_a_name=a.name,
-        debater_b_name=b.name if b else "",
+        debater_a_config=a, debater_b_config=b, debater_a_name=entrant_name(a.name, best_of_n[0]),
+        debater_b_name=entrant_name(b.name, best_of_n[1]) if b else "",
+        best_of_n=best_of_n[0], best_of_n_b=best_of_n[1] if best_of_n[1] != best_of_n[0] else None,
         consultant_side=secrets.choice([Side.A, Side.B])
         if spec.protocol == Protocol.CONSULTANCY else "",
         status=DebateStatus.GENERATING, source=Source.ARBITER,
@@ -272,7 +290,8 @@ def batch_run(*, batch_id: int) -> None:
         debates = Debate.objects.filter(batch=batch)
         if spec.protocol == Protocol.MARKET:
             markets_run(
-                batch_id=batch.pk, spec=spec, alive=partial(_batch_alive, ours),
+                markets=Market.objects.filter(debate__batch=batch),
+                max_new_tokens=spec.max_new_tokens, alive=partial(_batch_alive, ours),
                 progress=lambda done: _progress(batch.pk, done),
             )  # fmt: skip
         else:

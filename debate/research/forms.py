@@ -11,7 +11,15 @@ from django.template.defaultfilters import filesizeformat
 from annotations.kinds import QueueKind
 from annotations.models import Queue
 from core.roles import Role
-from debate.models import DebateBatch, Protocol, QuestionBank, Source, TurnOrder, VerdictKind
+from debate.models import (
+    MAX_BEST_OF_N,
+    DebateBatch,
+    Protocol,
+    QuestionBank,
+    Source,
+    TurnOrder,
+    VerdictKind,
+)
 from debate.records import BatchSpec
 from debate.research.analytics import GROUPINGS, Filters
 from debate.research.batches import DEFAULT_JUDGE_PROMPT, HUMAN_QUEUE_KIND_ERROR
@@ -128,6 +136,12 @@ class BatchForm(forms.Form):
         help_text="2–6 models: every ordered pair debates every question, the first arguing "
         "the correct answer, self-play included (Khan et al. 2024); empty: not a tournament",
     )  # fmt: skip
+    tournament_best_of_n = forms.CharField(
+        max_length=40, required=False, label="Tournament: best-of-n variants",
+        help_text="e.g. 4, or 4, 16: each model also enters keeping the best of n speeches "
+        f"(2–{MAX_BEST_OF_N}), the active debate reward model choosing; at most six entrants "
+        "in all; empty: none",
+    )  # fmt: skip
     market_predictor_config = forms.ModelChoiceField(
         ModelConfig.objects.all(), required=False, label="Market: M (the predictor)",
         help_text="market only: predicts the judge's final answer before and after each argument",
@@ -177,6 +191,8 @@ class BatchForm(forms.Form):
 
     def spec(self) -> BatchSpec:
         data = self.cleaned_data
+        # Entrants: each model plain, then as each best-of-n variant.
+        configs, ns = data["tournament_configs"], [1, *data["tournament_best_of_n"]]
         return BatchSpec(
             question_filter=data["question_filter"], protocol=data["protocol"],
             turn_order=data["turn_order"], rounds=data["rounds"],
@@ -187,13 +203,39 @@ class BatchForm(forms.Form):
             count=data["count"],
             human_queue_id=data["human_queue"].pk if data["human_queue"] else None,
             judge_max_new_tokens=data["judge_max_new_tokens"],
-            tournament_config_ids=[c.pk for c in data["tournament_configs"]] or None,
+            tournament_config_ids=[c.pk for c in configs for _ in ns] or None,
+            tournament_best_of_n=[n for _ in configs for n in ns] if ns != [1] else None,
             human_judge_id=data["human_judge"].pk if data["human_judge"] else None,
             market_predictor_config_id=data["market_predictor_config"].pk
             if data["market_predictor_config"] else None,
             # Left empty: the spec's defaults.
             **{name: data[name] for name in MARKET_FIELDS if data.get(name) is not None},
         )  # fmt: skip
+
+    def clean_tournament_best_of_n(self) -> list[int]:
+        text = self.cleaned_data["tournament_best_of_n"]
+        try:
+            values = [int(part) for part in text.replace(",", " ").split()]
+        except ValueError:
+            raise forms.ValidationError(
+                "Give whole numbers separated by commas, such as 4, 16."
+            ) from None
+        if any(not 2 <= n <= MAX_BEST_OF_N for n in values):
+            raise forms.ValidationError(f"Each best-of-n is from 2 to {MAX_BEST_OF_N}.")
+        return sorted(set(values))
+
+    def clean(self) -> dict[str, Any] | None:
+        data = super().clean() or {}
+        configs, variants = data.get("tournament_configs"), data.get("tournament_best_of_n")
+        if variants and not configs:
+            self.add_error("tournament_best_of_n", "Best-of-n variants need tournament models.")
+        elif variants and configs and len(configs) * (1 + len(variants)) > 6:
+            self.add_error(
+                "tournament_best_of_n",
+                f"{len(configs)} models × {1 + len(variants)} variants make "
+                f"{len(configs) * (1 + len(variants))} entrants; a tournament takes at most six.",
+            )
+        return data
 
     def clean_tournament_configs(self) -> Any:
         configs = self.cleaned_data["tournament_configs"]

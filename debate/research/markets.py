@@ -24,25 +24,31 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.contrib.auth.models import User
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Prefetch
+from django.db.models import F, Prefetch, QuerySet
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
+from debate.events import debate_changed
 from debate.generation import CHARS_PER_TOKEN, GENERATION_BATCH, debate_transcript
 from debate.models import (
+    MAX_MARKET_CANDIDATES,
     Debate,
+    DebateStatus,
     Market,
     MarketCandidate,
     MarketStep,
     MarketStop,
     ProbabilityMethod,
+    Protocol,
     Side,
     Speech,
     SpeechStatus,
 )
 from debate.prompting import TranscriptEntry, debater_messages
 from debate.quotes import quotes_verify, speech_limit
-from debate.records import BatchSpec
 from llm.backends.base import ChatMessage, GenerationError
 from llm.models import ModelConfig
 
@@ -110,11 +116,10 @@ def _predict(config: ModelConfig | None, chats: list[list[ChatMessage]]) -> list
     return results
 
 
-def _markets(batch_id: int) -> list[Market]:
+def _markets(markets: QuerySet[Market]) -> list[Market]:
     speeches = Speech.objects.filter(status=SpeechStatus.DONE).order_by("round", "pk")
     return list(
-        Market.objects.filter(debate__batch_id=batch_id)
-        .select_related("debate", "debate__debater_a_config", "predictor_config")
+        markets.select_related("debate", "debate__debater_a_config", "predictor_config")
         .prefetch_related(
             Prefetch("debate__speeches", queryset=speeches),
             "debate__judge_turns",
@@ -124,41 +129,117 @@ def _markets(batch_id: int) -> list[Market]:
     )
 
 
+def market_create(
+    *, debate: Debate, predictor: ModelConfig | None, epsilon: float, patience: int,
+    candidates: int, created_by: User,
+) -> Debate:  # fmt: skip
+    """A market launched on its own, judged by a person (`debate.judge`) on the judging page:
+    the debate (Adv is its debater A model, `max_rounds` the step limit) and its Market row,
+    in one transaction. The judge's prior starts it (debate.services.debate_prior_submit →
+    market_start). ValidationError, and nothing created, for a market without Adv, M or a
+    judge, ε outside (0, 0.5), n outside 1–16 or k outside 1–10 (a batch's rules)."""
+    if debate.debater_a_config is None:
+        raise ValidationError("Choose the model config of Adv (the market's arguer).")
+    if predictor is None:
+        raise ValidationError(
+            "A market needs M: choose the model config that predicts the judge's final answer."
+        )
+    if debate.judge is None:
+        raise ValidationError("A market launched on its own needs a judge.")
+    if not 0 < epsilon < 0.5:
+        raise ValidationError(f"ε must be between 0 and 0.5 (exclusive); got {epsilon}.")
+    if not 1 <= candidates <= MAX_MARKET_CANDIDATES:
+        raise ValidationError(f"Adv writes 1 to {MAX_MARKET_CANDIDATES} candidates a step.")
+    if not 1 <= patience <= 10:
+        raise ValidationError("k (steps in a row under ε) is from 1 to 10.")
+    with transaction.atomic():
+        debate.protocol = Protocol.MARKET
+        debate.debater_b_config, debate.best_of_n, debate.best_of_n_b = None, 1, None
+        debate.debater_a_name = debate.debater_a_config.name
+        debate.created_by = created_by
+        debate.status = DebateStatus.WAITING_FOR_PRIOR
+        debate.save()
+        Market.objects.create(
+            debate=debate, predictor_config=predictor, predictor_name=predictor.name,
+            epsilon=epsilon, patience=patience, candidates=candidates,
+        )  # fmt: skip
+    return debate
+
+
+# Sent by its registered name (debate.tasks imports this module's callers).
+MARKET_TASK = "debate.tasks.market_run_task"
+
+
+def market_start(debate: Debate) -> None:
+    """In the caller's transaction, the debate locked: the judge gave a prior, the market runs
+    on a worker once it commits."""
+    from celery import current_app
+
+    debate.current_round = 0
+    debate.status = DebateStatus.GENERATING
+    debate.save(update_fields=["current_round", "status", "judge_started_at"])
+    transaction.on_commit(lambda: current_app.tasks[MARKET_TASK].delay(debate.pk))
+    debate_changed(debate.pk)
+
+
+def market_run(*, debate_id: int) -> None:
+    """Run a market launched on its own, then hand it to its judge: the steps it held are all
+    the rounds there are, so the judging page asks for the final answer. Claimed with a
+    conditional UPDATE of Market.claimed_at; a second delivery finds it claimed and returns.
+    The judge's page is told after every step (debate_changed), and sees kept arguments only."""
+    claimed = Market.objects.filter(
+        debate_id=debate_id, claimed_at__isnull=True, debate__status=DebateStatus.GENERATING
+    ).update(claimed_at=timezone.now())
+    if not claimed:
+        return
+    debate = Debate.objects.select_related("debater_a_config").get(pk=debate_id)
+    assert debate.debater_a_config is not None  # market_create
+    markets_run(
+        markets=Market.objects.filter(debate_id=debate_id),
+        max_new_tokens=debate.debater_a_config.max_new_tokens,
+        alive=lambda: debate_changed(debate_id),
+    )  # fmt: skip
+    Debate.objects.filter(pk=debate_id, status=DebateStatus.GENERATING).update(
+        status=DebateStatus.AWAITING_JUDGE, max_rounds=Greatest(F("current_round"), 1)
+    )
+    debate_changed(debate_id)
+
+
 def markets_run(
-    *, batch_id: int, spec: BatchSpec, alive: Callable[[], None],
-    progress: Callable[[int], None],
+    *, markets: QuerySet[Market], max_new_tokens: int, alive: Callable[[], None],
+    progress: Callable[[int], None] = lambda done: None,
 ) -> None:  # fmt: skip
-    """Run every market of the batch to its stop. Resumable: p_0 and the steps a dead run
-    stored are kept, and each market goes on from its last step."""
-    markets = _markets(batch_id)
-    _initial_predictions([m for m in markets if m.initial_probability_a is None])
-    for step in range(1, spec.rounds + 1):
+    """Run these markets (a batch's, or one launched on its own) to their stops, each at most
+    its debate's max_rounds steps, Adv's arguments at most `max_new_tokens` tokens.
+    Resumable: p_0 and the steps a dead run stored are kept, and each market goes on from its
+    last step. `alive()` is called before each step (a heartbeat, or raises to stop)."""
+    found = _markets(markets)
+    _initial_predictions([m for m in found if m.initial_probability_a is None])
+    for step in range(1, max((m.debate.max_rounds for m in found), default=0) + 1):
         alive()
-        markets = _markets(batch_id)
-        active = [m for m in markets if not m.stop_reason and len(m.steps.all()) < step]
+        found = _markets(markets)
+        active = [m for m in found if not m.stop_reason and len(m.steps.all()) < step]
         if not active:
             break
-        _markets_step(active, step, spec)
-        for market in _markets(batch_id):
+        _markets_step(active, step, max_new_tokens=max_new_tokens)
+        for market in _markets(markets):
             if market.stop_reason:
                 continue
-            reason = _stop_reason(market, spec)
+            reason = _stop_reason(market)
             if reason:
                 Market.objects.filter(pk=market.pk).update(stop_reason=reason)
                 # A market that stops early skips its remaining steps in the progress bar.
-                progress(spec.rounds - len(market.steps.all()))
+                progress(market.debate.max_rounds - len(market.steps.all()))
         progress(len(active))
-    Market.objects.filter(debate__batch_id=batch_id, stop_reason="").update(
-        stop_reason=MarketStop.STEP_LIMIT
-    )
+    markets.filter(stop_reason="").update(stop_reason=MarketStop.STEP_LIMIT)
 
 
-def _stop_reason(market: Market, spec: BatchSpec) -> str:
+def _stop_reason(market: Market) -> str:
     steps = list(market.steps.all())
     recent = steps[-market.patience :]
     if len(recent) == market.patience and all(s.move < market.epsilon for s in recent):
         return MarketStop.CONVERGED
-    if len(steps) >= spec.rounds:
+    if len(steps) >= market.debate.max_rounds:
         return MarketStop.STEP_LIMIT
     return ""
 
@@ -182,8 +263,8 @@ def _candidate_side(index: int, step: int) -> str:
     return (Side.A, Side.B)[(index + step) % 2]
 
 
-def _markets_step(markets: list[Market], step: int, spec: BatchSpec) -> None:
-    texts = _candidates(markets, step, spec)
+def _markets_step(markets: list[Market], step: int, *, max_new_tokens: int) -> None:
+    texts = _candidates(markets, step, max_new_tokens=max_new_tokens)
     rows: list[tuple[Market, int]] = [(m, i) for m in markets for i in range(m.candidates)]
     by_config: dict[int | None, list[int]] = defaultdict(list)
     for row, (market, _) in enumerate(rows):
@@ -218,7 +299,7 @@ def _probability_now(market: Market) -> float:
 
 
 def _candidates(markets: list[Market], step: int,
-                spec: BatchSpec) -> dict[tuple[int, int], tuple[str, bool]]:  # fmt: skip
+                *, max_new_tokens: int) -> dict[tuple[int, int], tuple[str, bool]]:  # fmt: skip
     """(text, truncated) per (market, candidate index), one batched generation per Adv config
     and chunk of whole markets."""
     from llm.generation import backend_for
@@ -233,7 +314,7 @@ def _candidates(markets: list[Market], step: int,
         assert config is not None
         budget = max(m.debate.speech_char_limit for m in group) // CHARS_PER_TOKEN + 16
         params = config.generation_params(
-            max_new_tokens=min(config.max_new_tokens, budget, spec.max_new_tokens)
+            max_new_tokens=min(config.max_new_tokens, budget, max_new_tokens)
         )
         chunks: list[list[Market]] = [[]]
         for market in group:

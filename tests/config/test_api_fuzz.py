@@ -178,6 +178,18 @@ RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
             message=r"A tournament is made of debates",
         ),
         Rule(
+            why="cross-field: `spec.tournament_best_of_n` has one value per "
+            "`spec.tournament_config_ids`, and only in a tournament",
+            field=r"",
+            message=r"(one best-of-n per debater config|Best-of-n variants are tournament)",
+        ),
+        Rule(
+            why="data: a best-of-n entrant needs an active debate reward model and a sampling "
+            "config",
+            field=r"",
+            message=r"Best-of-n needs (an active reward model|sampling)",
+        ),
+        Rule(
             why="a template's grammar: `judge_prompt` uses only the plain placeholders",
             field=r"",
             message=r"(The judge prompt has broken braces|Unknown placeholders .* judge prompt)",

@@ -242,3 +242,39 @@ def test_markets_open_read_only_in_the_django_admin(
         assert client.get(f"/admin/debate/{name}/{row.pk}/change/").status_code == 200, name
         # The batch run writes them: no Add.
         assert client.get(f"/admin/debate/{name}/add/").status_code == 403, name
+
+
+def test_a_market_on_its_own_refuses_bad_settings_and_creates_nothing(researcher, annotator):
+    from django.core.exceptions import ValidationError
+
+    from debate.models import Debate
+    from debate.research.markets import market_create
+
+    adv, m = ModelConfigFactory(name="adv"), ModelConfigFactory(name="m")
+
+    def attempt(*, adv=adv, judge=annotator, **settings):
+        debate = Debate(question="Who took the ledger?", answer_a="the clerk",
+                        answer_b="the captain", correct_side="a", max_rounds=3,
+                        debater_a_config=adv, judge=judge)  # fmt: skip
+        values = {"predictor": m, "epsilon": 0.05, "patience": 2, "candidates": 4} | settings
+        return market_create(debate=debate, created_by=researcher, **values)
+
+    for settings, message in [
+        ({"predictor": None}, "A market needs M"),
+        ({"adv": None}, "model config of Adv"),
+        ({"judge": None}, "needs a judge"),
+        ({"epsilon": 0.5}, "between 0 and 0.5"),
+        ({"epsilon": 0.0}, "between 0 and 0.5"),
+        ({"candidates": 0}, "1 to 16 candidates"),
+        ({"candidates": 17}, "1 to 16 candidates"),
+        ({"patience": 11}, "from 1 to 10"),
+    ]:
+        with pytest.raises(ValidationError, match=message):
+            attempt(**settings)
+    assert not Debate.objects.exists() and not Market.objects.exists()
+
+    debate = attempt(candidates=3)
+    assert (debate.protocol, debate.status, debate.debater_b_config) == (
+        "market", "waiting_for_prior", None
+    )  # fmt: skip
+    assert Market.objects.get(debate=debate).candidates == 3

@@ -6,12 +6,13 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 import llm.generation
-from debate.models import Debate, DebateBatch, Verdict, VerdictKind
+from debate.models import Debate, DebateBatch, SpeechCandidate, Verdict, VerdictKind
 from debate.records import BatchSpec
-from debate.research.batches import batch_create, batch_run
+from debate.research.batches import _batch_round, batch_create, batch_run
 from debate.research.tournaments import Game, soft_bradley_terry, tournament_compute
 from llm.backends.base import Completion, Usage
 from tests.debate.research_factories import BankQuestionFactory, QuestionBankFactory
+from tests.debate.test_generation import debate_judgment_reward_model
 from tests.factories import ModelConfigFactory
 from tests.helpers import Api
 
@@ -158,6 +159,10 @@ def test_a_tournament_and_bad_specs_through_the_api(researcher, django_capture_o
           "market_epsilon": 0.7}, 422, "less than 0.5"),
         ({"protocol": "market", "debater_a_config_id": a.pk, "market_predictor_config_id": b.pk,
           "market_candidates": 17}, 422, "less than or equal to 16"),
+        ({"tournament_config_ids": [a.pk, a.pk], "tournament_best_of_n": [1, 17]}, 422,
+         "less than or equal to 16"),
+        ({"tournament_config_ids": [a.pk, a.pk], "tournament_best_of_n": [1, 4]}, 400,
+         "needs an active reward model"),
     ]:  # fmt: skip
         response = post(**spec)
         assert response.status_code == status, (spec, response.content)
@@ -184,6 +189,8 @@ def test_bad_tournaments_and_markets_are_refused_and_create_nothing(researcher):
     for n in (0, 17):
         with pytest.raises(SchemaError, match="market_candidates"):
             BatchSpec(protocol="market", debater_a_config_id=a.pk, count=1, market_candidates=n)
+        with pytest.raises(SchemaError, match="tournament_best_of_n"):
+            BatchSpec(tournament_config_ids=[a.pk, a.pk], tournament_best_of_n=[1, n], count=1)
     refused = {
         "A market needs M": BatchSpec(protocol="market", debater_a_config_id=a.pk, count=1),
         "model config of Adv": BatchSpec(
@@ -194,6 +201,20 @@ def test_bad_tournaments_and_markets_are_refused_and_create_nothing(researcher):
             tournament_config_ids=[a.pk, judge.pk], count=1, protocol="consultancy"
         ),
         r"Only 2 questions": BatchSpec(tournament_config_ids=[a.pk, judge.pk], count=3),
+        # Best-of-n variants: one n per config, each (config, n) once, and a reward model to
+        # choose with (none is active here).
+        "one best-of-n per debater config: 2 configs, 3": BatchSpec(
+            tournament_config_ids=[a.pk, judge.pk], tournament_best_of_n=[1, 2, 4], count=1
+        ),
+        rf"config {a.pk} best of 4 appear more than once": BatchSpec(
+            tournament_config_ids=[a.pk, a.pk], tournament_best_of_n=[4, 4], count=1
+        ),
+        "Best-of-n variants are tournament entrants": BatchSpec(
+            debater_a_config_id=a.pk, tournament_best_of_n=[1, 4], count=1
+        ),
+        "needs an active reward model": BatchSpec(
+            tournament_config_ids=[a.pk, a.pk], tournament_best_of_n=[1, 4], count=1
+        ),
     }
     for message, spec in refused.items():
         with pytest.raises(ValidationError, match=message):
@@ -209,3 +230,101 @@ def test_the_bootstrap_resamples_questions_not_games():
     _, low, high = soft_bradley_terry(games, [1, 2], samples=200)
     assert high[0] - low[0] > 400
     assert np.isfinite(low).all()
+
+
+def test_best_of_n_variants_enter_as_their_own_entrants_and_keep_the_reward_models_choice(
+    annotator2, researcher, django_capture_on_commit_callbacks, client
+):
+    """A sampling config enters twice, plain and as best of 3 (the active debate reward model
+    choosing, as in live debates): the real model speaks through the batch path, and each
+    entrant has its own rating, games and self-play row."""
+    reward_model = debate_judgment_reward_model(annotator2)
+    bank = QuestionBankFactory()
+    BankQuestionFactory.create_batch(1, bank=bank)
+    sampler = ModelConfigFactory(name="sampler", temperature=1.0, max_new_tokens=4,
+                                 timeout_s=900)  # fmt: skip
+    judge = ModelConfigFactory(name="judge")
+    spec = BatchSpec(tournament_config_ids=[sampler.pk, sampler.pk], tournament_best_of_n=[1, 3],
+                     count=1, rounds=1, max_new_tokens=4)  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = batch_create(name="bo3", bank=bank, spec=spec, created_by=researcher,
+                             llm_judge_config=judge)  # fmt: skip
+    debates = list(Debate.objects.filter(batch=batch))
+    # Each ordered pair of entrants once, the first on the correct side.
+    pairs = []
+    for d in debates:
+        n = {"a": d.best_of_n, "b": d.best_of_n_b or d.best_of_n}
+        pairs.append((n[d.correct_side], n["b" if d.correct_side == "a" else "a"]))
+    assert sorted(pairs) == [(1, 1), (1, 3), (3, 1), (3, 3)]
+
+    _batch_round(batch, Debate.objects.filter(batch=batch), 1, spec)
+    for d in Debate.objects.filter(batch=batch).prefetch_related("speeches"):
+        for speech in d.speeches.all():
+            assert speech.status == "done", speech.error
+            candidates = list(SpeechCandidate.objects.filter(speech=speech))
+            if d.best_of_n_for(speech.side) == 1:
+                assert candidates == []
+                continue
+            # Three candidates, the one the active version scores highest kept as the speech.
+            assert len(candidates) == 3
+            [chosen] = [c for c in candidates if c.chosen]
+            assert chosen.reward == max(c.reward for c in candidates)
+            assert chosen.reward_version_id == reward_model.active_version_id
+            assert speech.text == chosen.text
+    # The judge's verdicts: the best-of-3 entrant persuades (80 % on its side) the plain one.
+    for d in debates:
+        n = {"a": d.best_of_n, "b": d.best_of_n_b or d.best_of_n}
+        p_a = 50 if n["a"] == n["b"] else 80 if n["a"] == 3 else 20
+        Verdict.objects.create(debate=d, kind=VerdictKind.LLM, judge_config=judge,
+                               judge_name="judge", probability_a=p_a)  # fmt: skip
+    DebateBatch.objects.filter(pk=batch.pk).update(status="done")
+    result = tournament_compute(batch)
+    assert result is not None and result.debates == 4
+    plain, best = result.entries
+    assert (plain.name, plain.best_of_n, best.name, best.best_of_n) == (
+        "sampler", 1, "sampler (best of 3)", 3
+    )  # fmt: skip
+    assert best.rating > plain.rating
+    assert plain.games == best.games == 2 and plain.self_play.n == best.self_play.n == 1
+    client.force_login(researcher)
+    page = client.get(reverse("debate:batch", args=[batch.pk])).content.decode()
+    assert 'data-config="sampler (best of 3)"' in page
+    body = Api(researcher).get(f"/debates/batches/{batch.pk}/tournament").json()
+    assert [e["best_of_n"] for e in body["entries"]] == [1, 3]
+
+
+def test_the_batch_form_reads_best_of_n_variants_and_refuses_bad_ones(researcher):
+    from html import unescape
+
+    from tests.helpers import signed_in
+
+    bank = QuestionBankFactory()
+    BankQuestionFactory.create_batch(2, bank=bank)
+    a, b, c = (ModelConfigFactory(temperature=0.9) for _ in range(3))
+    judge = ModelConfigFactory()
+    form = {"name": "n", "bank": bank.pk, "count": 2, "protocol": "debate",
+            "turn_order": "simultaneous", "rounds": 1, "speech_char_limit": 300,
+            "quote_char_limit": 100, "max_new_tokens": 8, "llm_judge_config": judge.pk,
+            "judge_max_new_tokens": 8, "judge_prompt": "{question}",
+            "tournament_configs": [a.pk, b.pk]}  # fmt: skip
+    client = signed_in(researcher)
+    for variants, message in [
+        ("x", "Give whole numbers separated by commas"),
+        ("1", "Each best-of-n is from 2 to 16"),
+        ("17", "Each best-of-n is from 2 to 16"),
+        ("4,8,16", "2 models × 4 variants make 8 entrants"),
+        # Well formed, but no debate reward model is active to choose the best speech.
+        ("4", "needs an active reward model"),
+    ]:
+        page = unescape(
+            client.post(
+                "/debates/batches/new/", {**form, "tournament_best_of_n": variants}
+            ).content.decode()
+        )
+        assert message in page, variants
+    page = unescape(client.post("/debates/batches/new/",
+                                {**form, "tournament_configs": [a.pk, b.pk, c.pk],
+                                 "tournament_best_of_n": "4"}).content.decode())  # fmt: skip
+    assert "3 models × 2 variants make 6 entrants" not in page  # six is allowed
+    assert "needs an active reward model" in page
+    assert not DebateBatch.objects.exists() and not Debate.objects.exists()
