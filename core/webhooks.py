@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from uuid import uuid4
 
 import redis
+from celery import Task, current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -214,10 +215,8 @@ def _buffer_push(event: str, data: Any) -> None:
     pipe.set(_key(f"scheduled:{event}"), 1, nx=True, ex=30)
     _, first = pipe.execute()
     if first:
-        from core.tasks import webhook_events_flush_task
-
         countdown = settings.WEBHOOK_BATCH_MS / 1000
-        webhook_events_flush_task.apply_async((event,), countdown=countdown)
+        _task(FLUSH_TASK).apply_async((event,), countdown=countdown)
 
 
 # Take up to ARGV[1] events off the buffer into the in-flight list, atomically.
@@ -265,9 +264,7 @@ def webhook_events_flush(*, event: str) -> int:
             _deliveries_enqueue([delivery_id])
             continue
         if wait is not None:
-            from core.tasks import webhook_deliver_task
-
-            webhook_deliver_task.apply_async((delivery_id,), countdown=wait)
+            _task(DELIVER_TASK).apply_async((delivery_id,), countdown=wait)
     return taken
 
 
@@ -302,10 +299,18 @@ def _deliveries_create(event: str, events: Sequence[Any]) -> list[int]:
 
 
 def _deliveries_enqueue(ids: Sequence[int]) -> None:
-    from core.tasks import webhook_deliver_task
-
     for pk in ids:
-        webhook_deliver_task.delay(pk)
+        _task(DELIVER_TASK).delay(pk)
+
+
+# The tasks sent from here, by their registered names: core.tasks imports this module, so this
+# one does not import it back (core.apps registers the tasks in every process).
+DELIVER_TASK = "core.tasks.webhook_deliver_task"
+FLUSH_TASK = "core.tasks.webhook_events_flush_task"
+
+
+def _task(name: str) -> Task:
+    return current_app.tasks[name]
 
 
 # --- delivering -----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Every write of the llm app: save a config, start and retry a "Try it" trial, start, retry
 and record training runs. The worker streams the trial (llm/trial_worker.py) and trains
 (llm/training.py, which calls the training-run services here to record what it did); these
-services send the tasks (imports run services → tasks → worker, never back).
+services send the tasks by their registered names (imports run tasks → worker → services,
+never back).
 
 Locking of a training run: the row is the job. The worker claims it (QUEUED → RUNNING,
 conditional UPDATE); every later write of the run is conditional on it still being RUNNING,
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from celery import Task, current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -38,7 +40,16 @@ from llm.models import (
     TrialStatus,
 )
 from llm.schemas import SFTHyperparameters, TrainingRow
-from llm.tasks import model_trial_run_task, training_run_task
+
+# The tasks these services send, by their registered names: llm.tasks runs these services (and
+# llm.training, which uses them), so this module does not import it back (llm.apps registers
+# the tasks in every process).
+MODEL_TRIAL_TASK = "llm.tasks.model_trial_run_task"
+TRAINING_RUN_TASK = "llm.tasks.training_run_task"
+
+
+def _task(name: str) -> Task:
+    return current_app.tasks[name]
 
 
 def model_config_save(*, config: ModelConfig, user: User | None) -> ModelConfig:
@@ -53,7 +64,7 @@ def model_trial_start(*, config: ModelConfig, user: User, prompt: str) -> ModelT
     """Queue a "Try it" completion; the generation task is sent after the row commits."""
     with transaction.atomic():
         trial = ModelTrial.objects.create(config=config, user=user, prompt=prompt)
-        transaction.on_commit(lambda: model_trial_run_task.delay(trial.pk))
+        transaction.on_commit(lambda: _task(MODEL_TRIAL_TASK).delay(trial.pk))
     return trial
 
 
@@ -69,7 +80,7 @@ def model_trial_retry(*, trial_id: int) -> ModelTrial:
         )  # fmt: skip
         if not retried:
             raise ValidationError("Only a failed or queued trial can be retried.")
-        transaction.on_commit(lambda: model_trial_run_task.delay(trial_id))
+        transaction.on_commit(lambda: _task(MODEL_TRIAL_TASK).delay(trial_id))
     return ModelTrial.objects.get(pk=trial_id)
 
 
@@ -191,7 +202,7 @@ def training_run_start(
             eval_rows=len(split.eval), hyperparameters=hyperparameters.model_dump(mode="json"),
             created_by=user,
         )  # fmt: skip
-        transaction.on_commit(lambda: training_run_task.delay(run.pk))
+        transaction.on_commit(lambda: _task(TRAINING_RUN_TASK).delay(run.pk))
     return run
 
 
@@ -211,7 +222,7 @@ def training_run_retry(*, run_id: int) -> TrainingRun:
                 started_at=None, finished_at=None, wall_time_s=None, lease_expires_at=None,
                 attempt=run.attempt + 1,
             )  # fmt: skip
-        transaction.on_commit(lambda: training_run_task.delay(run_id))
+        transaction.on_commit(lambda: _task(TRAINING_RUN_TASK).delay(run_id))
     return TrainingRun.objects.get(pk=run_id)
 
 

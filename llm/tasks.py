@@ -1,6 +1,6 @@
 """Celery tasks: each takes ids and runs the worker's side (llm/trial_worker.py,
-llm/training.py). The services that send them import this module; nothing here imports the
-services at module level, and torch is imported only inside the training task."""
+llm/training.py). The services send them by registered name and do not import this module;
+torch is imported only inside the training task."""
 
 from celery import shared_task
 
