@@ -1,6 +1,14 @@
 from django.contrib import admin
 
-from amplification.models import MemoEntry, Node, NodeVersion, Tree
+from amplification.models import (
+    Iteration,
+    IterationLine,
+    IterationPair,
+    MemoEntry,
+    Node,
+    NodeVersion,
+    Tree,
+)
 from core.admin import ServiceCreatedAdmin, ServiceCreatedInline, ServiceWrittenAdmin
 
 
@@ -46,3 +54,27 @@ class MemoEntryAdmin(ServiceWrittenAdmin):
 class NodeVersionAdmin(ServiceWrittenAdmin):
     list_display = ["id", "node", "number", "reason", "author", "created_at"]
     raw_id_fields = ["node", "person"]
+
+
+# Iterations (amplification.iterations): a line is created from its form, each iteration and
+# blind pair by the step that needs it; a pair's sides live only here, never in its item.
+@admin.register(IterationLine)
+class IterationLineAdmin(ServiceCreatedAdmin):
+    list_display = ["id", "name", "base", "max_depth", "created_by", "created_at"]
+    search_fields = ["name"]
+    readonly_fields = ["base", "held_out", "created_by"]
+
+
+@admin.register(Iteration)
+class IterationAdmin(ServiceWrittenAdmin):
+    list_display = ["id", "line", "number", "helper", "training_run", "created_at"]
+    list_filter = ["line"]
+    search_fields = ["line__name"]
+
+
+@admin.register(IterationPair)
+class IterationPairAdmin(ServiceWrittenAdmin):
+    list_display = ["id", "iteration", "comparison", "a_role", "item"]
+    list_filter = ["comparison"]
+    search_fields = ["question"]
+    raw_id_fields = ["item"]

@@ -8,11 +8,13 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
+from celery import current_app
 
 import llm.generation
 from debate.models import Debate, Market, MarketCandidate, MarketStep, Verdict
 from debate.records import BatchSpec
 from debate.research.batches import batch_create, batch_run
+from debate.research.markets import MARKET_TASK
 from tests.debate.research_factories import BankQuestionFactory, QuestionBankFactory
 from tests.debate.test_research_markets import fake_market  # noqa: F401 (a fixture)
 from tests.factories import ModelConfigFactory
@@ -145,6 +147,10 @@ def test_a_market_launched_on_its_own_is_judged_by_a_person_who_never_receives_m
     judge ends it on the judging page, receiving kept arguments only."""
     adv, m = ModelConfigFactory(name="adv"), ModelConfigFactory(name="m")
     monkeypatch.setattr(llm.generation, "choose", _unmistakable(llm.generation.choose))
+    # The worker's run is this test's thread below: the task is recorded, not delivered (the
+    # session's Celery worker, if an earlier test started it, would claim the market first).
+    sent_tasks: list[int] = []
+    monkeypatch.setattr(current_app.tasks[MARKET_TASK], "delay", sent_tasks.append)
     url = live_asgi_server.url
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
@@ -201,7 +207,7 @@ def test_a_market_launched_on_its_own_is_judged_by_a_person_who_never_receives_m
     page.click("#judge-panel button[type=submit]")
     page.wait_for_selector("#transcript .judge-turn.prior")
     debate.refresh_from_db()
-    assert debate.status == "generating"
+    assert debate.status == "generating" and sent_tasks == [debate.pk]
 
     def run(_: int) -> None:
         from debate.research.markets import market_run
