@@ -17,7 +17,7 @@ from django.conf import settings
 from config.embedded import embedded_redis_start, redis_answers, redis_keys_delete
 from core.roles import Role
 from tests.factories import PASSWORD, UserFactory
-from tests.helpers import worker_start
+from tests.helpers import process_stop, worker_start
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -75,8 +75,7 @@ def redis_server(session_var_dir: Path) -> Iterator[str]:
         socket_path=socket_path, log_path=settings.VAR_DIR / "log" / "redis.log"
     )
     yield settings.REDIS_URL
-    process.terminate()
-    process.wait(timeout=10)
+    process_stop(process)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -156,8 +155,7 @@ def celery_worker_process(
     except RuntimeError as error:
         pytest.fail(str(error))
     yield process
-    process.terminate()
-    process.wait(timeout=20)
+    process_stop(process)
 
 
 @dataclass(frozen=True)

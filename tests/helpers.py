@@ -205,6 +205,18 @@ def worker_start(
     return process
 
 
+def process_stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` (a loaded machine can take
+    longer to stop a worker mid-task); always reaped, so no Popen outlives its process."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def worker_log(log_name: str) -> Path:
     return settings.VAR_DIR / "log" / f"{log_name}.log"
 

@@ -31,7 +31,14 @@ from core.webhooks import (
     webhook_url_check,
 )
 from tests.annotations.factories import make_queue, pairwise
-from tests.helpers import PROJECT_DIR, signed_in, wait_for, worker_log, worker_start
+from tests.helpers import (
+    PROJECT_DIR,
+    process_stop,
+    signed_in,
+    wait_for,
+    worker_log,
+    worker_start,
+)
 
 
 # --- a real receiver --------------------------------------------------------------------------
@@ -276,8 +283,7 @@ WORKER_ENV = {
 def webhook_worker(redis_server: str, django_db_setup: None) -> Iterator[None]:
     process = worker_start(queues="default", log_name="webhooks-worker", env=WORKER_ENV)
     yield
-    process.terminate()
-    process.wait(timeout=20)
+    process_stop(process)
 
 
 @pytest.fixture

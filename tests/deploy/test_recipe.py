@@ -21,6 +21,7 @@ from django.conf import settings
 
 from config.run import process_parser
 from deploy.render_nginx import site_render
+from tests.helpers import process_stop
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -146,5 +147,4 @@ def test_config_run_web_becomes_the_replica_that_serves(tmp_path: Path) -> None:
         cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes().split(b"\0")
         assert b"uvicorn" in cmdline and b"config.asgi:application" in cmdline
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        process_stop(process)
