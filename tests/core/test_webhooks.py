@@ -22,6 +22,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from annotations.services import label_submit, queue_item_claim
+from config.celery import app as celery_app
 from core import webhooks
 from core.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from core.webhooks import (
@@ -282,7 +283,15 @@ WORKER_ENV = {
 @pytest.fixture(scope="module")
 def webhook_worker(redis_server: str, django_db_setup: None) -> Iterator[None]:
     process = worker_start(queues="default", log_name="webhooks-worker", env=WORKER_ENV)
+    # Any other worker of this session (the shared one consumes `default` too) would take some
+    # deliveries with the default settings: it stops consuming `default` while these run.
+    others = [name for reply in celery_app.control.ping(timeout=1) or [] for name in reply
+              if not name.startswith("webhooks-worker-")]  # fmt: skip
+    if others:
+        celery_app.control.cancel_consumer("default", destination=others, reply=True)
     yield
+    if others:
+        celery_app.control.add_consumer("default", destination=others, reply=True)
     process_stop(process)
 
 
