@@ -189,10 +189,10 @@ def worker_start(
     if beat:
         command += ["--beat", "--schedule", str(settings.VAR_DIR / f"beat-{uuid.uuid4().hex[:8]}")]
     with log_path.open("ab") as log:
+        environment = {**child_environment(), **WEBHOOK_WORKER_ENV, **(env or {})}
         process = subprocess.Popen(
-            command, cwd=PROJECT_DIR, env={**child_environment(), **(env or {})}, stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+            command, cwd=PROJECT_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT
+        )
     # A worker imports Django, Celery and the apps: seconds alone, far more on a 2-core
     # machine that is also running a test suite.
     deadline = time.monotonic() + 120
@@ -203,6 +203,17 @@ def worker_start(
             process.wait()
             raise RuntimeError(f"the Celery worker did not start; {log_tail(log_path)}")
     return process
+
+
+# Webhook settings small enough for a test to watch retries and disabling. Every worker a test
+# starts has them (the shared worker may take a delivery too), and so do the webhook tests.
+WEBHOOK_WORKER_ENV = {
+    "WEBHOOK_BATCH_MS": "300",
+    "WEBHOOK_RETRY_SECONDS": "1",
+    "WEBHOOK_MAX_ATTEMPTS": "3",
+    "WEBHOOK_DISABLE_AFTER": "2",
+    "WEBHOOK_TIMEOUT_SECONDS": "2",
+}
 
 
 def process_stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> None:

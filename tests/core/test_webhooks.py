@@ -34,6 +34,7 @@ from core.webhooks import (
 from tests.annotations.factories import make_queue, pairwise
 from tests.helpers import (
     PROJECT_DIR,
+    WEBHOOK_WORKER_ENV,
     process_stop,
     signed_in,
     wait_for,
@@ -271,13 +272,7 @@ def test_emitting_outside_a_transaction_with_no_endpoint_sends_nothing(db: None)
 
 
 # --- with a real worker --------------------------------------------------------------------
-WORKER_ENV = {
-    "WEBHOOK_BATCH_MS": "300",
-    "WEBHOOK_RETRY_SECONDS": "1",
-    "WEBHOOK_MAX_ATTEMPTS": "3",
-    "WEBHOOK_DISABLE_AFTER": "2",
-    "WEBHOOK_TIMEOUT_SECONDS": "2",
-}
+WORKER_ENV = WEBHOOK_WORKER_ENV
 
 
 @pytest.fixture(scope="module")
