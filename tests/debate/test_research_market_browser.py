@@ -49,6 +49,22 @@ def _unmistakable(fake_choose):
     return choose
 
 
+def bytes_received(page) -> list[str]:  # type: ignore[no-untyped-def]
+    """Everything textual the page receives from now on: response bodies and websocket frames."""
+    received: list[str] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda p: received.append(str(p))))
+
+    def body(response):  # type: ignore[no-untyped-def]
+        try:
+            if "text" in (response.headers.get("content-type") or ""):
+                received.append(response.text())
+        except Exception:  # a redirect has no body to read
+            pass
+
+    page.on("response", body)
+    return received
+
+
 def test_a_human_judges_a_market_and_never_receives_m_or_the_discarded_candidates(
     live_asgi_server,
     browser,
@@ -81,17 +97,7 @@ def test_a_human_judges_a_market_and_never_receives_m_or_the_discarded_candidate
     url = live_asgi_server.url
     page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
     page.set_default_timeout(20_000)
-    received: list[str] = []
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda p: received.append(str(p))))
-
-    def body(response):
-        try:
-            if "text" in (response.headers.get("content-type") or ""):
-                received.append(response.text())
-        except Exception:  # a redirect has no body to read
-            pass
-
-    page.on("response", body)
+    received = bytes_received(page)
     sent: list[dict[str, list[str]]] = []
     page.on("request", lambda r: sent.append(parse_qs(r.post_data or ""))
             if r.method == "POST" and f"/debates/{debate.pk}/" in r.url else None)  # fmt: skip
@@ -190,17 +196,7 @@ def test_a_market_launched_on_its_own_is_judged_by_a_person_who_never_receives_m
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
     page.set_default_timeout(20_000)
-    received: list[str] = []
-    page.on("websocket", lambda ws: ws.on("framereceived", lambda p: received.append(str(p))))
-
-    def body(response):
-        try:
-            if "text" in (response.headers.get("content-type") or ""):
-                received.append(response.text())
-        except Exception:  # a redirect has no body to read
-            pass
-
-    page.on("response", body)
+    received = bytes_received(page)
     browser_login(page, url, "annotator1")
     page.goto(f"{url}/debates/{debate.pk}/")
     page.fill("#judge-panel [name=probability_a]", "50")
