@@ -17,7 +17,7 @@ from django.conf import settings
 from config.embedded import embedded_redis_start, redis_answers, redis_keys_delete
 from core.roles import Role
 from tests.factories import PASSWORD, UserFactory
-from tests.helpers import process_stop, worker_start
+from tests.helpers import process_stop, worker_node, worker_start
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -142,20 +142,52 @@ def users(annotator: Any, researcher: Any, admin_user: Any, outsider: Any) -> di
 
 
 # --- real processes ---------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def celery_worker_process(
-    redis_server: str, django_db_setup: None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `celery worker` process on every queue, on the test broker and test database.
+SHARED_WORKER_QUEUES = ("generation", "training", "default")
 
-    It sees only committed rows: tests that hand it work use `transactional_db`.
-    """
+
+@pytest.fixture(scope="session")
+def shared_worker(redis_server: str, django_db_setup: None) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `celery worker` process for the session, started idle: it consumes only inside
+    `celery_worker_process`."""
     try:
-        process = worker_start(queues="generation,training,default", log_name="test-worker")
+        process = worker_start(queues=",".join(SHARED_WORKER_QUEUES), log_name="test-worker")
     except RuntimeError as error:
         pytest.fail(str(error))
+    _shared_worker_consume(process, on=False)
     yield process
     process_stop(process)
+
+
+@pytest.fixture
+def celery_worker_process(shared_worker: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+    """The session's worker, on every queue, for this test only.
+
+    Outside the tests that ask for it, it takes nothing: a test that runs a task in-process, or
+    on a worker of its own with other settings, is never raced by it. Messages an earlier test
+    left in its queues are dropped first. It sees only committed rows: tests that hand it work
+    use `transactional_db`.
+    """
+    from config.celery import app
+
+    with app.connection_for_write() as connection:
+        for queue in SHARED_WORKER_QUEUES:
+            connection.default_channel.queue_purge(queue)
+    _shared_worker_consume(shared_worker, on=True)
+    yield shared_worker
+    _shared_worker_consume(shared_worker, on=False)
+
+
+def _shared_worker_consume(process: subprocess.Popen[bytes], *, on: bool) -> None:
+    from config.celery import app
+
+    node = [worker_node(process)]
+    for queue in SHARED_WORKER_QUEUES:
+        if on:
+            replies = app.control.add_consumer(queue, destination=node, reply=True, timeout=30)
+        else:
+            replies = app.control.cancel_consumer(queue, destination=node, reply=True, timeout=30)
+        if not replies:
+            pytest.fail(f"the shared worker did not answer when told to {'add' if on else 'cancel'} {queue}")
 
 
 @dataclass(frozen=True)

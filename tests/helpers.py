@@ -189,14 +189,14 @@ def worker_start(
     if beat:
         command += ["--beat", "--schedule", str(settings.VAR_DIR / f"beat-{uuid.uuid4().hex[:8]}")]
     with log_path.open("ab") as log:
-        environment = {**child_environment(), **WEBHOOK_WORKER_ENV, **(env or {})}
+        environment = {**child_environment(), **(env or {})}
         process = subprocess.Popen(
             command, cwd=PROJECT_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT
         )
     # A worker imports Django, Celery and the apps: seconds alone, far more on a 2-core
     # machine that is also running a test suite.
     deadline = time.monotonic() + 120
-    name = hostname.replace("%h", socket.gethostname())
+    name = worker_node(process)
     while not app.control.ping(destination=[name], timeout=0.5):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
@@ -205,15 +205,10 @@ def worker_start(
     return process
 
 
-# Webhook settings small enough for a test to watch retries and disabling. Every worker a test
-# starts has them (the shared worker may take a delivery too), and so do the webhook tests.
-WEBHOOK_WORKER_ENV = {
-    "WEBHOOK_BATCH_MS": "300",
-    "WEBHOOK_RETRY_SECONDS": "1",
-    "WEBHOOK_MAX_ATTEMPTS": "3",
-    "WEBHOOK_DISABLE_AFTER": "2",
-    "WEBHOOK_TIMEOUT_SECONDS": "2",
-}
+def worker_node(process: subprocess.Popen[bytes]) -> str:
+    """The node name `worker_start` gave the worker (what `control` commands address)."""
+    hostname = process.args[process.args.index("--hostname") + 1]  # type: ignore[index,union-attr]
+    return str(hostname).replace("%h", socket.gethostname())
 
 
 def process_stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> None:

@@ -22,7 +22,6 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 
 from annotations.services import label_submit, queue_item_claim
-from config.celery import app as celery_app
 from core import webhooks
 from core.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from core.webhooks import (
@@ -34,7 +33,6 @@ from core.webhooks import (
 from tests.annotations.factories import make_queue, pairwise
 from tests.helpers import (
     PROJECT_DIR,
-    WEBHOOK_WORKER_ENV,
     process_stop,
     signed_in,
     wait_for,
@@ -272,21 +270,20 @@ def test_emitting_outside_a_transaction_with_no_endpoint_sends_nothing(db: None)
 
 
 # --- with a real worker --------------------------------------------------------------------
-WORKER_ENV = WEBHOOK_WORKER_ENV
+# Settings small enough for a test to watch retries and disabling.
+WORKER_ENV = {
+    "WEBHOOK_BATCH_MS": "300",
+    "WEBHOOK_RETRY_SECONDS": "1",
+    "WEBHOOK_MAX_ATTEMPTS": "3",
+    "WEBHOOK_DISABLE_AFTER": "2",
+    "WEBHOOK_TIMEOUT_SECONDS": "2",
+}
 
 
 @pytest.fixture(scope="module")
 def webhook_worker(redis_server: str, django_db_setup: None) -> Iterator[None]:
     process = worker_start(queues="default", log_name="webhooks-worker", env=WORKER_ENV)
-    # Any other worker of this session (the shared one consumes `default` too) would take some
-    # deliveries with the default settings: it stops consuming `default` while these run.
-    others = [name for reply in celery_app.control.ping(timeout=1) or [] for name in reply
-              if not name.startswith("webhooks-worker-")]  # fmt: skip
-    if others:
-        celery_app.control.cancel_consumer("default", destination=others, reply=True)
     yield
-    if others:
-        celery_app.control.add_consumer("default", destination=others, reply=True)
     process_stop(process)
 
 
