@@ -270,6 +270,10 @@ CELERY_TASK_ROUTES = {
     "rewards.tasks.*": {"queue": "training"},
     "feedback.tasks.*": {"queue": "generation"},
 }
+# Workers on these queues run models: they lower their CPU priority by MODEL_WORKER_NICE
+# (config/celery.py), so a web request on the same machine gets a core first.
+MODEL_QUEUES = ("generation", "training")
+MODEL_WORKER_NICE = env_int("MODEL_WORKER_NICE", 10, minimum=0)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
