@@ -27,7 +27,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -115,6 +117,16 @@ def setup(items: int) -> int:
     return queue.pk
 
 
+def wait_until(page: Any, predicate: str, timeout_s: float = 30.0) -> None:
+    """Poll `predicate` in the page. Not `wait_for_function`: that evaluates a string with
+    eval(), which the page's Content-Security-Policy (no unsafe-eval) refuses."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(predicate):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page never satisfied {predicate}")
+        page.wait_for_timeout(5)
+
+
 def measure(base: str, queue_id: int, count: int) -> tuple[list[float], list[float]]:
     from playwright.sync_api import sync_playwright
 
@@ -134,10 +146,10 @@ def measure(base: str, queue_id: int, count: int) -> tuple[list[float], list[flo
             # its last submit answered and the next item held (template.ahead), when it
             # holds one (a page from before prefetching never does).
             page.wait_for_selector("#work[data-ready] article.item")
-            page.wait_for_function(HELD)
+            wait_until(page, HELD)
             page.wait_for_timeout(50)
             page.keyboard.press("1")
-            page.wait_for_function(f"window.paints.length > {n}")
+            wait_until(page, f"() => window.paints.length > {n}")
         paints: list[float] = page.evaluate("window.paints")
         rounds: list[float] = page.evaluate("window.rounds")
         browser.close()

@@ -660,12 +660,12 @@ def faults_inject(deployment: Deployment, fixture: Fixture, duration: float, t0:
     at(FAULT_AT["generation"])
     streaming = Speech.objects.filter(status="streaming").exclude(text="")
     try:
-        wait_for("a speech streaming", streaming.exists, 240)
+        wait_for("a speech streaming", streaming.exists, 900)
         speech = streaming.first()
         assert speech is not None
         note = f"speech {speech.pk} at {len(speech.text)} characters"
     except RuntimeError:
-        speech, note = None, "no speech was streaming within 240 s: killed anyway"
+        speech, note = None, "no speech was streaming within 900 s: killed anyway"
     deployment.kill("generation")  # the manager starts it again at once
     fault = injected("SIGKILL the generation worker mid-speech", note)
     fault.note += "; recovered = that speech done (beat's sweeper restarts it)"
