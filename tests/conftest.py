@@ -159,7 +159,9 @@ def shared_worker(redis_server: str, django_db_setup: None) -> Iterator[subproce
 
 
 @pytest.fixture
-def celery_worker_process(shared_worker: subprocess.Popen[bytes]) -> Iterator[subprocess.Popen[bytes]]:
+def celery_worker_process(
+    shared_worker: subprocess.Popen[bytes],
+) -> Iterator[subprocess.Popen[bytes]]:
     """The session's worker, on every queue, for this test only.
 
     Outside the tests that ask for it, it takes nothing: a test that runs a task in-process, or
@@ -171,7 +173,7 @@ def celery_worker_process(shared_worker: subprocess.Popen[bytes]) -> Iterator[su
 
     with app.connection_for_write() as connection:
         for queue in SHARED_WORKER_QUEUES:
-            connection.default_channel.queue_purge(queue)
+            connection.default_channel.queue_purge(queue)  # type: ignore[attr-defined]
     _shared_worker_consume(shared_worker, on=True)
     yield shared_worker
     _shared_worker_consume(shared_worker, on=False)
@@ -187,7 +189,8 @@ def _shared_worker_consume(process: subprocess.Popen[bytes], *, on: bool) -> Non
         else:
             replies = app.control.cancel_consumer(queue, destination=node, reply=True, timeout=30)
         if not replies:
-            pytest.fail(f"the shared worker did not answer when told to {'add' if on else 'cancel'} {queue}")
+            told = "add" if on else "cancel"
+            pytest.fail(f"the shared worker did not answer when told to {told} {queue}")
 
 
 @dataclass(frozen=True)

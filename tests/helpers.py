@@ -207,8 +207,8 @@ def worker_start(
 
 def worker_node(process: subprocess.Popen[bytes]) -> str:
     """The node name `worker_start` gave the worker (what `control` commands address)."""
-    hostname = process.args[process.args.index("--hostname") + 1]  # type: ignore[index,union-attr]
-    return str(hostname).replace("%h", socket.gethostname())
+    args = [str(arg) for arg in process.args]  # type: ignore[union-attr]
+    return args[args.index("--hostname") + 1].replace("%h", socket.gethostname())
 
 
 def process_stop(process: subprocess.Popen[bytes], *, timeout: float = 30) -> None:
