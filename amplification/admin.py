@@ -67,14 +67,17 @@ class IterationLineAdmin(ServiceCreatedAdmin):
 
 @admin.register(Iteration)
 class IterationAdmin(ServiceWrittenAdmin):
-    list_display = ["id", "line", "number", "helper", "training_run", "created_at"]
-    list_filter = ["line"]
+    list_display = ["id", "line", "number", "helper", "training_run", "reward_model",
+                    "judge_status", "created_at"]  # fmt: skip
+    list_filter = ["line", "judge_status"]
     search_fields = ["line__name"]
 
 
 @admin.register(IterationPair)
 class IterationPairAdmin(ServiceWrittenAdmin):
-    list_display = ["id", "iteration", "comparison", "a_role", "item"]
+    list_display = ["id", "iteration", "comparison", "a_role", "item", "judge_version",
+                    "judge_p_first"]  # fmt: skip
     list_filter = ["comparison"]
     search_fields = ["question"]
-    raw_id_fields = ["item"]
+    # The reward-model judge's reading is the worker's (amplification.iteration_judge).
+    raw_id_fields = ["item", "judge_version"]

@@ -26,6 +26,7 @@ from core.roles import Role
 from core.text import text_problem
 from llm.forms import TrainingStartForm
 from llm.models import BUNDLED_CONFIG_NAME, Backend, ModelConfig
+from rewards.models import RewardModel
 
 MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
@@ -243,4 +244,20 @@ class PairwiseQueueForm(forms.Form):
     queue = forms.ModelChoiceField(
         queryset=Queue.objects.filter(kind=QueueKind.PAIRWISE),
         help_text="a pairwise queue (A / B / tie / both bad)",
+    )
+
+
+class RewardModelChoice(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        active = obj.active_version
+        return f"{obj.name} ({f'v{active.number} active' if active else 'no active version'})"
+
+
+class IterationJudgeForm(forms.Form):
+    """Any reward model may be chosen; one with no active version is refused by the service
+    with its reason (amplification.iteration_judge.iteration_judge_start)."""
+
+    reward_model = RewardModelChoice(
+        queryset=RewardModel.objects.select_related("active_version").order_by("name"),
+        help_text="its active version scores each pair's two answers",
     )

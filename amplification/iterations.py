@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -32,6 +33,7 @@ from amplification.models import (
     IterationLine,
     IterationPair,
     IterationRole,
+    JudgeStatus,
     Mode,
     Tree,
     TreeStatus,
@@ -45,6 +47,9 @@ from core.stats import Share
 from core.text import text_problem
 from llm.models import Backend, ModelConfig, TrainingRun, TrainingStatus
 from llm.schemas import SFTHyperparameters
+
+if TYPE_CHECKING:
+    from amplification.iteration_judge import IterationJudge
 
 MAX_HELD_OUT = 100
 # The roles each comparison sets against each other, first against second.
@@ -317,13 +322,21 @@ class IterationView:
     held_out_done: bool = False
     win_rates: list[WinRate] = field(default_factory=list)
     pairs: int = 0
+    judge: IterationJudge | None = None  # the reward-model judge, once there are pairs
 
     @property
     def busy(self) -> bool:
-        """Something of this iteration is still growing or training."""
+        """Something of this iteration is still growing, training or being scored."""
         trees = [*self.trees, *(t for row in self.held_out for t in row.trees.values() if t)]
         growing = any(t.status not in (TreeStatus.DONE, TreeStatus.FAILED) for t in trees)
-        return growing or (self.run is not None and self.run.running)
+        scoring = self.judge is not None and self.judge.status == JudgeStatus.QUEUED
+        return growing or scoring or (self.run is not None and self.run.running)
+
+    @property
+    def rows(self) -> list[tuple[WinRate, Share | None]]:
+        """Each comparison: people's win rate, and the reward model's (None: not scored)."""
+        judged = self.judge.rates if self.judge is not None else {}
+        return [(w, judged.get(w.comparison)) for w in self.win_rates]
 
     @property
     def distilled(self) -> ModelConfig | None:
@@ -370,7 +383,10 @@ def win_rates(iteration: Iteration) -> list[WinRate]:
 
 def iteration_line_overview(line: IterationLine) -> list[IterationView]:
     """Every iteration of a line, first to last: its training trees, its distillation run,
-    its held-out answers side by side, and its win rates."""
+    its held-out answers side by side, its win rates and its reward-model judge's."""
+    # Imported here: amplification.iteration_judge reads this module's COMPARED.
+    from amplification.iteration_judge import iteration_judge
+
     views = []
     for iteration in line.iterations.select_related("helper", "training_run__result"):
         trees = list(iteration.trees.order_by("pk"))
@@ -395,5 +411,6 @@ def iteration_line_overview(line: IterationLine) -> list[IterationView]:
         view.pairs = iteration.pairs.count()
         if view.pairs:
             view.win_rates = win_rates(iteration)
+            view.judge = iteration_judge(iteration)
         views.append(view)
     return views

@@ -320,6 +320,13 @@ class IterationLine(models.Model):
         return self.name
 
 
+class JudgeStatus(models.TextChoices):
+    NONE = "", "not scored"
+    QUEUED = "queued"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class Iteration(models.Model):
     line = models.ForeignKey(IterationLine, on_delete=models.CASCADE, related_name="iterations")
     number = models.PositiveSmallIntegerField()
@@ -327,6 +334,15 @@ class Iteration(models.Model):
     training_run = models.ForeignKey(
         TrainingRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # The reward model chosen to judge the blind pairs (amplification/iteration_judge.py).
+    reward_model = models.ForeignKey(
+        "rewards.RewardModel", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+", help_text="the reward model that judges the held-out pairs",
+    )  # fmt: skip
+    judge_status = models.CharField(
+        max_length=8, choices=JudgeStatus.choices, default=JudgeStatus.NONE, blank=True
+    )
+    judge_error = models.TextField(blank=True, help_text="why the last scoring failed")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -356,6 +372,15 @@ class IterationPair(models.Model):
     comparison = models.CharField(max_length=24, choices=Comparison.choices)
     a_role = models.CharField(max_length=10, choices=IterationRole.choices)
     item = models.OneToOneField("annotations.Item", on_delete=models.CASCADE, related_name="+")
+    # The reward-model judge's reading (amplification/iteration_judge.py): the version that
+    # scored the pair, and P(first role wins) = σ(r_first − r_second). Replaced on a re-score.
+    judge_version = models.ForeignKey(
+        "rewards.RewardVersion", on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )  # fmt: skip
+    judge_p_first = models.FloatField(
+        null=True, blank=True, help_text="P(first role wins) from judge_version"
+    )
 
     class Meta:
         ordering = ["iteration", "pk"]

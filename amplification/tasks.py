@@ -22,3 +22,12 @@ def trees_requeue_stale_task() -> int:
     for tree_id in requeued:
         tree_expand_task.delay(tree_id)
     return len(requeued)
+
+
+@shared_task
+def iteration_judge_task(iteration_id: int) -> int:
+    """On `training` (CELERY_TASK_ROUTES), beside the rewards app's scoring: it loads a reward
+    checkpoint and generates nothing. Imported here, not above: it imports torch on its way."""
+    from amplification.iteration_judge import iteration_pairs_score
+
+    return iteration_pairs_score(iteration_id=iteration_id)

@@ -26,6 +26,7 @@ urlpatterns = [
         views.iteration_to_queue,
         name="iteration_to_queue",
     ),
+    path("iterations/<int:pk>/<int:number>/judge/", views.iteration_judge, name="iteration_judge"),
     path("<int:pk>/", views.tree_detail, name="detail"),
     path("<int:pk>/export.json", views.tree_export_json, name="export"),
     path("<int:pk>/run/", views.tree_run, name="run"),

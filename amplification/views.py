@@ -24,6 +24,7 @@ from amplification.forms import (
     DistillForm,
     ImportForm,
     IterationDistilForm,
+    IterationJudgeForm,
     IterationLineForm,
     PairwiseQueueForm,
     QuestionForm,
@@ -402,14 +403,17 @@ def iteration_lines(request: HttpRequest) -> HttpResponse:
 def _line_page(
     request: HttpRequest, line: IterationLine, *, status: int = 200, **forms: object
 ) -> HttpResponse:
+    from amplification.iteration_judge import JUDGE_METHOD
     from amplification.iterations import WIN_METHOD, iteration_line_overview
 
     iterations = iteration_line_overview(line)
     context = {
         "line": line, "iterations": iterations, "win_method": WIN_METHOD,
+        "judge_method": JUDGE_METHOD,
         "busy": any(view.busy for view in iterations),
         "distil_form": IterationDistilForm(initial={"max_steps": 0}),
-        "queue_form": PairwiseQueueForm(), "form_for": None, **forms,
+        "queue_form": PairwiseQueueForm(), "judge_form": IterationJudgeForm(),
+        "form_for": None, **forms,
     }  # fmt: skip
     return render(request, "amplification/iteration_line.html", context, status=status)
 
@@ -500,3 +504,18 @@ def iteration_to_queue(request: HttpRequest, pk: int, number: int) -> HttpRespon
         return f"Added {added} blind pair(s) to {queue}."
 
     return _iteration_action(request, pk, number, call, PairwiseQueueForm, "queue_form")
+
+
+@require_POST
+@role_required(Role.RESEARCHER)
+def iteration_judge(request: HttpRequest, pk: int, number: int) -> HttpResponse:
+    """Choose the reward model that judges the iteration's blind pairs, and score them."""
+    from amplification.iteration_judge import iteration_judge_start
+
+    def call(iteration: Any, form: Any, user: Any) -> str:
+        reward_model = form.cleaned_data["reward_model"]
+        version = iteration_judge_start(iteration_id=iteration.pk, reward_model=reward_model)
+        return (f"Scoring iteration {iteration.number}'s blind pairs with {reward_model.name} "
+                f"v{version.number}.")  # fmt: skip
+
+    return _iteration_action(request, pk, number, call, IterationJudgeForm, "judge_form")

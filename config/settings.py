@@ -261,6 +261,8 @@ CELERY_TASK_ROUTES = {
     "llm.tasks.model_trials_fail_stale_task": {"queue": "default"},
     "llm.tasks.training_runs_fail_stale_task": {"queue": "default"},
     "llm.tasks.training_run_task": {"queue": "training"},
+    # It scores with a reward checkpoint (rewards.scoring), as rewards' tasks on training do.
+    "amplification.tasks.iteration_judge_task": {"queue": "training"},
     "debate.tasks.*": {"queue": "generation"},
     "amplification.tasks.*": {"queue": "generation"},
     "llm.tasks.*": {"queue": "generation"},
