@@ -35,7 +35,7 @@ from rewards.scoring import preference, version_rewards
 from rewards.services import NoActiveVersion
 
 JUDGE_METHOD = (
-    "Reward model: each answer scored as (question, answer) by one version, P(first wins) = "
+    "Method: each answer scored as (question, answer) by one version, P(first wins) = "
     "σ(r_first − r_second); per held-out question the first side wins when P(first) > 0.5; "
     "the share of those questions, with a Wilson 95 % interval over questions."
 )

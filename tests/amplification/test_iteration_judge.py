@@ -136,7 +136,7 @@ def test_a_trained_reward_model_judges_the_pairs_as_the_scoring_api_scores(
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
     assert cells[5:] == ["100 %", "34–100 %", "2"]  # the reward model's: share, Wilson, n
     assert "Reward model v1: first side wins" in block
-    assert f"{reward_model.name}</a> v1, 6 of 6 pairs scored." in block
+    assert f"{reward_model.name}</a> v1: 6 of 6 pairs." in block
     assert "σ(r_first − r_second)" in block and "Wilson 95 % interval" in block
 
     # The person rating the pairs sees none of it: the item, and the labelling page's bytes.
