@@ -160,6 +160,8 @@ def test_a_trained_reward_model_judges_the_pairs_as_the_scoring_api_scores(
     RewardModel.objects.filter(pk=reward_model.pk).update(active_version=second)
     assert "active version is v2: score again to replace them" in page(researcher, line)
     start(iteration, reward_model)
+    waiting = page(researcher, line)
+    assert f"Scoring with {reward_model.name} v2" in waiting and "score again" not in waiting
     assert iteration_pairs_score(iteration_id=iteration.pk) == 6
     assert set(IterationPair.objects.values_list("judge_version", flat=True)) == {second.pk}
     html = page(researcher, line)
