@@ -2,10 +2,12 @@
 
 Only the worker process imports this module; it pulls in torch and transformers at import.
 
-Streaming runs our own decode loop instead of `generate` + `TextIteratorStreamer`: the
-streamer's thread hand-off delivered ~0.65x of bare `generate` on the 2-core target machine,
-while a plain forward loop over a KV cache matches or beats `generate` (no per-step logits
-processor stack, logits for the last position only).
+Generation runs our own decode loop instead of `generate` (+ `TextIteratorStreamer` when
+streaming): the streamer's thread hand-off delivered ~0.65x of bare `generate` on the 2-core
+target machine, while a plain forward loop over a KV cache matches or beats `generate` (no
+per-step logits processor stack, logits for the last position only). The loop also runs a
+prompt prefix that every row shares once, at batch size 1, which `generate` cannot: a market's
+candidates repeat one debate's prompt, and AI labels repeat one set of instructions.
 """
 
 from __future__ import annotations
@@ -15,17 +17,13 @@ import inspect
 import math
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoTokenizer,
-    DynamicCache,
-    LogitsProcessor,
-    LogitsProcessorList,
-)
+from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from llm.backends.base import (
     ChatMessage,
@@ -49,6 +47,9 @@ _CHOICE_BATCH = 16
 # spacing it would have mid-text (some tokenizers drop a leading space at sequence start).
 _DECODE_CONTEXT_TOKENS = 4
 _REPLACEMENT_CHAR = "\ufffd"
+# A prompt prefix every row shares is run once (batch size 1) when it is at least this long;
+# below it, one more forward pass and a cache copy cost more than the tokens saved.
+_MIN_SHARED_PREFIX = 16
 
 
 class TransformersBackend:
@@ -102,6 +103,12 @@ class TransformersBackend:
         self._max_positions: int | None = getattr(
             self.model.config, "max_position_embeddings", None
         )
+        # Rows share a prefix's cache with padding between it and their own tokens. That is
+        # exact only where every layer attends to the whole past (no sliding window, whose
+        # span would count the padding; no recurrent state, which padding would change).
+        self._shares_prefixes = all(
+            type(layer) is DynamicLayer for layer in DynamicCache(config=self.model.config).layers
+        )
 
     def renamed(self, config_name: str) -> TransformersBackend:
         """A view sharing this model and tokenizer whose errors name another config."""
@@ -151,7 +158,8 @@ class TransformersBackend:
         one KV cache), yielding each row's text deltas as they are decoded. Every row ends
         with a chunk carrying its usage and finish reason; a row that is done is fed padding
         until the longest one ends. Rows share one sampling generator (seeded by
-        `params.seed`), so sampled rows differ from each other even with a seed.
+        `params.seed`), so sampled rows differ from each other even with a seed. A prompt
+        prefix all rows share (a repeated chat, a common system prompt) is run once.
 
         Raises GenerationTimeoutError between steps once `params.timeout_s` has passed.
         """
@@ -165,26 +173,14 @@ class TransformersBackend:
         generator = _make_generator(params.seed)
         rows = [_Row(self.tokenizer, ids, params) for ids in prompts]
         pad_id = int(self.tokenizer.pad_token_id)
-        width = max(len(ids) for ids in prompts)
-        inputs = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompts])
-        # One unpadded row needs no mask or positions: the model's defaults are exact there.
-        padded = any(len(ids) < width for ids in prompts)
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         step = 0
 
         with torch.inference_mode():
-            cache = DynamicCache(config=self.model.config)
+            batch = self._batch(prompts, self._shared_prefix(prompts), copy_prefix=False)
             while step < params.max_new_tokens and any(not row.finished for row in rows):
                 if time.perf_counter() > deadline:
                     raise self._timeout(params, step)
-                kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}
-                if self._pass_logits_to_keep:
-                    # Prefill would otherwise project every prompt position onto the vocabulary.
-                    kwargs["logits_to_keep"] = 1
-                if padded:
-                    kwargs.update(attention_mask=mask, position_ids=positions)
-                logits = self.model(input_ids=inputs, **kwargs).logits[:, -1].float()
+                logits = self._forward(batch)
                 step += 1
                 next_tokens = []
                 for index, row in enumerate(rows):
@@ -197,10 +193,7 @@ class TransformersBackend:
                     chunk = row.push(token, self._eos_ids, start)
                     if chunk is not None:
                         yield RowChunk(index, chunk)
-                inputs = torch.tensor(next_tokens, dtype=torch.long).unsqueeze(1)
-                if padded:
-                    mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
-                    positions = positions[:, -1:] + 1
+                batch.advance(next_tokens)
         for index, row in enumerate(rows):
             if not row.finished:
                 yield RowChunk(index, row.finish("length", start))
@@ -210,79 +203,89 @@ class TransformersBackend:
     def generate_batch(
         self, chats: Sequence[Sequence[ChatMessage]], *, params: GenerationParams
     ) -> list[Completion]:
-        """All chats in one left-padded `generate` call; one Completion per chat, in order.
+        """All chats decoded together by `stream_batch` (so a shared prompt prefix is run
+        once, and seeds, stops and penalties mean what they mean there); one Completion per
+        chat, in order.
 
-        `usage.total_s` is the whole batch's wall time (rows finish together), and
-        `time_to_first_token_s` is None because nothing is streamed.
+        `usage.total_s` is the whole batch's wall time (the caller gets the rows together),
+        and `time_to_first_token_s` is None because nothing is streamed.
         """
-        params.validate()
-        if not chats:
-            return []
         start = time.perf_counter()
-        prompts = [self.render_prompt(chat) for chat in chats]
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        prompt_lens = [int(n) for n in enc["attention_mask"].sum(dim=1)]
-        self._check_length(max(prompt_lens), params)
-        sampling = params.temperature > 0
-        gen_kwargs: dict[str, Any] = {
-            "max_new_tokens": params.max_new_tokens,
-            "do_sample": sampling,
-            "pad_token_id": self.tokenizer.pad_token_id,
-            "eos_token_id": sorted(self._eos_ids),
-            # generate() stops itself at the deadline; we then report it as a timeout.
-            "max_time": params.timeout_s,
-        }
-        if sampling:
-            # Only with sampling: transformers warns about unused flags otherwise.
-            gen_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
-        if params.stop:
-            gen_kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
-        if params.penalised:
-            prompt_width = enc["input_ids"].shape[1]
-            gen_kwargs["logits_processor"] = LogitsProcessorList(
-                [_PenaltyProcessor(params, prompt_width)]
-            )
-
-        # generate() samples from torch's global RNG; fork it so a seed here does not
-        # reseed (or get disturbed by) anything else in the process.
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
-            if params.seed is not None:
-                torch.manual_seed(params.seed)
-            out = self.model.generate(**enc, **gen_kwargs)
+        texts: list[list[str]] = [[] for _ in chats]
+        ends: list[StreamChunk | None] = [None] * len(chats)
+        for row_chunk in self.stream_batch(chats, params=params):
+            texts[row_chunk.row].append(row_chunk.chunk.text)
+            if row_chunk.chunk.usage is not None:
+                ends[row_chunk.row] = row_chunk.chunk
         total_s = time.perf_counter() - start
-        new_tokens = out[:, enc["input_ids"].shape[1] :].tolist()
-        pad_id = self.tokenizer.pad_token_id
-
         completions: list[Completion] = []
-        for row, prompt_len in zip(new_tokens, prompt_lens, strict=True):
-            count = len(row)
-            finish: FinishReason = "length"
-            for i, tok in enumerate(row):
-                if tok in self._eos_ids:
-                    # Rows that finished early are padded (often with EOS) up to the longest.
-                    count, finish = i + 1, "stop"
-                    break
-                if tok == pad_id:
-                    count, finish = i, "stop"  # ended by a stop string, then padded
-                    break
-            text = self.tokenizer.decode(row[:count], skip_special_tokens=True)
-            scanner = StopScanner(params.stop)
-            text = scanner.feed(text) + scanner.flush()
-            if scanner.stopped:
-                finish = "stop"
-            if finish == "length" and count < params.max_new_tokens:
-                # Neither finished nor out of budget: generate() gave up at max_time.
-                raise self._timeout(params, count)
+        for parts, end in zip(texts, ends, strict=True):
+            # stream_batch ends every row with its usage or raises.
+            assert end is not None and end.usage is not None and end.finish_reason is not None
             usage = Usage(
-                prompt_tokens=prompt_len,
-                completion_tokens=count,
+                prompt_tokens=end.usage.prompt_tokens,
+                completion_tokens=end.usage.completion_tokens,
                 time_to_first_token_s=None,
                 total_s=total_s,
             )
-            completions.append(Completion(text=text, usage=usage, finish_reason=finish))
+            completions.append(
+                Completion(text="".join(parts), usage=usage, finish_reason=end.finish_reason)
+            )
         return completions
 
-    # -- helpers -------------------------------------------------------------------------
+    # -- shared prefixes -------------------------------------------------------------------
+
+    def _shared_prefix(self, prompts: list[list[int]]) -> _Prefix | None:
+        """The prompts' common prefix run once at batch size 1, or None where sharing does
+        not pay (see `_shared_prefix_length`) or is not exact for this model."""
+        length = _shared_prefix_length(prompts) if self._shares_prefixes else 0
+        if not length:
+            return None
+        cache = DynamicCache(config=self.model.config)
+        kwargs: dict[str, Any] = {self._cache_argument: cache, "use_cache": True}
+        if self._pass_logits_to_keep:
+            kwargs["logits_to_keep"] = 1
+        self.model(input_ids=torch.tensor([prompts[0][:length]]), **kwargs)
+        return _Prefix(length=length, cache=cache)
+
+    def _batch(
+        self, prompts: list[list[int]], prefix: _Prefix | None, *, copy_prefix: bool
+    ) -> _Batch:
+        """The first forward pass's inputs: each row's tokens after the shared prefix (all of
+        them without one), left-padded, with the prefix's cache repeated for every row.
+
+        The padding sits between the prefix and the row's own tokens; the mask hides it and
+        positions continue from the prefix, so each row computes what it would alone. Pass
+        copy_prefix when the prefix serves another batch later (the repeat is in place).
+        """
+        shared = prefix.length if prefix is not None else 0
+        suffixes = [ids[shared:] for ids in prompts]
+        if prefix is None:
+            cache = DynamicCache(config=self.model.config)
+        else:
+            cache = copy.deepcopy(prefix.cache) if copy_prefix else prefix.cache
+            cache.batch_repeat_interleave(len(prompts))
+        pad_id = int(self.tokenizer.pad_token_id)
+        width = max(len(ids) for ids in suffixes)
+        inputs = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in suffixes])
+        # Unpadded rows need no mask or positions: the model's defaults are exact there.
+        if all(len(ids) == width for ids in suffixes):
+            return _Batch(cache=cache, inputs=inputs, mask=None, positions=None)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(ids)) + [1] * len(ids)
+                             for ids in suffixes])  # fmt: skip
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, shared:]
+        return _Batch(cache=cache, inputs=inputs, mask=mask, positions=positions)
+
+    def _forward(self, batch: _Batch) -> torch.Tensor:
+        """Run the batch's inputs into its cache; the last position's logits, [rows, vocab]."""
+        kwargs: dict[str, Any] = {self._cache_argument: batch.cache, "use_cache": True}
+        if self._pass_logits_to_keep:
+            # Prefill would otherwise project every prompt position onto the vocabulary.
+            kwargs["logits_to_keep"] = 1
+        if batch.mask is not None:
+            kwargs.update(attention_mask=batch.mask, position_ids=batch.positions)
+        logits: torch.Tensor = self.model(input_ids=batch.inputs, **kwargs).logits[:, -1].float()
+        return logits
 
     # -- option probabilities --------------------------------------------------------------
 
@@ -309,11 +312,14 @@ class TransformersBackend:
         # neighbours of similar length waste the least compute on padding.
         by_length = sorted(range(len(prompts)), key=lambda n: len(prompts[n]))
         choices: list[OptionChoice | None] = [None] * len(chats)
+        with torch.inference_mode():
+            # Once for all the chats (instructions, a constitution), whichever batch they go in.
+            prefix = self._shared_prefix(prompts)
         for first in range(0, len(by_length), _CHOICE_BATCH):
             if time.perf_counter() > deadline:
                 raise self._timeout(params, 0)
             part = by_length[first : first + _CHOICE_BATCH]
-            probs = self._next_token_probabilities([prompts[n] for n in part])
+            probs = self._next_token_probabilities([prompts[n] for n in part], prefix)
             for n, row in zip(part, probs, strict=True):
                 per_option = [float(row[ids].sum()) for ids in variants]
                 mass = sum(per_option)
@@ -355,19 +361,14 @@ class TransformersBackend:
                     )
         return variants
 
-    def _next_token_probabilities(self, prompts: list[list[int]]) -> torch.Tensor:
-        """Softmax over the vocabulary at each prompt's end: [len(prompts), vocab]."""
+    def _next_token_probabilities(
+        self, prompts: list[list[int]], prefix: _Prefix | None = None
+    ) -> torch.Tensor:
+        """Softmax over the vocabulary at each prompt's end: [len(prompts), vocab]. A given
+        prefix (of every prompt) is reused from its cache and left as it was."""
         self._check_length(max(len(ids) for ids in prompts), GenerationParams(max_new_tokens=1))
-        pad_id = int(self.tokenizer.pad_token_id)
-        width = max(len(ids) for ids in prompts)
-        inputs = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids in prompts])
-        mask = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids in prompts])
-        kwargs: dict[str, Any] = {"attention_mask": mask}
-        kwargs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        if self._pass_logits_to_keep:
-            kwargs["logits_to_keep"] = 1
         with torch.inference_mode():
-            logits = self.model(input_ids=inputs, **kwargs).logits[:, -1].float()
+            logits = self._forward(self._batch(prompts, prefix, copy_prefix=True))
         return torch.softmax(logits, dim=-1)
 
     def _check_length(self, prompt_tokens: int, params: GenerationParams) -> None:
@@ -458,21 +459,6 @@ class _TokenCounts:
             self.counts[token] += 1
 
 
-class _PenaltyProcessor(LogitsProcessor):
-    """The same penalties inside `generate` (batched rows), counting only generated tokens:
-    with left padding every row's prompt ends at the same column."""
-
-    def __init__(self, params: GenerationParams, prompt_width: int) -> None:
-        self.params = params
-        self.prompt_width = prompt_width
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        generated = input_ids[:, self.prompt_width :]
-        counts = torch.zeros_like(scores)
-        counts.scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
-        return _penalties(scores, counts, self.params)  # type: ignore[return-value]
-
-
 def _sample(logits: torch.Tensor, params: GenerationParams, generator: torch.Generator) -> int:
     if params.temperature == 0:
         return int(logits.argmax())
@@ -487,6 +473,48 @@ def _sample(logits: torch.Tensor, params: GenerationParams, generator: torch.Gen
     probs = probs.masked_fill(mass_before >= params.top_p, 0.0)
     choice = torch.multinomial(probs, 1, generator=generator)
     return int(order[choice])
+
+
+def _shared_prefix_length(prompts: Sequence[list[int]]) -> int:
+    """How many tokens at the start of every prompt to run once for the whole batch: their
+    longest common prefix less one token, so each row keeps at least one token of its own
+    whose logits the first step reads (identical prompts share all but their last token);
+    0 for a single prompt or a prefix shorter than _MIN_SHARED_PREFIX."""
+    if len(prompts) < 2:
+        return 0
+    limit = min(len(ids) for ids in prompts) - 1
+    length = 0
+    for column in zip(*prompts, strict=False):
+        if length == limit or any(token != column[0] for token in column[1:]):
+            break
+        length += 1
+    return length if length >= _MIN_SHARED_PREFIX else 0
+
+
+@dataclass
+class _Prefix:
+    """A prompt prefix every row shares, run once: its length and its batch-size-1 cache."""
+
+    length: int
+    cache: DynamicCache
+
+
+@dataclass
+class _Batch:
+    """The next forward pass's input tokens and the cache they extend. `mask` (over the
+    cache and the inputs) and `positions` (of the inputs) are None when no row is padded."""
+
+    cache: DynamicCache
+    inputs: torch.Tensor
+    mask: torch.Tensor | None
+    positions: torch.Tensor | None
+
+    def advance(self, next_tokens: list[int]) -> None:
+        """Make one token a row the next inputs."""
+        self.inputs = torch.tensor(next_tokens, dtype=torch.long).unsqueeze(1)
+        if self.mask is not None and self.positions is not None:
+            self.mask = torch.cat([self.mask, self.mask.new_ones((len(next_tokens), 1))], dim=1)
+            self.positions = self.positions[:, -1:] + 1
 
 
 class _Row:

@@ -244,7 +244,7 @@ def test_stream_yields_deltas_that_add_up_to_the_text(backend: TransformersBacke
     assert final.usage is not None and final.finish_reason == "length"
     assert all(c.usage is None for c in chunks[:-1])
     streamed = "".join(c.text for c in chunks)
-    # Same greedy decode through generate(): the deltas must rebuild exactly its text.
+    # The same greedy decode, collected whole: the deltas must rebuild exactly its text.
     [whole] = backend.generate_batch([STORY], params=GREEDY)
     assert streamed == whole.text
     usage = final.usage
@@ -647,3 +647,157 @@ def test_votes_that_name_no_option_are_recorded_as_such_never_as_even() -> None:
     assert none.probabilities is None and none.option_mass == 0.0 and none.method == "votes"
     some = choice_from_votes(["A", "B: no", "A!", "unsure"], ["A", "B"])
     assert some.probabilities == (2 / 3, 1 / 3) and some.option_mass == 0.75
+
+
+# -- a prompt prefix shared by every row ---------------------------------------------------
+
+RULES = (
+    "You label answers for a study. Read the question and the answer, then judge the answer "
+    "strictly: it must be correct, short and polite. Think about what a careful teacher "
+    "would say, and reply with a single word."
+)
+# Different lengths after the shared rules, so the padding between prefix and row is exercised.
+QUESTIONS = [
+    "Question: what is two plus two? Answer: four.",
+    "Question: which planet is the largest in our solar system, by mass? Answer: Saturn.",
+    "Question: is water wet? Answer: yes.",
+]
+
+
+def _ruled(question: str) -> list[ChatMessage]:
+    return [{"role": "system", "content": RULES}, {"role": "user", "content": question}]
+
+
+class _ForwardShapes:
+    """The input_ids shape of every forward pass the model runs while installed."""
+
+    def __init__(self, backend: TransformersBackend) -> None:
+        self.backend = backend
+        self.shapes: list[tuple[int, ...]] = []
+
+    def __enter__(self) -> list[tuple[int, ...]]:
+        def record(module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+            self.shapes.append(tuple(kwargs["input_ids"].shape))
+
+        self.handle = self.backend.model.register_forward_pre_hook(record, with_kwargs=True)
+        return self.shapes
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.remove()
+
+
+def _unshared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every row's whole prompt, as before prefixes were shared."""
+    from llm.backends import transformers_backend
+
+    monkeypatch.setattr(transformers_backend, "_MIN_SHARED_PREFIX", 10**9)
+
+
+def test_shared_prefix_length_keeps_a_token_for_every_row() -> None:
+    from llm.backends.transformers_backend import _MIN_SHARED_PREFIX, _shared_prefix_length
+
+    common = list(range(100, 100 + _MIN_SHARED_PREFIX + 4))
+    assert _shared_prefix_length([common + [1, 2], common + [1, 3, 4]]) == len(common) + 1
+    # Identical prompts: all but the last token, whose logits the first step reads.
+    assert _shared_prefix_length([common, common, common]) == len(common) - 1
+    # One row is a prefix of another: the shorter keeps its last token.
+    assert _shared_prefix_length([common, common + [5, 6]]) == len(common) - 1
+    assert _shared_prefix_length([common]) == 0, "one row has nobody to share with"
+    short = common[: _MIN_SHARED_PREFIX - 1]
+    assert _shared_prefix_length([short + [1], short + [2]]) == 0, "too short to pay"
+    assert _shared_prefix_length([[1] + common, [2] + common]) == 0
+
+
+def test_a_shared_prefix_is_run_once_and_decodes_what_the_whole_prompts_decode(
+    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = GenerationParams(temperature=0.0, max_new_tokens=6)
+    chats = [_ruled(q) for q in QUESTIONS] + [_ruled(QUESTIONS[0])]
+    prompts = [backend.encode_prompt(chat) for chat in chats]
+    with _ForwardShapes(backend) as shapes:
+        shared_streamed: dict[int, str] = {}
+        for row_chunk in backend.stream_batch(chats, params=params):
+            shared_streamed[row_chunk.row] = (
+                shared_streamed.get(row_chunk.row, "") + row_chunk.chunk.text
+            )
+    common = 0
+    while all(ids[common] == prompts[0][common] for ids in prompts):
+        common += 1
+    assert common >= 40, "the rules are a long common prefix"
+    # The prefix once at batch size 1, then only each row's own tokens, then one token a step.
+    assert shapes[0] == (1, common)
+    assert shapes[1] == (4, max(len(ids) for ids in prompts) - common)
+    assert all(shape == (4, 1) for shape in shapes[2:])
+    shared_batch = backend.generate_batch(chats, params=params)
+
+    _unshared(monkeypatch)
+    with _ForwardShapes(backend) as shapes:
+        plain = backend.generate_batch(chats, params=params)
+    assert shapes[0] == (4, max(len(ids) for ids in prompts)), "the plain path runs it all"
+    assert [c.text for c in shared_batch] == [c.text for c in plain]
+    assert [shared_streamed[n] for n in range(4)] == [c.text for c in plain]
+    assert [c.usage.prompt_tokens for c in shared_batch] == [len(ids) for ids in prompts]
+    assert [c.finish_reason for c in shared_batch] == [c.finish_reason for c in plain]
+    assert all(c.text for c in plain)
+
+
+def test_identical_prompts_share_all_but_their_last_token(
+    backend: TransformersBackend, greedy_story: str
+) -> None:
+    # A market's candidates: one chat repeated. Greedy rows must all be the story alone.
+    params = GenerationParams(temperature=0.0, max_new_tokens=24)
+    with _ForwardShapes(backend) as shapes:
+        rows = backend.generate_batch([STORY] * 3, params=params)
+    assert shapes[:2] == [(1, len(backend.encode_prompt(STORY)) - 1), (3, 1)]
+    assert [c.text for c in rows] == [greedy_story] * 3
+    # Sampled rows still differ from each other (one generator across the rows), and a seed
+    # reproduces them.
+    sampled = GenerationParams(temperature=1.0, max_new_tokens=8, seed=5)
+    first = [c.text for c in backend.generate_batch([STORY] * 3, params=sampled)]
+    assert first == [c.text for c in backend.generate_batch([STORY] * 3, params=sampled)]
+    assert len(set(first)) > 1
+
+
+def test_choices_over_a_shared_prefix_match_the_whole_prompts(
+    backend: TransformersBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llm.backends import transformers_backend
+
+    # Two chats a forward pass: the prefix's cache must serve the second pass unchanged.
+    monkeypatch.setattr(transformers_backend, "_CHOICE_BATCH", 2)
+    chats = [_ruled(q) for q in QUESTIONS] + [_ruled(QUESTIONS[1])]
+    with _ForwardShapes(backend) as shapes:
+        shared = backend.choose_batch(chats, ["Good", "Bad"], params=GenerationParams())
+    assert shapes[0][0] == 1 and shapes[0][1] >= 40
+    assert len(shapes) == 3, "the prefix once, then two passes of two chats"
+    _unshared(monkeypatch)
+    plain = backend.choose_batch(chats, ["Good", "Bad"], params=GenerationParams())
+    for with_prefix, without in zip(shared, plain, strict=True):
+        assert with_prefix.probabilities is not None and without.probabilities is not None
+        assert with_prefix.probabilities == pytest.approx(without.probabilities, abs=1e-4)
+        assert with_prefix.option_mass == pytest.approx(without.option_mass, abs=1e-4)
+    assert shared[1].probabilities == pytest.approx(shared[3].probabilities, abs=1e-4)
+
+
+def test_a_batch_with_no_common_prefix_gives_each_row_what_it_gets_alone(
+    backend: TransformersBackend,
+) -> None:
+    # Different system prompts: the rows share only the template's first few tokens.
+    chats: list[list[ChatMessage]] = [
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fruit."}],
+        [
+            {"role": "system", "content": "Answer like a pirate, in one sentence."},
+            {"role": "user", "content": "Which city is the capital of France?"},
+        ],
+    ]
+    params = GenerationParams(temperature=0.0, max_new_tokens=6)
+    with _ForwardShapes(backend) as shapes:
+        together = backend.generate_batch(chats, params=params)
+    assert shapes[0] == (2, max(len(backend.encode_prompt(chat)) for chat in chats))
+    alone = [backend.generate_batch([chat], params=params)[0].text for chat in chats]
+    assert [c.text for c in together] == alone
+    chosen = backend.choose_batch(chats, ["Yes", "No"], params=GenerationParams())
+    single = [backend.choose_batch([chat], ["Yes", "No"], params=GenerationParams())[0]
+              for chat in chats]  # fmt: skip
+    for batched, one in zip(chosen, single, strict=True):
+        assert batched.probabilities == pytest.approx(one.probabilities, abs=1e-4)
