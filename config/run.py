@@ -37,6 +37,7 @@ from config.env import env_int, env_str
 GENERATION_QUEUES = "generation"
 WORKER_QUEUES = "training,default"
 HEALTH_WAIT_S = 180
+REPLICA_KEEPALIVE_S = 75
 STOP_GRACE_S = 5.0
 
 
@@ -44,6 +45,9 @@ def web_command(*, host: str, port: int) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "config.asgi:application",
         "--host", host, "--port", str(port), "--lifespan", "off", "--no-access-log",
+        # Longer than nginx's upstream keepalive_timeout (60 s, deploy/nginx): the proxy closes
+        # an idle connection first. uvicorn's default (5 s) raced it: resets, then 502s.
+        "--timeout-keep-alive", str(REPLICA_KEEPALIVE_S),
     ]  # fmt: skip
 
 

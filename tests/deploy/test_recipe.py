@@ -19,7 +19,7 @@ import pytest
 import yaml
 from django.conf import settings
 
-from config.run import process_parser
+from config.run import process_parser, web_command
 from deploy.render_nginx import site_render
 from tests.helpers import process_stop
 
@@ -148,3 +148,12 @@ def test_config_run_web_becomes_the_replica_that_serves(tmp_path: Path) -> None:
         assert b"uvicorn" in cmdline and b"config.asgi:application" in cmdline
     finally:
         process_stop(process)
+
+
+def test_a_replica_keeps_an_idle_connection_longer_than_nginx_does() -> None:
+    # Otherwise nginx can send a request on a connection the replica is closing: a 502.
+    site = site_render(listen="80", static_root="/srv/static", servers=["a:1"])
+    found = re.search(r"^\s*keepalive_timeout (\d+)s;$", site, re.M)
+    assert found is not None
+    command = web_command(host="127.0.0.1", port=8000)
+    assert int(command[command.index("--timeout-keep-alive") + 1]) > int(found.group(1))
