@@ -1,3 +1,4 @@
+import contextlib
 import os
 from typing import Any
 
@@ -21,3 +22,16 @@ def model_workers_yield_the_cores(sender: str, instance: Any, **kwargs: Any) -> 
     queues = set(instance.app.amqp.queues.consume_from or ())
     if queues & set(settings.MODEL_QUEUES) and settings.MODEL_WORKER_NICE:
         os.nice(settings.MODEL_WORKER_NICE)
+        autogroup_nice(settings.MODEL_WORKER_NICE)
+
+
+def autogroup_nice(nice: int) -> None:
+    """Where Linux groups processes by session (sched_autogroup), CPU is shared between the
+    groups first and a process's nice value counts only inside its own, so `os.nice` does
+    nothing against replicas started in sessions of their own (as `config/run.py` and the
+    soak start every process). A worker that leads its own session owns its group, so it sets
+    the group's nice too; one started inside someone's shell leaves that shell's group alone."""
+    if os.getsid(0) != os.getpid():
+        return
+    with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as group:
+        group.write(str(nice))

@@ -172,10 +172,12 @@ def worker_start(
     include: str = "",
     beat: bool = False,
     env: dict[str, str] | None = None,
+    session_leader: bool = False,
 ) -> subprocess.Popen[bytes]:
     """A real `celery worker` process (solo pool) on the test broker and database, consuming
     `queues`; `include` names an extra module for it to import, `beat` runs the scheduler in it,
-    `env` goes on top of the test environment. Returns once it answers a ping. Its log:
+    `env` goes on top of the test environment, `session_leader` starts it in a session of its
+    own (as `config/run.py` does). Returns once it answers a ping. Its log:
     `worker_log(log_name)`."""
     from config.celery import app
 
@@ -191,7 +193,12 @@ def worker_start(
     with log_path.open("ab") as log:
         environment = {**child_environment(), **(env or {})}
         process = subprocess.Popen(
-            command, cwd=PROJECT_DIR, env=environment, stdout=log, stderr=subprocess.STDOUT
+            command,
+            cwd=PROJECT_DIR,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=session_leader,
         )
     # A worker imports Django, Celery and the apps: seconds alone, far more on a 2-core
     # machine that is also running a test suite.
