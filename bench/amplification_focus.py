@@ -6,15 +6,16 @@ migration amplification 0001 (one fixed photosynthesis example; sub-answers as
 "n. question / Answer: …" pairs) with the parser alone, as main had them.
 
 Run: .venv/bin/python bench/amplification_focus.py [--questions 20] [--tokens 48]
-     [--only after]
+     [--only after] [--seeds 0 1 2] [--arms "name the subject"]
 
 Each of the demo questions below grows one level, every step batched over all questions as
 tree_expand batches a level: one decompose call per question (plus, shipped method only, one
 resample call for those the guard left too few sub-questions), one answer call per kept
 sub-question, one compose call per decomposed question; every arm (before, after and any
 --arms variant) rides in the same batches. Sampling is the bundled config's (temperature 0.7,
-top-p 0.95, frequency penalty 0.4, presence penalty 0.2), seed 0, at most --tokens new tokens
-a decomposition, 24 an answer and 32 a composed answer, on the bundled SmolLM2-135M-Instruct.
+top-p 0.95, frequency penalty 0.4, presence penalty 0.2), seed 0 (--seeds: one run per seed, and
+the shares pooled), at most --tokens new tokens a decomposition, 24 an answer and 32 a
+composed answer, on the bundled SmolLM2-135M-Instruct.
 
 Definitions (the README quotes them):
 - content words: letters only, three or more, not a stop word (amplification.prompts).
@@ -35,6 +36,10 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.stats import Share
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -256,6 +261,10 @@ def main() -> None:
     # 40 tokens took over an hour (the run with --arms of 7 December 2026 timed out).
     parser.add_argument("--timeout", type=float, default=6 * 3600, help="seconds a call may take")
     parser.add_argument(
+        "--seeds", nargs="+", type=int, default=[0],
+        help="grow every arm once per seed; shares are given per seed and pooled",
+    )  # fmt: skip
+    parser.add_argument(
         "--arms",
         nargs="*",
         default=[],
@@ -280,7 +289,7 @@ def main() -> None:
     # The bundled config as its migrations make it (not saved: only its system prompt is read).
     config = ModelConfig(name="bench", system_prompt=penalties.FIRST["system_prompt"])
     params = GenerationParams(
-        temperature=0.7, top_p=0.95, max_new_tokens=args.tokens, seed=0, timeout_s=args.timeout,
+        temperature=0.7, top_p=0.95, max_new_tokens=args.tokens, timeout_s=args.timeout,
         **penalties.PENALTIES,
     )  # fmt: skip
     questions = QUESTIONS[: args.questions]
@@ -288,14 +297,30 @@ def main() -> None:
     if args.only:
         arms = [arm for arm in arms if arm.label == args.only]
     arms += [Arm(name, True, VARIANTS[name]) for name in args.arms]
-    start = time.perf_counter()
-    grown = grow(backend, config, params, arms=arms, questions=questions)
-    seconds = time.perf_counter() - start
-    results = {label: score(label, trees, seconds) for label, trees in grown.items()}
+    pooled: dict[str, list[Grown]] = {arm.label: [] for arm in arms}
+    for seed in args.seeds:
+        start = time.perf_counter()
+        grown = grow(backend, config, replace(params, seed=seed), arms=arms, questions=questions)
+        seconds = time.perf_counter() - start
+        for label, trees in grown.items():
+            pooled[label] += trees
+        table(
+            f"seed {seed}", {label: score(label, trees, seconds) for label, trees in grown.items()}
+        )
+    if len(args.seeds) > 1:
+        # Pooled over seeds: the same questions again, so the Wilson interval (which takes the
+        # sub-questions as independent) is narrower than the questions alone would justify.
+        table(
+            f"pooled over seeds {args.seeds}",
+            {label: score(label, trees, 0.0) for label, trees in pooled.items()},
+        )
     print(f"\nload average at the end: {os.getloadavg()}")
-    print(f"\n{'share':<34}" + "".join(f"{label:>46}" for label in results))
+
+
+def table(title: str, results: dict[str, dict[str, Share]]) -> None:
+    print(f"\n{title}\n{'share':<34}" + "".join(f"{label:>46}" for label in results))
     for key in next(iter(results.values())):
-        print(f"{key:<34}" + "".join(f"{r[key].text:>46}" for r in results.values()))  # type: ignore[attr-defined]
+        print(f"{key:<34}" + "".join(f"{r[key].text:>46}" for r in results.values()))
 
 
 if __name__ == "__main__":
