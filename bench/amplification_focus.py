@@ -36,10 +36,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from core.stats import Share
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -317,7 +314,7 @@ def main() -> None:
     print(f"\nload average at the end: {os.getloadavg()}")
 
 
-def table(title: str, results: dict[str, dict[str, Share]]) -> None:
+def table(title: str, results: dict[str, dict[str, Any]]) -> None:
     print(f"\n{title}\n{'share':<34}" + "".join(f"{label:>46}" for label in results))
     for key in next(iter(results.values())):
         print(f"{key:<34}" + "".join(f"{r[key].text:>46}" for r in results.values()))

@@ -197,6 +197,65 @@ class Deployment:
         return True
 
 
+class CpuMeter:
+    """Where the cores went: CPU seconds (user + system) of every process on the machine,
+    sampled each second from /proc and summed by who it belongs to: a deployment process with
+    its process group (a worker's pool included), PostgreSQL's backends, this process (the
+    annotators' and judges' clients) and the rest. A process that exits loses at most its
+    last second."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.first: dict[int, int] = {}  # pid: ticks when first seen
+        self.last: dict[int, tuple[str, int]] = {}  # pid: (owner, ticks last seen)
+        self.stop = threading.Event()
+        self.t0 = time.monotonic()
+        self.sample()
+        self.first = {pid: ticks for pid, (_, ticks) in self.last.items()}
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(1.0):
+            self.sample()
+
+    def sample(self) -> None:
+        groups = {process.pid: name for name, process in
+                  list(self.deployment.supervisor.processes.items())}  # fmt: skip
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:
+                continue
+            # "pid (comm) state ppid pgrp …": comm may hold spaces, so split after its ")".
+            comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            pid, pgrp, ticks = int(entry.name), int(fields[2]), int(fields[11]) + int(fields[12])
+            if pid == os.getpid():
+                owner = "the soak's clients (this process)"
+            elif pgrp in groups:
+                owner = groups[pgrp]
+            elif comm.startswith("postgres"):
+                owner = "postgresql"
+            else:
+                owner = "other"
+            self.last[pid] = (owner, ticks)
+
+    def report(self) -> tuple[float, dict[str, float]]:
+        """Wall seconds since the start and CPU seconds per owner over them."""
+        self.stop.set()
+        self.thread.join()
+        self.sample()
+        hertz = os.sysconf("SC_CLK_TCK")
+        seconds: dict[str, float] = {}
+        for pid, (owner, ticks) in self.last.items():
+            used = (ticks - self.first.get(pid, 0)) / hertz
+            seconds[owner] = seconds.get(owner, 0.0) + used
+        return time.monotonic() - self.t0, seconds
+
+
 def nginx_start(deployment: Deployment, static_root: Path) -> None:
     """deploy/'s site config under a main config of our own: foreground, own pid and logs."""
     from deploy.render_nginx import site_render
@@ -990,6 +1049,7 @@ def main() -> int:
         tree_ids: list[int] = []
         drain_until = [float("inf")]
         annotator_threads = soak.run()
+        cpu = CpuMeter(deployment)
         t0 = soak.t0
         driver = threading.Thread(target=debates_drive, args=(
             nginx_port, fixture, debate_stop, t0, debates, drain_until, tree_ids),
@@ -1007,6 +1067,7 @@ def main() -> int:
             say("time is up with faults still pending: the load goes on until they are done")
             deployment.wait("faults", lambda: not injector.is_alive(), args.drain_minutes * 60)
         duration = time.monotonic() - t0
+        wall, cpu_seconds = cpu.report()
         soak.stop.set()
         debate_stop.set()
         say(f"soak over after {duration:.0f} s: draining (jobs to finish)")
@@ -1021,6 +1082,11 @@ def main() -> int:
         deployment.wait("jobs finished", lambda: not sum(jobs_unfinished().values()),
                         max(1.0, deadline - time.monotonic()))  # fmt: skip
         ok = report(args, fixture, baseline, soak, duration, faults, debates, tree_ids)
+        cores = os.cpu_count() or 1
+        print(f"\nwhere the cores went during the soak ({wall:.0f} s × {cores} cores = "
+              f"{wall * cores:.0f} CPU seconds available):")  # fmt: skip
+        for owner, used in sorted(cpu_seconds.items(), key=lambda item: -item[1]):
+            print(f"  {owner:<36} {used:8.0f} s  {used / (wall * cores):6.1%}")
         print("\nprocesses that exited by themselves (restarted, as Restart=always does):")
         for when, name, log in deployment.crashes:
             print(f"  {when - t0:6.1f} s  {name}; its log ended:")

@@ -2,16 +2,9 @@ import os
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 
+from config.celery import autogroup_nice
 from tests.helpers import process_stop, worker_start
-
-
-def test_a_worker_that_runs_models_lowers_its_priority(celery_worker_process):
-    # The shared test worker consumes generation and training (and default).
-    mine = os.getpriority(os.PRIO_PROCESS, 0)
-    worker = os.getpriority(os.PRIO_PROCESS, celery_worker_process.pid)
-    assert worker == min(19, mine + settings.MODEL_WORKER_NICE)
 
 
 def autogroup_nice_of(pid: int) -> int | None:
@@ -24,20 +17,29 @@ def autogroup_nice_of(pid: int) -> int | None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_model_worker_in_a_session_of_its_own_lowers_its_autogroup(redis_server):
-    # With sched_autogroup, CPU is shared between sessions first: without this the replicas,
-    # each in a session of its own, gain nothing from the worker's nice value.
-    if autogroup_nice_of(os.getpid()) is None:
-        pytest.skip("this kernel has no scheduling autogroups")
-    worker = worker_start(queues="generation", log_name="autogroup-worker", session_leader=True)
+def test_a_model_worker_in_a_session_of_its_own_lowers_its_priority_and_its_autogroup(
+    redis_server,
+):
+    # With sched_autogroup, CPU is shared between sessions first: without the group's nice
+    # the replicas, each in a session of its own, would gain nothing from the worker's.
+    worker = worker_start(
+        queues="generation", log_name="nice-worker", session_leader=True,
+        env={"MODEL_WORKER_NICE": "7"},
+    )  # fmt: skip
     try:
-        assert autogroup_nice_of(worker.pid) == settings.MODEL_WORKER_NICE
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(19, mine + 7)
+        if autogroup_nice_of(os.getpid()) is not None:
+            assert autogroup_nice_of(worker.pid) == 7
     finally:
         process_stop(worker)
 
 
-def test_a_worker_started_inside_another_session_leaves_that_sessions_group_alone(
-    celery_worker_process,
-):
-    # The shared test worker runs in pytest's session: lowering that group would slow pytest.
-    assert autogroup_nice_of(os.getpid()) in (None, 0)
+def test_a_process_inside_another_session_leaves_that_sessions_group_alone():
+    # A process that does not lead its session (pytest, started from a shell) must not lower
+    # the group: that would slow the shell and everything else it started.
+    if os.getsid(0) == os.getpid():
+        pytest.skip("this pytest leads its own session")
+    before = autogroup_nice_of(os.getpid())
+    autogroup_nice(7)
+    assert autogroup_nice_of(os.getpid()) == before

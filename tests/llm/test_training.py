@@ -16,7 +16,7 @@ from llm.generation import backend_for
 from llm.models import ModelConfig, TrainingKind, TrainingRun, TrainingStatus
 from llm.services import training_run_start, training_runs_fail_stale
 from llm.tasks import training_run_task
-from llm.training import machine_settings
+from llm.training import machine_settings, micro_batches
 from tests.helpers import wait_for, worker_log
 from tests.llm.training_data import bundled_config, learnable_rows, tiny_hyperparameters
 
@@ -117,6 +117,49 @@ def test_settings_follow_the_machine(settings):
     settings.LLM_DTYPE = "bfloat16"
     assert machine_settings(parameters=135_000_000, on_gpu=False)["bf16_autocast"] is True
     assert machine_settings(parameters=1_700_000_000, on_gpu=False)["lora"] is True
+
+
+def test_a_batch_is_split_into_passes_that_divide_it(settings):
+    settings.LLM_TRAINING_MICRO_BATCH = 0
+    assert micro_batches(8, on_gpu=False) == (1, 8)  # no padding, least memory on a CPU
+    assert micro_batches(8, on_gpu=True) == (8, 1)
+    settings.LLM_TRAINING_MICRO_BATCH = 3
+    assert micro_batches(8, on_gpu=False) == (2, 4)  # every step still sees the batch of 8
+    assert micro_batches(6, on_gpu=True) == (3, 2)
+    settings.LLM_TRAINING_MICRO_BATCH = 16
+    assert micro_batches(8, on_gpu=False) == (8, 1)
+
+
+def test_the_trainer_computes_the_loss_trl_does(settings, db):
+    # The worker's trainer takes the model's own loss instead of TRL's fused LM head (faster
+    # on a CPU): on the same batch the two must agree.
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from llm.training import (
+        base_checkpoint,
+        checkpointing_argument,
+        conversational,
+        sft_trainer_class,
+    )
+
+    parent = bundled_config()
+    path = base_checkpoint(parent)
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    data = Dataset.from_list(conversational(parent, learnable_rows()[:4], tokenizer))
+    losses = []
+    for trainer_class in (SFTTrainer, sft_trainer_class()):
+        config = SFTConfig(output_dir=str(settings.VAR_DIR / "sft-loss"), report_to=[],
+                           use_cpu=True, per_device_eval_batch_size=4, max_length=64,
+                           disable_tqdm=True, bf16=False,
+                           **checkpointing_argument(SFTConfig, False))  # fmt: skip
+        trainer = trainer_class(model=model, args=config, processing_class=tokenizer,
+                                train_dataset=data, eval_dataset=data)  # fmt: skip
+        losses.append(trainer.evaluate()["eval_loss"])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
 def test_the_recorder_keeps_one_eval_point_a_step_and_stops_once_the_run_is_lost(db):
