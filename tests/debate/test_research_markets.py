@@ -278,3 +278,159 @@ def test_a_market_on_its_own_refuses_bad_settings_and_creates_nothing(researcher
         "market", "waiting_for_prior", None
     )  # fmt: skip
     assert Market.objects.get(debate=debate).candidates == 3
+
+
+# --- a market launched on its own: a dead worker's run resumes, failures are recorded --------
+
+
+class WorkerKilled(BaseException):
+    """What a SIGKILL leaves: the run stops where it is, and no handler of ours runs."""
+
+
+def _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks, *, rounds=4):
+    """A market launched on its own whose judge has given a prior: generating, its run sent."""
+    from debate.models import Debate
+    from debate.research.markets import market_create, market_start
+
+    debate = Debate(question="Who took the ledger?", answer_a="the clerk",
+                    answer_b="the captain", correct_side="a", max_rounds=rounds,
+                    passage="The clerk took the ledger. The captain was at sea.",
+                    debater_a_config=ModelConfigFactory(name="adv alone"),
+                    judge=annotator)  # fmt: skip
+    m = ModelConfigFactory(name="m alone")
+    # ε 0.05 < every move (0.1): the market runs to its step limit.
+    market_create(debate=debate, predictor=m, epsilon=0.05, patience=2, candidates=2,
+                  created_by=researcher)  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        market_start(debate)  # sent to sent_runs, which each caller asks for
+    return debate
+
+
+@pytest.fixture
+def sent_runs(monkeypatch):
+    """The market tasks sent (debate ids), recorded instead of delivered."""
+    from celery import current_app
+
+    from debate.research.markets import MARKET_TASK
+
+    sent: list[int] = []
+    monkeypatch.setattr(current_app.tasks[MARKET_TASK], "delay", sent.append)
+    return sent
+
+
+def _dying_after(adv_calls, fake_market, monkeypatch, *, then):
+    """Adv's backend runs `then()` instead of its call number adv_calls + 1 (counting from the
+    fixture's start), then answers as the fake does."""
+    fake = llm.generation.backend_for
+
+    class Dying(fake):
+        def generate_batch(self, prompts, *, params):
+            if len(fake_market["generate"]) == adv_calls:
+                monkeypatch.setattr(llm.generation, "backend_for", fake)
+                then()
+            return super().generate_batch(prompts, params=params)
+
+    monkeypatch.setattr(llm.generation, "backend_for", Dying)
+
+
+def _steps(debate):
+    return list(
+        MarketStep.objects.filter(market__debate=debate)
+        .order_by("step")
+        .values_list("step", "pk", "speech_id", "speech__text", "probability_after")
+    )
+
+
+def test_a_market_whose_worker_died_mid_run_is_sent_again_and_resumes_after_its_last_step(
+    researcher, annotator, fake_market, monkeypatch, sent_runs, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from debate.models import Debate
+    from debate.research.markets import MARKET_STALE_AFTER, market_run
+    from debate.tasks import markets_requeue_stale_task
+
+    debate = _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks)
+    assert sent_runs == [debate.pk]
+
+    def killed():
+        raise WorkerKilled
+
+    # The worker is killed as Adv starts step 3: steps 1 and 2 are stored.
+    _dying_after(2, fake_market, monkeypatch, then=killed)
+    with pytest.raises(WorkerKilled):
+        market_run(debate_id=debate.pk)
+    stored = _steps(debate)
+    assert [s[0] for s in stored] == [1, 2]
+    choose_calls = len(fake_market["choose"])  # p₀, step 1, step 2
+    assert choose_calls == 3
+    # The broker's redelivery (acks_late) finds the market claimed and does nothing.
+    market_run(debate_id=debate.pk)
+    assert _steps(debate) == stored and len(fake_market["choose"]) == choose_calls
+
+    assert markets_requeue_stale_task() == 0  # its last heartbeat is recent
+    # A batch's market, as silent, is its batch's run to resume (batches_requeue_stale).
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=1)
+    long_ago = timezone.now() - MARKET_STALE_AFTER - timedelta(seconds=1)
+    Market.objects.update(claimed_at=long_ago, heartbeat_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert markets_requeue_stale_task() == 1
+        assert markets_requeue_stale_task() == 0  # sent once
+    assert sent_runs == [debate.pk, debate.pk]
+    assert Market.objects.get(debate__batch=batch).claimed_at is not None
+
+    market_run(debate_id=debate.pk)
+    debate.refresh_from_db()
+    market = Market.objects.get(debate=debate)
+    assert (debate.status, debate.max_rounds, market.stop_reason) == (
+        "awaiting_judge", 4, "step_limit"
+    )  # fmt: skip
+    assert market.attempt == 2
+    steps = _steps(debate)
+    # Steps 1 and 2 are the dead run's, untouched; 3 and 4 follow on, each stored once.
+    assert [s[0] for s in steps] == [1, 2, 3, 4] and steps[:2] == stored
+    assert Speech.objects.filter(debate=debate).count() == 4
+    assert MarketCandidate.objects.filter(step__market=market).count() == 4 * 2
+    # M's p₀ was not asked again, and step 3 starts where step 2 ended.
+    assert len(fake_market["choose"]) == choose_calls + 2
+    assert MarketStep.objects.get(market=market, step=3).probability_before == stored[1][4]
+    # Step 3's prompts hold each stored argument once.
+    prompt = fake_market["choose"][choose_calls][1][0][-1]["content"]
+    assert [prompt.count(text) for _, _, _, text, _ in stored] == [1, 1]
+    assert Debate.objects.get(pk=debate.pk).current_round == 4
+
+
+def test_a_run_given_up_on_while_only_slow_stores_no_step_twice(
+    researcher, annotator, fake_market, monkeypatch, sent_runs, django_capture_on_commit_callbacks,
+    caplog,
+):  # fmt: skip
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from debate.research.markets import MARKET_STALE_AFTER, market_run, markets_requeue_stale
+
+    debate = _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks)
+
+    def meanwhile():
+        # The first run is slow at step 2: the sweeper gives it up and another run claims the
+        # market and finishes it before the first one stores its step 2.
+        later = timezone.now() + MARKET_STALE_AFTER + timedelta(seconds=1)
+        with django_capture_on_commit_callbacks(execute=False):
+            assert markets_requeue_stale(now=later) == 1
+        market_run(debate_id=debate.pk)
+
+    _dying_after(1, fake_market, monkeypatch, then=meanwhile)
+    market_run(debate_id=debate.pk)
+    # The slow run found step 2 stored, kept it and stopped at its next heartbeat: no error.
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == [
+        f"market {Market.objects.get(debate=debate).pk}: attempt 1 was superseded; stopping"
+    ]
+    market = Market.objects.get(debate=debate)
+    assert market.attempt == 2 and market.stop_reason == "step_limit"
+    assert [s[0] for s in _steps(debate)] == [1, 2, 3, 4]
+    assert Speech.objects.filter(debate=debate).count() == 4
+    assert MarketCandidate.objects.filter(step__market=market).count() == 4 * 2
