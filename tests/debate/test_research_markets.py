@@ -434,3 +434,145 @@ def test_a_run_given_up_on_while_only_slow_stores_no_step_twice(
     assert [s[0] for s in _steps(debate)] == [1, 2, 3, 4]
     assert Speech.objects.filter(debate=debate).count() == 4
     assert MarketCandidate.objects.filter(step__market=market).count() == 4 * 2
+
+
+def test_m_failing_records_the_step_failed_with_its_reason_and_retry_resumes_the_market(
+    researcher, annotator, fake_market, monkeypatch, sent_runs, client,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    from datetime import timedelta
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from debate.research.markets import market_run, markets_requeue_stale
+    from debate.services import speech_retry
+    from llm.backends.base import GenerationTimeoutError
+
+    debate = _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks)
+    fake_choose = llm.generation.choose
+
+    def choose(config, chats, options):
+        if len(fake_market["choose"]) == 2:  # p₀ and step 1 went well
+            raise GenerationTimeoutError("no answer within the 120 s timeout", config_name="m")
+        return fake_choose(config, chats, options)
+
+    monkeypatch.setattr(llm.generation, "choose", choose)
+    market_run(debate_id=debate.pk)
+    debate.refresh_from_db()
+    assert debate.status == "generating" and debate.current_round == 2
+    failed = Speech.objects.get(debate=debate, status="failed")
+    assert failed.round == 2
+    assert failed.error == (
+        "M could not score Adv's arguments at step 2: no answer within the 120 s timeout."
+    )
+    assert [s[0] for s in _steps(debate)] == [1]
+    # The judge's page says why, and nothing of M's numbers.
+    client.force_login(annotator)
+    page = client.get(reverse("debate:detail", kwargs={"pk": debate.pk})).content.decode()
+    assert "This speech failed: M could not score Adv&#x27;s arguments at step 2" in page
+    # A recorded failure waits for a researcher: the sweeper leaves it, a delivery finds it
+    # claimed.
+    much_later = timezone.now() + timedelta(days=1)
+    assert markets_requeue_stale(now=much_later) == 0
+    market_run(debate_id=debate.pk)
+    assert Speech.objects.get(pk=failed.pk).status == "failed"
+
+    monkeypatch.setattr(llm.generation, "choose", fake_choose)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert speech_retry(speech_id=failed.pk).status == "queued"
+    assert sent_runs == [debate.pk, debate.pk]
+    market_run(debate_id=debate.pk)
+    debate.refresh_from_db()
+    assert debate.status == "awaiting_judge"
+    assert [s[0] for s in _steps(debate)] == [1, 2, 3, 4]
+    failed.refresh_from_db()
+    assert (failed.status, failed.error) == ("done", "")
+    assert MarketStep.objects.get(market__debate=debate, step=2).speech_id == failed.pk
+    # Only a failed step is retried: the others are the run's.
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="Only a failed step"):
+        speech_retry(speech_id=failed.pk)
+
+
+@pytest.mark.parametrize("who", ["adv", "m"])
+def test_adv_or_m_failing_on_its_own_market_records_a_reason_and_never_an_argument(
+    who, researcher, annotator, fake_market, monkeypatch, sent_runs,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    from debate.research.markets import market_run
+    from llm.backends.base import GenerationError
+
+    debate = _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks)
+
+    def fail(*args, **kwargs):
+        raise GenerationError("the server refused: 503", config_name=who)
+
+    if who == "adv":
+        monkeypatch.setattr(llm.generation.backend_for, "generate_batch", fail)
+        reason = "Adv could not write its arguments at step 1: the server refused: 503."
+    else:
+        monkeypatch.setattr(llm.generation, "choose", fail)
+        reason = "M could not make its first prediction: the server refused: 503."
+    market_run(debate_id=debate.pk)
+    [speech] = Speech.objects.filter(debate=debate)
+    assert (speech.status, speech.round, speech.text, speech.error) == ("failed", 1, "", reason)
+    assert not MarketStep.objects.exists() and not MarketCandidate.objects.exists()
+
+
+def test_a_bug_in_a_market_run_is_recorded_without_its_text_instead_of_crashing_forever(
+    researcher, annotator, fake_market, monkeypatch, sent_runs, django_capture_on_commit_callbacks
+):
+    from debate.research import markets
+
+    debate = _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("column predictor_config_id is broken")
+
+    monkeypatch.setattr(markets, "quotes_verify", broken)
+    markets.market_run(debate_id=debate.pk)
+    [speech] = Speech.objects.filter(debate=debate)
+    assert (speech.status, speech.round) == ("failed", 1)
+    # The judge reads it: the kind of error, not its text.
+    assert speech.error == (
+        "The market's run stopped on an error in Arbiter (RuntimeError); the worker's log has "
+        "the details."
+    )
+
+
+@pytest.mark.parametrize(
+    ("who", "reason"),
+    [
+        ("adv", "Adv could not write its arguments at step 1: the server refused: 503."),
+        ("m", "M could not score Adv's arguments at step 1: the server refused: 503."),
+    ],
+)
+def test_adv_or_m_failing_in_a_batch_fails_the_batch_with_the_reason(
+    who, reason, researcher, fake_market, monkeypatch, django_capture_on_commit_callbacks
+):
+    from llm.backends.base import GenerationError
+
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=2)
+    fake_choose = llm.generation.choose
+
+    def fail(*args, **kwargs):
+        raise GenerationError("the server refused: 503", config_name=who)
+
+    def choose(config, chats, options):
+        if len(fake_market["choose"]) == 1:  # p₀ went well; step 1's predictions fail
+            fail()
+        return fake_choose(config, chats, options)
+
+    if who == "adv":
+        monkeypatch.setattr(llm.generation.backend_for, "generate_batch", fail)
+    else:
+        monkeypatch.setattr(llm.generation, "choose", choose)
+    batch_run(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert (batch.status, batch.error) == ("failed", reason)
+    # No error message ever became an argument, or a candidate.
+    assert not Speech.objects.filter(debate__batch=batch).exists()
+    assert not MarketCandidate.objects.exists()
