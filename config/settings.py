@@ -257,6 +257,7 @@ CELERY_TASK_ROUTES = {
     # Not behind long generations: it is what rescues them (an exact name beats a pattern).
     "debate.tasks.speeches_requeue_stale_task": {"queue": "default"},
     "debate.tasks.batches_requeue_stale_task": {"queue": "default"},
+    "debate.tasks.markets_requeue_stale_task": {"queue": "default"},
     "amplification.tasks.trees_requeue_stale_task": {"queue": "default"},
     "llm.tasks.model_trials_fail_stale_task": {"queue": "default"},
     "llm.tasks.training_runs_fail_stale_task": {"queue": "default"},
@@ -304,6 +305,13 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # A batch of AI debates whose worker died resumes (debate.research.batches.BATCH_STALE_AFTER).
     "batches-requeue-stale": {
         "task": "debate.tasks.batches_requeue_stale_task",
+        "schedule": 60.0,
+        "options": {"expires": 60.0},
+    },
+    # A market launched on its own whose worker died resumes
+    # (debate.research.markets.MARKET_STALE_AFTER).
+    "markets-requeue-stale": {
+        "task": "debate.tasks.markets_requeue_stale_task",
         "schedule": 60.0,
         "options": {"expires": 60.0},
     },

@@ -46,7 +46,7 @@ from debate.models import (
     Verdict,
     VerdictKind,
 )
-from debate.research.markets import market_start
+from debate.research.markets import market_start, market_step_retry
 from llm.models import ModelConfig
 
 logger = logging.getLogger(__name__)
@@ -211,15 +211,19 @@ def _round_start(debate: Debate, round_number: int) -> None:
 def speech_retry(*, speech_id: int) -> Speech:
     """Start a failed (or stale: see speeches_stale) speech again from nothing, so no text is
     duplicated. A speech a worker is still writing is refused: a retry would start a second
-    generation of it. ValidationError says why."""
+    generation of it. A market's failed step sends the market's run again instead
+    (market_step_retry). ValidationError says why."""
     with transaction.atomic():
         speech = Speech.objects.select_for_update().get(pk=speech_id)
-        if (
-            speech.status != SpeechStatus.FAILED
-            and not speeches_stale().filter(pk=speech.pk).exists()
-        ):
-            raise ValidationError(_speech_retry_refusal(speech))
-        speech_restart(speech)
+        if speech.debate.protocol == Protocol.MARKET:
+            market_step_retry(speech)
+        else:
+            if (
+                speech.status != SpeechStatus.FAILED
+                and not speeches_stale().filter(pk=speech.pk).exists()
+            ):
+                raise ValidationError(_speech_retry_refusal(speech))
+            speech_restart(speech)
     speech.refresh_from_db()
     return speech
 

@@ -28,9 +28,16 @@ def batches_requeue_stale_task() -> int:
     return batches_requeue_stale()
 
 
-@shared_task
+@shared_task(acks_late=True, reject_on_worker_lost=True)
 def market_run_task(debate_id: int) -> None:
     """A market launched on its own (debate.research.markets.market_run)."""
     from debate.research.markets import market_run
 
     market_run(debate_id=debate_id)
+
+
+@shared_task
+def markets_requeue_stale_task() -> int:
+    from debate.research.markets import markets_requeue_stale
+
+    return markets_requeue_stale()

@@ -50,6 +50,10 @@ class Market(models.Model):
     # A market launched on its own (not in a batch): when a worker claimed its run
     # (debate.research.markets.market_run); a second delivery finds it set and stops.
     claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Each claim counts up, and the run beats once a step: a run silent for MARKET_STALE_AFTER
+    # (its worker killed) is sent again by the sweeper, and the one it replaced stops.
+    attempt = models.PositiveIntegerField(default=0, editable=False)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     def __str__(self) -> str:
         return f"market of debate {self.debate_id}"

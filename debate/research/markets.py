@@ -20,19 +20,27 @@ only: debate.research.batches.judge_transcript reads speeches, and nothing else 
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import F, Prefetch, Q, QuerySet
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from debate.events import debate_changed
-from debate.generation import CHARS_PER_TOKEN, GENERATION_BATCH, debate_transcript
+from debate.generation import (
+    CHARS_PER_TOKEN,
+    GENERATION_BATCH,
+    debate_transcript,
+    speeches_reset,
+)
 from debate.models import (
     MAX_MARKET_CANDIDATES,
     Debate,
@@ -51,6 +59,8 @@ from debate.prompting import TranscriptEntry, debater_messages
 from debate.quotes import quotes_verify, speech_limit
 from llm.backends.base import ChatMessage, GenerationError
 from llm.models import ModelConfig
+
+logger = logging.getLogger(__name__)
 
 OPTIONS = ("A", "B")
 # Rows of one batched call: a market's candidates are never split over two calls.
@@ -103,14 +113,30 @@ def adversary_messages(debate: Debate, side: str, step: int) -> list[ChatMessage
 Prediction = tuple[float | None, str, float | None]  # P(A) or None, method, option mass
 
 
-def _predict(config: ModelConfig | None, chats: list[list[ChatMessage]]) -> list[Prediction]:
-    """(P(A) or None, method, option mass) per chat, from M in batched calls."""
+class MarketFailed(Exception):
+    """Adv or M could not answer (a GenerationError, a timeout included): the run stops, and
+    the reason is recorded (market_run: on the step's speech; batch_run: on the batch)."""
+
+
+class MarketSuperseded(Exception):
+    """This worker's run was given up on (no heartbeat) and the market sent to another."""
+
+
+def _predict(
+    config: ModelConfig | None, chats: list[list[ChatMessage]], *, doing: str
+) -> list[Prediction]:
+    """(P(A) or None, method, option mass) per chat, from M in batched calls; MarketFailed
+    saying what M was `doing` if M cannot answer."""
     from llm.generation import choose
 
     assert config is not None  # a batch's markets always have M (only imports lack it)
     results: list[Prediction] = []
     for start in range(0, len(chats), MARKET_BATCH_ROWS):
-        for choice in choose(config, chats[start : start + MARKET_BATCH_ROWS], list(OPTIONS)):
+        try:
+            choices = choose(config, chats[start : start + MARKET_BATCH_ROWS], list(OPTIONS))
+        except GenerationError as error:
+            raise MarketFailed(f"M could not {doing}: {error.message.rstrip('.')}.") from error
+        for choice in choices:
             p = None if choice.probabilities is None else float(choice.probabilities[0])
             results.append((p, choice.method, choice.option_mass))
     return results
@@ -170,39 +196,141 @@ def market_create(
 MARKET_TASK = "debate.tasks.market_run_task"
 
 
+# A run beats once a step (Adv's n candidates, then M's n predictions: one batched call each).
+MARKET_STALE_AFTER = timedelta(minutes=10)
+
+
+def _market_enqueue(debate_id: int) -> None:
+    from celery import current_app
+
+    current_app.tasks[MARKET_TASK].delay(debate_id)
+
+
 def market_start(debate: Debate) -> None:
     """In the caller's transaction, the debate locked: the judge gave a prior, the market runs
     on a worker once it commits."""
-    from celery import current_app
-
     debate.current_round = 0
     debate.status = DebateStatus.GENERATING
     debate.save(update_fields=["current_round", "status", "judge_started_at"])
-    transaction.on_commit(lambda: current_app.tasks[MARKET_TASK].delay(debate.pk))
+    transaction.on_commit(partial(_market_enqueue, debate.pk))
     debate_changed(debate.pk)
 
 
 def market_run(*, debate_id: int) -> None:
     """Run a market launched on its own, then hand it to its judge: the steps it held are all
-    the rounds there are, so the judging page asks for the final answer. Claimed with a
-    conditional UPDATE of Market.claimed_at; a second delivery finds it claimed and returns.
-    The judge's page is told after every step (debate_changed), and sees kept arguments only."""
-    claimed = Market.objects.filter(
-        debate_id=debate_id, claimed_at__isnull=True, debate__status=DebateStatus.GENERATING
-    ).update(claimed_at=timezone.now())
-    if not claimed:
-        return
+    the rounds there are, so the judging page asks for the final answer. The judge's page is
+    told after every step (debate_changed), and sees kept arguments only.
+
+    Claimed by setting Market.claimed_at where it is unset (a second delivery finds it set and
+    returns), each claim a new attempt. The run beats once a step; a run killed mid-way is
+    sent again by markets_requeue_stale and resumes after its last stored step. Adv or M
+    failing (MarketFailed), or any other error, is recorded as the failed step's speech with
+    its reason, and the claim kept until a researcher retries it (market_step_retry)."""
+    with transaction.atomic():
+        market = (
+            Market.objects.select_for_update(of=("self",))
+            .filter(debate_id=debate_id, claimed_at__isnull=True,
+                    debate__status=DebateStatus.GENERATING)
+            .first()
+        )  # fmt: skip
+        if market is None:
+            return
+        now = timezone.now()
+        market.attempt += 1
+        Market.objects.filter(pk=market.pk).update(
+            claimed_at=now, heartbeat_at=now, attempt=market.attempt
+        )
+    ours = Market.objects.filter(pk=market.pk, attempt=market.attempt, claimed_at__isnull=False)
     debate = Debate.objects.select_related("debater_a_config").get(pk=debate_id)
     assert debate.debater_a_config is not None  # market_create
-    markets_run(
-        markets=Market.objects.filter(debate_id=debate_id),
-        max_new_tokens=debate.debater_a_config.max_new_tokens,
-        alive=lambda: debate_changed(debate_id),
-    )  # fmt: skip
+    try:
+        markets_run(
+            markets=Market.objects.filter(pk=market.pk),
+            max_new_tokens=debate.debater_a_config.max_new_tokens,
+            alive=partial(_market_alive, ours, debate_id),
+        )  # fmt: skip
+    except MarketSuperseded:
+        logger.warning("market %s: attempt %s was superseded; stopping", market.pk, market.attempt)
+        return
+    except MarketFailed as failure:
+        _market_fail(ours, debate_id, str(failure))
+        return
+    except Exception as error:
+        logger.exception("market %s failed", market.pk)
+        # Not the exception's text: the judge reads this, and it may name internals.
+        _market_fail(ours, debate_id, f"The market's run stopped on an error in Arbiter "
+                                      f"({type(error).__name__}); the worker's log has the "
+                                      "details.")  # fmt: skip
+        return
     Debate.objects.filter(pk=debate_id, status=DebateStatus.GENERATING).update(
         status=DebateStatus.AWAITING_JUDGE, max_rounds=Greatest(F("current_round"), 1)
     )
     debate_changed(debate_id)
+
+
+def _market_alive(ours: QuerySet[Market], debate_id: int) -> None:
+    """Heartbeat, or MarketSuperseded if the sweeper has given this attempt up."""
+    if not ours.update(heartbeat_at=timezone.now()):
+        raise MarketSuperseded
+    debate_changed(debate_id)
+
+
+def _market_fail(ours: QuerySet[Market], debate_id: int, reason: str) -> None:
+    """Record why the next step failed as its speech's error, as a live debate records a
+    failed speech (the reason is shown to the judge: no M numbers, no candidates): the judging
+    page shows it, and a researcher's Retry (debate.services.speech_retry) starts the run
+    again. The claim stays, so neither a late delivery nor the sweeper starts it meanwhile.
+    Nothing if this attempt was superseded (the run that replaced it owns the market now)."""
+    now = timezone.now()
+    with transaction.atomic():
+        if not ours.update(heartbeat_at=now):
+            return
+        step = MarketStep.objects.filter(market__in=ours).count() + 1
+        Speech.objects.update_or_create(
+            debate_id=debate_id, round=step, side=Side.A,
+            defaults={"status": SpeechStatus.FAILED, "text": "", "quotes": [], "error": reason,
+                      "started_at": now, "finished_at": now},
+        )  # fmt: skip
+        # The step in progress, as a live debate's round is while it is spoken: its page
+        # shows that round's speeches, this record among them.
+        Debate.objects.filter(pk=debate_id).update(current_round=step)
+    debate_changed(debate_id)
+
+
+def market_step_retry(speech: Speech) -> None:
+    """In the caller's transaction, holding the speech's lock: a failed step of a market
+    launched on its own (market_run's record of why) is queued again, and the market's run
+    is sent again; it resumes after its last stored step. ValidationError for any other of a
+    market's speeches: they are its run's to write."""
+    if speech.status != SpeechStatus.FAILED or speech.debate.batch_id is not None:
+        raise ValidationError(
+            "Only a failed step of a market launched on its own can be retried: a market's "
+            "other steps are written by its run."
+        )
+    speeches_reset(Speech.objects.filter(pk=speech.pk))
+    Market.objects.filter(debate_id=speech.debate_id).update(claimed_at=None)
+    transaction.on_commit(partial(_market_enqueue, speech.debate_id))
+    debate_changed(speech.debate_id)
+
+
+def markets_requeue_stale(*, now: datetime | None = None) -> int:
+    """Send again every market launched on its own whose run has been silent for
+    MARKET_STALE_AFTER (its worker killed, or its machine gone); returns how many. The next
+    claim resumes it after its last stored step. A market whose failure is recorded waits
+    for Retry instead. Run by beat every minute."""
+    cutoff = (now or timezone.now()) - MARKET_STALE_AFTER
+    stale = Market.objects.filter(
+        # Claimed before heartbeats existed: the claim is the last sign of life.
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, claimed_at__lt=cutoff),
+        claimed_at__isnull=False, debate__batch__isnull=True,
+        debate__status=DebateStatus.GENERATING,
+    ).exclude(debate__speeches__status=SpeechStatus.FAILED)  # fmt: skip
+    requeued = 0
+    for market_id, debate_id in list(stale.values_list("pk", "debate_id")):
+        if stale.filter(pk=market_id).update(claimed_at=None):
+            transaction.on_commit(partial(_market_enqueue, debate_id))
+            requeued += 1
+    return requeued
 
 
 def markets_run(
@@ -212,26 +340,36 @@ def markets_run(
     """Run these markets (a batch's, or one launched on its own) to their stops, each at most
     its debate's max_rounds steps, Adv's arguments at most `max_new_tokens` tokens.
     Resumable: p_0 and the steps a dead run stored are kept, and each market goes on from its
-    last step. `alive()` is called before each step (a heartbeat, or raises to stop)."""
-    found = _markets(markets)
-    _initial_predictions([m for m in found if m.initial_probability_a is None])
-    for step in range(1, max((m.debate.max_rounds for m in found), default=0) + 1):
+    last stored step (none is made twice). `alive()` is called before each step (a
+    heartbeat, or raises to stop). MarketFailed if Adv or M cannot answer."""
+    _initial_predictions([m for m in _markets(markets) if m.initial_probability_a is None])
+    while True:
         alive()
-        found = _markets(markets)
-        active = [m for m in found if not m.stop_reason and len(m.steps.all()) < step]
-        if not active:
+        running = _stops_record(markets, progress)
+        if not running:
             break
+        # In step: the markets furthest behind (a dead run may have stored a step for some
+        # markets of a batch and not yet for others).
+        step = min(len(m.steps.all()) for m in running) + 1
+        active = [m for m in running if len(m.steps.all()) < step]
         _markets_step(active, step, max_new_tokens=max_new_tokens)
-        for market in _markets(markets):
-            if market.stop_reason:
-                continue
-            reason = _stop_reason(market)
-            if reason:
-                Market.objects.filter(pk=market.pk).update(stop_reason=reason)
-                # A market that stops early skips its remaining steps in the progress bar.
-                progress(market.debate.max_rounds - len(market.steps.all()))
         progress(len(active))
-    markets.filter(stop_reason="").update(stop_reason=MarketStop.STEP_LIMIT)
+
+
+def _stops_record(markets: QuerySet[Market], progress: Callable[[int], None]) -> list[Market]:
+    """Record each stop reached (a dead run's last step included); the markets still running."""
+    running = []
+    for market in _markets(markets):
+        if market.stop_reason:
+            continue
+        reason = _stop_reason(market)
+        if not reason:
+            running.append(market)
+            continue
+        Market.objects.filter(pk=market.pk).update(stop_reason=reason)
+        # A market that stops early skips its remaining steps in the progress bar.
+        progress(market.debate.max_rounds - len(market.steps.all()))
+    return running
 
 
 def _stop_reason(market: Market) -> str:
@@ -250,9 +388,8 @@ def _initial_predictions(markets: list[Market]) -> None:
         by_config[market.predictor_config_id].append(market)
     for group in by_config.values():
         chats = [predictor_messages(m.debate, []) for m in group]
-        for market, (p, method, _) in zip(
-            group, _predict(group[0].predictor_config, chats), strict=True
-        ):
+        predictions = _predict(group[0].predictor_config, chats, doing="make its first prediction")
+        for market, (p, method, _) in zip(group, predictions, strict=True):
             Market.objects.filter(pk=market.pk).update(
                 initial_probability_a=0.5 if p is None else p, initial_method=method
             )
@@ -278,7 +415,8 @@ def _markets_step(markets: list[Market], step: int, *, max_new_tokens: int) -> N
             entries = debate_transcript(market.debate, before=None)
             entries.append(TranscriptEntry(step, "Argument", texts[(market.pk, index)][0]))
             chats.append(predictor_messages(market.debate, entries))
-        for row, prediction in zip(row_ids, _predict(config, chats), strict=True):
+        answers = _predict(config, chats, doing=f"score Adv's arguments at step {step}")
+        for row, prediction in zip(row_ids, answers, strict=True):
             predictions[row] = prediction
     for market in markets:
         before = _probability_now(market)
@@ -328,7 +466,11 @@ def _candidates(markets: list[Market], step: int,
             try:
                 replies = [c.text for c in backend_for(config).generate_batch(chats, params=params)]
             except GenerationError as error:
-                replies = [f"(Adv failed: {error})"] * len(keys)
+                # Never an argument: an error message is not something Adv said.
+                why = error.message.rstrip(".")
+                raise MarketFailed(
+                    f"Adv could not write its arguments at step {step}: {why}."
+                ) from error
             for (market, index), reply in zip(keys, replies, strict=True):
                 texts[(market.pk, index)] = speech_limit(
                     reply.strip(), char_limit=market.debate.speech_char_limit
@@ -347,10 +489,18 @@ def _step_save(
     quotes = quotes_verify(text, passage=debate.passage, quote_char_limit=debate.quote_char_limit)
     now = timezone.now()
     with transaction.atomic():
-        speech = Speech.objects.create(
-            debate=debate, round=step, side=Side.A, status=SpeechStatus.DONE, text=text,
-            truncated=truncated, quotes=[quote.as_json() for quote in quotes],
-            finished_at=now, started_at=now,
+        # Locked: a run given up on as dead while only slow, and the run that replaced it, may
+        # both reach this step. The first stores it; the other keeps that one, so no step is
+        # stored twice (the late run stops at its next heartbeat).
+        Market.objects.select_for_update().get(pk=market.pk)
+        if MarketStep.objects.filter(market=market, step=step).exists():
+            return
+        # A failed step's record (queued again by Retry) becomes the step's speech.
+        speech, _ = Speech.objects.update_or_create(
+            debate=debate, round=step, side=Side.A,
+            defaults={"status": SpeechStatus.DONE, "text": text, "truncated": truncated,
+                      "quotes": [quote.as_json() for quote in quotes], "error": "",
+                      "finished_at": now, "started_at": now},
         )  # fmt: skip
         row = MarketStep.objects.create(
             market=market, step=step, probability_before=before, probability_after=after,

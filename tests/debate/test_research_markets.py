@@ -278,3 +278,301 @@ def test_a_market_on_its_own_refuses_bad_settings_and_creates_nothing(researcher
         "market", "waiting_for_prior", None
     )  # fmt: skip
     assert Market.objects.get(debate=debate).candidates == 3
+
+
+# --- a market launched on its own: a dead worker's run resumes, failures are recorded --------
+
+
+class WorkerKilled(BaseException):
+    """What a SIGKILL leaves: the run stops where it is, and no handler of ours runs."""
+
+
+def _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks, *, rounds=4):
+    """A market launched on its own whose judge has given a prior: generating, its run sent."""
+    from debate.models import Debate
+    from debate.research.markets import market_create, market_start
+
+    debate = Debate(question="Who took the ledger?", answer_a="the clerk",
+                    answer_b="the captain", correct_side="a", max_rounds=rounds,
+                    passage="The clerk took the ledger. The captain was at sea.",
+                    debater_a_config=ModelConfigFactory(name="adv alone"),
+                    judge=annotator)  # fmt: skip
+    m = ModelConfigFactory(name="m alone")
+    # ε 0.05 < every move (0.1): the market runs to its step limit.
+    market_create(debate=debate, predictor=m, epsilon=0.05, patience=2, candidates=2,
+                  created_by=researcher)  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        market_start(debate)  # sent to sent_runs, which each caller asks for
+    return debate
+
+
+@pytest.fixture
+def sent_runs(monkeypatch):
+    """The market tasks sent (debate ids), recorded instead of delivered."""
+    from celery import current_app
+
+    from debate.research.markets import MARKET_TASK
+
+    sent: list[int] = []
+    monkeypatch.setattr(current_app.tasks[MARKET_TASK], "delay", sent.append)
+    return sent
+
+
+def _dying_after(adv_calls, fake_market, monkeypatch, *, then):
+    """Adv's backend runs `then()` instead of its call number adv_calls + 1 (counting from the
+    fixture's start), then answers as the fake does."""
+    fake = llm.generation.backend_for
+
+    class Dying(fake):
+        def generate_batch(self, prompts, *, params):
+            if len(fake_market["generate"]) == adv_calls:
+                monkeypatch.setattr(llm.generation, "backend_for", fake)
+                then()
+            return super().generate_batch(prompts, params=params)
+
+    monkeypatch.setattr(llm.generation, "backend_for", Dying)
+
+
+def _steps(debate):
+    return list(
+        MarketStep.objects.filter(market__debate=debate)
+        .order_by("step")
+        .values_list("step", "pk", "speech_id", "speech__text", "probability_after")
+    )
+
+
+def test_a_market_whose_worker_died_mid_run_is_sent_again_and_resumes_after_its_last_step(
+    researcher, annotator, fake_market, monkeypatch, sent_runs, django_capture_on_commit_callbacks
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from debate.models import Debate
+    from debate.research.markets import MARKET_STALE_AFTER, market_run
+    from debate.tasks import markets_requeue_stale_task
+
+    debate = _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks)
+    assert sent_runs == [debate.pk]
+
+    def killed():
+        raise WorkerKilled
+
+    # The worker is killed as Adv starts step 3: steps 1 and 2 are stored.
+    _dying_after(2, fake_market, monkeypatch, then=killed)
+    with pytest.raises(WorkerKilled):
+        market_run(debate_id=debate.pk)
+    stored = _steps(debate)
+    assert [s[0] for s in stored] == [1, 2]
+    choose_calls = len(fake_market["choose"])  # p₀, step 1, step 2
+    assert choose_calls == 3
+    # The broker's redelivery (acks_late) finds the market claimed and does nothing.
+    market_run(debate_id=debate.pk)
+    assert _steps(debate) == stored and len(fake_market["choose"]) == choose_calls
+
+    assert markets_requeue_stale_task() == 0  # its last heartbeat is recent
+    # A batch's market, as silent, is its batch's run to resume (batches_requeue_stale).
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=1)
+    long_ago = timezone.now() - MARKET_STALE_AFTER - timedelta(seconds=1)
+    Market.objects.update(claimed_at=long_ago, heartbeat_at=long_ago)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert markets_requeue_stale_task() == 1
+        assert markets_requeue_stale_task() == 0  # sent once
+    assert sent_runs == [debate.pk, debate.pk]
+    assert Market.objects.get(debate__batch=batch).claimed_at is not None
+
+    market_run(debate_id=debate.pk)
+    debate.refresh_from_db()
+    market = Market.objects.get(debate=debate)
+    assert (debate.status, debate.max_rounds, market.stop_reason) == (
+        "awaiting_judge", 4, "step_limit"
+    )  # fmt: skip
+    assert market.attempt == 2
+    steps = _steps(debate)
+    # Steps 1 and 2 are the dead run's, untouched; 3 and 4 follow on, each stored once.
+    assert [s[0] for s in steps] == [1, 2, 3, 4] and steps[:2] == stored
+    assert Speech.objects.filter(debate=debate).count() == 4
+    assert MarketCandidate.objects.filter(step__market=market).count() == 4 * 2
+    # M's p₀ was not asked again, and step 3 starts where step 2 ended.
+    assert len(fake_market["choose"]) == choose_calls + 2
+    assert MarketStep.objects.get(market=market, step=3).probability_before == stored[1][4]
+    # Step 3's prompts hold each stored argument once.
+    prompt = fake_market["choose"][choose_calls][1][0][-1]["content"]
+    assert [prompt.count(text) for _, _, _, text, _ in stored] == [1, 1]
+    assert Debate.objects.get(pk=debate.pk).current_round == 4
+
+
+def test_a_run_given_up_on_while_only_slow_stores_no_step_twice(
+    researcher, annotator, fake_market, monkeypatch, sent_runs, django_capture_on_commit_callbacks,
+    caplog,
+):  # fmt: skip
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from debate.research.markets import MARKET_STALE_AFTER, market_run, markets_requeue_stale
+
+    debate = _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks)
+
+    def meanwhile():
+        # The first run is slow at step 2: the sweeper gives it up and another run claims the
+        # market and finishes it before the first one stores its step 2.
+        later = timezone.now() + MARKET_STALE_AFTER + timedelta(seconds=1)
+        with django_capture_on_commit_callbacks(execute=False):
+            assert markets_requeue_stale(now=later) == 1
+        market_run(debate_id=debate.pk)
+
+    _dying_after(1, fake_market, monkeypatch, then=meanwhile)
+    market_run(debate_id=debate.pk)
+    # The slow run found step 2 stored, kept it and stopped at its next heartbeat: no error.
+    assert [r.getMessage() for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == [
+        f"market {Market.objects.get(debate=debate).pk}: attempt 1 was superseded; stopping"
+    ]
+    market = Market.objects.get(debate=debate)
+    assert market.attempt == 2 and market.stop_reason == "step_limit"
+    assert [s[0] for s in _steps(debate)] == [1, 2, 3, 4]
+    assert Speech.objects.filter(debate=debate).count() == 4
+    assert MarketCandidate.objects.filter(step__market=market).count() == 4 * 2
+
+
+def test_m_failing_records_the_step_failed_with_its_reason_and_retry_resumes_the_market(
+    researcher, annotator, fake_market, monkeypatch, sent_runs, client,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    from datetime import timedelta
+
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from debate.research.markets import market_run, markets_requeue_stale
+    from debate.services import speech_retry
+    from llm.backends.base import GenerationTimeoutError
+
+    debate = _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks)
+    fake_choose = llm.generation.choose
+
+    def choose(config, chats, options):
+        if len(fake_market["choose"]) == 2:  # p₀ and step 1 went well
+            raise GenerationTimeoutError("no answer within the 120 s timeout", config_name="m")
+        return fake_choose(config, chats, options)
+
+    monkeypatch.setattr(llm.generation, "choose", choose)
+    market_run(debate_id=debate.pk)
+    debate.refresh_from_db()
+    assert debate.status == "generating" and debate.current_round == 2
+    failed = Speech.objects.get(debate=debate, status="failed")
+    assert failed.round == 2
+    assert failed.error == (
+        "M could not score Adv's arguments at step 2: no answer within the 120 s timeout."
+    )
+    assert [s[0] for s in _steps(debate)] == [1]
+    # The judge's page says why, and nothing of M's numbers.
+    client.force_login(annotator)
+    page = client.get(reverse("debate:detail", kwargs={"pk": debate.pk})).content.decode()
+    assert "This speech failed: M could not score Adv&#x27;s arguments at step 2" in page
+    # A recorded failure waits for a researcher: the sweeper leaves it, a delivery finds it
+    # claimed.
+    much_later = timezone.now() + timedelta(days=1)
+    assert markets_requeue_stale(now=much_later) == 0
+    market_run(debate_id=debate.pk)
+    assert Speech.objects.get(pk=failed.pk).status == "failed"
+
+    monkeypatch.setattr(llm.generation, "choose", fake_choose)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert speech_retry(speech_id=failed.pk).status == "queued"
+    assert sent_runs == [debate.pk, debate.pk]
+    market_run(debate_id=debate.pk)
+    debate.refresh_from_db()
+    assert debate.status == "awaiting_judge"
+    assert [s[0] for s in _steps(debate)] == [1, 2, 3, 4]
+    failed.refresh_from_db()
+    assert (failed.status, failed.error) == ("done", "")
+    assert MarketStep.objects.get(market__debate=debate, step=2).speech_id == failed.pk
+    # Only a failed step is retried: the others are the run's.
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="Only a failed step"):
+        speech_retry(speech_id=failed.pk)
+
+
+@pytest.mark.parametrize("who", ["adv", "m"])
+def test_adv_or_m_failing_on_its_own_market_records_a_reason_and_never_an_argument(
+    who, researcher, annotator, fake_market, monkeypatch, sent_runs,
+    django_capture_on_commit_callbacks,
+):  # fmt: skip
+    from debate.research.markets import market_run
+    from llm.backends.base import GenerationError
+
+    debate = _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks)
+
+    def fail(*args, **kwargs):
+        raise GenerationError("the server refused: 503", config_name=who)
+
+    if who == "adv":
+        monkeypatch.setattr(llm.generation.backend_for, "generate_batch", fail)
+        reason = "Adv could not write its arguments at step 1: the server refused: 503."
+    else:
+        monkeypatch.setattr(llm.generation, "choose", fail)
+        reason = "M could not make its first prediction: the server refused: 503."
+    market_run(debate_id=debate.pk)
+    [speech] = Speech.objects.filter(debate=debate)
+    assert (speech.status, speech.round, speech.text, speech.error) == ("failed", 1, "", reason)
+    assert not MarketStep.objects.exists() and not MarketCandidate.objects.exists()
+
+
+def test_a_bug_in_a_market_run_is_recorded_without_its_text_instead_of_crashing_forever(
+    researcher, annotator, fake_market, monkeypatch, sent_runs, django_capture_on_commit_callbacks
+):
+    from debate.research import markets
+
+    debate = _market_on_its_own(researcher, annotator, django_capture_on_commit_callbacks)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("column predictor_config_id is broken")
+
+    monkeypatch.setattr(markets, "quotes_verify", broken)
+    markets.market_run(debate_id=debate.pk)
+    [speech] = Speech.objects.filter(debate=debate)
+    assert (speech.status, speech.round) == ("failed", 1)
+    # The judge reads it: the kind of error, not its text.
+    assert speech.error == (
+        "The market's run stopped on an error in Arbiter (RuntimeError); the worker's log has "
+        "the details."
+    )
+
+
+@pytest.mark.parametrize(
+    ("who", "reason"),
+    [
+        ("adv", "Adv could not write its arguments at step 1: the server refused: 503."),
+        ("m", "M could not score Adv's arguments at step 1: the server refused: 503."),
+    ],
+)
+def test_adv_or_m_failing_in_a_batch_fails_the_batch_with_the_reason(
+    who, reason, researcher, fake_market, monkeypatch, django_capture_on_commit_callbacks
+):
+    from llm.backends.base import GenerationError
+
+    with django_capture_on_commit_callbacks(execute=False):
+        batch = _market_batch(researcher, count=2)
+    fake_choose = llm.generation.choose
+
+    def fail(*args, **kwargs):
+        raise GenerationError("the server refused: 503", config_name=who)
+
+    def choose(config, chats, options):
+        if len(fake_market["choose"]) == 1:  # p₀ went well; step 1's predictions fail
+            fail()
+        return fake_choose(config, chats, options)
+
+    if who == "adv":
+        monkeypatch.setattr(llm.generation.backend_for, "generate_batch", fail)
+    else:
+        monkeypatch.setattr(llm.generation, "choose", choose)
+    batch_run(batch_id=batch.pk)
+    batch.refresh_from_db()
+    assert (batch.status, batch.error) == ("failed", reason)
+    # No error message ever became an argument, or a candidate.
+    assert not Speech.objects.filter(debate__batch=batch).exists()
+    assert not MarketCandidate.objects.exists()
