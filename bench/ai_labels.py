@@ -6,14 +6,17 @@ Run: .venv/bin/python bench/ai_labels.py [--items 1000] [--baseline-items 100] [
 
 On a busy machine make --items smaller: each phase prints its figure as it ends.
 
-Pairwise items of the demo's shape, each asked in both orders under one principle with the
-default comparison prompt (feedback.prompts), exactly the chats a labelling run sends.
-*Batched*: `Backend.choose_batch` over `--batch` chats at a time (feedback.labelling sends
-BATCH_ITEMS items × principles × 2 orders per call). *One at a time*: the same chats, one per
-call. Probabilities come from the option tokens' log-probabilities: one forward pass per
-chat, never sampling (the bench checks the method and that each chat's two probabilities sum
-to 1). The baseline runs on the first --baseline-items items only (one at a time is slow);
-the ratio compares items per second. Both on the same process and model, ABBA order.
+Pairwise items of the demo's shape, each asked in both orders with the default comparison
+prompt (feedback.prompts) under the demo constitution's first principle
+(feedback.demo.PRINCIPLES[0], "Prefer the response that answers the question that was asked.":
+a principle of the length a researcher writes, not a toy one), exactly the chats a labelling
+run sends. *Batched*: `Backend.choose_batch` over `--batch` chats at a time (feedback.labelling
+makes one call per principle and BATCH_ITEMS items, 2 orders each: 16 chats; --batch 16 matches
+it). *One at a time*: the same chats, one per call. Probabilities come from the option tokens'
+log-probabilities: one forward pass per chat, never sampling (the bench checks the method and
+that each chat's two probabilities sum to 1). The baseline runs on the first --baseline-items
+items only (one at a time is slow); the ratio compares items per second. Both on the same
+process and model, ABBA order.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def main() -> None:
 
     django.setup()
     from annotations.kinds import item_kind
+    from feedback.demo import PRINCIPLES
     from feedback.prompts import kind_shape, orders_for
     from llm.backends.base import ChatMessage, GenerationParams
     from llm.backends.bundled import BUNDLED_MODEL_ID, resolve_model_path
@@ -72,7 +76,7 @@ def main() -> None:
             "response_b": "Eggs are a good source of protein and can be cooked in many ways.",
             "system": "",
         }
-        for order in orders_for(kind, shape, shape.default, payload, "Prefer the helpful one."):
+        for order in orders_for(kind, shape, shape.default, payload, PRINCIPLES[0]):
             chats.append([ChatMessage(role="user", content=order.text)])
     params = GenerationParams(temperature=0.0, max_new_tokens=1)
     backend.choose_batch(chats[:2], shape.options, params=params)  # warm-up

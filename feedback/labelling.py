@@ -1,6 +1,7 @@
 """The worker's side of a labelling run: every item of the queue, each principle, each order,
 asked in batches through `llm.generation.choose` (one forward pass per chat on the
-transformers backend: the options' first-token probabilities, never sampled).
+transformers backend: the options' first-token probabilities, never sampled), one call per
+principle and batch of items so that the prompts of a call share everything before the item.
 
 The run row is the job: claimed QUEUED → RUNNING with a conditional UPDATE (a second delivery
 finds nothing to claim); each batch's labels are written with the progress in one transaction,
@@ -32,7 +33,8 @@ from feedback.services import shortcuts_apply
 from llm.backends.base import GenerationError, OptionChoice
 from llm.generation import chat_messages, choose
 
-# Items per batch: with two orders and a few principles, some tens of chats per forward pass.
+# Items per batch: under each principle, their two orders are one `choose` call of 16 chats
+# (one forward pass on the transformers backend, whose _CHOICE_BATCH is 16).
 BATCH_ITEMS = 8
 log = logging.getLogger(__name__)
 
@@ -119,14 +121,38 @@ def _label_batch(
     items: list[Item],
 ) -> None:
     config = run.annotator.model_config
-    questions = [
-        Question(item, principle, orders_for(kind, shape, run.prompt_template, item.payload,
-                                             principle.text))
-        for item in items
-        for principle in principles
-    ]  # fmt: skip
-    chats = [chat_messages(config, order.text) for q in questions for order in q.orders]
-    choices = choose(config, chats, shape.options)
+    # One `choose` call a principle: the transformers backend runs the prompts' common prefix
+    # once a call, and under one principle that prefix runs up to the item (chat template,
+    # instruction, question, principle); principles mixed in one call share it only up to
+    # "Principle: ", and every row pays for the rest.
+    by_principle: list[list[AILabel]] = []
+    method = ""
+    for principle in principles:
+        questions = [
+            Question(item, principle, orders_for(kind, shape, run.prompt_template, item.payload,
+                                                 principle.text))
+            for item in items
+        ]  # fmt: skip
+        chats = [chat_messages(config, order.text) for q in questions for order in q.orders]
+        choices = choose(config, chats, shape.options)
+        method = method or (choices[0].method if choices else "")
+        by_principle.append(_labels(run, shape, questions, choices))
+    # Stored item by item, each item's principles in order, as before the calls were split.
+    labels = [label for row in zip(*by_principle, strict=True) for label in row]
+    with transaction.atomic():
+        updated = LabellingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+            items_done=run.items_done + len(items), method=method
+        )
+        if not updated:
+            raise RuntimeError("the run is no longer running")
+        AILabel.objects.bulk_create(labels)
+    run.items_done += len(items)
+
+
+def _labels(
+    run: LabellingRun, shape: Shape, questions: list[Question], choices: Sequence[OptionChoice]
+) -> list[AILabel]:
+    """The questions' labels from their orders' choices (in the order they were asked)."""
     labels = []
     position = 0
     for question in questions:
@@ -148,11 +174,4 @@ def _label_batch(
                 orders_disagree=reading.orders_disagree,
             )
         )
-    with transaction.atomic():
-        updated = LabellingRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
-            items_done=run.items_done + len(items), method=choices[0].method if choices else ""
-        )
-        if not updated:
-            raise RuntimeError("the run is no longer running")
-        AILabel.objects.bulk_create(labels)
-    run.items_done += len(items)
+    return labels

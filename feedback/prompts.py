@@ -8,6 +8,16 @@ transcript, comes as $context); a kind whose label is a 1–7 `rating` (Likert, 
 so a model's preference for a digit shows as its two orders disagreeing. Prompts are
 `string.Template`s ($name): a researcher's template can name only the fields listed here, and
 nothing else (no attribute access, as str.format would allow).
+
+The defaults put everything that is the same for every item first: the instruction and the
+question, then the principle, then the item, and after it only a short cue that the answer
+follows. A labelling run asks one principle's items in one batch (feedback.labelling), and the
+transformers backend runs the prompts' common prefix once a batch, so what stands before the
+item is paid once and only the item and the cue row by row. The cue ends the prompt so that
+the option (a letter, a digit) is still the reply's first token. A rating's two orders differ
+only in $scale, so it stands in the cue, not in the shared question. Changing a default changes
+no stored run: a run keeps the template it started with (LabellingRun.prompt_template) and
+each label its exact prompts.
 """
 
 from __future__ import annotations
@@ -29,19 +39,20 @@ SCALE_UP = "from 1 (not at all) to 7 (fully)"
 SCALE_DOWN = "from 1 (fully) to 7 (not at all)"
 
 COMPARISON_DEFAULT = (
-    "Judge two responses by one principle.\n\n"
+    "Judge two responses by one principle: which response follows the principle better? "
+    "Answer with one letter: A or B.\n\n"
     "Principle: $principle\n\n"
     "Prompt: $prompt\n\n"
     "${context}Response A: $response_a\n\n"
     "Response B: $response_b\n\n"
-    "Which response follows the principle better? Answer with one letter: A or B."
+    "Answer: A or B"
 )
 RATING_DEFAULT = (
-    "Rate a text by one principle.\n\n"
+    "Rate a text by one principle: how well does it follow the principle? "
+    "Answer with one digit.\n\n"
     "Principle: $principle\n\n"
     "$item\n\n"
-    "How well does it follow the principle, $scale? "
-    "Answer with one digit."
+    "Rating $scale:"
 )
 
 

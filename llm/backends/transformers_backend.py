@@ -343,13 +343,16 @@ class TransformersBackend:
         ]
 
     def _option_tokens(self, options: list[str]) -> list[list[int]]:
-        """Each option's possible first tokens: as the reply's start, and after a space."""
+        """Each option's possible first tokens: as the reply's start, and after a space.
+        A spelling whose first token is only the space (tokenizers that split digits, as
+        SmolLM2's does: " 1" is " ", "1") names no option in that token and is left out;
+        otherwise every digit would share it and a 1–7 rating could not be asked."""
         variants: list[list[int]] = []
         for option in options:
             ids = set()
             for spelling in (option, " " + option):
                 tokens = self.tokenizer(spelling, add_special_tokens=False)["input_ids"]
-                if tokens:
+                if tokens and self.tokenizer.decode(tokens[:1]).strip():
                     ids.add(int(tokens[0]))
             variants.append(sorted(ids))
         for i, mine in enumerate(variants):

@@ -50,6 +50,24 @@ def test_always_a_gives_one_half_on_every_pair_and_full_order_disagreement(
     assert len(always_a.calls) < len(always_a.chats)
 
 
+def test_each_call_to_the_model_asks_one_principle_so_its_prompts_share_the_principle(
+    model_annotator, researcher, always_a
+):
+    # The backend runs a call's common prompt prefix once: with one principle a call, that
+    # prefix runs up to the item instead of stopping at "Principle: ".
+    run = _run(model_annotator, researcher)
+    assert run.status == RunStatus.DONE, run.error
+    principles = [p.text for p in run.version.principles.order_by("position")]
+    assert always_a.calls == [6 * 2, 6 * 2], "6 items (one batch) × 2 orders, per principle"
+    first, second = always_a.chats[:12], always_a.chats[12:]
+    assert all(principles[0] in chat[-1]["content"] for chat in first)
+    assert all(principles[1] in chat[-1]["content"] for chat in second)
+    assert not any(principles[1] in chat[-1]["content"] for chat in first)
+    # Labels are still stored item by item, each item's principles in order.
+    stored = list(AILabel.objects.filter(run=run).values_list("item_id", "principle__position"))
+    assert stored == sorted(stored)
+
+
 def test_likert_items_are_asked_both_ways_up_and_their_order_disagreement_reported(
     model_config, constitution, researcher, annotator, always_a
 ):

@@ -1,8 +1,11 @@
+import os
+
 import pytest
 
 from annotations.kinds import item_kind
 from feedback.prompts import (
     COMPARISON_DEFAULT,
+    RATING_DEFAULT,
     PromptInvalid,
     comparison_reading,
     kind_shape,
@@ -112,3 +115,74 @@ def test_a_debate_is_judged_with_its_transcript_the_debaters_renamed_when_swappe
     plain = {"prompt": "Q", "response_a": "x", "response_b": "y", "system": ""}
     (ab, _) = orders_for(pairwise, kind_shape(pairwise), COMPARISON_DEFAULT, plain, "Honest")
     assert "transcript" not in ab.text and "Prompt: Q\n\nResponse A: x" in ab.text
+
+
+PRINCIPLE = "Prefer the response that answers the question that was asked."
+# Two items whose prompts differ from their first word.
+PAIRS = [
+    {"prompt": "Why is the sky blue?", "response_a": "Scattering.", "response_b": "The sea.",
+     "system": ""},
+    {"prompt": "How long should I boil an egg?", "response_a": "Six minutes.",
+     "response_b": "Eggs are protein.", "system": ""},
+]  # fmt: skip
+
+
+def _comparison_texts() -> list[str]:
+    kind = item_kind("pairwise")
+    return [
+        order.text
+        for payload in PAIRS
+        for order in orders_for(kind, kind_shape(kind), COMPARISON_DEFAULT, payload, PRINCIPLE)
+    ]
+
+
+def test_items_under_one_principle_share_the_instruction_question_and_principle():
+    # A labelling run asks one principle's items in one call, whose common prefix the backend
+    # runs once: all but the item and a short cue must come before the item.
+    texts = _comparison_texts()
+    shared = os.path.commonprefix(texts)
+    assert shared.endswith(f"Principle: {PRINCIPLE}\n\nPrompt: ")
+    assert "which response follows the principle better?" in shared
+    assert "Answer with one letter: A or B." in shared
+    # After the second response only the cue, so the letter is the reply's first token.
+    assert texts[0].endswith("Response B: The sea.\n\nAnswer: A or B")
+    assert texts[1].endswith("Response B: Scattering.\n\nAnswer: A or B")
+
+
+def test_ratings_under_one_principle_share_all_but_the_item_and_the_scale():
+    kind = item_kind("likert")
+    texts = [
+        order.text
+        for payload in ({"text": "Paris is in France.", "prompt": ""},
+                        {"text": "Canberra is in Australia.", "prompt": ""})
+        for order in orders_for(kind, kind_shape(kind), RATING_DEFAULT, payload, PRINCIPLE)
+    ]  # fmt: skip
+    assert os.path.commonprefix(texts).endswith(f"Principle: {PRINCIPLE}\n\nText: ")
+    assert "how well does it follow the principle?" in texts[0]
+    assert texts[0].endswith("Paris is in France.\n\nRating from 1 (not at all) to 7 (fully):")
+    assert texts[1].endswith("Paris is in France.\n\nRating from 1 (fully) to 7 (not at all):")
+
+
+def test_the_backend_runs_the_instruction_question_and_principle_once_for_all_rows():
+    # Through the bundled model's own tokenizer and chat template (its weights stay unloaded):
+    # the token prefix the backend shares runs through the principle up to the item.
+    from django.conf import settings
+    from transformers import AutoTokenizer
+
+    from llm.backends.bundled import bundled_checkpoint
+    from llm.backends.transformers_backend import TransformersBackend, _shared_prefix_length
+
+    backend = TransformersBackend.__new__(TransformersBackend)
+    backend.tokenizer = AutoTokenizer.from_pretrained(
+        str(bundled_checkpoint(settings.LLM_MODELS_DIR)), local_files_only=True
+    )
+    prompts = [backend.encode_prompt([{"role": "user", "content": t}]) for t in _comparison_texts()]
+    shared = _shared_prefix_length(prompts)
+    head = backend.tokenizer.decode(prompts[0][:shared])
+    assert head.endswith(f"Principle: {PRINCIPLE}\n\nPrompt:")
+    assert "which response follows the principle better?" in head
+    # Each row pays for its item, the cue and the template's turn change, after which the
+    # reply's first token is the letter.
+    assert backend.tokenizer.decode(prompts[0]).endswith(
+        "Response B: The sea.\n\nAnswer: A or B<|im_end|>\n<|im_start|>assistant\n"
+    )

@@ -595,6 +595,31 @@ def test_choosing_an_option_is_one_forward_pass_matching_the_next_token_softmax(
     assert choice.probabilities[0] == pytest.approx(raw["A"] / (raw["A"] + raw["B"]), rel=1e-4)
 
 
+def test_digits_are_options_though_the_tokenizer_splits_the_space_off_them(
+    backend: TransformersBackend,
+) -> None:
+    import torch
+
+    # SmolLM2 writes " 1" as " ", "1": that space names no digit, so it must not make every
+    # digit share a first token (a 1-7 rating was refused) nor count toward any of them.
+    options = [str(n) for n in range(1, 8)]
+    assert (
+        backend.tokenizer(" 1", add_special_tokens=False)["input_ids"][1:]
+        == (backend.tokenizer("1", add_special_tokens=False)["input_ids"])
+    ), "the bundled tokenizer splits the space off a digit"
+    chat: list[ChatMessage] = [
+        {"role": "user", "content": "How true is 'snow is cold', from 1 to 7? One digit."}
+    ]
+    (choice,) = backend.choose_batch([chat], options, params=GenerationParams())
+    assert choice.probabilities is not None
+    assert sum(choice.probabilities) == pytest.approx(1.0)
+    ids = torch.tensor([backend.encode_prompt(chat)])
+    with torch.inference_mode():
+        probs = torch.softmax(backend.model(input_ids=ids).logits[0, -1].float(), dim=-1)
+    digits = [backend.tokenizer(o, add_special_tokens=False)["input_ids"][0] for o in options]
+    assert choice.option_mass == pytest.approx(float(sum(probs[d] for d in digits)), rel=1e-4)
+
+
 def test_a_batch_of_choices_gives_each_chat_what_it_gets_alone(
     backend: TransformersBackend,
 ) -> None:
