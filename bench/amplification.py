@@ -1,6 +1,6 @@
 """Amplification-tree expansion benchmark on the bundled model.
 
-Run: .venv/bin/python bench/amplification.py [--tokens 24] [--depth 2] [--children 3]
+Run: .venv/bin/python bench/amplification.py [--tokens 24] [--depth 2] [--children 3] [--question …]
      (a few minutes alone; far longer on a busy machine)
 
 Prints, each against a baseline measured in the same run:
@@ -39,6 +39,11 @@ QUESTION = "Why do leaves change colour in autumn?"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=24, help="max new tokens per call")
+    parser.add_argument(
+        "--question", default=QUESTION,
+        help="the root question (the bench needs a tree that decomposes: greedy decoding "
+        "gives one tree per question and prompt)",
+    )  # fmt: skip
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--children", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1, help="ABBA rounds (2 cancels drift)")
@@ -102,7 +107,7 @@ def run(args: argparse.Namespace) -> None:
         def grow() -> tuple[Tree, float]:
             MemoEntry.objects.all().delete()  # each grown tree starts from an empty memo
             tree = tree_create(
-                tree=Tree(question=QUESTION, decompose_config=config, answer_config=config,
+                tree=Tree(question=args.question, decompose_config=config, answer_config=config,
                           compose_config=config, max_depth=args.depth,
                           max_children=args.children, max_nodes=200),
                 created_by=user,
