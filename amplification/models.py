@@ -22,11 +22,8 @@ MAX_ANSWER_CHARS = 20_000
 # Worked examples come from a bank ({examples}: amplification/prompts.py), two from other
 # domains than the question's: the bundled 135M model copies a single fixed example into
 # every tree. The children's answers sit right before the answer slot, short and numbered.
-# Asking each sub-question to name its subject kept 63 % of them on the question against 37 %
-# (bench/amplification_focus.py, two seeds, README).
 DEFAULT_DECOMPOSE_PROMPT = (
-    "Split the last question into at most {max_children} simpler sub-questions. Each "
-    "sub-question names what the question is about.\n\n"
+    "Split the last question into at most {max_children} simpler sub-questions about it.\n\n"
     "{examples}{context}Question: {question}\nSub-questions:"
 )
 DEFAULT_ANSWER_PROMPT = (

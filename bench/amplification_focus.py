@@ -120,10 +120,10 @@ VARIANTS: dict[str, dict[str, str]] = {
         "compose_prompt": "{context}Answer the question in one or two sentences, using the "
         "facts.\n\nQuestion: {question}\nFacts:\n{subanswers}",
     },
-    # Shipped until 7 December 2026, when "name the subject" (now the default) measured better.
-    "about it": {
+    "name the subject": {
         "decompose_prompt": "Split the last question into at most {max_children} simpler "
-        "sub-questions about it.\n\n{examples}{context}Question: {question}\nSub-questions:",
+        "sub-questions. Each sub-question names what the question is about.\n\n{examples}"
+        "{context}Question: {question}\nSub-questions:",
     },
 }
 

@@ -16,7 +16,6 @@ def autogroup_nice_of(pid: int) -> int | None:
     return int(text.split()[-1])
 
 
-@pytest.mark.django_db(transaction=True)
 def test_a_model_worker_in_a_session_of_its_own_lowers_its_priority_and_its_autogroup(
     redis_server,
 ):
