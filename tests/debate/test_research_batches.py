@@ -1,3 +1,5 @@
+from unittest import mock
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -230,7 +232,15 @@ def test_the_bundled_model_casts_votes_a_judge_can_read():
     )
     Speech.objects.create(debate=debate, round=1, side="b", status="done",
                           text="The door is red, like the shed beside it.")  # fmt: skip
-    for_a, for_b = batches.judge_votes(debate.debater_a_config, [debate])[debate.pk]
+    # judge_votes samples unseeded (as it must against a server); here the draw is fixed, so
+    # the test does not depend on a lucky one.
+    import torch
+
+    def seeded(seed: int | None) -> torch.Generator:
+        return torch.Generator().manual_seed(0 if seed is None else seed)
+
+    with mock.patch("llm.backends.transformers_backend._make_generator", seeded):
+        for_a, for_b = batches.judge_votes(debate.debater_a_config, [debate])[debate.pk]
     assert for_a + for_b >= 1
 
 
