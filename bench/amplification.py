@@ -1,6 +1,7 @@
 """Amplification-tree expansion benchmark on the bundled model.
 
 Run: .venv/bin/python bench/amplification.py [--tokens 24] [--depth 2] [--children 3] [--question …]
+     [--rounds 4] [--sampled [--seed 1]]
      (a few minutes alone; far longer on a busy machine)
 
 Prints, each against a baseline measured in the same run:
@@ -47,6 +48,12 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--children", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=1, help="ABBA rounds (2 cancels drift)")
+    parser.add_argument(
+        "--sampled", action="store_true",
+        help="decode as the bundled config does (temperature 0.7, top-p 0.95, its penalties) "
+        "with a fixed --seed, instead of greedy",
+    )  # fmt: skip
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
 
     var_dir = tempfile.mkdtemp(prefix="arbiter-bench-amp-")
@@ -83,9 +90,15 @@ def run(args: argparse.Namespace) -> None:
     print(f"models dir: {settings.LLM_MODELS_DIR}; load average at start "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores")  # fmt: skip
     user = User.objects.create(username="bench")
+    decoding = (
+        {"temperature": 0.7, "top_p": 0.95, "frequency_penalty": 0.4, "presence_penalty": 0.2,
+         "seed": args.seed}
+        if args.sampled
+        else {"temperature": 0.0}
+    )  # fmt: skip
     config = ModelConfig.objects.create(
-        name="bench", model="bundled:smollm2-135m-instruct", temperature=0.0,
-        max_new_tokens=args.tokens, timeout_s=3600,
+        name="bench", model="bundled:smollm2-135m-instruct", max_new_tokens=args.tokens,
+        timeout_s=3600, **decoding,
     )  # fmt: skip
     backend = backend_for(config)
     params = config.generation_params()

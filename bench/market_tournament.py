@@ -185,7 +185,7 @@ def bench_market_step(rows, config, bank, user, tokens: int, repeats: int) -> No
         speech_char_limit=200,
     )
 
-    def one_run(*, market_first: bool) -> tuple[float, float]:
+    def one_run(*, market_first: bool) -> tuple[float, tuple[float, int]]:
         """A fresh market and a fresh debate on the market's own passage, question and answers
         (its sides drawn at random), made untimed; then the step and the speech, timed."""
         batch = batch_create(name="bench market", bank=bank, spec=spec, created_by=user,
@@ -207,14 +207,15 @@ def bench_market_step(rows, config, bank, user, tokens: int, repeats: int) -> No
             _markets_step(markets, 1, max_new_tokens=tokens)
             return time.perf_counter() - start
 
-        def one() -> float:
+        def one() -> tuple[float, int]:
             start = time.perf_counter()
             speeches_generate(speech_ids=[speech.pk], stream=False, advance_rounds=False,
                               max_new_tokens=tokens)  # fmt: skip
             took = time.perf_counter() - start
-            if Speech.objects.get(pk=speech.pk).status != "done":
+            done = Speech.objects.get(pk=speech.pk)
+            if done.status != "done":
                 raise SystemExit("a baseline speech failed: no figure")
-            return took
+            return took, done.completion_tokens or 0
 
         if market_first:
             timed_step = step()
@@ -222,15 +223,23 @@ def bench_market_step(rows, config, bank, user, tokens: int, repeats: int) -> No
         timed_one = one()
         return step(), timed_one
 
+    # A speech that stops early (the model wrote its end token) is not "a speech of the same
+    # length": the step's 4 candidates run until the longest stops, nearly always at the cap.
+    # Only speeches that reached the cap count; the others are printed with their length.
     steps: list[float] = []
-    speeches: list[float] = []
+    speeches: list[tuple[float, int]] = []
     for run in range(repeats):
         timed_step, timed_one = one_run(market_first=run % 2 == 0)
         steps.append(timed_step)
         speeches.append(timed_one)
-    step, one = median(steps), median(speeches)
+    full = [took for took, made in speeches if made >= tokens]
+    if not full:
+        raise SystemExit(f"no baseline speech reached {tokens} tokens: no figure; "
+                         f"speeches (s, tokens): {speeches}")  # fmt: skip
+    step, one = median(steps), median(full)
     runs = (f"runs: step {', '.join(f'{t:.2f}' for t in steps)} s; "
-            f"speech {', '.join(f'{t:.2f}' for t in speeches)} s")  # fmt: skip
+            f"speech {', '.join(f'{t:.2f} ({made} tokens)' for t, made in speeches)} s; "
+            f"{len(full)} of {len(speeches)} speeches reached {tokens} tokens")  # fmt: skip
     rows.append((f"(b) market step, n = 4 candidates of {tokens} tokens + M's 4 predictions "
                  f"(median of {repeats}, alternating first)", f"{step:.2f} s",
                  f"{step / one:.2f}x one debate speech ({one:.2f} s); target <= 1.3x; "
