@@ -1,7 +1,7 @@
 """AI labels on the bundled model: a labelling run's model calls, batched against one at a
 time, in the same run.
 
-Run: .venv/bin/python bench/ai_labels.py [--items 1000] [--baseline-items 100] [--batch 32]
+Run: .venv/bin/python bench/ai_labels.py [--items 1000] [--baseline-items 100] [--batch 64]
      [--threads N]
 
 On a busy machine make --items smaller: each phase prints its figure as it ends.
@@ -11,7 +11,7 @@ prompt (feedback.prompts) under the demo constitution's first principle
 (feedback.demo.PRINCIPLES[0], "Prefer the response that answers the question that was asked.":
 a principle of the length a researcher writes, not a toy one), exactly the chats a labelling
 run sends. *Batched*: `Backend.choose_batch` over `--batch` chats at a time (feedback.labelling
-makes one call per principle and BATCH_ITEMS items, 2 orders each: 16 chats; --batch 16 matches
+makes one call per principle and BATCH_ITEMS items, 2 orders each: 64 chats; --batch 64 matches
 it). *One at a time*: the same chats, one per call. Probabilities come from the option tokens'
 log-probabilities: one forward pass per chat, never sampling (the bench checks the method and
 that each chat's two probabilities sum to 1). The baseline runs on the first --baseline-items
@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--items", type=int, default=1000)
     parser.add_argument("--baseline-items", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=32, help="chats per choose_batch call")
+    parser.add_argument("--batch", type=int, default=64, help="chats per choose_batch call")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     args = parser.parse_args()
     if args.threads:
