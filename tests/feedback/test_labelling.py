@@ -8,7 +8,7 @@ from annotations.services import label_submit, queue_item_claim
 from feedback.agreement import run_agreement
 from feedback.labelling import labelling_run_execute
 from feedback.models import AILabel, RunStatus
-from feedback.services import labelling_run_start, model_annotator_save
+from feedback.services import constitution_version_add, labelling_run_start, model_annotator_save
 from tests.feedback.fakes import AlwaysFirst, NamesNothing
 
 
@@ -231,3 +231,26 @@ def test_exports_say_each_labels_source_and_can_leave_ai_labels_out(
     assert len([row for row in with_gold if row["source"] == "model"]) == 6 * 2
     csv_text = export(queue, include_ai_labels=True, format="csv").decode()
     assert csv_text.splitlines()[0].count("source,provenance") == 1
+
+
+def test_a_run_under_a_new_constitution_version_adds_labels_and_keeps_the_old_ones(
+    model_annotator, researcher, always_a
+):
+    first = _run(model_annotator, researcher)
+    kept = {(label.pk, label.principle_id, label.probability)
+            for label in AILabel.objects.filter(run=first)}  # fmt: skip
+    assert len(kept) == 6 * 2
+    version = constitution_version_add(
+        constitution=model_annotator.constitution,
+        principles=["Prefer the response that answers the question that was asked."],
+        user=researcher,
+    )
+    second = _run(model_annotator, researcher)
+    assert second.status == RunStatus.DONE, second.error
+    assert (first.version.number, second.version.number) == (1, 2) and second.version == version
+    # The old run's labels are untouched; the new run adds one a (item, new principle).
+    assert {(label.pk, label.principle_id, label.probability)
+            for label in AILabel.objects.filter(run=first)} == kept  # fmt: skip
+    added = AILabel.objects.filter(run=second).select_related("principle")
+    assert added.count() == 6 and {label.principle.version_id for label in added} == {version.pk}
+    assert AILabel.objects.count() == 6 * 2 + 6

@@ -189,3 +189,43 @@ def test_the_progress_socket_is_for_researchers(users):
 
     assert async_to_sync(receives)() == {"version": 1, "number": 1, "step": 3, "total": 10,
                                          "loss": 0.5, "status": "training"}  # fmt: skip
+
+
+def test_human_ai_and_both_reward_models_of_one_queue_show_side_by_side(reward_model, researcher):
+    # RLHF against RLAIF: every reward model reading the queue, ordered human, AI, both, each
+    # with its active version's held-out accuracy (on human pairs) and agreement with gold.
+    queue = reward_model.queues.get()
+    figures = {"human": (40, 31, 10, 8), "ai": (40, 24, 10, 6), "both": (40, 33, 10, 9)}
+    reward_model.label_source = "human"
+    reward_model.save(update_fields=["label_source"])
+    models = {"human": reward_model}
+    for source in ("ai", "both"):
+        models[source] = RewardModel.objects.create(name=f"{source} labels", label_source=source)
+        models[source].queues.set([queue])
+    for source, rm in models.items():
+        n, k, gold_n, gold_k = figures[source]
+        version = RewardVersion.objects.create(
+            reward_model=rm, number=1, speed="full", trigger="manual", status=Status.ACTIVE,
+            metrics={"train_pairs": 120, "train_ai_pairs": 0 if source == "human" else 60,
+                     "heldout_pairs": n, "heldout_accuracy": k / n, "heldout_correct": k,
+                     "gold_pairs": gold_n, "gold_correct": gold_k},
+        )  # fmt: skip
+        RewardModel.objects.filter(pk=rm.pk).update(active_version=version)
+    elsewhere = RewardModel.objects.create(name="another queue's")
+
+    page = signed_in(researcher).get(f"/reward-models/{models['ai'].pk}/").content.decode()
+    table = page[page.index('id="rm-sources"') :]
+    table = table[: table.index("</table>")]
+    rows = table.split("<tr")[2:]  # after the header row
+    assert [row.count(f"/reward-models/{models[s].pk}/") for row, s in
+            zip(rows, ("human", "ai", "both"), strict=True)] == [1, 1, 1]  # fmt: skip
+    assert 'aria-current="true"' in rows[1] and "aria-current" not in rows[0] + rows[2]
+    # Wilson intervals worked out by hand: (p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n).
+    assert "78 % (31/40; 95 % CI 62–88 %, Wilson)" in rows[0]
+    assert "60 % (24/40; 95 % CI 45–74 %, Wilson)" in rows[1]
+    assert "82 % (33/40; 95 % CI 68–91 %, Wilson)" in rows[2]
+    assert "80 % (8/10; 95 % CI 49–94 %, Wilson)" in rows[0]
+    assert "60 % (6/10; 95 % CI 31–83 %, Wilson)" in rows[1]
+    assert "90 % (9/10; 95 % CI 60–98 %, Wilson)" in rows[2]
+    assert "120 (0)" in rows[0] and "120 (60)" in rows[1] and "120 (60)" in rows[2]
+    assert elsewhere.name not in table
