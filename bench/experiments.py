@@ -210,6 +210,7 @@ def bench_batch(args: argparse.Namespace) -> None:
     chats = [
         chat_messages(config, prompt_text(arm.prompt, kind, row.source.payload))
         for row in arm.arm_items.select_related("source").order_by("source_id")
+        if row.source is not None  # a rating-queue arm: every item copies one
     ]
     backend.generate_batch(chats[:1], params=config.generation_params())  # load, warm up
     started = time.perf_counter()

@@ -37,9 +37,10 @@ class LabelRow:
 
     participant: str  # external id
     arm: str
-    item: int  # the question-set item
+    item: int  # the question-set item, or the bank question
     value: str  # the label as JSON text; "" when the item timed out
     correct: bool | None
+    probability_correct: float | None  # question-bank arms: the probability on the correct answer
     late: bool
     timed_out: bool
     time_ms: int | None
@@ -145,7 +146,8 @@ def experiment_label_rows(experiment: Experiment) -> list[LabelRow]:
         Response.objects.filter(participant__experiment=experiment)
         .values_list(
             "participant__external_id", "participant__arm__name", "arm_item__source_id",
-            "label__value", "correct", "late", "timed_out", "time_ms", "answered_at",
+            "arm_item__bank_question_id", "label__value", "correct", "probability_correct",
+            "late", "timed_out", "time_ms", "answered_at",
         )
         .order_by("id")
     )  # fmt: skip
@@ -153,9 +155,10 @@ def experiment_label_rows(experiment: Experiment) -> list[LabelRow]:
         LabelRow(
             participant=external,
             arm=arm,
-            item=source,
+            item=source if source is not None else question,
             value="" if value is None else json.dumps(value, sort_keys=True),
             correct=correct,
+            probability_correct=probability_correct,
             late=is_late,
             timed_out=is_timed_out,
             time_ms=time_ms,
@@ -165,8 +168,10 @@ def experiment_label_rows(experiment: Experiment) -> list[LabelRow]:
             external,
             arm,
             source,
+            question,
             value,
             correct,
+            probability_correct,
             is_late,
             is_timed_out,
             time_ms,
@@ -178,7 +183,7 @@ def experiment_label_rows(experiment: Experiment) -> list[LabelRow]:
 def _comparisons(experiment: Experiment, figures: list[ArmFigures]) -> list[Comparison]:
     if len(figures) < 2:
         return []
-    control = next((f for f in figures if not f.arm.assisted), figures[0])
+    control = next((f for f in figures if f.arm.unaided), figures[0])
     out = []
     for treated in figures:
         if treated is control:
@@ -192,7 +197,7 @@ def _comparisons(experiment: Experiment, figures: list[ArmFigures]) -> list[Comp
                 p_value=stats.permutation_p(treated.tallies, control.tallies, seed=seed),
                 sandwich=(
                     stats.sandwich_bootstrap(treated.tallies, control.tallies, seed=seed)
-                    if experiment.expert_gold and treated.arm.assisted
+                    if experiment.expert_gold and not treated.arm.unaided
                     else None
                 ),
             )
@@ -232,7 +237,15 @@ def _methods(experiment: Experiment) -> dict[str, str]:
     late = "left out of the accuracy" if experiment.late_excluded else "counted in the accuracy"
     return {
         "assignment": ASSIGNMENT_METHOD + f" (seed {experiment.seed})",
-        "accuracy": "share of counted labels equal to the item's gold label; " + WILSON_METHOD,
+        "accuracy": (
+            (
+                "share of counted answers that put more than 50 % on the question's correct "
+                "answer (as debate judges are scored); "
+            )
+            if experiment.on_bank
+            else "share of counted labels equal to the item's gold label; "
+        )
+        + WILSON_METHOD,
         "late": (
             f"a label is late when it arrives more than the arm's time limit plus "
             f"{experiment.late_grace_s} s of grace after the item was served (server clocks); "
