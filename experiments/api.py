@@ -19,7 +19,7 @@ from config.api_contract import Body, Id, Refusal, ShareOut, api_user, errors, r
 from core.stats import Share
 from core.text import RequiredText, StoredText
 from debate.models import QuestionBank
-from experiments.analysis import experiment_analysis
+from experiments.analysis import Calibration, experiment_analysis
 from experiments.errors import ExperimentError
 from experiments.models import MAX_TIME_LIMIT_S, Arm, Experiment
 from experiments.services import ArmSpec, arm_add, experiment_create
@@ -101,6 +101,21 @@ class IntervalOut(Schema):
     method: str
 
 
+class ReliabilityBinOut(Schema):
+    low: float
+    high: float
+    n: int
+    confidence: float | None
+    correct: int
+
+
+class CalibrationOut(Schema):
+    source: str
+    n: int
+    brier: IntervalOut | None
+    bins: list[ReliabilityBinOut]
+
+
 class ArmFiguresOut(Schema):
     arm: str
     assistance: str
@@ -114,6 +129,7 @@ class ArmFiguresOut(Schema):
     model_alone: ShareOut | None
     flagged_helped: ShareOut | None
     flagged_wrong: ShareOut | None
+    calibration: CalibrationOut | None
 
 
 class ComparisonOut(Schema):
@@ -236,6 +252,21 @@ def arm_add_api(request: HttpRequest, experiment_id: Id, body: ArmIn) -> Status[
     return Status(201, _arm_out(arm))
 
 
+def _calibration(found: Calibration | None, method: str) -> CalibrationOut | None:
+    if found is None:
+        return None
+    brier = found.brier
+    return CalibrationOut(
+        source=found.source,
+        n=found.n,
+        brier=None if brier is None else IntervalOut(
+            value=brier.value, low=brier.low, high=brier.high, method=method
+        ),
+        bins=[ReliabilityBinOut(low=b.low, high=b.high, n=b.n, confidence=b.confidence,
+                                correct=b.correct) for b in found.bins],
+    )  # fmt: skip
+
+
 @experiments_router.get("/{experiment_id}/analysis", response={200: AnalysisOut} | errors(403, 404))
 def analysis_read(request: HttpRequest, experiment_id: Id) -> AnalysisOut:
     """The analysis page's figures, each with its n, interval and method."""
@@ -262,6 +293,7 @@ def analysis_read(request: HttpRequest, experiment_id: Id) -> AnalysisOut:
                 model_alone=_share(row.model_alone),
                 flagged_helped=_share(row.helped),
                 flagged_wrong=_share(row.wrong),
+                calibration=_calibration(row.calibration, analysis.methods["calibration"]),
             )  # fmt: skip
             for row in analysis.arms
         ],

@@ -27,7 +27,7 @@ from annotations.services import AnnotationError
 from core.ratelimit import rate_limited
 from core.roles import Role, role_required
 from experiments.analysis import experiment_analysis, experiment_label_rows
-from experiments.charts import accuracy_svg
+from experiments.charts import accuracy_svg, reliability_svg
 from experiments.errors import ExperimentError, LinkClosed, NotYours
 from experiments.forms import ConsentForm, FlagForm, JoinForm, LinkForm, ProbabilityLabelForm
 from experiments.models import Arm, AssistanceJob, Experiment, Participant
@@ -299,6 +299,8 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "experiment": experiment,
         "analysis": analysis,
         "chart": accuracy_svg(analysis),
+        "reliability": reliability_svg(analysis),
+        "calibrated": [row for row in analysis.arms if row.calibration is not None],
         "jobs": _jobs(experiment),
         "study_link": study_link + "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}"
         "&SESSION_ID={{%SESSION_ID%}}",
