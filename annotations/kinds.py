@@ -27,6 +27,8 @@ class QueueKind(StrEnum):
     LIKERT = "likert"
     DEBATE_JUDGMENT = "debate_judgment"
     TREE_NODE_RATING = "tree_node_rating"
+    # A question with two answers, judged with a probability (an experiment's protocol arms).
+    QUESTION_JUDGMENT = "question_judgment"
 
 
 class Payload(BaseModel):

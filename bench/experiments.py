@@ -1,7 +1,7 @@
 """Experiments benchmark: assistance generated in batches, and the analysis page at scale.
 
-Run: .venv/bin/python bench/experiments.py [--part analysis|batch|all] [--items 200]
-     [--tokens 16] [--participants 100] [--labels 50] [--database-url postgres://…]
+Run: .venv/bin/python bench/experiments.py [--part analysis|batch|paint|all] [--items 200]
+     [--tokens 16] [--participants 100] [--labels 50] [--keys 50] [--database-url postgres://…]
 
 Each figure is printed beside a baseline measured in the same run, as a ratio:
   (a) batch: critiques for --items items through the assistance job (generate_batch, batches
@@ -12,8 +12,14 @@ Each figure is printed beside a baseline measured in the same run, as a ratio:
       against GET of the experiments list (target <= 300 ms), on SQLite (a scratch file) or
       on the PostgreSQL database that --database-url names (a scratch database beside it,
       created and dropped).
-Not measured here: the labelling page's keypress-to-paint with and without a critique (the
-issue's third figure).
+  (c) paint: the study's labelling page in headless Chromium (/usr/bin/chromium), keypress
+      to the next item painted (bench/labelling_paint.py's probe, measured by the page's own
+      clock) for a participant whose arm shows a critique beside each item, against a
+      participant of the unassisted arm on the same page, the two pages' keys interleaved
+      (--keys each, after a warm-up), served by uvicorn on the same database with the
+      embedded Redis (target: p50 and p95 <= 1.1× the unassisted page). The critiques are
+      stored ahead as the assistance job stores them (a text of a realistic length; no model
+      runs in this part).
 """
 
 from __future__ import annotations
@@ -36,11 +42,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--part", choices=["analysis", "batch", "all"], default="all")
+    parser.add_argument("--part", choices=["analysis", "batch", "paint", "all"], default="all")
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--tokens", type=int, default=16)
     parser.add_argument("--participants", type=int, default=100)
     parser.add_argument("--labels", type=int, default=50)
+    parser.add_argument("--keys", type=int, default=50, help="paint: keys measured per page")
     parser.add_argument("--database-url", default="")
     args = parser.parse_args()
     var_dir = tempfile.mkdtemp(prefix="arbiter-bench-exp-")
@@ -54,7 +61,8 @@ def main() -> None:
         _postgres(args.database_url, f'CREATE DATABASE "{scratch}"')
     os.environ.update(
         ARBITER_VAR_DIR=var_dir, DJANGO_SETTINGS_MODULE="config.settings", HF_HUB_OFFLINE="1",
-        DATABASE_URL=database_url, LOG_LEVEL="WARNING", ALLOWED_HOSTS="testserver",
+        DATABASE_URL=database_url, LOG_LEVEL="WARNING",
+        ALLOWED_HOSTS="testserver,127.0.0.1", REDIS_URL=f"unix://{var_dir}/redis.sock",
     )  # fmt: skip
     os.environ.setdefault("LLM_MODELS_DIR", str(ROOT / "var" / "models"))
     sys.path.insert(0, str(ROOT))
@@ -70,6 +78,8 @@ def main() -> None:
             bench_analysis(args)
         if args.part in ("batch", "all"):
             bench_batch(args)
+        if args.part in ("paint", "all"):
+            bench_paint(args, Path(var_dir))
     finally:
         if scratch:
             from django.db import connections
@@ -210,6 +220,7 @@ def bench_batch(args: argparse.Namespace) -> None:
     chats = [
         chat_messages(config, prompt_text(arm.prompt, kind, row.source.payload))
         for row in arm.arm_items.select_related("source").order_by("source_id")
+        if row.source is not None  # a rating-queue arm: every item copies one
     ]
     backend.generate_batch(chats[:1], params=config.generation_params())  # load, warm up
     started = time.perf_counter()
@@ -228,6 +239,115 @@ def bench_batch(args: argparse.Namespace) -> None:
     print(f"    one call per item (baseline): {len(chats) / one_by_one:.2f} items/s")
     print(f"    assistance job, batches of {BATCH}: {len(chats) / batched:.2f} items/s "
           f"({ratio:.1f}× the throughput; target >= 3×: {verdict})")  # fmt: skip
+
+
+def bench_paint(args: argparse.Namespace, var_dir: Path) -> None:
+    from django.db import connections
+
+    from bench.labelling_paint import CHROMIUM, WARM_UP, percentile
+    from bench.serving import asgi_serve, process_stop
+    from config.embedded import embedded_redis_start
+
+    if not Path(CHROMIUM).exists():
+        print(f"(c) paint: skipped, Chromium not found at {CHROMIUM} (apt-get install chromium)")
+        return
+    slug, pids = _paint_experiment(args.keys + WARM_UP + 1)
+    connections.close_all()  # the server writes the same database
+    redis = embedded_redis_start(socket_path=var_dir / "redis.sock", log_path=var_dir / "redis.log")
+    server = None
+    try:
+        server, port = asgi_serve()
+        paints = _paint_measure(f"http://127.0.0.1:{port}", slug, pids, args.keys + WARM_UP)
+    finally:
+        if server is not None:
+            process_stop(server)
+        redis.terminate()
+        redis.wait(timeout=10)
+    alone, helped = paints["unassisted"][WARM_UP:], paints["critique"][WARM_UP:]
+    a50, a95 = statistics.median(alone), percentile(alone, 0.95)
+    h50, h95 = statistics.median(helped), percentile(helped, 0.95)
+    worst = max(h50 / a50, h95 / a95)
+    verdict = "meets" if worst <= 1.1 else "MISSES"
+    print(f"(c) study labelling page, headless Chromium, {len(alone)} keys a page, interleaved:")
+    print(f"    keypress to next item painted, unassisted arm (baseline): p50 {a50:.1f} ms, "
+          f"p95 {a95:.1f} ms")  # fmt: skip
+    print(
+        f"    with a critique beside the item: p50 {h50:.1f} ms, p95 {h95:.1f} ms "
+        f"({h50 / a50:.2f}× / {h95 / a95:.2f}× the baseline; target <= 1.1×: {verdict})"
+    )
+
+
+# A critique of the length the default prompt asks for (two or three short sentences).
+PAINT_CRITIQUE = (
+    "Answer A states the sum correctly and shows the working. Answer B adds one to the "
+    "result without a reason, so it is wrong; it also does not say which rule it used. "
+)
+
+
+def _paint_experiment(items: int) -> tuple[str, dict[str, str]]:
+    """An experiment of an unassisted and a critique arm over `items` items, its critiques
+    stored ahead, and a consented participant in each arm: (slug, {arm: external id})."""
+    from experiments.models import Assistance, AssistanceText
+    from experiments.services import (
+        ArmSpec,
+        experiment_create,
+        participant_consent,
+        participant_join,
+    )
+    from llm.models import BUNDLED_CONFIG_NAME, ModelConfig
+
+    config = ModelConfig.objects.get(name=BUNDLED_CONFIG_NAME)
+    experiment = experiment_create(
+        name="bench paint", slug="bench-paint",
+        question_set=_question_set("bench paint set", items),
+        arms=[ArmSpec(name="unassisted"),
+              ArmSpec(name="critique", assistance=Assistance.CRITIQUE, model_config=config)],
+        consent="ok", completion_code="BENCH", seed=1,
+    )  # fmt: skip
+    helped = experiment.arms.get(name="critique")
+    AssistanceText.objects.bulk_create(
+        AssistanceText(source_id=row.question_id, model_config=config, kind=Assistance.CRITIQUE,
+                       prompt_version=helped.prompt_version, text=PAINT_CRITIQUE)
+        for row in helped.arm_items.all()
+    )  # fmt: skip
+    pids: dict[str, str] = {}
+    number = 0
+    while len(pids) < 2:
+        person, _ = participant_join(experiment=experiment, external_id=f"paint{number}",
+                                     study_id="s", session_id="x")  # fmt: skip
+        participant_consent(participant=person)
+        pids.setdefault(person.arm.name, person.external_id)
+        number += 1
+    return experiment.slug, pids
+
+
+def _paint_measure(
+    base: str, slug: str, pids: dict[str, str], count: int
+) -> dict[str, list[float]]:
+    from playwright.sync_api import sync_playwright
+
+    from bench.labelling_paint import CHROMIUM, CHROMIUM_ARGS, key_to_paint, probe
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pages = {}
+        for arm, pid in pids.items():
+            # A context each: each participant has their own session cookie.
+            page = browser.new_context(viewport={"width": 1366, "height": 900}).new_page()
+            page.set_default_timeout(30_000)
+            page.add_init_script(probe("/task/label/"))
+            page.goto(f"{base}/join/{slug}/?PROLIFIC_PID={pid}&STUDY_ID=s&SESSION_ID=x")
+            page.wait_for_url(f"{base}/join/{slug}/task/")
+            pages[arm] = page
+        critique_shown = pages["critique"].locator(".assistance-text").count()
+        assert critique_shown == 1 and pages["unassisted"].locator(".assistance").count() == 0
+        for n in range(count):
+            for page in pages.values():
+                page.bring_to_front()
+                key_to_paint(page, n)
+        paints = {arm: list(page.evaluate("window.paints")) for arm, page in pages.items()}
+        browser.close()
+    return paints
 
 
 if __name__ == "__main__":

@@ -42,8 +42,8 @@ WARM_UP = 5
 
 # Installed before the page's own scripts: the key's timestamp, then, once the next item is in
 # the page, the first frame after it (rAF runs before the frame; a task queued there runs
-# after it is produced).
-PROBE = """
+# after it is produced). SUBMIT_PATH: the part of the label POST's URL its timing is kept by.
+PROBE_TEMPLATE = """
 (() => {
   window.paints = [];
   window.rounds = [];
@@ -63,7 +63,7 @@ PROBE = """
   }).observe(document, { childList: true, subtree: true });
   new PerformanceObserver((list) => {
     for (const entry of list.getEntries()) {
-      if (entry.name.includes("/label/submit/")) {
+      if (entry.name.includes("SUBMIT_PATH")) {
         window.rounds.push(entry.responseEnd - entry.startTime);
       }
     }
@@ -79,6 +79,15 @@ HELD = """() => {
   const prefetching = document.querySelector("#work[data-release]") !== null;
   return !prefetching || held || document.querySelector("#work article.item") === null;
 }"""
+
+
+def probe(submit_path: str = "/label/submit/") -> str:
+    """The measuring script for a page whose label POSTs go to a URL containing
+    `submit_path` (bench/experiments.py measures the study's task page with it)."""
+    return PROBE_TEMPLATE.replace("SUBMIT_PATH", submit_path)
+
+
+PROBE = probe()
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -127,6 +136,18 @@ def wait_until(page: Any, predicate: str, timeout_s: float = 30.0) -> None:
         page.wait_for_timeout(5)
 
 
+def key_to_paint(page: Any, done: int, key: str = "1") -> None:
+    """One measured key press on a page with the probe installed, `done` measured before it.
+    A person reads the item first (seconds): the key comes once the page has settled, its
+    last submit answered and the next item held (template.ahead), when it holds one (a page
+    from before prefetching never does); returns once the next item is painted."""
+    page.wait_for_selector("#work[data-ready] article.item")
+    wait_until(page, HELD)
+    page.wait_for_timeout(50)
+    page.keyboard.press(key)
+    wait_until(page, f"() => window.paints.length > {done}")
+
+
 def measure(base: str, queue_id: int, count: int) -> tuple[list[float], list[float]]:
     from playwright.sync_api import sync_playwright
 
@@ -142,14 +163,7 @@ def measure(base: str, queue_id: int, count: int) -> tuple[list[float], list[flo
         page.add_init_script(PROBE)
         page.goto(f"{base}/queues/{queue_id}/label/")
         for n in range(count):
-            # A person reads the item first (seconds): the key comes once the page has settled,
-            # its last submit answered and the next item held (template.ahead), when it
-            # holds one (a page from before prefetching never does).
-            page.wait_for_selector("#work[data-ready] article.item")
-            wait_until(page, HELD)
-            page.wait_for_timeout(50)
-            page.keyboard.press("1")
-            wait_until(page, f"() => window.paints.length > {n}")
+            key_to_paint(page, n)
         paints: list[float] = page.evaluate("window.paints")
         rounds: list[float] = page.evaluate("window.rounds")
         browser.close()

@@ -1,16 +1,20 @@
-"""The debate-judgment item kind: a finished debate, \"which debater argued better?\"."""
+"""The debate-judgment item kind (a finished debate: \"which debater argued better?\") and the
+question-judgment kind (a question, two answers and the transcript of a consultancy or debate
+about it, or none for a direct answer: \"how likely is answer A to be correct?\", as a debate
+judge answers)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from annotations.kinds import (
     MAX_TEXT_CHARS,
     PAIRWISE_KEYS,
     ChoiceValue,
     ItemKind,
+    LabelValue,
     Payload,
     QueueKind,
     item_kind_register,
@@ -30,6 +34,23 @@ class DebatePayload(Payload):
     answer_b: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
     turns: list[DebateTurn] = Field(min_length=1, max_length=200)
     source_id: str = Field(default="", max_length=200)
+
+
+class QuestionPayload(Payload):
+    """A question for a judge who never sees the passage: the two answers and what was said
+    about them (a consultant's or two debaters' speeches; none for a direct answer)."""
+
+    question: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    answer_a: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    answer_b: str = Field(min_length=1, max_length=MAX_TEXT_CHARS)
+    turns: list[DebateTurn] = Field(default_factory=list, max_length=200)
+
+
+class ProbabilityValue(LabelValue):
+    """The judge's probability (whole percent, 1–99, as a debate judge gives it) that answer A
+    is correct; B's is the rest."""
+
+    probability_a: StrictInt = Field(ge=1, le=99)
 
 
 # The swapped order shows answer B as A: its debater is renamed with it.
@@ -61,5 +82,15 @@ def register() -> None:
             keys=PAIRWISE_KEYS,
             pair_fields=("", "question", "answer_a", "answer_b"),
             pair_context=transcript_text,
+        )
+    )
+    item_kind_register(
+        ItemKind(
+            name=QueueKind.QUESTION_JUDGMENT,
+            title="Question judgment (probability)",
+            payload_model=QuestionPayload,
+            value_model=ProbabilityValue,
+            value_field="probability_a",
+            template="debate/kinds/question.html",
         )
     )

@@ -19,7 +19,7 @@ from experiments.models import (
 
 class ArmInline(ServiceCreatedInline):
     model = Arm
-    fields = ("position", "name", "assistance", "model_config", "time_limit_s")
+    fields = ("position", "name", "assistance", "protocol", "model_config", "time_limit_s")
     readonly_fields = fields
 
 
@@ -31,7 +31,9 @@ class ExperimentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     list_display = ["name", "slug", "question_set", "link_open", "frozen_at", "created_at"]
     # Study sites' return URLs are https.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    readonly_fields = ["seed", "question_set", "frozen_at", "labels_per_item", "created_by"]
+    readonly_fields = [
+        "seed", "question_set", "question_bank", "frozen_at", "labels_per_item", "created_by",
+    ]  # fmt: skip
     inlines = [ArmInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -49,12 +51,12 @@ class ExperimentAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class ArmAdmin(ServiceWrittenAdmin):
     """Arms change through experiments.services (refused once frozen), never here."""
 
-    list_display = ["experiment", "position", "name", "assistance", "time_limit_s"]
+    list_display = ["experiment", "position", "name", "assistance", "protocol", "time_limit_s"]
 
 
 @admin.register(ArmItem)
 class ArmItemAdmin(ServiceWrittenAdmin):
-    list_display = ["arm", "item", "source"]
+    list_display = ["arm", "item", "source", "bank_question"]
 
 
 @admin.register(Participant)

@@ -18,7 +18,8 @@ from annotations.models import Queue
 from config.api_contract import Body, Id, Refusal, ShareOut, api_user, errors, researchers
 from core.stats import Share
 from core.text import RequiredText, StoredText
-from experiments.analysis import experiment_analysis
+from debate.models import QuestionBank
+from experiments.analysis import Calibration, experiment_analysis
 from experiments.errors import ExperimentError
 from experiments.models import MAX_TIME_LIMIT_S, Arm, Experiment
 from experiments.services import ArmSpec, arm_add, experiment_create
@@ -29,9 +30,17 @@ experiments_router = Router(tags=["experiments"], auth=researchers)
 
 class ArmIn(Body):
     name: RequiredText = Field(max_length=100)
-    assistance: Literal["none", "critique", "suggestion"] = "none"
+    assistance: Literal["none", "critique", "suggestion"] = Field(
+        default="none", description="a rating-queue experiment's arms: the assistance shown"
+    )
+    protocol: Literal["direct", "consultancy", "debate"] | None = Field(
+        default=None,
+        description="a question-bank experiment's arms (required there, refused elsewhere)",
+    )
     model_config_id: Id | None = Field(
-        default=None, description="required when `assistance` is not `none`"
+        default=None,
+        description="required when `assistance` is not `none`, and for consultancy and debate "
+        "arms (the model that speaks their transcripts)",
     )
     prompt: StoredText = Field(
         default="", max_length=20_000, description="`{item}` stands for the item; empty: default"
@@ -42,7 +51,14 @@ class ArmIn(Body):
 class ExperimentIn(Body):
     name: RequiredText = Field(max_length=200)
     slug: str = Field(pattern=r"^[-a-zA-Z0-9_]+$", min_length=1, max_length=60)
-    question_set_id: Id = Field(description="a pairwise or Likert queue with gold items")
+    question_set_id: Id | None = Field(
+        default=None, description="a pairwise or Likert queue with gold items"
+    )
+    question_bank_id: Id | None = Field(
+        default=None,
+        description="or a debate question bank (exactly one of the two): its questions, each "
+        "with a correct answer, judged under protocol arms",
+    )
     arms: list[ArmIn] = Field(min_length=2, max_length=10)
     consent: RequiredText = Field(max_length=50_000)
     instructions: StoredText = Field(default="", max_length=50_000)
@@ -60,6 +76,7 @@ class ArmOut(Schema):
     position: int
     name: str
     assistance: str
+    protocol: str
     model_config_id: int | None
     time_limit_s: int | None
     prompt_version: str
@@ -70,6 +87,8 @@ class ExperimentOut(Schema):
     name: str
     slug: str
     seed: int
+    question_set_id: int | None
+    question_bank_id: int | None
     link_open: bool
     frozen: bool
     arms: list[ArmOut]
@@ -82,9 +101,25 @@ class IntervalOut(Schema):
     method: str
 
 
+class ReliabilityBinOut(Schema):
+    low: float
+    high: float
+    n: int
+    confidence: float | None
+    correct: int
+
+
+class CalibrationOut(Schema):
+    source: str
+    n: int
+    brier: IntervalOut | None
+    bins: list[ReliabilityBinOut]
+
+
 class ArmFiguresOut(Schema):
     arm: str
     assistance: str
+    protocol: str
     participants: int
     labels: int
     late: int
@@ -94,6 +129,7 @@ class ArmFiguresOut(Schema):
     model_alone: ShareOut | None
     flagged_helped: ShareOut | None
     flagged_wrong: ShareOut | None
+    calibration: CalibrationOut | None
 
 
 class ComparisonOut(Schema):
@@ -124,21 +160,20 @@ def _experiment_out(experiment: Experiment) -> ExperimentOut:
         name=experiment.name,
         slug=experiment.slug,
         seed=experiment.seed,
+        question_set_id=experiment.question_set_id,
+        question_bank_id=experiment.question_bank_id,
         link_open=experiment.link_open,
         frozen=experiment.frozen,
-        arms=[
-            ArmOut(
-                id=arm.pk,
-                position=arm.position,
-                name=arm.name,
-                assistance=arm.assistance,
-                model_config_id=arm.model_config_id,
-                time_limit_s=arm.time_limit_s,
-                prompt_version=arm.prompt_version,
-            )  # fmt: skip
-            for arm in experiment.arms.order_by("position")
-        ],
+        arms=[_arm_out(arm) for arm in experiment.arms.order_by("position")],
     )
+
+
+def _arm_out(arm: Arm) -> ArmOut:
+    return ArmOut(
+        id=arm.pk, position=arm.position, name=arm.name, assistance=arm.assistance,
+        protocol=arm.protocol, model_config_id=arm.model_config_id,
+        time_limit_s=arm.time_limit_s, prompt_version=arm.prompt_version,
+    )  # fmt: skip
 
 
 def _refused(error: ValidationError) -> Refusal:
@@ -158,15 +193,26 @@ def _spec(arm: ArmIn) -> ArmSpec:
     if arm.model_config_id is not None:
         config = get_object_or_404(ModelConfig, pk=arm.model_config_id)
     return ArmSpec(name=arm.name, assistance=arm.assistance, model_config=config,
-                   prompt=arm.prompt, time_limit_s=arm.time_limit_s)  # fmt: skip
+                   prompt=arm.prompt, time_limit_s=arm.time_limit_s,
+                   protocol=arm.protocol or "")  # fmt: skip
 
 
 @experiments_router.post("/", response={201: ExperimentOut} | errors(403, 404, 409))
 def experiment_create_api(request: HttpRequest, body: ExperimentIn) -> Status[ExperimentOut]:
-    """Create an experiment and its arms, all or nothing. Refused: fewer than two arms, a time
-    limit outside 1–3600 s, an assisted arm without a model config, a question set without
-    gold, a name or slug in use (409)."""
-    question_set = get_object_or_404(Queue, pk=body.question_set_id)
+    """Create an experiment and its arms, all or nothing. Its questions: a rating queue's gold
+    items (arms give assistance: none, critique, suggestion) or a debate question bank (arms
+    are protocols: direct, consultancy, debate; consultancy and debate transcripts are
+    generated ahead, and the study link opens to newcomers once they are). Refused (422):
+    fewer than two arms, a time limit outside 1–3600 s, an assisted, consultancy or debate
+    arm without a model config, protocol arms on a rating queue or assistance arms on a bank,
+    neither or both of a queue and a bank, a question set without gold, a bank without
+    questions with a correct answer. A name or slug in use: 409."""
+    question_set = None
+    if body.question_set_id is not None:
+        question_set = get_object_or_404(Queue, pk=body.question_set_id)
+    question_bank = None
+    if body.question_bank_id is not None:
+        question_bank = get_object_or_404(QuestionBank, pk=body.question_bank_id)
     specs = [_spec(arm) for arm in body.arms]
     if (
         Experiment.objects.filter(name=body.name.strip()).exists()
@@ -175,7 +221,8 @@ def experiment_create_api(request: HttpRequest, body: ExperimentIn) -> Status[Ex
         raise Refusal(409, "An experiment with that name or slug exists.")
     try:
         experiment = experiment_create(
-            name=body.name, slug=body.slug, question_set=question_set, arms=specs,
+            name=body.name, slug=body.slug, question_set=question_set,
+            question_bank=question_bank, arms=specs,
             consent=body.consent, instructions=body.instructions,
             completion_code=body.completion_code, completion_url=body.completion_url,
             labels_per_item=body.labels_per_item, late_grace_s=body.late_grace_s,
@@ -202,10 +249,22 @@ def arm_add_api(request: HttpRequest, experiment_id: Id, body: ArmIn) -> Status[
         raise Refusal(error.status, error.message) from None
     except ValidationError as error:
         raise _refused(error) from None
-    return Status(201, ArmOut(id=arm.pk, position=arm.position, name=arm.name,
-                              assistance=arm.assistance, model_config_id=arm.model_config_id,
-                              time_limit_s=arm.time_limit_s,
-                              prompt_version=arm.prompt_version))  # fmt: skip
+    return Status(201, _arm_out(arm))
+
+
+def _calibration(found: Calibration | None, method: str) -> CalibrationOut | None:
+    if found is None:
+        return None
+    brier = found.brier
+    return CalibrationOut(
+        source=found.source,
+        n=found.n,
+        brier=None if brier is None else IntervalOut(
+            value=brier.value, low=brier.low, high=brier.high, method=method
+        ),
+        bins=[ReliabilityBinOut(low=b.low, high=b.high, n=b.n, confidence=b.confidence,
+                                correct=b.correct) for b in found.bins],
+    )  # fmt: skip
 
 
 @experiments_router.get("/{experiment_id}/analysis", response={200: AnalysisOut} | errors(403, 404))
@@ -224,6 +283,7 @@ def analysis_read(request: HttpRequest, experiment_id: Id) -> AnalysisOut:
             ArmFiguresOut(
                 arm=row.arm.name,
                 assistance=row.arm.assistance,
+                protocol=row.arm.protocol,
                 participants=row.participants,
                 labels=row.labels,
                 late=row.late,
@@ -233,6 +293,7 @@ def analysis_read(request: HttpRequest, experiment_id: Id) -> AnalysisOut:
                 model_alone=_share(row.model_alone),
                 flagged_helped=_share(row.helped),
                 flagged_wrong=_share(row.wrong),
+                calibration=_calibration(row.calibration, analysis.methods["calibration"]),
             )  # fmt: skip
             for row in analysis.arms
         ],

@@ -6,7 +6,8 @@ class ExperimentsConfig(AppConfig):
     verbose_name = "Oversight experiments"
 
     def ready(self) -> None:
-        # tasks: registers the assistance task, which experiments.services sends by name
+        # tasks: registers the assistance and transcript tasks, which experiments.services and
+        # experiments.protocols send by name
         # (the demo seed sends it from `make run`, a process that imports no tasks itself).
         from experiments import tasks  # noqa: F401
         from experiments.jobs import register

@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
+from annotations.models import Item
 from experiments.models import (
     Arm,
     ArmItem,
@@ -36,6 +37,12 @@ def _missing(arm: Arm) -> list[ArmItem]:
         .select_related("source")
         .order_by("source_id")
     )
+
+
+def _source(row: ArmItem) -> Item:
+    # An assisted arm is a rating-queue arm: each of its items copies a question-set item.
+    assert row.source is not None
+    return row.source
 
 
 def _claim(job_id: int) -> bool:
@@ -66,7 +73,7 @@ def assistance_job_run(*, job_id: int, batch: int = BATCH) -> None:
         for start in range(0, len(todo), batch):
             chunk = todo[start : start + batch]
             chats = [
-                chat_messages(config, prompt_text(arm.prompt, kind, row.source.payload))
+                chat_messages(config, prompt_text(arm.prompt, kind, _source(row).payload))
                 for row in chunk
             ]
             completions = backend.generate_batch(chats, params=params)
@@ -79,7 +86,7 @@ def assistance_job_run(*, job_id: int, batch: int = BATCH) -> None:
                 )
                 rows.append(
                     AssistanceText(
-                        source=row.source,
+                        source=_source(row),
                         model_config=config,
                         prompt_version=arm.prompt_version,
                         kind=arm.assistance,

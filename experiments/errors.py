@@ -19,6 +19,12 @@ class LinkClosed(ExperimentError):
     status = 410
 
 
+class StudyNotReady(LinkClosed):
+    """A consultancy or debate arm's transcripts are still being generated: no newcomer yet."""
+
+    status = 503
+
+
 class NotYours(ExperimentError):
     """Not the participant's item, lease or assistance: shown as a 404, as if it did not exist."""
 

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.core.validators import RegexValidator
 
+from annotations.forms import MAX_TIME_MS
 from experiments.models import Flag
 
 _external = RegexValidator(
@@ -29,3 +32,18 @@ class FlagForm(forms.Form):
 
 class LinkForm(forms.Form):
     open = forms.BooleanField(required=False)
+
+
+class ProbabilityLabelForm(forms.Form):
+    """A question-bank arm's answer: the probability (1–99 %) that answer A is correct, as a
+    debate judge gives it; B's is the rest."""
+
+    assignment = forms.IntegerField(min_value=1)
+    probability_a = forms.IntegerField(
+        min_value=1, max_value=99, label="Probability that answer A is correct (%)"
+    )
+    request_id = forms.UUIDField()
+    time_ms = forms.IntegerField(min_value=0, max_value=MAX_TIME_MS, required=False)
+
+    def value(self) -> dict[str, Any]:
+        return {"probability_a": self.cleaned_data["probability_a"]}

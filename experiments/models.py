@@ -6,6 +6,12 @@ An arm serves its items through its own rating queue (annotations): the claim ru
 (k, leases, skips) are the arm's, unforked. The arm queue's items are copies of the question
 set's gold items, stored there as ordinary items; their gold stays here (ArmItem.source), so
 nothing that annotations renders ever carries it.
+
+An experiment's question set is either a rating queue (arms give assistance: none, critique,
+suggestion) or a debate question bank (arms are protocols: direct, consultancy, debate). A
+bank's arm items are question-judgment items (the question, the two answers in an order drawn
+per arm and item, and the consultancy's or debate's transcript, generated ahead by a debate
+batch); the correct side stays here (ArmItem.correct_side), the passage in the bank.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotations.models import Item, Label, Queue
+from debate.models import BankQuestion, Debate, DebateBatch, QuestionBank
 from llm.models import ModelConfig
 
 # The longest per-item time limit an arm may have: an hour on one item is not a time limit.
@@ -33,14 +40,37 @@ class Assistance(models.TextChoices):
     SUGGESTION = "suggestion", "Model's suggested answer and confidence"
 
 
+class ArmProtocol(models.TextChoices):
+    """A question-bank arm's condition: how the participant meets the question."""
+
+    DIRECT = "direct", "Direct answer (no debaters)"
+    CONSULTANCY = "consultancy", "Consultancy (one consultant)"
+    DEBATE = "debate", "Debate (two debaters)"
+
+
+# Protocols whose items carry a transcript, generated ahead by a debate batch.
+TRANSCRIPT_PROTOCOLS = (ArmProtocol.CONSULTANCY, ArmProtocol.DEBATE)
+
+
 class Experiment(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=60, unique=True, help_text="the study link's /join/<slug>/")
     question_set = models.ForeignKey(
         Queue,
         on_delete=models.PROTECT,
+        null=True,
+        blank=True,
         related_name="experiments",
         help_text="a rating queue; its gold items are the experiment's items",
+    )
+    question_bank = models.ForeignKey(
+        QuestionBank,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="or a debate question bank: its questions (with their correct answers) are "
+        "the items, and the arms are protocols",
     )
     consent = models.TextField(help_text="Markdown; shown before anything else")
     instructions = models.TextField(blank=True, help_text="Markdown; shown after consent")
@@ -75,6 +105,13 @@ class Experiment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(question_set__isnull=True, question_bank__isnull=False)
+                | Q(question_set__isnull=False, question_bank__isnull=True),
+                name="experiment_one_question_set",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -83,12 +120,22 @@ class Experiment(models.Model):
     def frozen(self) -> bool:
         return self.frozen_at is not None
 
+    @property
+    def on_bank(self) -> bool:
+        return self.question_bank_id is not None
+
 
 class Arm(models.Model):
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="arms")
     position = models.PositiveSmallIntegerField()
     name = models.CharField(max_length=100)
     assistance = models.CharField(max_length=12, choices=Assistance.choices)
+    protocol = models.CharField(
+        max_length=12,
+        choices=ArmProtocol.choices,
+        blank=True,
+        help_text="a question-bank arm's protocol; empty for a rating-queue arm",
+    )
     model_config = models.ForeignKey(
         ModelConfig, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
@@ -100,6 +147,13 @@ class Arm(models.Model):
         help_text="seconds per item; empty for none",
     )
     queue = models.OneToOneField(Queue, on_delete=models.PROTECT, related_name="experiment_arm")
+    # Consultancy and debate arms: the batch that speaks their transcripts ahead of
+    # participants, and when its transcripts became the arm's items (the study link refuses
+    # newcomers until every such arm is ready).
+    debate_batch = models.ForeignKey(
+        DebateBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    items_ready_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["experiment", "position"]
@@ -109,6 +163,14 @@ class Arm(models.Model):
             models.CheckConstraint(
                 condition=Q(assistance="none") | Q(model_config__isnull=False),
                 name="assisted_arm_has_model",
+            ),
+            models.CheckConstraint(
+                condition=~Q(protocol__in=TRANSCRIPT_PROTOCOLS) | Q(model_config__isnull=False),
+                name="protocol_arm_has_model",
+            ),
+            models.CheckConstraint(
+                condition=Q(protocol="") | Q(assistance="none"),
+                name="protocol_arm_unassisted",
             ),
         ]
 
@@ -120,25 +182,67 @@ class Arm(models.Model):
         return self.assistance != Assistance.NONE
 
     @property
+    def transcripts(self) -> bool:
+        """A consultancy or debate arm: its items carry a transcript generated ahead."""
+        return self.protocol in TRANSCRIPT_PROTOCOLS
+
+    @property
+    def unaided(self) -> bool:
+        """No model material beside the item: the control of the comparisons."""
+        return not self.assisted and not self.transcripts
+
+    @property
+    def condition(self) -> str:
+        """The arm's condition as the researcher's page names it (never a participant's)."""
+        return self.get_protocol_display() if self.protocol else self.get_assistance_display()
+
+    @property
     def prompt_version(self) -> str:
         """The cache key's prompt part: a digest of the prompt text, so an edit regenerates."""
         return hashlib.sha256(self.prompt.encode()).hexdigest()[:12]
 
 
 class ArmItem(models.Model):
-    """One item of an arm's queue and the question-set item (with gold) it copies."""
+    """One item of an arm's queue and what it copies: the question-set item (with gold), or
+    the bank question with the side its correct answer was shown on (and, for consultancy and
+    debate arms, the batch debate whose transcript it carries)."""
 
     arm = models.ForeignKey(Arm, on_delete=models.CASCADE, related_name="arm_items")
     item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="+")
-    source = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
+    source = models.ForeignKey(
+        Item, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    bank_question = models.ForeignKey(
+        BankQuestion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    debate = models.ForeignKey(
+        Debate, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    correct_side = models.CharField(max_length=1, blank=True, help_text="a or b (bank items)")
 
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["arm", "source"], name="arm_item_source_once"),
+            models.UniqueConstraint(
+                fields=["arm", "bank_question"], name="arm_item_bank_question_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(source__isnull=False, bank_question__isnull=True)
+                | Q(source__isnull=True, bank_question__isnull=False, correct_side__in=["a", "b"]),
+                name="arm_item_copies_one_thing",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"item {self.source_id} in arm {self.arm_id}"
+        what = self.source_id if self.source_id is not None else f"q{self.bank_question_id}"
+        return f"item {what} in arm {self.arm_id}"
+
+    @property
+    def question_id(self) -> int:
+        """The question-set item or bank question this copies (the exports' `item`)."""
+        found = self.source_id if self.source_id is not None else self.bank_question_id
+        assert found is not None  # arm_item_copies_one_thing
+        return found
 
 
 class Participant(models.Model):
@@ -189,6 +293,11 @@ class Response(models.Model):
     late = models.BooleanField(default=False, help_text="after the limit plus the grace")
     timed_out = models.BooleanField(default=False, help_text="no answer: the time ran out")
     correct = models.BooleanField(null=True, blank=True, help_text="the label equals gold")
+    probability_correct = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="question-bank arms: the participant's probability on the correct answer",
+    )
 
     class Meta:
         ordering = ["id"]

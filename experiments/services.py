@@ -32,12 +32,16 @@ from annotations.services import (
     queue_items_create,
     queue_members_set,
 )
+from debate.kinds import ProbabilityValue
+from debate.models import QuestionBank, Side, judge_was_correct
 from experiments.assignment import arm_for
-from experiments.errors import ExperimentFrozen, LinkClosed, NotYours, TimeNotUp
+from experiments.errors import ExperimentFrozen, LinkClosed, NotYours, StudyNotReady, TimeNotUp
 from experiments.models import (
     MAX_TIME_LIMIT_S,
+    TRANSCRIPT_PROTOCOLS,
     Arm,
     ArmItem,
+    ArmProtocol,
     Assistance,
     AssistanceFlag,
     AssistanceJob,
@@ -49,6 +53,7 @@ from experiments.models import (
     Response,
 )
 from experiments.prompting import DEFAULT_PROMPTS
+from experiments.protocols import arm_transcripts_start, bank_problems, direct_items_create
 from llm.models import ModelConfig
 
 ASSISTANCE_TASK = "experiments.tasks.assistance_generate_task"
@@ -63,19 +68,58 @@ class ArmSpec:
     model_config: ModelConfig | None = None
     prompt: str = ""
     time_limit_s: int | None = None
+    # Question-bank experiments: the arm's protocol (direct, consultancy, debate).
+    protocol: str = ""
 
 
-def _arm_problems(specs: Sequence[ArmSpec], first_position: int = 0) -> dict[str, list[str]]:
+def _protocol_problems(spec: ArmSpec, where: str, on_bank: bool | None) -> dict[str, list[str]]:
+    """A bank experiment's arms are protocols, a rating queue's give assistance: never the
+    other way round. `on_bank` None: the question set is not known (neither or both were
+    given, itself an error), so nothing to fit."""
+    problems: dict[str, list[str]] = {}
+    if on_bank is None:
+        return problems
+    if not on_bank:
+        if spec.protocol:
+            problems[f"{where}.protocol"] = [
+                f"Arm “{spec.name}” is a {spec.protocol} arm, but protocols (direct, "
+                "consultancy, debate) judge a question bank's questions and this experiment's "
+                "question set is a rating queue: give its arms assistance (none, critique, "
+                "suggestion) instead."
+            ]
+        return problems
+    if spec.assistance != Assistance.NONE:
+        problems[f"{where}.assistance"] = [
+            f"Arm “{spec.name}” gives {spec.assistance} assistance, but a question-bank "
+            "experiment's arms are protocols: choose direct, consultancy or debate."
+        ]
+    if spec.protocol not in ArmProtocol.values:
+        problems[f"{where}.protocol"] = [
+            f"Arm “{spec.name}” needs a protocol: one of {', '.join(ArmProtocol.values)}."
+        ]
+    elif spec.protocol in TRANSCRIPT_PROTOCOLS and spec.model_config is None:
+        problems[f"{where}.model_config"] = [
+            f"Arm “{spec.name}” is a {spec.protocol} arm: choose the model config that speaks "
+            "its transcripts."
+        ]
+    return problems
+
+
+def _arm_problems(
+    specs: Sequence[ArmSpec], first_position: int = 0, *, on_bank: bool | None = False
+) -> dict[str, list[str]]:
     problems: dict[str, list[str]] = {}
     for number, spec in enumerate(specs, start=first_position):
         where = f"arms.{number}"
         if not spec.name.strip():
             problems.setdefault(f"{where}.name", []).append("An arm needs a name.")
+        for field, messages in _protocol_problems(spec, where, on_bank).items():
+            problems.setdefault(field, []).extend(messages)
         if spec.assistance not in Assistance.values:
             problems.setdefault(f"{where}.assistance", []).append(
                 f"Assistance must be one of {', '.join(Assistance.values)}."
             )
-        elif spec.assistance != Assistance.NONE and spec.model_config is None:
+        elif not on_bank and spec.assistance != Assistance.NONE and spec.model_config is None:
             problems.setdefault(f"{where}.model_config", []).append(
                 f"Arm “{spec.name}” gives {spec.assistance} assistance: choose the model config "
                 "that writes it."
@@ -98,11 +142,18 @@ def _gold_items(question_set: Queue) -> list[Item]:
 
 def _arm_create(experiment: Experiment, position: int, spec: ArmSpec, gold: list[Item]) -> Arm:
     """The arm and its queue: a copy of each gold item as an ordinary item (its gold stays in
-    ArmItem.source), k = the experiment's, no gold rate, leases that outlast the time limit."""
+    ArmItem.source), k = the experiment's, no gold rate, leases that outlast the time limit.
+    A question-bank arm's queue takes question judgments: a direct arm's items are made now,
+    a consultancy or debate arm's once its transcripts are spoken (experiments.protocols,
+    started when the transaction commits)."""
     limit_minutes = -(-(spec.time_limit_s or 0) // 60) + 1
+    if experiment.question_set is not None:
+        queue_kind = experiment.question_set.kind
+    else:
+        queue_kind = QueueKind.QUESTION_JUDGMENT
     queue = Queue.objects.create(
         name=f"experiment {experiment.pk} arm {position + 1} ({experiment.slug})",
-        kind=experiment.question_set.kind,
+        kind=queue_kind,
         labels_per_item=experiment.labels_per_item,
         gold_rate=0.0,
         lease_minutes=max(10, limit_minutes),
@@ -114,11 +165,22 @@ def _arm_create(experiment: Experiment, position: int, spec: ArmSpec, gold: list
         position=position,
         name=spec.name.strip(),
         assistance=spec.assistance,
-        model_config=spec.model_config if spec.assistance != Assistance.NONE else None,
+        protocol=spec.protocol,
+        model_config=(
+            spec.model_config
+            if spec.assistance != Assistance.NONE or spec.protocol in TRANSCRIPT_PROTOCOLS
+            else None
+        ),
         prompt=prompt if spec.assistance != Assistance.NONE else "",
         time_limit_s=spec.time_limit_s,
         queue=queue,
     )
+    if experiment.question_bank_id is not None:
+        if arm.transcripts:
+            transaction.on_commit(lambda: arm_transcripts_start(arm=arm))
+        else:
+            direct_items_create(arm=arm)
+        return arm
     kind = queue.item_kind
     queue_items_create(
         queue=queue,
@@ -139,7 +201,8 @@ def experiment_create(
     *,
     name: str,
     slug: str,
-    question_set: Queue,
+    question_set: Queue | None = None,
+    question_bank: QuestionBank | None = None,
     arms: Sequence[ArmSpec],
     consent: str,
     completion_code: str,
@@ -152,19 +215,35 @@ def experiment_create(
     seed: int | None = None,
     user: User | None = None,
 ) -> Experiment:
-    """An experiment with its arms, all or nothing. Refuses (ValidationError naming each field)
-    fewer than two arms, a time limit ≤ 0 or over an hour, an assisted arm without a model
-    config, and a question set that is not a rating queue with gold items."""
-    problems = _arm_problems(arms)
+    """An experiment with its arms, all or nothing. Its question set is a rating queue (arms
+    give assistance) or a debate question bank (arms are protocols). Refuses
+    (ValidationError naming each field) fewer than two arms, a time limit ≤ 0 or over an
+    hour, an assisted or consultancy/debate arm without a model config, protocol arms on a
+    rating queue or assistance arms on a bank, a question set that is not a rating queue with
+    gold items, and a bank without questions that have a correct answer. A consultancy or
+    debate arm's transcripts start generating when the experiment is committed."""
+    known = (question_set is None) != (question_bank is None)
+    problems = _arm_problems(arms, on_bank=(question_bank is not None) if known else None)
     if len(arms) < 2:
         problems.setdefault("arms", []).append(
             f"An experiment compares conditions: it needs at least two arms, got {len(arms)}."
         )
-    if question_set.kind not in RATING_KINDS:
+    if (question_set is None) == (question_bank is None):
+        problems.setdefault("question_set", []).append(
+            "Choose the experiment's questions: a rating queue or a question bank (one of them)."
+        )
+    elif question_bank is not None:
+        transcripts = any(spec.protocol in TRANSCRIPT_PROTOCOLS for spec in arms)
+        for problem in bank_problems(question_bank, transcripts=transcripts):
+            problems.setdefault("question_bank", []).append(problem)
+    elif question_set is not None and question_set.kind not in RATING_KINDS:
         problems.setdefault("question_set", []).append(
             f"The question set must be a pairwise or Likert queue, not {question_set.kind}."
         )
-    elif not Item.objects.filter(queue=question_set, is_gold=True).exists():
+    elif (
+        question_set is not None
+        and not Item.objects.filter(queue=question_set, is_gold=True).exists()
+    ):
         problems.setdefault("question_set", []).append(
             f"Queue “{question_set.name}” has no gold items: accuracy on gold, the primary "
             "metric, needs them. Import items with gold labels first."
@@ -179,6 +258,7 @@ def experiment_create(
         name=name.strip(),
         slug=slug,
         question_set=question_set,
+        question_bank=question_bank,
         consent=consent,
         instructions=instructions,
         completion_code=completion_code.strip(),
@@ -191,7 +271,7 @@ def experiment_create(
         created_by=user,
     )
     experiment.full_clean()
-    gold = _gold_items(question_set)
+    gold = _gold_items(question_set) if question_set is not None else []
     with transaction.atomic():
         experiment.save()
         for position, spec in enumerate(arms):
@@ -216,14 +296,20 @@ def arm_add(*, experiment: Experiment, spec: ArmSpec) -> Arm:
         experiment = Experiment.objects.select_for_update().get(pk=experiment.pk)
         _refuse_if_frozen(experiment)
         position = experiment.arms.count()
-        problems = _arm_problems([spec], first_position=position)
+        problems = _arm_problems([spec], first_position=position, on_bank=experiment.on_bank)
+        bank = experiment.question_bank
+        if bank is not None and spec.protocol in TRANSCRIPT_PROTOCOLS:
+            for problem in bank_problems(bank, transcripts=True):
+                problems.setdefault("question_bank", []).append(problem)
         if experiment.arms.filter(name__iexact=spec.name.strip()).exists():
             problems.setdefault(f"arms.{position}.name", []).append(
                 f"The experiment already has an arm named “{spec.name}”."
             )
         if problems:
             raise ValidationError(problems)
-        return _arm_create(experiment, position, spec, _gold_items(experiment.question_set))
+        question_set = experiment.question_set
+        gold = _gold_items(question_set) if question_set is not None else []
+        return _arm_create(experiment, position, spec, gold)
 
 
 class _Unchanged:
@@ -247,8 +333,9 @@ def arm_change(
             time_limit_s=(
                 arm.time_limit_s if isinstance(time_limit_s, _Unchanged) else time_limit_s
             ),
+            protocol=arm.protocol,
         )
-        problems = _arm_problems([spec], first_position=arm.position)
+        problems = _arm_problems([spec], first_position=arm.position, on_bank=experiment.on_bank)
         if problems:
             raise ValidationError(problems)
         arm.time_limit_s = spec.time_limit_s
@@ -297,6 +384,14 @@ def participant_join(
         )
         if found is not None:
             return found, False
+        waiting = locked.arms.filter(
+            protocol__in=TRANSCRIPT_PROTOCOLS, items_ready_at__isnull=True
+        ).exists()
+        if waiting:
+            raise StudyNotReady(
+                "This study is not open yet: its materials are still being prepared. "
+                "Please try the link again later."
+            )
         arms = list(locked.arms.order_by("position"))
         sequence = locked.participants.count()
         arm = arms[arm_for(locked.seed, len(arms), sequence)]
@@ -353,6 +448,17 @@ def _arm_item(participant: Participant, lease: Assignment) -> ArmItem:
     return ArmItem.objects.select_related("source").get(arm=participant.arm, item=lease.item_id)
 
 
+def _scored(arm_item: ArmItem, value: Mapping[str, Any]) -> tuple[bool | None, float | None]:
+    """(correct, probability on the correct answer) of a label: a rating item's label is
+    correct when it equals gold; a question's probability is correct above 50 % on the
+    correct answer, as a debate judge's is (debate.models.judge_was_correct)."""
+    if arm_item.source is not None:
+        return dict(value) == arm_item.source.gold_value, None
+    percent_a = ProbabilityValue.model_validate(value).probability_a
+    percent = percent_a if arm_item.correct_side == Side.A else 100 - percent_a
+    return judge_was_correct(percent / 100), percent / 100
+
+
 def _late(participant: Participant, lease: Assignment, now: datetime) -> bool:
     limit = participant.arm.time_limit_s
     if limit is None:
@@ -390,6 +496,7 @@ def response_submit(
         )
         if not created:
             return Response.objects.get(label=label)
+        correct, probability_correct = _scored(arm_item, label.value)
         return Response.objects.create(
             participant=participant,
             arm_item=arm_item,
@@ -398,7 +505,8 @@ def response_submit(
             answered_at=now,
             time_ms=int((now - lease.created_at).total_seconds() * 1000),
             late=_late(participant, lease, now),
-            correct=label.value == arm_item.source.gold_value,
+            correct=correct,
+            probability_correct=probability_correct,
         )
 
 

@@ -15,8 +15,10 @@ BOOTSTRAP_REPS = 2000
 PERMUTATIONS = 2000
 CONFIDENCE = 0.95
 
-# Per participant: (labels correct, labels counted).
-Tallies = Sequence[tuple[int, int]]
+# Per participant: (labels correct, labels counted); or, for a Brier score, (the sum of the
+# squared errors of their answers, answers counted). Either way the pooled figure is the sum
+# of the first over the sum of the second, and the bootstrap resamples participants.
+Tallies = Sequence[tuple[float, int]]
 
 BOOTSTRAP_METHOD = (
     f"percentile bootstrap ({BOOTSTRAP_REPS} resamples, 95 %) clustered by participant: each "
@@ -31,6 +33,23 @@ PERMUTATION_METHOD = (
 SANDWICH_METHOD = (
     "(P_assisted − P_unassisted) / (P_expert − P_unassisted), Bowman et al. 2022; P_expert = 1 "
     "as the gold labels are experts' answers; interval from the same clustered bootstrap"
+)
+
+
+BRIER_METHOD = (
+    "Brier score: the mean of (1 − p)² over counted answers, p the probability put on the "
+    "correct answer (0 is perfect; 50 % every time scores 0.25; lower is better); 95 % interval: "
+    f"percentile bootstrap ({BOOTSTRAP_REPS} resamples) clustered by participant, each "
+    "participant resampled with all their answers (the same resampling as the differences)"
+)
+# Reliability: the confidence in the answer chosen, in five bins (as debate analytics bins a
+# judge's): 50–60 %, …, 90–100 %.
+RELIABILITY_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+RELIABILITY_METHOD = (
+    "reliability: each answer's confidence in the answer it favours, max(p, 1 − p), rounded to "
+    "whole percent and put in five bins (50–60 %, …, 90–100 %); per bin the mean confidence "
+    "against the share of answers whose favoured answer is correct (50 % favours none and "
+    "counts as wrong), with its Wilson 95 % interval. On the diagonal is perfect calibration"
 )
 
 
@@ -65,6 +84,57 @@ def _interval(value: float, draws: np.ndarray) -> Interval | None:
     tail = (1 - CONFIDENCE) / 2
     low, high = np.quantile(draws, [tail, 1 - tail])
     return Interval(value=value, low=float(low), high=float(high))
+
+
+def squared_errors(probabilities: Sequence[float]) -> float:
+    """The sum of (1 − p)² over probabilities on the correct answer: one participant's share
+    of a pooled Brier score."""
+    return float(sum((1 - p) ** 2 for p in probabilities))
+
+
+def brier_bootstrap(
+    errors: Tallies, *, seed: int = 0, reps: int = BOOTSTRAP_REPS
+) -> Interval | None:
+    """The pooled Brier score of per-participant (sum of squared errors, answers) with a
+    participant-clustered percentile bootstrap interval; None with no answer counted."""
+    value = pooled(errors)
+    if value is None:
+        return None
+    rng = np.random.default_rng(seed)
+    return _interval(value, _resampled(errors, rng, reps))
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    low: float
+    high: float
+    n: int
+    confidence: float | None  # mean confidence in the favoured answer
+    correct: int  # answers whose favoured answer is correct
+
+
+def reliability(probabilities: Sequence[float]) -> list[ReliabilityBin]:
+    """Reliability bins of probabilities on the correct answer (RELIABILITY_METHOD)."""
+    members: list[list[float]] = [[] for _ in RELIABILITY_EDGES[1:]]
+    hits = [0] * len(members)
+    for p in probabilities:
+        # Whole percent first: 1 − 0.4 is 0.5999…, which would fall a bin short of 60 %.
+        percent = round(max(p, 1 - p) * 100)
+        index = min(len(members) - 1, percent // 10 - 5)
+        members[index].append(percent / 100)
+        hits[index] += 1 if p > 0.5 else 0
+    return [
+        ReliabilityBin(
+            low=low,
+            high=high,
+            n=len(found),
+            confidence=sum(found) / len(found) if found else None,
+            correct=hit,
+        )  # fmt: skip
+        for found, hit, low, high in zip(
+            members, hits, RELIABILITY_EDGES, RELIABILITY_EDGES[1:], strict=False
+        )
+    ]
 
 
 def difference_bootstrap(

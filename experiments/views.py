@@ -27,10 +27,11 @@ from annotations.services import AnnotationError
 from core.ratelimit import rate_limited
 from core.roles import Role, role_required
 from experiments.analysis import experiment_analysis, experiment_label_rows
-from experiments.charts import accuracy_svg
+from experiments.charts import accuracy_svg, reliability_svg
 from experiments.errors import ExperimentError, LinkClosed, NotYours
-from experiments.forms import ConsentForm, FlagForm, JoinForm, LinkForm
+from experiments.forms import ConsentForm, FlagForm, JoinForm, LinkForm, ProbabilityLabelForm
 from experiments.models import Arm, AssistanceJob, Experiment, Participant
+from experiments.protocols import arm_transcripts_start
 from experiments.selectors import participant_rows
 from experiments.services import (
     assistance_flag,
@@ -90,7 +91,8 @@ def join(request: HttpRequest, slug: str) -> HttpResponse:
             session_id=form.cleaned_data["SESSION_ID"],
         )
     except LinkClosed as closed:
-        return render(request, "experiments/refused.html", {"message": closed.message}, status=410)
+        context = {"message": closed.message}
+        return render(request, "experiments/refused.html", context, status=closed.status)
     login(request, participant.user, backend=AUTH_BACKEND)
     return redirect(_next_page(participant))
 
@@ -128,6 +130,8 @@ def instructions(request: HttpRequest, slug: str) -> HttpResponse:
         "text": markdown_html(participant.experiment.instructions),
         "time_limit_s": arm.time_limit_s,
         "assisted": arm.assisted,
+        "judging": bool(arm.protocol),
+        "transcripts": arm.transcripts,
     }
     return render(request, "experiments/instructions.html", context)
 
@@ -149,6 +153,8 @@ def _work(participant: Participant, *, notice: str = "", error: str = "") -> dic
         "payload": lease.item.typed_payload(kind) if lease is not None else None,
         "assistance": assistance_for_lease(participant, lease) if lease is not None else None,
         "assisted": arm.assisted,
+        # Question-bank arms answer with a probability, as a debate judge does.
+        "judging": bool(arm.protocol),
         "time_limit_s": arm.time_limit_s,
         "remaining_ms": remaining_ms,
         "request_id": uuid.uuid4(),
@@ -186,7 +192,11 @@ def task(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def task_label(request: HttpRequest, slug: str) -> HttpResponse:
     participant = _participant(request, slug)
-    form = LabelForm(request.POST, kind=participant.arm.queue.item_kind)
+    form: LabelForm | ProbabilityLabelForm
+    if participant.arm.protocol:
+        form = ProbabilityLabelForm(request.POST)
+    else:
+        form = LabelForm(request.POST, kind=participant.arm.queue.item_kind)
     if not form.is_valid():
         problems = " ".join(str(error) for errors in form.errors.values() for error in errors)
         return _respond(request, participant, _work(participant, error=problems))
@@ -263,28 +273,34 @@ def done(request: HttpRequest, slug: str) -> HttpResponse:
 @require_GET
 @role_required(Role.RESEARCHER)
 def experiment_list(request: HttpRequest) -> HttpResponse:
-    experiments = Experiment.objects.select_related("question_set").order_by("-created_at")
+    experiments = Experiment.objects.select_related("question_set", "question_bank").order_by(
+        "-created_at"
+    )
     return render(request, "experiments/list.html", {"experiments": experiments})
 
 
 def _jobs(experiment: Experiment) -> list[tuple[Arm, AssistanceJob | None]]:
     return [
         (arm, arm.assistance_jobs.first())
-        for arm in experiment.arms.order_by("position")
-        if arm.assisted
+        for arm in experiment.arms.order_by("position").select_related("debate_batch")
+        if arm.assisted or arm.transcripts
     ]
 
 
 @require_GET
 @role_required(Role.RESEARCHER)
 def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    experiment = get_object_or_404(Experiment.objects.select_related("question_set"), pk=pk)
+    experiment = get_object_or_404(
+        Experiment.objects.select_related("question_set", "question_bank"), pk=pk
+    )
     analysis = experiment_analysis(experiment)
     study_link = request.build_absolute_uri(reverse("experiments:join", args=[experiment.slug]))
     context = {
         "experiment": experiment,
         "analysis": analysis,
         "chart": accuracy_svg(analysis),
+        "reliability": reliability_svg(analysis),
+        "calibrated": [row for row in analysis.arms if row.calibration is not None],
         "jobs": _jobs(experiment),
         "study_link": study_link + "?PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}"
         "&SESSION_ID={{%SESSION_ID%}}",
@@ -315,7 +331,10 @@ def link_set(request: HttpRequest, pk: int) -> HttpResponse:
 def generate(request: HttpRequest, pk: int, arm_pk: int) -> HttpResponse:
     arm = get_object_or_404(Arm, pk=arm_pk, experiment=pk)
     try:
-        assistance_job_start(arm=arm)
+        if arm.transcripts:
+            arm_transcripts_start(arm=arm, user=request.user)  # type: ignore[arg-type]
+        else:
+            assistance_job_start(arm=arm)
     except ValidationError:
         raise Http404("That arm gives no assistance.") from None
     return redirect("experiments:detail", pk=pk)
@@ -328,8 +347,8 @@ def labels_export(request: HttpRequest, pk: int, fmt: str) -> HttpResponse:
     if fmt not in ("csv", "parquet"):
         raise Http404("Labels export as csv or parquet.")
     rows = experiment_label_rows(experiment)
-    columns = ["participant", "arm", "item", "value", "correct", "late", "timed_out", "time_ms",
-               "answered_at"]  # fmt: skip
+    columns = ["participant", "arm", "item", "value", "correct", "probability_correct", "late",
+               "timed_out", "time_ms", "answered_at"]  # fmt: skip
     name = f"experiment-{experiment.pk}-labels.{fmt}"
     if fmt == "parquet":
         import pyarrow as pa

@@ -96,13 +96,21 @@ _NUMBER = re.compile(r"\b(\d{1,3})\s*%?")
 def batch_create(
     *, name: str, bank: QuestionBank, spec: BatchSpec, created_by: User,
     llm_judge_config: ModelConfig | None = None, judge_prompt: str = "",
+    external_judges: bool = False,
 ) -> DebateBatch:  # fmt: skip
     """Create the batch and its debates (each with a random correct side, and a random
     consultant side for consultancy) in one transaction; the worker starts on commit.
     A tournament makes one debate per question and ordered pair of its configs; a market one
     debate (and its Market row) per question. ValidationError, and nothing created, for a
-    spec that cannot run."""
-    if llm_judge_config is None and spec.human_queue_id is None and spec.human_judge_id is None:
+    spec that cannot run.
+
+    `external_judges`: the transcripts are judged outside the batch (an experiment's
+    participants), so it needs no judge of its own, and the caller runs it (batch_run, in its
+    own job, which then uses the transcripts): nothing is enqueued here."""
+    if (
+        not external_judges and llm_judge_config is None
+        and spec.human_queue_id is None and spec.human_judge_id is None
+    ):  # fmt: skip
         raise ValidationError(
             "Choose at least one judge: an LLM judge, a human queue or a human judge."
         )
@@ -174,7 +182,8 @@ def batch_create(
                 )
                 for debate in debates
             )  # fmt: skip
-        transaction.on_commit(lambda: _enqueue_batch(batch.pk))
+        if not external_judges:
+            transaction.on_commit(lambda: _enqueue_batch(batch.pk))
     return batch
 
 

@@ -53,6 +53,18 @@ class Rule:
     message: str
 
 
+# An arm's protocol or assistance must suit the experiment's question set (another field, or
+# the experiment's row), and a consultancy or debate arm names a model config.
+PROTOCOL_RULES = [
+    ("cross-field: protocols only on a question bank, and a bank's arms need one",
+     r"arms\.\d+\.protocol", r"(question set is a rating queue|needs a protocol)"),
+    ("cross-field: assistance only on a rating queue", r"arms\.\d+\.assistance",
+     r"arms are protocols"),
+    ("cross-field: a consultancy or debate arm names a `model_config_id`",
+     r"arms\.\d+\.model_config", r"speaks its transcripts"),
+]  # fmt: skip
+
+
 # The only exclusions: "schema-valid data is accepted" lets a refusal of a schema-valid request
 # pass only if every problem in its body is one of these rules, on that operation. A refusal
 # because a row does not exist (404) or of a state (409) passes that check anyway.
@@ -244,12 +256,41 @@ RULES_NO_SCHEMA_STATES: dict[str, list[Rule]] = {
             field=r"question_set",
             message=r"(no gold items|must be a pairwise or Likert queue)",
         ),
+        *[
+            Rule(
+                why=f"{why} (a question-bank experiment's arms are protocols)",
+                field=field,
+                message=message,
+            )
+            for why, field, message in PROTOCOL_RULES
+        ],
+        Rule(
+            why="cross-field: exactly one of `question_set_id` and `question_bank_id`",
+            field=r"question_set",
+            message=r"one of them",
+        ),
+        Rule(
+            why="state of another row: the bank has questions, each with two answers and a "
+            "correct one (at most 1,000 with transcript arms)",
+            field=r"question_bank",
+            message=r"(has no questions|without two answers|one batch of at most)",
+        ),
     ],
     "/api/experiments/{experiment_id}/arms": [
         Rule(
             why="cross-field: an arm whose `assistance` is not `none` names a `model_config_id`",
             field=r"arms\.\d+\.model_config",
             message=r"choose the model config",
+        ),
+        *[
+            Rule(why=f"{why} (the experiment's question set decides)", field=field, message=message)
+            for why, field, message in PROTOCOL_RULES
+        ],
+        Rule(
+            why="state of another row: a consultancy or debate arm's batch holds every "
+            "question of the bank, at most 1,000",
+            field=r"question_bank",
+            message=r"one batch of at most",
         ),
         Rule(
             why="state: the new arm's name differs from the experiment's other arms'",

@@ -22,6 +22,7 @@ from core.webhooks import DELIVER_TASK, FLUSH_TASK
 from debate.generation import SPEECHES_TASK
 from debate.research.batches import BATCH_TASK
 from debate.research.markets import MARKET_TASK
+from experiments.protocols import TRANSCRIPT_TASK
 from experiments.services import ASSISTANCE_TASK
 from feedback.services import LABELLING_TASK
 from llm.services import MODEL_TRIAL_TASK, TRAINING_RUN_TASK
@@ -29,7 +30,7 @@ from rewards.best_of_n import RUN_TASK
 from rewards.services import DEBATE_SCORES_FILL_TASK, SCORES_REFRESH_TASK, TRAINING_TASK
 names = [SPEECHES_TASK, BATCH_TASK, MARKET_TASK, ASSISTANCE_TASK, LABELLING_TASK, RUN_TASK,
          DEBATE_SCORES_FILL_TASK, SCORES_REFRESH_TASK, TRAINING_TASK, DELIVER_TASK, FLUSH_TASK,
-         MODEL_TRIAL_TASK, TRAINING_RUN_TASK]
+         MODEL_TRIAL_TASK, TRAINING_RUN_TASK, TRANSCRIPT_TASK]
 print(json.dumps([name for name in names if name not in current_app.tasks]))
 """
 

@@ -119,3 +119,108 @@ def test_four_participants_two_per_arm_one_time_out_and_the_analysis(
     assert "participant-clustered bootstrap" in difference
     screenshots_at_both_widths(page, SHOTS, "analysis")
     context.close()
+
+
+# Question-bank arms: per arm position (0 direct, 1 debate), the probability each of its two
+# participants gives to answer A on questions 0–3, typed and sent with Enter.
+BANK_PLANS = {0: [[80, 30, 65, 50], [10, 90, 70, 40]],
+              1: [[95, 5, 60, 75], [35, 55, 20, 85]]}  # fmt: skip
+
+
+def test_participants_judge_a_bank_experiments_questions_and_the_analysis_shows_calibration(
+    live_asgi_server, browser, researcher, fake_debaters, transcripts_sent
+):
+    from urllib.parse import parse_qs
+
+    from annotations.models import Assignment
+    from experiments.models import ArmItem
+    from tests.experiments.conftest import BANK_ARMS, bank_experiment, transcripts_ready
+
+    experiment = bank_experiment(researcher=researcher, protocols=("direct", "debate"), seed=3)
+    url = live_asgi_server.url
+    # Before the transcripts: the researcher sees the batch's progress, the link waits.
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    browser_login(page, url, researcher.username, PASSWORD)
+    page.goto(f"{url}/experiments/{experiment.pk}/")
+    assert page.locator(".transcripts .progress").count() == 1
+    screenshots_at_both_widths(page, SHOTS, "bank-generating")
+    context.close()
+    transcripts_ready(experiment)  # on_commit ran at once: no test transaction here
+    used = {0: 0, 1: 0}
+    # Per arm position and participant: the probabilities put on the correct answer, read
+    # from what the page sent and the side each item's correct answer was shown on.
+    on_correct: dict[int, list[list[float]]] = {0: [], 1: []}
+    for number in range(4):
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        posted: list[str] = []
+        page.on(
+            "request",
+            lambda r, posted=posted: (
+                posted.append(r.post_data or "") if r.method == "POST" else None
+            ),
+        )
+        page.goto(f"{url}/join/{experiment.slug}/?PROLIFIC_PID=bank{number}&STUDY_ID=st"
+                  f"&SESSION_ID=se{number}")  # fmt: skip
+        page.check("input[name=agree]")
+        page.click("button:has-text('Continue')")
+        page.wait_for_selector("text=Start")
+        if number == 0:
+            screenshots_at_both_widths(page, SHOTS, "bank-instructions")
+        page.click("text=Start")
+        person = Participant.objects.get(experiment=experiment, external_id=f"bank{number}")
+        position = person.arm.position
+        plan = BANK_PLANS[position][used[position]]
+        used[position] += 1
+        page.wait_for_selector("#work[data-ready] input[name=probability_a]")
+        html = page.content()
+        assert not any(name in html for name in BANK_ARMS.values())
+        assert "passage-secret" not in html
+        if position == 0:
+            assert "SAYS" not in html and "Debater" not in html
+        else:
+            assert page.locator("ol.transcript li").count() == 4  # 2 rounds × 2 debaters
+            assert "&lt;script&gt;" in html  # the debater's markup shown as text
+        if used[position] == 1:
+            screenshots_at_both_widths(page, SHOTS, f"bank-task-{person.arm.protocol}")
+        for n, percent in enumerate(plan):
+            shown = page.locator("#work[data-ready] article.item").get_attribute("id")
+            field = page.locator("#work[data-ready] input[name=probability_a]")
+            field.fill(str(percent))
+            field.press("Enter")
+            if n < 3:
+                page.wait_for_selector(f"#work[data-ready] article.item:not(#{shown})")
+        page.wait_for_url(f"{url}/join/{experiment.slug}/done/")
+        assert page.locator("#completion-code").inner_text() == "C0DE42"
+        label_posts = [parse_qs(body) for body in posted if "probability_a=" in body]
+        assert [int(body["probability_a"][0]) for body in label_posts] == plan
+        given = []
+        for body in label_posts:
+            lease = Assignment.objects.get(pk=int(body["assignment"][0]))
+            side = ArmItem.objects.get(item=lease.item_id).correct_side
+            percent = int(body["probability_a"][0])
+            given.append((percent if side == "a" else 100 - percent) / 100)
+        on_correct[position].append(given)
+        context.close()
+    assert used == {0: 2, 1: 2}
+
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    browser_login(page, url, researcher.username, PASSWORD)
+    page.goto(f"{url}/experiments/{experiment.pk}/")
+    rows = page.locator("tr.arm-row td.accuracy")
+    briers = page.locator("tr.calibration-row td.brier")
+    for position in (0, 1):
+        everyone = [p for person in on_correct[position] for p in person]
+        assert rows.nth(position).inner_text() == Share(sum(p > 0.5 for p in everyone), 8).text
+        brier = sum((1 - p) ** 2 for p in everyone) / len(everyone)
+        assert briers.nth(position).inner_text().startswith(f"{brier:.3f} (")
+    assert page.locator("svg.reliability-chart g.series").count() == 2
+    assert "clustered by participant" in page.locator(".methods").inner_text()
+    screenshots_at_both_widths(page, SHOTS, "bank-analysis")
+    page.goto(f"{url}/experiments/")
+    assert "(question bank)" in page.locator("main").inner_text()
+    screenshots_at_both_widths(page, SHOTS, "bank-list")
+    context.close()

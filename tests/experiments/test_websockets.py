@@ -42,3 +42,27 @@ def test_a_participant_session_opens_no_websocket(annotator):
 
     assert client.get(f"/join/{experiment.slug}/consent/").status_code == 200  # signed in
     assert [path for path in paths if accepted(path)] == []
+
+
+def test_a_bank_participant_cannot_watch_their_arms_batch_debates(fake_debaters, transcripts_sent):
+    from debate.models import Debate
+    from tests.experiments.conftest import bank_experiment, transcripts_ready
+
+    experiment = bank_experiment(protocols=("direct", "debate"), slug="ws-bank")
+    transcripts_ready(experiment)
+    for number in range(4):  # a block: two in each arm, the debate arm's among them
+        client = Client()
+        client.get(f"/join/{experiment.slug}/?PROLIFIC_PID=P{number}&STUDY_ID=s&SESSION_ID=x")
+        session = client.cookies[settings.SESSION_COOKIE_NAME].value
+        cookie = f"{settings.SESSION_COOKIE_NAME}={session}".encode()
+        for debate in Debate.objects.filter(batch__isnull=False):
+            socket = WebsocketCommunicator(
+                application, f"/ws/debates/{debate.pk}/", headers=[ORIGIN, (b"cookie", cookie)]
+            )
+
+            async def scenario(socket=socket) -> bool:
+                connected, _ = await socket.connect()
+                await socket.disconnect()
+                return connected
+
+            assert not async_to_sync(scenario)()
