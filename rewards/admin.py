@@ -7,6 +7,7 @@ from rewards.models import (
     BestOfNScore,
     DebateScore,
     Embedding,
+    PolicyRun,
     RewardModel,
     RewardVersion,
     SplitGroup,
@@ -76,3 +77,10 @@ class BestOfNSampleAdmin(ServiceWrittenAdmin):
 @admin.register(BestOfNScore)
 class BestOfNScoreAdmin(ServiceWrittenAdmin):
     list_display = ["sample", "version", "score"]
+
+
+@admin.register(PolicyRun)
+class PolicyRunAdmin(ServiceWrittenAdmin):
+    list_display = ["run", "queue", "reward_version", "created_at"]
+    search_fields = ["=run__id"]
+    # Written with its run by rewards.policy.policy_run_start.

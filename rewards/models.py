@@ -412,3 +412,24 @@ class BestOfNScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.score:.3f} by {self.version_id} for {self.sample_id}"
+
+
+class PolicyRun(models.Model):
+    """The reward side of a policy training run's lineage (llm.TrainingRun, DPO or
+    rejection sampling): the queue its pairs or prompts came from and the reward-model
+    version that ranked its samples (rejection sampling) or is its report's proxy. Kept
+    here, not on the run, because llm imports no other app (DESIGN.md)."""
+
+    run = models.OneToOneField(
+        "llm.TrainingRun", on_delete=models.CASCADE, related_name="policy_lineage"
+    )
+    queue = models.ForeignKey(
+        "annotations.Queue", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reward_version = models.ForeignKey(
+        RewardVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"policy lineage of run {self.run_id}"

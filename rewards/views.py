@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -17,8 +18,14 @@ from rewards.best_of_n import (
     experiment_analysis,
     experiment_export_rows,
 )
-from rewards.forms import BestOfNForm, RetrainForm, RewardModelForm
+from rewards.forms import (
+    BestOfNForm,
+    PolicyRunForm,
+    RetrainForm,
+    RewardModelForm,
+)
 from rewards.models import BestOfNExperiment, RewardModel, RewardVersion
+from rewards.policy import policy_run_start
 from rewards.selectors import (
     best_of_n_chart_for,
     best_of_n_experiments,
@@ -211,3 +218,25 @@ def experiment_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="best-of-n-{pk}.csv"'
     return response
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.RESEARCHER)
+def policy_run_create(request: HttpRequest) -> HttpResponse:
+    """Start a DPO or rejection-sampling run; the run's page (llm) shows its live loss."""
+    form = PolicyRunForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = policy_run_start(
+                kind=data["kind"], parent=data["parent"], name=data["name"],
+                queue=data["queue"], reward_model=data["reward_model"],
+                settings=form.policy_settings(), user=signed_in_user(request),
+            )  # fmt: skip
+        except ValidationError as error:
+            form.add_error(None, error.messages)
+        else:
+            messages.success(request, f"Queued {run.get_kind_display()}: {run.name}.")
+            return redirect("llm:training_run_detail", pk=run.pk)
+    status = 400 if form.is_bound else 200
+    return render(request, "rewards/policy_run_form.html", {"form": form}, status=status)
