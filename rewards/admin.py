@@ -7,6 +7,7 @@ from rewards.models import (
     BestOfNScore,
     DebateScore,
     Embedding,
+    PolicyEval,
     PolicyRun,
     RewardModel,
     RewardVersion,
@@ -84,3 +85,10 @@ class PolicyRunAdmin(ServiceWrittenAdmin):
     list_display = ["run", "queue", "reward_version", "created_at"]
     search_fields = ["=run__id"]
     # Written with its run by rewards.policy.policy_run_start.
+
+
+@admin.register(PolicyEval)
+class PolicyEvalAdmin(ServiceWrittenAdmin):
+    list_display = ["run", "queue", "created_at"]
+    search_fields = ["=run__id"]
+    # Made by rewards.policy.policy_eval_start; its sides are what keep the evaluation blind.

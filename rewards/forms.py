@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.models import User
 
 from annotations.models import Queue
 from llm.models import ModelConfig, TrainingKind
@@ -220,3 +221,19 @@ class PolicyRunForm(forms.Form):
             batch_size=data.get("batch_size"),
             max_length=data["max_length"],
         )
+
+
+class PolicyEvalForm(forms.Form):
+    """Who labels a run's blind evaluation queue."""
+
+    members = forms.ModelMultipleChoiceField(
+        queryset=User.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="annotators who compare the two models' responses",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from annotations.forms import annotators
+
+        self.fields["members"].queryset = annotators()  # type: ignore[attr-defined]

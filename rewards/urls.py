@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:pk>/versions/<int:number>/rollback/", views.rollback, name="rollback"),
     path("<int:pk>/versions/<int:number>/checkpoint/", views.checkpoint, name="checkpoint"),
     path("policy-runs/new/", views.policy_run_create, name="policy_run_create"),
+    path("policy-runs/<int:run_pk>/evaluation/", views.policy_eval, name="policy_eval"),
     path("experiments/", views.experiment_list, name="experiments"),
     path("experiments/new/", views.experiment_create, name="experiment_create"),
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment"),

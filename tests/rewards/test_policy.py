@@ -232,3 +232,88 @@ def test_rejection_sampling_with_a_real_worker_and_reward_model(
     assert lineage["hyperparameters"]["n"] == 2
     assert lineage["hyperparameters"]["reward_version"] == version.pk
     assert PolicyRun.objects.get(run=run).reward_version == version
+
+
+# --- blind evaluation -----------------------------------------------------------------------
+def finished_policy_run(samples: int = 6, name: str = "kinder") -> TrainingRun:
+    from llm.schemas import PolicyReport, ReportSample
+
+    parent = bundled_config(f"parent of {name}")
+    result = ModelConfig.objects.create(name=name, model=f"/tmp/run-{name}")
+    report = PolicyReport(
+        prompts=samples, samples_per_prompt=1, kl_mean=0.5, kl_method="m",
+        samples=[ReportSample(prompt=f"Explain thing {i}.", new=f"Happy to help with {i}!",
+                              parent=f"Whatever, {i}.") for i in range(samples)],
+    )  # fmt: skip
+    return TrainingRun.objects.create(
+        kind=TrainingKind.DPO, name=name, parent=parent, status=TrainingStatus.DONE,
+        row_count=8, train_rows=6, eval_rows=2, dataset_hash="ab" * 32, hyperparameters={},
+        result=result, report=report.model_dump(mode="json"),
+    )  # fmt: skip
+
+
+def test_a_blind_evaluation_hides_the_sides_and_counts_the_new_policys_wins(
+    db, annotator, researcher
+):
+    from annotations.models import Item
+    from rewards.policy import policy_eval_result, policy_eval_start
+
+    run = finished_policy_run()
+    evaluation = policy_eval_start(run=run, members=[annotator], user=researcher)
+    items = list(Item.objects.filter(queue=evaluation.queue).order_by("external_id"))
+    assert len(items) == 6 and evaluation.queue.kind == "pairwise"
+    for item in items:
+        new_side = evaluation.typed_sides.new[item.pk]
+        new = item.payload[f"response_{new_side}"]
+        other = item.payload["response_b" if new_side == "a" else "response_a"]
+        assert new.startswith("Happy") and other.startswith("Whatever")
+        assert set(item.payload) >= {"prompt", "response_a", "response_b"}
+        assert "new" not in item.external_id and "parent" not in json.dumps(item.payload)
+    # Label: the new policy's response on all but one, which gets a tie.
+    answers = {item.external_id: evaluation.typed_sides.new[item.pk] for item in items}
+    answers[items[0].external_id] = "tie"
+    label_all(evaluation.queue, annotator, answers)
+    result = policy_eval_result(evaluation)
+    assert (result.wins.k, result.wins.n, result.ties) == (5, 5, 1)
+    assert result.wins.low is not None and result.wins.low > 0.5
+
+
+def test_a_blind_evaluation_is_refused_for_unfinished_runs_and_made_once(db, annotator):
+    from annotations.models import Queue
+    from rewards.models import PolicyEval
+    from rewards.policy import policy_eval_start
+
+    run = finished_policy_run()
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingStatus.RUNNING)
+    run.refresh_from_db()
+    with pytest.raises(ValidationError, match="Only a finished"):
+        policy_eval_start(run=run, members=[annotator])
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingStatus.DONE, report={})
+    run.refresh_from_db()
+    with pytest.raises(ValidationError, match="no samples"):
+        policy_eval_start(run=run, members=[annotator])
+    assert not Queue.objects.exists()
+    other = finished_policy_run(name="other")
+    policy_eval_start(run=other, members=[annotator])
+    with pytest.raises(ValidationError, match="already"):
+        policy_eval_start(run=other, members=[annotator])
+    assert PolicyEval.objects.count() == Queue.objects.count() == 1
+
+
+def test_the_evaluation_page_creates_the_queue_and_shows_the_win_rate(db, annotator, researcher):
+    run = finished_policy_run()
+    url = reverse("rewards:policy_eval", kwargs={"run_pk": run.pk})
+    assert signed_in(annotator).get(url).status_code == 403
+    client = signed_in(researcher)
+    assert client.put(url).status_code == 405
+    page = client.get(url).content.decode()
+    assert 'id="policy-eval-form"' in page
+    assert client.post(url, {}).status_code == 400  # no annotators chosen
+    response = client.post(url, {"members": [annotator.pk]})
+    assert response.status_code == 302 and response["Location"] == url
+    page = client.get(url).content.decode()
+    assert 'id="eval-win-rate"' in page and "– (n = 0)" in page and "Wilson" in page
+    run_page = client.get(reverse("llm:training_run_detail", kwargs={"pk": run.pk}))
+    assert url in run_page.content.decode()
+    missing = reverse("rewards:policy_eval", kwargs={"run_pk": run.pk + 99})
+    assert client.get(missing).status_code == 404
