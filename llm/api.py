@@ -17,7 +17,15 @@ from pydantic import Field
 from config.api_contract import Body, Id, api_user, errors, researchers
 from core.text import StoredText
 from llm.models import TrainingKind, TrainingRun
-from llm.schemas import CurvePoint, MachineSettings, SFTHyperparameters, TrainingRow
+from llm.schemas import (
+    CurvePoint,
+    DPOHyperparameters,
+    MachineSettings,
+    PolicyReport,
+    RejectionSamplingHyperparameters,
+    SFTHyperparameters,
+    TrainingRow,
+)
 from llm.selectors import model_configs, training_runs
 from llm.services import training_run_start
 
@@ -39,7 +47,7 @@ class TrainingRunOut(Schema):
     row_count: int
     train_rows: int
     eval_rows: int
-    hyperparameters: SFTHyperparameters
+    hyperparameters: SFTHyperparameters | DPOHyperparameters | RejectionSamplingHyperparameters
     machine: MachineSettings | None
     progress_step: int
     progress_total: int
@@ -47,6 +55,10 @@ class TrainingRunOut(Schema):
     eval_loss: list[CurvePoint]
     eval_loss_before: float | None
     eval_loss_after: float | None
+    report: PolicyReport | None = Field(
+        description="policy runs (DPO, rejection sampling), once trained: KL from the parent "
+        "and proxy reward on held-out prompts"
+    )
     result_config: int | None
     attempt: int
     wall_time_s: float | None
@@ -64,8 +76,8 @@ class TrainingRunOut(Schema):
             progress_step=run.progress_step, progress_total=run.progress_total,
             train_loss=curves.train, eval_loss=curves.eval,
             eval_loss_before=run.eval_loss_before, eval_loss_after=run.eval_loss_after,
-            result_config=run.result_id, attempt=run.attempt, wall_time_s=run.wall_time_s,
-            created_at=run.created_at, finished_at=run.finished_at,
+            report=run.typed_report, result_config=run.result_id, attempt=run.attempt,
+            wall_time_s=run.wall_time_s, created_at=run.created_at, finished_at=run.finished_at,
         )  # fmt: skip
 
 

@@ -9,7 +9,17 @@ from django.db import models
 from django.utils import timezone
 
 from llm.backends.base import GenerationParams, Usage
-from llm.schemas import Curves, MachineSettings, SFTHyperparameters, TrainingRow
+from llm.schemas import (
+    Curves,
+    DPOHyperparameters,
+    MachineSettings,
+    PolicyReport,
+    PreferenceRow,
+    PromptRow,
+    RejectionSamplingHyperparameters,
+    SFTHyperparameters,
+    TrainingRow,
+)
 
 BUNDLED_CONFIG_NAME = "SmolLM2-135M-Instruct (bundled)"
 
@@ -239,8 +249,8 @@ class ModelTrial(LiveGeneration):
 # --- training runs: new model configs with lineage ------------------------------------------
 class TrainingKind(models.TextChoices):
     SFT_DISTIL = "sft-distil", "SFT on a distillation set"
-    # Not started by any service yet; the run, lineage and worker machinery take them as they
-    # are (llm/training.py dispatches on kind).
+    # Policy runs (llm/training.py dispatches on kind): their rows are preference pairs
+    # (llm.schemas.PreferenceRow) or prompts (PromptRow) whose completions the worker samples.
     DPO = "dpo", "DPO on preference pairs"
     REJECTION_SAMPLING = "rejection-sampling", "rejection-sampling SFT"
 
@@ -286,6 +296,9 @@ class TrainingRun(models.Model):
     curves = models.JSONField(default=dict, blank=True)  # llm.schemas.Curves
     eval_loss_before = models.FloatField(null=True, blank=True)
     eval_loss_after = models.FloatField(null=True, blank=True)
+    # Policy runs (DPO, rejection sampling): KL from the parent and proxy reward on held-out
+    # prompts after training (llm.schemas.PolicyReport); {} until then.
+    report = models.JSONField(default=dict, blank=True)
     checkpoint_path = models.CharField(max_length=500, blank=True)
     result = models.OneToOneField(
         ModelConfig, null=True, blank=True, on_delete=models.SET_NULL, related_name="trained_by"
@@ -324,8 +337,29 @@ class TrainingRun(models.Model):
         return Curves.model_validate(self.curves or {})
 
     @property
+    def is_policy_run(self) -> bool:
+        return self.kind in (TrainingKind.DPO, TrainingKind.REJECTION_SAMPLING)
+
+    @property
     def typed_hyperparameters(self) -> SFTHyperparameters:
+        """The kind's own hyperparameters (DPO's and rejection sampling's extend SFT's)."""
+        if self.kind == TrainingKind.DPO:
+            return DPOHyperparameters.model_validate(self.hyperparameters)
+        if self.kind == TrainingKind.REJECTION_SAMPLING:
+            return RejectionSamplingHyperparameters.model_validate(self.hyperparameters)
         return SFTHyperparameters.model_validate(self.hyperparameters)
+
+    @property
+    def typed_report(self) -> PolicyReport | None:
+        return PolicyReport.model_validate(self.report) if self.report else None
+
+    @property
+    def typed_pairs(self) -> list[PreferenceRow]:
+        return [PreferenceRow.model_validate(row) for row in self.rows]
+
+    @property
+    def typed_prompts(self) -> list[PromptRow]:
+        return [PromptRow.model_validate(row) for row in self.rows]
 
     @property
     def typed_machine(self) -> MachineSettings | None:

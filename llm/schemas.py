@@ -31,6 +31,88 @@ class SFTHyperparameters(BaseModel):
     lora_rank: int = Field(default=16, ge=1, le=256)
 
 
+class PreferenceRow(BaseModel):
+    """One preference pair in TRL's plain prompt/chosen/rejected format (DPO runs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(min_length=1)
+    chosen: str = Field(min_length=1)
+    rejected: str = Field(min_length=1)
+
+
+class PromptRow(BaseModel):
+    """One prompt of a rejection-sampling run's prompt set: its completions are sampled."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str = Field(min_length=1)
+
+
+class DPOHyperparameters(SFTHyperparameters):
+    """An SFT run's settings plus DPO's `beta` (how far the policy may move from its
+    reference: larger keeps it closer). TRL's sigmoid loss; the reference is the parent.
+    `reward_version` (optional) is the proxy reward model the report scores samples with."""
+
+    learning_rate: float = Field(default=5e-6, gt=0, le=1e-2)
+    batch_size: int = Field(default=4, ge=1, le=128)
+    beta: float = Field(default=0.1, gt=0, le=10)
+    # The reward-model version whose proxy reward the report gives (None: no proxy reward).
+    reward_version: int | None = Field(default=None, ge=1)
+    reward_label: str = ""
+
+
+# Completions sampled per prompt by a rejection-sampling run (best of n kept).
+RS_MIN_N = 2
+RS_MAX_N = 64
+
+
+class RejectionSamplingHyperparameters(SFTHyperparameters):
+    """An SFT run's settings plus how its rows are made: `n` completions a prompt sampled
+    from the parent at `sample_temperature` (at most `sample_max_new_tokens` tokens each),
+    scored by reward-model version `reward_version` (its id; `reward_label` names it), the
+    best kept."""
+
+    n: int = Field(default=4, ge=RS_MIN_N, le=RS_MAX_N)
+    sample_temperature: float = Field(default=1.0, gt=0, le=2.0)
+    sample_max_new_tokens: int = Field(default=64, ge=1, le=1024)
+    reward_version: int = Field(ge=1)
+    reward_label: str = ""
+
+
+class ReportSample(BaseModel):
+    """One held-out prompt with a sample of the new policy and one of its parent (drawn at
+    temperature 1): what a blind pairwise evaluation compares."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: str
+    new: str
+    parent: str
+
+
+class PolicyReport(BaseModel):
+    """What a policy run did to its parent, on held-out prompts: KL(new ‖ parent) estimated
+    from the new policy's own samples, and the proxy reward of both policies' samples."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompts: int  # held-out prompts
+    samples_per_prompt: int
+    kl_mean: float  # nats a sample: mean of log p_new(y|x) − log p_parent(y|x)
+    kl_low: float | None = None  # 95 % bootstrap interval over prompts
+    kl_high: float | None = None
+    kl_method: str = ""
+    proxy_reward_version: int | None = None
+    proxy_reward_label: str = ""
+    proxy_new: float | None = None  # mean proxy reward of the new policy's samples
+    proxy_parent: float | None = None
+    proxy_diff_low: float | None = None  # 95 % bootstrap interval of new − parent
+    proxy_diff_high: float | None = None
+    seconds: float = 0.0
+    samples: list[ReportSample] = Field(default_factory=list)
+
+
 class CurvePoint(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

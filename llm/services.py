@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from celery import Task, current_app
 from django.conf import settings
@@ -39,7 +39,15 @@ from llm.models import (
     TrainingStatus,
     TrialStatus,
 )
-from llm.schemas import SFTHyperparameters, TrainingRow
+from llm.rewarders import run_rewarder
+from llm.schemas import (
+    DPOHyperparameters,
+    PreferenceRow,
+    PromptRow,
+    RejectionSamplingHyperparameters,
+    SFTHyperparameters,
+    TrainingRow,
+)
 
 # The tasks these services send, by their registered names: llm.tasks runs these services (and
 # llm.training, which uses them), so this module does not import it back (llm.apps registers
@@ -88,17 +96,21 @@ def model_trial_retry(*, trial_id: int) -> ModelTrial:
 TRAINED_MARKER = "arbiter-training.json"
 
 
+# A run's rows: SFT rows, DPO's preference pairs, or rejection sampling's prompts.
+Row = TypeVar("Row", TrainingRow, PreferenceRow, PromptRow)
+
+
 @dataclass(frozen=True)
-class RowSplit:
-    train: list[TrainingRow]
-    eval: list[TrainingRow]
+class RowSplit(Generic[Row]):
+    train: list[Row]
+    eval: list[Row]
 
 
 def _prompt_key(prompt: str) -> str:
     return " ".join(prompt.casefold().split())
 
 
-def training_rows_split(rows: Sequence[TrainingRow], *, eval_percent: int, seed: int) -> RowSplit:
+def training_rows_split(rows: Sequence[Row], *, eval_percent: int, seed: int) -> RowSplit[Row]:
     """Hold out about `eval_percent` % of the distinct prompts (at least one) for evaluation,
     chosen by a seeded hash of the prompt: every row of a prompt lands on one side, so no
     question is both trained on and evaluated on, and the split is the same in the web
@@ -114,7 +126,7 @@ def training_rows_split(rows: Sequence[TrainingRow], *, eval_percent: int, seed:
     )
 
 
-def training_rows_hash(rows: Sequence[TrainingRow]) -> str:
+def training_rows_hash(rows: Sequence[TrainingRow | PreferenceRow | PromptRow]) -> str:
     """SHA-256 of the rows as canonical JSON lines, in order: the dataset's identity."""
     digest = hashlib.sha256()
     for row in rows:
@@ -152,37 +164,104 @@ def training_run_start(
     eval_rows: Sequence[TrainingRow] | None = None,
     user: User | None = None,
 ) -> TrainingRun:
-    """Queue a training run of `parent` on `rows`; the worker task is sent after the row
+    """Queue an SFT run of `parent` on `rows`; the worker task is sent after the row
     commits. `eval_rows` (optional) is a held-out set given by the caller; without it a share
     of the prompts is held out (training_rows_split). ValidationError, and nothing created,
-    for: a kind not trained yet, a base that is not a local transformers model, fewer rows
+    for: a kind that is not SFT (policy runs start through dpo_run_start and
+    rejection_sampling_run_start), a base that is not a local transformers model, fewer rows
     than LLM_TRAINING_MIN_ROWS, an eval set that shares a question with the training rows
     or is empty, or a name already taken by a config or an unfinished run."""
-    name = name.strip()
     if kind != TrainingKind.SFT_DISTIL:
-        raise ValidationError(f"Training runs of kind {kind!r} are not available yet.")
+        raise ValidationError(f"Training runs of kind {kind!r} start through their own service.")
+    return _run_create(kind=kind, parent=parent, name=name, rows=rows, what="row",
+                       hyperparameters=hyperparameters, source=source, eval_rows=eval_rows,
+                       user=user)  # fmt: skip
+
+
+def dpo_run_start(
+    *,
+    parent: ModelConfig,
+    name: str,
+    pairs: Sequence[PreferenceRow],
+    hyperparameters: DPOHyperparameters,
+    source: str = "",
+    user: User | None = None,
+) -> TrainingRun:
+    """Queue a DPO run of `parent` (also its frozen reference) on preference pairs; a share
+    of the prompts is held out for the eval loss and the report. ValidationError, and
+    nothing created, as training_run_start: a base that is not local, fewer pairs than
+    LLM_TRAINING_MIN_ROWS, fewer than two distinct prompts, a name taken."""
+    return _run_create(kind=TrainingKind.DPO, parent=parent, name=name, rows=pairs,
+                       what="preference pair", hyperparameters=hyperparameters, source=source,
+                       user=user)  # fmt: skip
+
+
+def rejection_sampling_run_start(
+    *,
+    parent: ModelConfig,
+    name: str,
+    prompts: Sequence[str],
+    hyperparameters: RejectionSamplingHyperparameters,
+    source: str = "",
+    user: User | None = None,
+) -> TrainingRun:
+    """Queue a rejection-sampling run: on the worker, `n` completions a prompt from `parent`,
+    the best under reward-model version `hyperparameters.reward_version` kept, then SFT on
+    them. Prompts are de-duplicated (first kept). ValidationError, and nothing created, as
+    training_run_start (fewer distinct prompts than LLM_TRAINING_MIN_ROWS), or when no
+    reward scorer is registered. The caller checks that the version exists and may score."""
+    if run_rewarder() is None:
+        raise ValidationError("No reward scorer is available to rank the samples.")
+    seen: dict[str, None] = {}
+    for prompt in prompts:
+        if prompt.strip():
+            seen.setdefault(prompt.strip(), None)
+    rows = [PromptRow(prompt=prompt) for prompt in seen]
+    return _run_create(kind=TrainingKind.REJECTION_SAMPLING, parent=parent, name=name,
+                       rows=rows, what="prompt", hyperparameters=hyperparameters,
+                       source=source, user=user)  # fmt: skip
+
+
+def _plural(count: int, what: str) -> str:
+    return f"{count} {what}{'s' if count != 1 else ''}"
+
+
+def _run_create(
+    *,
+    kind: str,
+    parent: ModelConfig,
+    name: str,
+    rows: Sequence[Row],
+    what: str,
+    hyperparameters: SFTHyperparameters,
+    source: str,
+    user: User | None,
+    eval_rows: Sequence[Row] | None = None,
+) -> TrainingRun:
+    """The checks and the row every kind of run shares; the task is sent on commit."""
+    name = name.strip()
     if not name:
         raise ValidationError("Name the new model config.")
     _local_base_check(parent)
     minimum = settings.LLM_TRAINING_MIN_ROWS
     if len(rows) < minimum:
         raise ValidationError(
-            f"The set has {len(rows)} row{'s' if len(rows) != 1 else ''}; a training run needs "
-            f"at least {minimum} (LLM_TRAINING_MIN_ROWS)."
+            f"The set has {_plural(len(rows), what)}; a training run needs at least "
+            f"{minimum} (LLM_TRAINING_MIN_ROWS)."
         )
+    split: RowSplit[Row]
     if eval_rows is None:
         split = training_rows_split(rows, eval_percent=hyperparameters.eval_percent,
                                     seed=hyperparameters.seed)  # fmt: skip
-        all_rows = [*split.train, *split.eval]
     else:
         overlap = {_prompt_key(r.prompt) for r in rows} & {_prompt_key(r.prompt) for r in eval_rows}
         if overlap:
             raise ValidationError(
-                f"The eval set shares {len(overlap)} question{'s' if len(overlap) != 1 else ''} "
-                "with the training rows; held-out questions must be new to the model."
+                f"The eval set shares {_plural(len(overlap), 'question')} with the training "
+                "rows; held-out questions must be new to the model."
             )
         split = RowSplit(train=list(rows), eval=list(eval_rows))
-        all_rows = [*rows, *eval_rows]
+    all_rows = [*split.train, *split.eval]
     if not split.eval:
         raise ValidationError("No held-out rows: the set needs at least two distinct questions.")
     with transaction.atomic():
@@ -218,7 +297,7 @@ def training_run_retry(*, run_id: int) -> TrainingRun:
                 raise ValidationError(f"A model config is already called {run.name}.")
             TrainingRun.objects.filter(pk=run_id).update(
                 status=TrainingStatus.QUEUED, reason="", progress_step=0, progress_total=0,
-                curves={}, eval_loss_before=None, eval_loss_after=None, machine={},
+                curves={}, eval_loss_before=None, eval_loss_after=None, machine={}, report={},
                 started_at=None, finished_at=None, wall_time_s=None, lease_expires_at=None,
                 attempt=run.attempt + 1,
             )  # fmt: skip

@@ -7,6 +7,8 @@ from rewards.models import (
     BestOfNScore,
     DebateScore,
     Embedding,
+    PolicyEval,
+    PolicyRun,
     RewardModel,
     RewardVersion,
     SplitGroup,
@@ -76,3 +78,17 @@ class BestOfNSampleAdmin(ServiceWrittenAdmin):
 @admin.register(BestOfNScore)
 class BestOfNScoreAdmin(ServiceWrittenAdmin):
     list_display = ["sample", "version", "score"]
+
+
+@admin.register(PolicyRun)
+class PolicyRunAdmin(ServiceWrittenAdmin):
+    list_display = ["run", "queue", "reward_version", "created_at"]
+    search_fields = ["=run__id"]
+    # Written with its run by rewards.policy.policy_run_start.
+
+
+@admin.register(PolicyEval)
+class PolicyEvalAdmin(ServiceWrittenAdmin):
+    list_display = ["run", "queue", "created_at"]
+    search_fields = ["=run__id"]
+    # Made by rewards.policy.policy_eval_start; its sides are what keep the evaluation blind.

@@ -7,7 +7,7 @@ Researchers and admins only, like the pages; the same selectors and services run
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from django.http import FileResponse, HttpRequest
 from ninja import Router, Schema, Status
@@ -15,10 +15,15 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from annotations.kinds import MAX_TEXT_CHARS
+from annotations.models import Queue
 from config.api_contract import Body, Id, api_user, errors, researchers
 from core.stats import METHOD, Share
 from core.text import StoredText
+from llm.api import TrainingRunOut
+from llm.schemas import RS_MAX_N, RS_MIN_N
+from llm.selectors import model_configs, training_runs
 from rewards.models import RewardModel, RewardVersion, Speed
+from rewards.policy import PolicySettings, policy_run_start
 from rewards.selectors import reward_model_versions, reward_models
 from rewards.services import (
     NoActiveVersion,
@@ -232,3 +237,57 @@ def retrain(request: HttpRequest, reward_model_id: Id, body: RetrainIn) -> Statu
     except RewardError as error:
         raise HttpError(error.status, error.message) from None
     return Status(202, VersionOut.of(version))
+
+
+# --- policy training runs (mounted at /api/policy-runs/) ------------------------------------
+policy_runs_router = Router(tags=["training runs"], auth=researchers)
+
+
+class PolicyRunIn(Body):
+    """A policy training run from a rating queue: `dpo` on its preference pairs (items
+    labelled A or B, majority vote an item) or `rejection-sampling` (best of `n` samples of
+    each of its prompts from the parent under `reward_model`'s active version, then SFT).
+    `reward_model` is required for rejection sampling; for DPO it gives the report's proxy
+    reward. Defaults: learning rate 5e-6 (DPO) or 5e-5, batch 4 (DPO) or 8."""
+
+    kind: Literal["dpo", "rejection-sampling"]
+    parent_config: Id
+    name: StoredText = Field(min_length=1, max_length=100)
+    queue: Id
+    reward_model: Id | None = None
+    n: int = Field(default=4, ge=RS_MIN_N, le=RS_MAX_N)
+    beta: float = Field(default=0.1, gt=0, le=10)
+    learning_rate: float | None = Field(default=None, gt=0, le=1e-2)
+    max_steps: int = Field(default=0, ge=0, le=100_000)
+    batch_size: int | None = Field(default=None, ge=1, le=128)
+    max_length: int = Field(default=256, ge=16, le=4096)
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+
+@policy_runs_router.post("/", response={202: TrainingRunOut} | errors(403, 404))
+def start_policy_run(request: HttpRequest, body: PolicyRunIn) -> Status:
+    """Queue a DPO or rejection-sampling run; once done its `result_config` is a new model
+    config with lineage, and `report` holds KL from the parent and the proxy reward. 404 for
+    a parent config, queue or reward model that does not exist; 400 for a parent that is not
+    a local transformers model, a queue with no preference pairs (DPO) or prompts, or fewer
+    than the server's minimum (LLM_TRAINING_MIN_ROWS), rejection sampling without a reward
+    model with an active version, or a name already taken."""
+    parent = model_configs().filter(pk=body.parent_config).first()
+    if parent is None:
+        raise HttpError(404, "No such model config.")
+    queue = Queue.objects.filter(pk=body.queue).first()
+    if queue is None:
+        raise HttpError(404, "No such queue.")
+    reward_model = None
+    if body.reward_model is not None:
+        reward_model = reward_models().filter(pk=body.reward_model).first()
+        if reward_model is None:
+            raise HttpError(404, "No such reward model.")
+    run = policy_run_start(
+        kind=body.kind, parent=parent, name=body.name, queue=queue, reward_model=reward_model,
+        settings=PolicySettings(beta=body.beta, n=body.n, learning_rate=body.learning_rate,
+                                max_steps=body.max_steps, batch_size=body.batch_size,
+                                max_length=body.max_length, seed=body.seed),
+        user=api_user(request),
+    )  # fmt: skip
+    return Status(202, TrainingRunOut.of(training_runs().get(pk=run.pk)))

@@ -4,12 +4,15 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
+from django.contrib.auth.models import User
 
 from annotations.models import Queue
-from llm.models import ModelConfig
+from llm.models import ModelConfig, TrainingKind
+from llm.schemas import RS_MAX_N, RS_MIN_N
 from rewards.data import labels_needed
 from rewards.models import LabelSource, RewardModel, RewardVersion, Speed
 from rewards.overoptimisation import MAX_N
+from rewards.policy import PolicySettings
 
 
 class RewardModelForm(forms.ModelForm):
@@ -143,3 +146,94 @@ def _version_label(version: RewardVersion) -> str:
         f"{version.reward_model.name} v{version.number} · {version.label_count} labels "
         f"({version.status})"
     )
+
+
+class PolicyRunForm(forms.Form):
+    """Start a policy training run (DPO or rejection sampling) from a queue; the service
+    (rewards.policy.policy_run_start) refuses what the fields cannot (a parent that is not
+    local, a queue without pairs or prompts, no active reward model)."""
+
+    kind = forms.ChoiceField(
+        choices=[
+            (TrainingKind.DPO, TrainingKind.DPO.label),
+            (TrainingKind.REJECTION_SAMPLING, TrainingKind.REJECTION_SAMPLING.label),
+        ],
+        help_text="DPO trains on the queue's A/B labels; rejection sampling samples n "
+        "completions of each of the queue's prompts and fine-tunes on the reward model's best",
+    )
+    parent = forms.ModelChoiceField(
+        queryset=ModelConfig.objects.all(),
+        help_text="the policy to start from: a local transformers model (also DPO's reference)",
+    )
+    name = forms.CharField(max_length=100, help_text="what the new model config will be called")
+    queue = forms.ModelChoiceField(
+        queryset=Queue.objects.all(), help_text="a comparison queue: its pairs or its prompts"
+    )
+    reward_model = forms.ModelChoiceField(
+        queryset=RewardModel.objects.all(),
+        required=False,
+        help_text="its active version ranks the samples (rejection sampling, required) and "
+        "gives the report's proxy reward (both kinds)",
+    )
+    n = forms.IntegerField(
+        label="n (samples a prompt)",
+        min_value=RS_MIN_N,
+        max_value=RS_MAX_N,
+        initial=4,
+        required=False,
+        help_text=f"rejection sampling only; {RS_MIN_N} to {RS_MAX_N}",
+    )
+    beta = forms.FloatField(
+        label="β",
+        min_value=0.001,
+        max_value=10.0,
+        initial=0.1,
+        required=False,
+        help_text="DPO only: larger keeps the policy nearer its parent",
+    )
+    learning_rate = forms.FloatField(
+        min_value=1e-7,
+        max_value=1e-2,
+        required=False,
+        help_text="empty: 5e-6 for DPO, 5e-5 for rejection sampling",
+    )
+    max_steps = forms.IntegerField(
+        initial=0,
+        min_value=0,
+        max_value=100_000,
+        required=False,
+        help_text="stop after this many steps (0 or empty: one epoch)",
+    )
+    batch_size = forms.IntegerField(
+        min_value=1, max_value=128, required=False, help_text="empty: 4 for DPO, 8 for RS"
+    )
+    max_length = forms.IntegerField(
+        initial=256, min_value=16, max_value=4096, help_text="tokens a row is cut to"
+    )
+
+    def policy_settings(self) -> PolicySettings:
+        data = self.cleaned_data
+        return PolicySettings(
+            beta=data.get("beta") or 0.1,
+            n=data["n"] if data.get("n") is not None else 4,
+            learning_rate=data.get("learning_rate"),
+            max_steps=data.get("max_steps") or 0,
+            batch_size=data.get("batch_size"),
+            max_length=data["max_length"],
+        )
+
+
+class PolicyEvalForm(forms.Form):
+    """Who labels a run's blind evaluation queue."""
+
+    members = forms.ModelMultipleChoiceField(
+        queryset=User.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        help_text="annotators who compare the two models' responses",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        from annotations.forms import annotators
+
+        self.fields["members"].queryset = annotators()  # type: ignore[attr-defined]

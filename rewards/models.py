@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.stats import Share, share_of
-from rewards.schemas import Hyperparameters, Metrics, Readiness
+from rewards.schemas import BlindSides, Hyperparameters, Metrics, Readiness
 
 
 class Speed(models.TextChoices):
@@ -412,3 +412,45 @@ class BestOfNScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.score:.3f} by {self.version_id} for {self.sample_id}"
+
+
+class PolicyRun(models.Model):
+    """The reward side of a policy training run's lineage (llm.TrainingRun, DPO or
+    rejection sampling): the queue its pairs or prompts came from and the reward-model
+    version that ranked its samples (rejection sampling) or is its report's proxy. Kept
+    here, not on the run, because llm imports no other app (DESIGN.md)."""
+
+    run = models.OneToOneField(
+        "llm.TrainingRun", on_delete=models.CASCADE, related_name="policy_lineage"
+    )
+    queue = models.ForeignKey(
+        "annotations.Queue", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reward_version = models.ForeignKey(
+        RewardVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"policy lineage of run {self.run_id}"
+
+
+class PolicyEval(models.Model):
+    """A blind pairwise human evaluation of a finished policy run: a pairwise queue of its
+    report's samples, new policy against parent on held-out prompts, sides drawn at random
+    per item. Which side is the new policy's is kept here, never in the item."""
+
+    run = models.OneToOneField("llm.TrainingRun", on_delete=models.CASCADE, related_name="+")
+    queue = models.OneToOneField("annotations.Queue", on_delete=models.CASCADE, related_name="+")
+    sides = models.JSONField(default=dict)  # rewards.schemas.BlindSides
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"blind evaluation of run {self.run_id}"
+
+    @property
+    def typed_sides(self) -> BlindSides:
+        return BlindSides.model_validate(self.sides)

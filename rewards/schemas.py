@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from rewards.overoptimisation import Analysis
@@ -92,3 +94,11 @@ class AnalysisRecord(BaseModel):
     proxy_name: str  # e.g. "helpfulness v3"
     proxy_labels: int  # the labels that version trained on
     analysis: Analysis
+
+
+class BlindSides(BaseModel):
+    """Which side of each item of a blind evaluation is the new policy's (PolicyEval)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    new: dict[int, Literal["a", "b"]]  # item id → side

@@ -53,6 +53,12 @@ def version_rewards(*, version: RewardVersion, pairs: Sequence[tuple[str, str]])
     )
 
 
+def version_id_rewards(version_id: int, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    """`version_rewards` by the version's id: the scorer policy runs use (registered with
+    llm.rewarders in rewards.apps, so llm's worker scores without importing rewards)."""
+    return version_rewards(version=RewardVersion.objects.get(pk=version_id), pairs=pairs)
+
+
 def preference(reward_a: float, reward_b: float) -> float:
     """P(A preferred) = σ(r_A − r_B), the Bradley–Terry reading of two rewards."""
     return 1.0 / (1.0 + math.exp(reward_b - reward_a))

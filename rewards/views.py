@@ -6,19 +6,28 @@ from __future__ import annotations
 import csv
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from core.roles import Role, role_required, signed_in_user
+from llm.selectors import training_runs
 from rewards.best_of_n import (
     ExperimentInvalid,
     best_of_n_start,
     experiment_analysis,
     experiment_export_rows,
 )
-from rewards.forms import BestOfNForm, RetrainForm, RewardModelForm
-from rewards.models import BestOfNExperiment, RewardModel, RewardVersion
+from rewards.forms import (
+    BestOfNForm,
+    PolicyEvalForm,
+    PolicyRunForm,
+    RetrainForm,
+    RewardModelForm,
+)
+from rewards.models import BestOfNExperiment, PolicyEval, RewardModel, RewardVersion
+from rewards.policy import policy_eval_result, policy_eval_start, policy_run_start
 from rewards.selectors import (
     best_of_n_chart_for,
     best_of_n_experiments,
@@ -211,3 +220,52 @@ def experiment_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     )
     response["Content-Disposition"] = f'attachment; filename="best-of-n-{pk}.csv"'
     return response
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.RESEARCHER)
+def policy_run_create(request: HttpRequest) -> HttpResponse:
+    """Start a DPO or rejection-sampling run; the run's page (llm) shows its live loss."""
+    form = PolicyRunForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            run = policy_run_start(
+                kind=data["kind"], parent=data["parent"], name=data["name"],
+                queue=data["queue"], reward_model=data["reward_model"],
+                settings=form.policy_settings(), user=signed_in_user(request),
+            )  # fmt: skip
+        except ValidationError as error:
+            form.add_error(None, error.messages)
+        else:
+            messages.success(request, f"Queued {run.get_kind_display()}: {run.name}.")
+            return redirect("llm:training_run_detail", pk=run.pk)
+    status = 400 if form.is_bound else 200
+    return render(request, "rewards/policy_run_form.html", {"form": form}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@role_required(Role.RESEARCHER)
+def policy_eval(request: HttpRequest, run_pk: int) -> HttpResponse:
+    """A finished policy run's blind pairwise evaluation: its win rate once it exists, else
+    the form that creates its queue."""
+    run = get_object_or_404(training_runs().select_related("parent"), pk=run_pk)
+    evaluation = PolicyEval.objects.select_related("queue").filter(run=run).first()
+    posted = request.POST if request.method == "POST" else None
+    form = PolicyEvalForm(posted) if evaluation is None else None
+    if request.method == "POST":
+        if form is None:
+            messages.error(request, "This run has a blind evaluation already.")
+            return redirect("rewards:policy_eval", run_pk=run.pk)
+        if form.is_valid():
+            try:
+                policy_eval_start(run=run, members=list(form.cleaned_data["members"]),
+                                  user=signed_in_user(request))  # fmt: skip
+            except ValidationError as error:
+                form.add_error(None, error.messages)
+            else:
+                return redirect("rewards:policy_eval", run_pk=run.pk)
+    context = {"run": run, "evaluation": evaluation, "form": form,
+               "result": policy_eval_result(evaluation) if evaluation else None}  # fmt: skip
+    status = 400 if form is not None and form.is_bound else 200
+    return render(request, "rewards/policy_eval.html", context, status=status)

@@ -232,3 +232,19 @@ def _preference(
     else:
         pair = {"prompt": prompt, "chosen": chosen, "rejected": rejected}
     return pair | record
+
+
+def preference_pairs(queue_ids: list[int]) -> list[dict[str, Any]]:
+    """The queues' TRL preference pairs (plain text: prompt, chosen, rejected, and the record
+    they came from), exactly as the TRL export writes them, one an item by majority vote
+    (ties, `tie` and `both_bad` give none). ExportInvalid for queues whose items compare
+    nothing. Policy training (DPO) reads its pairs here."""
+    plan = export_plan(
+        ExportSpec(queues=queue_ids, format=ExportFormat.TRL, aggregation=Aggregation.MAJORITY)
+    )
+    pairs = []
+    for record in export_records(plan):
+        pair = _preference(record, plan.kind, False)
+        if pair is not None:
+            pairs.append(pair)
+    return pairs

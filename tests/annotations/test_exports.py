@@ -161,6 +161,15 @@ def test_trl_plain_pairs(db):
     assert [(row["chosen"], row["rejected"]) for row in majority] == [("A0", "B0"), ("B2", "A2")]
 
 
+def test_preference_pairs_for_training_are_the_trl_exports_majority_pairs(db):
+    from annotations.exports.records import preference_pairs
+
+    queue, _ = labelled_queue()
+    written = jsonl(export(queue, format="trl", aggregation="majority"))
+    pairs = preference_pairs([queue.pk])
+    assert pairs == written and [p["prompt"] for p in pairs] == ["Q0", "Q2"]
+
+
 def test_trl_conversational_pairs(db):
     queue, _ = labelled_queue()
     rows = jsonl(export(queue, format="trl_conversational", aggregation="majority"))

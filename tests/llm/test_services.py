@@ -13,8 +13,15 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from llm.models import ModelConfig, TrainingKind, TrainingRun, TrainingStatus
-from llm.schemas import TrainingRow
+from llm.schemas import (
+    DPOHyperparameters,
+    PreferenceRow,
+    RejectionSamplingHyperparameters,
+    TrainingRow,
+)
 from llm.services import (
+    dpo_run_start,
+    rejection_sampling_run_start,
     training_rows_hash,
     training_rows_split,
     training_run_finish,
@@ -70,7 +77,7 @@ def test_a_run_is_queued_with_its_lineage_and_sent_on_commit(
         ({"rows": learnable_rows(19)}, "has 19 rows; a training run needs at least 20"),
         ({"name": "  "}, "Name the new model config"),
         ({"name": "bundled"}, "already called bundled"),
-        ({"kind": TrainingKind.DPO}, "not available yet"),
+        ({"kind": TrainingKind.DPO}, "start through their own service"),
         ({"rows": [TrainingRow(prompt="Same?", completion=f"a{i}") for i in range(30)]},
          "at least two distinct questions"),
     ],
@@ -175,3 +182,58 @@ def test_retry_starts_a_failed_run_again_and_refuses_others(db):
         0,
         2,
     )
+
+
+# --- policy runs ----------------------------------------------------------------------------
+def preference_rows(n: int) -> list[PreferenceRow]:
+    return [PreferenceRow(prompt=row.prompt, chosen=row.completion, rejected="No idea.")
+            for row in learnable_rows(n)]  # fmt: skip
+
+
+def test_a_dpo_run_is_queued_with_its_pairs_split_by_prompt_and_hashed(db, researcher):
+    with mock.patch("llm.tasks.training_run_task.delay"):
+        run = dpo_run_start(
+            parent=bundled_config(), name="dpo", pairs=preference_rows(24), user=researcher,
+            hyperparameters=DPOHyperparameters(beta=0.2, max_steps=1), source="queue q",
+        )  # fmt: skip
+    assert run.kind == TrainingKind.DPO and run.row_count == 24 and run.eval_rows >= 1
+    pairs = run.typed_pairs
+    assert run.dataset_hash == training_rows_hash(pairs)
+    held = {p.prompt for p in pairs[run.train_rows :]}
+    assert held and not held & {p.prompt for p in pairs[: run.train_rows]}
+    hp = run.typed_hyperparameters
+    assert isinstance(hp, DPOHyperparameters) and hp.beta == 0.2 and hp.reward_version is None
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        (preference_rows(5), "has 5 preference pairs; a training run needs at least 20"),
+        ([PreferenceRow(prompt="Same?", chosen=f"a{i}", rejected="b") for i in range(25)],
+         "at least two distinct questions"),
+    ],
+)  # fmt: skip
+def test_bad_dpo_input_is_refused_and_creates_nothing(db, pairs, message):
+    with pytest.raises(ValidationError, match=message):
+        dpo_run_start(parent=bundled_config(), name="dpo", pairs=pairs,
+                      hyperparameters=DPOHyperparameters())  # fmt: skip
+    with pytest.raises(ValidationError, match="training needs a local transformers model"):
+        dpo_run_start(parent=openai_config(), name="dpo", pairs=preference_rows(24),
+                      hyperparameters=DPOHyperparameters())  # fmt: skip
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_rejection_sampling_run_keeps_distinct_prompts_and_needs_a_scorer(db, monkeypatch):
+    hp = RejectionSamplingHyperparameters(n=4, reward_version=7, reward_label="rm v1")
+    prompts = [row.prompt for row in learnable_rows(24)]
+    with mock.patch("llm.tasks.training_run_task.delay"):
+        run = rejection_sampling_run_start(parent=bundled_config(), name="rs",
+                                           prompts=[*prompts, prompts[0], "  "],
+                                           hyperparameters=hp)  # fmt: skip
+    assert run.kind == TrainingKind.REJECTION_SAMPLING and run.row_count == 24
+    assert sorted(p.prompt for p in run.typed_prompts) == sorted(prompts)
+    monkeypatch.setattr("llm.services.run_rewarder", lambda: None)
+    with pytest.raises(ValidationError, match="No reward scorer"):
+        rejection_sampling_run_start(parent=bundled_config("other"), name="rs2",
+                                     prompts=prompts, hyperparameters=hp)  # fmt: skip
+    assert TrainingRun.objects.count() == 1

@@ -1,9 +1,11 @@
 """Training runs on a real Celery worker: a distillation run on 40 rows lowers eval loss and
-makes a config that generates; a worker killed mid-training leaves no config and the run
-ends failed with its reason."""
+makes a config that generates; a DPO run on a few pairs makes a config that loads and
+generates, with its lineage and its report against the parent; a worker killed mid-training
+(SFT or DPO) leaves no config and the run ends failed with its reason."""
 
 from __future__ import annotations
 
+import json
 import signal
 from datetime import timedelta
 from pathlib import Path
@@ -14,7 +16,8 @@ import pytest
 from llm.backends.base import ChatMessage
 from llm.generation import backend_for
 from llm.models import ModelConfig, TrainingKind, TrainingRun, TrainingStatus
-from llm.services import training_run_start, training_runs_fail_stale
+from llm.schemas import DPOHyperparameters, PreferenceRow
+from llm.services import dpo_run_start, training_run_start, training_runs_fail_stale
 from llm.tasks import training_run_task
 from llm.training import machine_settings, micro_batches
 from tests.helpers import wait_for, worker_log
@@ -68,17 +71,81 @@ def test_a_distillation_run_lowers_eval_loss_and_its_config_generates(
     assert completion.usage.completion_tokens and completion.text.strip()
 
 
+def preference_rows(n: int) -> list[PreferenceRow]:
+    """Pairs whose chosen answers share the learnable rows' pattern; the rejected ones do not."""
+    return [PreferenceRow(prompt=row.prompt, chosen=row.completion, rejected="I will not say.")
+            for row in learnable_rows(n)]  # fmt: skip
+
+
+def _doomed_run(kind: str, parent: ModelConfig) -> TrainingRun:
+    if kind == TrainingKind.DPO:
+        return dpo_run_start(parent=parent, name="doomed", pairs=preference_rows(20),
+                             hyperparameters=DPOHyperparameters(max_steps=500, batch_size=2,
+                                                                max_length=128))  # fmt: skip
+    return training_run_start(
+        kind=TrainingKind.SFT_DISTIL, parent=parent, name="doomed", rows=learnable_rows(40),
+        hyperparameters=tiny_hyperparameters(max_steps=500),
+    )  # fmt: skip
+
+
 @pytest.mark.worker
+def test_a_dpo_run_makes_a_config_that_generates_with_its_lineage_and_report(
+    transactional_db, django_db_serialized_rollback, researcher, start_training_worker,
+    trained_models_dir, settings,
+):  # fmt: skip
+    settings.LLM_TRAINING_MIN_ROWS = 4
+    parent = bundled_config()
+    hp = DPOHyperparameters(max_steps=1, batch_size=2, max_length=128, beta=0.2,
+                            eval_percent=20, learning_rate=1e-5)  # fmt: skip
+    with mock.patch("llm.tasks.training_run_task.delay"):
+        run = dpo_run_start(parent=parent, name="preferred", pairs=preference_rows(6),
+                            hyperparameters=hp, user=researcher, source="queue q (#1)")  # fmt: skip
+    private = f"dpo-{run.pk}"
+    worker = start_training_worker(queues=private)
+    training_run_task.apply_async((run.pk,), queue=private)
+    run = wait_for(
+        lambda: TrainingRun.objects.filter(pk=run.pk, status__in=["done", "failed"]).first(),
+        timeout=RUN_TIMEOUT, what="the DPO run to finish", log=worker_log(worker.log_name),
+    )  # fmt: skip
+    assert run.status == TrainingStatus.DONE, run.reason
+    assert run.progress_step == run.progress_total == 1
+    assert run.eval_loss_before is not None and run.eval_loss_after is not None
+    machine = run.typed_machine
+    # The machine's dtype rule, not TRL's defaults: no checkpointing on a CPU, bfloat16
+    # autocast only where this CPU has it natively.
+    assert machine is not None and not machine.activation_checkpointing
+    rule = machine_settings(parameters=machine.parameters, on_gpu=False)
+    assert machine.bf16_autocast == rule["bf16_autocast"]
+    report = run.typed_report
+    assert report is not None and report.prompts == run.eval_rows and report.samples_per_prompt == 4
+    assert report.proxy_new is None  # no reward model given: no proxy reward
+    assert report.kl_method and report.kl_mean == report.kl_mean  # a number, not NaN
+
+    config = run.result
+    assert config is not None and config.name == "preferred"
+    lineage = json.loads(Path(config.model, "arbiter-training.json").read_text())
+    assert lineage["kind"] == "dpo" and lineage["parent"] == parent.name
+    assert lineage["dataset_hash"] == run.dataset_hash and lineage["source"] == "queue q (#1)"
+    assert lineage["hyperparameters"]["beta"] == 0.2 and lineage["report"]["prompts"] >= 1
+    assert not list(trained_models_dir.glob(".run-*"))
+    completion = backend_for(config).generate_batch(
+        [[ChatMessage(role="user", content="Question 99: what do you know about tides?")]],
+        params=config.generation_params(max_new_tokens=4),
+    )[0]
+    assert completion.usage.completion_tokens and completion.text.strip()
+
+
+@pytest.mark.worker
+@pytest.mark.parametrize("kind", [TrainingKind.SFT_DISTIL, TrainingKind.DPO])
 def test_a_worker_killed_mid_training_leaves_no_config_and_the_run_fails_with_a_reason(
-    transactional_db, django_db_serialized_rollback, start_training_worker, trained_models_dir
-):
+    transactional_db, django_db_serialized_rollback, start_training_worker, trained_models_dir,
+    kind, settings,
+):  # fmt: skip
+    settings.LLM_TRAINING_MIN_ROWS = 4
     parent = bundled_config()
     configs = ModelConfig.objects.count()
     with mock.patch("llm.tasks.training_run_task.delay"):
-        run = training_run_start(
-            kind=TrainingKind.SFT_DISTIL, parent=parent, name="doomed", rows=learnable_rows(40),
-            hyperparameters=tiny_hyperparameters(max_steps=500),
-        )  # fmt: skip
+        run = _doomed_run(kind, parent)
     private = f"kill-{run.pk}"
     doomed = start_training_worker(queues=private)
     training_run_task.apply_async((run.pk,), queue=private)
@@ -190,3 +257,58 @@ def test_the_recorder_keeps_one_eval_point_a_step_and_stops_once_the_run_is_lost
     recorder.last = 0.0
     with pytest.raises(RunLost):
         callback.on_step_end(None, state, None)
+
+
+def test_rejection_sampling_keeps_each_prompts_best_sample_by_the_scorer(db, monkeypatch, settings):
+    # The sampling and ranking, in process: a fake policy, a scorer that prefers longer text,
+    # and the SFT step captured instead of run.
+    from llm import training
+    from llm.backends.base import Completion, Usage
+    from llm.schemas import RejectionSamplingHyperparameters
+    from llm.services import rejection_sampling_run_start
+
+    settings.LLM_TRAINING_MIN_ROWS = 4
+    hp = RejectionSamplingHyperparameters(n=3, reward_version=5, max_steps=1)
+    prompts = [row.prompt for row in learnable_rows(6)]
+    with mock.patch("llm.tasks.training_run_task.delay"):
+        run = rejection_sampling_run_start(parent=bundled_config(), name="rs", prompts=prompts,
+                                           hyperparameters=hp)  # fmt: skip
+    TrainingRun.objects.filter(pk=run.pk).update(status=TrainingStatus.RUNNING)
+    run.refresh_from_db()
+    calls = []
+
+    class Policy:
+        def generate_batch(self, chats, *, params):
+            calls.append((len(chats), params.temperature, params.seed))
+            usage = Usage(prompt_tokens=1, completion_tokens=1, time_to_first_token_s=None,
+                          total_s=0.0)  # fmt: skip
+            # Sample k of each prompt: k words ("" for the first, which must never win).
+            return [Completion(text=" ".join(["w"] * (i % 3)), usage=usage, finish_reason="stop")
+                    for i in range(len(chats))]  # fmt: skip
+
+    scored = []
+
+    def length_reward(version_id, pairs):
+        scored.append(version_id)
+        return [float(len(text)) for _, text in pairs]
+
+    captured = {}
+
+    def sft(run, started, rows=None, report=False, lineage=None):
+        captured.update(rows=rows, report=report, lineage=lineage, train=run.train_rows)
+
+    monkeypatch.setattr("llm.generation.backend_for", lambda config: Policy())
+    monkeypatch.setattr("llm.rewarders.run_rewards", length_reward)
+    monkeypatch.setattr(training, "_sft", sft)
+    training._rejection_sampling(run, 0.0)
+
+    assert calls == [(18, 1.0, 0)]  # 6 prompts x 3 samples in one batched call
+    assert scored == [5]
+    rows = captured["rows"]
+    assert [row.completion for row in rows] == ["w w"] * 6
+    stored = [p.prompt for p in run.typed_prompts]
+    assert [row.prompt for row in rows] == stored  # train prompts first, then held out
+    assert captured["train"] == run.train_rows and captured["report"] is True
+    assert len(captured["lineage"]["sampled_rows_hash"]) == 64
+    run.refresh_from_db()
+    assert run.progress_step == 1 and run.train_rows + run.eval_rows == 6

@@ -188,3 +188,84 @@ def test_malformed_json_is_400_and_changes_nothing(db, researcher):
         )  # fmt: skip
         assert response.status_code == 400 and isinstance(response.json()["detail"], str)
     assert not reward_model.versions.exists()
+
+
+# --- policy runs (/api/policy-runs/) --------------------------------------------------------
+@pytest.fixture
+def policy_world(annotator, settings, tmp_path):
+    from tests.llm.training_data import bundled_config
+    from tests.rewards.factories import add_items, label_all, preference_items, preference_queue
+
+    settings.LLM_TRAINING_MIN_ROWS = 4
+    settings.LLM_TRAINED_MODELS_DIR = tmp_path / "trained"
+    queue = preference_queue(members=[annotator], name="prefs")
+    label_all(queue, annotator, add_items(queue, preference_items(6, seed=1)))
+    with mock.patch("llm.tasks.training_run_task.delay"):
+        yield {"queue": queue, "parent": bundled_config()}
+
+
+def policy_body(world, **overrides):
+    body = {"kind": "dpo", "parent_config": world["parent"].pk, "name": "preferred",
+            "queue": world["queue"].pk, "max_steps": 1, "beta": 0.2}  # fmt: skip
+    body.update(overrides)
+    return body
+
+
+def test_a_researcher_starts_a_dpo_run_through_the_api(policy_world, researcher):
+    api = Api(researcher)
+    response = api.post("/policy-runs/", policy_body(policy_world))
+    assert response.status_code == 202, response.content
+    run = response.json()
+    assert run["kind"] == "dpo" and run["status"] == "queued" and run["row_count"] == 6
+    assert run["hyperparameters"]["beta"] == 0.2 and run["report"] is None
+    assert run["parent_config"] == policy_world["parent"].pk
+    assert api.get(f"/training-runs/{run['id']}").json()["dataset_hash"] == run["dataset_hash"]
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "detail"),
+    [
+        ({"kind": "rejection-sampling"}, 400, "choose one with an active version"),
+        ({"kind": "sft-distil"}, 422, ""),
+        ({"n": 65}, 422, ""),
+        ({"n": 1}, 422, ""),
+        ({"n": "4"}, 422, ""),
+        ({"queue": 999_999}, 404, "No such queue"),
+        ({"parent_config": 999_999}, 404, "No such model config"),
+        ({"reward_model": 999_999}, 404, "No such reward model"),
+        ({"extra": 1}, 422, ""),
+    ],
+)
+def test_bad_policy_runs_are_refused_with_a_problem_body(
+    policy_world, researcher, change, status, detail
+):
+    from llm.models import TrainingRun
+
+    response = Api(researcher).post("/policy-runs/", policy_body(policy_world, **change))
+    assert response.status_code == status, response.content
+    problem = response.json()
+    assert detail in problem["detail"] and isinstance(problem["errors"], list)
+    assert not TrainingRun.objects.exists()
+
+
+def test_a_server_parent_and_a_queue_without_pairs_are_refused(policy_world, researcher):
+    from llm.models import TrainingRun
+    from tests.llm.training_data import openai_config
+    from tests.rewards.factories import preference_queue
+
+    api = Api(researcher)
+    server = openai_config()
+    response = api.post("/policy-runs/", policy_body(policy_world, parent_config=server.pk))
+    assert response.status_code == 400
+    assert "training needs a local transformers model" in response.json()["detail"]
+    empty = preference_queue(members=[], name="empty")
+    response = api.post("/policy-runs/", policy_body(policy_world, queue=empty.pk))
+    assert response.status_code == 400 and "no preference pairs" in response.json()["detail"]
+    assert not TrainingRun.objects.exists()
+
+
+def test_annotators_may_not_start_policy_runs(policy_world, annotator):
+    from llm.models import TrainingRun
+
+    assert Api(annotator).post("/policy-runs/", policy_body(policy_world)).status_code == 403
+    assert not TrainingRun.objects.exists()
