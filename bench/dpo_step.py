@@ -24,7 +24,6 @@ import argparse
 import copy
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -48,7 +47,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from bench.sft_step import StepClock, cpu_flags  # noqa: E402
+from bench.sft_step import StepClock, cpu_flags, peak_resident_gib  # noqa: E402
 from llm.backends.bundled import BUNDLED_MODEL_ID  # noqa: E402
 from llm.models import ModelConfig  # noqa: E402
 from llm.schemas import DPOHyperparameters, PreferenceRow  # noqa: E402
@@ -178,7 +177,7 @@ def main() -> None:
                              eval_data=data[:held])  # fmt: skip
         worker.evaluate()
         worker.train()
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024)
+        print(peak_resident_gib())
         return
 
     ours = worker_arguments(options.batch, options.steps + 1, chosen, split=False)
