@@ -141,7 +141,9 @@ def arm_transcripts_start(*, arm: Arm, user: User | None = None) -> DebateBatch:
         )
     with transaction.atomic():
         locked = (
-            Arm.objects.select_for_update()
+            # of=self: lock the arm only; PostgreSQL cannot lock the nullable side of the
+            # outer joins (a question bank, a batch not made yet).
+            Arm.objects.select_for_update(of=("self",))
             .select_related("experiment__question_bank", "model_config", "debate_batch")
             .get(pk=arm.pk)
         )
@@ -197,7 +199,7 @@ def arm_transcripts_collect(*, arm: Arm) -> int:
     if batch is None or batch.status != BatchStatus.DONE:
         return 0
     with transaction.atomic():
-        locked = Arm.objects.select_for_update().select_related("queue").get(pk=arm.pk)
+        locked = Arm.objects.select_for_update(of=("self",)).select_related("queue").get(pk=arm.pk)
         if locked.items_ready_at is not None:
             return 0
         debates = (
