@@ -25,10 +25,12 @@ from django.utils import timezone
 from annotations.kinds import QueueKind
 from annotations.models import Assignment, Item, Outcome, Queue
 from annotations.services import (
+    Held,
     NewItem,
     assignment_skip,
     label_submit,
     queue_item_claim,
+    queue_item_prefetch,
     queue_items_create,
     queue_members_set,
 )
@@ -431,6 +433,25 @@ def participant_lease(
         participant.completed_at = now or timezone.now()
         participant.save(update_fields=["completed_at"])
     return lease
+
+
+def participant_prefetch(
+    *, participant: Participant, renew_ahead: bool = False, now: datetime | None = None
+) -> Held:
+    """The participant's current item and the next one claimed ahead (annotations'
+    queue_item_prefetch, on their arm's queue), so that the task page swaps the next item in
+    on the key. Only for an untimed arm: a timed item's clock is the server's and starts when
+    the item is served, which for an item held ahead is when the label before it arrives, a
+    moment after the page has shown it. Records completion, as participant_lease does, when
+    nothing is left."""
+    now = now or timezone.now()
+    held = queue_item_prefetch(
+        queue=participant.arm.queue, annotator=participant.user, renew_ahead=renew_ahead, now=now
+    )
+    if held.current is None and participant.completed_at is None:
+        participant.completed_at = now
+        participant.save(update_fields=["completed_at"])
+    return held
 
 
 def _own_lease(participant: Participant, assignment_id: int) -> Assignment:
