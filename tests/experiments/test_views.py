@@ -280,7 +280,7 @@ def test_generate_starts_a_job_for_an_assisted_arm_only(
 ):
     sent = []
     monkeypatch.setattr(
-        "experiments.services.current_app.tasks",
+        "experiments.services.design.current_app.tasks",
         {
             "experiments.tasks.assistance_generate_task": type(
                 "T", (), {"delay": staticmethod(sent.append)}
