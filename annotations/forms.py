@@ -14,7 +14,7 @@ from annotations.exports import (
     export_plan,
 )
 from annotations.importers import UploadRefused, upload_format
-from annotations.kinds import ItemKind, QueueKind, validation_message
+from annotations.kinds import ItemKind, QueueKind, item_kind, validation_message
 from annotations.models import Queue
 from core.roles import Role
 
@@ -89,6 +89,21 @@ class QueueForm(forms.ModelForm):
                 # Items were validated against the kind: it cannot change under them.
                 self.fields["kind"].disabled = True
                 self.fields["kind"].help_text = "fixed once the queue has items"
+
+    def clean_kind(self) -> str:
+        name = self.cleaned_data["kind"]
+        if name == self.instance.kind and self.instance.pk is not None:
+            return name  # a queue keeps its own kind, wherever it was made
+        try:
+            kind = item_kind(name)
+        except KeyError:
+            raise forms.ValidationError(f"No app provides {name} queues here.") from None
+        if kind.made_by:
+            raise forms.ValidationError(
+                f"A {kind.title.lower()} queue cannot be made with this form: such queues are "
+                f"made by {kind.made_by}. Choose another kind."
+            )
+        return name
 
 
 class NewQueueKindForm(forms.Form):

@@ -120,11 +120,12 @@ WHERE (%(gold)s OR {room_under_k(_ITEM_LABEL_COUNT, "%(item)s")})
 RETURNING id
 """
 # The lease held ahead becomes the current one once the current one has closed. Its time
-# starts now: the annotator sees the item only from here. A lease ahead that has expired, or
-# that another request promoted or released meanwhile, is left alone (no row: the caller
-# looks again).
+# starts now: the annotator sees the item only from here, so its start (created_at, which an
+# experiment's time limit and time per item count from) moves here too. A lease ahead that
+# has expired, or that another request promoted or released meanwhile, is left alone (no
+# row: the caller looks again).
 PROMOTE = f"""
-UPDATE {ASSIGNMENT} SET ahead = FALSE, expires_at = %(expires)s
+UPDATE {ASSIGNMENT} SET ahead = FALSE, created_at = %(now)s, expires_at = %(expires)s
 WHERE id = %(lease)s AND outcome = '{OPEN}' AND ahead AND expires_at > %(now)s
 """
 

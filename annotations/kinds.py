@@ -98,6 +98,9 @@ class ItemKind:
     (system may be "" for none); TRL's preference export needs it. `pair_context`, on such
     kinds, writes what a reader needs beside the pair as plain text (a debate's transcript),
     with A and B swapped when asked `swapped` (a model asked in both orders reads it so).
+    `made_by`, on a kind whose queues another part of Arbiter makes with their items (and
+    whose keys the queue form cannot give), names that part: the researcher's queue form
+    refuses the kind and says so.
     """
 
     name: str
@@ -109,6 +112,7 @@ class ItemKind:
     keys: tuple[LabelKey, ...] = field(default_factory=tuple)
     pair_fields: tuple[str, str, str, str] | None = None
     pair_context: Callable[[dict[str, Any], bool], str] | None = None
+    made_by: str = ""
 
     def payload(self, data: Any) -> Payload:
         """Validate raw JSON into this kind's payload; raises pydantic's ValidationError."""

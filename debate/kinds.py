@@ -92,5 +92,9 @@ def register() -> None:
             value_model=ProbabilityValue,
             value_field="probability_a",
             template="debate/kinds/question.html",
+            # Its items are a bank's questions with transcripts, answered with a typed
+            # probability: an experiment's protocol arm makes the queue and its items.
+            made_by="a question-bank experiment (Experiments: an experiment whose questions "
+            "are a question bank makes one such queue per arm, with its items)",
         )
     )

@@ -12,6 +12,7 @@ urlpatterns = [
     path("join/<slug:slug>/task/label/", views.task_label, name="task_label"),
     path("join/<slug:slug>/task/timeout/", views.task_timeout, name="task_timeout"),
     path("join/<slug:slug>/task/flag/", views.task_flag, name="task_flag"),
+    path("join/<slug:slug>/task/release/", views.task_release, name="task_release"),
     path("join/<slug:slug>/done/", views.done, name="done"),
     # researchers
     path("experiments/", views.experiment_list, name="list"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -22,15 +23,17 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from annotations.forms import LabelForm, LeaseForm
+from annotations.kinds import Payload
 from annotations.markdown import markdown_html
-from annotations.services import AnnotationError
+from annotations.models import Assignment
+from annotations.services import AnnotationError, assignment_release
 from core.ratelimit import rate_limited
 from core.roles import Role, role_required
 from experiments.analysis import experiment_analysis, experiment_label_rows
 from experiments.charts import accuracy_svg, reliability_svg
 from experiments.errors import ExperimentError, LinkClosed, NotYours
 from experiments.forms import ConsentForm, FlagForm, JoinForm, LinkForm, ProbabilityLabelForm
-from experiments.models import Arm, AssistanceJob, Experiment, Participant
+from experiments.models import Arm, AssistanceJob, AssistanceText, Experiment, Participant
 from experiments.protocols import arm_transcripts_start
 from experiments.selectors import participant_rows
 from experiments.services import (
@@ -41,6 +44,7 @@ from experiments.services import (
     participant_consent,
     participant_join,
     participant_lease,
+    participant_prefetch,
     response_submit,
     response_time_out,
 )
@@ -136,28 +140,65 @@ def instructions(request: HttpRequest, slug: str) -> HttpResponse:
     return render(request, "experiments/instructions.html", context)
 
 
-def _work(participant: Participant, *, notice: str = "", error: str = "") -> dict[str, Any]:
-    """The task area: the participant's current item, their arm's assistance for it (only an
-    assisted arm reads any), the seconds left on it by the server's clock."""
-    lease = participant_lease(participant=participant)
+@dataclass(frozen=True)
+class ShownItem:
+    """A lease as the task page shows it: its item, the assistance beside it (only an
+    assisted arm reads any) and a request id for the one label it may carry."""
+
+    lease: Assignment
+    payload: Payload
+    assistance: AssistanceText | None
+    request_id: uuid.UUID
+
+
+def _shown(participant: Participant, lease: Assignment | None) -> ShownItem | None:
+    if lease is None:
+        return None
+    kind = participant.arm.queue.item_kind
+    return ShownItem(
+        lease=lease,
+        payload=lease.item.typed_payload(kind),
+        assistance=assistance_for_lease(participant, lease),
+        request_id=uuid.uuid4(),
+    )
+
+
+def _prefetches(arm: Arm) -> bool:
+    """Whether the task page holds the next item ahead (the labelling page's queue.js swaps it
+    in on the key). Not for a timed arm, whose item's clock the server starts when it serves
+    the item, nor for a judging arm, whose probability is typed, not keyed."""
+    return arm.time_limit_s is None and not arm.protocol
+
+
+def _work(
+    participant: Participant, *, notice: str = "", error: str = "", renew_ahead: bool = False
+) -> dict[str, Any]:
+    """The task area: the participant's current item and, where the arm allows (_prefetches),
+    the next one held ahead, each with their arm's assistance for it; the seconds left on the
+    current one by the server's clock."""
     arm = participant.arm
-    kind = arm.queue.item_kind
+    prefetch = _prefetches(arm)
+    if prefetch:
+        held = participant_prefetch(participant=participant, renew_ahead=renew_ahead)
+        lease, ahead = held.current, held.ahead
+    else:
+        lease, ahead = participant_lease(participant=participant), None
     remaining_ms = None
     if lease is not None and arm.time_limit_s is not None:
         spent = (timezone.now() - lease.created_at).total_seconds()
         remaining_ms = max(0, int((arm.time_limit_s - spent) * 1000))
     return {
         "slug": participant.experiment.slug,
-        "kind": kind,
+        "kind": arm.queue.item_kind,
         "lease": lease,
-        "payload": lease.item.typed_payload(kind) if lease is not None else None,
-        "assistance": assistance_for_lease(participant, lease) if lease is not None else None,
+        "current": _shown(participant, lease),
+        "ahead": _shown(participant, ahead),
+        "prefetch": prefetch,
         "assisted": arm.assisted,
         # Question-bank arms answer with a probability, as a debate judge does.
         "judging": bool(arm.protocol),
         "time_limit_s": arm.time_limit_s,
         "remaining_ms": remaining_ms,
-        "request_id": uuid.uuid4(),
         "notice": notice,
         "error": error,
     }
@@ -182,7 +223,8 @@ def task(request: HttpRequest, slug: str) -> HttpResponse:
     participant = _participant(request, slug)
     if participant.consented_at is None:
         return redirect("experiments:consent", slug=slug)
-    context = _work(participant)
+    # A fresh page holds a fresh item ahead: the page it replaces gives back its own as it goes.
+    context = _work(participant, renew_ahead=True)
     if context["lease"] is None:
         return redirect("experiments:done", slug=slug)
     return render(request, "experiments/task.html", context)
@@ -232,6 +274,26 @@ def task_timeout(request: HttpRequest, slug: str) -> HttpResponse:
     except ExperimentError as problem:
         return _respond(request, participant, _work(participant, notice=problem.message))
     return _respond(request, participant, _work(participant, notice="Time is up: next item."))
+
+
+@never_cache
+@require_POST
+def task_release(request: HttpRequest, slug: str) -> HttpResponse:
+    """The task page goes away (queue.js, sendBeacon on pagehide): give back the item it held
+    ahead, unseen. 204 when released; 409 when that lease is no longer held ahead."""
+    participant = _participant(request, slug)
+    form = LeaseForm(request.POST)
+    if not form.is_valid():
+        return HttpResponse("Which lease? " + form.errors.as_text(), status=400)
+    try:
+        assignment_release(
+            assignment_id=form.cleaned_data["assignment"],
+            annotator=participant.user,
+            queue_id=participant.arm.queue_id,
+        )
+    except AnnotationError as problem:
+        return HttpResponse(problem.message, status=problem.status)
+    return HttpResponse(status=204)
 
 
 @never_cache

@@ -197,6 +197,7 @@ def _promote(lease: Assignment, queue: Queue, now: datetime) -> Assignment:
     if not sql.execute(hot_sql.PROMOTE, {"lease": lease.pk, "now": now, "expires": expires}):
         raise _Raced
     lease.ahead = False
+    lease.created_at = now
     lease.expires_at = expires
     return lease
 

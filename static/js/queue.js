@@ -101,6 +101,13 @@
     held.replaceWith(next);
     ahead.remove();
     area.dataset.lease = next.dataset.lease;
+    // A template's content is not processed by htmx: an item with its own htmx forms (the
+    // study page's "This helped" / "This is wrong") is wired up once it is in the page, when
+    // the browser is idle, so that showing the item waits for nothing. (Clicked before that,
+    // such a form still posts as a plain form.)
+    if (window.htmx && next.querySelector("[hx-post]")) {
+      (window.requestIdleCallback || setTimeout)(function () { window.htmx.process(next); });
+    }
     itemShown();
     return true;
   }
@@ -140,6 +147,12 @@
         pump();
         return null;
       }
+      const redirect = response.headers.get("HX-Redirect");
+      if (redirect) {
+        // Nothing left to label (the study page's end): the server says where to go.
+        window.location.assign(redirect);
+        return null;
+      }
       return response.text().then(function (html) {
         showStatus("");
         settle(html);
@@ -159,7 +172,7 @@
   }
 
   function itemOf(area) {
-    const item = area && area.querySelector(":scope > .held > article.item");
+    const item = area && area.querySelector(":scope > .held article.item");
     return item ? item.id : null;
   }
 

@@ -120,6 +120,37 @@ def test_bad_queue_settings_are_explained(researcher, field, value, message):
     assert not Queue.objects.exists()
 
 
+def test_a_question_judgment_queue_is_refused_saying_an_experiment_makes_it(researcher):
+    data = {
+        "name": "Q",
+        "kind": "question_judgment",
+        "labels_per_item": 3,
+        "priority": "fifo",
+        "gold_rate": 0,
+        "lease_minutes": 10,
+    }
+    response = signed_in(researcher).post(reverse("annotations:queue_create"), data)
+    assert response.status_code == 200
+    assert "made by a question-bank experiment" in response.content.decode()
+    assert not Queue.objects.exists()
+    # Nor can an existing queue be turned into one.
+    queue = make_queue(name="Plain", kind="pairwise")
+    response = signed_in(researcher).post(
+        reverse("annotations:queue_detail", args=[queue.pk]), data | {"name": "Plain"}
+    )
+    assert "made by a question-bank experiment" in response.content.decode()
+    queue.refresh_from_db()
+    assert queue.kind == "pairwise"
+    # An experiment's own queue of that kind still takes its settings from the form.
+    arm_queue = make_queue(name="arm queue", kind="question_judgment")
+    response = signed_in(researcher).post(
+        reverse("annotations:queue_detail", args=[arm_queue.pk]), data | {"name": "Arm 1"}
+    )
+    assert response.status_code == 302
+    arm_queue.refresh_from_db()
+    assert (arm_queue.name, arm_queue.kind) == ("Arm 1", "question_judgment")
+
+
 def test_only_annotators_can_be_members(researcher, outsider):
     data = {
         "name": "Q",

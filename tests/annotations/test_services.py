@@ -170,6 +170,20 @@ def test_gold_comes_at_the_queues_rate_with_the_lease_ahead(annotator):
     assert len(seen) == 10  # 8 regular items and 2 gold; the third gold was due at 12
 
 
+def test_a_lease_ahead_starts_when_it_becomes_current_not_when_it_was_claimed(annotator):
+    # An experiment counts time per item and its time limit from the lease's start: an item
+    # held ahead while the annotator read the one before must not carry that time.
+    queue = make_queue(members=[annotator], items=pairwise(3))
+    claimed_at = timezone.now() - timedelta(seconds=40)
+    held = queue_item_prefetch(queue=queue, annotator=annotator, now=claimed_at)
+    submit(held.current, annotator, now=claimed_at + timedelta(seconds=30))
+    promoted_at = claimed_at + timedelta(seconds=31)
+    now_held = queue_item_prefetch(queue=queue, annotator=annotator, now=promoted_at)
+    assert now_held.current.pk == held.ahead.pk
+    assert now_held.current.created_at == promoted_at
+    assert Assignment.objects.get(pk=held.ahead.pk).created_at == promoted_at
+
+
 def test_a_fresh_page_renews_the_lease_ahead_and_the_old_pages_release_misses_it(annotator):
     queue = make_queue(members=[annotator], items=pairwise(3))
     old = queue_item_prefetch(queue=queue, annotator=annotator)

@@ -224,3 +224,64 @@ def test_participants_judge_a_bank_experiments_questions_and_the_analysis_shows_
     assert "(question bank)" in page.locator("main").inner_text()
     screenshots_at_both_widths(page, SHOTS, "bank-list")
     context.close()
+
+
+def test_an_untimed_arm_swaps_in_the_item_held_ahead_with_its_critique_and_flags(
+    live_asgi_server, browser, researcher, monkeypatch
+):
+    """An untimed arm's page holds the next item ahead, as the labelling page does: a key shows
+    it at once, with its own critique in the assisted arm, and its flag buttons work; the last
+    label leads to the completion code."""
+    from tests.experiments.conftest import FakeBackend
+
+    monkeypatch.setattr("experiments.assistance.backend_for", lambda config: FakeBackend())
+    experiment = make_experiment(researcher=researcher, seed=5, slug="untimed")
+    job = AssistanceJob.objects.create(arm=experiment.arms.get(position=1), items_total=4)
+    assistance_job_run(job_id=job.pk)
+    url = live_asgi_server.url
+    seen = set()
+    for number in range(4):
+        context = browser.new_context(viewport={"width": 1366, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        posted: list[str] = []
+        page.on(
+            "request",
+            lambda r, posted=posted: (
+                posted.append(r.post_data or "") if r.method == "POST" else None
+            ),
+        )
+        page.goto(f"{url}/join/{experiment.slug}/?PROLIFIC_PID=u{number}&STUDY_ID=st"
+                  f"&SESSION_ID=se{number}")  # fmt: skip
+        page.check("input[name=agree]")
+        page.click("button:has-text('Continue')")
+        page.click("text=Start")
+        person = Participant.objects.get(experiment=experiment, external_id=f"u{number}")
+        position = person.arm.position
+        if position in seen:
+            context.close()
+            continue
+        seen.add(position)
+        page.wait_for_selector("#work[data-ready] > template.ahead", state="attached")
+        for n in range(4):
+            page.wait_for_selector(f"#work[data-ready] article.item >> text=Question {n}?")
+            if position == 1:
+                assert page.locator(".assistance-text").count() == 1
+                assert page.locator(".assistance-text").inner_text().startswith("<script>")
+            else:
+                assert page.locator(".assistance").count() == 0
+            if position == 1 and n == 1:
+                # Swapped in from the template: its htmx flag forms are wired up too.
+                screenshots_at_both_widths(page, SHOTS, "task-with-critique-held-ahead")
+                page.click("text=This is wrong")
+                page.wait_for_selector("text=Noted: wrong")
+            page.keyboard.press("1")
+        page.wait_for_url(f"{url}/join/{experiment.slug}/done/")
+        assert page.locator("#completion-code").inner_text() == "C0DE42"
+        label_posts = [body for body in posted if "key=1" in body]
+        assert len(label_posts) == 4 and len({b.split("assignment=")[1] for b in label_posts}) == 4
+        assert all("request_id=" in body and "time_ms=" in body for body in label_posts)
+        context.close()
+    assert seen == {0, 1}
+    assert list(AssistanceFlag.objects.values_list("flag", flat=True)) == ["wrong"]
+    assert Response.objects.filter(arm_item__arm__experiment=experiment).count() == 8

@@ -141,13 +141,61 @@ def test_the_unassisted_arm_never_receives_assistance_gold_or_arm_names(experime
     assert plain_person.completed_at is not None
 
 
+def test_the_item_held_ahead_carries_only_the_arms_own_assistance(experiment):
+    """The task page holds the next item ahead (a <template>, swapped in on the key): its
+    bytes are the participant's like the rest, so an unassisted arm's carry no critique while
+    an assisted arm's carry the critique of that next item, escaped."""
+    (plain, plain_person), (helped, helped_person) = both_arms(experiment)
+    slug = experiment.slug
+    pages = {}
+    for client, person in ((plain, plain_person), (helped, helped_person)):
+        first = client.get(f"/join/{slug}/task/").content.decode()
+        ahead = person.user.assignments.get(ahead=True)
+        current = person.user.assignments.get(ahead=False)
+        # The label's answer holds the item after the next one ahead in turn.
+        answer = client.post(
+            f"/join/{slug}/task/label/",
+            {"assignment": current.pk, "key": "1", "request_id": uuid.uuid4()},
+            HTTP_HX_REQUEST="true",
+        ).content.decode()
+        held = [page.split('<template class="ahead">')[1].split("</template>")[0]
+                for page in (first, answer)]  # fmt: skip
+        assert f'data-lease="{ahead.pk}"' in held[0]
+        assert f'id="work" class="card work study" data-lease="{ahead.pk}"' in answer
+        pages[person.arm.position] = held
+    for ahead in pages[0]:
+        assert 'name="key"' in ahead
+        for secret in ("CRITIQUE-MARKER", "assistant", "critique", "flag"):
+            assert secret not in ahead.lower(), secret
+    for ahead in pages[1]:
+        assert "CRITIQUE-MARKER" in ahead and "&lt;script&gt;alert(1)" in ahead
+        assert "<script>alert(1)" not in ahead
+
+
+def test_a_leaving_page_gives_back_only_its_own_item_held_ahead(experiment):
+    (plain, plain_person), (helped, _) = both_arms(experiment)
+    slug = experiment.slug
+    plain.get(f"/join/{slug}/task/")
+    helped.get(f"/join/{slug}/task/")
+    ahead = plain_person.user.assignments.get(ahead=True)
+    current = plain_person.user.assignments.get(ahead=False)
+    release = f"/join/{slug}/task/release/"
+    assert helped.post(release, {"assignment": ahead.pk}).status_code == 409  # not theirs
+    assert plain.post(release, {"assignment": current.pk}).status_code == 409  # on screen
+    assert plain.get(release).status_code == 405
+    assert plain.post(release, {"assignment": ahead.pk}).status_code == 204
+    ahead.refresh_from_db()
+    assert ahead.outcome == "released"
+
+
 def test_another_arms_item_and_flags_in_an_unassisted_arm_are_404(experiment):
     (plain, plain_person), (helped, helped_person) = both_arms(experiment)
     slug = experiment.slug
     helped.get(f"/join/{slug}/task/")
     plain.get(f"/join/{slug}/task/")
-    helped_lease = helped_person.user.assignments.get().pk
-    plain_lease = plain_person.user.assignments.get().pk
+    # The item on screen (the page also holds the next one ahead).
+    helped_lease = helped_person.user.assignments.get(ahead=False).pk
+    plain_lease = plain_person.user.assignments.get(ahead=False).pk
     stolen = plain.post(
         f"/join/{slug}/task/label/",
         {"assignment": helped_lease, "key": "1", "request_id": uuid.uuid4()},
@@ -232,7 +280,7 @@ def test_generate_starts_a_job_for_an_assisted_arm_only(
 ):
     sent = []
     monkeypatch.setattr(
-        "experiments.services.current_app.tasks",
+        "experiments.services.design.current_app.tasks",
         {
             "experiments.tasks.assistance_generate_task": type(
                 "T", (), {"delay": staticmethod(sent.append)}
