@@ -32,6 +32,7 @@ from rewards.selectors import (
     best_of_n_chart_for,
     best_of_n_experiments,
     can_roll_back,
+    human_gold_for,
     label_source_siblings,
     reward_model_charts,
     reward_model_versions,
@@ -175,7 +176,8 @@ def experiment_create(request: HttpRequest) -> HttpResponse:
                 prompt_source=data["prompt_source"], samples_per_prompt=data["samples_per_prompt"],
                 temperature=data["temperature"], seed=data["seed"],
                 max_new_tokens=data["max_new_tokens"], proxies=list(data["proxies"]),
-                gold=data["gold"], user=signed_in_user(request),
+                gold=data["gold"], human_prompts=data["human_prompts"],
+                user=signed_in_user(request),
             )  # fmt: skip
         except ExperimentInvalid as error:
             form.add_error(None, error.message)
@@ -195,6 +197,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "proxies": experiment.proxies.select_related("reward_model"),
         "records": records,
         "chart": best_of_n_chart_for(records),
+        "human": human_gold_for(experiment),
     }
     if request.htmx:  # type: ignore[attr-defined]
         response = render(request, "rewards/experiment.html#progress", context)
