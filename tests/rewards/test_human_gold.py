@@ -256,3 +256,54 @@ def test_the_page_shows_the_human_curve_from_labels(
         k = sum(p.n == n for p in items.values())
         assert f"100 % ({k}/{k}; 95 % CI" in page
     assert Queue.objects.filter(pk=human.queue.pk).exists()
+
+
+# --- the API read ---------------------------------------------------------------------------
+def test_the_api_reads_the_same_curve_as_the_page(setup, researcher, annotator, monkeypatch):
+    from annotations.services import queue_members_set
+    from rewards.human_gold import human_gold_result
+    from tests.helpers import Api
+
+    experiment = _run_human(setup, researcher, monkeypatch)
+    human = HumanGold.objects.get(experiment=experiment)
+    queue_members_set(queue=human.queue, users=[annotator])
+    items = human.typed_pairs.items
+    # Best-of-n wins wherever n = 2, loses elsewhere.
+    answers = {
+        item.external_id: items[item.pk].side if items[item.pk].n == 2
+        else ("b" if items[item.pk].side == "a" else "a")
+        for item in Item.objects.filter(queue=human.queue)
+    }  # fmt: skip
+    label_all(human.queue, annotator, answers)
+    api = Api(researcher)
+    response = api.get(f"/best-of-n/{experiment.pk}")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["gold_kind"], body["gold_version"], body["human_prompts"]) == ("human", None, 3)
+    gold = body["human_gold"]
+    assert gold["queue"] == human.queue.pk and gold["labels"] == len(items)
+    assert "Wilson" in gold["method"] and "best-of-1" in gold["method"]
+    curve = human_gold_result(human, experiment.samples_per_prompt)
+    for point, out in zip(curve.points, gold["points"], strict=True):
+        assert (out["n"], out["wins"], out["decisive"]) == (point.n, point.wins.k, point.wins.n)
+        assert out["value"] == (1.0 if point.n == 2 else 0.0) and out["low"] == point.wins.low
+    assert gold["fit"]["alpha"] == pytest.approx(curve.fit.alpha)
+    assert api.get(f"/best-of-n/{experiment.pk + 99}").status_code == 404
+    assert Api(annotator).get(f"/best-of-n/{experiment.pk}").status_code == 403
+
+
+def test_the_openapi_document_lists_the_reads_errors(db):
+    from config.api import api
+
+    operation = api.get_openapi_schema()["paths"]["/api/best-of-n/{experiment_id}"]["get"]
+    assert {"200", "401", "403", "404"} <= set(map(str, operation["responses"]))
+
+
+def test_the_api_reads_a_model_gold_experiment_without_a_human_curve(setup, researcher):
+    from tests.helpers import Api
+
+    with mock.patch("rewards.best_of_n._enqueue"):
+        experiment = _start(setup, researcher)
+    body = Api(researcher).get(f"/best-of-n/{experiment.pk}").json()
+    assert (body["gold_kind"], body["gold_version"]) == ("model", setup["gold"].pk)
+    assert body["human_gold"] is None and body["status"] == "queued" and body["prompts"] == 4
