@@ -316,11 +316,20 @@ class HumanPointOut(Schema):
     both_bad: int
 
 
+class IntervalOut(Schema):
+    value: float
+    low: float
+    high: float
+
+
 class HumanFitOut(Schema):
-    alpha: float
-    beta: float
-    peak_sqrt_kl: float | None
+    """win rate − 0.5 = d(α − β·d); intervals: bootstrap over the sampled prompts."""
+
+    alpha: IntervalOut
+    beta: IntervalOut
+    peak_sqrt_kl: IntervalOut | None
     peak_n: float | None
+    resamples: int
 
 
 class HumanGoldOut(Schema):
@@ -330,6 +339,7 @@ class HumanGoldOut(Schema):
     pairs: int
     identical_not_asked: int
     labels: int
+    prompts_labelled: int
     points: list[HumanPointOut]
     fit: HumanFitOut | None
     method: str
@@ -362,11 +372,15 @@ def get_best_of_n(request: HttpRequest, experiment_id: Id) -> BestOfNOut:
         human = HumanGoldOut(
             queue=view.record.queue_id, pairs=len(view.record.typed_pairs.items),
             identical_not_asked=view.record.typed_pairs.identical, labels=curve.labels,
+            prompts_labelled=curve.prompts,
             points=[HumanPointOut(n=p.n, sqrt_kl=p.d, wins=p.wins.k, decisive=p.wins.n,
                                   value=p.wins.value, low=p.wins.low, high=p.wins.high,
                                   ties=p.ties, both_bad=p.both_bad) for p in curve.points],
-            fit=HumanFitOut(alpha=fit.alpha, beta=fit.beta, peak_sqrt_kl=fit.peak_d,
-                            peak_n=fit.peak_n) if fit else None,
+            fit=HumanFitOut(
+                alpha=IntervalOut(**vars(fit.alpha)), beta=IntervalOut(**vars(fit.beta)),
+                peak_sqrt_kl=IntervalOut(**vars(fit.peak_d)) if fit.peak_d else None,
+                peak_n=fit.peak_n, resamples=fit.resamples,
+            ) if fit else None,
             method=curve.method,
         )  # fmt: skip
     return BestOfNOut(

@@ -15,25 +15,39 @@ Method (the page and the API state it beside the figure):
   by construction (a sample against an exchangeable one).
 - Fit. gold = d(α − β·d) by least squares with no intercept on (win rate − 0.5), every n
   with at least one decisive label weighted alike; the fitted peak at d* = α / 2β when
-  β > 0. The fit is a point estimate: its uncertainty is the per-n intervals beside it.
+  β > 0. Intervals for α, β and d*: a 95 % percentile bootstrap over the sampled prompts
+  (a prompt's pairs share it), refitting every resample, as the model-gold fit does.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from core.stats import Share
 from rewards.blind import BlindPair, BlindTally, blind_queue_create, blind_tally
 from rewards.models import BestOfNExperiment, BestOfNSample, HumanGold
-from rewards.overoptimisation import kl_best_of_n, n_for_kl, n_grid
+from rewards.overoptimisation import (
+    BOOTSTRAP_RESAMPLES,
+    Interval,
+    _interval,
+    kl_best_of_n,
+    n_for_kl,
+    n_grid,
+)
 from rewards.schemas import HumanGoldPair, HumanGoldPairs
+
+if TYPE_CHECKING:
+    import numpy as np
 
 METHOD = (
     "win rate of the proxy's best-of-n over a random single sample (best-of-1) in blind "
     "pairs, sides balanced and hidden, ties left out of n; Wilson 95 % interval per n; fit "
-    "win rate − 0.5 = d(α − β·d), d = √KL, least squares with no intercept (a point fit)"
+    "win rate − 0.5 = d(α − β·d), d = √KL, least squares with no intercept, its intervals a "
+    "95 % percentile bootstrap over the sampled prompts, refitting each resample"
 )
 
 
@@ -86,39 +100,86 @@ class HumanPoint:
 
 @dataclass(frozen=True)
 class HumanFit:
-    alpha: float
-    beta: float
-    peak_d: float | None  # None when β ≤ 0 (no peak in sight)
+    alpha: Interval
+    beta: Interval
+    peak_d: Interval | None  # None when β ≤ 0 (no peak in sight)
     peak_n: float | None
+    resamples: int  # bootstrap resamples that could be fitted (labels at two n or more)
 
 
 @dataclass(frozen=True)
 class HumanCurve:
     points: list[HumanPoint]
     labels: int  # decisive labels over every n
+    prompts: int  # sampled prompts with at least one label
     fit: HumanFit | None  # None below two n with labels
     method: str = METHOD
 
 
-def human_curve(tallies: dict[int, BlindTally], grid: Sequence[int]) -> HumanCurve:
-    """The human gold curve from best-of-n's tally per n (n of the grid above 1)."""
+def _fit_win_rates(d: np.ndarray, wins: np.ndarray, decisive: np.ndarray) -> tuple[float, float]:
+    """Least squares, no intercept, of (win rate − 0.5) ≈ α d − β d² over the n with labels;
+    NaNs below two such n."""
     import numpy as np
 
-    points = []
-    for n in grid[1:]:
-        t = tallies.get(n, BlindTally(Share(0, 0), 0, 0))
-        points.append(HumanPoint(n, kl_best_of_n(n) ** 0.5, t.wins, t.ties, t.both_bad))
-    used = [p for p in points if p.wins.n]
-    fit = None
-    if len(used) >= 2:
-        d = np.array([p.d for p in used])
-        y = np.array([p.wins.k / p.wins.n - 0.5 for p in used])
-        (alpha, beta), *_ = np.linalg.lstsq(np.stack([d, -(d**2)], axis=1), y, rcond=None)
-        alpha, beta = float(alpha), float(beta)
-        peak_d = alpha / (2 * beta) if beta > 0 else None
-        peak_n = n_for_kl(max(peak_d, 0.0) ** 2) if peak_d is not None else None
-        fit = HumanFit(alpha, beta, peak_d, peak_n)
-    return HumanCurve(points, sum(p.wins.n for p in points), fit)
+    used = decisive > 0
+    if used.sum() < 2:
+        return math.nan, math.nan
+    y = wins[used] / decisive[used] - 0.5
+    x = d[used]
+    (alpha, beta), *_ = np.linalg.lstsq(np.stack([x, -(x**2)], axis=1), y, rcond=None)
+    return float(alpha), float(beta)
+
+
+def human_curve(
+    tallies: dict[tuple[int, int], BlindTally], grid: Sequence[int], *,
+    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+) -> HumanCurve:  # fmt: skip
+    """The human gold curve from best-of-n's tally per (sampled prompt, n), n of the grid
+    above 1: Wilson intervals per n, and the fit with a percentile bootstrap over prompts
+    (the independent unit: one prompt's pairs share it), refitting every resample."""
+    import numpy as np
+
+    ns = list(grid[1:])
+    prompts = sorted({p for p, _ in tallies})
+    wins = np.zeros((len(prompts), len(ns)))
+    decisive = np.zeros((len(prompts), len(ns)))
+    ties = [0] * len(ns)
+    both_bad = [0] * len(ns)
+    for (p, n), t in tallies.items():
+        row, col = prompts.index(p), ns.index(n)
+        wins[row, col] += t.wins.k
+        decisive[row, col] += t.wins.n
+        ties[col] += t.ties
+        both_bad[col] += t.both_bad
+    d = np.sqrt([kl_best_of_n(n) for n in ns])
+    k_n, d_n = wins.sum(axis=0), decisive.sum(axis=0)
+    points = [
+        HumanPoint(n, float(d[i]), Share(int(k_n[i]), int(d_n[i])), ties[i], both_bad[i])
+        for i, n in enumerate(ns)
+    ]
+    labelled = int((decisive.sum(axis=1) > 0).sum())
+    alpha, beta = _fit_win_rates(d, k_n, d_n)
+    if math.isnan(alpha):
+        return HumanCurve(points, int(d_n.sum()), labelled, None)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(resamples):
+        rows = rng.integers(0, len(prompts), len(prompts))
+        a, b = _fit_win_rates(d, wins[rows].sum(axis=0), decisive[rows].sum(axis=0))
+        if not math.isnan(a):
+            boot.append((a, b))
+    samples = np.array(boot) if boot else np.array([[alpha, beta]])
+    peak_d = peak_n = None
+    if beta > 0:
+        # As the model-gold fit: the peak's interval is over the resamples that turn down.
+        turning = samples[samples[:, 1] > 0]
+        d_star = alpha / (2 * beta)
+        peak_d = _interval(d_star, turning[:, 0] / (2 * turning[:, 1]) if len(turning)
+                           else np.array([d_star]))  # fmt: skip
+        peak_n = n_for_kl(max(d_star, 0.0) ** 2)
+    fit = HumanFit(_interval(alpha, samples[:, 0]), _interval(beta, samples[:, 1]), peak_d,
+                   peak_n, len(boot))  # fmt: skip
+    return HumanCurve(points, int(d_n.sum()), labelled, fit)
 
 
 # --- rows -----------------------------------------------------------------------------------
@@ -161,12 +222,12 @@ def human_gold_queue_create(
                                     pairs=record.model_dump(mode="json"))  # fmt: skip
 
 
-def human_gold_result(human: HumanGold, samples_per_prompt: int) -> HumanCurve:
+def human_gold_result(human: HumanGold, samples_per_prompt: int, seed: int = 0) -> HumanCurve:
     """The human gold curve from the queue's labels as they are now."""
     items = human.typed_pairs.items
     tallies = blind_tally(
         queue_id=human.queue_id,
         x_sides={item_id: pair.side for item_id, pair in items.items()},
-        group=lambda item_id: items[item_id].n,
+        group=lambda item_id: (items[item_id].prompt_index, items[item_id].n),
     )
-    return human_curve(tallies, n_grid(samples_per_prompt))
+    return human_curve(tallies, n_grid(samples_per_prompt), seed=seed)

@@ -119,11 +119,11 @@ def human_gold_for(experiment: BestOfNExperiment) -> HumanGoldView | None:
     record = HumanGold.objects.select_related("queue").filter(experiment=experiment).first()
     if record is None:
         return None
-    curve = human_gold_result(record, experiment.samples_per_prompt)
+    curve = human_gold_result(record, experiment.samples_per_prompt, seed=experiment.seed)
     fit = curve.fit
     chart = human_gold_chart(
         [(p.n, p.d, p.wins.value, p.wins.low, p.wins.high, p.wins.n) for p in curve.points],
-        alpha=fit.alpha if fit else None, beta=fit.beta if fit else None,
-        peak_d=fit.peak_d if fit else None,
+        alpha=fit.alpha.value if fit else None, beta=fit.beta.value if fit else None,
+        peak_d=fit.peak_d.value if fit and fit.peak_d else None,
     )  # fmt: skip
     return HumanGoldView(record, curve, chart)

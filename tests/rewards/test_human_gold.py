@@ -83,9 +83,15 @@ def _wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]
 
 def test_the_curve_and_its_fit_match_a_hand_computation():
     wins = {2: (7, 10), 4: (9, 12), 8: (6, 10)}  # best-of-n wins, decisive labels
-    tallies = {n: BlindTally(Share(k, d), ties=1, both_bad=0) for n, (k, d) in wins.items()}
+    # Hand-made labels of two prompts, which add up to `wins` (and a tie each).
+    split = {2: ((4, 5), (3, 5)), 4: ((5, 6), (4, 6)), 8: ((2, 5), (4, 5))}
+    tallies = {
+        (prompt, n): BlindTally(Share(*split[n][prompt]), ties=1, both_bad=0)
+        for n in split for prompt in (0, 1)
+    }  # fmt: skip
     curve = human_curve(tallies, [1, 2, 4, 8])
     assert [p.n for p in curve.points] == [2, 4, 8] and curve.labels == 32
+    assert curve.prompts == 2 and [p.ties for p in curve.points] == [2, 2, 2]
     for point in curve.points:
         k, d = wins[point.n]
         assert point.wins.value == pytest.approx(k / d)
@@ -105,14 +111,33 @@ def test_the_curve_and_its_fit_match_a_hand_computation():
     det = -s2 * s4 + s3 * s3
     alpha = (-t1 * s4 + s3 * t2) / det
     beta = (s2 * t2 - s3 * t1) / det
-    assert curve.fit is not None
-    assert curve.fit.alpha == pytest.approx(alpha) and curve.fit.beta == pytest.approx(beta)
-    assert beta > 0 and curve.fit.peak_d == pytest.approx(alpha / (2 * beta))
-    assert kl_best_of_n(round(curve.fit.peak_n)) == pytest.approx(curve.fit.peak_d**2, rel=0.3)
+    fit = curve.fit
+    assert fit is not None
+    assert fit.alpha.value == pytest.approx(alpha) and fit.beta.value == pytest.approx(beta)
+    assert beta > 0 and fit.peak_d.value == pytest.approx(alpha / (2 * beta))
+    assert kl_best_of_n(round(fit.peak_n)) == pytest.approx(fit.peak_d.value**2, rel=0.3)
+    assert fit.alpha.low < fit.alpha.high and fit.resamples == 1000
+    # Two prompts: a resample is prompt 0 twice, prompt 1 twice, or both; the interval's ends
+    # are fits of those three label sets, by hand too.
+    ends = []
+    for rows in ((0, 0), (1, 1), (0, 1)):
+        ws = [sum(split[n][r][0] for r in rows) / sum(split[n][r][1] for r in rows) - 0.5
+              for n in (2, 4, 8)]  # fmt: skip
+        t1 = sum(d * y for d, y in zip(ds, ws, strict=True))
+        t2 = sum(d * d * y for d, y in zip(ds, ws, strict=True))
+        ends.append((-t1 * s4 + s3 * t2) / det)
+    assert min(ends) == pytest.approx(fit.alpha.low) and max(ends) == pytest.approx(fit.alpha.high)
+
+
+def test_prompts_that_agree_give_a_bootstrap_interval_of_no_width():
+    same = {(p, n): BlindTally(Share(k, 4), 0, 0) for p in range(5) for n, k in ((2, 3), (4, 2))}
+    fit = human_curve(same, [1, 2, 4]).fit
+    assert fit is not None and fit.alpha.low == pytest.approx(fit.alpha.high)
+    assert fit.alpha.low == pytest.approx(fit.alpha.value)
 
 
 def test_no_fit_below_two_ns_with_labels():
-    curve = human_curve({2: BlindTally(Share(3, 4), 0, 0)}, [1, 2, 4])
+    curve = human_curve({(0, 2): BlindTally(Share(3, 4), 0, 0)}, [1, 2, 4])
     assert curve.fit is None and curve.points[1].wins.n == 0
 
 
@@ -283,11 +308,12 @@ def test_the_api_reads_the_same_curve_as_the_page(setup, researcher, annotator, 
     gold = body["human_gold"]
     assert gold["queue"] == human.queue.pk and gold["labels"] == len(items)
     assert "Wilson" in gold["method"] and "best-of-1" in gold["method"]
-    curve = human_gold_result(human, experiment.samples_per_prompt)
+    curve = human_gold_result(human, experiment.samples_per_prompt, seed=experiment.seed)
     for point, out in zip(curve.points, gold["points"], strict=True):
         assert (out["n"], out["wins"], out["decisive"]) == (point.n, point.wins.k, point.wins.n)
         assert out["value"] == (1.0 if point.n == 2 else 0.0) and out["low"] == point.wins.low
-    assert gold["fit"]["alpha"] == pytest.approx(curve.fit.alpha)
+    assert gold["fit"]["alpha"]["value"] == pytest.approx(curve.fit.alpha.value)
+    assert gold["fit"]["alpha"]["low"] == pytest.approx(curve.fit.alpha.low)
     assert api.get(f"/best-of-n/{experiment.pk + 99}").status_code == 404
     assert Api(annotator).get(f"/best-of-n/{experiment.pk}").status_code == 403
 
