@@ -247,10 +247,10 @@ def best_of_n_run(*, experiment_id: int) -> None:
     try:
         _sample(experiment)
         _score(experiment)
-        if experiment.human_gold:
-            _human_gold_queue(experiment, started)
-            return
         records = _analyse(experiment)
+        if experiment.human_gold:
+            _human_gold_queue(experiment, records, started)
+            return
     except Exception as error:
         message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
         log.exception("best-of-n experiment %s failed", experiment_id)
@@ -270,17 +270,19 @@ def _done(experiment: BestOfNExperiment, records: list[AnalysisRecord], started:
     )  # fmt: skip
 
 
-def _human_gold_queue(experiment: BestOfNExperiment, started: float) -> None:
+def _human_gold_queue(
+    experiment: BestOfNExperiment, records: list[AnalysisRecord], started: float
+) -> None:
     """Human gold: the blind pairs' queue and DONE in one commit (a failure leaves neither).
-    No model-gold analysis is written: the gold curve is read from the queue's labels as
-    they arrive (rewards/human_gold.py human_gold_result)."""
+    The analysis holds the proxy curve only: the gold curve is read from the queue's labels
+    as they arrive (rewards/human_gold.py human_gold_result)."""
     from rewards.human_gold import human_gold_queue_create
 
     proxy = experiment.proxies.get()
     with transaction.atomic():
         human_gold_queue_create(experiment=experiment, proxy=experiment_scores(experiment)
                                 .proxies[proxy.pk], proxy_version_id=proxy.pk)  # fmt: skip
-        _done(experiment, [], started)
+        _done(experiment, records, started)
 
 
 def prompt_batches(prompts: int, n: int, rows: int = BATCH_ROWS) -> list[list[int]]:
@@ -372,7 +374,8 @@ def _analyse(experiment: BestOfNExperiment) -> list[AnalysisRecord]:
     scores = experiment_scores(experiment)
     records = []
     for version in experiment.proxies.select_related("reward_model").order_by("label_count"):
-        analysis = analyse(scores.proxies[version.pk], scores.gold, seed=experiment.seed)
+        gold = None if experiment.human_gold else scores.gold
+        analysis = analyse(scores.proxies[version.pk], gold, seed=experiment.seed)
         records.append(
             AnalysisRecord(
                 proxy_version_id=version.pk,

@@ -142,7 +142,8 @@ def best_of_n_chart(curves: Sequence[CurveInput], *, fit_steps: int = 40) -> Bes
         return [(d, d * c.alpha_proxy, d * (c.alpha - c.beta * d)) for d in ds]
 
     ys = [v for r in rows for v in r[2:]]
-    ys += [v for c in curves for _, p, g in fit_values(c) for v in (p, g)]
+    # A curve without gold rows (people are its gold) draws no gold fit either.
+    ys += [v for c in curves for _, p, g in fit_values(c) for v in ((p, g) if c.gold else (p,))]
     lo, hi = min(0.0, *ys), max(0.0, *ys)
     if hi == lo:
         hi = lo + 1.0
@@ -162,6 +163,8 @@ def best_of_n_chart(curves: Sequence[CurveInput], *, fit_steps: int = 40) -> Bes
     for colour, c in enumerate(curves):
         fits = fit_values(c)
         for role, data, idx in (("proxy", c.proxy, 1), ("gold", c.gold, 2)):
+            if not data:
+                continue
             points = [
                 ErrorPoint(sx(d), sy(v), sy(low), sy(high),
                            f"{role} ({c.name}), n = {n}: {v:.3f} (95 % CI {low:.3f} to {high:.3f})")
@@ -175,7 +178,7 @@ def best_of_n_chart(curves: Sequence[CurveInput], *, fit_steps: int = 40) -> Bes
                                     f"gold peak ({c.name}): √KL = {c.peak_d:.2f}"))  # fmt: skip
     step = 0.5 if d_max <= 2.5 else 1.0
     x_ticks = [Tick(sx(i * step), f"{i * step:g}") for i in range(int(d_max / step) + 1)]
-    n_ticks = [Tick(sx(d), str(n)) for n, d, *_ in (curves[0].gold if curves else [])]
+    n_ticks = [Tick(sx(d), str(n)) for n, d, *_ in (curves[0].proxy if curves else [])]
     y_ticks = [Tick(sy(v), f"{v:+.2f}" if v else "0") for v in (lo + margin, 0.0, hi - margin)]
     return BestOfNChart(series, peaks, x_ticks, n_ticks, y_ticks, sy(0.0))
 

@@ -115,18 +115,18 @@ class CurvePoint:
     kl: float
     d: float  # √KL
     proxy: Interval  # relative to n = 1
-    gold: Interval
+    gold: Interval | None  # None: the gold is people's (rewards/human_gold.py), not scores
 
 
 @dataclass(frozen=True)
 class Fit:
-    alpha: Interval  # gold = d(α − β d)
-    beta: Interval
+    alpha: Interval | None  # gold = d(α − β d); None without gold scores
+    beta: Interval | None
     alpha_proxy: Interval  # proxy = α′ d
     # Where the fitted gold curve peaks: d* = α / 2β (None when β ≤ 0: no peak in sight).
     peak_d: Interval | None
     peak_n: float | None  # the n whose KL is d*²
-    observed_peak_n: int  # the n of the grid with the highest gold estimate
+    observed_peak_n: int | None  # the n of the grid with the highest gold estimate
 
 
 @dataclass(frozen=True)
@@ -170,15 +170,21 @@ def _interval(value: float, samples: np.ndarray) -> Interval:
 
 def analyse(
     proxy: Sequence[Sequence[float]],
-    gold: Sequence[Sequence[float]],
+    gold: Sequence[Sequence[float]] | None,
     *,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> Analysis:
     """The curves, the fit and their intervals from proxy[prompt][sample] and
-    gold[prompt][sample] (every prompt with the same N ≥ 2 samples)."""
+    gold[prompt][sample] (every prompt with the same N ≥ 2 samples). Gold None (people are
+    the gold, rewards/human_gold.py): the proxy curve and its fit only, every gold field
+    None."""
     import numpy as np
 
+    if gold is None:
+        # The gold arithmetic runs on the proxy's numbers to keep one code path; none of
+        # it is kept.
+        return _without_gold(analyse(proxy, proxy, resamples=resamples, seed=seed))
     if not proxy:
         raise ValueError("no prompts to analyse")
     big_n = len(proxy[0])
@@ -228,3 +234,14 @@ def analyse(
         observed_peak_n=grid[int(np.argmax(gold_curve))],
     )
     return Analysis(prompts, big_n, points, fit, resamples)
+
+
+def _without_gold(analysis: Analysis) -> Analysis:
+    from dataclasses import replace
+
+    return replace(
+        analysis,
+        points=[replace(p, gold=None) for p in analysis.points],
+        fit=replace(analysis.fit, alpha=None, beta=None, peak_d=None, peak_n=None,
+                    observed_peak_n=None),
+    )  # fmt: skip

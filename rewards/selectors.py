@@ -90,8 +90,10 @@ def best_of_n_chart_for(records: list[AnalysisRecord]) -> BestOfNChart:
             CurveInput(
                 name=record.proxy_name,
                 proxy=[(p.n, p.d, p.proxy.value, p.proxy.low, p.proxy.high) for p in a.points],
-                gold=[(p.n, p.d, p.gold.value, p.gold.low, p.gold.high) for p in a.points],
-                alpha=fit.alpha.value, beta=fit.beta.value, alpha_proxy=fit.alpha_proxy.value,
+                gold=[(p.n, p.d, p.gold.value, p.gold.low, p.gold.high)
+                      for p in a.points if p.gold is not None],
+                alpha=fit.alpha.value if fit.alpha else 0.0,
+                beta=fit.beta.value if fit.beta else 0.0, alpha_proxy=fit.alpha_proxy.value,
                 peak_d=fit.peak_d.value if fit.peak_d else None,
             )
         )  # fmt: skip

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from annotations.models import Item, Queue
 from core.stats import Share
-from rewards.best_of_n import ExperimentInvalid, best_of_n_run
+from rewards.best_of_n import ExperimentInvalid, best_of_n_run, experiment_analysis
 from rewards.blind import BlindTally
 from rewards.human_gold import draw_pairs, human_curve
 from rewards.models import BestOfNExperiment, BestOfNScore, ExperimentStatus, HumanGold
@@ -136,6 +136,18 @@ def test_prompts_that_agree_give_a_bootstrap_interval_of_no_width():
     assert fit.alpha.low == pytest.approx(fit.alpha.value)
 
 
+def test_without_gold_scores_the_proxy_analysis_is_unchanged():
+    from rewards.overoptimisation import analyse
+
+    proxy, _ = _scores(6, 8, seed=4)
+    gold = [[-v for v in row] for row in proxy]
+    full, alone = analyse(proxy, gold, resamples=50), analyse(proxy, None, resamples=50)
+    assert [p.proxy for p in alone.points] == [p.proxy for p in full.points]
+    assert alone.fit.alpha_proxy == full.fit.alpha_proxy
+    assert all(p.gold is None for p in alone.points)
+    assert (alone.fit.alpha, alone.fit.beta, alone.fit.peak_d) == (None, None, None)
+
+
 def test_no_fit_below_two_ns_with_labels():
     curve = human_curve({(0, 2): BlindTally(Share(3, 4), 0, 0)}, [1, 2, 4])
     assert curve.fit is None and curve.points[1].wins.n == 0
@@ -206,7 +218,12 @@ def test_a_human_gold_run_queues_blind_pairs_of_the_proxys_picks(
     experiment = _run_human(setup, researcher, monkeypatch)
     human = HumanGold.objects.get(experiment=experiment)
     pairs = human.typed_pairs
-    assert experiment.analysis == [] and pairs.proxy_version_id == setup["proxy"].pk
+    assert pairs.proxy_version_id == setup["proxy"].pk
+    # The analysis keeps the proxy curve and no model gold at all.
+    (record,) = experiment_analysis(experiment)
+    assert all(p.gold is None for p in record.analysis.points)
+    assert record.analysis.fit.alpha is None and record.analysis.fit.observed_peak_n is None
+    assert record.analysis.points[-1].proxy.value > 0
     assert len(pairs.items) + pairs.identical == 3 * 3  # 3 prompts × n in {2, 4, 8}
     assert human.queue.kind == "pairwise" and not human.queue.members.exists()
     texts = {

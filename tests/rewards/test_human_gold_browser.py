@@ -89,4 +89,8 @@ def test_a_researcher_starts_a_human_gold_experiment_and_reads_the_human_curve(
     assert page.locator("#human-gold-plot circle.dot").count() == 4
     assert len(page.get_attribute("#human-gold-plot polyline.fit", "points").split()) == 41
     assert "the human gold peaks at n ≈" in section
+    # Beside it, the proxy's own curve, and no model gold anywhere.
+    assert page.locator("#bon-plot .bon-proxy circle.dot").count() == 4  # n = 1, 2, 4, 8
+    assert page.locator("#bon-plot .bon-gold").count() == 0
+    assert "people are the gold" in page.text_content("#bon-fit")
     screenshots_at_both_widths(page, SHOTS, "human-gold")
