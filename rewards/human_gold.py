@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from annotations.models import Label
 from core.stats import Share
 from rewards.blind import BlindPair, BlindTally, blind_queue_create, blind_tally
 from rewards.models import BestOfNExperiment, BestOfNSample, HumanGold
@@ -231,3 +232,27 @@ def human_gold_result(human: HumanGold, samples_per_prompt: int, seed: int = 0) 
         group=lambda item_id: (items[item_id].prompt_index, items[item_id].n),
     )
     return human_curve(tallies, n_grid(samples_per_prompt), seed=seed)
+
+
+HUMAN_EXPORT_HEADER = ["item_id", "prompt_index", "n", "best_of_n_sample", "best_of_1_sample",
+                       "best_of_n_side", "annotator_id", "choice", "best_of_n_won"]  # fmt: skip
+
+
+def human_gold_export_rows(human: HumanGold) -> Iterator[list[Any]]:
+    """One row per label of the blind pairs (an item without labels: one row, label fields
+    empty), header first, with what the judge never saw: the n, the two samples (indices as
+    in the samples export) and best-of-n's side. `best_of_n_won` is 1 or 0 for an A/B label,
+    empty for a tie or both bad."""
+    yield HUMAN_EXPORT_HEADER
+    labels: dict[int, list[tuple[int | None, str]]] = {}
+    for item_id, annotator_id, value in (
+        Label.objects.filter(queue=human.queue_id)
+        .order_by("pk")
+        .values_list("item_id", "annotator_id", "value")
+    ):
+        labels.setdefault(item_id, []).append((annotator_id, str(value.get("choice", ""))))
+    for item_id, pair in sorted(human.typed_pairs.items.items()):
+        head = [item_id, pair.prompt_index, pair.n, pair.best, pair.base, pair.side]
+        for who, choice in labels.get(item_id, [(None, "")]):
+            won = int(choice == pair.side) if choice in ("a", "b") else ""
+            yield [*head, who if who is not None else "", choice, won]

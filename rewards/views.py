@@ -4,6 +4,8 @@ best-of-n over-optimisation experiments."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -26,7 +28,8 @@ from rewards.forms import (
     RetrainForm,
     RewardModelForm,
 )
-from rewards.models import BestOfNExperiment, PolicyEval, RewardModel, RewardVersion
+from rewards.human_gold import human_gold_export_rows
+from rewards.models import BestOfNExperiment, HumanGold, PolicyEval, RewardModel, RewardVersion
 from rewards.policy import policy_eval_result, policy_eval_start, policy_run_start
 from rewards.selectors import (
     best_of_n_chart_for,
@@ -211,17 +214,27 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 def experiment_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     experiment = get_object_or_404(BestOfNExperiment, pk=pk)
+    return _csv_response(experiment_export_rows(experiment), f"best-of-n-{pk}.csv")
 
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def experiment_human_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """The human gold's labels with what the judges never saw (which n, which side)."""
+    human = get_object_or_404(HumanGold, experiment_id=pk)
+    return _csv_response(human_gold_export_rows(human), f"best-of-n-{pk}-human-gold.csv")
+
+
+def _csv_response(rows: Iterator[list[Any]], filename: str) -> StreamingHttpResponse:
     class Echo:
         def write(self, value: str) -> str:
             return value
 
     writer = csv.writer(Echo())
     response = StreamingHttpResponse(
-        (writer.writerow(row) for row in experiment_export_rows(experiment)),
-        content_type="text/csv; charset=utf-8",
+        (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
     )
-    response["Content-Disposition"] = f'attachment; filename="best-of-n-{pk}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 

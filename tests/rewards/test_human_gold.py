@@ -350,3 +350,42 @@ def test_the_api_reads_a_model_gold_experiment_without_a_human_curve(setup, rese
     body = Api(researcher).get(f"/best-of-n/{experiment.pk}").json()
     assert (body["gold_kind"], body["gold_version"]) == ("model", setup["gold"].pk)
     assert body["human_gold"] is None and body["status"] == "queued" and body["prompts"] == 4
+
+
+def test_the_human_export_carries_each_label_with_its_hidden_pair(
+    client, setup, researcher, annotator, monkeypatch
+):
+    import csv
+    import io
+
+    from annotations.services import queue_members_set
+
+    experiment = _run_human(setup, researcher, monkeypatch)
+    human = HumanGold.objects.get(experiment=experiment)
+    queue_members_set(queue=human.queue, users=[annotator])
+    items = human.typed_pairs.items
+    first = min(items)
+    answers = {item.external_id: "tie" if item.pk == first else items[item.pk].side
+               for item in Item.objects.filter(queue=human.queue)}  # fmt: skip
+    label_all(human.queue, annotator, answers, limit=len(items) - 1)  # one left unlabelled
+    url = reverse("rewards:experiment_human_export", args=[experiment.pk])
+    client.force_login(annotator)
+    assert client.get(url).status_code == 403
+    client.force_login(researcher)
+    response = client.get(url)
+    assert response["Content-Disposition"].endswith(f'best-of-n-{experiment.pk}-human-gold.csv"')
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert len(rows) == len(items)
+    by_item = {int(row["item_id"]): row for row in rows}
+    for item_id, pair in items.items():
+        row = by_item[item_id]
+        assert (int(row["n"]), int(row["best_of_n_sample"]), row["best_of_n_side"]) == (
+            pair.n, pair.best, pair.side)  # fmt: skip
+    # Every label but one picked best-of-n, one item (if claimed) got a tie, one is unlabelled.
+    assert sum(row["choice"] == "" for row in rows) == 1
+    assert by_item[first]["choice"] in ("tie", "") and by_item[first]["best_of_n_won"] == ""
+    won = [row["best_of_n_won"] for row in rows if row["choice"] in ("a", "b")]
+    assert won == ["1"] * len(won) and len(won) >= len(items) - 2
+    other = reverse("rewards:experiment_human_export", args=[experiment.pk + 99])
+    assert client.get(other).status_code == 404
+    assert client.post(url).status_code == 405
