@@ -47,6 +47,7 @@ def test_a_researcher_starts_a_human_gold_experiment_and_reads_the_human_curve(
         page.wait_for_selector("#bon-form .error, #bon-form [role=alert]")
         assert "Human gold needs a sample of 1 to 6 prompts" in page.text_content("#bon-form")
         assert not BestOfNExperiment.objects.exists() and not enqueue.called
+        screenshots_at_both_widths(page, SHOTS, "human-gold-form-refused")
 
         page.fill("input[name=human_prompts]", "4")
         with page.expect_request(lambda r: r.method == "POST") as sent:
