@@ -34,10 +34,10 @@ from rewards.models import BestOfNExperiment, BestOfNSample, HumanGold
 from rewards.overoptimisation import (
     BOOTSTRAP_RESAMPLES,
     Interval,
-    _interval,
     kl_best_of_n,
     n_for_kl,
     n_grid,
+    percentile_interval,
 )
 from rewards.schemas import HumanGoldPair, HumanGoldPairs
 
@@ -175,11 +175,16 @@ def human_curve(
         # As the model-gold fit: the peak's interval is over the resamples that turn down.
         turning = samples[samples[:, 1] > 0]
         d_star = alpha / (2 * beta)
-        peak_d = _interval(d_star, turning[:, 0] / (2 * turning[:, 1]) if len(turning)
-                           else np.array([d_star]))  # fmt: skip
+        peaks = turning[:, 0] / (2 * turning[:, 1]) if len(turning) else np.array([d_star])
+        peak_d = percentile_interval(d_star, peaks)
         peak_n = n_for_kl(max(d_star, 0.0) ** 2)
-    fit = HumanFit(_interval(alpha, samples[:, 0]), _interval(beta, samples[:, 1]), peak_d,
-                   peak_n, len(boot))  # fmt: skip
+    fit = HumanFit(
+        alpha=percentile_interval(alpha, samples[:, 0]),
+        beta=percentile_interval(beta, samples[:, 1]),
+        peak_d=peak_d,
+        peak_n=peak_n,
+        resamples=len(boot),
+    )
     return HumanCurve(points, int(d_n.sum()), labelled, fit)
 
 

@@ -160,7 +160,9 @@ def _curves(per_prompt: np.ndarray) -> np.ndarray:
     return mean - mean[0]
 
 
-def _interval(value: float, samples: np.ndarray) -> Interval:
+def percentile_interval(value: float, samples: np.ndarray) -> Interval:
+    """`value` with the 95 % percentile interval of its bootstrap `samples` (shared with the
+    human gold's fit, rewards/human_gold.py)."""
     import numpy as np
 
     tail = (1 - CONFIDENCE) / 2 * 100
@@ -212,8 +214,8 @@ def analyse(
 
     points = [
         CurvePoint(n, float(kl[i]), float(d[i]),
-                   _interval(float(proxy_curve[i]), boot_proxy[:, i]),
-                   _interval(float(gold_curve[i]), boot_gold[:, i]))
+                   percentile_interval(float(proxy_curve[i]), boot_proxy[:, i]),
+                   percentile_interval(float(gold_curve[i]), boot_gold[:, i]))
         for i, n in enumerate(grid)
     ]  # fmt: skip
     peak_d = peak_n = None
@@ -223,12 +225,14 @@ def analyse(
         # that do (their share is what `peaked` counts).
         peak_samples = boot_fit[peaked, 0] / (2 * boot_fit[peaked, 1])
         d_star = alpha / (2 * beta)
-        peak_d = _interval(d_star, peak_samples if len(peak_samples) else np.array([d_star]))
+        peak_d = percentile_interval(
+            d_star, peak_samples if len(peak_samples) else np.array([d_star])
+        )
         peak_n = n_for_kl(max(d_star, 0.0) ** 2)
     fit = Fit(
-        alpha=_interval(alpha, boot_fit[:, 0]),
-        beta=_interval(beta, boot_fit[:, 1]),
-        alpha_proxy=_interval(alpha_proxy, boot_fit[:, 2]),
+        alpha=percentile_interval(alpha, boot_fit[:, 0]),
+        beta=percentile_interval(beta, boot_fit[:, 1]),
+        alpha_proxy=percentile_interval(alpha_proxy, boot_fit[:, 2]),
         peak_d=peak_d,
         peak_n=peak_n,
         observed_peak_n=grid[int(np.argmax(gold_curve))],
