@@ -338,7 +338,7 @@ def _mount() -> None:
     from debate.api import router as debates
     from experiments.api import experiments_router
     from llm.api import training_runs_router
-    from rewards.api import policy_runs_router, reward_models_router
+    from rewards.api import best_of_n_router, policy_runs_router, reward_models_router
 
     api.add_router("/queues", queues)
     api.add_router("/exports", exports)
@@ -350,6 +350,7 @@ def _mount() -> None:
     api.add_router("/ai-feedback", "feedback.api.router")
     api.add_router("/training-runs", training_runs_router)
     api.add_router("/policy-runs", policy_runs_router)
+    api.add_router("/best-of-n", best_of_n_router)
 
 
 _mount()

@@ -7,6 +7,7 @@ from rewards.models import (
     BestOfNScore,
     DebateScore,
     Embedding,
+    HumanGold,
     PolicyEval,
     PolicyRun,
     RewardModel,
@@ -92,3 +93,11 @@ class PolicyEvalAdmin(ServiceWrittenAdmin):
     list_display = ["run", "queue", "created_at"]
     search_fields = ["=run__id"]
     # Made by rewards.policy.policy_eval_start; its sides are what keep the evaluation blind.
+
+
+@admin.register(HumanGold)
+class HumanGoldAdmin(ServiceWrittenAdmin):
+    list_display = ["experiment", "queue", "created_at"]
+    search_fields = ["=experiment__id"]
+    # Made by the experiment's worker (rewards.human_gold.human_gold_queue_create); its pairs
+    # say which side is best-of-n, which is what keeps the comparison blind.

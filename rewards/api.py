@@ -24,7 +24,12 @@ from llm.schemas import RS_MAX_N, RS_MIN_N
 from llm.selectors import model_configs, training_runs
 from rewards.models import RewardModel, RewardVersion, Speed
 from rewards.policy import PolicySettings, policy_run_start
-from rewards.selectors import reward_model_versions, reward_models
+from rewards.selectors import (
+    best_of_n_experiments,
+    human_gold_for,
+    reward_model_versions,
+    reward_models,
+)
 from rewards.services import (
     NoActiveVersion,
     RewardError,
@@ -291,3 +296,96 @@ def start_policy_run(request: HttpRequest, body: PolicyRunIn) -> Status:
         user=api_user(request),
     )  # fmt: skip
     return Status(202, TrainingRunOut.of(training_runs().get(pk=run.pk)))
+
+
+# --- best-of-n over-optimisation experiments (mounted at /api/best-of-n/) -------------------
+best_of_n_router = Router(tags=["over-optimisation"], auth=researchers)
+
+
+class HumanPointOut(Schema):
+    """Best-of-n's wins over best-of-1 at one n; `value`, `low`, `high` are null at n = 0."""
+
+    n: int
+    sqrt_kl: float
+    wins: int
+    decisive: int
+    value: float | None
+    low: float | None
+    high: float | None
+    ties: int
+    both_bad: int
+
+
+class IntervalOut(Schema):
+    value: float
+    low: float
+    high: float
+
+
+class HumanFitOut(Schema):
+    """win rate − 0.5 = d(α − β·d); intervals: bootstrap over the sampled prompts."""
+
+    alpha: IntervalOut
+    beta: IntervalOut
+    peak_sqrt_kl: IntervalOut | None
+    peak_n: float | None
+    resamples: int
+
+
+class HumanGoldOut(Schema):
+    """The human gold curve from the queue's labels so far (rewards/human_gold.py)."""
+
+    queue: int
+    pairs: int
+    identical_not_asked: int
+    labels: int
+    prompts_labelled: int
+    points: list[HumanPointOut]
+    fit: HumanFitOut | None
+    method: str
+
+
+class BestOfNOut(Schema):
+    id: int
+    name: str
+    status: str
+    samples_per_prompt: int
+    prompts: int
+    gold_kind: Literal["model", "human"]
+    gold_version: int | None
+    human_prompts: int
+    human_gold: HumanGoldOut | None
+
+
+@best_of_n_router.get("/{experiment_id}", response={200: BestOfNOut} | errors(403, 404))
+def get_best_of_n(request: HttpRequest, experiment_id: Id) -> BestOfNOut:
+    """An over-optimisation experiment; with human gold, its curve from the labels so far
+    (null until the worker has queued the pairs), read by the selector the page reads."""
+    experiment = best_of_n_experiments().defer(None).filter(pk=experiment_id).first()
+    if experiment is None:
+        raise HttpError(404, "No such experiment.")
+    view = human_gold_for(experiment)
+    human = None
+    if view is not None:
+        curve = view.curve
+        fit = curve.fit
+        human = HumanGoldOut(
+            queue=view.record.queue_id, pairs=len(view.record.typed_pairs.items),
+            identical_not_asked=view.record.typed_pairs.identical, labels=curve.labels,
+            prompts_labelled=curve.prompts,
+            points=[HumanPointOut(n=p.n, sqrt_kl=p.d, wins=p.wins.k, decisive=p.wins.n,
+                                  value=p.wins.value, low=p.wins.low, high=p.wins.high,
+                                  ties=p.ties, both_bad=p.both_bad) for p in curve.points],
+            fit=HumanFitOut(
+                alpha=IntervalOut(**vars(fit.alpha)), beta=IntervalOut(**vars(fit.beta)),
+                peak_sqrt_kl=IntervalOut(**vars(fit.peak_d)) if fit.peak_d else None,
+                peak_n=fit.peak_n, resamples=fit.resamples,
+            ) if fit else None,
+            method=curve.method,
+        )  # fmt: skip
+    return BestOfNOut(
+        id=experiment.pk, name=experiment.name, status=experiment.status,
+        samples_per_prompt=experiment.samples_per_prompt, prompts=len(experiment.prompts),
+        gold_kind=experiment.gold_kind, gold_version=experiment.gold_id,  # type: ignore[arg-type]
+        human_prompts=experiment.human_prompts, human_gold=human,
+    )  # fmt: skip

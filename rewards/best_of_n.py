@@ -30,6 +30,7 @@ from rewards.models import (
     BestOfNSample,
     BestOfNScore,
     ExperimentStatus,
+    GoldKind,
     RewardVersion,
 )
 from rewards.overoptimisation import MAX_N
@@ -134,12 +135,17 @@ def best_of_n_start(
     seed: int,
     max_new_tokens: int,
     proxies: Sequence[RewardVersion],
-    gold: RewardVersion,
+    gold: RewardVersion | None,
     user: Any,
+    human_prompts: int | None = None,
 ) -> BestOfNExperiment:
     """Check everything, then create the experiment and enqueue its run on commit.
     ExperimentInvalid (nothing written) for zero or too many prompts, N outside 2–64, no
-    proxy, a gold version that is also a proxy, or a version without a checkpoint."""
+    proxy, a gold version that is also a proxy, or a version without a checkpoint.
+
+    The gold is either a version, or people (`human_prompts` given, gold None): blind pairs
+    on that many prompts drawn with the seed (rewards/human_gold.py), which needs exactly
+    one proxy (the one whose best-of-n picks people judge) and 1 to len(prompts) prompts."""
     prompts = [p.strip() for p in prompts if p.strip()]
     if not prompts:
         raise ExperimentInvalid("The prompt set has no prompts: nothing to sample.")
@@ -153,12 +159,24 @@ def best_of_n_start(
         )
     if not proxies:
         raise ExperimentInvalid("Choose at least one proxy reward-model version.")
-    if any(p.pk == gold.pk for p in proxies):
+    if (gold is None) == (human_prompts is None):
+        raise ExperimentInvalid("Choose one gold scorer: a reward-model version or human labels.")
+    if human_prompts is not None:
+        if not 1 <= human_prompts <= len(prompts):
+            raise ExperimentInvalid(
+                f"Human gold needs a sample of 1 to {len(prompts)} prompts (the prompt set's "
+                f"size), got {human_prompts}."
+            )
+        if len(proxies) != 1:
+            raise ExperimentInvalid(
+                "Human gold compares one proxy's best-of-n picks: choose exactly one proxy."
+            )
+    if gold is not None and any(p.pk == gold.pk for p in proxies):
         raise ExperimentInvalid(
             f"The gold scorer ({gold.reward_model.name} v{gold.number}) is also a proxy: "
             "a reward model measured against itself cannot over-optimise."
         )
-    for version in [*proxies, gold]:
+    for version in [*proxies, *([gold] if gold is not None else [])]:
         if not _has_checkpoint(version):
             raise ExperimentInvalid(
                 f"{version.reward_model.name} v{version.number} has no checkpoint to score with."
@@ -168,6 +186,8 @@ def best_of_n_start(
             name=name, policy=policy, prompt_source=prompt_source, prompts=prompts,
             samples_per_prompt=samples_per_prompt, temperature=temperature, seed=seed,
             max_new_tokens=max_new_tokens, gold=gold, created_by=user,
+            gold_kind=GoldKind.HUMAN if human_prompts is not None else GoldKind.MODEL,
+            human_prompts=human_prompts or 0,
         )  # fmt: skip
         experiment.proxies.set(proxies)
         transaction.on_commit(lambda: _enqueue(experiment.pk))
@@ -212,9 +232,9 @@ def best_of_n_retry(*, experiment_id: int) -> None:
 
 # --- run (worker) ---------------------------------------------------------------------------
 def best_of_n_run(*, experiment_id: int) -> None:
-    """Claim the experiment (a second delivery finds nothing), sample, score, analyse. Any
-    error fails it with the message; nothing is half-analysed (the analysis is written last,
-    with the status, in one UPDATE)."""
+    """Claim the experiment (a second delivery finds nothing), sample, score, analyse (or,
+    for human gold, queue the blind pairs). Any error fails it with the message; nothing is
+    half-analysed (the analysis, or the queue, is written last, with the status)."""
     claimed = BestOfNExperiment.objects.filter(
         pk=experiment_id, status=ExperimentStatus.QUEUED
     ).update(status=ExperimentStatus.RUNNING, started_at=timezone.now(), heartbeat_at=None)
@@ -228,6 +248,9 @@ def best_of_n_run(*, experiment_id: int) -> None:
         _sample(experiment)
         _score(experiment)
         records = _analyse(experiment)
+        if experiment.human_gold:
+            _human_gold_queue(experiment, records, started)
+            return
     except Exception as error:
         message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
         log.exception("best-of-n experiment %s failed", experiment_id)
@@ -236,11 +259,30 @@ def best_of_n_run(*, experiment_id: int) -> None:
             finished_at=timezone.now(), wall_time_s=time.monotonic() - started,
         )  # fmt: skip
         return
-    BestOfNExperiment.objects.filter(pk=experiment_id).update(
+    _done(experiment, records, started)
+
+
+def _done(experiment: BestOfNExperiment, records: list[AnalysisRecord], started: float) -> None:
+    BestOfNExperiment.objects.filter(pk=experiment.pk).update(
         status=ExperimentStatus.DONE, analysis=[r.model_dump(mode="json") for r in records],
         progress_step=experiment.progress_total, finished_at=timezone.now(),
         wall_time_s=time.monotonic() - started,
     )  # fmt: skip
+
+
+def _human_gold_queue(
+    experiment: BestOfNExperiment, records: list[AnalysisRecord], started: float
+) -> None:
+    """Human gold: the blind pairs' queue and DONE in one commit (a failure leaves neither).
+    The analysis holds the proxy curve only: the gold curve is read from the queue's labels
+    as they arrive (rewards/human_gold.py human_gold_result)."""
+    from rewards.human_gold import human_gold_queue_create
+
+    proxy = experiment.proxies.get()
+    with transaction.atomic():
+        human_gold_queue_create(experiment=experiment, proxy=experiment_scores(experiment)
+                                .proxies[proxy.pk], proxy_version_id=proxy.pk)  # fmt: skip
+        _done(experiment, records, started)
 
 
 def prompt_batches(prompts: int, n: int, rows: int = BATCH_ROWS) -> list[list[int]]:
@@ -261,7 +303,7 @@ def _sample(experiment: BestOfNExperiment) -> None:
     policy = experiment.policy
     n = experiment.samples_per_prompt
     batches = prompt_batches(len(experiment.prompts), n)
-    versions = 1 + experiment.proxies.count()
+    versions = experiment.proxies.count() + (experiment.gold_id is not None)
     experiment.progress_total = len(batches) + versions
     BestOfNExperiment.objects.filter(pk=experiment.pk).update(
         progress_total=experiment.progress_total
@@ -297,7 +339,7 @@ def _score(experiment: BestOfNExperiment) -> None:
         )
     )
     pairs = [(experiment.prompts[i], text) for _, i, text in samples]
-    versions = [*experiment.proxies.all(), experiment.gold]
+    versions = [*experiment.proxies.all(), *([experiment.gold] if experiment.gold else [])]
     for done, version in enumerate(versions, start=1):
         for start in range(0, len(pairs), SCORE_CHUNK):
             chunk = pairs[start : start + SCORE_CHUNK]
@@ -322,7 +364,7 @@ def experiment_scores(experiment: BestOfNExperiment) -> Samples:
     )
     for version_id, prompt_index, sample_index, score in rows.iterator(chunk_size=5000):
         by_version[version_id][prompt_index][sample_index] = score
-    gold = by_version.pop(experiment.gold_id)
+    gold = by_version.pop(experiment.gold_id) if experiment.gold_id is not None else []
     return Samples(proxies=dict(by_version), gold=gold)
 
 
@@ -332,7 +374,8 @@ def _analyse(experiment: BestOfNExperiment) -> list[AnalysisRecord]:
     scores = experiment_scores(experiment)
     records = []
     for version in experiment.proxies.select_related("reward_model").order_by("label_count"):
-        analysis = analyse(scores.proxies[version.pk], scores.gold, seed=experiment.seed)
+        gold = None if experiment.human_gold else scores.gold
+        analysis = analyse(scores.proxies[version.pk], gold, seed=experiment.seed)
         records.append(
             AnalysisRecord(
                 proxy_version_id=version.pk,
@@ -359,7 +402,10 @@ def experiment_export_rows(experiment: BestOfNExperiment) -> Iterator[list[Any]]
     names = {
         v.pk: f"{v.reward_model.name} v{v.number}"
         for v in RewardVersion.objects.filter(
-            pk__in=[experiment.gold_id, *experiment.proxies.values_list("pk", flat=True)]
+            pk__in=[
+                *([experiment.gold_id] if experiment.gold_id else []),
+                *experiment.proxies.values_list("pk", flat=True),
+            ]
         ).select_related("reward_model")
     }
     rows = (

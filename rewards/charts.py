@@ -142,7 +142,8 @@ def best_of_n_chart(curves: Sequence[CurveInput], *, fit_steps: int = 40) -> Bes
         return [(d, d * c.alpha_proxy, d * (c.alpha - c.beta * d)) for d in ds]
 
     ys = [v for r in rows for v in r[2:]]
-    ys += [v for c in curves for _, p, g in fit_values(c) for v in (p, g)]
+    # A curve without gold rows (people are its gold) draws no gold fit either.
+    ys += [v for c in curves for _, p, g in fit_values(c) for v in ((p, g) if c.gold else (p,))]
     lo, hi = min(0.0, *ys), max(0.0, *ys)
     if hi == lo:
         hi = lo + 1.0
@@ -162,6 +163,8 @@ def best_of_n_chart(curves: Sequence[CurveInput], *, fit_steps: int = 40) -> Bes
     for colour, c in enumerate(curves):
         fits = fit_values(c)
         for role, data, idx in (("proxy", c.proxy, 1), ("gold", c.gold, 2)):
+            if not data:
+                continue
             points = [
                 ErrorPoint(sx(d), sy(v), sy(low), sy(high),
                            f"{role} ({c.name}), n = {n}: {v:.3f} (95 % CI {low:.3f} to {high:.3f})")
@@ -175,6 +178,63 @@ def best_of_n_chart(curves: Sequence[CurveInput], *, fit_steps: int = 40) -> Bes
                                     f"gold peak ({c.name}): √KL = {c.peak_d:.2f}"))  # fmt: skip
     step = 0.5 if d_max <= 2.5 else 1.0
     x_ticks = [Tick(sx(i * step), f"{i * step:g}") for i in range(int(d_max / step) + 1)]
-    n_ticks = [Tick(sx(d), str(n)) for n, d, *_ in (curves[0].gold if curves else [])]
+    n_ticks = [Tick(sx(d), str(n)) for n, d, *_ in (curves[0].proxy if curves else [])]
     y_ticks = [Tick(sy(v), f"{v:+.2f}" if v else "0") for v in (lo + margin, 0.0, hi - margin)]
     return BestOfNChart(series, peaks, x_ticks, n_ticks, y_ticks, sy(0.0))
+
+
+@dataclass(frozen=True)
+class HumanGoldChart:
+    """Best-of-n's win rate over best-of-1 against √KL (rewards/human_gold.py)."""
+
+    points: list[ErrorPoint]
+    fit: str  # 0.5 + d(α − β d) as polyline points; "" without a fit
+    peak: ErrorPoint | None
+    x_ticks: list[Tick]
+    n_ticks: list[Tick]
+    y_ticks: list[Tick]
+    half_y: float  # where 0.5 (no better than one sample) sits
+    width: float = BON_WIDTH
+    height: float = BON_HEIGHT
+    left: float = BON_LEFT
+    right: float = BON_WIDTH - BON_RIGHT
+    top: float = BON_TOP
+    bottom: float = BON_HEIGHT - BON_BOTTOM
+
+
+def human_gold_chart(
+    rows: Sequence[tuple[int, float, float | None, float | None, float | None, int]],
+    *, alpha: float | None, beta: float | None, peak_d: float | None, fit_steps: int = 40,
+) -> HumanGoldChart:  # fmt: skip
+    """(n, d, win rate, low, high, decisive labels) rows on a 0–1 scale, n = 1 drawn at
+    0.5 (by construction); rows without labels get a tick but no dot."""
+    top, bottom = BON_TOP, BON_HEIGHT - BON_BOTTOM
+    left, right = BON_LEFT, BON_WIDTH - BON_RIGHT
+    d_max = max((r[1] for r in rows), default=1.0) or 1.0
+
+    def sx(d: float) -> float:
+        return scale(d, 0.0, d_max, left, right)
+
+    def sy(v: float) -> float:
+        return scale(min(1.0, max(0.0, v)), 0.0, 1.0, bottom, top)
+
+    points = [ErrorPoint(sx(0.0), sy(0.5), sy(0.5), sy(0.5), "n = 1: 0.5 by construction")]
+    for n, d, value, low, high, labels in rows:
+        if value is None or low is None or high is None:
+            continue
+        points.append(ErrorPoint(sx(d), sy(value), sy(low), sy(high),
+                                 f"n = {n}: best-of-n wins {value:.2f} (Wilson 95 % CI "
+                                 f"{low:.2f} to {high:.2f}, n = {labels} labels)"))  # fmt: skip
+    fit, peak = "", None
+    if alpha is not None and beta is not None:
+        ds = [d_max * i / fit_steps for i in range(fit_steps + 1)]
+        fit = " ".join(f"{sx(d)},{sy(0.5 + d * (alpha - beta * d))}" for d in ds)
+        if peak_d is not None and 0 <= peak_d <= d_max:
+            value = 0.5 + peak_d * (alpha - beta * peak_d)
+            peak = ErrorPoint(sx(peak_d), sy(value), sy(value), sy(value),
+                              f"fitted human gold peak: √KL = {peak_d:.2f}")  # fmt: skip
+    step = 0.5 if d_max <= 2.5 else 1.0
+    x_ticks = [Tick(sx(i * step), f"{i * step:g}") for i in range(int(d_max / step) + 1)]
+    n_ticks = [Tick(sx(0.0), "1"), *(Tick(sx(r[1]), str(r[0])) for r in rows)]
+    y_ticks = [Tick(sy(v), f"{v:g}") for v in (0.0, 0.5, 1.0)]
+    return HumanGoldChart(points, fit, peak, x_ticks, n_ticks, y_ticks, sy(0.5))

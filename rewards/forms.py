@@ -9,8 +9,9 @@ from django.contrib.auth.models import User
 from annotations.models import Queue
 from llm.models import ModelConfig, TrainingKind
 from llm.schemas import RS_MAX_N, RS_MIN_N
+from rewards.best_of_n import MAX_PROMPTS
 from rewards.data import labels_needed
-from rewards.models import LabelSource, RewardModel, RewardVersion, Speed
+from rewards.models import GoldKind, LabelSource, RewardModel, RewardVersion, Speed
 from rewards.overoptimisation import MAX_N
 from rewards.policy import PolicySettings
 
@@ -103,10 +104,20 @@ class BestOfNForm(forms.Form):
         queryset=RewardVersion.objects.none(), widget=forms.CheckboxSelectMultiple,
         help_text="the reward-model versions best-of-n optimises; several share one plot",
     )  # fmt: skip
+    gold_kind = forms.ChoiceField(
+        label="Gold scorer", choices=GoldKind.choices, initial=GoldKind.MODEL,
+        widget=forms.RadioSelect, required=False,
+    )  # fmt: skip
     gold = forms.ModelChoiceField(
-        queryset=RewardVersion.objects.none(),
+        queryset=RewardVersion.objects.none(), required=False,
         help_text="the version that stands for the true reward (not one of the proxies)",
-    )
+    )  # fmt: skip
+    human_prompts = forms.IntegerField(
+        label="Human gold: prompts in the sample", required=False, min_value=0,
+        max_value=MAX_PROMPTS,
+        help_text="drawn with the seed; for each, best-of-n (n = 2, 4 … N, the proxy's pick) "
+        "against one random sample goes to a blind pairwise queue; one proxy only",
+    )  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -136,8 +147,16 @@ class BestOfNForm(forms.Form):
         if not data["prompts"]:
             raise forms.ValidationError("The prompt set has no prompts: nothing to sample.")
         gold, proxies = data.get("gold"), data.get("proxies") or []
-        if gold is not None and gold in proxies:
-            self.add_error("gold", "The gold scorer must not be one of the proxies.")
+        if data.get("gold_kind") == GoldKind.HUMAN:
+            # The service checks the sample's size against the prompt set (one rule, one
+            # place); an empty box is a size of 0, which it refuses.
+            data["gold"], data["human_prompts"] = None, data.get("human_prompts") or 0
+        else:
+            data["human_prompts"] = None
+            if gold is None:
+                self.add_error("gold", "Choose the gold version (or human gold).")
+            elif gold in proxies:
+                self.add_error("gold", "The gold scorer must not be one of the proxies.")
         return data
 
 

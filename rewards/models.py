@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.stats import Share, share_of
-from rewards.schemas import BlindSides, Hyperparameters, Metrics, Readiness
+from rewards.schemas import BlindSides, HumanGoldPairs, Hyperparameters, Metrics, Readiness
 
 
 class Speed(models.TextChoices):
@@ -314,6 +314,11 @@ class ExperimentStatus(models.TextChoices):
     FAILED = "failed"
 
 
+class GoldKind(models.TextChoices):
+    MODEL = "model", "a reward-model version"
+    HUMAN = "human", "human labels (blind pairs on a sample of prompts)"
+
+
 class BestOfNExperiment(models.Model):
     """A best-of-n over-optimisation experiment (rewards/best_of_n.py): N samples per prompt
     from a policy, each scored by one or more proxy versions and a gold version.
@@ -339,7 +344,14 @@ class BestOfNExperiment(models.Model):
     proxies: models.ManyToManyField[Any, Any] = models.ManyToManyField(
         RewardVersion, related_name="+"
     )
-    gold = models.ForeignKey(RewardVersion, on_delete=models.PROTECT, related_name="+")
+    # The gold scorer: a version (gold_kind MODEL), or people comparing best-of-n against
+    # best-of-1 in blind pairs on `human_prompts` prompts drawn with the seed (HUMAN, no
+    # version: rewards/human_gold.py).
+    gold = models.ForeignKey(
+        RewardVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    gold_kind = models.CharField(max_length=8, choices=GoldKind.choices, default=GoldKind.MODEL)
+    human_prompts = models.PositiveSmallIntegerField(default=0)
     status = models.CharField(
         max_length=10, choices=ExperimentStatus.choices, default=ExperimentStatus.QUEUED
     )
@@ -360,9 +372,22 @@ class BestOfNExperiment(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(gold_kind="model", gold__isnull=False, human_prompts=0)
+                    | models.Q(gold_kind="human", gold__isnull=True, human_prompts__gt=0)
+                ),
+                name="bon_gold_is_a_version_or_people",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"best-of-{self.samples_per_prompt} {self.name} ({self.status})"
+
+    @property
+    def human_gold(self) -> bool:
+        return self.gold_kind == GoldKind.HUMAN
 
     @property
     def running(self) -> bool:
@@ -454,3 +479,24 @@ class PolicyEval(models.Model):
     @property
     def typed_sides(self) -> BlindSides:
         return BlindSides.model_validate(self.sides)
+
+
+class HumanGold(models.Model):
+    """The blind pairs of an experiment whose gold is human (rewards/human_gold.py): a
+    pairwise queue of best-of-n (the proxy's pick) against best-of-1 on a seeded sample of
+    prompts, made by the worker when sampling and proxy scoring are done. Which side is
+    best-of-n, and which n, are kept here, never in the item (rewards/blind.py)."""
+
+    experiment = models.OneToOneField(
+        BestOfNExperiment, on_delete=models.CASCADE, related_name="human_gold_pairs"
+    )
+    queue = models.OneToOneField("annotations.Queue", on_delete=models.CASCADE, related_name="+")
+    pairs = models.JSONField(default=dict)  # rewards.schemas.HumanGoldPairs
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"human gold of experiment {self.experiment_id}"
+
+    @property
+    def typed_pairs(self) -> HumanGoldPairs:
+        return HumanGoldPairs.model_validate(self.pairs)

@@ -115,18 +115,18 @@ class CurvePoint:
     kl: float
     d: float  # √KL
     proxy: Interval  # relative to n = 1
-    gold: Interval
+    gold: Interval | None  # None: the gold is people's (rewards/human_gold.py), not scores
 
 
 @dataclass(frozen=True)
 class Fit:
-    alpha: Interval  # gold = d(α − β d)
-    beta: Interval
+    alpha: Interval | None  # gold = d(α − β d); None without gold scores
+    beta: Interval | None
     alpha_proxy: Interval  # proxy = α′ d
     # Where the fitted gold curve peaks: d* = α / 2β (None when β ≤ 0: no peak in sight).
     peak_d: Interval | None
     peak_n: float | None  # the n whose KL is d*²
-    observed_peak_n: int  # the n of the grid with the highest gold estimate
+    observed_peak_n: int | None  # the n of the grid with the highest gold estimate
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,9 @@ def _curves(per_prompt: np.ndarray) -> np.ndarray:
     return mean - mean[0]
 
 
-def _interval(value: float, samples: np.ndarray) -> Interval:
+def percentile_interval(value: float, samples: np.ndarray) -> Interval:
+    """`value` with the 95 % percentile interval of its bootstrap `samples` (shared with the
+    human gold's fit, rewards/human_gold.py)."""
     import numpy as np
 
     tail = (1 - CONFIDENCE) / 2 * 100
@@ -170,15 +172,21 @@ def _interval(value: float, samples: np.ndarray) -> Interval:
 
 def analyse(
     proxy: Sequence[Sequence[float]],
-    gold: Sequence[Sequence[float]],
+    gold: Sequence[Sequence[float]] | None,
     *,
     resamples: int = BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> Analysis:
     """The curves, the fit and their intervals from proxy[prompt][sample] and
-    gold[prompt][sample] (every prompt with the same N ≥ 2 samples)."""
+    gold[prompt][sample] (every prompt with the same N ≥ 2 samples). Gold None (people are
+    the gold, rewards/human_gold.py): the proxy curve and its fit only, every gold field
+    None."""
     import numpy as np
 
+    if gold is None:
+        # The gold arithmetic runs on the proxy's numbers to keep one code path; none of
+        # it is kept.
+        return _without_gold(analyse(proxy, proxy, resamples=resamples, seed=seed))
     if not proxy:
         raise ValueError("no prompts to analyse")
     big_n = len(proxy[0])
@@ -206,8 +214,8 @@ def analyse(
 
     points = [
         CurvePoint(n, float(kl[i]), float(d[i]),
-                   _interval(float(proxy_curve[i]), boot_proxy[:, i]),
-                   _interval(float(gold_curve[i]), boot_gold[:, i]))
+                   percentile_interval(float(proxy_curve[i]), boot_proxy[:, i]),
+                   percentile_interval(float(gold_curve[i]), boot_gold[:, i]))
         for i, n in enumerate(grid)
     ]  # fmt: skip
     peak_d = peak_n = None
@@ -217,14 +225,27 @@ def analyse(
         # that do (their share is what `peaked` counts).
         peak_samples = boot_fit[peaked, 0] / (2 * boot_fit[peaked, 1])
         d_star = alpha / (2 * beta)
-        peak_d = _interval(d_star, peak_samples if len(peak_samples) else np.array([d_star]))
+        peak_d = percentile_interval(
+            d_star, peak_samples if len(peak_samples) else np.array([d_star])
+        )
         peak_n = n_for_kl(max(d_star, 0.0) ** 2)
     fit = Fit(
-        alpha=_interval(alpha, boot_fit[:, 0]),
-        beta=_interval(beta, boot_fit[:, 1]),
-        alpha_proxy=_interval(alpha_proxy, boot_fit[:, 2]),
+        alpha=percentile_interval(alpha, boot_fit[:, 0]),
+        beta=percentile_interval(beta, boot_fit[:, 1]),
+        alpha_proxy=percentile_interval(alpha_proxy, boot_fit[:, 2]),
         peak_d=peak_d,
         peak_n=peak_n,
         observed_peak_n=grid[int(np.argmax(gold_curve))],
     )
     return Analysis(prompts, big_n, points, fit, resamples)
+
+
+def _without_gold(analysis: Analysis) -> Analysis:
+    from dataclasses import replace
+
+    return replace(
+        analysis,
+        points=[replace(p, gold=None) for p in analysis.points],
+        fit=replace(analysis.fit, alpha=None, beta=None, peak_d=None, peak_n=None,
+                    observed_peak_n=None),
+    )  # fmt: skip

@@ -22,9 +22,7 @@ from django.db import transaction
 
 from annotations.exports.records import preference_pairs
 from annotations.exports.spec import ExportInvalid
-from annotations.kinds import PairwisePayload
-from annotations.models import Item, Label, Queue
-from annotations.services import NewItem, queue_items_create, queue_members_set, queue_save
+from annotations.models import Queue
 from core.stats import Share
 from llm.models import ModelConfig, TrainingKind, TrainingRun, TrainingStatus
 from llm.schemas import (
@@ -36,6 +34,7 @@ from llm.schemas import (
 )
 from llm.services import dpo_run_start, rejection_sampling_run_start
 from rewards.best_of_n import ExperimentInvalid, queue_prompts
+from rewards.blind import BlindPair, BlindTally, blind_queue_create, blind_tally
 from rewards.models import PolicyEval, PolicyRun, RewardModel, RewardVersion
 from rewards.schemas import BlindSides
 from rewards.services import MARKER
@@ -162,14 +161,7 @@ def policy_run_start(
 
 
 # --- blind pairwise evaluation of a finished run --------------------------------------------
-@dataclass(frozen=True)
-class EvalResult:
-    """The new policy's wins among the decisive labels (A or B; ties and both-bad are
-    counted apart), with the Wilson interval of core.stats."""
-
-    wins: Share
-    ties: int
-    both_bad: int
+EvalResult = BlindTally  # the new policy is X: its wins over the parent
 
 
 def policy_eval_start(
@@ -177,10 +169,10 @@ def policy_eval_start(
 ) -> PolicyEval:
     """A pairwise queue of the run's report samples (new policy against parent, the same
     held-out prompt), each item's sides drawn at random with a generator nobody can replay;
-    the annotators see two responses and nothing else. One transaction: the queue, its
-    members, its items and the PolicyEval that keeps the sides. ValidationError, and
-    nothing created, for a run that is not a finished policy run with samples, or one that
-    has an evaluation already."""
+    the annotators see two responses and nothing else (rewards/blind.py). One transaction:
+    the queue, its members, its items and the PolicyEval that keeps the sides.
+    ValidationError, and nothing created, for a run that is not a finished policy run with
+    samples, or one that has an evaluation already."""
     report = run.typed_report
     if run.status != TrainingStatus.DONE or not run.is_policy_run:
         raise ValidationError("Only a finished DPO or rejection-sampling run can be evaluated.")
@@ -189,45 +181,27 @@ def policy_eval_start(
         raise ValidationError("The run's report has no samples to compare.")
     rng = random.SystemRandom()
     both: tuple[Literal["a", "b"], ...] = ("a", "b")
-    sides = [rng.choice(both) for _ in usable]
-    items = []
-    for number, (sample, side) in enumerate(zip(usable, sides, strict=True)):
-        a, b = (sample.new, sample.parent) if side == "a" else (sample.parent, sample.new)
-        payload = PairwisePayload(prompt=sample.prompt, response_a=a, response_b=b)
-        items.append(NewItem(payload=payload, external_id=f"sample-{number}"))
+    pairs = [
+        BlindPair(prompt=sample.prompt, x=sample.new, y=sample.parent, side=rng.choice(both),
+                  external_id=f"sample-{number}")
+        for number, sample in enumerate(usable)
+    ]  # fmt: skip
     with transaction.atomic():
         if PolicyEval.objects.select_for_update().filter(run=run).exists():
             raise ValidationError("This run has a blind evaluation already.")
-        queue = queue_save(
-            queue=Queue(
-                name=f"Blind evaluation: {run.name} (run {run.pk})"[:200], kind="pairwise",
-                labels_per_item=1,
-                instructions="Which response answers the prompt better? The two come from two "
-                "models; which is which is hidden and differs from item to item.",
-            ),
+        queue, sides = blind_queue_create(
+            name=f"Blind evaluation: {run.name} (run {run.pk})", pairs=pairs, members=members,
+            instructions="Which response answers the prompt better? The two come from two "
+            "models; which is which is hidden and differs from item to item.",
             user=user,
         )  # fmt: skip
-        queue_members_set(queue=queue, users=members)
-        queue_items_create(queue=queue, items=items)
-        ids = dict(Item.objects.filter(queue=queue).values_list("external_id", "pk"))
-        blind = BlindSides(new={ids[f"sample-{n}"]: side for n, side in enumerate(sides)})
+        blind = BlindSides(new=sides)
         return PolicyEval.objects.create(run=run, queue=queue, created_by=user,
                                          sides=blind.model_dump(mode="json"))  # fmt: skip
 
 
 def policy_eval_result(evaluation: PolicyEval) -> EvalResult:
     """Wins of the new policy among the A/B labels of the evaluation's queue."""
-    new_sides = evaluation.typed_sides.new
-    wins = decisive = ties = both_bad = 0
-    for item_id, value in Label.objects.filter(queue=evaluation.queue_id).values_list(
-        "item_id", "value"
-    ):
-        choice = value.get("choice")
-        if choice in ("a", "b"):
-            decisive += 1
-            wins += choice == new_sides.get(item_id)
-        elif choice == "tie":
-            ties += 1
-        elif choice == "both_bad":
-            both_bad += 1
-    return EvalResult(wins=Share(wins, decisive), ties=ties, both_bad=both_bad)
+    tally = blind_tally(queue_id=evaluation.queue_id, x_sides=evaluation.typed_sides.new,
+                        group=lambda _: 0)  # fmt: skip
+    return tally.get(0, BlindTally(Share(0, 0), 0, 0))

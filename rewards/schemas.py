@@ -102,3 +102,28 @@ class BlindSides(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     new: dict[int, Literal["a", "b"]]  # item id → side
+
+
+class HumanGoldPair(BaseModel):
+    """One blind pair of a human gold: on prompt `prompt_index`, sample `best` (the proxy's
+    best of a seeded n-subset) against sample `base` (one seeded draw: best-of-1), best-of-n
+    on `side`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt_index: int
+    n: int
+    best: int
+    base: int
+    side: Literal["a", "b"]
+
+
+class HumanGoldPairs(BaseModel):
+    """HumanGold.pairs: item id → its pair; `identical` counts pairs drawn but not queued
+    because both responses were the same text (a tie nobody needs to be asked about)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    proxy_version_id: int
+    items: dict[int, HumanGoldPair]
+    identical: int = 0

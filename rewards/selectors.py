@@ -9,12 +9,23 @@ from django.db.models import QuerySet
 from rewards.charts import (
     BestOfNChart,
     CurveInput,
+    HumanGoldChart,
     LineChart,
     best_of_n_chart,
     calibration_chart,
+    human_gold_chart,
     line_chart,
 )
-from rewards.models import GOOD, BestOfNExperiment, LabelSource, RewardModel, RewardVersion, Status
+from rewards.human_gold import HumanCurve, human_gold_result
+from rewards.models import (
+    GOOD,
+    BestOfNExperiment,
+    HumanGold,
+    LabelSource,
+    RewardModel,
+    RewardVersion,
+    Status,
+)
 from rewards.schemas import AnalysisRecord
 
 
@@ -79,8 +90,10 @@ def best_of_n_chart_for(records: list[AnalysisRecord]) -> BestOfNChart:
             CurveInput(
                 name=record.proxy_name,
                 proxy=[(p.n, p.d, p.proxy.value, p.proxy.low, p.proxy.high) for p in a.points],
-                gold=[(p.n, p.d, p.gold.value, p.gold.low, p.gold.high) for p in a.points],
-                alpha=fit.alpha.value, beta=fit.beta.value, alpha_proxy=fit.alpha_proxy.value,
+                gold=[(p.n, p.d, p.gold.value, p.gold.low, p.gold.high)
+                      for p in a.points if p.gold is not None],
+                alpha=fit.alpha.value if fit.alpha else 0.0,
+                beta=fit.beta.value if fit.beta else 0.0, alpha_proxy=fit.alpha_proxy.value,
                 peak_d=fit.peak_d.value if fit.peak_d else None,
             )
         )  # fmt: skip
@@ -91,3 +104,28 @@ def best_of_n_experiments() -> QuerySet[BestOfNExperiment]:
     return BestOfNExperiment.objects.select_related(
         "policy", "gold__reward_model", "created_by"
     ).defer("prompts")
+
+
+@dataclass(frozen=True)
+class HumanGoldView:
+    """An experiment's human gold as the page and the API read it."""
+
+    record: HumanGold
+    curve: HumanCurve
+    chart: HumanGoldChart
+
+
+def human_gold_for(experiment: BestOfNExperiment) -> HumanGoldView | None:
+    """The human gold curve of the experiment's labels so far; None before its queue exists
+    (or for a model gold)."""
+    record = HumanGold.objects.select_related("queue").filter(experiment=experiment).first()
+    if record is None:
+        return None
+    curve = human_gold_result(record, experiment.samples_per_prompt, seed=experiment.seed)
+    fit = curve.fit
+    chart = human_gold_chart(
+        [(p.n, p.d, p.wins.value, p.wins.low, p.wins.high, p.wins.n) for p in curve.points],
+        alpha=fit.alpha.value if fit else None, beta=fit.beta.value if fit else None,
+        peak_d=fit.peak_d.value if fit and fit.peak_d else None,
+    )  # fmt: skip
+    return HumanGoldView(record, curve, chart)

@@ -17,4 +17,9 @@ urlpatterns = [
     path("experiments/new/", views.experiment_create, name="experiment_create"),
     path("experiments/<int:pk>/", views.experiment_detail, name="experiment"),
     path("experiments/<int:pk>/export.csv", views.experiment_export, name="experiment_export"),
+    path(
+        "experiments/<int:pk>/human-gold.csv",
+        views.experiment_human_export,
+        name="experiment_human_export",
+    ),  # fmt: skip
 ]

@@ -4,6 +4,8 @@ best-of-n over-optimisation experiments."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from typing import Any
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -26,12 +28,14 @@ from rewards.forms import (
     RetrainForm,
     RewardModelForm,
 )
-from rewards.models import BestOfNExperiment, PolicyEval, RewardModel, RewardVersion
+from rewards.human_gold import human_gold_export_rows
+from rewards.models import BestOfNExperiment, HumanGold, PolicyEval, RewardModel, RewardVersion
 from rewards.policy import policy_eval_result, policy_eval_start, policy_run_start
 from rewards.selectors import (
     best_of_n_chart_for,
     best_of_n_experiments,
     can_roll_back,
+    human_gold_for,
     label_source_siblings,
     reward_model_charts,
     reward_model_versions,
@@ -175,7 +179,8 @@ def experiment_create(request: HttpRequest) -> HttpResponse:
                 prompt_source=data["prompt_source"], samples_per_prompt=data["samples_per_prompt"],
                 temperature=data["temperature"], seed=data["seed"],
                 max_new_tokens=data["max_new_tokens"], proxies=list(data["proxies"]),
-                gold=data["gold"], user=signed_in_user(request),
+                gold=data["gold"], human_prompts=data["human_prompts"],
+                user=signed_in_user(request),
             )  # fmt: skip
         except ExperimentInvalid as error:
             form.add_error(None, error.message)
@@ -195,6 +200,7 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "proxies": experiment.proxies.select_related("reward_model"),
         "records": records,
         "chart": best_of_n_chart_for(records),
+        "human": human_gold_for(experiment),
     }
     if request.htmx:  # type: ignore[attr-defined]
         response = render(request, "rewards/experiment.html#progress", context)
@@ -208,17 +214,27 @@ def experiment_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @role_required(Role.RESEARCHER)
 def experiment_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
     experiment = get_object_or_404(BestOfNExperiment, pk=pk)
+    return _csv_response(experiment_export_rows(experiment), f"best-of-n-{pk}.csv")
 
+
+@require_GET
+@role_required(Role.RESEARCHER)
+def experiment_human_export(request: HttpRequest, pk: int) -> StreamingHttpResponse:
+    """The human gold's labels with what the judges never saw (which n, which side)."""
+    human = get_object_or_404(HumanGold, experiment_id=pk)
+    return _csv_response(human_gold_export_rows(human), f"best-of-n-{pk}-human-gold.csv")
+
+
+def _csv_response(rows: Iterator[list[Any]], filename: str) -> StreamingHttpResponse:
     class Echo:
         def write(self, value: str) -> str:
             return value
 
     writer = csv.writer(Echo())
     response = StreamingHttpResponse(
-        (writer.writerow(row) for row in experiment_export_rows(experiment)),
-        content_type="text/csv; charset=utf-8",
+        (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
     )
-    response["Content-Disposition"] = f'attachment; filename="best-of-n-{pk}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
