@@ -3,16 +3,21 @@ plain PyTorch loop doing the same work on the very same batches, in the same run
 
 Run: .venv/bin/python bench/dpo_step.py [--steps 4] [--batch 4] [--pairs 500] [--defaults]
 
-On the bundled SmolLM2-135M (full fine-tune; the reference a frozen copy), with `--pairs`
-synthetic short preference pairs:
+On the bundled SmolLM2-135M (full fine-tune; the reference the parent, its log-probs
+computed once before the first step as the worker does: llm.training.dpo_arguments), with
+`--pairs` synthetic short preference pairs:
   (1) seconds per step, TRL (the worker's DPOConfig: bf16 autocast only where bfloat16 is
       native, activation checkpointing off on a CPU) against the plain loop with the same
       precision — the policy's forward and backward on chosen and rejected, the reference's
       forward, the sigmoid DPO loss and an AdamW step — on the batches TRL's own dataloader
-      made; ratio (target <= 1.2). The first step of each is a warm-up and not counted; the
-      plain loop runs before and after TRL and the two are averaged (a shared machine);
-  (2) peak resident memory of a process shaped as the worker (policy and reference, its
-      trainer, 2 steps and an eval), measured in a subprocess (target <= 4 GB);
+      made; ratio (target <= 1.2). TRL's step has no reference forward (it was done before
+      training, for all `--pairs`), so its time is the step plus the precompute's time
+      shared over an epoch's steps. The first step of each is a warm-up and not counted;
+      the plain loop runs before and after TRL and the two are averaged (a shared machine);
+  (2) peak resident memory of a process shaped as the worker (the policy, its trainer with
+      the reference log-probs computed, 2 steps and an eval, the heap kept as llm/heap.py
+      keeps it), measured in a subprocess (target <= 4 GB). It trains on the pairs its two
+      steps use: the pairs it never reaches would add 8 bytes each;
   (3) with --defaults: one TRL step with TRL 1.16's own defaults (bf16 autocast and
       gradient checkpointing on), the figure issue 23 measured at 28.6 s a step.
 Prints the CPU flags that decide the precision beside the figures.
@@ -49,14 +54,15 @@ from django.conf import settings  # noqa: E402
 
 from bench.sft_step import StepClock, cpu_flags, peak_resident_gib  # noqa: E402
 from llm.backends.bundled import BUNDLED_MODEL_ID  # noqa: E402
+from llm.heap import map_large_blocks, trim_callback  # noqa: E402
 from llm.models import ModelConfig  # noqa: E402
 from llm.schemas import DPOHyperparameters, PreferenceRow  # noqa: E402
 from llm.training import (  # noqa: E402
     checkpointing_argument,
+    dpo_arguments,
     machine_settings,
     micro_batches,
     preference_dataset,
-    trainer_arguments,
 )
 
 WORDS = ["tide", "moon", "water", "shore", "pull", "gravity", "ocean", "wave", "coast",
@@ -83,26 +89,49 @@ def trainer_for(
     model: Any, tokenizer: Any, data: list[dict], args: dict[str, Any],
     eval_data: list[dict] | None = None,
 ) -> Any:  # fmt: skip
-    """A DPOTrainer with these arguments (the worker's: worker_arguments)."""
+    """A DPOTrainer with these arguments (the worker's: worker_arguments), its reference
+    precompute timed (PrecomputeClock)."""
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
-    config = DPOConfig(beta=BETA, **args)
+    config = DPOConfig(**args)
     held = Dataset.from_list(eval_data) if eval_data else None
-    return DPOTrainer(model=model, args=config, processing_class=tokenizer,
-                      train_dataset=Dataset.from_list(data), eval_dataset=held)  # fmt: skip
+    return PrecomputeClock.trainer_class()(
+        model=model, args=config, processing_class=tokenizer,
+        train_dataset=Dataset.from_list(data), eval_dataset=held, callbacks=[trim_callback()],
+    )  # fmt: skip
+
+
+class PrecomputeClock:
+    """Seconds spent computing the reference's log-probs before training. TRL does it in
+    the trainer's constructor through `_precompute_ref_logps` (private; TRL 1.16)."""
+
+    seconds = 0.0
+
+    @classmethod
+    def trainer_class(cls) -> type:
+        from trl import DPOTrainer
+
+        class Timed(DPOTrainer):  # type: ignore[misc]
+            def _precompute_ref_logps(self, *args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return super()._precompute_ref_logps(*args, **kwargs)
+                finally:
+                    cls.seconds += time.perf_counter() - started
+
+        return Timed
 
 
 def worker_arguments(batch: int, steps: int, chosen: dict[str, Any], *, split: bool) -> dict:
     """The worker's arguments; `split` as the worker splits a batch into passes, else the
     whole batch in one pass (what the plain loop does)."""
-    from trl import DPOConfig
-
-    hp = DPOHyperparameters(learning_rate=LR, batch_size=batch, max_steps=steps, max_length=256)
+    hp = DPOHyperparameters(learning_rate=LR, batch_size=batch, max_steps=steps,
+                            max_length=256, beta=BETA)  # fmt: skip
     rows_a_pass, passes = micro_batches(batch, on_gpu=False) if split else (batch, 1)
     output_dir = tempfile.mkdtemp(prefix="dpo-bench-")
-    return trainer_arguments(DPOConfig, hp, chosen, on_gpu=False, rows_a_pass=rows_a_pass,
-                             passes=passes, output_dir=output_dir)  # fmt: skip
+    return dpo_arguments(hp, chosen, on_gpu=False, rows_a_pass=rows_a_pass, passes=passes,
+                         output_dir=output_dir)  # fmt: skip
 
 
 def completion_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -117,7 +146,7 @@ def completion_logps(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor
 def plain_steps(policy: Any, reference: Any, batches: list[dict], autocast: bool) -> list[float]:
     """DPO by hand on each batch ([chosen rows; rejected rows], as TRL's collator makes it):
     policy forward and backward, reference forward, sigmoid loss, AdamW; seconds a step."""
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=LR)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=LR, fused=True)  # as the worker's
     policy.train()
     reference.eval()
     times = []
@@ -149,6 +178,7 @@ def main() -> None:
     from llm.training import base_checkpoint
 
     torch.manual_seed(0)
+    map_large_blocks()  # as the worker's setup does, for the whole process
     threads = settings.LLM_TRAINING_TORCH_THREADS
     if threads > 0:
         torch.set_num_threads(threads)
@@ -163,16 +193,16 @@ def main() -> None:
     autocast = chosen["bf16_autocast"]
     data = preference_dataset(parent, pairs(options.pairs))
     print(f"CPU flags: {cpu_flags()}; torch threads {torch.get_num_threads()}; "
-          f"{params / 1e6:.0f}M parameters, full fine-tune with a frozen reference; "
+          f"{params / 1e6:.0f}M parameters, full fine-tune, reference log-probs computed first; "
           f"precision: {'bfloat16 autocast' if autocast else 'float32'} "
           f"(LLM_DTYPE={settings.LLM_DTYPE}); checkpointing off; "
           f"pairs {options.pairs}, batch {options.batch}")  # fmt: skip
 
     if options.peak_only:
-        # The worker's shape (llm.training._dpo): policy, the trainer's reference copy, an
-        # eval and steps, the batch split into passes as the worker splits it.
+        # The worker's shape (llm.training._dpo): the policy, reference log-probs computed,
+        # an eval and steps, the batch split into passes as the worker splits it.
         held = max(1, math.ceil(options.pairs * 0.1))
-        worker = trainer_for(base, tokenizer, data[held:],
+        worker = trainer_for(base, tokenizer, data[held : held + 2 * options.batch],
                              worker_arguments(options.batch, 2, chosen, split=True),
                              eval_data=data[:held])  # fmt: skip
         worker.evaluate()
@@ -181,7 +211,10 @@ def main() -> None:
         return
 
     ours = worker_arguments(options.batch, options.steps + 1, chosen, split=False)
+    # The reference's log-probs for all the pairs, as a run on them computes them: its
+    # fixed costs (hashing the model, caching the column) shared over an epoch's steps.
     trainer = trainer_for(copy.deepcopy(base), tokenizer, data, ours)
+    reference_share = PrecomputeClock.seconds / math.ceil(len(data) / options.batch)
     batches = []
     for batch in trainer.get_train_dataloader():
         batches.append({k: v for k, v in batch.items() if isinstance(v, torch.Tensor)})
@@ -198,13 +231,15 @@ def main() -> None:
     trl_times = clock.times[1:]
     plain_after = plain_steps(copy.deepcopy(base), reference, batches, autocast)[1:]
     plain = statistics.mean(plain_before + plain_after)
-    trl = statistics.mean(trl_times)
+    step = statistics.mean(trl_times)
+    trl = step + reference_share
     before, after = statistics.mean(plain_before), statistics.mean(plain_after)
-    print(f"(1) DPO step, batch {options.batch}: TRL {trl:.2f} s, plain PyTorch {plain:.2f} s "
-          f"(before {before:.2f}, after {after:.2f}); ratio {trl / plain:.2f}x "
+    print(f"(1) DPO step, batch {options.batch}: TRL {trl:.2f} s ({step:.2f} s a step + "
+          f"{reference_share:.2f} s of reference log-probs computed first), plain PyTorch "
+          f"{plain:.2f} s (before {before:.2f}, after {after:.2f}); ratio {trl / plain:.2f}x "
           f"(target <= 1.2) over {len(trl_times)} steps each")  # fmt: skip
 
-    # This process holds the base, TRL's policy and reference and the plain loop's models.
+    # This process holds the base, TRL's policy and the plain loop's policy and reference.
     worker_shape = subprocess.run(
         [sys.executable, __file__, "--peak-only", "--batch", str(options.batch),
          "--pairs", str(options.pairs)],
@@ -212,9 +247,9 @@ def main() -> None:
     )  # fmt: skip
     peak_gb = float(worker_shape.stdout.strip().splitlines()[-1])
     rows_a_pass, passes = micro_batches(options.batch, on_gpu=False)
-    print(f"(2) peak resident memory of a process that trains as the worker does (policy and "
-          f"reference, 2 steps of batch {options.batch} in {passes} passes of {rows_a_pass} "
-          f"pairs (LLM_TRAINING_MICRO_BATCH), an eval): {peak_gb:.2f} GiB "
+    print(f"(2) peak resident memory of a process that trains as the worker does (the policy, "
+          f"reference log-probs computed first, 2 steps of batch {options.batch} in {passes} "
+          f"passes of {rows_a_pass} pairs (LLM_TRAINING_MICRO_BATCH), an eval): {peak_gb:.2f} GiB "
           "(target <= 4)")  # fmt: skip
 
     if options.defaults:
@@ -230,6 +265,7 @@ def main() -> None:
             "report_to": [],
             "disable_tqdm": True,
             "save_strategy": "no",
+            "beta": BETA,
         }  # TRL's bf16 and checkpointing
         slow = trainer_for(copy.deepcopy(base), tokenizer, data, defaults)
         slow_clock = StepClock()

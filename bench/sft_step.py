@@ -48,9 +48,11 @@ import torch  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from llm.backends.bundled import BUNDLED_MODEL_ID  # noqa: E402
+from llm.heap import map_large_blocks, trim_callback  # noqa: E402
 from llm.models import ModelConfig  # noqa: E402
 from llm.schemas import TrainingRow  # noqa: E402
 from llm.training import (  # noqa: E402
+    OPTIMIZER,
     conversational,
     machine_settings,
     micro_batches,
@@ -101,11 +103,14 @@ def trainer_for(
 
     config = SFTConfig(output_dir=tempfile.mkdtemp(prefix="sft-bench-"), report_to=[],
                        disable_tqdm=True, save_strategy="no", logging_steps=1, use_cpu=True,
-                       dataloader_num_workers=0, optim="adamw_torch", seed=0, data_seed=0,
+                       dataloader_num_workers=0, optim=OPTIMIZER, seed=0, data_seed=0,
                        **args)  # fmt: skip
-    trainer_class = SFTTrainer if stock else sft_trainer_class()
-    return trainer_class(model=model, args=config, processing_class=tokenizer,
-                      train_dataset=Dataset.from_list(data))  # fmt: skip
+    if stock:
+        return SFTTrainer(model=model, args=config, processing_class=tokenizer,
+                          train_dataset=Dataset.from_list(data))  # fmt: skip
+    return sft_trainer_class()(model=model, args=config, processing_class=tokenizer,
+                               train_dataset=Dataset.from_list(data),
+                               callbacks=[trim_callback()])  # fmt: skip
 
 
 class StepClock:
@@ -130,7 +135,7 @@ class StepClock:
 
 def plain_steps(model: Any, batches: list[dict], lr: float, autocast: bool) -> list[float]:
     """Forward, backward and AdamW on each batch; seconds per step."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=True)  # as the worker's
     model.train()
     times = []
     for batch in batches:
@@ -158,6 +163,7 @@ def main() -> None:
     from llm.training import base_checkpoint
 
     torch.manual_seed(0)
+    map_large_blocks()  # as the worker's setup does, for the whole process
     threads = settings.LLM_TRAINING_TORCH_THREADS
     if threads > 0:
         torch.set_num_threads(threads)
