@@ -201,6 +201,14 @@ class HumanGoldChart:
     top: float = BON_TOP
     bottom: float = BON_HEIGHT - BON_BOTTOM
 
+    @property
+    def plot_width(self) -> float:
+        return self.right - self.left
+
+    @property
+    def plot_height(self) -> float:
+        return self.bottom - self.top
+
 
 def human_gold_chart(
     rows: Sequence[tuple[int, float, float | None, float | None, float | None, int]],
@@ -218,6 +226,12 @@ def human_gold_chart(
     def sy(v: float) -> float:
         return scale(min(1.0, max(0.0, v)), 0.0, 1.0, bottom, top)
 
+    def sy_unclamped(v: float) -> float:
+        # The fitted curve is not a rate and can leave 0–1: drawn as it is and clipped to the
+        # plot by the template, so it leaves the frame where it does instead of running flat
+        # along the edge.
+        return scale(v, 0.0, 1.0, bottom, top)
+
     points = [ErrorPoint(sx(0.0), sy(0.5), sy(0.5), sy(0.5), "n = 1: 0.5 by construction")]
     for n, d, value, low, high, labels in rows:
         if value is None or low is None or high is None:
@@ -228,7 +242,7 @@ def human_gold_chart(
     fit, peak = "", None
     if alpha is not None and beta is not None:
         ds = [d_max * i / fit_steps for i in range(fit_steps + 1)]
-        fit = " ".join(f"{sx(d)},{sy(0.5 + d * (alpha - beta * d))}" for d in ds)
+        fit = " ".join(f"{sx(d)},{sy_unclamped(0.5 + d * (alpha - beta * d))}" for d in ds)
         if peak_d is not None and 0 <= peak_d <= d_max:
             value = 0.5 + peak_d * (alpha - beta * peak_d)
             peak = ErrorPoint(sx(peak_d), sy(value), sy(value), sy(value),

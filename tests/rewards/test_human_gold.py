@@ -389,3 +389,15 @@ def test_the_human_export_carries_each_label_with_its_hidden_pair(
     other = reverse("rewards:experiment_human_export", args=[experiment.pk + 99])
     assert client.get(other).status_code == 404
     assert client.post(url).status_code == 405
+
+
+def test_the_fitted_curve_leaves_the_frame_where_it_passes_1_and_the_dots_stay_in_it():
+    from rewards.charts import human_gold_chart
+
+    # 0.5 + d(4 − 2d) passes 1 between d ≈ 0.14 and 1.86: drawn beyond the top, clipped there.
+    chart = human_gold_chart([(2, 0.44, 1.0, 0.6, 1.0, 3), (8, 1.1, 0.0, 0.0, 0.4, 3)],
+                             alpha=4.0, beta=2.0, peak_d=1.0)  # fmt: skip
+    ys = [float(point.split(",")[1]) for point in chart.fit.split()]
+    assert min(ys) < chart.top  # above the frame: not flattened onto its edge
+    assert all(chart.top <= p.y <= chart.bottom for p in chart.points)
+    assert chart.plot_height == chart.bottom - chart.top
