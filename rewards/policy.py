@@ -190,7 +190,8 @@ def policy_eval_start(
         if PolicyEval.objects.select_for_update().filter(run=run).exists():
             raise ValidationError("This run has a blind evaluation already.")
         queue, sides = blind_queue_create(
-            name=f"Blind evaluation: {run.name} (run {run.pk})", pairs=pairs, members=members,
+            # The judges see the queue's name: it names neither model nor run.
+            name=f"Blind pairs, evaluation {run.pk}", pairs=pairs, members=members,
             instructions="Which response answers the prompt better? The two come from two "
             "models; which is which is hidden and differs from item to item.",
             user=user,

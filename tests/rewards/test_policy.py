@@ -278,6 +278,22 @@ def test_a_blind_evaluation_hides_the_sides_and_counts_the_new_policys_wins(
     assert result.wins.low is not None and result.wins.low > 0.5
 
 
+def test_the_judge_of_a_blind_evaluation_sees_neither_model_nor_which_side_is_new(
+    client, db, annotator, researcher
+):
+    from rewards.policy import policy_eval_start
+
+    run = finished_policy_run()
+    evaluation = policy_eval_start(run=run, members=[annotator], user=researcher)
+    client.force_login(annotator)
+    response = client.get(reverse("annotations:label", args=[evaluation.queue.pk]))
+    assert response.status_code == 200
+    lowered = response.content.decode().lower()
+    assert "happy to help" in lowered and "whatever" in lowered  # the pair is there
+    for hidden in (run.name.lower(), run.parent.name.lower(), "new policy", "parent", "dpo"):
+        assert hidden not in lowered, hidden
+
+
 def test_a_blind_evaluation_is_refused_for_unfinished_runs_and_made_once(db, annotator):
     from annotations.models import Queue
     from rewards.models import PolicyEval
