@@ -60,6 +60,7 @@ from llm.schemas import DPOHyperparameters, PreferenceRow  # noqa: E402
 from llm.training import (  # noqa: E402
     checkpointing_argument,
     dpo_arguments,
+    dpo_trainer_class,
     machine_settings,
     micro_batches,
     preference_dataset,
@@ -104,15 +105,14 @@ def trainer_for(
 
 class PrecomputeClock:
     """Seconds spent computing the reference's log-probs before training. TRL does it in
-    the trainer's constructor through `_precompute_ref_logps` (private; TRL 1.16)."""
+    the trainer's constructor through `_precompute_ref_logps` (private; TRL 1.16). The
+    trainer is the worker's (llm.training.dpo_trainer_class)."""
 
     seconds = 0.0
 
     @classmethod
     def trainer_class(cls) -> type:
-        from trl import DPOTrainer
-
-        class Timed(DPOTrainer):  # type: ignore[misc]
+        class Timed(dpo_trainer_class()):  # type: ignore[misc]
             def _precompute_ref_logps(self, *args: Any, **kwargs: Any) -> Any:
                 started = time.perf_counter()
                 try:
