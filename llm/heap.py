@@ -10,9 +10,9 @@ fragments. Measured on the bundled model (bench/sft_step.py --peak-only, 7 Decem
 bfloat16 host), the worker-shaped SFT process peaks at 3.95 GiB as glibc leaves it, 3.74
 with the threshold fixed at 4 MiB, and 3.62 with the threshold and a trim after each pass.
 Lower thresholds cost time: every block over one is a fresh mapping, faulted in page by
-page, and a whole batch's activations are such blocks (1 MiB made a step of batch 8 in one
-pass 1.3x slower, 64 KiB made the worker's step 1.7x slower); at 4 MiB only the
-embedding-sized blocks are mapped, as glibc maps them anyway."""
+page, and a whole batch's activations are such blocks (64 KiB made a step 1.7x slower,
+measured side by side); at 4 MiB only the embedding-sized blocks are mapped, as glibc maps
+them anyway."""
 
 from __future__ import annotations
 
