@@ -37,6 +37,18 @@ def _expected(position):
     return Share(right, counted)
 
 
+def _open_study_link(browser, url, experiment, pid, number):
+    """A participant's own browser context on the experiment's study link, at the consent
+    page, recording the body of every POST the page sends."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.post_data or "") if r.method == "POST" else None)
+    page.goto(f"{url}/join/{experiment.slug}/?PROLIFIC_PID={pid}&STUDY_ID=st&SESSION_ID=se{number}")
+    return context, page, posted
+
+
 def test_four_participants_two_per_arm_one_time_out_and_the_analysis(
     live_asgi_server, browser, researcher, monkeypatch
 ):
@@ -50,18 +62,7 @@ def test_four_participants_two_per_arm_one_time_out_and_the_analysis(
     url = live_asgi_server.url
     used = {0: 0, 1: 0}
     for number in range(4):
-        context = browser.new_context(viewport={"width": 1366, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        posted: list[str] = []
-        page.on(
-            "request",
-            lambda r, posted=posted: (
-                posted.append(r.post_data or "") if r.method == "POST" else None
-            ),
-        )
-        page.goto(f"{url}/join/{experiment.slug}/?PROLIFIC_PID=pid{number}&STUDY_ID=st"
-                  f"&SESSION_ID=se{number}")  # fmt: skip
+        context, page, posted = _open_study_link(browser, url, experiment, f"pid{number}", number)
         if number == 0:
             screenshots_at_both_widths(page, SHOTS, "consent")
         page.check("input[name=agree]")
@@ -152,18 +153,7 @@ def test_participants_judge_a_bank_experiments_questions_and_the_analysis_shows_
     # from what the page sent and the side each item's correct answer was shown on.
     on_correct: dict[int, list[list[float]]] = {0: [], 1: []}
     for number in range(4):
-        context = browser.new_context(viewport={"width": 1366, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        posted: list[str] = []
-        page.on(
-            "request",
-            lambda r, posted=posted: (
-                posted.append(r.post_data or "") if r.method == "POST" else None
-            ),
-        )
-        page.goto(f"{url}/join/{experiment.slug}/?PROLIFIC_PID=bank{number}&STUDY_ID=st"
-                  f"&SESSION_ID=se{number}")  # fmt: skip
+        context, page, posted = _open_study_link(browser, url, experiment, f"bank{number}", number)
         page.check("input[name=agree]")
         page.click("button:has-text('Continue')")
         page.wait_for_selector("text=Start")
@@ -241,18 +231,7 @@ def test_an_untimed_arm_swaps_in_the_item_held_ahead_with_its_critique_and_flags
     url = live_asgi_server.url
     seen = set()
     for number in range(4):
-        context = browser.new_context(viewport={"width": 1366, "height": 900})
-        page = context.new_page()
-        page.set_default_timeout(20_000)
-        posted: list[str] = []
-        page.on(
-            "request",
-            lambda r, posted=posted: (
-                posted.append(r.post_data or "") if r.method == "POST" else None
-            ),
-        )
-        page.goto(f"{url}/join/{experiment.slug}/?PROLIFIC_PID=u{number}&STUDY_ID=st"
-                  f"&SESSION_ID=se{number}")  # fmt: skip
+        context, page, posted = _open_study_link(browser, url, experiment, f"u{number}", number)
         page.check("input[name=agree]")
         page.click("button:has-text('Continue')")
         page.click("text=Start")
