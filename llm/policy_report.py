@@ -5,9 +5,9 @@ KL(new ‖ parent) is estimated from the new policy's own samples (temperature 1
 top-p, so they are draws from the policy the log-probabilities describe):
     KL ≈ mean over samples y ~ p_new(·|x) of  log p_new(y|x) − log p_parent(y|x),
 each log-probability the sum of the completion's token log-probabilities under that model,
-computed by a forward pass of each model on the same token ids. The proxy reward is the
-registered scorer's (llm/rewarders.py) on the new policy's samples and on the parent's,
-drawn the same way."""
+computed by a forward pass of each model on the same token ids. The proxy reward, and the
+gold where the run names a gold reward-model version, is the registered scorer's
+(llm/rewarders.py) on the new policy's samples and on the parent's, drawn the same way."""
 
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ def policy_report(
     seed: int,
     reward_version: int | None,
     reward_label: str = "",
+    gold_version: int | None = None,
+    gold_label: str = "",
     renew: Callable[[], None] = lambda: None,
 ) -> PolicyReport:
     """The report on up to REPORT_MAX_PROMPTS held-out prompts, SAMPLES_PER_PROMPT samples
@@ -72,23 +74,13 @@ def policy_report(
     del parent_model
     by_prompt = [kls[i : i + SAMPLES_PER_PROMPT] for i in range(0, len(kls), SAMPLES_PER_PROMPT)]
     kl_interval = bootstrap_interval(by_prompt, seed=seed)
-    fields: dict[str, Any] = {}
     sampled_for = [p for p in prompts for _ in range(SAMPLES_PER_PROMPT)]
-    if reward_version is not None:
-        new_r = run_rewards(reward_version, list(zip(sampled_for, new_samples, strict=True)))
-        parent_r = run_rewards(reward_version,
-                               list(zip(sampled_for, parent_samples, strict=True)))  # fmt: skip
-        diff = [a - b for a, b in zip(new_r, parent_r, strict=True)]
-        step = SAMPLES_PER_PROMPT
-        diff_interval = bootstrap_interval([diff[i : i + step] for i in range(0, len(diff), step)],
-                                           seed=seed)  # fmt: skip
-        fields = {
-            "proxy_reward_version": reward_version, "proxy_reward_label": reward_label,
-            "proxy_new": round(sum(new_r) / len(new_r), 5),
-            "proxy_parent": round(sum(parent_r) / len(parent_r), 5),
-            "proxy_diff_low": round(diff_interval[0], 5) if diff_interval else None,
-            "proxy_diff_high": round(diff_interval[1], 5) if diff_interval else None,
-        }  # fmt: skip
+    fields: dict[str, Any] = {}
+    for prefix, version, label in (("proxy", reward_version, reward_label),
+                                   ("gold", gold_version, gold_label)):  # fmt: skip
+        if version is not None:
+            fields |= _rewards_compared(prefix, version, label, sampled_for, new_samples,
+                                        parent_samples, seed=seed)  # fmt: skip
     triples = zip(sampled_for, new_samples, parent_samples, strict=True)
     samples = [ReportSample(prompt=p, new=new, parent=old) for p, new, old in triples]
     return PolicyReport(
@@ -98,6 +90,33 @@ def policy_report(
         kl_high=round(kl_interval[1], 5) if kl_interval else None,
         kl_method=BOOTSTRAP_METHOD, seconds=round(time.monotonic() - started, 2), **fields,
     )  # fmt: skip
+
+
+def _rewards_compared(
+    prefix: str,
+    version: int,
+    label: str,
+    prompts: list[str],
+    new: list[str],
+    parent: list[str],
+    *,
+    seed: int,
+) -> dict[str, Any]:
+    """Both policies' samples scored by one reward-model version: the means and a bootstrap
+    interval over prompts of new − parent (the samples of one prompt pair up in order)."""
+    new_r = run_rewards(version, list(zip(prompts, new, strict=True)))
+    parent_r = run_rewards(version, list(zip(prompts, parent, strict=True)))
+    diff = [a - b for a, b in zip(new_r, parent_r, strict=True)]
+    step = SAMPLES_PER_PROMPT
+    interval = bootstrap_interval([diff[i : i + step] for i in range(0, len(diff), step)],
+                                  seed=seed)  # fmt: skip
+    return {
+        f"{prefix}_reward_version": version, f"{prefix}_reward_label": label,
+        f"{prefix}_new": round(sum(new_r) / len(new_r), 5),
+        f"{prefix}_parent": round(sum(parent_r) / len(parent_r), 5),
+        f"{prefix}_diff_low": round(interval[0], 5) if interval else None,
+        f"{prefix}_diff_high": round(interval[1], 5) if interval else None,
+    }  # fmt: skip
 
 
 def _render(parent: ModelConfig, prompt: str, tokenizer: Any) -> str:

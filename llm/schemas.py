@@ -49,8 +49,17 @@ class PromptRow(BaseModel):
     prompt: str = Field(min_length=1)
 
 
-class DPOHyperparameters(SFTHyperparameters):
-    """An SFT run's settings plus DPO's `beta` (how far the policy may move from its
+class PolicyHyperparameters(SFTHyperparameters):
+    """What both policy kinds (DPO, rejection sampling) add to an SFT run's settings: an
+    optional *gold* reward-model version (its id; `gold_label` names it) that the report
+    scores both policies' samples with, beside the proxy. Never the proxy's own version."""
+
+    gold_version: int | None = Field(default=None, ge=1)
+    gold_label: str = ""
+
+
+class DPOHyperparameters(PolicyHyperparameters):
+    """A policy run's settings plus DPO's `beta` (how far the policy may move from its
     reference: larger keeps it closer). TRL's sigmoid loss; the reference is the parent.
     `reward_version` (optional) is the proxy reward model the report scores samples with."""
 
@@ -67,8 +76,8 @@ RS_MIN_N = 2
 RS_MAX_N = 64
 
 
-class RejectionSamplingHyperparameters(SFTHyperparameters):
-    """An SFT run's settings plus how its rows are made: `n` completions a prompt sampled
+class RejectionSamplingHyperparameters(PolicyHyperparameters):
+    """A policy run's settings plus how its rows are made: `n` completions a prompt sampled
     from the parent at `sample_temperature` (at most `sample_max_new_tokens` tokens each),
     scored by reward-model version `reward_version` (its id; `reward_label` names it), the
     best kept."""
@@ -93,7 +102,8 @@ class ReportSample(BaseModel):
 
 class PolicyReport(BaseModel):
     """What a policy run did to its parent, on held-out prompts: KL(new ‖ parent) estimated
-    from the new policy's own samples, and the proxy reward of both policies' samples."""
+    from the new policy's own samples, and the proxy and (where one was chosen) gold reward of
+    both policies' samples."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -109,8 +119,22 @@ class PolicyReport(BaseModel):
     proxy_parent: float | None = None
     proxy_diff_low: float | None = None  # 95 % bootstrap interval of new − parent
     proxy_diff_high: float | None = None
+    gold_reward_version: int | None = None  # the gold reward model, scored the same way
+    gold_reward_label: str = ""
+    gold_new: float | None = None
+    gold_parent: float | None = None
+    gold_diff_low: float | None = None
+    gold_diff_high: float | None = None
     seconds: float = 0.0
     samples: list[ReportSample] = Field(default_factory=list)
+
+    @property
+    def gain_not_in_gold(self) -> bool:
+        """The proxy's new − parent interval lies above zero and the gold's does not: the gain
+        the run was trained for is the proxy's alone (over-optimisation, or a proxy error)."""
+        proxy_up = self.proxy_diff_low is not None and self.proxy_diff_low > 0
+        gold_up = self.gold_diff_low is not None and self.gold_diff_low > 0
+        return proxy_up and self.gold_diff_low is not None and not gold_up
 
 
 class CurvePoint(BaseModel):

@@ -543,6 +543,8 @@ def _train_and_finish(
             tokenizer=setup.tokenizer, prompts=list(dict.fromkeys(held_out)), seed=hp.seed,
             reward_version=getattr(hp, "reward_version", None),
             reward_label=getattr(hp, "reward_label", ""),
+            gold_version=getattr(hp, "gold_version", None),
+            gold_label=getattr(hp, "gold_label", ""),
             renew=lambda: recorder.write(force=True),
         )  # fmt: skip
         record["report"] = made.model_dump(mode="json")

@@ -83,7 +83,7 @@ class BestOfNScoreAdmin(ServiceWrittenAdmin):
 
 @admin.register(PolicyRun)
 class PolicyRunAdmin(ServiceWrittenAdmin):
-    list_display = ["run", "queue", "reward_version", "created_at"]
+    list_display = ["run", "queue", "reward_version", "gold_version", "created_at"]
     search_fields = ["=run__id"]
     # Written with its run by rewards.policy.policy_run_start.
 

@@ -253,13 +253,15 @@ class PolicyRunIn(Body):
     labelled A or B, majority vote an item) or `rejection-sampling` (best of `n` samples of
     each of its prompts from the parent under `reward_model`'s active version, then SFT).
     `reward_model` is required for rejection sampling; for DPO it gives the report's proxy
-    reward. Defaults: learning rate 5e-6 (DPO) or 5e-5, batch 4 (DPO) or 8."""
+    reward. `gold_model` (optional, another reward model) scores the report's samples as the
+    gold. Defaults: learning rate 5e-6 (DPO) or 5e-5, batch 4 (DPO) or 8."""
 
     kind: Literal["dpo", "rejection-sampling"]
     parent_config: Id
     name: StoredText = Field(min_length=1, max_length=100)
     queue: Id
     reward_model: Id | None = None
+    gold_model: Id | None = None
     n: int = Field(default=4, ge=RS_MIN_N, le=RS_MAX_N)
     beta: float = Field(default=0.1, gt=0, le=10)
     learning_rate: float | None = Field(default=None, gt=0, le=1e-2)
@@ -272,11 +274,13 @@ class PolicyRunIn(Body):
 @policy_runs_router.post("/", response={202: TrainingRunOut} | errors(403, 404))
 def start_policy_run(request: HttpRequest, body: PolicyRunIn) -> Status:
     """Queue a DPO or rejection-sampling run; once done its `result_config` is a new model
-    config with lineage, and `report` holds KL from the parent and the proxy reward. 404 for
-    a parent config, queue or reward model that does not exist; 400 for a parent that is not
-    a local transformers model, a queue with no preference pairs (DPO) or prompts, or fewer
-    than the server's minimum (LLM_TRAINING_MIN_ROWS), rejection sampling without a reward
-    model with an active version, or a name already taken."""
+    config with lineage, and `report` holds KL from the parent and the proxy reward (and the
+    gold's, where `gold_model` is given). 404 for a parent config, queue or reward model that
+    does not exist; 400 for a parent that is not a local transformers model, a queue with no
+    preference pairs (DPO) or prompts, or fewer than the server's minimum
+    (LLM_TRAINING_MIN_ROWS), rejection sampling without a reward model with an active
+    version, a gold reward model that is the proxy or has no active version, or a name
+    already taken."""
     parent = model_configs().filter(pk=body.parent_config).first()
     if parent is None:
         raise HttpError(404, "No such model config.")
@@ -288,8 +292,14 @@ def start_policy_run(request: HttpRequest, body: PolicyRunIn) -> Status:
         reward_model = reward_models().filter(pk=body.reward_model).first()
         if reward_model is None:
             raise HttpError(404, "No such reward model.")
+    gold_model = None
+    if body.gold_model is not None:
+        gold_model = reward_models().filter(pk=body.gold_model).first()
+        if gold_model is None:
+            raise HttpError(404, "No such gold reward model.")
     run = policy_run_start(
         kind=body.kind, parent=parent, name=body.name, queue=queue, reward_model=reward_model,
+        gold_model=gold_model,
         settings=PolicySettings(beta=body.beta, n=body.n, learning_rate=body.learning_rate,
                                 max_steps=body.max_steps, batch_size=body.batch_size,
                                 max_length=body.max_length, seed=body.seed),

@@ -194,6 +194,13 @@ class PolicyRunForm(forms.Form):
         help_text="its active version ranks the samples (rejection sampling, required) and "
         "gives the report's proxy reward (both kinds)",
     )
+    gold_model = forms.ModelChoiceField(
+        queryset=RewardModel.objects.all(),
+        required=False,
+        label="Gold reward model",
+        help_text="optional, not the proxy: its active version (trained on more, or other, "
+        "labels) also scores the report's samples, so you see whether the proxy's gain is real",
+    )
     n = forms.IntegerField(
         label="n (samples a prompt)",
         min_value=RS_MIN_N,

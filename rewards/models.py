@@ -443,7 +443,8 @@ class PolicyRun(models.Model):
     """The reward side of a policy training run's lineage (llm.TrainingRun, DPO or
     rejection sampling): the queue its pairs or prompts came from and the reward-model
     version that ranked its samples (rejection sampling) or is its report's proxy. Kept
-    here, not on the run, because llm imports no other app (DESIGN.md)."""
+    here, not on the run, because llm imports no other app (DESIGN.md). `gold_version` is
+    the report's gold scorer, where the researcher chose one."""
 
     run = models.OneToOneField(
         "llm.TrainingRun", on_delete=models.CASCADE, related_name="policy_lineage"
@@ -452,6 +453,10 @@ class PolicyRun(models.Model):
         "annotations.Queue", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     reward_version = models.ForeignKey(
+        RewardVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The gold scorer of the run's report: another reward model's version (never the proxy's).
+    gold_version = models.ForeignKey(
         RewardVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)

@@ -79,6 +79,27 @@ def _active_version(reward_model: RewardModel | None) -> RewardVersion | None:
     return version if (Path(version.artifact_path) / MARKER).is_file() else None
 
 
+def _gold_version(
+    gold_model: RewardModel | None, proxy_model: RewardModel | None
+) -> RewardVersion | None:
+    """The gold scorer's active version; ValidationError for one that has none, or for the
+    proxy's own model (a gold identical to the proxy says nothing)."""
+    if gold_model is None:
+        return None
+    if proxy_model is not None and gold_model.pk == proxy_model.pk:
+        raise ValidationError(
+            "The gold reward model is the proxy itself: choose another reward model (trained "
+            "on more, or other, labels) as the gold."
+        )
+    gold = _active_version(gold_model)
+    if gold is None:
+        raise ValidationError(
+            f"Reward model {gold_model.name} has no active version to score with: train one "
+            "that passes its evaluation gate first."
+        )
+    return gold
+
+
 def policy_run_start(
     *,
     kind: str,
@@ -87,14 +108,18 @@ def policy_run_start(
     queue: Queue,
     reward_model: RewardModel | None,
     settings: PolicySettings,
+    gold_model: RewardModel | None = None,
     user: User | None = None,
 ) -> TrainingRun:
     """Queue a policy run and its PolicyRun lineage in one transaction (the task is sent on
     commit). ValidationError, and nothing created, for: a kind that is not a policy kind, a
     parent that is not a local model, a queue with no preference pairs (DPO) or no prompts
     (rejection sampling) or fewer than LLM_TRAINING_MIN_ROWS, rejection sampling without a
-    reward model with an active version, n outside RS_MIN_N..RS_MAX_N, a name taken.
-    DPO's reward model is optional: its active version, if any, gives the report's proxy."""
+    reward model with an active version, n outside RS_MIN_N..RS_MAX_N, a name taken, a gold
+    reward model without an active version or the same as the proxy.
+    DPO's reward model is optional: its active version, if any, gives the report's proxy.
+    The gold reward model is optional for both kinds: its active version scores the report's
+    samples beside the proxy, so a researcher sees whether the proxy's gain is real."""
     if kind not in POLICY_KINDS:
         raise ValidationError(f"{kind!r} is not a policy training kind (dpo, rejection-sampling).")
     version = _active_version(reward_model)
@@ -108,6 +133,9 @@ def policy_run_start(
     if settings.batch_size is not None:
         common["batch_size"] = settings.batch_size
     label = f"{reward_model.name} v{version.number}" if reward_model and version else ""
+    gold = _gold_version(gold_model, reward_model)
+    common["gold_version"] = gold.pk if gold else None
+    common["gold_label"] = f"{gold_model.name} v{gold.number}" if gold_model and gold else ""
     with transaction.atomic():
         if kind == TrainingKind.DPO:
             pairs = queue_preference_rows(queue)
@@ -156,7 +184,7 @@ def policy_run_start(
                 source=f"best of {settings.n} under {label} on the prompts of queue "
                 f"{queue.name} (#{queue.pk})",
             )  # fmt: skip
-        PolicyRun.objects.create(run=run, queue=queue, reward_version=version)
+        PolicyRun.objects.create(run=run, queue=queue, reward_version=version, gold_version=gold)
     return run
 
 

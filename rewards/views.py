@@ -249,7 +249,8 @@ def policy_run_create(request: HttpRequest) -> HttpResponse:
             run = policy_run_start(
                 kind=data["kind"], parent=data["parent"], name=data["name"],
                 queue=data["queue"], reward_model=data["reward_model"],
-                settings=form.policy_settings(), user=signed_in_user(request),
+                gold_model=data["gold_model"], settings=form.policy_settings(),
+                user=signed_in_user(request),
             )  # fmt: skip
         except ValidationError as error:
             form.add_error(None, error.messages)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -17,7 +18,7 @@ from annotations.models import Priority, Queue
 from annotations.services import NewItem, label_submit, queue_item_claim, queue_items_create
 from debate.models import DebateStatus, Speech, SpeechStatus
 from rewards.models import RewardModel, RewardVersion, Speed, Status, Trigger
-from rewards.services import reward_model_save, reward_training_start
+from rewards.services import MARKER, reward_model_save, reward_training_start
 from rewards.training import reward_training_run
 from tests.annotations.factories import make_queue
 from tests.factories import DebateFactory
@@ -174,3 +175,17 @@ def active_version(reward_model: RewardModel, number: int = 1) -> RewardVersion:
     )  # fmt: skip
     RewardModel.objects.filter(pk=reward_model.pk).update(active_version=version)
     return version
+
+
+def scorable(queue: Queue, folder: Path, name: str = "rm") -> RewardModel:
+    """A reward model whose active version has a checkpoint marker under `folder`: enough for
+    a policy run to start with it (rewards.policy), not to score."""
+    reward_model = reward_model_for(queue, name=name)
+    version = active_version(reward_model)
+    checkpoint = folder / f"{name}-v1"
+    checkpoint.mkdir()
+    (checkpoint / MARKER).write_text("{}")
+    version.artifact_path = str(checkpoint)
+    version.save(update_fields=["artifact_path"])
+    reward_model.refresh_from_db()
+    return reward_model

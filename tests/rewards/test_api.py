@@ -222,6 +222,21 @@ def test_a_researcher_starts_a_dpo_run_through_the_api(policy_world, researcher)
     assert api.get(f"/training-runs/{run['id']}").json()["dataset_hash"] == run["dataset_hash"]
 
 
+def test_a_gold_reward_model_that_is_the_proxy_or_untrained_is_refused(policy_world, researcher):
+    from llm.models import TrainingRun
+    from tests.rewards.factories import reward_model_for
+
+    untrained = reward_model_for(policy_world["queue"], name="untrained")
+    api = Api(researcher)
+    body = policy_body(policy_world, reward_model=untrained.pk, gold_model=untrained.pk)
+    response = api.post("/policy-runs/", body)
+    assert response.status_code == 400 and "is the proxy itself" in response.json()["detail"]
+    response = api.post("/policy-runs/", policy_body(policy_world, gold_model=untrained.pk))
+    assert response.status_code == 400
+    assert "has no active version to score with" in response.json()["detail"]
+    assert not TrainingRun.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("change", "status", "detail"),
     [
@@ -233,6 +248,8 @@ def test_a_researcher_starts_a_dpo_run_through_the_api(policy_world, researcher)
         ({"queue": 999_999}, 404, "No such queue"),
         ({"parent_config": 999_999}, 404, "No such model config"),
         ({"reward_model": 999_999}, 404, "No such reward model"),
+        ({"gold_model": 999_999}, 404, "No such gold reward model"),
+        ({"gold_model": 0}, 422, ""),
         ({"extra": 1}, 422, ""),
     ],
 )

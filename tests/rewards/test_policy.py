@@ -19,18 +19,17 @@ from llm.schemas import RejectionSamplingHyperparameters
 from llm.tasks import training_run_task
 from rewards.models import PolicyRun
 from rewards.policy import PolicySettings, policy_run_start
-from rewards.services import MARKER
 from tests.annotations.factories import make_queue
 from tests.helpers import signed_in, wait_for, worker_log
 from tests.llm.training_data import bundled_config, openai_config
 from tests.rewards.factories import (
-    active_version,
     add_items,
     label_all,
     preference_items,
     preference_queue,
     reward_model_for,
     run_now,
+    scorable,
 )
 
 RUN_TIMEOUT = 2400
@@ -52,19 +51,6 @@ def labelled(annotator: Any, n: int = 6, name: str = "prefs") -> Any:
     queue = preference_queue(members=[annotator], name=name)
     label_all(queue, annotator, add_items(queue, preference_items(n, seed=1)))
     return queue
-
-
-def scorable(queue: Any, tmp_path: Path, name: str = "rm") -> Any:
-    """A reward model whose active version has a checkpoint marker (enough to start)."""
-    reward_model = reward_model_for(queue, name=name)
-    version = active_version(reward_model)
-    folder = tmp_path / f"{name}-v1"
-    folder.mkdir()
-    (folder / MARKER).write_text("{}")
-    version.artifact_path = str(folder)
-    version.save(update_fields=["artifact_path"])
-    reward_model.refresh_from_db()
-    return reward_model
 
 
 def start(**overrides: Any) -> TrainingRun:
@@ -92,6 +78,20 @@ def test_dpo_trains_on_the_queues_majority_pairs_with_its_lineage(
     assert hp.beta == 0.3 and hp.reward_version == version.pk and hp.learning_rate == 5e-6
     lineage = PolicyRun.objects.get(run=run)
     assert lineage.queue == queue and lineage.reward_version == version
+    assert lineage.gold_version is None and hp.gold_version is None
+
+
+def test_a_gold_reward_model_is_recorded_beside_the_proxy(db, annotator, tmp_path, no_worker):
+    queue = labelled(annotator)
+    proxy, gold = scorable(queue, tmp_path), scorable(queue, tmp_path, name="gold")
+    parent = bundled_config()
+    for kind in (TrainingKind.DPO, TrainingKind.REJECTION_SAMPLING):
+        run = start(kind=kind, parent=parent, queue=queue, reward_model=proxy,
+                    gold_model=gold, name=f"policy {kind}")  # fmt: skip
+        hp = run.typed_hyperparameters
+        assert (hp.gold_version, hp.gold_label) == (gold.active_version_id, "gold v1")
+        assert hp.reward_version == proxy.active_version_id
+        assert PolicyRun.objects.get(run=run).gold_version_id == gold.active_version_id
 
 
 def test_rejection_sampling_takes_the_queues_prompts_and_the_active_version(
@@ -120,6 +120,8 @@ def test_rejection_sampling_takes_the_queues_prompts_and_the_active_version(
         ("n too small", "between 2 and 64"),
         ("n too large", "between 2 and 64"),
         ("name taken", "already called bundled"),
+        ("gold is the proxy", "The gold reward model is the proxy itself"),
+        ("gold without active version", "has no active version to score with"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_created(
@@ -147,6 +149,10 @@ def test_bad_input_is_refused_and_nothing_is_created(
         fields |= rs | {"settings": PolicySettings(n=n)}
     elif case == "name taken":
         fields["name"] = "bundled"
+    elif case == "gold is the proxy":
+        fields |= rs | {"gold_model": rs["reward_model"]}
+    elif case == "gold without active version":
+        fields["gold_model"] = reward_model_for(queue, name="untrained")
     configs = ModelConfig.objects.count()
     with pytest.raises(ValidationError, match=message):
         start(**fields)
@@ -163,16 +169,18 @@ def test_the_form_starts_a_run_for_researchers_only(db, annotator, researcher, t
     client = signed_in(researcher)
     assert client.get(url).status_code == 200
     assert client.delete(url).status_code == 405
+    gold = scorable(queue, tmp_path, name="gold")
     data = {"kind": "dpo", "parent": parent.pk, "name": "preferred", "queue": queue.pk,
-            "max_length": 128, "max_steps": 1}  # fmt: skip
+            "max_length": 128, "max_steps": 1, "gold_model": gold.pk}  # fmt: skip
     response = client.post(url, data)
     run = TrainingRun.objects.get()
+    assert run.typed_hyperparameters.gold_version == gold.active_version_id
     assert response.status_code == 302
     assert response["Location"] == reverse("llm:training_run_detail", kwargs={"pk": run.pk})
     assert run.name == "preferred" and run.created_by == researcher
 
 
-def test_the_form_shows_why_nothing_started(db, annotator, researcher, no_worker):
+def test_the_form_shows_why_nothing_started(db, annotator, researcher, tmp_path, no_worker):
     queue = labelled(annotator)
     client = signed_in(researcher)
     data = {"kind": "rejection-sampling", "parent": bundled_config().pk, "name": "rs",
@@ -182,6 +190,11 @@ def test_the_form_shows_why_nothing_started(db, annotator, researcher, no_worker
     assert "choose one with an active version" in response.content.decode()
     response = client.post(reverse("rewards:policy_run_create"), data | {"n": 65})
     assert response.status_code == 400 and "less than or equal to 64" in response.content.decode()
+    reward_model = scorable(queue, tmp_path)
+    same = data | {"reward_model": reward_model.pk, "gold_model": reward_model.pk}
+    response = client.post(reverse("rewards:policy_run_create"), same)
+    assert response.status_code == 400
+    assert "The gold reward model is the proxy itself" in response.content.decode()
     assert not TrainingRun.objects.exists()
 
 
@@ -197,6 +210,13 @@ def test_rejection_sampling_with_a_real_worker_and_reward_model(
     version = run_now(reward_model)
     assert version.artifact_path, version.reason
     reward_model.refresh_from_db()
+    # The gold: another reward model, trained on other labels.
+    other = preference_queue(members=[annotator], name="gold labels")
+    label_all(other, annotator, add_items(other, preference_items(40, seed=6, start=1000)))
+    gold_model = reward_model_for(other, name="kindness gold")
+    gold = run_now(gold_model)
+    assert gold.artifact_path, gold.reason
+    gold_model.refresh_from_db()
     prompts = preference_queue(members=[annotator], name="prompts")
     add_items(prompts, preference_items(5, seed=4, start=500))
     parent = bundled_config()
@@ -206,8 +226,8 @@ def test_rejection_sampling_with_a_real_worker_and_reward_model(
                           sample_max_new_tokens=8)  # fmt: skip
     with mock.patch("llm.tasks.training_run_task.delay"):
         run = start(kind=TrainingKind.REJECTION_SAMPLING, parent=parent, name="best of 2",
-                    queue=prompts, reward_model=reward_model, user=researcher,
-                    settings=tiny)  # fmt: skip
+                    queue=prompts, reward_model=reward_model, gold_model=gold_model,
+                    user=researcher, settings=tiny)  # fmt: skip
     private = f"rs-{run.pk}"
     trained_dir = tmp_path / "trained"
     worker: subprocess.Popen[bytes] = start_worker(
@@ -225,6 +245,9 @@ def test_rejection_sampling_with_a_real_worker_and_reward_model(
     report = run.typed_report
     assert report is not None and report.proxy_reward_version == version.pk
     assert report.proxy_new is not None and report.proxy_parent is not None
+    assert report.gold_reward_version == gold.pk and report.gold_reward_label == "kindness gold v1"
+    assert report.gold_new is not None and report.gold_parent is not None
+    assert report.gold_new != report.proxy_new  # scored by the other model
     config = run.result
     assert config is not None and Path(config.model).parent == trained_dir
     lineage = json.loads(Path(config.model, "arbiter-training.json").read_text())
@@ -232,6 +255,11 @@ def test_rejection_sampling_with_a_real_worker_and_reward_model(
     assert lineage["hyperparameters"]["n"] == 2
     assert lineage["hyperparameters"]["reward_version"] == version.pk
     assert PolicyRun.objects.get(run=run).reward_version == version
+    assert PolicyRun.objects.get(run=run).gold_version == gold
+    page = signed_in(researcher).get(reverse("llm:training_run_detail", kwargs={"pk": run.pk}))
+    html = page.content.decode()
+    assert f"new {report.gold_new:.3f} against parent {report.gold_parent:.3f}" in html
+    assert 'Gold reward model</dt><dd id="run-gold-version">kindness gold v1' in html
 
 
 # --- blind evaluation -----------------------------------------------------------------------
