@@ -270,6 +270,11 @@ def dpo_trainer_class() -> type:
             mask = target != -100
             logps = logits.log_softmax(dim=-1)
             log_probs = logps.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
+            if model._log_probs_only:
+                # The reference's pass: TRL reads only its log-probs (its own head computes
+                # just those for a separate reference), and the metrics cost three more
+                # passes over (tokens × vocabulary) floats, about 0.3 s a batch of 4 here.
+                return FusedCausalLMOutput(log_probs=log_probs, label_mask=mask)
             with torch.no_grad():
                 entropy = -(logps.exp() * logps).sum(dim=-1) * mask
                 mean_logits = logits.mean(dim=-1) * mask
@@ -281,11 +286,16 @@ def dpo_trainer_class() -> type:
 
         model.forward = forward
         model._plain_head = True
+        model._log_probs_only = False
 
     class PlainHeadDPOTrainer(DPOTrainer):  # type: ignore[misc]
         def compute_ref_log_probs(self, model: Any, inputs: dict[str, Any]) -> Any:
             plain_head(model)
-            return super().compute_ref_log_probs(model, inputs)
+            model._log_probs_only = True
+            try:
+                return super().compute_ref_log_probs(model, inputs)
+            finally:
+                model._log_probs_only = False
 
         def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False,
                          num_items_in_batch: Any = None) -> Any:  # fmt: skip
