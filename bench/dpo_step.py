@@ -18,8 +18,8 @@ computed once before the first step as the worker does: llm.training.dpo_argumen
       the reference log-probs computed, 2 steps and an eval, the heap kept as llm/heap.py
       keeps it), measured in a subprocess (target <= 4 GB). It trains on the pairs its two
       steps use: the pairs it never reaches would add 8 bytes each;
-  (3) with --defaults: one TRL step with TRL 1.16's own defaults (bf16 autocast and
-      gradient checkpointing on), the figure issue 23 measured at 28.6 s a step.
+  (3) with --defaults: one step of TRL's own DPOTrainer with TRL 1.16's defaults (bf16
+      autocast and gradient checkpointing on), the figure issue 23 measured at 28.6 s a step.
 Prints the CPU flags that decide the precision beside the figures.
 """
 
@@ -88,16 +88,17 @@ def pairs(n: int, seed: int = 0) -> list[PreferenceRow]:
 
 def trainer_for(
     model: Any, tokenizer: Any, data: list[dict], args: dict[str, Any],
-    eval_data: list[dict] | None = None,
+    eval_data: list[dict] | None = None, *, stock: bool = False,
 ) -> Any:  # fmt: skip
     """A DPOTrainer with these arguments (the worker's: worker_arguments), its reference
-    precompute timed (PrecomputeClock)."""
+    precompute timed (PrecomputeClock); `stock`: TRL's own DPOTrainer, untouched."""
     from datasets import Dataset
-    from trl import DPOConfig
+    from trl import DPOConfig, DPOTrainer
 
     config = DPOConfig(**args)
     held = Dataset.from_list(eval_data) if eval_data else None
-    return PrecomputeClock.trainer_class()(
+    trainer_class = DPOTrainer if stock else PrecomputeClock.trainer_class()
+    return trainer_class(
         model=model, args=config, processing_class=tokenizer,
         train_dataset=Dataset.from_list(data), eval_dataset=held, callbacks=[trim_callback()],
     )  # fmt: skip
@@ -267,7 +268,7 @@ def main() -> None:
             "save_strategy": "no",
             "beta": BETA,
         }  # TRL's bf16 and checkpointing
-        slow = trainer_for(copy.deepcopy(base), tokenizer, data, defaults)
+        slow = trainer_for(copy.deepcopy(base), tokenizer, data, defaults, stock=True)
         slow_clock = StepClock()
         slow.add_callback(slow_clock.callback())
         slow.train()
