@@ -57,10 +57,10 @@ from llm.backends.bundled import BUNDLED_MODEL_ID  # noqa: E402
 from llm.heap import map_large_blocks, trim_callback  # noqa: E402
 from llm.models import ModelConfig  # noqa: E402
 from llm.schemas import DPOHyperparameters, PreferenceRow  # noqa: E402
+from llm.trainers import dpo_trainer_class  # noqa: E402
 from llm.training import (  # noqa: E402
     checkpointing_argument,
     dpo_arguments,
-    dpo_trainer_class,
     machine_settings,
     micro_batches,
     preference_dataset,
@@ -107,7 +107,7 @@ def trainer_for(
 class PrecomputeClock:
     """Seconds spent computing the reference's log-probs before training. TRL does it in
     the trainer's constructor through `_precompute_ref_logps` (private; TRL 1.16). The
-    trainer is the worker's (llm.training.dpo_trainer_class)."""
+    trainer is the worker's (llm.trainers.dpo_trainer_class)."""
 
     seconds = 0.0
 

@@ -51,12 +51,12 @@ from llm.backends.bundled import BUNDLED_MODEL_ID  # noqa: E402
 from llm.heap import map_large_blocks, trim_callback  # noqa: E402
 from llm.models import ModelConfig  # noqa: E402
 from llm.schemas import TrainingRow  # noqa: E402
+from llm.trainers import sft_trainer_class  # noqa: E402
 from llm.training import (  # noqa: E402
     OPTIMIZER,
     conversational,
     machine_settings,
     micro_batches,
-    sft_trainer_class,
 )
 
 WORDS = ["tide", "moon", "water", "shore", "pull", "gravity", "ocean", "wave", "coast",
@@ -97,7 +97,7 @@ def cpu_flags() -> str:
 def trainer_for(
     model: Any, tokenizer: Any, data: list[dict], args: dict[str, Any], *, stock: bool = False
 ) -> Any:
-    """The worker's trainer (llm.training.sft_trainer_class), or TRL's own with `stock`."""
+    """The worker's trainer (llm.trainers.sft_trainer_class), or TRL's own with `stock`."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
