@@ -40,19 +40,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("ARBITER_VAR_DIR", tempfile.mkdtemp(prefix="arbiter-bench-dpo-"))
-os.environ.setdefault("LLM_MODELS_DIR", str(ROOT / "var" / "models"))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-import django  # noqa: E402
-
-django.setup()
+# The rest of the environment and django.setup() are sft_step's, imported with its clock.
+from bench.sft_step import WORDS, StepClock, cpu_flags, peak_resident_gib  # noqa: E402, I001
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from bench.sft_step import StepClock, cpu_flags, peak_resident_gib  # noqa: E402
 from llm.backends.bundled import BUNDLED_MODEL_ID  # noqa: E402
 from llm.heap import map_large_blocks, trim_callback  # noqa: E402
 from llm.models import ModelConfig  # noqa: E402
@@ -66,9 +61,7 @@ from llm.training import (  # noqa: E402
     preference_dataset,
 )
 
-WORDS = ["tide", "moon", "water", "shore", "pull", "gravity", "ocean", "wave", "coast",
-         "sand", "harbour", "current", "storm", "reef", "island", "delta", "river",
-         "valley"]  # fmt: skip
+PAIR_WORDS = WORDS[:18]  # the words of the pairs the README's figures were measured on
 BETA = 0.1
 LR = 5e-6
 
@@ -80,7 +73,7 @@ def pairs(n: int, seed: int = 0) -> list[PreferenceRow]:
     rng = random.Random(seed)
 
     def words(low: int, high: int) -> str:
-        return " ".join(rng.choice(WORDS) for _ in range(rng.randint(low, high)))
+        return " ".join(rng.choice(PAIR_WORDS) for _ in range(rng.randint(low, high)))
 
     return [PreferenceRow(prompt=f"Question {i}: {words(10, 30)}?", chosen=words(10, 40) + ".",
                           rejected=words(10, 40) + ".") for i in range(n)]  # fmt: skip
